@@ -1,0 +1,179 @@
+"""Every knob of the pipeline, in one typed place.
+
+Resolution order for each knob (first wins):
+  1. an environment variable with the knob's name, e.g. ``MAX_WORKERS=20 make deploy``;
+  2. CDK context, e.g. ``cdk deploy -c MAX_WORKERS=20`` or the ``context`` block of cdk.json;
+  3. the default below.
+
+The Lambdas receive their knobs as environment variables with the same names (see
+``ingest_environment`` / ``consumer_environment``), so infra, runtime and ``make run`` cannot drift.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+# The SQS message limit (1 MiB since Aug 2025) minus room for the envelope around a payload.
+SQS_MAX_MESSAGE_BYTES = 1024 * 1024
+ENVELOPE_OVERHEAD_BYTES = 4 * 1024
+KIB = 1024
+
+
+class ConfigError(ValueError):
+    """A knob has a value the pipeline cannot run with; the message names the knob."""
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    # --- deployment -------------------------------------------------------------------------
+    STAGE: str = "prod"
+    # --- the worker pool (the Go original's MAX_WORKERS uploaders) ----------------------------
+    MAX_WORKERS: int = 10
+    UPLOAD_CONCURRENCY: int = 16
+    BATCH_SIZE: int = 100
+    MAX_BATCHING_WINDOW_SECONDS: int = 1
+    CONSUMER_TIMEOUT_SECONDS: int = 30
+    CONSUMER_MEMORY_MB: int = 512
+    # --- the queue (the Go original's MAX_QUEUE buffer) ---------------------------------------
+    MAX_RECEIVE_COUNT: int = 5
+    QUEUE_RETENTION_DAYS: int = 4
+    DLQ_RETENTION_DAYS: int = 14
+    # --- the HTTP contract --------------------------------------------------------------------
+    MAX_BODY_BYTES: int = 1024 * KIB
+    MAX_PAYLOADS: int = 500
+    MAX_PAYLOAD_BYTES: int = 256 * KIB
+    MAX_NESTING_DEPTH: int = 32
+    ENQUEUE_MAX_ATTEMPTS: int = 4
+    RETRY_AFTER_SECONDS: int = 1
+    INGEST_TIMEOUT_SECONDS: int = 10
+    INGEST_MEMORY_MB: int = 512
+    REQUIRE_API_KEY: bool = True
+    THROTTLE_RATE_LIMIT: int = 1000
+    THROTTLE_BURST_LIMIT: int = 2000
+    # --- storage ------------------------------------------------------------------------------
+    OBJECT_PREFIX: str = "payloads/"
+    OBJECT_EXPIRATION_DAYS: int = 0  # 0 keeps objects forever
+    ACCESS_LOG_EXPIRATION_DAYS: int = 90
+    DESTROY_ON_REMOVE: bool = False  # dev only: `cdk destroy` deletes the bucket and its objects
+    # --- runtime and telemetry ----------------------------------------------------------------
+    PYTHON_VERSION: str = "3.14"
+    POWERTOOLS_VERSION: str = "3.37.0"  # same as requirements-dev.txt; resolves the public layer
+    LOG_LEVEL: str = "INFO"
+    LOG_RETENTION_DAYS: int = 30
+    METRICS_NAMESPACE: str = "IngestPipeline"
+    TRACING: bool = True
+
+    def __post_init__(self) -> None:
+        checks: list[tuple[bool, str]] = [
+            (self.STAGE.isidentifier() or self.STAGE.replace("-", "").isalnum(), "STAGE must be alphanumeric (dashes allowed)"),
+            (2 <= self.MAX_WORKERS <= 1000, "MAX_WORKERS must be 2..1000 (the SQS event source maximum concurrency range)"),
+            (1 <= self.UPLOAD_CONCURRENCY <= 256, "UPLOAD_CONCURRENCY must be 1..256"),
+            (1 <= self.BATCH_SIZE <= 10000, "BATCH_SIZE must be 1..10000"),
+            (0 <= self.MAX_BATCHING_WINDOW_SECONDS <= 300, "MAX_BATCHING_WINDOW_SECONDS must be 0..300"),
+            (self.BATCH_SIZE <= 10 or self.MAX_BATCHING_WINDOW_SECONDS >= 1,
+             "BATCH_SIZE above 10 needs MAX_BATCHING_WINDOW_SECONDS >= 1 (an SQS event source rule)"),
+            (1 <= self.CONSUMER_TIMEOUT_SECONDS <= 900, "CONSUMER_TIMEOUT_SECONDS must be 1..900"),
+            (1 <= self.MAX_RECEIVE_COUNT <= 1000, "MAX_RECEIVE_COUNT must be 1..1000"),
+            (1 <= self.QUEUE_RETENTION_DAYS <= 14, "QUEUE_RETENTION_DAYS must be 1..14"),
+            (self.QUEUE_RETENTION_DAYS < self.DLQ_RETENTION_DAYS <= 14,
+             "DLQ_RETENTION_DAYS must be above QUEUE_RETENTION_DAYS and at most 14 (a moved message keeps its enqueue time)"),
+            (1 <= self.MAX_PAYLOAD_BYTES <= SQS_MAX_MESSAGE_BYTES - ENVELOPE_OVERHEAD_BYTES,
+             f"MAX_PAYLOAD_BYTES must be 1..{SQS_MAX_MESSAGE_BYTES - ENVELOPE_OVERHEAD_BYTES} (one payload per SQS message)"),
+            (self.MAX_PAYLOAD_BYTES <= self.MAX_BODY_BYTES <= 6 * 1024 * KIB - 1,
+             "MAX_BODY_BYTES must be at least MAX_PAYLOAD_BYTES and below 6 MiB (the Lambda proxy limit)"),
+            (1 <= self.MAX_PAYLOADS <= 10000, "MAX_PAYLOADS must be 1..10000"),
+            (1 <= self.MAX_NESTING_DEPTH <= 500, "MAX_NESTING_DEPTH must be 1..500"),
+            (1 <= self.ENQUEUE_MAX_ATTEMPTS <= 10, "ENQUEUE_MAX_ATTEMPTS must be 1..10"),
+            (1 <= self.RETRY_AFTER_SECONDS <= 3600, "RETRY_AFTER_SECONDS must be 1..3600"),
+            (1 <= self.INGEST_TIMEOUT_SECONDS <= 29, "INGEST_TIMEOUT_SECONDS must be 1..29 (API Gateway waits 29 s)"),
+            (self.THROTTLE_RATE_LIMIT >= 1 and self.THROTTLE_BURST_LIMIT >= 1, "throttle limits must be positive"),
+            (self.OBJECT_PREFIX == "" or self.OBJECT_PREFIX.endswith("/"), "OBJECT_PREFIX must be empty or end with '/'"),
+            (self.OBJECT_EXPIRATION_DAYS >= 0, "OBJECT_EXPIRATION_DAYS must be >= 0 (0 = keep forever)"),
+            (self.PYTHON_VERSION in ("3.13", "3.14"), "PYTHON_VERSION must be 3.13 or 3.14"),
+            (self.LOG_LEVEL in ("DEBUG", "INFO", "WARNING", "ERROR"), "LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR"),
+        ]
+        failures = [message for ok, message in checks if not ok]
+        if failures:
+            raise ConfigError("; ".join(failures))
+
+    # --- derived values: computed, never configured, so they cannot disagree -------------------
+    @property
+    def visibility_timeout_seconds(self) -> int:
+        """AWS guidance: at least 6 x the function timeout + the batching window."""
+        return 6 * self.CONSUMER_TIMEOUT_SECONDS + self.MAX_BATCHING_WINDOW_SECONDS
+
+    @property
+    def powertools_layer_parameter(self) -> str:
+        """Public SSM parameter holding the layer ARN of this exact Powertools release."""
+        return f"/aws/service/powertools/python/arm64/python{self.PYTHON_VERSION}/{self.POWERTOOLS_VERSION}"
+
+    def ingest_environment(self, queue_url: str) -> dict[str, str]:
+        return {
+            "QUEUE_URL": queue_url,
+            "MAX_BODY_BYTES": str(self.MAX_BODY_BYTES),
+            "MAX_PAYLOADS": str(self.MAX_PAYLOADS),
+            "MAX_PAYLOAD_BYTES": str(self.MAX_PAYLOAD_BYTES),
+            "MAX_NESTING_DEPTH": str(self.MAX_NESTING_DEPTH),
+            "ENQUEUE_MAX_ATTEMPTS": str(self.ENQUEUE_MAX_ATTEMPTS),
+            "RETRY_AFTER_SECONDS": str(self.RETRY_AFTER_SECONDS),
+            **self._powertools_environment("ingest"),
+        }
+
+    def consumer_environment(self, bucket_name: str) -> dict[str, str]:
+        return {
+            "BUCKET_NAME": bucket_name,
+            "OBJECT_PREFIX": self.OBJECT_PREFIX,
+            "UPLOAD_CONCURRENCY": str(self.UPLOAD_CONCURRENCY),
+            **self._powertools_environment("consumer"),
+        }
+
+    def _powertools_environment(self, service: str) -> dict[str, str]:
+        return {
+            "POWERTOOLS_SERVICE_NAME": service,
+            "POWERTOOLS_METRICS_NAMESPACE": self.METRICS_NAMESPACE,
+            "POWERTOOLS_LOG_LEVEL": self.LOG_LEVEL,
+            "POWERTOOLS_TRACE_DISABLED": "false" if self.TRACING else "true",
+        }
+
+    @classmethod
+    def resolve(cls, context: Callable[[str], Any] | Mapping[str, Any], environ: Mapping[str, str] | None = None) -> PipelineConfig:
+        """Build the config from environment variables, then CDK context, then defaults."""
+        environ = os.environ if environ is None else environ
+        lookup = context.get if isinstance(context, Mapping) else context
+        values: dict[str, Any] = {}
+        for knob in fields(cls):
+            raw = environ.get(knob.name)
+            if raw is None:
+                raw = lookup(knob.name)
+            if raw is not None:
+                values[knob.name] = _coerce(knob.name, knob.type, raw)
+        return cls(**values)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _coerce(name: str, type_name: Any, raw: Any) -> Any:
+    kind = type_name if isinstance(type_name, str) else getattr(type_name, "__name__", str(type_name))
+    if kind == "bool":
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{name}={raw!r} is not a boolean (use true or false)")
+    if kind == "int":
+        if isinstance(raw, bool) or (isinstance(raw, float) and not math.isfinite(raw)):
+            raise ConfigError(f"{name}={raw!r} is not an integer")
+        try:
+            return int(str(raw).strip())
+        except ValueError as exc:
+            raise ConfigError(f"{name}={raw!r} is not an integer") from exc
+    return str(raw)

@@ -1,0 +1,65 @@
+"""The settings every pipeline Lambda shares: runtime, arch, code asset, layer, logs, tracing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from infra.config import PipelineConfig
+
+LAMBDA_SOURCE = Path(__file__).resolve().parent.parent / "lambdas"
+_RUNTIMES = {"3.13": lambda_.Runtime.PYTHON_3_13, "3.14": lambda_.Runtime.PYTHON_3_14}
+_RETENTION = {
+    1: logs.RetentionDays.ONE_DAY, 3: logs.RetentionDays.THREE_DAYS, 5: logs.RetentionDays.FIVE_DAYS,
+    7: logs.RetentionDays.ONE_WEEK, 14: logs.RetentionDays.TWO_WEEKS, 30: logs.RetentionDays.ONE_MONTH,
+    60: logs.RetentionDays.TWO_MONTHS, 90: logs.RetentionDays.THREE_MONTHS, 120: logs.RetentionDays.FOUR_MONTHS,
+    150: logs.RetentionDays.FIVE_MONTHS, 180: logs.RetentionDays.SIX_MONTHS, 365: logs.RetentionDays.ONE_YEAR,
+    400: logs.RetentionDays.THIRTEEN_MONTHS, 545: logs.RetentionDays.EIGHTEEN_MONTHS,
+    731: logs.RetentionDays.TWO_YEARS, 1827: logs.RetentionDays.FIVE_YEARS, 3653: logs.RetentionDays.TEN_YEARS,
+}
+
+
+def log_retention(days: int) -> logs.RetentionDays:
+    if days not in _RETENTION:
+        raise ValueError(f"LOG_RETENTION_DAYS must be one of {sorted(_RETENTION)}, got {days}")
+    return _RETENTION[days]
+
+
+def log_group(scope: Construct, construct_id: str, config: PipelineConfig) -> logs.LogGroup:
+    return logs.LogGroup(
+        scope, construct_id, retention=log_retention(config.LOG_RETENTION_DAYS), removal_policy=RemovalPolicy.DESTROY
+    )
+
+
+def pipeline_function(
+    scope: Construct,
+    construct_id: str,
+    *,
+    config: PipelineConfig,
+    handler: str,
+    environment: dict[str, str],
+    timeout_seconds: int,
+    memory_mb: int,
+    powertools_layer: lambda_.ILayerVersion,
+    reserved_concurrency: int | None = None,
+) -> lambda_.Function:
+    """A Python arm64 Function whose code is the plain lambdas/ folder (no Docker bundling)."""
+    return lambda_.Function(
+        scope,
+        construct_id,
+        runtime=_RUNTIMES[config.PYTHON_VERSION],
+        architecture=lambda_.Architecture.ARM_64,
+        handler=handler,
+        code=lambda_.Code.from_asset(str(LAMBDA_SOURCE), exclude=["**/__pycache__", "**/*.pyc"]),
+        layers=[powertools_layer],
+        environment=environment,
+        timeout=Duration.seconds(timeout_seconds),
+        memory_size=memory_mb,
+        reserved_concurrent_executions=reserved_concurrency,
+        tracing=lambda_.Tracing.ACTIVE if config.TRACING else lambda_.Tracing.DISABLED,
+        log_group=log_group(scope, f"{construct_id}Logs", config),
+    )

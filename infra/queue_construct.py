@@ -1,0 +1,31 @@
+"""The buffer between ingest and the worker pool, and its dead-letter queue."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from infra.config import PipelineConfig
+
+
+class PayloadQueue(Construct):
+    def __init__(self, scope: Construct, construct_id: str, *, config: PipelineConfig) -> None:
+        super().__init__(scope, construct_id)
+        self.dead_letter_queue = sqs.Queue(
+            self,
+            "DeadLetterQueue",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            # Longer than the source queue: a moved message keeps its original enqueue time.
+            retention_period=Duration.days(config.DLQ_RETENTION_DAYS),
+        )
+        self.queue = sqs.Queue(
+            self,
+            "Queue",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(config.QUEUE_RETENTION_DAYS),
+            visibility_timeout=Duration.seconds(config.visibility_timeout_seconds),
+            dead_letter_queue=sqs.DeadLetterQueue(max_receive_count=config.MAX_RECEIVE_COUNT, queue=self.dead_letter_queue),
+        )

@@ -1,0 +1,93 @@
+"""The stack composes the constructs and owns the cdk-nag suppressions (each with its reason)."""
+
+from __future__ import annotations
+
+from aws_cdk import CfnOutput, Stack
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_ssm as ssm
+from cdk_nag import NagSuppressions
+from constructs import Construct
+
+from infra.api_construct import IngestApi
+from infra.config import PipelineConfig
+from infra.queue_construct import PayloadQueue
+from infra.storage_construct import PayloadStorage
+from infra.worker_pool_construct import WorkerPool
+
+
+class IngestPipelineStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str, *, config: PipelineConfig, **kwargs: object) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.config = config
+        # The public parameter of one exact Powertools release, resolved by CloudFormation at
+        # deploy time: synth stays offline and the layer is pinned to requirements-dev.txt's version.
+        layer_arn = ssm.StringParameter.value_for_string_parameter(self, config.powertools_layer_parameter)
+        powertools = lambda_.LayerVersion.from_layer_version_arn(self, "PowertoolsLayer", layer_arn)
+
+        self.storage = PayloadStorage(self, "Storage", config=config)
+        self.queue = PayloadQueue(self, "Buffer", config=config)
+        self.api = IngestApi(self, "Api", config=config, queue=self.queue.queue, powertools_layer=powertools)
+        self.workers = WorkerPool(
+            self, "Workers", config=config, queue=self.queue.queue, bucket=self.storage.bucket, powertools_layer=powertools
+        )
+
+        CfnOutput(self, "ApiUrl", value=self.api.payloads_url, description="POST collections here")
+        CfnOutput(self, "ApiKeyId", value=self.api.api_key.key_id,
+                  description="aws apigateway get-api-key --include-value --api-key <id> prints the key")
+        CfnOutput(self, "BucketName", value=self.storage.bucket.bucket_name)
+        CfnOutput(self, "QueueUrl", value=self.queue.queue.queue_url)
+        CfnOutput(self, "DlqUrl", value=self.queue.dead_letter_queue.queue_url)
+        self._suppress_nag_findings()
+
+    def _suppress_nag_findings(self) -> None:
+        NagSuppressions.add_resource_suppressions(
+            self.storage.access_log_bucket,
+            [{"id": "AwsSolutions-S1", "reason": "This is the server-access-log target; logging it to itself would loop."}],
+        )
+        NagSuppressions.add_resource_suppressions(
+            self.queue.dead_letter_queue,
+            [{"id": "AwsSolutions-SQS3", "reason": "This queue is the dead-letter queue of the payload queue."}],
+        )
+        NagSuppressions.add_resource_suppressions(
+            self.api.api,
+            [
+                {"id": "AwsSolutions-APIG2", "reason": "The ingest Lambda validates every body and answers RFC 9457 "
+                 "problem+json; API Gateway's validator would answer in a different error format."},
+                {"id": "AwsSolutions-APIG3", "reason": "WAF is optional and billed per request; usage-plan throttling "
+                 "per API key is the default protection. Attach a WebACL to the stage if you need one."},
+            ],
+            apply_to_children=True,
+        )
+        NagSuppressions.add_resource_suppressions(
+            self.api.method,
+            [
+                {"id": "AwsSolutions-APIG4", "reason": "Endpoints authenticate with an API key bound to a usage plan "
+                 "(REQUIRE_API_KEY); device fleets have no user identity for an authorizer."},
+                {"id": "AwsSolutions-COG4", "reason": "No Cognito users: clients are devices holding API keys."},
+            ],
+        )
+        NagSuppressions.add_resource_suppressions(
+            self.api.api,
+            [{"id": "AwsSolutions-IAM4", "reason": "API Gateway's account-level CloudWatch role uses the AWS managed "
+              "AmazonAPIGatewayPushToCloudWatchLogs policy, as AWS documents.",
+              "appliesTo": ["Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs"]}],
+            apply_to_children=True,
+        )
+        for function in (self.api.function, self.workers.function):
+            NagSuppressions.add_resource_suppressions(
+                function,
+                [
+                    {"id": "AwsSolutions-IAM4", "reason": "AWSLambdaBasicExecutionRole only allows writing this "
+                     "function's logs.", "appliesTo": ["Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"]},
+                    {"id": "AwsSolutions-IAM5", "reason": "X-Ray PutTraceSegments/PutTelemetryRecords have no "
+                     "resource-level permissions.", "appliesTo": ["Resource::*"]},
+                ],
+                apply_to_children=True,
+            )
+        NagSuppressions.add_resource_suppressions(
+            self.workers.function,
+            [{"id": "AwsSolutions-IAM5", "reason": "The consumer writes one object per payload under OBJECT_PREFIX; "
+              "keys are only known at run time, so the grant is scoped to the prefix.",
+              "appliesTo": ["Action::s3:Abort*", {"regex": "/^Resource::<StoragePayloads.*\\.Arn>/.*\\*$/"}]}],
+            apply_to_children=True,
+        )

@@ -1,0 +1,49 @@
+"""The payload bucket (and the bucket that receives its server access logs)."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from infra.config import PipelineConfig
+
+
+class PayloadStorage(Construct):
+    def __init__(self, scope: Construct, construct_id: str, *, config: PipelineConfig) -> None:
+        super().__init__(scope, construct_id)
+        destroy = config.DESTROY_ON_REMOVE
+        removal = RemovalPolicy.DESTROY if destroy else RemovalPolicy.RETAIN
+
+        self.access_log_bucket = s3.Bucket(
+            self,
+            "AccessLogs",
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(config.ACCESS_LOG_EXPIRATION_DAYS))],
+            removal_policy=removal,
+            auto_delete_objects=destroy,
+        )
+
+        rules = [s3.LifecycleRule(id="abort-incomplete-uploads", abort_incomplete_multipart_upload_after=Duration.days(7))]
+        if config.OBJECT_EXPIRATION_DAYS:
+            rules.append(
+                s3.LifecycleRule(
+                    id="expire-payloads",
+                    prefix=config.OBJECT_PREFIX or None,
+                    expiration=Duration.days(config.OBJECT_EXPIRATION_DAYS),
+                )
+            )
+        self.bucket = s3.Bucket(
+            self,
+            "Payloads",
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            server_access_logs_bucket=self.access_log_bucket,
+            server_access_logs_prefix="payloads/",
+            lifecycle_rules=rules,
+            removal_policy=removal,
+            auto_delete_objects=destroy,
+        )

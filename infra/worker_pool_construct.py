@@ -1,0 +1,49 @@
+"""The consumer Lambda fed by an SQS event source mapping: the Go original's MAX_WORKERS pool."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as event_sources
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from infra.config import PipelineConfig
+from infra.functions import pipeline_function
+
+
+class WorkerPool(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: PipelineConfig,
+        queue: sqs.IQueue,
+        bucket: s3.IBucket,
+        powertools_layer: lambda_.ILayerVersion,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.function = pipeline_function(
+            self,
+            "Consumer",
+            config=config,
+            handler="consumer_handler.lambda_handler",
+            environment=config.consumer_environment(bucket.bucket_name),
+            timeout_seconds=config.CONSUMER_TIMEOUT_SECONDS,
+            memory_mb=config.CONSUMER_MEMORY_MB,
+            powertools_layer=powertools_layer,
+            # Never below the mapping's maximum concurrency, or the mapping over-pulls, gets
+            # throttled, and good messages drift into the DLQ.
+            reserved_concurrency=config.MAX_WORKERS,
+        )
+        bucket.grant_put(self.function, objects_key_pattern=f"{config.OBJECT_PREFIX}*")
+        self.event_source = event_sources.SqsEventSource(
+            queue,
+            batch_size=config.BATCH_SIZE,
+            max_batching_window=Duration.seconds(config.MAX_BATCHING_WINDOW_SECONDS),
+            report_batch_item_failures=True,
+            max_concurrency=config.MAX_WORKERS,
+        )
+        self.function.add_event_source(self.event_source)  # also grants consume on the queue only

@@ -1,0 +1,1 @@
+"""Runtime code shared by the ingest and consumer Lambdas (deployed as a plain asset of lambdas/)."""

@@ -1,0 +1,61 @@
+"""RFC 9457 problem details: every error the ingest API returns is one of these."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+_TYPE_PREFIX = "urn:ingest-pipeline:problem:"
+
+
+@dataclass
+class Problem(Exception):
+    """A request we refuse. ``slug`` is the stable, low-cardinality reason (also a metric dimension).
+
+    ``pointer`` is a JSON Pointer (RFC 6901) to the offending field or payload, e.g. ``/data/3``.
+    """
+
+    status: int
+    slug: str
+    title: str
+    detail: str
+    pointer: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.slug}: {self.detail}"
+
+    def body(self, instance: str | None = None) -> dict[str, object]:
+        document: dict[str, object] = {
+            "type": _TYPE_PREFIX + self.slug,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+        }
+        if self.pointer is not None:
+            document["pointer"] = self.pointer
+        if instance:
+            document["instance"] = instance
+        return document
+
+    def to_json(self, instance: str | None = None) -> str:
+        return json.dumps(self.body(instance), separators=(",", ":"))
+
+
+def bad_request(slug: str, detail: str, pointer: str | None = None) -> Problem:
+    return Problem(400, slug, "Bad Request", detail, pointer)
+
+
+def too_large(slug: str, detail: str, pointer: str | None = None) -> Problem:
+    return Problem(413, slug, "Content Too Large", detail, pointer)
+
+
+def unsupported_media_type(detail: str) -> Problem:
+    return Problem(415, "unsupported-media-type", "Unsupported Media Type", detail)
+
+
+def service_unavailable(slug: str, detail: str, retry_after_seconds: int) -> Problem:
+    return Problem(
+        503, slug, "Service Unavailable", detail, headers={"Retry-After": str(retry_after_seconds)}
+    )

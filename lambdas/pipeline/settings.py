@@ -1,0 +1,85 @@
+"""Runtime settings, parsed once from the environment the stack sets.
+
+The names are the knob names of infra/config.py (the single source of defaults), so a missing or
+malformed variable is a deployment bug: we fail fast at cold start with a message naming it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+
+
+class SettingsError(RuntimeError):
+    """An environment variable the stack should have set is missing or malformed."""
+
+
+def _require(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name, "").strip()
+    if not value:
+        raise SettingsError(f"environment variable {name} is required (set by the stack)")
+    return value
+
+
+def _int(env: Mapping[str, str], name: str, minimum: int = 0) -> int:
+    raw = _require(env, name)
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name}={raw!r} is not an integer") from exc
+    if value < minimum:
+        raise SettingsError(f"{name}={value} is below its minimum {minimum}")
+    return value
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    queue_url: str
+    max_body_bytes: int
+    max_payloads: int
+    max_payload_bytes: int
+    max_nesting_depth: int
+    enqueue_max_attempts: int
+    retry_after_seconds: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> IngestSettings:
+        return cls(
+            queue_url=_require(env, "QUEUE_URL"),
+            max_body_bytes=_int(env, "MAX_BODY_BYTES", 1),
+            max_payloads=_int(env, "MAX_PAYLOADS", 1),
+            max_payload_bytes=_int(env, "MAX_PAYLOAD_BYTES", 1),
+            max_nesting_depth=_int(env, "MAX_NESTING_DEPTH", 1),
+            enqueue_max_attempts=_int(env, "ENQUEUE_MAX_ATTEMPTS", 1),
+            retry_after_seconds=_int(env, "RETRY_AFTER_SECONDS", 1),
+        )
+
+
+@dataclass(frozen=True)
+class ConsumerSettings:
+    bucket_name: str
+    object_prefix: str
+    upload_concurrency: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> ConsumerSettings:
+        return cls(
+            bucket_name=_require(env, "BUCKET_NAME"),
+            # An empty prefix is legal (objects at the bucket root), so it is not _require()d.
+            object_prefix=env.get("OBJECT_PREFIX", ""),
+            upload_concurrency=_int(env, "UPLOAD_CONCURRENCY", 1),
+        )
+
+
+@lru_cache(maxsize=1)
+def ingest_settings() -> IngestSettings:
+    """The ingest Lambda's settings, parsed on first use and cached for the container's life."""
+    return IngestSettings.from_env(os.environ)
+
+
+@lru_cache(maxsize=1)
+def consumer_settings() -> ConsumerSettings:
+    """The consumer Lambda's settings, parsed on first use and cached for the container's life."""
+    return ConsumerSettings.from_env(os.environ)

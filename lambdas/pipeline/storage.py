@@ -1,0 +1,24 @@
+"""Create-only object writes: a redelivered message can never make a second object or version."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+
+class StoreOutcome(str, Enum):
+    STORED = "stored"
+    ALREADY_STORED = "already-stored"
+
+
+def put_create_only(s3: Any, bucket: str, key: str, body: bytes) -> StoreOutcome:
+    """PutObject with If-None-Match: *. A 412 means an earlier delivery already stored this key."""
+    try:
+        s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json", IfNoneMatch="*")
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "PreconditionFailed":
+            return StoreOutcome.ALREADY_STORED
+        raise  # 409 ConditionalRequestConflict, 5xx, SlowDown...: the record is retried by SQS
+    return StoreOutcome.STORED

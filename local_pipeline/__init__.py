@@ -1,0 +1,1 @@
+"""Run the pipeline's real handlers on this machine (moto for AWS, no Docker)."""

@@ -1,0 +1,126 @@
+"""Shared fixtures: an offline AWS (moto) with the pipeline's queue, DLQ and bucket, and a driver
+that pushes requests through the real handlers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+import consumer_handler
+import ingest_handler
+from infra.config import PipelineConfig
+from local_pipeline.events import LambdaContext, api_gateway_event, sqs_event
+from local_pipeline.resources import LocalResources, create_resources, lambda_environment
+from pipeline import aws_clients, settings
+
+PAYLOADS_PATH = "/v1/payloads"
+JSON_HEADERS = {"Content-Type": "application/json", "x-api-key": "test-key"}
+
+
+@dataclass
+class HttpResult:
+    status: int
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+@dataclass
+class Pipeline:
+    """The local pipeline under test: real handlers, moto SQS/S3."""
+
+    sqs: Any
+    s3: Any
+    resources: LocalResources
+    config: PipelineConfig
+
+    def post(self, body: bytes | dict[str, Any] | None, headers: dict[str, str] | None = None,
+             method: str = "POST", path: str = PAYLOADS_PATH, request_id: str | None = None) -> HttpResult:
+        raw = json.dumps(body).encode() if isinstance(body, dict) else body
+        event = api_gateway_event(method, path, raw, JSON_HEADERS if headers is None else headers, request_id=request_id)
+        response = ingest_handler.lambda_handler(event, LambdaContext(function_name="ingest"))
+        return HttpResult(response["statusCode"], response.get("headers") or {}, json.loads(response["body"] or "null"))
+
+    def receive(self, max_messages: int = 10, queue_url: str | None = None) -> list[dict[str, Any]]:
+        """Every message currently visible on the queue (each becomes in flight)."""
+        messages: list[dict[str, Any]] = []
+        while True:
+            batch = self.sqs.receive_message(
+                QueueUrl=queue_url or self.resources.queue_url, MaxNumberOfMessages=min(10, max_messages),
+                AttributeNames=["All"], MessageAttributeNames=["All"],
+            ).get("Messages", [])
+            if not batch:
+                return messages
+            messages.extend(batch)
+
+    def consume(self, messages: list[dict[str, Any]]) -> dict[str, Any]:
+        """Invoke the consumer like the event source mapping does, and delete what it did not report."""
+        event = sqs_event(messages, self.resources.queue_arn)
+        response = consumer_handler.lambda_handler(event, LambdaContext(function_name="consumer"))
+        failed = {item["itemIdentifier"] for item in response.get("batchItemFailures", [])}
+        for message in messages:
+            if message["MessageId"] not in failed:
+                self.sqs.delete_message(QueueUrl=self.resources.queue_url, ReceiptHandle=message["ReceiptHandle"])
+        return response
+
+    def objects(self) -> dict[str, dict[str, Any]]:
+        """Every stored object, parsed, by key."""
+        stored = {}
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.resources.bucket):
+            for item in page.get("Contents", []):
+                body = self.s3.get_object(Bucket=self.resources.bucket, Key=item["Key"])["Body"].read()
+                stored[item["Key"]] = json.loads(body)
+        return stored
+
+    def queue_depth(self, queue_url: str | None = None) -> int:
+        attributes = self.sqs.get_queue_attributes(
+            QueueUrl=queue_url or self.resources.queue_url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
+
+
+def _clear_caches() -> None:
+    for cached in (settings.ingest_settings, settings.consumer_settings, aws_clients.sqs_client, aws_clients.s3_client):
+        cached.cache_clear()
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    with mock_aws():
+        _clear_caches()
+        yield
+    _clear_caches()
+
+
+@pytest.fixture
+def config() -> PipelineConfig:
+    return PipelineConfig()
+
+
+@pytest.fixture
+def pipeline(aws: None, config: PipelineConfig, monkeypatch: pytest.MonkeyPatch) -> Pipeline:
+    sqs, s3 = boto3.client("sqs"), boto3.client("s3")
+    resources = create_resources(sqs, s3, config, name="test-pipeline")
+    for name, value in lambda_environment(config, resources).items():
+        monkeypatch.setenv(name, value)
+    _clear_caches()
+    return Pipeline(sqs, s3, resources, config)
+
+
+def collection(n: int = 3, **overrides: Any) -> dict[str, Any]:
+    """A valid PayloadCollection with n distinct payloads."""
+    document: dict[str, Any] = {"version": "1.4.2", "token": "device-token-123",
+                                "data": [{"seq": i, "temp": 20.5 + i, "tags": ["a", "ü"]} for i in range(n)]}
+    document.update(overrides)
+    return document
