@@ -37,8 +37,8 @@ def _store(record: SQSRecord) -> Any:
 
 
 async def record_handler(record: SQSRecord) -> str:
-    attribute = record.message_attributes.get(REQUEST_ID_ATTRIBUTE)
-    correlation = {"requestId": attribute.string_value if attribute else None, "messageId": record.message_id}
+    attribute = (record.raw_event.get("messageAttributes") or {}).get(REQUEST_ID_ATTRIBUTE) or {}
+    correlation = {"requestId": attribute.get("stringValue"), "messageId": record.message_id}
     try:
         result = await asyncio.get_running_loop().run_in_executor(_upload_pool(), _store, record)
     except Exception:

@@ -53,7 +53,7 @@ def post_payloads() -> Response:
     report = accept_payloads(
         IngestRequest(event.body, event.is_base64_encoded, event.headers, request_id, received_at_ms),
         ingest_settings(),
-        sqs_client(),
+        sqs_client,
     )
     metrics.add_metric(name="RequestsAccepted", unit=MetricUnit.Count, value=1)
     metrics.add_metric(name="PayloadsAccepted", unit=MetricUnit.Count, value=report.sent)

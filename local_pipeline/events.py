@@ -101,3 +101,11 @@ class LambdaContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return max(0, self.deadline_ms - int(time.time() * 1000))
+
+
+def response_headers(response: dict[str, Any]) -> dict[str, str]:
+    """Headers of a Lambda proxy response, merging ``multiValueHeaders`` (Powertools' REST
+    resolver uses them) and ``headers`` the way API Gateway does."""
+    merged = {name: ", ".join(values) for name, values in (response.get("multiValueHeaders") or {}).items()}
+    merged.update(response.get("headers") or {})
+    return merged

@@ -4,6 +4,7 @@ that pushes requests through the real handlers."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -12,10 +13,14 @@ import boto3
 import pytest
 from moto import mock_aws
 
-import consumer_handler
-import ingest_handler
-from infra.config import PipelineConfig
-from local_pipeline.events import LambdaContext, api_gateway_event, sqs_event
+# As in Lambda, Powertools reads these when the handler modules are imported, so they are set first.
+os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "ingest-pipeline-test")
+os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "IngestPipelineTest")
+
+import consumer_handler  # noqa: E402
+import ingest_handler  # noqa: E402
+from infra.config import PipelineConfig  # noqa: E402
+from local_pipeline.events import LambdaContext, api_gateway_event, response_headers, sqs_event
 from local_pipeline.resources import LocalResources, create_resources, lambda_environment
 from pipeline import aws_clients, settings
 
@@ -44,7 +49,7 @@ class Pipeline:
         raw = json.dumps(body).encode() if isinstance(body, dict) else body
         event = api_gateway_event(method, path, raw, JSON_HEADERS if headers is None else headers, request_id=request_id)
         response = ingest_handler.lambda_handler(event, LambdaContext(function_name="ingest"))
-        return HttpResult(response["statusCode"], response.get("headers") or {}, json.loads(response["body"] or "null"))
+        return HttpResult(response["statusCode"], response_headers(response), json.loads(response["body"] or "null"))
 
     def receive(self, max_messages: int = 10, queue_url: str | None = None) -> list[dict[str, Any]]:
         """Every message currently visible on the queue (each becomes in flight)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,13 +40,16 @@ def limits_from(settings: IngestSettings) -> Limits:
     return Limits(settings.max_body_bytes, settings.max_payloads, settings.max_payload_bytes, settings.max_nesting_depth)
 
 
-def accept_payloads(request: IngestRequest, settings: IngestSettings, sqs: Any) -> EnqueueReport:
-    """Return once SQS has accepted every payload. Raises Problem (4xx) or EnqueueFailed (503)."""
+def accept_payloads(request: IngestRequest, settings: IngestSettings, sqs: Callable[[], Any]) -> EnqueueReport:
+    """Return once SQS has accepted every payload. Raises Problem (4xx) or EnqueueFailed (503).
+
+    ``sqs`` returns the client; it is only called once the request is valid.
+    """
     limits = limits_from(settings)
     raw = decode_body(request.body, request.is_base64_encoded, request.headers, limits)
     collection = parse_collection(raw, limits)
     messages = build_messages(collection, request.request_id, request.received_at_ms)
-    report = enqueue_messages(sqs, settings.queue_url, messages, settings.enqueue_max_attempts)
+    report = enqueue_messages(sqs(), settings.queue_url, messages, settings.enqueue_max_attempts)
     if report.failed_entries:
         raise EnqueueFailed(report, settings.retry_after_seconds)
     return report
