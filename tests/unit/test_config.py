@@ -1,0 +1,55 @@
+"""The one typed config: precedence, validation and what the Lambdas receive."""
+
+from __future__ import annotations
+
+import pytest
+
+from infra.config import ConfigError, PipelineConfig
+from pipeline.settings import ConsumerSettings, IngestSettings, SettingsError
+
+
+def test_env_var_beats_context_which_beats_default() -> None:
+    config = PipelineConfig.resolve({"MAX_WORKERS": 12, "BATCH_SIZE": "50"}, environ={"MAX_WORKERS": "20"})
+    assert (config.MAX_WORKERS, config.BATCH_SIZE, config.UPLOAD_CONCURRENCY) == (20, 50, 16)
+
+
+@pytest.mark.parametrize("raw", ["false", "0", "no", False])
+def test_booleans_accept_cli_strings(raw: object) -> None:
+    assert PipelineConfig.resolve({"REQUIRE_API_KEY": raw}, environ={}).REQUIRE_API_KEY is False
+
+
+@pytest.mark.parametrize(
+    ("knobs", "named"),
+    [
+        ({"MAX_WORKERS": 1}, "MAX_WORKERS"),
+        ({"MAX_WORKERS": "ten"}, "MAX_WORKERS"),
+        ({"BATCH_SIZE": 100, "MAX_BATCHING_WINDOW_SECONDS": 0}, "MAX_BATCHING_WINDOW_SECONDS"),
+        ({"DLQ_RETENTION_DAYS": 4}, "DLQ_RETENTION_DAYS"),
+        ({"MAX_PAYLOAD_BYTES": 2 * 1024 * 1024}, "MAX_PAYLOAD_BYTES"),
+        ({"OBJECT_PREFIX": "no-slash"}, "OBJECT_PREFIX"),
+        ({"REQUIRE_API_KEY": "maybe"}, "REQUIRE_API_KEY"),
+    ],
+)
+def test_invalid_knobs_fail_fast_naming_the_knob(knobs: dict[str, object], named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        PipelineConfig.resolve(knobs, environ={})
+
+
+def test_visibility_timeout_is_derived_from_timeout_and_window() -> None:
+    config = PipelineConfig(CONSUMER_TIMEOUT_SECONDS=40, MAX_BATCHING_WINDOW_SECONDS=5)
+    assert config.visibility_timeout_seconds == 6 * 40 + 5
+
+
+def test_lambdas_parse_exactly_what_the_stack_renders() -> None:
+    config = PipelineConfig(MAX_PAYLOADS=42, UPLOAD_CONCURRENCY=7, OBJECT_PREFIX="raw/")
+    ingest = IngestSettings.from_env(config.ingest_environment("https://queue"))
+    consumer = ConsumerSettings.from_env(config.consumer_environment("bucket"))
+    assert (ingest.queue_url, ingest.max_payloads, ingest.max_body_bytes) == ("https://queue", 42, config.MAX_BODY_BYTES)
+    assert (consumer.bucket_name, consumer.upload_concurrency, consumer.object_prefix) == ("bucket", 7, "raw/")
+
+
+def test_a_missing_lambda_variable_fails_at_cold_start_naming_it() -> None:
+    env = PipelineConfig().ingest_environment("https://queue")
+    del env["MAX_PAYLOADS"]
+    with pytest.raises(SettingsError, match="MAX_PAYLOADS"):
+        IngestSettings.from_env(env)
