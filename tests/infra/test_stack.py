@@ -1,0 +1,192 @@
+"""Template assertions on every property the foundation promises, cdk-nag and cfn-lint."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_cdk.assertions import Annotations, Match, Template
+
+from infra.application import build_app, cdk_json_context
+from infra.config import PipelineConfig
+from infra.stack import IngestPipelineStack
+
+
+def synth(**knobs: Any) -> tuple[IngestPipelineStack, Template]:
+    app, stack = build_app(context={**cdk_json_context(), **knobs}, environ={})
+    return stack, Template.from_stack(stack)
+
+
+@pytest.fixture(scope="module")
+def default() -> tuple[IngestPipelineStack, Template]:
+    return synth()
+
+
+@pytest.fixture(scope="module")
+def template(default: tuple[IngestPipelineStack, Template]) -> Template:
+    return default[1]
+
+
+def only(template: Template, resource_type: str, props: dict[str, Any] | None = None) -> dict[str, Any]:
+    found = template.find_resources(resource_type, {"Properties": props} if props else None)
+    assert len(found) == 1, f"expected one {resource_type}, found {len(found)}"
+    return next(iter(found.values()))
+
+
+def consumer(template: Template) -> dict[str, Any]:
+    return only(template, "AWS::Lambda::Function", {"Handler": "consumer_handler.lambda_handler"})
+
+
+def test_functions_are_python_arm64_with_the_pinned_powertools_layer_and_tracing(template: Template) -> None:
+    functions = template.find_resources("AWS::Lambda::Function", {"Properties": {"Handler": Match.string_like_regexp("_handler.lambda_handler$")}})
+    assert len(functions) == 2
+    parameter = next(name for name, p in template.to_json()["Parameters"].items() if p.get("Default", "").startswith("/aws/service/powertools/"))
+    assert template.to_json()["Parameters"][parameter]["Default"] == "/aws/service/powertools/python/arm64/python3.14/3.37.0"
+    for function in functions.values():
+        props = function["Properties"]
+        assert props["Runtime"] == "python3.14" and props["Architectures"] == ["arm64"]
+        assert props["Layers"] == [{"Ref": parameter}]
+        assert props["TracingConfig"] == {"Mode": "Active"}
+        assert "LoggingConfig" in props and "LogGroup" in props["LoggingConfig"]
+
+
+def test_every_log_group_has_explicit_retention(template: Template) -> None:
+    groups = template.find_resources("AWS::Logs::LogGroup")
+    assert len(groups) >= 3  # ingest, consumer, API access logs
+    assert {g["Properties"].get("RetentionInDays") for g in groups.values()} == {30}
+
+
+def test_outputs_have_stable_names(template: Template) -> None:
+    assert {"ApiUrl", "ApiKeyId", "BucketName", "QueueUrl", "DlqUrl"} <= set(template.find_outputs("*"))
+
+
+def test_queue_is_encrypted_tls_only_with_a_longer_lived_dlq(template: Template) -> None:
+    queues = template.find_resources("AWS::SQS::Queue")
+    source = next(q for q in queues.values() if "RedrivePolicy" in q["Properties"])
+    dlq = next(q for q in queues.values() if "RedrivePolicy" not in q["Properties"])
+    assert source["Properties"]["RedrivePolicy"]["maxReceiveCount"] == 5
+    assert source["Properties"]["MessageRetentionPeriod"] == 4 * 86400
+    assert dlq["Properties"]["MessageRetentionPeriod"] == 14 * 86400
+    assert all(q["Properties"]["SqsManagedSseEnabled"] is True for q in queues.values())
+    # at least 6 x consumer timeout + batching window
+    timeout = consumer(template)["Properties"]["Timeout"]
+    assert source["Properties"]["VisibilityTimeout"] >= 6 * timeout + 1
+    policies = template.find_resources("AWS::SQS::QueuePolicy")
+    assert len(policies) == 2
+    for policy in policies.values():
+        assert _denies_insecure_transport(policy["Properties"]["PolicyDocument"])
+
+
+def test_bucket_is_private_encrypted_tls_only_logged_and_retained(template: Template) -> None:
+    bucket = only(template, "AWS::S3::Bucket", {"LoggingConfiguration": Match.any_value()})
+    props = bucket["Properties"]
+    assert props["PublicAccessBlockConfiguration"] == {"BlockPublicAcls": True, "BlockPublicPolicy": True,
+                                                       "IgnorePublicAcls": True, "RestrictPublicBuckets": True}
+    assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    assert props["LifecycleConfiguration"]["Rules"][0]["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 7}
+    assert bucket["DeletionPolicy"] == "Retain" and bucket["UpdateReplacePolicy"] == "Retain"
+    bucket_policies = template.find_resources("AWS::S3::BucketPolicy")
+    assert all(_denies_insecure_transport(p["Properties"]["PolicyDocument"]) for p in bucket_policies.values())
+
+
+def test_dev_opt_out_destroys_the_bucket_and_expires_objects() -> None:
+    _, template = synth(DESTROY_ON_REMOVE=True, OBJECT_EXPIRATION_DAYS=30, MAX_WORKERS=25)
+    bucket = only(template, "AWS::S3::Bucket", {"LoggingConfiguration": Match.any_value()})
+    assert bucket["DeletionPolicy"] == "Delete"
+    rules = bucket["Properties"]["LifecycleConfiguration"]["Rules"]
+    assert {"ExpirationInDays": 30, "Id": "expire-payloads", "Prefix": "payloads/", "Status": "Enabled"} in rules
+    # and MAX_WORKERS flows to both the mapping's maximum concurrency and the reserved concurrency
+    assert consumer(template)["Properties"]["ReservedConcurrentExecutions"] == 25
+    mapping = only(template, "AWS::Lambda::EventSourceMapping")
+    assert mapping["Properties"]["ScalingConfig"] == {"MaximumConcurrency": 25}
+
+
+def test_worker_pool_is_bounded_by_max_workers_and_reports_item_failures(template: Template) -> None:
+    mapping = only(template, "AWS::Lambda::EventSourceMapping")["Properties"]
+    assert mapping["BatchSize"] == 100
+    assert mapping["MaximumBatchingWindowInSeconds"] == 1
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["ScalingConfig"] == {"MaximumConcurrency": 10}
+    reserved = consumer(template)["Properties"]["ReservedConcurrentExecutions"]
+    assert reserved >= mapping["ScalingConfig"]["MaximumConcurrency"]
+    env = consumer(template)["Properties"]["Environment"]["Variables"]
+    assert env["UPLOAD_CONCURRENCY"] == "16" and env["OBJECT_PREFIX"] == "payloads/"
+
+
+def test_post_requires_an_api_key_and_a_usage_plan_throttles_it(template: Template) -> None:
+    method = only(template, "AWS::ApiGateway::Method")["Properties"]
+    assert (method["HttpMethod"], method["ApiKeyRequired"]) == ("POST", True)
+    assert method["Integration"]["Type"] == "AWS_PROXY"
+    plan = only(template, "AWS::ApiGateway::UsagePlan")["Properties"]
+    assert plan["Throttle"] == {"BurstLimit": 2000, "RateLimit": 1000}
+    assert only(template, "AWS::ApiGateway::RestApi")["Properties"]["BinaryMediaTypes"] == ["*/*"]
+    template.resource_count_is("AWS::ApiGateway::UsagePlanKey", 1)
+
+
+def test_api_key_can_be_turned_off_and_the_stage_is_throttled_instead() -> None:
+    _, template = synth(REQUIRE_API_KEY=False)
+    assert only(template, "AWS::ApiGateway::Method")["Properties"]["ApiKeyRequired"] is False
+    stage = only(template, "AWS::ApiGateway::Stage")["Properties"]
+    assert stage["MethodSettings"][0]["ThrottlingRateLimit"] == 1000
+
+
+def test_gateway_errors_are_problem_json(template: Template) -> None:
+    responses = template.find_resources("AWS::ApiGateway::GatewayResponse")
+    by_type = {r["Properties"]["ResponseType"]: r["Properties"] for r in responses.values()}
+    assert {"INVALID_API_KEY", "MISSING_AUTHENTICATION_TOKEN", "THROTTLED", "DEFAULT_4XX", "DEFAULT_5XX"} <= set(by_type)
+    for props in by_type.values():
+        assert props["ResponseParameters"]["gatewayresponse.header.Content-Type"] == "'application/problem+json'"
+        body = json.loads(props["ResponseTemplates"]["application/json"])
+        assert {"type", "title", "status", "detail"} <= set(body) and body["status"] == int(props["StatusCode"])
+
+
+def test_ingest_may_only_send_to_its_queue_and_no_policy_has_wildcard_actions(template: Template) -> None:
+    for policy in template.find_resources("AWS::IAM::Policy").values():
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            assert not any(a == "*" or a.endswith(":*") for a in actions), actions
+    ingest_policy = next(p for name, p in template.find_resources("AWS::IAM::Policy").items() if name.startswith("ApiIngest"))
+    sqs_statements = [s for s in ingest_policy["Properties"]["PolicyDocument"]["Statement"]
+                      if any(str(a).startswith("sqs:") for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]]))]
+    assert len(sqs_statements) == 1
+    queue_id = next(k for k in template.find_resources("AWS::SQS::Queue") if k.startswith("BufferQueue"))
+    assert sqs_statements[0]["Resource"] == {"Fn::GetAtt": [queue_id, "Arn"]}
+    assert "sqs:SendMessage" in sqs_statements[0]["Action"]
+
+
+def test_cdk_nag_reports_no_unsuppressed_errors_or_warnings(default: tuple[IngestPipelineStack, Template]) -> None:
+    stack, _ = default
+    findings = Annotations.from_stack(stack)
+    errors = findings.find_error("*", Match.string_like_regexp("AwsSolutions-.*"))
+    warnings = findings.find_warning("*", Match.string_like_regexp("AwsSolutions-.*"))
+    assert [e.entry.data for e in errors] == []
+    assert [w.entry.data for w in warnings] == []
+
+
+def test_cfn_lint_finds_no_errors(template: Template, tmp_path: Path) -> None:
+    path = tmp_path / "template.json"
+    path.write_text(json.dumps(template.to_json()))
+    result = subprocess.run([sys.executable, "-m", "cfnlint", "--format", "parseable", str(path)],
+                            capture_output=True, text=True, check=False)
+    errors = [line for line in result.stdout.splitlines() if ":E" in line]
+    assert errors == [], result.stdout
+    assert result.returncode & 2 == 0, result.stdout  # bit 2 = errors (4 = warnings, 8 = informational)
+
+
+def _denies_insecure_transport(document: dict[str, Any]) -> bool:
+    return any(
+        s["Effect"] == "Deny" and s.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}}
+        for s in document["Statement"]
+    )
+
+
+def test_config_defaults_match_cdk_json() -> None:
+    # cdk.json documents the main knobs; it must not silently disagree with the typed defaults
+    defaults = PipelineConfig().as_dict()
+    for name, value in cdk_json_context().items():
+        if name.isupper():
+            assert defaults[name] == value, name
