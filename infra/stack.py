@@ -45,10 +45,6 @@ class IngestPipelineStack(Stack):
             [{"id": "AwsSolutions-S1", "reason": "This is the server-access-log target; logging it to itself would loop."}],
         )
         NagSuppressions.add_resource_suppressions(
-            self.queue.dead_letter_queue,
-            [{"id": "AwsSolutions-SQS3", "reason": "This queue is the dead-letter queue of the payload queue."}],
-        )
-        NagSuppressions.add_resource_suppressions(
             self.api.api,
             [
                 {"id": "AwsSolutions-APIG2", "reason": "The ingest Lambda validates every body and answers RFC 9457 "
