@@ -39,6 +39,12 @@ class PipelineConfig:
     MAX_BATCHING_WINDOW_SECONDS: int = 1
     CONSUMER_TIMEOUT_SECONDS: int = 30
     CONSUMER_MEMORY_MB: int = 512
+    # Provisioned pollers for the event source mapping (docs/OBJECT_MODES.md#provisioned-pollers).
+    # When true, MIN_POLLERS/MAX_POLLERS replace MAX_WORKERS as the mapping's bound (AWS does not
+    # allow both), and reserved concurrency becomes 10 x MAX_POLLERS (a poller drives <= 10 invokes).
+    PROVISIONED_POLLERS: bool = False
+    MIN_POLLERS: int = 2
+    MAX_POLLERS: int = 10
     # --- the queue (the Go original's MAX_QUEUE buffer) ---------------------------------------
     MAX_RECEIVE_COUNT: int = 5
     QUEUE_RETENTION_DAYS: int = 4
@@ -57,6 +63,7 @@ class PipelineConfig:
     THROTTLE_BURST_LIMIT: int = 2000
     # --- storage ------------------------------------------------------------------------------
     OBJECT_PREFIX: str = "payloads/"
+    OBJECT_MODE: str = "payload"  # "payload": one object per payload; "batch": one gzip NDJSON object per batch
     OBJECT_EXPIRATION_DAYS: int = 0  # 0 keeps objects forever
     ACCESS_LOG_EXPIRATION_DAYS: int = 90
     DESTROY_ON_REMOVE: bool = False  # dev only: `cdk destroy` deletes the bucket and its objects
@@ -93,6 +100,9 @@ class PipelineConfig:
             (1 <= self.INGEST_TIMEOUT_SECONDS <= 29, "INGEST_TIMEOUT_SECONDS must be 1..29 (API Gateway waits 29 s)"),
             (self.THROTTLE_RATE_LIMIT >= 1 and self.THROTTLE_BURST_LIMIT >= 1, "throttle limits must be positive"),
             (self.OBJECT_PREFIX == "" or self.OBJECT_PREFIX.endswith("/"), "OBJECT_PREFIX must be empty or end with '/'"),
+            (self.OBJECT_MODE in ("payload", "batch"), "OBJECT_MODE must be payload or batch"),
+            (2 <= self.MIN_POLLERS <= 200, "MIN_POLLERS must be 2..200 (the SQS provisioned mode range)"),
+            (self.MIN_POLLERS <= self.MAX_POLLERS <= 2000, "MAX_POLLERS must be MIN_POLLERS..2000"),
             (self.OBJECT_EXPIRATION_DAYS >= 0, "OBJECT_EXPIRATION_DAYS must be >= 0 (0 = keep forever)"),
             (self.PYTHON_VERSION in ("3.13", "3.14"), "PYTHON_VERSION must be 3.13 or 3.14"),
             (self.LOG_LEVEL in ("DEBUG", "INFO", "WARNING", "ERROR"), "LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR"),
@@ -106,6 +116,13 @@ class PipelineConfig:
     def visibility_timeout_seconds(self) -> int:
         """AWS guidance: at least 6 x the function timeout + the batching window."""
         return 6 * self.CONSUMER_TIMEOUT_SECONDS + self.MAX_BATCHING_WINDOW_SECONDS
+
+    @property
+    def consumer_reserved_concurrency(self) -> int:
+        """Never below what the event source mapping can drive, or it over-pulls, is throttled, and
+        good messages drift into the DLQ: MAX_WORKERS (its maximum concurrency), or in provisioned
+        mode 10 x MAX_POLLERS (AWS: each SQS event poller drives up to 10 concurrent invokes)."""
+        return 10 * self.MAX_POLLERS if self.PROVISIONED_POLLERS else self.MAX_WORKERS
 
     @property
     def powertools_layer_parameter(self) -> str:
@@ -129,6 +146,7 @@ class PipelineConfig:
             "BUCKET_NAME": bucket_name,
             "OBJECT_PREFIX": self.OBJECT_PREFIX,
             "UPLOAD_CONCURRENCY": str(self.UPLOAD_CONCURRENCY),
+            "OBJECT_MODE": self.OBJECT_MODE,
             **self._powertools_environment("consumer"),
         }
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aws_cdk import Duration
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
@@ -11,6 +13,13 @@ from constructs import Construct
 
 from infra.config import PipelineConfig
 from infra.functions import pipeline_function
+
+
+def _scaling(config: PipelineConfig) -> dict[str, Any]:
+    if config.PROVISIONED_POLLERS:
+        return {"provisioned_poller_config": lambda_.ProvisionedPollerConfig(
+            minimum_pollers=config.MIN_POLLERS, maximum_pollers=config.MAX_POLLERS)}
+    return {"max_concurrency": config.MAX_WORKERS}
 
 
 class WorkerPool(Construct):
@@ -35,8 +44,8 @@ class WorkerPool(Construct):
             memory_mb=config.CONSUMER_MEMORY_MB,
             powertools_layer=powertools_layer,
             # Never below the mapping's maximum concurrency, or the mapping over-pulls, gets
-            # throttled, and good messages drift into the DLQ.
-            reserved_concurrency=config.MAX_WORKERS,
+            # throttled, and good messages drift into the DLQ (MAX_WORKERS, or 10 x MAX_POLLERS).
+            reserved_concurrency=config.consumer_reserved_concurrency,
         )
         bucket.grant_put(self.function, objects_key_pattern=f"{config.OBJECT_PREFIX}*")
         self.event_source = event_sources.SqsEventSource(
@@ -44,6 +53,7 @@ class WorkerPool(Construct):
             batch_size=config.BATCH_SIZE,
             max_batching_window=Duration.seconds(config.MAX_BATCHING_WINDOW_SECONDS),
             report_batch_item_failures=True,
-            max_concurrency=config.MAX_WORKERS,
+            # AWS rejects maximum concurrency together with provisioned pollers: exactly one bounds the pool.
+            **_scaling(config),
         )
         self.function.add_event_source(self.event_source)  # also grants consume on the queue only

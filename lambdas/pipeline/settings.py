@@ -34,6 +34,13 @@ def _int(env: Mapping[str, str], name: str, minimum: int = 0) -> int:
     return value
 
 
+def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str:
+    value = _require(env, name)
+    if value not in allowed:
+        raise SettingsError(f"{name}={value!r} is not one of {', '.join(allowed)}")
+    return value
+
+
 @dataclass(frozen=True)
 class IngestSettings:
     queue_url: str
@@ -57,11 +64,18 @@ class IngestSettings:
         )
 
 
+OBJECT_MODES = ("payload", "batch")
+
+
 @dataclass(frozen=True)
 class ConsumerSettings:
     bucket_name: str
     object_prefix: str
     upload_concurrency: int
+    # "payload": one JSON object per payload (the default); "batch": one gzip NDJSON object per
+    # hour partition of a consumer batch (pipeline/batch_objects.py). Defaulted here only so code
+    # that builds settings by hand keeps working; from_env still requires the variable.
+    object_mode: str = "payload"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ConsumerSettings:
@@ -70,6 +84,7 @@ class ConsumerSettings:
             # An empty prefix is legal (objects at the bucket root), so it is not _require()d.
             object_prefix=env.get("OBJECT_PREFIX", ""),
             upload_concurrency=_int(env, "UPLOAD_CONCURRENCY", 1),
+            object_mode=_choice(env, "OBJECT_MODE", OBJECT_MODES),
         )
 
 
