@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import threading
 from functools import lru_cache
 from typing import Any
+
+# boto3's default session is not thread-safe while it creates clients, and the first S3 client
+# may be requested by several upload threads at once.
+_creating = threading.Lock()
 
 
 @lru_cache(maxsize=1)
 def sqs_client() -> Any:
     import boto3
 
-    return boto3.client("sqs")
+    with _creating:
+        return boto3.client("sqs")
 
 
 @lru_cache(maxsize=4)
@@ -19,4 +25,7 @@ def s3_client(max_pool_connections: int) -> Any:
     import boto3
     from botocore.config import Config
 
-    return boto3.client("s3", config=Config(max_pool_connections=max_pool_connections, retries={"mode": "standard"}))
+    with _creating:
+        return boto3.client(
+            "s3", config=Config(max_pool_connections=max_pool_connections, retries={"mode": "standard"})
+        )

@@ -9,7 +9,7 @@ PROBLEM_CONTENT_TYPE = "application/problem+json"
 _TYPE_PREFIX = "urn:ingest-pipeline:problem:"
 
 
-@dataclass
+@dataclass(eq=False)  # exceptions must stay hashable (traceback machinery, logging)
 class Problem(Exception):
     """A request we refuse. ``slug`` is the stable, low-cardinality reason (also a metric dimension).
 
