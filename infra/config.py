@@ -49,6 +49,8 @@ class PipelineConfig:
     MAX_RECEIVE_COUNT: int = 5
     QUEUE_RETENTION_DAYS: int = 4
     DLQ_RETENTION_DAYS: int = 14
+    MAX_QUEUE: int = 0  # 0 = off; else the ingest answers 503 while the backlog is above it
+    BACKLOG_CHECK_SECONDS: int = 5  # each ingest container reads the backlog at most this often
     # --- the HTTP contract --------------------------------------------------------------------
     MAX_BODY_BYTES: int = 1024 * KIB
     MAX_PAYLOADS: int = 500
@@ -95,6 +97,8 @@ class PipelineConfig:
              "MAX_BODY_BYTES must be at least MAX_PAYLOAD_BYTES and below 6 MiB (the Lambda proxy limit)"),
             (1 <= self.MAX_PAYLOADS <= 10000, "MAX_PAYLOADS must be 1..10000"),
             (1 <= self.MAX_NESTING_DEPTH <= 500, "MAX_NESTING_DEPTH must be 1..500"),
+            (self.MAX_QUEUE >= 0, "MAX_QUEUE must be >= 0 (0 = no backlog bound)"),
+            (1 <= self.BACKLOG_CHECK_SECONDS <= 300, "BACKLOG_CHECK_SECONDS must be 1..300"),
             (1 <= self.ENQUEUE_MAX_ATTEMPTS <= 10, "ENQUEUE_MAX_ATTEMPTS must be 1..10"),
             (1 <= self.RETRY_AFTER_SECONDS <= 3600, "RETRY_AFTER_SECONDS must be 1..3600"),
             (1 <= self.INGEST_TIMEOUT_SECONDS <= 29, "INGEST_TIMEOUT_SECONDS must be 1..29 (API Gateway waits 29 s)"),
@@ -138,6 +142,8 @@ class PipelineConfig:
             "MAX_NESTING_DEPTH": str(self.MAX_NESTING_DEPTH),
             "ENQUEUE_MAX_ATTEMPTS": str(self.ENQUEUE_MAX_ATTEMPTS),
             "RETRY_AFTER_SECONDS": str(self.RETRY_AFTER_SECONDS),
+            "MAX_QUEUE": str(self.MAX_QUEUE),
+            "BACKLOG_CHECK_SECONDS": str(self.BACKLOG_CHECK_SECONDS),
             **self._powertools_environment("ingest"),
         }
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections import Counter
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
@@ -20,25 +22,29 @@ class FailingSendMessageBatch:
         self.should_fail = should_fail
         self.calls = 0
         self.failed_entries = 0
-        self._failed: list[dict[str, Any]] = []
-        self._nothing_to_send = False
+        # The ingest sends batches from a thread pool: one call's state must stay on its thread.
+        self._lock = threading.Lock()
+        self._call = threading.local()
         events = sqs_client.meta.events
         events.register("before-parameter-build.sqs.SendMessageBatch", self._drop_entries)
         events.register("before-call.sqs.SendMessageBatch", self._skip_empty_call)
         events.register("after-call.sqs.SendMessageBatch", self._report_failed)
 
     def _drop_entries(self, params: dict[str, Any], **_: Any) -> None:
-        self.calls += 1
-        kept: list[dict[str, Any]] = []
-        self._failed = []
-        for entry in params["Entries"]:
-            (self._failed if self.should_fail(self.calls, entry) else kept).append(entry)
-        self.failed_entries += len(self._failed)
+        with self._lock:
+            self.calls += 1
+            call_number = self.calls
+            kept: list[dict[str, Any]] = []
+            failed: list[dict[str, Any]] = []
+            for entry in params["Entries"]:
+                (failed if self.should_fail(call_number, entry) else kept).append(entry)
+            self.failed_entries += len(failed)
         params["Entries"] = kept
-        self._nothing_to_send = not kept
+        self._call.failed = failed
+        self._call.nothing_to_send = not kept
 
     def _skip_empty_call(self, **_: Any) -> Any:
-        if self._nothing_to_send:
+        if getattr(self._call, "nothing_to_send", False):
             # Every entry failed: answer without calling SQS (it rejects an empty batch).
             return SimpleNamespace(status_code=200, headers={}, content=b""), {"Successful": [], "Failed": []}
         return None
@@ -46,7 +52,8 @@ class FailingSendMessageBatch:
     def _report_failed(self, parsed: dict[str, Any], **_: Any) -> None:
         parsed.setdefault("Failed", [])
         parsed["Failed"].extend(
-            {"Id": e["Id"], "SenderFault": False, "Code": "InternalError", "Message": "injected"} for e in self._failed
+            {"Id": e["Id"], "SenderFault": False, "Code": "InternalError", "Message": "injected"}
+            for e in getattr(self._call, "failed", [])
         )
 
 
@@ -60,3 +67,68 @@ def fail_put_object(s3_client: Any, should_fail: Callable[[str], bool], code: st
                                "ResponseMetadata": {"HTTPStatusCode": status}}, "PutObject")
 
     s3_client.meta.events.register("before-parameter-build.s3.PutObject", before_build)
+
+
+class FlakyPutObject:
+    """PutObject fails for chosen (key, attempt) pairs with a real ClientError, alternating
+    500 InternalError and 503 SlowDown. It fails before the request is built, so botocore's own
+    retries are bypassed: each injected failure is one the consumer sees after botocore gave up.
+
+    ``should_fail(key, attempt)``: attempt counts this key's PutObject calls, from 1.
+    """
+
+    def __init__(self, s3_client: Any, should_fail: Callable[[str, int], bool]) -> None:
+        self.should_fail = should_fail
+        self.attempts: Counter[str] = Counter()
+        self.failures: list[str] = []
+        self._lock = threading.Lock()
+        s3_client.meta.events.register("before-parameter-build.s3.PutObject", self._maybe_fail)
+
+    def _maybe_fail(self, params: dict[str, Any], **_: Any) -> None:
+        key = params["Key"]
+        with self._lock:
+            self.attempts[key] += 1
+            attempt = self.attempts[key]
+            fail = self.should_fail(key, attempt)
+            if fail:
+                self.failures.append(key)
+            slow_down = len(self.failures) % 2 == 0
+        if fail:
+            code, status = ("SlowDown", 503) if slow_down else ("InternalError", 500)
+            raise ClientError({"Error": {"Code": code, "Message": "injected"},
+                               "ResponseMetadata": {"HTTPStatusCode": status}}, "PutObject")
+
+
+class ConsumerCrash(BaseException):
+    """Not an Exception: like a runtime kill (timeout, OOM), no record handler can catch it."""
+
+
+class CrashAfterPuts:
+    """The consumer 'crashes' right after its ``after``-th successful PutObject (that object IS
+    stored): the invocation fails and, as with a real crash, no message of the batch is deleted."""
+
+    def __init__(self, s3_client: Any, after: int) -> None:
+        self.after = after
+        self.stored = 0
+        self._lock = threading.Lock()
+        s3_client.meta.events.register("after-call.s3.PutObject", self._count)
+
+    def _count(self, http_response: Any, **_: Any) -> None:
+        if http_response.status_code != 200:
+            return
+        with self._lock:
+            self.stored += 1
+            crash = self.stored == self.after
+        if crash:
+            raise ConsumerCrash(f"injected crash after {self.after} stored objects")
+
+
+class CallCounter:
+    """Counts the calls a client makes to one operation (e.g. "sqs", "GetQueueAttributes")."""
+
+    def __init__(self, client: Any, service: str, operation: str) -> None:
+        self.calls = 0
+        client.meta.events.register(f"before-call.{service}.{operation}", self._count)
+
+    def _count(self, **_: Any) -> None:
+        self.calls += 1

@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.backpressure import refuse_if_backlogged
 from pipeline.collection import Limits, decode_body, parse_collection
 from pipeline.enqueue import EnqueueReport, enqueue_messages
 from pipeline.envelope import build_messages
@@ -49,6 +50,9 @@ def accept_payloads(request: IngestRequest, settings: IngestSettings, sqs: Calla
     raw = decode_body(request.body, request.is_base64_encoded, request.headers, limits)
     collection = parse_collection(raw, limits)
     messages = build_messages(collection, request.request_id, request.received_at_ms)
+    # After validation, so a bad request still gets its 4xx; before enqueueing anything.
+    refuse_if_backlogged(sqs, settings.queue_url, settings.max_queue, settings.backlog_check_seconds,
+                         settings.retry_after_seconds)
     report = enqueue_messages(sqs(), settings.queue_url, messages, settings.enqueue_max_attempts)
     if report.failed_entries:
         raise EnqueueFailed(report, settings.retry_after_seconds)

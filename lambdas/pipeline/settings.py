@@ -50,6 +50,8 @@ class IngestSettings:
     max_nesting_depth: int
     enqueue_max_attempts: int
     retry_after_seconds: int
+    max_queue: int = 0  # 0: no backlog bound (see pipeline/backpressure.py)
+    backlog_check_seconds: int = 5
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> IngestSettings:
@@ -61,6 +63,8 @@ class IngestSettings:
             max_nesting_depth=_int(env, "MAX_NESTING_DEPTH", 1),
             enqueue_max_attempts=_int(env, "ENQUEUE_MAX_ATTEMPTS", 1),
             retry_after_seconds=_int(env, "RETRY_AFTER_SECONDS", 1),
+            max_queue=_int(env, "MAX_QUEUE", 0),
+            backlog_check_seconds=_int(env, "BACKLOG_CHECK_SECONDS", 1),
         )
 
 
