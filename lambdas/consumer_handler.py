@@ -1,5 +1,8 @@
 """SQS event source mapping -> consumer Lambda. One object per record, uploads run concurrently.
 
+With OBJECT_MODE=batch, one gzip NDJSON object per hour partition of the batch instead
+(pipeline/batch_objects.py); a synchronous BatchProcessor reports the per-record outcomes.
+
 Powertools' AsyncBatchProcessor gathers the records; each upload runs on a bounded thread pool
 (UPLOAD_CONCURRENCY). Failed records are reported in batchItemFailures, so SQS redelivers only
 those and, after MAX_RECEIVE_COUNT receives, moves them to the DLQ.
@@ -13,9 +16,16 @@ from functools import lru_cache
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import AsyncBatchProcessor, EventType, async_process_partial_response
+from aws_lambda_powertools.utilities.batch import (
+    AsyncBatchProcessor,
+    BatchProcessor,
+    EventType,
+    async_process_partial_response,
+    process_partial_response,
+)
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from pipeline import batch_objects
 from pipeline.aws_clients import s3_client
 from pipeline.consume import store_message
 from pipeline.envelope import REQUEST_ID_ATTRIBUTE
@@ -24,6 +34,7 @@ from pipeline.settings import consumer_settings
 from pipeline.storage import StoreOutcome
 
 processor = AsyncBatchProcessor(event_type=EventType.SQS)
+batch_object_processor = BatchProcessor(event_type=EventType.SQS)
 
 
 @lru_cache(maxsize=1)
@@ -58,8 +69,47 @@ async def record_handler(record: SQSRecord) -> str:
     return result.outcome.value
 
 
+def _record_batch_outcomes(plan: batch_objects.BatchPlan, results: list[batch_objects.ObjectResult]) -> None:
+    for message_id, error in plan.rejected.items():
+        metrics.add_metric(name="StoreFailures", unit=MetricUnit.Count, value=1)
+        logger.error("message is not an envelope; SQS will retry then dead-letter it",
+                     extra={"messageId": message_id, "error": str(error)})
+    for result in results:
+        group = result.group
+        detail = {"key": group.key, "payloads": len(group.payload_ids), "messages": len(group.records)}
+        if result.outcome is None:
+            metrics.add_metric(name="StoreFailures", unit=MetricUnit.Count, value=len(group.records))
+            logger.error("batch object not stored; SQS will redeliver all its records", extra=detail, exc_info=result.error)
+        elif result.outcome is StoreOutcome.STORED:
+            metrics.add_metric(name="ObjectsStored", unit=MetricUnit.Count, value=1)
+            metrics.add_metric(name="PayloadsStored", unit=MetricUnit.Count, value=len(group.payload_ids))
+            metrics.add_metric(name="EndToEndLatency", unit=MetricUnit.Milliseconds, value=batch_objects.end_to_end_ms(group))
+            logger.info("batch object stored", extra=detail)
+        else:
+            metrics.add_metric(name="DuplicatesSkipped", unit=MetricUnit.Count, value=len(group.payload_ids))
+            logger.info("batch object already stored", extra=detail)
+
+
+def store_batch_objects(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """OBJECT_MODE=batch: plan and write the objects first, then let Powertools report each record
+    from their outcomes (all-or-nothing per object; poison records fail on their own)."""
+    settings = consumer_settings()
+    messages = [(record["messageId"], record["body"]) for record in event.get("Records") or []]
+    plan = batch_objects.plan_batch_objects(messages, settings.object_prefix)
+    results = batch_objects.store_batch_objects(
+        plan, settings.bucket_name, s3_client(settings.upload_concurrency), _upload_pool()
+    )
+    _record_batch_outcomes(plan, results)
+    report = batch_objects.BatchReport(plan, results)
+    return process_partial_response(
+        event=event, record_handler=report.record_handler(), processor=batch_object_processor, context=context
+    )
+
+
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    if consumer_settings().object_mode == "batch":
+        return store_batch_objects(event, context)
     return async_process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

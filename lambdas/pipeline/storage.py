@@ -13,10 +13,10 @@ class StoreOutcome(str, Enum):
     ALREADY_STORED = "already-stored"
 
 
-def put_create_only(s3: Any, bucket: str, key: str, body: bytes) -> StoreOutcome:
+def put_create_only(s3: Any, bucket: str, key: str, body: bytes, content_type: str = "application/json") -> StoreOutcome:
     """PutObject with If-None-Match: *. A 412 means an earlier delivery already stored this key."""
     try:
-        s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json", IfNoneMatch="*")
+        s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type, IfNoneMatch="*")
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") == "PreconditionFailed":
             return StoreOutcome.ALREADY_STORED
