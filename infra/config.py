@@ -22,6 +22,9 @@ from typing import Any
 SQS_MAX_MESSAGE_BYTES = 1024 * 1024
 ENVELOPE_OVERHEAD_BYTES = 4 * 1024
 KIB = 1024
+# Powertools service names: the `service` dimension of every custom metric and log line.
+INGEST_SERVICE = "ingest"
+CONSUMER_SERVICE = "consumer"
 
 
 class ConfigError(ValueError):
@@ -76,6 +79,10 @@ class PipelineConfig:
     LOG_RETENTION_DAYS: int = 30
     METRICS_NAMESPACE: str = "IngestPipeline"
     TRACING: bool = True
+    # --- alarms (infra/monitoring_construct.py, docs/RUNBOOK.md) ---------------------------------
+    ALARM_EMAIL: str = ""  # empty: alarms go to the SNS topic only (subscribe whatever you like)
+    OLDEST_MESSAGE_AGE_ALARM_SECONDS: int = 300
+    API_5XX_RATE_ALARM_PERCENT: int = 1
 
     def __post_init__(self) -> None:
         checks: list[tuple[bool, str]] = [
@@ -110,6 +117,10 @@ class PipelineConfig:
             (self.OBJECT_EXPIRATION_DAYS >= 0, "OBJECT_EXPIRATION_DAYS must be >= 0 (0 = keep forever)"),
             (self.PYTHON_VERSION in ("3.13", "3.14"), "PYTHON_VERSION must be 3.13 or 3.14"),
             (self.LOG_LEVEL in ("DEBUG", "INFO", "WARNING", "ERROR"), "LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR"),
+            (self.ALARM_EMAIL == "" or "@" in self.ALARM_EMAIL.strip("@"), "ALARM_EMAIL must be empty or an email address"),
+            (60 <= self.OLDEST_MESSAGE_AGE_ALARM_SECONDS < self.QUEUE_RETENTION_DAYS * 86400,
+             "OLDEST_MESSAGE_AGE_ALARM_SECONDS must be 60 or more and below the queue retention (messages expire then)"),
+            (1 <= self.API_5XX_RATE_ALARM_PERCENT <= 100, "API_5XX_RATE_ALARM_PERCENT must be 1..100"),
         ]
         failures = [message for ok, message in checks if not ok]
         if failures:
@@ -144,7 +155,7 @@ class PipelineConfig:
             "RETRY_AFTER_SECONDS": str(self.RETRY_AFTER_SECONDS),
             "MAX_QUEUE": str(self.MAX_QUEUE),
             "BACKLOG_CHECK_SECONDS": str(self.BACKLOG_CHECK_SECONDS),
-            **self._powertools_environment("ingest"),
+            **self._powertools_environment(INGEST_SERVICE),
         }
 
     def consumer_environment(self, bucket_name: str) -> dict[str, str]:
@@ -153,7 +164,7 @@ class PipelineConfig:
             "OBJECT_PREFIX": self.OBJECT_PREFIX,
             "UPLOAD_CONCURRENCY": str(self.UPLOAD_CONCURRENCY),
             "OBJECT_MODE": self.OBJECT_MODE,
-            **self._powertools_environment("consumer"),
+            **self._powertools_environment(CONSUMER_SERVICE),
         }
 
     def _powertools_environment(self, service: str) -> dict[str, str]:
@@ -162,6 +173,9 @@ class PipelineConfig:
             "POWERTOOLS_METRICS_NAMESPACE": self.METRICS_NAMESPACE,
             "POWERTOOLS_LOG_LEVEL": self.LOG_LEVEL,
             "POWERTOOLS_TRACE_DISABLED": "false" if self.TRACING else "true",
+            # A `stage` metric dimension (pipeline/observability.py), so each stage's dashboard and
+            # alarms see only that stage when several share an account and namespace.
+            "STAGE": self.STAGE,
         }
 
     @classmethod

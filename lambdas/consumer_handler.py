@@ -49,13 +49,17 @@ def _store(record: SQSRecord) -> Any:
 
 async def record_handler(record: SQSRecord) -> str:
     attribute = (record.raw_event.get("messageAttributes") or {}).get(REQUEST_ID_ATTRIBUTE) or {}
-    correlation = {"requestId": attribute.get("stringValue"), "messageId": record.message_id}
+    request_id = attribute.get("stringValue")
+    # The ingest's correlation id (the API Gateway request id) on every line of this record. The
+    # batch processor runs each record in its own asyncio task, and Powertools' thread-safe keys
+    # live in a contextvar that each task copies, so records never see each other's keys.
+    logger.thread_safe_append_keys(correlation_id=request_id, requestId=request_id, messageId=record.message_id)
     try:
         result = await asyncio.get_running_loop().run_in_executor(_upload_pool(), _store, record)
     except Exception:
         # Metrics and logs are written here, on the event loop thread, never from upload threads.
         metrics.add_metric(name="StoreFailures", unit=MetricUnit.Count, value=1)
-        logger.exception("payload not stored; SQS will redeliver it", extra=correlation)
+        logger.exception("payload not stored; SQS will redeliver it")
         raise
     if result.outcome is StoreOutcome.STORED:
         metrics.add_metric(name="PayloadsStored", unit=MetricUnit.Count, value=1)
@@ -64,7 +68,7 @@ async def record_handler(record: SQSRecord) -> str:
         metrics.add_metric(name="DuplicatesSkipped", unit=MetricUnit.Count, value=1)
     logger.info(
         "payload stored" if result.outcome is StoreOutcome.STORED else "payload already stored",
-        extra={**correlation, "requestId": result.request_id, "payloadId": result.payload_id, "key": result.key},
+        extra={"payloadId": result.payload_id, "key": result.key},
     )
     return result.outcome.value
 

@@ -14,7 +14,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from pipeline.aws_clients import sqs_client
 from pipeline.envelope import is_safe_id
 from pipeline.ingest import EnqueueFailed, IngestRequest, accept_payloads
-from pipeline.observability import logger, metrics, tracer
+from pipeline.observability import count_rejected_request, logger, metrics, tracer
 from pipeline.problems import PROBLEM_CONTENT_TYPE, Problem
 from pipeline.settings import ingest_settings
 
@@ -72,18 +72,18 @@ def method_not_allowed() -> Response:
     problem = Problem(405, "method-not-allowed", "Method Not Allowed",
                       f"{app.current_event.http_method} is not allowed on {PAYLOADS_PATH}; use POST",
                       headers={"Allow": "POST"})
-    return _problem_response(problem)
+    return reject(problem)
 
 
 @app.not_found
 def not_found(_: Exception) -> Response:
-    return _problem_response(Problem(404, "not-found", "Not Found", f"no resource at {app.current_event.path}; "
-                                     f"payloads go to POST {PAYLOADS_PATH}"))
+    return reject(Problem(404, "not-found", "Not Found", f"no resource at {app.current_event.path}; "
+                          f"payloads go to POST {PAYLOADS_PATH}"))
 
 
 @app.exception_handler(Problem)
 def reject(problem: Problem) -> Response:
-    metrics.add_metric(name="RequestsRejected", unit=MetricUnit.Count, value=1)
+    count_rejected_request(problem.status)
     # The detail can quote client data (a key name), so only the status and reason are logged.
     logger.info("request rejected", extra={"status": problem.status, "reason": problem.slug})
     return _problem_response(problem)

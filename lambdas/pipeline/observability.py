@@ -1,8 +1,34 @@
 """Logger, Tracer and Metrics, created once. Service name and namespace come from the environment
 (POWERTOOLS_SERVICE_NAME, POWERTOOLS_METRICS_NAMESPACE) that the stack sets per function."""
 
+import os
+
 from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
+# Every metric also carries the stage, so two stages sharing an account and namespace never mix
+# on one stage's dashboard or alarms. Low cardinality: one value per deployment.
+if os.environ.get("STAGE"):
+    metrics.set_default_dimensions(stage=os.environ["STAGE"])
+
+# RequestsRejected's `reason` dimension: a handful of classes by HTTP status, never the client's
+# data and never the fine-grained slug (that is in the "request rejected" log line).
+_REJECTION_CLASSES = {400: "invalid", 404: "route", 405: "route", 413: "too-large", 415: "media-type",
+                      429: "overloaded", 503: "overloaded"}
+
+
+def rejection_class(status: int) -> str:
+    """The low-cardinality reason class of a 4xx the ingest answered."""
+    return _REJECTION_CLASSES.get(status, "other")
+
+
+def count_rejected_request(status: int) -> None:
+    """Emit RequestsRejected with a `reason` dimension. A separate EMF blob (Powertools'
+    single_metric), because the invocation's other metrics must not get that dimension."""
+    # Namespace and service from the shared Metrics object, so both blobs always agree.
+    with single_metric(name="RequestsRejected", unit=MetricUnit.Count, value=1, namespace=metrics.namespace,
+                       default_dimensions={"service": metrics.service, **metrics.default_dimensions}) as metric:
+        metric.add_dimension(name="reason", value=rejection_class(status))
