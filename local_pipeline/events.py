@@ -20,9 +20,11 @@ def api_gateway_event(
     source_ip: str = "127.0.0.1",
     stage: str = "local",
     api_key: str | None = None,
+    query: dict[str, list[str]] | None = None,
 ) -> dict[str, Any]:
     """An API Gateway REST (v1) Lambda proxy event, as sent with binaryMediaTypes ["*/*"]:
-    the body is always base64-encoded, byte for byte what the client sent."""
+    the body is always base64-encoded, byte for byte what the client sent. ``query`` is the parsed
+    query string (``urllib.parse.parse_qs``), None when there is none, as API Gateway sends it."""
     now = datetime.now(tz=UTC)
     request_id = request_id or str(uuid.uuid4())
     multi_headers = {name: [value] for name, value in headers.items()}
@@ -32,8 +34,8 @@ def api_gateway_event(
         "httpMethod": method,
         "headers": dict(headers),
         "multiValueHeaders": multi_headers,
-        "queryStringParameters": None,
-        "multiValueQueryStringParameters": None,
+        "queryStringParameters": {name: values[-1] for name, values in query.items()} if query else None,
+        "multiValueQueryStringParameters": {name: list(values) for name, values in query.items()} if query else None,
         "pathParameters": None,
         "stageVariables": None,
         "requestContext": {

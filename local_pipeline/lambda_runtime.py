@@ -1,0 +1,170 @@
+"""Lambda execution environments on this machine: one process per environment.
+
+Why processes and not threads: a Lambda environment runs ONE invocation at a time, and the handlers
+rely on it. Their module globals (the Powertools resolver's ``current_event``, the batch processor's
+record lists, the shared Metrics set) would mix concurrent invocations if two ran in one interpreter.
+So, as in Lambda, each environment is a process that imports the handler once (the cold start),
+then runs invocations one after another; a pool adds environments on demand up to its concurrency.
+"""
+
+from __future__ import annotations
+
+import io
+import multiprocessing
+import os
+import signal
+import sys
+import time
+import traceback
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from importlib import import_module
+from typing import Any
+
+from local_pipeline.events import LambdaContext
+from local_pipeline.local_settings import REPO_ROOT
+
+LAMBDA_SOURCE = REPO_ROOT / "lambdas"
+
+
+class FunctionError(RuntimeError):
+    """The handler raised: what Lambda reports as an unhandled function error."""
+
+    def __init__(self, error_type: str, message: str, stack_trace: str) -> None:
+        super().__init__(f"{error_type}: {message}")
+        self.error_type = error_type
+        self.stack_trace = stack_trace
+
+
+@dataclass(frozen=True)
+class FaultInjection:
+    """Test only (LOCAL_FAIL_FIRST_ATTEMPTS / LOCAL_FAIL_MATCH): the consumer's PutObject fails for
+    records received at most ``first_attempts`` times whose body contains ``match``."""
+
+    first_attempts: int = 0
+    match: str = ""
+
+
+class FunctionPool:
+    """Up to ``concurrency`` environments of one function (``module.function``), all with ``environment``."""
+
+    def __init__(self, name: str, handler: str, environment: dict[str, str], concurrency: int,
+                 timeout_seconds: int, memory_mb: int, fault: FaultInjection | None = None) -> None:
+        self.name = name
+        self.concurrency = concurrency
+        self._timeout_ms = timeout_seconds * 1000
+        self._memory_mb = memory_mb
+        # spawn, not fork: the parent runs threads (moto, HTTP, pollers), which fork does not copy safely.
+        self._executor = ProcessPoolExecutor(
+            max_workers=concurrency,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start_environment,
+            initargs=(handler, environment, fault or FaultInjection()),
+        )
+
+    def warm_up(self) -> None:
+        """Start one environment now, so a broken handler import fails at start-up, not on a request."""
+        self._executor.submit(_ping).result()
+
+    def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
+        """Run one invocation, waiting for a free environment. Raises FunctionError if the handler raised."""
+        context = LambdaContext(
+            function_name=self.name,
+            memory_limit_in_mb=self._memory_mb,
+            invoked_function_arn=f"arn:aws:lambda:us-east-1:123456789012:function:{self.name}",
+            deadline_ms=int(time.time() * 1000) + self._timeout_ms,
+        )
+        outcome = self._executor.submit(_invoke, event, context).result()
+        if "errorType" in outcome:
+            raise FunctionError(outcome["errorType"], outcome["errorMessage"], outcome["stackTrace"])
+        return outcome["response"]
+
+    def shutdown(self) -> None:
+        """Let running invocations finish, then stop every environment."""
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+# --- inside an environment (a child process) -------------------------------------------------
+_handler: Any = None
+_fault = FaultInjection()
+_doomed_bodies: frozenset[bytes] = frozenset()
+
+
+def _start_environment(handler: str, environment: dict[str, str], fault: FaultInjection) -> None:
+    global _handler, _fault
+    # Ctrl-C reaches the whole process group; the parent decides when environments stop, so an
+    # in-flight batch is never cut in half.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for name, value in environment.items():
+        if value:
+            os.environ[name] = value
+        else:
+            os.environ.pop(name, None)
+    sys.path.insert(0, str(LAMBDA_SOURCE))
+    # Lambda ships stdout to CloudWatch, which turns EMF lines into metrics. Locally there is no
+    # CloudWatch, and one EMF document per invocation would bury the access log: drop them.
+    sys.stdout = _WithoutMetricLines(sys.stdout)
+    warnings.filterwarnings("ignore", message="No application metrics to publish")
+    _fault = fault
+    if fault.first_attempts:
+        _install_put_object_fault()
+    # As in Lambda: the environment is set before the handler module (and Powertools) is imported.
+    module_name, function_name = handler.rsplit(".", 1)
+    _handler = getattr(import_module(module_name), function_name)
+
+
+class _WithoutMetricLines(io.TextIOBase):
+    """A stdout that drops Powertools' EMF documents (printed as one line starting with {"_aws")."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self._dropped_line = False
+
+    def write(self, text: str) -> int:
+        if text.startswith('{"_aws"'):
+            self._dropped_line = True
+            return len(text)
+        if self._dropped_line and text == "\n":  # print()'s separate newline after the dropped line
+            self._dropped_line = False
+            return len(text)
+        self._dropped_line = False
+        return self._stream.write(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+
+def _ping() -> bool:
+    return _handler is not None
+
+
+def _invoke(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    global _doomed_bodies
+    if _fault.first_attempts:
+        _doomed_bodies = frozenset(
+            record["body"].encode("utf-8")
+            for record in event.get("Records", [])
+            if int(record["attributes"].get("ApproximateReceiveCount", "1")) <= _fault.first_attempts
+            and _fault.match in record["body"]
+        )
+    try:
+        return {"response": _handler(event, context)}
+    except Exception as exc:  # noqa: BLE001 - reported to the caller like Lambda's errorType/errorMessage
+        return {"errorType": type(exc).__name__, "errorMessage": str(exc), "stackTrace": traceback.format_exc()}
+
+
+def _install_put_object_fault() -> None:
+    """Clients made later from boto3's default session (the handlers' lazy clients) inherit this hook."""
+    import boto3
+    from botocore.exceptions import ClientError
+
+    def fail_doomed(params: dict[str, Any], **_: Any) -> None:
+        body = params.get("Body")
+        if isinstance(body, bytes | bytearray) and bytes(body) in _doomed_bodies:
+            raise ClientError({"Error": {"Code": "InternalError", "Message": "injected by LOCAL_FAIL_FIRST_ATTEMPTS"},
+                               "ResponseMetadata": {"HTTPStatusCode": 500}}, "PutObject")
+
+    boto3.setup_default_session()
+    boto3.DEFAULT_SESSION.events.register("before-parameter-build.s3.PutObject", fail_doomed)
+

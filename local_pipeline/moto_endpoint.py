@@ -1,0 +1,103 @@
+"""The AWS endpoint the local pipeline talks to: an embedded moto server on 127.0.0.1, or the
+endpoint named by AWS_ENDPOINT_URL (LocalStack, or a real account with your credentials)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+# moto answers any credentials; fixed fake ones make sure no real key is ever used or signed with.
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+}
+
+
+class EndpointError(RuntimeError):
+    """The embedded AWS endpoint could not start (usually: its port is taken)."""
+
+
+class AwsEndpoint:
+    """Starts moto in server mode unless ``endpoint_url`` is given; ``stop()`` stops what it started.
+
+    ``environment()`` is what every process that talks to this endpoint needs in its environment
+    (boto3 honours AWS_ENDPOINT_URL, so the handlers run unmodified).
+    """
+
+    def __init__(self, *, port: int, region: str, endpoint_url: str | None = None) -> None:
+        self.region = region
+        self.embedded = endpoint_url is None
+        self._port = port
+        self._server: Any = None
+        self.endpoint_url = endpoint_url or ""
+
+    def start(self) -> AwsEndpoint:
+        if not self.embedded:
+            return self
+        from moto.server import ThreadedMotoServer
+
+        _refuse_busy_port(self._port)
+        # werkzeug logs every request moto serves; the runner prints its own compact lines instead.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self._port, verbose=False)
+        self._server.start()
+        host, port = self._server.get_host_and_port()
+        self.endpoint_url = f"http://{host}:{port}"
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+    def environment(self) -> dict[str, str]:
+        env = {"AWS_ENDPOINT_URL": self.endpoint_url, "AWS_DEFAULT_REGION": self.region, "AWS_REGION": self.region}
+        if self.embedded:
+            env.update(FAKE_CREDENTIALS)
+            env["AWS_PROFILE"] = ""  # a profile would override the fake keys' source
+        return env
+
+    def client(self, service: str, max_pool_connections: int = 10) -> Any:
+        """A boto3 client for this endpoint (the runner's own calls: set-up, polling, deletes)."""
+        credentials = (
+            {"aws_access_key_id": FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+             "aws_secret_access_key": FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+             "aws_session_token": FAKE_CREDENTIALS["AWS_SESSION_TOKEN"]}
+            if self.embedded else {}
+        )
+        return boto3.session.Session().client(
+            service,
+            endpoint_url=self.endpoint_url,
+            region_name=self.region,
+            config=Config(max_pool_connections=max_pool_connections, retries={"mode": "standard"}),
+            **credentials,
+        )
+
+
+def apply_environment(env: dict[str, str]) -> None:
+    """Put ``env`` into this process's environment; an empty value removes the variable."""
+    for name, value in env.items():
+        if value:
+            os.environ[name] = value
+        else:
+            os.environ.pop(name, None)
+
+
+def _refuse_busy_port(port: int) -> None:
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise EndpointError(
+                f"cannot start the embedded AWS endpoint: 127.0.0.1:{port} is in use "
+                "(set MOTO_PORT to another port, or AWS_ENDPOINT_URL to use a running endpoint)"
+            ) from exc

@@ -1,0 +1,161 @@
+"""Emulates the SQS event source mapping (ESM) that feeds the consumer Lambda.
+
+Each of MAX_WORKERS pollers long-polls the queue, gathers up to BATCH_SIZE records within
+MAX_BATCHING_WINDOW_SECONDS, invokes the real consumer handler with an SQS event of the real shape,
+and deletes only the records the handler did not list in ``batchItemFailures``. As AWS does, an
+exception or a malformed ``batchItemFailures`` fails the whole batch. Failed records are simply not
+deleted: SQS makes them visible again after the visibility timeout, and moves them to the DLQ after
+``maxReceiveCount`` receives.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from infra.config import PipelineConfig
+from local_pipeline.access_log import AccessLog
+from local_pipeline.events import sqs_event
+from local_pipeline.lambda_runtime import FunctionError, FunctionPool
+from local_pipeline.resources import LocalResources
+
+# One invocation's payload is limited to 6 MB (AWS); a batch stops growing before that.
+MAX_INVOCATION_BYTES = 6 * 1000 * 1000
+# The ESM long-polls for 20 s; 1 s here keeps Ctrl-C snappy and costs moto nothing while idle.
+LONG_POLL_SECONDS = 1
+# While a batching window is open and the queue is momentarily empty, look again this often.
+WINDOW_POLL_SECONDS = 0.05
+
+
+class MalformedResponse(ValueError):
+    """A consumer response AWS would treat as failure of the whole batch."""
+
+
+def failed_ids(response: Any, batch_ids: set[str]) -> set[str]:
+    """The ids listed in ``batchItemFailures``; raises MalformedResponse where AWS fails the whole batch."""
+    if not isinstance(response, dict):
+        raise MalformedResponse(f"response is {type(response).__name__}, not an object")
+    items = response.get("batchItemFailures") or []
+    if not isinstance(items, list):
+        raise MalformedResponse("batchItemFailures is not a list")
+    failed: set[str] = set()
+    for item in items:
+        identifier = item.get("itemIdentifier") if isinstance(item, dict) else None
+        if not isinstance(identifier, str) or not identifier:
+            raise MalformedResponse(f"empty or missing itemIdentifier in {item!r}")
+        if identifier not in batch_ids:
+            raise MalformedResponse(f"itemIdentifier {identifier!r} is not in the batch")
+        failed.add(identifier)
+    return failed
+
+
+class WorkerPool:
+    """MAX_WORKERS poller threads in front of a pool of consumer environments."""
+
+    def __init__(self, *, sqs: Any, resources: LocalResources, config: PipelineConfig, consumer: FunctionPool,
+                 log: AccessLog, region: str) -> None:
+        self._sqs = sqs
+        self._resources = resources
+        self._config = config
+        self._consumer = consumer
+        self._log = log
+        self._region = region
+        self._draining = threading.Event()
+        self._drain_deadline = 0.0
+        self._threads = [
+            threading.Thread(target=self._poll, args=(number,), name=f"poller-{number}", daemon=True)
+            for number in range(1, config.MAX_WORKERS + 1)
+        ]
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def drain_and_stop(self, timeout_seconds: float) -> None:
+        """Keep consuming until the queue has no visible message (or the timeout), finish in-flight
+        batches, then stop. Records waiting out a visibility timeout are not waited for."""
+        self._drain_deadline = time.monotonic() + timeout_seconds
+        self._draining.set()
+        for thread in self._threads:
+            if thread.ident is not None:  # started
+                thread.join()
+
+    # --- one poller --------------------------------------------------------------------------------
+    def _poll(self, number: int) -> None:
+        carry: list[dict[str, Any]] = []
+        while True:
+            if self._draining.is_set() and time.monotonic() >= self._drain_deadline:
+                return
+            try:
+                batch, carry = self._gather(carry)
+            except (BotoCoreError, ClientError) as exc:
+                # The endpoint is unreachable or refused: like the ESM, back off and poll again.
+                self._log.line(f"poller {number}: receive failed ({exc}); retrying in 1 s")
+                time.sleep(1)
+                continue
+            if not batch:
+                if self._draining.is_set():
+                    return  # drained: nothing visible is left
+                continue
+            self._process(number, batch)
+
+    def _receive(self, limit: int, wait_seconds: int) -> list[dict[str, Any]]:
+        return self._sqs.receive_message(
+            QueueUrl=self._resources.queue_url,
+            MaxNumberOfMessages=min(10, limit),
+            WaitTimeSeconds=wait_seconds,
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        ).get("Messages", [])
+
+    def _gather(self, carry: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """A batch as the ESM builds it: full, or the window closed, or the next record would pass 6 MB.
+        Records that did not fit are carried into the next batch (they stay in flight meanwhile)."""
+        batch_size = self._config.BATCH_SIZE
+        pending = carry or self._receive(batch_size, LONG_POLL_SECONDS)
+        if not pending:
+            return [], []
+        window_closes = time.monotonic() + self._config.MAX_BATCHING_WINDOW_SECONDS
+        batch: list[dict[str, Any]] = []
+        size = 0
+        while True:
+            while pending:
+                record_size = len(pending[0]["Body"].encode("utf-8"))
+                if len(batch) >= batch_size or (batch and size + record_size > MAX_INVOCATION_BYTES):
+                    return batch, pending
+                batch.append(pending.pop(0))
+                size += record_size
+            if len(batch) >= batch_size or time.monotonic() >= window_closes:
+                return batch, []
+            pending = self._receive(batch_size - len(batch), 0)
+            if not pending:
+                time.sleep(WINDOW_POLL_SECONDS)
+
+    def _process(self, number: int, batch: list[dict[str, Any]]) -> None:
+        started = time.perf_counter()
+        ids = {message["MessageId"] for message in batch}
+        error = ""
+        try:
+            response = self._consumer.invoke(sqs_event(batch, self._resources.queue_arn, self._region))
+            failed = failed_ids(response, ids)
+        except (FunctionError, MalformedResponse) as exc:
+            failed, error = ids, str(exc).splitlines()[0][:200]
+        try:
+            self._delete([message for message in batch if message["MessageId"] not in failed])
+        except (BotoCoreError, ClientError) as exc:
+            error = f"delete failed: {exc}"  # the records come back and are found already stored
+        self._log.batch(number, len(batch), len(failed), (time.perf_counter() - started) * 1000, error)
+
+    def _delete(self, messages: list[dict[str, Any]]) -> None:
+        for start in range(0, len(messages), 10):
+            chunk = messages[start:start + 10]
+            result = self._sqs.delete_message_batch(
+                QueueUrl=self._resources.queue_url,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)],
+            )
+            for failure in result.get("Failed", []):
+                # Not lost: the record reappears and its create-only write finds the object already stored.
+                self._log.line(f"delete failed ({failure.get('Code')}); the record will be redelivered")
