@@ -13,7 +13,7 @@ NODE_STAMP := node_modules/.installed
 CDK := node_modules/.bin/cdk
 
 .DEFAULT_GOAL := help
-.PHONY: help install test synth deploy destroy clean
+.PHONY: help install test synth deploy destroy clean run
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -29,6 +29,9 @@ $(NODE_STAMP): package.json package-lock.json $(PY_STAMP)
 	touch $@
 
 install: $(PY_STAMP) $(NODE_STAMP)  ## create .venv and install the CDK CLI
+
+run: $(PY_STAMP)  ## the whole pipeline on this machine (PORT 3000, embedded moto; no AWS, no Docker); Ctrl-C stops
+	$(PY) -m local_pipeline
 
 test: $(PY_STAMP)  ## install everything and run the whole test suite (offline)
 	$(PY) -m pytest
