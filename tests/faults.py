@@ -81,6 +81,7 @@ class FlakyPutObject:
         self.should_fail = should_fail
         self.attempts: Counter[str] = Counter()
         self.failures: list[str] = []
+        self.codes: Counter[str] = Counter()
         self._lock = threading.Lock()
         s3_client.meta.events.register("before-parameter-build.s3.PutObject", self._maybe_fail)
 
@@ -92,9 +93,10 @@ class FlakyPutObject:
             fail = self.should_fail(key, attempt)
             if fail:
                 self.failures.append(key)
-            slow_down = len(self.failures) % 2 == 0
+            code, status = ("SlowDown", 503) if len(self.failures) % 2 == 0 else ("InternalError", 500)
+            if fail:
+                self.codes[code] += 1
         if fail:
-            code, status = ("SlowDown", 503) if slow_down else ("InternalError", 500)
             raise ClientError({"Error": {"Code": code, "Message": "injected"},
                                "ResponseMetadata": {"HTTPStatusCode": status}}, "PutObject")
 
@@ -132,3 +134,34 @@ class CallCounter:
 
     def _count(self, **_: Any) -> None:
         self.calls += 1
+
+
+class SimultaneousConditionalPuts:
+    """Holds each PutObject until ``parties`` of them are in flight, then lets them reach S3 one at
+    a time: S3's conditional write is atomic, moto's check-then-put is not, so moto is serialized
+    here the way S3 serializes it. ``conflict_losers`` answers the later ones 409
+    ConditionalRequestConflict, which S3 may return while a competing conditional write is in progress."""
+
+    def __init__(self, s3_client: Any, parties: int = 2, conflict_losers: bool = False) -> None:
+        self.parties = parties
+        self.barrier = threading.Barrier(parties, timeout=10)
+        self.conflict_losers = conflict_losers
+        self.arrivals = 0
+        self._s3 = threading.Lock()
+        self._count = threading.Lock()
+        s3_client.meta.events.register("before-call.s3.PutObject", self._enter)
+        s3_client.meta.events.register("after-call.s3.PutObject", self._leave)
+
+    def _enter(self, **_: Any) -> None:
+        with self._count:
+            self.arrivals += 1
+            arrival = self.arrivals
+        if arrival <= self.parties:  # later calls (redeliveries) go straight through
+            self.barrier.wait()
+            if self.conflict_losers and arrival > 1:
+                raise ClientError({"Error": {"Code": "ConditionalRequestConflict", "Message": "injected"},
+                                   "ResponseMetadata": {"HTTPStatusCode": 409}}, "PutObject")
+        self._s3.acquire()
+
+    def _leave(self, **_: Any) -> None:
+        self._s3.release()

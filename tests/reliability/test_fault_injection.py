@@ -1,0 +1,311 @@
+"""Zero loss, no duplicates: faults injected at the botocore level while the real handlers run
+unmodified against moto. Every scenario ends by reconciling the 202-acknowledged payloads against
+every object *version* in S3 (the bucket is versioned here, so an overwrite would show up)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from typing import Any
+
+import pytest
+
+import consumer_handler
+from local_pipeline.events import LambdaContext, sqs_event
+from pipeline import aws_clients
+from tests.conftest import Pipeline, collection
+from tests.faults import (
+    ConsumerCrash,
+    CrashAfterPuts,
+    FailingSendMessageBatch,
+    FlakyPutObject,
+    SimultaneousConditionalPuts,
+    fail_put_object,
+)
+from tests.reliability.reconcile import drain, expire_visibility, reconcile, stored_versions
+
+
+@pytest.fixture(autouse=True)
+def versioned_bucket(pipeline: Pipeline) -> None:
+    pipeline.s3.put_bucket_versioning(Bucket=pipeline.resources.bucket, VersioningConfiguration={"Status": "Enabled"})
+
+
+def consumer_s3(pipeline: Pipeline) -> Any:
+    return aws_clients.s3_client(pipeline.config.UPLOAD_CONCURRENCY)
+
+
+def request_id(n: int) -> str:
+    return str(uuid.UUID(int=n))
+
+
+def entry_index(entry: dict[str, Any]) -> int:
+    return int(json.loads(entry["MessageBody"])["id"].rsplit("-", 1)[1])
+
+
+def post_acknowledged(pipeline: Pipeline, sent: dict[str, Any], rid: str | None = None) -> str:
+    response = pipeline.post(sent, request_id=rid)
+    assert response.status == 202, response.body
+    assert response.body["accepted"] == len(sent["data"])
+    return response.body["requestId"]
+
+
+# --- 1. SendMessageBatch lists entries in Failed -------------------------------------------------
+
+
+def test_transiently_failed_entries_are_retried_and_the_request_still_gets_202(pipeline: Pipeline) -> None:
+    # Given SQS fails every entry the first time it sees it (25 payloads = 3 concurrent batches)
+    seen: set[str] = set()
+
+    def first_attempt(_: int, entry: dict[str, Any]) -> bool:
+        body = entry["MessageBody"]
+        fresh = body not in seen
+        seen.add(body)
+        return fresh
+
+    faults = FailingSendMessageBatch(aws_clients.sqs_client(), first_attempt)
+    sent = collection(25)
+    # When the client posts, Then it gets 202 for all 25
+    rid = post_acknowledged(pipeline, sent)
+    assert faults.failed_entries == 25
+    # And after the worker pool drains the queue, each payload is stored exactly once
+    drain(pipeline)
+    result = reconcile({rid: sent}, stored_versions(pipeline))
+    assert result.clean and result.stored == 25 and not result.unacknowledged
+
+
+def test_persistent_failure_gets_503_and_a_client_retry_duplicates_the_already_accepted_entries(pipeline: Pipeline) -> None:
+    # Given SQS keeps refusing 2 of the 25 entries of a request
+    outage = {"on": True}
+    FailingSendMessageBatch(aws_clients.sqs_client(), lambda _, entry: outage["on"] and entry_index(entry) in (3, 17))
+    sent = collection(25)
+    # When the client posts
+    first = pipeline.post(sent, request_id=request_id(1))
+    # Then it is told to retry the whole request, and success is never claimed
+    assert first.status == 503
+    assert first.headers["Retry-After"] == str(pipeline.config.RETRY_AFTER_SECONDS)
+    assert first.headers["Content-Type"] == "application/problem+json"
+    assert first.body["type"] == "urn:ingest-pipeline:problem:enqueue-failed"
+    # But the 23 entries SQS did accept are on the queue: there is no way to take them back
+    assert pipeline.queue_depth() == 23
+
+    # When the outage ends and the client retries the same body (API Gateway gives it a new request id)
+    outage["on"] = False
+    rid = post_acknowledged(pipeline, sent, request_id(2))
+    drain(pipeline)
+
+    # Then every acknowledged payload is stored exactly once (nothing lost, no id twice) ...
+    result = reconcile({rid: sent}, stored_versions(pipeline))
+    assert result.clean
+    # ... and the 23 entries of the refused request are stored too, under the first request's ids:
+    # at-least-once across client retries. Deduplicate by content or by a client idempotency key.
+    assert len(result.unacknowledged) == 23
+    assert all(payload_id.startswith(request_id(1)) for payload_id in result.unacknowledged)
+    assert result.content_duplicates == 23 and result.stored == 48
+
+
+# --- 2. PutObject fails for about 10% of calls ---------------------------------------------------
+
+
+def test_failed_uploads_are_reported_redelivered_and_stored_once(pipeline: Pipeline) -> None:
+    # Given S3 answers 500 InternalError or 503 SlowDown to about 10% of PutObject calls
+    def one_in_ten(key: str, attempt: int) -> bool:
+        return hashlib.sha256(f"{key.rsplit('/', 1)[1]}#{attempt}".encode()).digest()[0] < 26  # 26/256
+
+    flaky = FlakyPutObject(consumer_s3(pipeline), one_in_ten)
+    acknowledged = {}
+    for n in range(10):
+        sent = collection(10, token=f"device-{n}")
+        acknowledged[post_acknowledged(pipeline, sent, request_id(100 + n))] = sent
+
+    # When the worker pool consumes the first delivery of all 100 messages
+    messages = pipeline.receive()
+    assert len(messages) == 100
+    response = pipeline.consume(messages)
+    # Then exactly the records whose upload failed are reported for redelivery
+    failed_ids = {key.rsplit("/", 1)[1].removesuffix(".json") for key in flaky.failures}
+    reported = {item["itemIdentifier"] for item in response["batchItemFailures"]}
+    assert reported == {m["MessageId"] for m in messages if json.loads(m["Body"])["id"] in failed_ids}
+    assert 5 <= len(reported) <= 20  # about 10%
+
+    # And once they come back, every payload is stored exactly once and nothing was dead-lettered
+    expire_visibility(pipeline, [m for m in messages if m["MessageId"] in reported])
+    drain(pipeline)
+    result = reconcile(acknowledged, stored_versions(pipeline))
+    assert result.clean and result.stored == 100
+    assert pipeline.queue_depth(pipeline.resources.dlq_url) == 0
+    assert set(flaky.codes) == {"InternalError", "SlowDown"}
+
+
+# --- 3. The consumer crashes mid-batch -----------------------------------------------------------
+
+
+def test_a_crash_after_some_uploads_redelivers_the_whole_batch_and_duplicates_nothing(pipeline: Pipeline) -> None:
+    # Given 20 acknowledged payloads, and a consumer that dies after its 7th stored object
+    sent = collection(20)
+    rid = post_acknowledged(pipeline, sent)
+    crash = CrashAfterPuts(consumer_s3(pipeline), after=7)
+    messages = pipeline.receive()
+
+    # When the invocation crashes
+    with pytest.raises(ConsumerCrash):
+        pipeline.consume(messages)
+    # Then no message was deleted, although some objects were already written
+    assert pipeline.queue_depth() == 20
+    assert 7 <= crash.stored <= 20
+
+    # When the visibility timeout passes, the whole batch comes back and is consumed
+    expire_visibility(pipeline, messages)
+    redelivered = pipeline.receive()
+    assert {m["MessageId"] for m in redelivered} == {m["MessageId"] for m in messages}
+    assert pipeline.consume(redelivered) == {"batchItemFailures": []}
+
+    # Then each payload is exactly one object version: the redelivery wrote only what was missing
+    result = reconcile({rid: sent}, stored_versions(pipeline))
+    assert result.clean and result.stored == 20
+    assert crash.stored == 20
+    assert pipeline.queue_depth() == 0
+
+
+# --- 4. The same message delivered twice -----------------------------------------------------------
+
+
+def test_a_message_redelivered_after_its_visibility_timeout_is_stored_once(pipeline: Pipeline) -> None:
+    # Given a batch that was processed but whose deletes never happened (the worker was too slow)
+    sent = collection(5)
+    rid = post_acknowledged(pipeline, sent)
+    first = pipeline.receive()
+    consumer_handler.lambda_handler(sqs_event(first, pipeline.resources.queue_arn), LambdaContext())
+    assert len(stored_versions(pipeline)) == 5
+    # When SQS delivers the same messages again
+    expire_visibility(pipeline, first)
+    second = pipeline.receive()
+    assert {m["MessageId"] for m in second} == {m["MessageId"] for m in first}
+    assert all(m["Attributes"]["ApproximateReceiveCount"] == "2" for m in second)
+    # Then the second delivery succeeds without writing anything
+    assert pipeline.consume(second) == {"batchItemFailures": []}
+    assert reconcile({rid: sent}, stored_versions(pipeline)).clean
+    assert pipeline.queue_depth() == 0
+
+
+def duplicated_in_one_batch(pipeline: Pipeline) -> tuple[str, dict[str, Any], list[dict[str, Any]]]:
+    """One acknowledged payload, delivered twice in the same batch (distinct receipts)."""
+    sent = collection(1)
+    rid = post_acknowledged(pipeline, sent)
+    [message] = pipeline.receive()
+    twin = {**message, "MessageId": str(uuid.uuid4()), "ReceiptHandle": message["ReceiptHandle"] + "-twin"}
+    return rid, sent, [message, twin]
+
+
+def test_two_concurrent_deliveries_of_one_message_store_one_object(pipeline: Pipeline) -> None:
+    # Given both deliveries reach S3 at the same moment
+    race = SimultaneousConditionalPuts(consumer_s3(pipeline), parties=2)
+    rid, sent, deliveries = duplicated_in_one_batch(pipeline)
+    # When they are consumed together
+    response = consumer_handler.lambda_handler(sqs_event(deliveries, pipeline.resources.queue_arn), LambdaContext())
+    # Then both succeed (one stored it, the other found it stored) and there is one object version
+    assert response == {"batchItemFailures": []}
+    assert race.arrivals == 2
+    result = reconcile({rid: sent}, stored_versions(pipeline))
+    assert result.clean and result.stored == 1
+
+
+def test_a_conditional_write_conflict_is_retried_and_then_found_stored(pipeline: Pipeline) -> None:
+    # Given S3 answers 409 ConditionalRequestConflict to the loser of two concurrent writes
+    SimultaneousConditionalPuts(consumer_s3(pipeline), parties=2, conflict_losers=True)
+    rid, sent, deliveries = duplicated_in_one_batch(pipeline)
+    # When both are consumed, Then the loser is reported (never dropped, never assumed stored)
+    response = consumer_handler.lambda_handler(sqs_event(deliveries, pipeline.resources.queue_arn), LambdaContext())
+    assert len(response["batchItemFailures"]) == 1
+    # And its redelivery finds the object stored: one version, nothing lost
+    [loser_id] = [item["itemIdentifier"] for item in response["batchItemFailures"]]
+    [loser] = [d for d in deliveries if d["MessageId"] == loser_id]
+    retry = consumer_handler.lambda_handler(sqs_event([loser], pipeline.resources.queue_arn), LambdaContext())
+    assert retry == {"batchItemFailures": []}
+    result = reconcile({rid: sent}, stored_versions(pipeline))
+    assert result.clean and result.stored == 1
+
+
+# --- 5. A poison message ---------------------------------------------------------------------------
+
+POISON_BODIES = {
+    "not-json": "this is not json",
+    "unsafe-id": json.dumps({"id": "../../etc/passwd", "receivedAt": "2026-01-01T00:00:00.000Z", "payload": {}}),
+    "no-payload": json.dumps({"id": "abc-0", "receivedAt": "2026-01-01T00:00:00.000Z"}),
+}
+
+
+@pytest.mark.parametrize("poison", POISON_BODIES.values(), ids=POISON_BODIES.keys())
+def test_a_poison_message_is_dead_lettered_after_max_receive_count_and_its_batch_mates_are_stored(
+    pipeline: Pipeline, poison: str
+) -> None:
+    # Given a message on the queue that is not an envelope
+    pipeline.sqs.send_message(QueueUrl=pipeline.resources.queue_url, MessageBody=poison)
+    acknowledged: dict[str, Any] = {}
+    receives = 0
+    # When, delivery after delivery, it shares each batch with fresh good payloads
+    for n in range(pipeline.config.MAX_RECEIVE_COUNT + 1):
+        sent = collection(3, token=f"device-{n}")
+        acknowledged[post_acknowledged(pipeline, sent)] = sent
+        messages = pipeline.receive()
+        poisoned = [m for m in messages if m["Body"] == poison]
+        receives += len(poisoned)
+        response = pipeline.consume(messages)
+        # Then only the poison message is ever reported; its batch mates are stored and deleted
+        assert {item["itemIdentifier"] for item in response["batchItemFailures"]} == {m["MessageId"] for m in poisoned}
+        expire_visibility(pipeline, poisoned)
+
+    # And after MAX_RECEIVE_COUNT receives it is in the DLQ, unchanged, and gone from the queue
+    assert receives == pipeline.config.MAX_RECEIVE_COUNT
+    dead = pipeline.receive(queue_url=pipeline.resources.dlq_url)
+    assert [m["Body"] for m in dead] == [poison]
+    assert pipeline.queue_depth() == 0
+    result = reconcile(acknowledged, stored_versions(pipeline))
+    assert result.clean and result.stored == 3 * (pipeline.config.MAX_RECEIVE_COUNT + 1)
+
+
+# --- 6. Every record of a batch fails --------------------------------------------------------------
+
+
+def test_when_every_record_fails_the_whole_batch_is_retried_and_nothing_is_lost(pipeline: Pipeline) -> None:
+    # Given S3 refuses every upload (an outage)
+    outage = {"on": True}
+    fail_put_object(consumer_s3(pipeline), lambda _: outage["on"], code="ServiceUnavailable", status=503)
+    sent = collection(12)
+    rid = post_acknowledged(pipeline, sent)
+    messages = pipeline.receive()
+    # When the batch is consumed, Then the invocation fails as a whole (Powertools raises when every
+    # record failed): the ESM retries the batch and backs off, and no message is deleted
+    with pytest.raises(Exception, match="All records failed"):
+        pipeline.consume(messages)
+    assert pipeline.queue_depth() == 12
+    assert stored_versions(pipeline) == []
+
+    # When S3 recovers and the batch comes back, Then every payload is stored once
+    outage["on"] = False
+    expire_visibility(pipeline, messages)
+    report = drain(pipeline)
+    assert report.failed_invocations == 0
+    result = reconcile({rid: sent}, stored_versions(pipeline))
+    assert result.clean and result.stored == 12
+    assert pipeline.queue_depth(pipeline.resources.dlq_url) == 0
+
+
+def test_a_partial_failure_never_fails_the_whole_batch(pipeline: Pipeline) -> None:
+    # Given S3 refuses the upload of exactly one payload of a batch of 12
+    outage = {"on": True}
+    fail_put_object(consumer_s3(pipeline), lambda key: outage["on"] and key.endswith("-11.json"))
+    sent = collection(12)
+    rid = post_acknowledged(pipeline, sent)
+    messages = pipeline.receive()
+    # When the batch is consumed, Then only that record is reported; the 11 others are stored and deleted
+    response = pipeline.consume(messages)
+    [failed] = [m for m in messages if json.loads(m["Body"])["id"].endswith("-11")]
+    assert response == {"batchItemFailures": [{"itemIdentifier": failed["MessageId"]}]}
+    assert len(stored_versions(pipeline)) == 11 and pipeline.queue_depth() == 1
+    # And its redelivery completes the set
+    outage["on"] = False
+    expire_visibility(pipeline, [failed])
+    drain(pipeline)
+    result = reconcile({rid: sent}, stored_versions(pipeline))
+    assert result.clean and result.stored == 12
