@@ -13,7 +13,7 @@ NODE_STAMP := node_modules/.installed
 CDK := node_modules/.bin/cdk
 
 .DEFAULT_GOAL := help
-.PHONY: help install test synth deploy destroy clean run
+.PHONY: help install test synth deploy destroy clean run loadtest verify
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -48,3 +48,32 @@ destroy: install  ## cdk destroy (the payload bucket is retained unless DESTROY_
 
 clean:  ## remove build output (keeps .venv and node_modules)
 	rm -rf cdk.out .pytest_cache .hypothesis
+
+# --- load test: optional deps (requirements-loadtest.txt) so `make test` stays lean; docs/LOADTEST.md
+LOADTEST_STAMP := $(VENV)/.loadtest-installed
+LOADTEST_HOST ?= http://127.0.0.1:3000
+LOADTEST_USERS ?= 20
+LOADTEST_RPS ?= 100
+LOADTEST_DURATION ?= 60s
+LOADTEST_PAYLOADS ?= 10
+LOADTEST_PAYLOAD_BYTES ?= 1024
+LOADTEST_RESULTS ?= loadtest-results
+VERIFY_BUCKET ?= ingest-pipeline-local-payloads
+VERIFY_ENDPOINT ?= http://127.0.0.1:4566
+VERIFY_WAIT ?= 60
+
+$(LOADTEST_STAMP): requirements-loadtest.txt $(PY_STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-loadtest.txt
+	touch $@
+
+loadtest: $(LOADTEST_STAMP)  ## Locust POSTs to LOADTEST_HOST (default: make run) at LOADTEST_RPS for LOADTEST_DURATION
+	rm -f $(LOADTEST_RESULTS)/acks-*.jsonl
+	$(VENV)/bin/locust -f loadtest/locustfile.py --headless --host $(LOADTEST_HOST) \
+		-u $(LOADTEST_USERS) -r $(LOADTEST_USERS) --run-time $(LOADTEST_DURATION) --stop-timeout 10 \
+		--rps $(LOADTEST_RPS) --payloads $(LOADTEST_PAYLOADS) --payload-bytes $(LOADTEST_PAYLOAD_BYTES) \
+		--ack-dir $(LOADTEST_RESULTS) --csv $(LOADTEST_RESULTS)/locust
+
+verify: $(LOADTEST_STAMP)  ## reconcile the load test's acks with VERIFY_BUCKET: lost, duplicated, latency, PNG plot
+	$(PY) -m loadtest.verify --bucket $(VERIFY_BUCKET) $(if $(VERIFY_ENDPOINT),--endpoint-url $(VERIFY_ENDPOINT)) \
+		--acks $(LOADTEST_RESULTS) --wait $(VERIFY_WAIT) \
+		--plot $(LOADTEST_RESULTS)/loadtest.png --json $(LOADTEST_RESULTS)/verify.json

@@ -1,0 +1,1 @@
+"""Load test (Locust) and the verifier that reconciles acknowledgements with the bucket."""

@@ -1,0 +1,137 @@
+"""Locust load test: POST payload collections to any deployment, record every acknowledgement.
+
+    .venv/bin/locust -f loadtest/locustfile.py --headless --host http://127.0.0.1:3000 \\
+        -u 50 -r 50 --run-time 60s --rps 200 --payloads 10 --payload-bytes 1024
+
+Each 202 is appended to ``{--ack-dir}/acks-{pid}.jsonl`` as
+``{"requestId", "accepted", "sentAt", "ackAt", "status"}`` (epoch ms, client clock); other answers
+are recorded with their status and no ``accepted``. ``python -m loadtest.verify`` then reconciles
+these acknowledgements with the bucket. One file per process, so distributed workers on one host
+never interleave.
+
+Pacing is open-model where Locust allows it: with ``--rps R`` every user sends on a fixed schedule
+(R / users requests/s each) that does not wait for the previous answer beyond its slot. When a slot
+is missed because answers are slower than the schedule, the user sends at once and the miss is
+counted (``missed slots`` at the end): the offered load was then lower than asked. ``--rps 0``
+sends back-to-back (closed model: maximum throughput for the given users).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from pathlib import Path
+from typing import IO, Any
+
+from locust import FastHttpUser, events, task
+from locust.env import Environment
+
+PAYLOADS_PATH = "/v1/payloads"
+
+
+@events.init_command_line_parser.add_listener
+def _options(parser: Any) -> None:
+    parser.add_argument("--rps", type=float, default=100.0, help="target requests/s over all users (0 = unpaced)")
+    parser.add_argument("--payloads", type=int, default=10, help="payloads per collection (request)")
+    parser.add_argument("--payload-bytes", type=int, default=1024, help="approximate JSON size of each payload")
+    parser.add_argument("--api-key", default=os.environ.get("API_KEY", "local-dev-key"), help="x-api-key header")
+    parser.add_argument("--ack-dir", default="loadtest-results", help="where acks-<pid>.jsonl is written")
+
+
+def collection_body(payloads: int, payload_bytes: int) -> bytes:
+    """One collection; each payload is padded so its compact JSON is about ``payload_bytes``."""
+    base = len(json.dumps({"seq": payloads, "device": "loadtest", "pad": ""}, separators=(",", ":")))
+    pad = "x" * max(0, payload_bytes - base)
+    data = [{"seq": index, "device": "loadtest", "pad": pad} for index in range(payloads)]
+    return json.dumps({"version": "1.0", "token": "loadtest", "data": data}, separators=(",", ":")).encode()
+
+
+class AckLog:
+    """Appends one JSON line per answer. Locust users are gevent greenlets in one thread and a
+    write without I/O wait does not yield, so lines never interleave."""
+
+    def __init__(self, directory: str) -> None:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        self.path = Path(directory) / f"acks-{os.getpid()}.jsonl"
+        self._file: IO[str] = self.path.open("a", encoding="utf-8", buffering=1024 * 1024)
+        self.acknowledged = 0
+        self.payloads = 0
+        self.rejected = 0
+        self.missed_slots = 0
+
+    def write(self, record: dict[str, Any]) -> None:
+        self._file.write(json.dumps(record, separators=(",", ":")) + "\n")
+
+    def close(self) -> None:
+        self._file.close()
+
+
+ACKS: AckLog | None = None
+BODY = b""
+
+
+@events.test_start.add_listener
+def _start(environment: Environment, **_: Any) -> None:
+    global ACKS, BODY
+    options = environment.parsed_options
+    BODY = collection_body(options.payloads, options.payload_bytes)
+    ACKS = AckLog(options.ack_dir)
+
+
+@events.quitting.add_listener
+def _quit(environment: Environment, **_: Any) -> None:
+    if ACKS is None:
+        return
+    ACKS.close()
+    print(f"\nacknowledged {ACKS.acknowledged} requests / {ACKS.payloads} payloads, "
+          f"{ACKS.rejected} not acknowledged, {ACKS.missed_slots} missed pacing slots -> {ACKS.path}")
+
+
+class PayloadClient(FastHttpUser):
+    """One device sending collections on a fixed schedule."""
+
+    def on_start(self) -> None:
+        options = self.environment.parsed_options
+        users = max(1, getattr(options, "num_users", None) or 1)
+        self.interval = users / options.rps if options.rps > 0 else 0.0
+        # A random phase so users do not fire in lockstep.
+        self.next_send = time.monotonic() + random.uniform(0, self.interval)
+        self.headers = {"content-type": "application/json", "x-api-key": options.api_key}
+
+    def wait_time(self) -> float:
+        if not self.interval:
+            return 0.0
+        now = time.monotonic()
+        if self.next_send < now - self.interval:  # more than one slot late: the target is not met
+            assert ACKS is not None
+            ACKS.missed_slots += 1
+            self.next_send = now
+        wait = max(0.0, self.next_send - now)
+        self.next_send += self.interval
+        return wait
+
+    @task
+    def post_collection(self) -> None:
+        assert ACKS is not None
+        sent_at = time.time()
+        with self.client.post(PAYLOADS_PATH, data=BODY, headers=self.headers, name="POST " + PAYLOADS_PATH,
+                              catch_response=True) as response:
+            record: dict[str, Any] = {"sentAt": round(sent_at * 1000), "ackAt": round(time.time() * 1000),
+                                      "status": response.status_code}
+            try:
+                answer = json.loads(response.content or b"null")
+            except ValueError:
+                answer = None
+            if isinstance(answer, dict):
+                record["requestId"] = answer.get("requestId")
+            if response.status_code == 202 and isinstance(answer, dict) and isinstance(answer.get("accepted"), int):
+                record["accepted"] = answer["accepted"]
+                ACKS.acknowledged += 1
+                ACKS.payloads += answer["accepted"]
+                response.success()
+            else:
+                ACKS.rejected += 1
+                response.failure(f"HTTP {response.status_code}")
+            ACKS.write(record)

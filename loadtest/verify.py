@@ -1,0 +1,361 @@
+"""Reconcile what the load test saw acknowledged with what is in the bucket.
+
+    .venv/bin/python -m loadtest.verify --bucket ingest-pipeline-local-payloads \\
+        --endpoint-url http://127.0.0.1:5000 --acks loadtest-results --plot loadtest-results/loadtest.png
+
+Every acknowledged request ``r`` with ``accepted = n`` promises payload ids ``r-0 .. r-(n-1)``. The
+verifier polls the bucket (both object modes: ``{id}.json`` and ``batch-*.ndjson.gz``) until every
+promised id is stored or ``--wait`` runs out, showing progress, then reports:
+
+- lost: promised ids not found (the pipeline's "no data loss" rule says this must be 0);
+- duplicated: ids stored in more than one object (possible in batch mode after a regrouped
+  redelivery; readers dedupe by ``id``; impossible in payload mode where the key is the id);
+- end-to-end latency percentiles from the envelope's ``receivedAt`` to the object's LastModified.
+  S3 (and moto) keep LastModified to the second, so each latency is the midpoint of its second:
+  a resolution of +-500 ms;
+- throughput over time, plotted with p50/p99 latency (``--plot``).
+
+Exit status: 0 when nothing is lost, 1 when payloads are lost, 2 on usage errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import math
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TextIO
+from urllib.parse import urlsplit
+
+BATCH_SUFFIX = ".ndjson.gz"
+PAYLOAD_SUFFIX = ".json"
+
+
+# --- what the load test recorded ------------------------------------------------------------------
+@dataclass(frozen=True)
+class Ack:
+    request_id: str
+    accepted: int
+    sent_at_ms: int
+    ack_at_ms: int
+
+
+@dataclass
+class Acks:
+    acks: list[Ack] = field(default_factory=list)
+    not_acknowledged: int = 0
+
+    @property
+    def payload_ids(self) -> set[str]:
+        return {f"{ack.request_id}-{index}" for ack in self.acks for index in range(ack.accepted)}
+
+    def window(self) -> tuple[datetime, datetime]:
+        start = min(ack.sent_at_ms for ack in self.acks) / 1000
+        end = max(ack.ack_at_ms for ack in self.acks) / 1000
+        return datetime.fromtimestamp(start, tz=UTC), datetime.fromtimestamp(end, tz=UTC)
+
+
+def load_acks(paths: Iterable[Path]) -> Acks:
+    """Read acks-*.jsonl files (or directories holding them)."""
+    result = Acks()
+    for path in paths:
+        files = sorted(path.glob("acks-*.jsonl")) if path.is_dir() else [path]
+        for file in files:
+            for line in file.read_text(encoding="utf-8").splitlines():
+                if not line.strip():
+                    continue
+                record = json.loads(line)
+                if record.get("status") == 202 and isinstance(record.get("accepted"), int) and record.get("requestId"):
+                    result.acks.append(Ack(record["requestId"], record["accepted"], record["sentAt"], record["ackAt"]))
+                else:
+                    result.not_acknowledged += 1
+    return result
+
+
+# --- what the bucket holds ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StoredCopy:
+    key: str
+    received_at: datetime | None  # None until read (payload mode reads lazily)
+    stored_at: datetime  # the object's LastModified (1-second resolution)
+
+
+def parse_received_at(value: str) -> datetime:
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+def hour_prefixes(prefix: str, start: datetime, end: datetime) -> list[str]:
+    """The ``dt=/hour=`` partitions a run can have written to (receivedAt is the server's clock,
+    so a few minutes of skew either side are included)."""
+    hour = (start - timedelta(minutes=10)).replace(minute=0, second=0, microsecond=0)
+    last = end + timedelta(minutes=10)
+    prefixes = []
+    while hour <= last:
+        prefixes.append(f"{prefix}dt={hour:%Y-%m-%d}/hour={hour:%H}/")
+        hour += timedelta(hours=1)
+    return prefixes
+
+
+class BucketScan:
+    """Incremental: each ``poll`` lists the run's partitions and reads only objects not seen yet."""
+
+    def __init__(self, s3: Any, bucket: str, prefixes: list[str], wanted: set[str], readers: int = 16) -> None:
+        self.s3, self.bucket, self.prefixes, self.wanted = s3, bucket, prefixes, wanted
+        self.readers = readers
+        self.seen_keys: set[str] = set()
+        self.copies: dict[str, list[StoredCopy]] = {}  # payload id -> every object holding it
+        self.objects = 0
+        self.other_payloads = 0  # stored ids this run did not see acknowledged (earlier runs, timeouts)
+
+    def _list(self) -> Iterator[dict[str, Any]]:
+        paginator = self.s3.get_paginator("list_objects_v2")
+        for prefix in self.prefixes:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                yield from page.get("Contents", [])
+
+    def _read(self, key: str) -> bytes:
+        return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+
+    def poll(self) -> None:
+        new = [item for item in self._list() if item["Key"] not in self.seen_keys]
+        wanted_payload_objects, batch_objects = [], []
+        for item in new:
+            self.seen_keys.add(item["Key"])
+            self.objects += 1
+            name = item["Key"].rsplit("/", 1)[-1]
+            if name.endswith(BATCH_SUFFIX):
+                batch_objects.append(item)
+            elif name.endswith(PAYLOAD_SUFFIX):
+                if name[: -len(PAYLOAD_SUFFIX)] in self.wanted:
+                    wanted_payload_objects.append(item)
+                else:
+                    self.other_payloads += 1
+        with ThreadPoolExecutor(self.readers) as pool:
+            for item, data in zip(wanted_payload_objects, pool.map(self._read, (i["Key"] for i in wanted_payload_objects))):
+                envelope = json.loads(data)
+                self._add(envelope["id"], item, envelope["receivedAt"])
+            for item, data in zip(batch_objects, pool.map(self._read, (i["Key"] for i in batch_objects))):
+                for line in gzip.decompress(data).splitlines():
+                    if line.strip():
+                        envelope = json.loads(line)
+                        if envelope["id"] in self.wanted:
+                            self._add(envelope["id"], item, envelope["receivedAt"])
+                        else:
+                            self.other_payloads += 1
+
+    def _add(self, payload_id: str, item: dict[str, Any], received_at: str) -> None:
+        stored_at = item["LastModified"]
+        if stored_at.tzinfo is None:
+            stored_at = stored_at.replace(tzinfo=UTC)
+        self.copies.setdefault(payload_id, []).append(StoredCopy(item["Key"], parse_received_at(received_at), stored_at))
+
+
+# --- the reconciliation ---------------------------------------------------------------------------
+def percentile(sorted_values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile of an ascending list (q in 0..100)."""
+    if not sorted_values:
+        return None
+    rank = max(1, math.ceil(q / 100 * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+def latency_ms(copy: StoredCopy) -> float:
+    """receivedAt -> LastModified; LastModified is truncated to the second, so take its midpoint."""
+    assert copy.received_at is not None
+    return max(0.0, (copy.stored_at - copy.received_at).total_seconds() * 1000 + 500)
+
+
+@dataclass
+class Report:
+    requests_acknowledged: int
+    requests_not_acknowledged: int
+    payloads_acknowledged: int
+    payloads_stored: int
+    lost: int
+    duplicated: int  # ids stored in more than one object
+    extra_copies: int  # copies beyond the first
+    objects: int
+    other_payloads: int
+    latency_ms: dict[str, float | None]
+    offered_rps: float
+    acknowledged_payloads_per_s: float
+    series: list[dict[str, Any]]
+    lost_sample: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def reconcile(acks: Acks, copies: dict[str, list[StoredCopy]], objects: int = 0, other_payloads: int = 0,
+              bin_seconds: float = 1.0) -> Report:
+    """Lost, duplicated, latency percentiles and the per-second time series."""
+    wanted = acks.payload_ids
+    lost = sorted(wanted - copies.keys())
+    first_copies = {pid: min(found, key=lambda c: c.stored_at) for pid, found in copies.items() if pid in wanted}
+    latencies = sorted(latency_ms(copy) for copy in first_copies.values())
+    duplicated = [pid for pid, found in copies.items() if pid in wanted and len({c.key for c in found}) > 1]
+    extra = sum(len({c.key for c in copies[pid]}) - 1 for pid in duplicated)
+    start_ms = min((ack.sent_at_ms for ack in acks.acks), default=0)
+    end_ms = max((ack.ack_at_ms for ack in acks.acks), default=start_ms)
+    duration = max(1e-3, (end_ms - start_ms) / 1000)
+    payloads = sum(ack.accepted for ack in acks.acks)
+    return Report(
+        requests_acknowledged=len(acks.acks),
+        requests_not_acknowledged=acks.not_acknowledged,
+        payloads_acknowledged=payloads,
+        payloads_stored=len(first_copies),
+        lost=len(lost),
+        duplicated=len(duplicated),
+        extra_copies=extra,
+        objects=objects,
+        other_payloads=other_payloads,
+        latency_ms={f"p{q}": percentile(latencies, q) for q in (50, 90, 99)} | {"max": latencies[-1] if latencies else None},
+        offered_rps=round((len(acks.acks) + acks.not_acknowledged) / duration, 1),
+        acknowledged_payloads_per_s=round(payloads / duration, 1),
+        series=time_series(acks, first_copies, start_ms, bin_seconds),
+        lost_sample=lost[:10],
+    )
+
+
+def time_series(acks: Acks, first_copies: dict[str, StoredCopy], start_ms: int, bin_seconds: float) -> list[dict[str, Any]]:
+    """Per bin (seconds since the first send): payloads acknowledged and stored per second, and
+    p50/p99 latency of the payloads received in that bin."""
+    def bin_of(epoch_s: float) -> int:
+        return int((epoch_s - start_ms / 1000) // bin_seconds)
+
+    acked: dict[int, int] = {}
+    for ack in acks.acks:
+        acked[bin_of(ack.ack_at_ms / 1000)] = acked.get(bin_of(ack.ack_at_ms / 1000), 0) + ack.accepted
+    stored: dict[int, int] = {}
+    latencies: dict[int, list[float]] = {}
+    for copy in first_copies.values():
+        assert copy.received_at is not None
+        stored_bin = bin_of(copy.stored_at.timestamp() + 0.5)
+        stored[stored_bin] = stored.get(stored_bin, 0) + 1
+        latencies.setdefault(bin_of(copy.received_at.timestamp()), []).append(latency_ms(copy))
+    bins = sorted(set(acked) | set(stored) | set(latencies))
+    series = []
+    for index in range(min(bins, default=0), max(bins, default=-1) + 1):
+        values = sorted(latencies.get(index, []))
+        series.append({
+            "t": round(index * bin_seconds, 3),
+            "acknowledged_per_s": acked.get(index, 0) / bin_seconds,
+            "stored_per_s": stored.get(index, 0) / bin_seconds,
+            "p50_ms": percentile(values, 50),
+            "p99_ms": percentile(values, 99),
+        })
+    return series
+
+
+# --- the command ----------------------------------------------------------------------------------
+class Progress:
+    """One status line, rewritten in place on a terminal, or printed every few seconds otherwise."""
+
+    def __init__(self, stream: TextIO = sys.stderr, every_s: float = 5.0) -> None:
+        self.stream, self.every_s = stream, every_s
+        self.tty = stream.isatty()
+        self.last = 0.0
+
+    def show(self, text: str, final: bool = False) -> None:
+        now = time.monotonic()
+        if self.tty:
+            self.stream.write("\r\033[K" + text + ("\n" if final else ""))
+            self.stream.flush()
+        elif final or now - self.last >= self.every_s:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+            self.last = now
+
+
+def format_report(report: Report) -> str:
+    lat = report.latency_ms
+
+    def ms(value: float | None) -> str:
+        return "-" if value is None else f"{value:,.0f} ms"
+
+    return "\n".join([
+        f"requests   {report.requests_acknowledged:,} acknowledged, {report.requests_not_acknowledged:,} not "
+        f"(offered {report.offered_rps:,} req/s)",
+        f"payloads   {report.payloads_acknowledged:,} acknowledged ({report.acknowledged_payloads_per_s:,}/s), "
+        f"{report.payloads_stored:,} stored in {report.objects:,} objects",
+        f"lost       {report.lost:,}" + (f"  e.g. {', '.join(report.lost_sample[:3])}" if report.lost else ""),
+        f"duplicated {report.duplicated:,} ids in more than one object ({report.extra_copies:,} extra copies; "
+        "readers dedupe by id)",
+        f"latency    receivedAt -> stored: p50 {ms(lat['p50'])}, p90 {ms(lat['p90'])}, p99 {ms(lat['p99'])}, "
+        f"max {ms(lat['max'])} (+-500 ms: LastModified has 1 s resolution)",
+    ])
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m loadtest.verify", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--bucket", required=True)
+    parser.add_argument("--acks", type=Path, nargs="+", default=[Path("loadtest-results")],
+                        help="acks-*.jsonl files or directories holding them")
+    parser.add_argument("--prefix", default="payloads/", help="OBJECT_PREFIX of the deployment")
+    parser.add_argument("--endpoint-url", help="S3 endpoint, e.g. the local pipeline's moto server")
+    parser.add_argument("--region", default=None)
+    parser.add_argument("--wait", type=float, default=60.0, help="seconds to wait for missing payloads")
+    parser.add_argument("--interval", type=float, default=2.0, help="seconds between bucket scans")
+    parser.add_argument("--bin", type=float, default=1.0, help="time-series bin, seconds")
+    parser.add_argument("--plot", type=Path, help="write a PNG of throughput and p50/p99 latency over time")
+    parser.add_argument("--json", type=Path, help="write the full report (with the time series) as JSON")
+    return parser.parse_args(argv)
+
+
+def s3_client(endpoint_url: str | None, region: str | None, readers: int) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    local = {}
+    if endpoint_url and urlsplit(endpoint_url).hostname in ("127.0.0.1", "localhost", "::1"):
+        # moto accepts any credentials; fixed ones mean a laptop needs no AWS profile at all.
+        local = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing", "region_name": region or "us-east-1"}
+    return boto3.client("s3", endpoint_url=endpoint_url, **({"region_name": region} | local),
+                        config=Config(max_pool_connections=readers, retries={"mode": "standard"}))
+
+
+def main(argv: list[str] | None = None, s3: Any = None) -> int:
+    args = parse_args(argv)
+    acks = load_acks(args.acks)
+    if not acks.acks:
+        print(f"no acknowledged requests found in {', '.join(map(str, args.acks))}", file=sys.stderr)
+        return 2
+    start, end = acks.window()
+    wanted = acks.payload_ids
+    scan = BucketScan(s3 or s3_client(args.endpoint_url, args.region, 16), args.bucket,
+                      hour_prefixes(args.prefix, start, end), wanted)
+    progress = Progress()
+    deadline = time.monotonic() + args.wait
+    began = time.monotonic()
+    while True:
+        scan.poll()
+        found = len(wanted & scan.copies.keys())
+        done = found == len(wanted)
+        progress.show(f"verify: {found:,}/{len(wanted):,} acknowledged payloads stored "
+                      f"({100 * found / len(wanted):.1f}%) in {scan.objects:,} objects, {time.monotonic() - began:.0f} s",
+                      final=done or time.monotonic() >= deadline)
+        if done or time.monotonic() >= deadline:
+            break
+        time.sleep(args.interval)
+    report = reconcile(acks, scan.copies, scan.objects, scan.other_payloads, args.bin)
+    print(format_report(report))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report.as_dict(), indent=1, default=str))
+    if args.plot:
+        from loadtest.plot import plot_report
+
+        plot_report(report, args.plot)
+        print(f"plot       {args.plot}")
+    return 1 if report.lost else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
