@@ -83,6 +83,7 @@ class PipelineConfig:
     ALARM_EMAIL: str = ""  # empty: alarms go to the SNS topic only (subscribe whatever you like)
     OLDEST_MESSAGE_AGE_ALARM_SECONDS: int = 300
     API_5XX_RATE_ALARM_PERCENT: int = 1
+    RUNBOOK_URL: str = ""  # linked from the dashboard header and alarm texts; empty: docs/RUNBOOK.md
 
     def __post_init__(self) -> None:
         checks: list[tuple[bool, str]] = [

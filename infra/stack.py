@@ -10,6 +10,7 @@ from constructs import Construct
 
 from infra.api_construct import IngestApi
 from infra.config import PipelineConfig
+from infra.monitoring_construct import MonitoredResources, PipelineMonitoring
 from infra.queue_construct import PayloadQueue
 from infra.storage_construct import PayloadStorage
 from infra.worker_pool_construct import WorkerPool
@@ -37,6 +38,13 @@ class IngestPipelineStack(Stack):
         CfnOutput(self, "BucketName", value=self.storage.bucket.bucket_name)
         CfnOutput(self, "QueueUrl", value=self.queue.queue.queue_url)
         CfnOutput(self, "DlqUrl", value=self.queue.dead_letter_queue.queue_url)
+        self.monitoring = PipelineMonitoring(self, "Monitoring", config=config, resources=MonitoredResources(
+            api=self.api.api, ingest_function=self.api.function, consumer_function=self.workers.function,
+            queue=self.queue.queue, dead_letter_queue=self.queue.dead_letter_queue, bucket=self.storage.bucket,
+        ))
+        CfnOutput(self, "DashboardUrl", value=self.monitoring.dashboard_url, description="The on-call dashboard")
+        CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn,
+                  description="Alarms notify this SNS topic (subscribe more endpoints to it)")
         self._suppress_nag_findings()
 
     def _suppress_nag_findings(self) -> None:

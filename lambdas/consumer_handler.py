@@ -80,7 +80,9 @@ def _record_batch_outcomes(plan: batch_objects.BatchPlan, results: list[batch_ob
                      extra={"messageId": message_id, "error": str(error)})
     for result in results:
         group = result.group
-        detail = {"key": group.key, "payloads": len(group.payload_ids), "messages": len(group.records)}
+        # The request ids make a single requestId find this line too (filter @message like "<id>").
+        detail = {"key": group.key, "payloads": len(group.payload_ids), "messages": len(group.records),
+                  "requestIds": sorted({record.envelope.request_id for record in group.records})}
         if result.outcome is None:
             metrics.add_metric(name="StoreFailures", unit=MetricUnit.Count, value=len(group.records))
             logger.error("batch object not stored; SQS will redeliver all its records", extra=detail, exc_info=result.error)

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from infra.config import PipelineConfig
 from pipeline import aws_clients
 from pipeline.observability import logger
 from tests.conftest import Pipeline, collection
@@ -165,3 +166,26 @@ def test_a_failed_record_logs_its_correlation_id_without_the_body(pipeline: Pipe
     assert len(failures) == 1
     assert failures[0]["correlation_id"] == request_id and failures[0]["level"] == "ERROR"
     assert "device-token-123" not in log_lines.raw()
+
+
+class TestBatchObjectMode:
+    @pytest.fixture
+    def config(self) -> PipelineConfig:
+        return PipelineConfig(OBJECT_MODE="batch")
+
+    def test_a_request_id_finds_the_batch_object_line_that_holds_its_payloads(
+        self, pipeline: Pipeline, log_lines: LogLines, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        # Given two requests whose payloads the consumer writes into one batch object
+        request_id = "0b1ec700-1234-4321-abcd-0123456789ab"
+        assert pipeline.post(collection(3), request_id=request_id).status == 202
+        other = pipeline.post(collection(2)).body["requestId"]
+        capsys.readouterr()
+        # When the consumer stores them
+        assert pipeline.consume(pipeline.receive()) == {"batchItemFailures": []}
+        # Then the object's log line names both request ids, so searching either finds it
+        stored = [line for line in log_lines.read() if line["message"] == "batch object stored"]
+        assert sum(line["payloads"] for line in stored) == 5
+        assert any(request_id in line["requestIds"] and other in line["requestIds"] for line in stored)
+        # And the metrics count payloads, not objects
+        assert sum(emf_metrics(capsys.readouterr().out)[("PayloadsStored", ())]) == 5.0

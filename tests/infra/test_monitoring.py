@@ -1,0 +1,299 @@
+"""Template assertions for operability: the dashboard's metrics, each alarm's threshold and action,
+the alarm topic, tracing and log retention, for the defaults and for changed knobs."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_cdk.assertions import Template
+
+from infra.application import build_app, cdk_json_context
+
+RUNBOOK = Path(__file__).resolve().parents[2] / "docs" / "RUNBOOK.md"
+CHANGED_KNOBS = {
+    "STAGE": "dev", "ALARM_EMAIL": "oncall@example.com", "OLDEST_MESSAGE_AGE_ALARM_SECONDS": 900,
+    "API_5XX_RATE_ALARM_PERCENT": 5, "MAX_WORKERS": 25, "TRACING": False, "LOG_RETENTION_DAYS": 7,
+    "METRICS_NAMESPACE": "Telemetry", "RUNBOOK_URL": "https://wiki.example.com/ingest-runbook",
+}
+
+
+def synth(**knobs: Any) -> Template:
+    _, stack = build_app(context={**cdk_json_context(), **knobs}, environ={})
+    return Template.from_stack(stack)
+
+
+@pytest.fixture(scope="module")
+def template() -> Template:
+    return synth()
+
+
+@pytest.fixture(scope="module")
+def changed() -> Template:
+    return synth(**CHANGED_KNOBS)
+
+
+def logical_id(template: Template, resource_type: str, **props: Any) -> str:
+    found = template.find_resources(resource_type, {"Properties": props} if props else None)
+    assert len(found) == 1, f"expected one {resource_type} with {props}, found {len(found)}"
+    return next(iter(found))
+
+
+def function_id(template: Template, handler: str) -> str:
+    return logical_id(template, "AWS::Lambda::Function", Handler=handler)
+
+
+def queue_ids(template: Template) -> tuple[str, str]:
+    queues = template.find_resources("AWS::SQS::Queue")
+    source = next(name for name, q in queues.items() if "RedrivePolicy" in q["Properties"])
+    dlq = next(name for name in queues if name != source)
+    return source, dlq
+
+
+def _flatten(value: Any) -> str:
+    """A CloudFormation string expression with each Ref/GetAtt replaced by <LogicalId[.Attr]>."""
+    if isinstance(value, str):
+        return value
+    if "Ref" in value:
+        return f"<{value['Ref']}>"
+    if "Fn::GetAtt" in value:
+        return "<" + ".".join(value["Fn::GetAtt"]) + ">"
+    if "Fn::Join" in value:
+        separator, parts = value["Fn::Join"]
+        return separator.join(_flatten(part) for part in parts)
+    raise AssertionError(f"unexpected expression {value}")
+
+
+def dashboard(template: Template) -> dict[str, Any]:
+    props = template.find_resources("AWS::CloudWatch::Dashboard")
+    assert len(props) == 1, "one dashboard per stage"
+    resource = next(iter(props.values()))["Properties"]
+    body = json.loads(_flatten(resource["DashboardBody"]))
+    body["name"] = resource["DashboardName"]
+    return body
+
+
+def graphed(template: Template) -> set[tuple[str, str, str, str]]:
+    """Every metric on the dashboard as (namespace, metric name, statistic, first dimension value)."""
+    found = set()
+    for widget in dashboard(template)["widgets"]:
+        for line in widget["properties"].get("metrics", []):
+            if isinstance(line[0], dict):
+                found.add(("expression", line[0]["expression"], "", ""))
+                continue
+            options = line[-1] if isinstance(line[-1], dict) else {}
+            found.add((line[0], line[1], options.get("stat", "Average"), line[3] if len(line) > 3 else ""))
+    return found
+
+
+def alarms(template: Template) -> dict[str, dict[str, Any]]:
+    """Every alarm's properties by its name's last part, e.g. 'dlq-not-empty'."""
+    found = {}
+    for resource in template.find_resources("AWS::CloudWatch::Alarm").values():
+        props = resource["Properties"]
+        found[props["AlarmName"].split("-", 3)[-1]] = props
+    return found
+
+
+def alarm_metrics(props: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(namespace, metric name, statistic, first dimension value) of an alarm, single or math."""
+    if "MetricName" in props:
+        dimension = _flatten(props["Dimensions"][0]["Value"]) if props.get("Dimensions") else ""
+        return [(props["Namespace"], props["MetricName"], props.get("ExtendedStatistic") or props["Statistic"], dimension)]
+    found = []
+    for query in props["Metrics"]:
+        if "MetricStat" in query:
+            stat = query["MetricStat"]
+            dimension = _flatten(stat["Metric"]["Dimensions"][0]["Value"]) if stat["Metric"].get("Dimensions") else ""
+            found.append((stat["Metric"]["Namespace"], stat["Metric"]["MetricName"], stat["Stat"], dimension))
+    return found
+
+
+# --- dashboard ------------------------------------------------------------------------------------
+
+def test_the_dashboard_graphs_every_metric_the_issue_names(template: Template) -> None:
+    ingest, consumer = function_id(template, "ingest_handler.lambda_handler"), function_id(template, "consumer_handler.lambda_handler")
+    queue, dlq = queue_ids(template)
+    metrics = graphed(template)
+    expected = {
+        # API: requests, 4xx, 5xx, p50/p99 latency
+        ("AWS/ApiGateway", "Count", "Sum", "ingest-pipeline-prod"),
+        ("AWS/ApiGateway", "4XXError", "Sum", "ingest-pipeline-prod"),
+        ("AWS/ApiGateway", "5XXError", "Sum", "ingest-pipeline-prod"),
+        ("AWS/ApiGateway", "Latency", "p50", "ingest-pipeline-prod"),
+        ("AWS/ApiGateway", "Latency", "p99", "ingest-pipeline-prod"),
+        # Ingest function: invocations, errors, throttles, p99 duration
+        ("AWS/Lambda", "Invocations", "Sum", f"<{ingest}>"),
+        ("AWS/Lambda", "Errors", "Sum", f"<{ingest}>"),
+        ("AWS/Lambda", "Throttles", "Sum", f"<{ingest}>"),
+        ("AWS/Lambda", "Duration", "p99", f"<{ingest}>"),
+        # Queue: sent, visible, age of oldest; DLQ: visible
+        ("AWS/SQS", "NumberOfMessagesSent", "Sum", f"<{queue}.QueueName>"),
+        ("AWS/SQS", "ApproximateNumberOfMessagesVisible", "Maximum", f"<{queue}.QueueName>"),
+        ("AWS/SQS", "ApproximateAgeOfOldestMessage", "Maximum", f"<{queue}.QueueName>"),
+        ("AWS/SQS", "ApproximateNumberOfMessagesVisible", "Maximum", f"<{dlq}.QueueName>"),
+        # Consumer: concurrency, errors, throttles, p99 duration
+        ("AWS/Lambda", "ConcurrentExecutions", "Maximum", f"<{consumer}>"),
+        ("AWS/Lambda", "Errors", "Sum", f"<{consumer}>"),
+        ("AWS/Lambda", "Throttles", "Sum", f"<{consumer}>"),
+        ("AWS/Lambda", "Duration", "p99", f"<{consumer}>"),
+        # Custom: payloads accepted vs stored, end-to-end latency p50/p99 (first dimension: service)
+        ("IngestPipeline", "PayloadsAccepted", "Sum", "ingest"),
+        ("IngestPipeline", "PayloadsStored", "Sum", "consumer"),
+        ("IngestPipeline", "EndToEndLatency", "p50", "consumer"),
+        ("IngestPipeline", "EndToEndLatency", "p99", "consumer"),
+        ("IngestPipeline", "StoreFailures", "Sum", "consumer"),
+        ("IngestPipeline", "EnqueueFailures", "Sum", "ingest"),
+    }
+    assert expected <= metrics, sorted(expected - metrics)
+    searches = [m[1] for m in metrics if m[0] == "expression"]
+    assert searches == ["SEARCH('{\"IngestPipeline\",reason,service,stage} MetricName=\"RequestsRejected\" stage=\"prod\"', 'Sum', 300)"]
+
+
+def test_custom_metrics_are_read_with_the_stage_dimension_the_functions_write(template: Template) -> None:
+    for widget in dashboard(template)["widgets"]:
+        for line in widget["properties"].get("metrics", []):
+            if line[0] == "IngestPipeline":
+                assert line[2:6] == ["service", line[3], "stage", "prod"], line
+    env = template.find_resources("AWS::Lambda::Function")
+    stages = {f["Properties"]["Environment"]["Variables"].get("STAGE") for f in env.values()
+              if "Environment" in f["Properties"] and "POWERTOOLS_SERVICE_NAME" in f["Properties"]["Environment"]["Variables"]}
+    assert stages == {"prod"}
+
+
+def test_concurrency_is_drawn_against_a_line_at_max_workers(template: Template, changed: Template) -> None:
+    for tmpl, bound in ((template, 10), (changed, 25)):
+        widget = next(w for w in dashboard(tmpl)["widgets"] if w["properties"].get("title") == "Consumer concurrency vs bound")
+        assert widget["properties"]["annotations"]["horizontal"] == [
+            {"value": bound, "label": f"MAX_WORKERS = {bound}", "yAxis": "left"}
+        ]
+
+
+def test_queue_age_is_drawn_against_the_alarm_threshold(template: Template, changed: Template) -> None:
+    for tmpl, seconds in ((template, 300), (changed, 900)):
+        widget = next(w for w in dashboard(tmpl)["widgets"] if w["properties"].get("title") == "Queue: age of oldest message (s)")
+        assert widget["properties"]["annotations"]["horizontal"] == [{"value": seconds, "label": "alarm", "yAxis": "left"}]
+
+
+def test_the_header_links_queue_dlq_bucket_and_runbook(template: Template, changed: Template) -> None:
+    queue, dlq = queue_ids(template)
+    # the payload bucket is the one that writes server access logs
+    bucket = next(name for name, b in template.find_resources("AWS::S3::Bucket").items() if "LoggingConfiguration" in b["Properties"])
+    header = dashboard(template)["widgets"][0]["properties"]["markdown"]
+    assert f"%2F<{queue}.QueueName>)" in header and f"%2F<{dlq}.QueueName>)" in header
+    assert f"/s3/buckets/<{bucket}>?" in header
+    assert "docs/RUNBOOK.md" in header
+    assert "[runbook](https://wiki.example.com/ingest-runbook)" in dashboard(changed)["widgets"][0]["properties"]["markdown"]
+
+
+def test_one_dashboard_per_stage_and_its_url_is_an_output(template: Template, changed: Template) -> None:
+    assert dashboard(template)["name"] == "ingest-pipeline-prod"
+    assert dashboard(changed)["name"] == "ingest-pipeline-dev"
+    url = _flatten(template.find_outputs("DashboardUrl")["DashboardUrl"]["Value"])
+    assert url == "https://<AWS::Region>.console.aws.amazon.com/cloudwatch/home?region=<AWS::Region>#dashboards:name=ingest-pipeline-prod"
+
+
+# --- alarms ---------------------------------------------------------------------------------------
+
+def test_each_alarm_watches_the_right_metric_with_its_threshold(template: Template) -> None:
+    ingest, consumer = function_id(template, "ingest_handler.lambda_handler"), function_id(template, "consumer_handler.lambda_handler")
+    queue, dlq = queue_ids(template)
+    found = alarms(template)
+    expected = {
+        "dlq-not-empty": (0, "GreaterThanThreshold", 1,
+                          [("AWS/SQS", "ApproximateNumberOfMessagesVisible", "Maximum", f"<{dlq}.QueueName>")]),
+        "oldest-message-age": (300, "GreaterThanThreshold", 2,
+                               [("AWS/SQS", "ApproximateAgeOfOldestMessage", "Maximum", f"<{queue}.QueueName>")]),
+        "api-5xx-rate": (0.01, "GreaterThanThreshold", 1,
+                         [("AWS/ApiGateway", "5XXError", "Average", "ingest-pipeline-prod")]),
+        "ingest-errors": (1, "GreaterThanOrEqualToThreshold", 1,
+                          [("AWS/Lambda", "Errors", "Sum", f"<{ingest}>"), ("AWS/Lambda", "Throttles", "Sum", f"<{ingest}>")]),
+        "consumer-errors": (1, "GreaterThanOrEqualToThreshold", 1, [("AWS/Lambda", "Errors", "Sum", f"<{consumer}>")]),
+        "worker-pool-saturated": (10, "GreaterThanOrEqualToThreshold", 15,
+                                  [("AWS/Lambda", "ConcurrentExecutions", "Maximum", f"<{consumer}>")]),
+    }
+    assert set(found) == set(expected)
+    for name, (threshold, comparison, periods, metrics) in expected.items():
+        props = found[name]
+        assert (props["Threshold"], props["ComparisonOperator"], props["EvaluationPeriods"], props["DatapointsToAlarm"]) == (
+            threshold, comparison, periods, periods), name
+        assert sorted(alarm_metrics(props)) == sorted(metrics), name
+        assert props["TreatMissingData"] == "notBreaching", name
+    # 15 one-minute datapoints = 15 minutes at the bound
+    saturated = found["worker-pool-saturated"]["Metrics"]
+    assert [q["MetricStat"]["Period"] for q in saturated if "MetricStat" in q] == [60]
+    ingest_math = next(q for q in found["ingest-errors"]["Metrics"] if "Expression" in q)
+    assert ingest_math["Expression"] == "FILL(errors, 0) + FILL(throttles, 0)"
+
+
+def test_thresholds_follow_the_knobs(changed: Template) -> None:
+    found = alarms(changed)
+    assert found["oldest-message-age"]["Threshold"] == 900
+    assert found["api-5xx-rate"]["Threshold"] == 0.05
+    assert found["worker-pool-saturated"]["Threshold"] == 25
+    assert all(props["AlarmName"].startswith("ingest-pipeline-dev-") for props in found.values())
+
+
+def test_every_alarm_notifies_the_topic_on_alarm_and_on_ok(template: Template) -> None:
+    topic = logical_id(template, "AWS::SNS::Topic")
+    for name, props in alarms(template).items():
+        assert props["AlarmActions"] == [{"Ref": topic}], name
+        assert props["OKActions"] == [{"Ref": topic}], name
+
+
+def test_every_alarm_says_what_to_do_and_has_a_runbook_section(template: Template, changed: Template) -> None:
+    runbook = RUNBOOK.read_text()
+    headings = set(re.findall(r"^### (\S+)$", runbook, flags=re.MULTILINE))
+    for name, props in alarms(template).items():
+        description = props["AlarmDescription"]
+        assert description.endswith(f"Runbook: docs/RUNBOOK.md#{name}"), name
+        assert len(description) > 80, name  # more than a restated name: what it means and what to do
+        assert name in headings, f"docs/RUNBOOK.md has no '### {name}' section"
+    for name, props in alarms(changed).items():
+        assert props["AlarmDescription"].endswith(f"Runbook: https://wiki.example.com/ingest-runbook#{name}")
+
+
+def test_the_email_subscription_is_optional(template: Template, changed: Template) -> None:
+    assert template.find_resources("AWS::SNS::Subscription") == {}
+    subscription = next(iter(changed.find_resources("AWS::SNS::Subscription").values()))["Properties"]
+    assert (subscription["Protocol"], subscription["Endpoint"]) == ("email", "oncall@example.com")
+
+
+def test_the_alarm_topic_is_encrypted_tls_only_and_cloudwatch_may_publish(template: Template) -> None:
+    key = logical_id(template, "AWS::KMS::Key", Description="Encrypts the ingest-pipeline-prod alarm topic")
+    topic = template.find_resources("AWS::SNS::Topic")
+    assert next(iter(topic.values()))["Properties"]["KmsMasterKeyId"] == {"Fn::GetAtt": [key, "Arn"]}
+    key_props = template.find_resources("AWS::KMS::Key")[key]["Properties"]
+    assert key_props["EnableKeyRotation"] is True
+    assert any(s["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+               and set(s["Action"]) == {"kms:Decrypt", "kms:GenerateDataKey*"} for s in key_props["KeyPolicy"]["Statement"])
+    policy = next(iter(template.find_resources("AWS::SNS::TopicPolicy").values()))["Properties"]["PolicyDocument"]
+    assert any(s["Effect"] == "Deny" and s.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}}
+               for s in policy["Statement"])
+    assert any(s["Effect"] == "Allow" and s["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+               and s["Action"] == "sns:Publish" for s in policy["Statement"])
+
+
+# --- tracing and log retention --------------------------------------------------------------------
+
+def test_tracing_is_on_for_the_api_stage_and_both_functions_and_can_be_turned_off(template: Template, changed: Template) -> None:
+    for tmpl, on in ((template, True), (changed, False)):
+        stage = next(iter(tmpl.find_resources("AWS::ApiGateway::Stage").values()))["Properties"]
+        assert stage.get("TracingEnabled", False) is on
+        functions = {name: f for name, f in tmpl.find_resources("AWS::Lambda::Function").items()
+                     if str(f["Properties"].get("Handler", "")).endswith("_handler.lambda_handler")}
+        assert len(functions) == 2
+        for function in functions.values():
+            props = function["Properties"]
+            assert (props.get("TracingConfig", {}).get("Mode") == "Active") is on
+            assert props["Environment"]["Variables"]["POWERTOOLS_TRACE_DISABLED"] == ("false" if on else "true")
+
+
+def test_every_log_group_keeps_logs_for_log_retention_days(template: Template, changed: Template) -> None:
+    for tmpl, days in ((template, 30), (changed, 7)):
+        groups = tmpl.find_resources("AWS::Logs::LogGroup")
+        assert len(groups) >= 3  # ingest, consumer, API access logs
+        assert {g["Properties"].get("RetentionInDays") for g in groups.values()} == {days}
