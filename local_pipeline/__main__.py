@@ -90,16 +90,15 @@ def _run(settings: LocalSettings, config: PipelineConfig, endpoint: AwsEndpoint,
                          region=endpoint.region)
     front: IngestFront | None = None
     try:
-        ingest.warm_up()
-        consumer.warm_up()
-        workers.start()
-        try:
+        try:  # bound first: a busy port fails in a second, before any environment starts
             front = IngestFront(port=settings.PORT, api_key=settings.API_KEY, require_api_key=config.REQUIRE_API_KEY,
                                 ingest=ingest, log=log, stage=config.STAGE)
         except OSError as exc:
             print(f"cannot listen on 127.0.0.1:{settings.PORT}: {exc} (set PORT to another port)", file=sys.stderr)
-            stop.set()
             return 2
+        ingest.warm_up()
+        consumer.warm_up()
+        workers.start()
         front.start()
         log.text(banner(front.url, settings, config, endpoint, resources, visibility))
         stop.wait()
@@ -107,7 +106,7 @@ def _run(settings: LocalSettings, config: PipelineConfig, endpoint: AwsEndpoint,
     finally:
         if front is not None:
             front.stop()
-        workers.drain_and_stop(settings.LOCAL_DRAIN_SECONDS if front is not None else 0)
+        workers.drain_and_stop(settings.LOCAL_DRAIN_SECONDS)
         ingest.shutdown()
         consumer.shutdown()
     log.text(summary(log, sqs, resources))
@@ -143,6 +142,8 @@ def banner(url: str, settings: LocalSettings, config: PipelineConfig, endpoint: 
     endpoint_kind = "embedded moto server" if endpoint.embedded else "AWS_ENDPOINT_URL"
     cli_env = "AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing " if endpoint.embedded else ""
     visibility_note = "" if visibility == config.visibility_timeout_seconds else " (LOCAL_VISIBILITY_TIMEOUT_SECONDS)"
+    if visibility < config.MAX_BATCHING_WINDOW_SECONDS + 2:
+        visibility_note += "; WARNING: below window + 2 s, a record may be delivered again while it is being stored"
     key_header = f" -H 'x-api-key: {settings.API_KEY}'" if config.REQUIRE_API_KEY else ""
     return "\n".join([
         "",

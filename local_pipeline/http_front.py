@@ -80,7 +80,8 @@ class IngestFront:
     def stop(self, timeout_seconds: float = 30) -> None:
         """Stop accepting connections, answer 503 on kept-alive ones, wait for in-flight requests."""
         self.closing = True
-        self._server.shutdown()
+        if self._thread.ident is not None:  # serve_forever runs; shutdown() would wait forever otherwise
+            self._server.shutdown()
         with self._idle:
             self._idle.wait_for(lambda: self._in_flight == 0, timeout=timeout_seconds)
         self._server.server_close()

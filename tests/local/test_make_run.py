@@ -1,0 +1,182 @@
+"""`make run` as a user meets it: a real HTTP client, boto3 against the embedded AWS, Ctrl-C."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from tests.conftest import collection
+from tests.local.conftest import (
+    QUEUE,
+    REPO_ROOT,
+    LocalRun,
+    free_port,
+    port_is_free,
+    process_group_alive,
+    start_local_pipeline,
+    wait_for,
+)
+
+KEY = {"x-api-key": "local-dev-key"}
+JSON = {"Content-Type": "application/json", **KEY}
+
+
+def stored_by_id(run: LocalRun) -> dict[str, list[tuple[str, dict[str, Any]]]]:
+    by_id: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for key, record in run.objects().items():
+        by_id.setdefault(record["id"], []).append((key, record))
+    return by_id
+
+
+def test_valid_posts_are_stored_once_and_invalid_ones_get_problems(local_run: LocalRun) -> None:
+    # Given three valid requests, one of them gzip-compressed (a binary body)
+    sent = {
+        "plain-a": (json.dumps(collection(4)).encode(), JSON),
+        "plain-b": (json.dumps(collection(7)).encode(), JSON),
+        "gzip": (gzip.compress(json.dumps(collection(3)).encode()), {**JSON, "Content-Encoding": "gzip"}),
+    }
+    accepted: dict[str, dict[str, Any]] = {}
+    # When they are POSTed
+    for name, (body, headers) in sent.items():
+        response = requests.post(f"{local_run.url}/v1/payloads", data=body, headers=headers, timeout=30)
+        # Then each is accepted with the handler's own response
+        assert response.status_code == 202, response.text
+        assert response.headers["Content-Type"] == "application/json"
+        assert response.json()["requestId"] == response.headers["x-amzn-RequestId"]
+        accepted[name] = response.json()
+    assert [a["accepted"] for a in accepted.values()] == [4, 7, 3]
+
+    # And every accepted payload is in the embedded S3 exactly once, unchanged
+    expected = {f"{a['requestId']}-{i}" for a in accepted.values() for i in range(a["accepted"])}
+    by_id = wait_for(lambda: (found := stored_by_id(local_run)) and expected <= found.keys() and found,
+                     30, "all 14 payloads in S3")
+    assert all(len(by_id[payload_id]) == 1 for payload_id in expected)
+    request_b = accepted["plain-b"]["requestId"]
+    assert [by_id[f"{request_b}-{i}"][0][1]["payload"] for i in range(7)] == collection(7)["data"]
+    key, _ = by_id[f"{request_b}-0"][0]
+    assert key.startswith("payloads/dt=") and key.endswith(f"/{request_b}-0.json")
+
+
+def test_refusals_are_problem_json_like_the_deployed_api(local_run: LocalRun) -> None:
+    url = f"{local_run.url}/v1/payloads"
+    body = json.dumps(collection(2))
+    cases = {
+        "no key": (requests.post(url, data=body, headers={"Content-Type": "application/json"}, timeout=10), 403, "forbidden"),
+        "wrong key": (requests.post(url, data=body, headers={**JSON, "x-api-key": "nope"}, timeout=10), 403, "forbidden"),
+        "bad json": (requests.post(url, data=b'{"version": ', headers=JSON, timeout=10), 400, None),
+        "unknown path": (requests.post(f"{local_run.url}/v2/things", data=body, headers=JSON, timeout=10), 404, "not-found"),
+        "wrong method": (requests.get(url, headers=KEY, timeout=10), 405, "method-not-allowed"),
+    }
+    for name, (response, status, slug) in cases.items():
+        assert response.status_code == status, (name, response.text)
+        assert response.headers["Content-Type"] == "application/problem+json", name
+        problem = response.json()
+        assert problem["status"] == status and problem["title"] and problem["detail"], name
+        assert problem["type"].startswith("urn:ingest-pipeline:problem:"), name
+        if slug:
+            assert problem["type"] == f"urn:ingest-pipeline:problem:{slug}", name
+    assert cases["wrong method"][0].headers["Allow"] == "POST"
+    assert cases["no key"][0].json()["requestId"] == cases["no key"][0].headers["x-amzn-RequestId"]
+
+
+def test_a_body_above_api_gateways_limit_is_refused_unread(local_run: LocalRun) -> None:
+    # Given a client announcing a 20 MB body (API Gateway REST stops at 10 MB)
+    with socket.create_connection(("127.0.0.1", local_run.port), timeout=10) as connection:
+        connection.sendall(b"POST /v1/payloads HTTP/1.1\r\nHost: x\r\nx-api-key: local-dev-key\r\n"
+                           b"Content-Type: application/json\r\nContent-Length: 20000000\r\n\r\n")
+        # When it has sent only the headers, Then it already has its 413 problem, and the connection closes
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+        head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413 ")
+    assert json.loads(body)["type"] == "urn:ingest-pipeline:problem:body-too-large"
+
+
+def test_an_injected_consumer_failure_is_redelivered_then_stored(local_run: LocalRun) -> None:
+    # Given a request where 2 of 5 payloads make the consumer's S3 write fail on their first delivery
+    sent = collection(5)
+    sent["data"][1]["note"] = sent["data"][3]["note"] = "flaky-record"
+    response = requests.post(f"{local_run.url}/v1/payloads", json=sent, headers=KEY, timeout=30)
+    assert response.status_code == 202
+    request_id = response.json()["requestId"]
+    expected = {f"{request_id}-{i}" for i in range(5)}
+    # When the worker pool has had time to retry (visibility timeout 1 s here)
+    by_id = wait_for(lambda: (found := stored_by_id(local_run)) and expected <= found.keys() and found,
+                     30, "the 5 payloads in S3")
+    # Then all 5 are stored exactly once, including the two that failed first
+    assert all(len(by_id[payload_id]) == 1 for payload_id in expected)
+    assert by_id[f"{request_id}-3"][0][1]["payload"] == sent["data"][3]
+    # And the console shows the failed delivery that made SQS redeliver them
+    assert any("failures=2" in line or "failures=1" in line for line in local_run.output().splitlines()
+               if line.split(" ", 2)[1:2] == ["batch"])
+
+
+def test_a_poison_message_reaches_the_dlq(local_run: LocalRun) -> None:
+    # Given a message on the queue that is not an envelope the ingest wrote
+    sqs = local_run.client("sqs")
+    queue_url = sqs.get_queue_url(QueueName=QUEUE)["QueueUrl"]
+    dlq_url = sqs.get_queue_url(QueueName=f"{QUEUE}-dlq")["QueueUrl"]
+    sqs.send_message(QueueUrl=queue_url, MessageBody="this is not an envelope")
+
+    # When the worker pool fails it MAX_RECEIVE_COUNT (2 here) times
+    def in_dlq() -> list[dict[str, Any]]:
+        return sqs.receive_message(QueueUrl=dlq_url, WaitTimeSeconds=1, VisibilityTimeout=60).get("Messages", [])
+
+    # Then it is in the DLQ, unchanged, and nothing of it reached the bucket
+    messages = wait_for(in_dlq, 30, "the poison message in the DLQ")
+    assert [m["Body"] for m in messages] == ["this is not an envelope"]
+    assert all("not an envelope" not in json.dumps(record) for record in local_run.objects().values())
+
+
+def test_ctrl_c_drains_prints_a_summary_and_exits_0(tmp_path: Path) -> None:
+    # Given a running pipeline that has just accepted 10 payloads
+    run = start_local_pipeline(tmp_path, MAX_WORKERS="2")
+    try:
+        response = requests.post(f"{run.url}/v1/payloads", json=collection(10), headers=KEY, timeout=30)
+        assert response.status_code == 202
+        # When the user presses Ctrl-C right away
+        exit_code = run.stop(signal.SIGINT)
+        # Then it exits 0 after storing what was queued, and says so
+        assert exit_code == 0, run.output()
+        output = run.output()
+        assert "payloads accepted 10" in output and "payloads stored   10" in output, output
+        assert "in DLQ            0" in output and "still queued" not in output, output
+        # And it leaves no process behind and frees both ports
+        wait_for(lambda: not process_group_alive(run.process.pid), 10, "every runner process to exit")
+        assert port_is_free(run.port) and port_is_free(run.aws_port)
+    finally:
+        run.kill_leftovers()
+
+
+def test_a_busy_port_is_a_clear_error() -> None:
+    # Given something already listening on the port the user chose
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        busy = squatter.getsockname()[1]
+        # When the pipeline is started on it
+        environment = {**os.environ, "PORT": str(busy), "MOTO_PORT": str(free_port())}
+        environment.pop("AWS_ENDPOINT_URL", None)
+        result = subprocess.run([sys.executable, "-m", "local_pipeline"], cwd=REPO_ROOT, env=environment,
+                                capture_output=True, text=True, timeout=60)
+    # Then it says which port and which knob, and exits non-zero
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"cannot listen on 127.0.0.1:{busy}" in result.stderr and "PORT" in result.stderr
+
+
+def test_local_config_reads_cdk_json_like_the_cdk_app() -> None:
+    # The runner reads cdk.json itself (importing aws_cdk would start jsii); both readings must agree.
+    from infra.application import cdk_json_context
+    from local_pipeline.local_settings import cdk_json_context as local_reading
+
+    assert local_reading() == cdk_json_context()
