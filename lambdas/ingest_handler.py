@@ -42,8 +42,10 @@ def _problem_response(problem: Problem) -> Response:
     )
 
 
+# No @tracer.capture_method here: this route is all the handler does, so its subsegment would
+# duplicate "## lambda_handler" and cost a subsegment per request (P1 in docs/PERFORMANCE.md).
+# The SQS call still gets its own subsegment from the patched botocore.
 @app.post(PAYLOADS_PATH)
-@tracer.capture_method
 def post_payloads() -> Response:
     event = app.current_event
     request_id = _request_id()

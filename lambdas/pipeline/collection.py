@@ -20,6 +20,8 @@ MAX_TOKEN_CHARS = 1024
 _ALLOWED_FIELDS = frozenset({"version", "token", "data"})
 # U+FFFE/U+FFFF are legal in JSON strings but refused by SQS; a JSON escape keeps the value identical.
 _SQS_UNSAFE = str.maketrans({"\ufffe": "\\ufffe", "\uffff": "\\uffff"})
+# Built once: json.dumps with non-default options builds a new encoder on every call.
+_COMPACT_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 @dataclass(frozen=True)
@@ -188,7 +190,7 @@ def _serialize_payload(payload: object, index: int, limits: Limits) -> str:
     if _depth_exceeds(payload, limits.max_nesting_depth):
         raise bad_request("too-deep", f"data[{index}] nests deeper than {limits.max_nesting_depth} levels", pointer)
     try:
-        text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        text = _COMPACT_JSON.encode(payload)
     except ValueError as exc:  # 1e999 parses to inf, which has no JSON form
         raise bad_request("non-finite-number", f"data[{index}] contains a number out of range", pointer) from exc
     try:

@@ -1,0 +1,43 @@
+"""The P1 baseline: the least code that does the ingest job, written by hand, no framework.
+
+Parse the body, check the types, wrap each payload in the same envelope as the real handler,
+one SendMessageBatch per 10 payloads, return 202. It skips everything the real handler adds on top
+(content-type/encoding checks, size and depth limits, duplicate keys, lone surrogates, byte-aware
+packing, retries of Failed entries, problem+json errors, logging, metrics, tracing), so the ratio
+between the two is the price of those guarantees.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from typing import Any
+
+
+def handle(event: dict[str, Any], sqs: Any, queue_url: str) -> dict[str, Any]:
+    raw = base64.b64decode(event["body"]) if event.get("isBase64Encoded") else event["body"].encode()
+    document = json.loads(raw)
+    if not isinstance(document, dict):
+        return {"statusCode": 400, "body": "body must be an object"}
+    version, token, data = document.get("version"), document.get("token"), document.get("data")
+    if not (isinstance(version, str) and isinstance(token, str) and isinstance(data, list)
+            and all(isinstance(payload, dict) for payload in data)):
+        return {"statusCode": 400, "body": "bad collection"}
+    request_id = event["requestContext"]["requestId"]
+    received_at = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+    entries = [
+        {
+            "Id": str(index),
+            "MessageBody": json.dumps({"id": f"{request_id}-{index}", "requestId": request_id, "receivedAt": received_at,
+                                       "version": version, "token": token, "payload": payload}),
+            "MessageAttributes": {"requestId": {"DataType": "String", "StringValue": request_id}},
+        }
+        for index, payload in enumerate(data)
+    ]
+    for start in range(0, len(entries), 10):
+        response = sqs.send_message_batch(QueueUrl=queue_url, Entries=entries[start:start + 10])
+        if response.get("Failed"):
+            return {"statusCode": 503, "body": "not enqueued"}
+    return {"statusCode": 202, "headers": {"Content-Type": "application/json"},
+            "body": json.dumps({"requestId": request_id, "accepted": len(entries)})}
