@@ -13,7 +13,7 @@ NODE_STAMP := node_modules/.installed
 CDK := node_modules/.bin/cdk
 
 .DEFAULT_GOAL := help
-.PHONY: help install test synth deploy destroy clean run loadtest verify
+.PHONY: help install test synth deploy destroy clean run loadtest verify redrive
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -48,6 +48,9 @@ destroy: install  ## cdk destroy (the payload bucket is retained unless DESTROY_
 
 clean:  ## remove build output (keeps .venv and node_modules)
 	rm -rf cdk.out .pytest_cache .hypothesis
+
+redrive: $(PY_STAMP)  ## DLQ -> queue (docs/RUNBOOK.md): make redrive ARGS="--stack IngestPipeline-prod [--dry-run]"
+	$(PY) -m tools.redrive $(ARGS)
 
 # --- load test: optional deps (requirements-loadtest.txt) so `make test` stays lean; docs/LOADTEST.md
 LOADTEST_STAMP := $(VENV)/.loadtest-installed
