@@ -31,8 +31,8 @@ def plot_report(report: Report, path: Path) -> None:
     def seconds(key: str) -> list[float | None]:
         return [None if p[key] is None else p[key] / 1000 for p in report.series]
 
-    latency.plot(t, seconds("p50_ms"), label="p50", linewidth=1.2)
-    latency.plot(t, seconds("p99_ms"), label="p99", linewidth=1.2)
+    latency.plot(t, seconds("p50_ms"), label="p50", linewidth=1.2, marker=".")
+    latency.plot(t, seconds("p99_ms"), label="p99", linewidth=1.2, marker=".")
     latency.set_ylabel("receivedAt -> stored (s)")
     latency.set_xlabel("seconds since the first request (latency binned by receivedAt; +-0.5 s resolution)")
     latency.legend(loc="upper right")

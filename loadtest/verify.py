@@ -188,6 +188,7 @@ class Report:
     acknowledged_payloads_per_s: float
     series: list[dict[str, Any]]
     lost_sample: list[str]
+    duplicated_sample: dict[str, list[str]]  # id -> the keys holding it
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -221,6 +222,7 @@ def reconcile(acks: Acks, copies: dict[str, list[StoredCopy]], objects: int = 0,
         acknowledged_payloads_per_s=round(payloads / duration, 1),
         series=time_series(acks, first_copies, start_ms, bin_seconds),
         lost_sample=lost[:10],
+        duplicated_sample={pid: sorted({c.key for c in copies[pid]}) for pid in sorted(duplicated)[:10]},
     )
 
 
@@ -287,7 +289,8 @@ def format_report(report: Report) -> str:
         f"{report.payloads_stored:,} stored in {report.objects:,} objects",
         f"lost       {report.lost:,}" + (f"  e.g. {', '.join(report.lost_sample[:3])}" if report.lost else ""),
         f"duplicated {report.duplicated:,} ids in more than one object ({report.extra_copies:,} extra copies; "
-        "readers dedupe by id)",
+        "readers dedupe by id)" + "".join(f"\n           e.g. {pid} in {', '.join(keys)}"
+                                           for pid, keys in list(report.duplicated_sample.items())[:2]),
         f"latency    receivedAt -> stored: p50 {ms(lat['p50'])}, p90 {ms(lat['p90'])}, p99 {ms(lat['p99'])}, "
         f"max {ms(lat['max'])} (+-500 ms: LastModified has 1 s resolution)",
     ])

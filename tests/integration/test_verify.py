@@ -93,6 +93,7 @@ def test_batch_objects_are_read_and_a_payload_in_two_objects_counts_as_duplicate
     assert status == 0
     assert (report["payloads_stored"], report["lost"], report["duplicated"], report["extra_copies"]) == (4, 0, 1, 1)
     assert (report["objects"], report["other_payloads"]) == (2, 1)
+    assert report["duplicated_sample"] == {"r1-2": [f"{partition(moment)}batch-a.ndjson.gz", f"{partition(moment)}batch-b.ndjson.gz"]}
 
 
 def test_the_plot_is_a_png(tmp_path: Path, s3: Any) -> None:
