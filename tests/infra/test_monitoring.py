@@ -12,6 +12,7 @@ import pytest
 from aws_cdk.assertions import Template
 
 from infra.application import build_app, cdk_json_context
+from infra.config import ConfigError, PipelineConfig
 
 RUNBOOK = Path(__file__).resolve().parents[2] / "docs" / "RUNBOOK.md"
 CHANGED_KNOBS = {
@@ -237,6 +238,15 @@ def test_thresholds_follow_the_knobs(changed: Template) -> None:
     assert all(props["AlarmName"].startswith("ingest-pipeline-dev-") for props in found.values())
 
 
+def test_with_provisioned_pollers_saturation_means_the_poller_bound() -> None:
+    template = synth(PROVISIONED_POLLERS=True, MAX_POLLERS=6)
+    saturated = alarms(template)["worker-pool-saturated"]
+    assert saturated["Threshold"] == 60  # reserved concurrency = 10 x MAX_POLLERS
+    assert "Raise MAX_POLLERS" in saturated["AlarmDescription"]
+    widget = next(w for w in dashboard(template)["widgets"] if w["properties"].get("title") == "Consumer concurrency vs bound")
+    assert widget["properties"]["annotations"]["horizontal"][0]["label"] == "10 x MAX_POLLERS = 60"
+
+
 def test_every_alarm_notifies_the_topic_on_alarm_and_on_ok(template: Template) -> None:
     topic = logical_id(template, "AWS::SNS::Topic")
     for name, props in alarms(template).items():
@@ -297,3 +307,25 @@ def test_every_log_group_keeps_logs_for_log_retention_days(template: Template, c
         groups = tmpl.find_resources("AWS::Logs::LogGroup")
         assert len(groups) >= 3  # ingest, consumer, API access logs
         assert {g["Properties"].get("RetentionInDays") for g in groups.values()} == {days}
+
+
+# --- the knobs ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("knobs", "named"),
+    [
+        ({"ALARM_EMAIL": "not-an-address"}, "ALARM_EMAIL"),
+        ({"OLDEST_MESSAGE_AGE_ALARM_SECONDS": 30}, "OLDEST_MESSAGE_AGE_ALARM_SECONDS"),
+        ({"OLDEST_MESSAGE_AGE_ALARM_SECONDS": 4 * 86400}, "OLDEST_MESSAGE_AGE_ALARM_SECONDS"),  # = queue retention
+        ({"API_5XX_RATE_ALARM_PERCENT": 0}, "API_5XX_RATE_ALARM_PERCENT"),
+    ],
+)
+def test_alarm_knobs_that_cannot_work_are_refused_by_name(knobs: dict[str, Any], named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        PipelineConfig.resolve(knobs, environ={})
+
+
+def test_alarm_knobs_resolve_from_the_environment_first() -> None:
+    config = PipelineConfig.resolve({"ALARM_EMAIL": "ctx@example.com"},
+                                    environ={"ALARM_EMAIL": "env@example.com", "OLDEST_MESSAGE_AGE_ALARM_SECONDS": "600"})
+    assert (config.ALARM_EMAIL, config.OLDEST_MESSAGE_AGE_ALARM_SECONDS) == ("env@example.com", 600)
