@@ -13,10 +13,12 @@ _creating = threading.Lock()
 
 @lru_cache(maxsize=1)
 def sqs_client() -> Any:
-    import boto3
+    # Straight from botocore: boto3.client() only delegates to this, and importing boto3 (resources,
+    # S3 transfer helpers the ingest never uses) adds ~15 ms to its cold start (P2, docs/PERFORMANCE.md).
+    import botocore.session
 
     with _creating:
-        return boto3.client("sqs")
+        return botocore.session.get_session().create_client("sqs")
 
 
 @lru_cache(maxsize=4)

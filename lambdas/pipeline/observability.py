@@ -7,7 +7,9 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 logger = Logger()
-tracer = Tracer()
+# Only botocore is patched (our AWS calls get subsegments): patching every library X-Ray supports
+# imports and wraps modules we never call, at cold-start cost (P2, docs/PERFORMANCE.md).
+tracer = Tracer(patch_modules=("botocore",))
 metrics = Metrics()
 # Every metric also carries the stage, so two stages sharing an account and namespace never mix
 # on one stage's dashboard or alarms. Low cardinality: one value per deployment.
