@@ -36,8 +36,8 @@ class MonitoredResources:
     """What the dashboard and alarms watch (the other constructs' resources)."""
 
     api: apigw.RestApi
-    ingest_function: lambda_.IFunction
-    consumer_function: lambda_.IFunction
+    ingest_function: lambda_.Function  # Function, not IFunction: the dashboard reads its log group
+    consumer_function: lambda_.Function
     queue: sqs.IQueue
     dead_letter_queue: sqs.IQueue
     bucket: s3.IBucket
@@ -289,5 +289,18 @@ class PipelineMonitoring(Construct):
                     self._custom("EnqueueRetries", INGEST_SERVICE, label="enqueue retries"),
                     self._custom("EnqueueFailures", INGEST_SERVICE, label="enqueue failures"),
                 ]),
+            ],
+            [
+                cw.LogQueryWidget(
+                    title="Latest errors, both functions (correlation_id = the client's requestId)",
+                    width=24, height=6,
+                    log_group_names=[ingest.log_group.log_group_name, consumer.log_group.log_group_name],
+                    query_lines=[
+                        "fields @timestamp, service, message, correlation_id, payloadId, messageId, @log",
+                        'filter level = "ERROR" or @message like /Task timed out/',
+                        "sort @timestamp desc",
+                        "limit 20",
+                    ],
+                ),
             ],
         ]

@@ -165,6 +165,16 @@ def test_custom_metrics_are_read_with_the_stage_dimension_the_functions_write(te
     assert stages == {"prod"}
 
 
+def test_the_latest_errors_of_both_functions_are_on_the_dashboard(template: Template) -> None:
+    groups = {name: g for name, g in template.find_resources("AWS::Logs::LogGroup").items()}
+    ingest_group = next(name for name in groups if name.startswith("ApiIngestLogs"))
+    consumer_group = next(name for name in groups if name.startswith("WorkersConsumerLogs"))
+    widget = next(w for w in dashboard(template)["widgets"] if w["type"] == "log")
+    query = widget["properties"]["query"]
+    assert query.startswith(f"SOURCE '<{ingest_group}>' | SOURCE '<{consumer_group}>' |")
+    assert 'filter level = "ERROR"' in query and "correlation_id" in query
+
+
 def test_concurrency_is_drawn_against_a_line_at_max_workers(template: Template, changed: Template) -> None:
     for tmpl, bound in ((template, 10), (changed, 25)):
         widget = next(w for w in dashboard(tmpl)["widgets"] if w["properties"].get("title") == "Consumer concurrency vs bound")

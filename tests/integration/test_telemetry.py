@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 from collections import defaultdict
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +24,7 @@ from pipeline.observability import logger
 from tests.conftest import Pipeline, collection
 from tests.faults import fail_put_object
 
+LAMBDAS = Path(__file__).resolve().parents[2] / "lambdas"
 NAMESPACE = "IngestPipelineTest"  # tests/conftest.py sets POWERTOOLS_METRICS_NAMESPACE before import
 
 
@@ -189,3 +194,19 @@ class TestBatchObjectMode:
         assert any(request_id in line["requestIds"] and other in line["requestIds"] for line in stored)
         # And the metrics count payloads, not objects
         assert sum(emf_metrics(capsys.readouterr().out)[("PayloadsStored", ())]) == 5.0
+
+
+def test_the_stage_is_a_dimension_of_every_metric_when_the_stack_sets_it() -> None:
+    # Powertools reads its settings at import, as in a Lambda cold start: so a fresh interpreter.
+    code = ("from pipeline.observability import count_rejected_request, metrics\n"
+            "from aws_lambda_powertools.metrics import MetricUnit\n"
+            "count_rejected_request(413)\n"
+            "metrics.add_metric(name='PayloadsStored', unit=MetricUnit.Count, value=1)\n"
+            "metrics.flush_metrics()\n")
+    env = {**os.environ, "STAGE": "dev", "POWERTOOLS_SERVICE_NAME": "consumer", "POWERTOOLS_METRICS_NAMESPACE": "Ns",
+           "PYTHONPATH": os.pathsep.join([str(LAMBDAS), os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, timeout=60)
+    blobs = [json.loads(line) for line in result.stdout.splitlines() if line.startswith('{"_aws"')]
+    assert [(b["stage"], b["service"], b["_aws"]["CloudWatchMetrics"][0]["Namespace"]) for b in blobs] == [
+        ("dev", "consumer", "Ns"), ("dev", "consumer", "Ns")]
+    assert blobs[0]["reason"] == "too-large" and "reason" not in blobs[1]
