@@ -115,7 +115,7 @@ def test_dry_run_counts_and_samples_without_moving_or_showing_bodies(pipeline: P
 def test_queues_come_from_the_stack_outputs(pipeline: Pipeline) -> None:
     dead_letter(pipeline)
     template = {
-        "Resources": {"Handle": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
+        "Resources": {"Marker": {"Type": "AWS::SSM::Parameter", "Properties": {"Name": "/test/marker", "Type": "String", "Value": "x"}}},
         "Outputs": {"QueueUrl": {"Value": pipeline.resources.queue_url}, "DlqUrl": {"Value": pipeline.resources.dlq_url}},
     }
     boto3.client("cloudformation").create_stack(StackName="IngestPipeline-test", TemplateBody=json.dumps(template))
