@@ -13,7 +13,7 @@ NODE_STAMP := node_modules/.installed
 CDK := node_modules/.bin/cdk
 
 .DEFAULT_GOAL := help
-.PHONY: help install test synth deploy destroy clean run loadtest verify redrive
+.PHONY: help install test synth deploy destroy clean bench run loadtest verify redrive
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -35,6 +35,9 @@ run: $(PY_STAMP)  ## the whole pipeline on this machine (PORT 3000, embedded mot
 
 test: $(PY_STAMP)  ## install everything and run the whole test suite (offline)
 	$(PY) -m pytest
+
+bench: $(PY_STAMP)  ## print performance figures P1-P5 vs their baselines, one JSON line each (docs/PERFORMANCE.md)
+	$(PY) -m bench
 
 synth: install  ## write the CloudFormation template to cdk.out/ (offline)
 	$(CDK) synth --quiet

@@ -1,0 +1,76 @@
+"""P3: the consumer's upload parallelism. 100 records, every PutObject takes 20 ms (an event hook
+sleeps in the calling thread, no network), through the real consumer handler.
+
+Compared with the ideal ceil(100 / UPLOAD_CONCURRENCY) x 20 ms and with the same handler run
+sequentially (UPLOAD_CONCURRENCY=1).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from typing import Any
+
+from bench.common import figure, median, prepare_environment
+
+RECORDS = 100
+PUT_DELAY_S = 0.020
+GOAL_VS_IDEAL = 1.3
+GOAL_SPEEDUP = 8.0
+
+
+def _configure(upload_concurrency: int) -> Any:
+    """Fresh settings, thread pool and S3 client for this UPLOAD_CONCURRENCY, with the delayed fake."""
+    import consumer_handler
+    from bench.fake_aws import FakeAws
+    from pipeline import aws_clients, settings
+
+    os.environ["UPLOAD_CONCURRENCY"] = str(upload_concurrency)
+    os.environ["OBJECT_MODE"] = "payload"
+    settings.consumer_settings.cache_clear()
+    if consumer_handler._upload_pool.cache_info().currsize:
+        consumer_handler._upload_pool().shutdown()
+    consumer_handler._upload_pool.cache_clear()
+    aws_clients.s3_client.cache_clear()
+    return FakeAws(aws_clients.s3_client(upload_concurrency), put_delay_s=PUT_DELAY_S)
+
+
+def _timed_run(fake: Any) -> float:
+    import consumer_handler
+    from bench.fake_aws import sqs_event_of
+    from local_pipeline.events import LambdaContext
+
+    event = sqs_event_of(RECORDS)
+    start = time.perf_counter()
+    response = consumer_handler.lambda_handler(event, LambdaContext(function_name="consumer"))
+    elapsed = time.perf_counter() - start
+    if response.get("batchItemFailures"):
+        raise RuntimeError(f"consumer reported failures: {response['batchItemFailures'][:3]}")
+    return elapsed
+
+
+def run(rounds: int = 7, sequential_rounds: int = 3) -> dict[str, Any]:
+    prepare_environment()
+    concurrency = int(os.environ["UPLOAD_CONCURRENCY"])
+    ideal = math.ceil(RECORDS / concurrency) * PUT_DELAY_S
+
+    parallel_fake = _configure(concurrency)
+    _timed_run(parallel_fake)  # warm-up: thread pool start, client models
+    parallel = median([_timed_run(parallel_fake) for _ in range(rounds)])
+    puts = parallel_fake.calls["PutObject"]
+
+    sequential_fake = _configure(1)
+    sequential = median([_timed_run(sequential_fake) for _ in range(sequential_rounds)])
+    _configure(concurrency)  # leave the default behind for the figures that follow
+
+    vs_ideal = parallel / ideal
+    speedup = sequential / parallel
+    return figure(
+        "P3", f"consumer: {RECORDS} records, PutObject {PUT_DELAY_S * 1e3:.0f} ms each, vs ideal and vs sequential",
+        vs_ideal, "x ideal", f"<= {GOAL_VS_IDEAL} x ideal and >= {GOAL_SPEEDUP:.0f}x faster than sequential",
+        vs_ideal <= GOAL_VS_IDEAL and speedup >= GOAL_SPEEDUP,
+        parallel_ms=round(parallel * 1e3, 1), ideal_ms=round(ideal * 1e3, 1),
+        sequential_ms=round(sequential * 1e3, 1), speedup_vs_sequential=round(speedup, 2),
+        upload_concurrency=concurrency, put_calls=puts, rounds=rounds,
+    )
