@@ -215,13 +215,15 @@ def _latest_task(sqs: Any, dlq_arn: str) -> dict[str, Any] | None:
 
 
 def move_with_task(sqs: Any, queues: Queues, *, rate: int | None, progress: Progress, emulated: bool,
-                   poll_seconds: float = 2.0, sleep: Callable[[float], None] = time.sleep) -> RedriveResult:
+                   poll_seconds: float = 2.0, sleep: Callable[[float], None] = time.sleep,
+                   max_stale_polls: int = 30) -> RedriveResult:
     """Start a move task (or follow the one already running) and wait for it to finish."""
     try:
-        running = _latest_task(sqs, queues.dlq_arn)
-        if running and running.get("Status") == "RUNNING":
+        previous = _latest_task(sqs, queues.dlq_arn)
+        if previous and previous.get("Status") == "RUNNING":
             progress.stream.write(f"a move task is already running for this DLQ (started "
-                                  f"{running.get('StartedTimestamp')}); following it\n")
+                                  f"{previous.get('StartedTimestamp')}); following it\n")
+            previous = None  # the running task is the one to follow
         else:
             request: dict[str, Any] = {"SourceArn": queues.dlq_arn, "DestinationArn": queues.source_arn}
             if rate:
@@ -231,8 +233,17 @@ def move_with_task(sqs: Any, queues: Queues, *, rate: int | None, progress: Prog
         if _is_unsupported(exc, emulated):
             raise MoveTaskUnsupported("this endpoint has no SQS message move task API") from exc
         raise
+    stale_polls = 0
     while True:
         task = _latest_task(sqs, queues.dlq_arn) or {}
+        if previous is not None and task == previous:
+            # The listing still shows the task before ours (it is eventually consistent): wait.
+            stale_polls += 1
+            if stale_polls > max_stale_polls:
+                raise RedriveError("started a move task but SQS does not list it; check the SQS console")
+            sleep(poll_seconds)
+            continue
+        previous = None
         status = str(task.get("Status", "RUNNING"))
         moved = int(task.get("ApproximateNumberOfMessagesMoved", 0))
         total = task.get("ApproximateNumberOfMessagesToMove")

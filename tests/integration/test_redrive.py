@@ -190,12 +190,14 @@ def test_an_interruption_between_send_and_delete_duplicates_nothing_in_s3(
 class FakeMoveTasks:
     """The two move-task calls over a moto SQS client: a task moves everything when it completes."""
 
-    def __init__(self, sqs: Any, queues: redrive.Queues, running_first: bool = False, polls_until_done: int = 2) -> None:
+    def __init__(self, sqs: Any, queues: redrive.Queues, running_first: bool = False, polls_until_done: int = 2,
+                 earlier: dict[str, Any] | None = None, listing_lag: int = 0) -> None:
         self._sqs, self._queues = sqs, queues
         self.started: list[dict[str, Any]] = []
         self._polls_left = polls_until_done
         self._to_move = redrive.count_messages(sqs, queues.dlq_url)[0]
-        self._task: dict[str, Any] | None = {"Status": "RUNNING", "TaskHandle": "existing"} if running_first else None
+        self._task: dict[str, Any] | None = {"Status": "RUNNING", "TaskHandle": "existing"} if running_first else earlier
+        self._earlier, self._lag = earlier, listing_lag
 
     def start_message_move_task(self, **request: Any) -> dict[str, Any]:
         self.started.append(request)
@@ -204,6 +206,9 @@ class FakeMoveTasks:
 
     def list_message_move_tasks(self, SourceArn: str, MaxResults: int) -> dict[str, Any]:  # noqa: N803 (boto3's names)
         assert SourceArn == self._queues.dlq_arn
+        if self.started and self._lag > 0:  # eventually consistent: the new task is not listed yet
+            self._lag -= 1
+            return {"Results": [dict(self._earlier or {})]}
         if self._task is None:
             return {"Results": []}
         if self._task["Status"] == "RUNNING":  # each poll advances it; it completes after polls_until_done
@@ -241,3 +246,16 @@ def test_a_running_move_task_is_followed_not_started_twice(pipeline: Pipeline) -
     assert fake.started == []
     assert "already running" in progress.getvalue()
     assert result.status == "COMPLETED" and pipeline.queue_depth() == 3
+
+
+def test_an_earlier_finished_task_is_not_mistaken_for_the_new_one(pipeline: Pipeline) -> None:
+    dead_letter(pipeline)
+    queues = redrive.resolve_queues(pipeline.sqs, None, queue_url=pipeline.resources.queue_url)
+    earlier = {"Status": "COMPLETED", "ApproximateNumberOfMessagesMoved": 7, "ApproximateNumberOfMessagesToMove": 7,
+               "StartedTimestamp": 1}
+    fake = FakeMoveTasks(pipeline.sqs, queues, earlier=earlier, listing_lag=2)
+    result = redrive.move_with_task(fake, queues, rate=None, progress=redrive.Progress(io.StringIO()), emulated=False,
+                                    sleep=lambda _: None)
+    assert len(fake.started) == 1
+    assert (result.status, result.moved) == ("COMPLETED", 3)
+    assert pipeline.queue_depth() == 3 and pipeline.queue_depth(queues.dlq_url) == 0
