@@ -1,0 +1,95 @@
+"""tools.cost arithmetic, checked against small cases computed by hand from tools/prices.py."""
+
+from __future__ import annotations
+
+import pytest
+
+from tools import cost, prices
+
+M = 1_000_000
+
+
+def _lines(workload: cost.Workload, mode: str, **overrides: object) -> dict[str, cost.Line]:
+    settings: dict[str, object] = {"ingest_memory_mb": 512, "consumer_memory_mb": 1024, "batch_size": 100,
+                                   "alarms": 6, "dashboards": 1, "assume": cost.Assumptions()}
+    settings.update(overrides)
+    lines = cost.monthly_lines(workload, mode, **settings)  # type: ignore[arg-type]
+    return {f"{line.service}: {line.item}": line for line in lines}
+
+
+def test_tiers_charge_each_slice_at_its_own_price() -> None:
+    # Given 400 M REST requests: 333 M at $3.50/M, the next 67 M at $2.80/M
+    # Then
+    assert cost.tiered(400 * M, prices.API_GATEWAY_REST_TIERS) == pytest.approx(333 * 3.50 + 67 * 2.80)
+    # Below the first bound only the first price applies
+    assert cost.tiered(1 * M, prices.API_GATEWAY_REST_TIERS) == pytest.approx(3.50)
+
+
+def test_lambda_log_tiers_over_50_tb() -> None:
+    # Given 60 TB of Lambda logs: 10 TB at $0.50, 20 at $0.25, 20 at $0.10, 10 at $0.05 (per GB)
+    tb = 1024
+    expected = 10 * tb * 0.50 + 20 * tb * 0.25 + 20 * tb * 0.10 + 10 * tb * 0.05
+    assert cost.tiered(60 * tb, prices.CLOUDWATCH_LAMBDA_LOGS_TIERS_PER_GB) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(("payloads", "message_bytes", "billed"), [
+    (10, 1_269, 1),    # 12.7 KB in one call: one 64 KB chunk
+    (11, 1_269, 2),    # 10 + 1
+    (1, 100_000, 2),   # one 100 KB message is two chunks
+    # 300 KiB messages: 3 per call (1 MiB), so calls of 3+3+3+1; each full call is 900 KiB = 15 chunks
+    (10, 300 * 1024, 3 * 15 + 5),
+])
+def test_sqs_send_requests_are_packed_then_billed_per_64k_chunk(payloads: int, message_bytes: int, billed: int) -> None:
+    assert cost.send_requests_per_request(payloads, message_bytes) == billed
+
+
+def test_lambda_duration_is_billed_per_started_millisecond() -> None:
+    # 1,000 invocations of 10.2 ms at 512 MB: 11 ms billed x 0.5 GB
+    assert cost.lambda_gb_seconds(1_000, 10.2, 512) == pytest.approx(1_000 * 0.011 * 0.5)
+
+
+def test_small_workload_by_hand() -> None:
+    # Given 1 request/min of 10 payloads: 43,200 requests and 432,000 payloads in a 30-day month
+    workload = cost.Workload(requests_per_minute=1, payloads_per_request=10, message_bytes=1_000)
+    assert workload.requests == 43_200
+    payload_mode = _lines(workload, "payload")
+    batch_mode = _lines(workload, "batch")
+
+    # Then API Gateway: 43,200 x $3.50/M
+    assert payload_mode["API Gateway: REST requests (tiered)"].usd == pytest.approx(43_200 * 3.50 / M)
+    # SQS: one send, one receive and one delete per 10 payloads (all under 64 KB): 3 x 43,200 requests
+    sqs = payload_mode["SQS: send + receive + delete (64 KB chunks, batched)"]
+    assert sqs.quantity == pytest.approx(3 * 43_200)
+    assert sqs.usd == pytest.approx(3 * 43_200 * 0.40 / M)
+    # S3: a PUT per payload, or a PUT per batch of 100 (4,320 batches)
+    assert payload_mode["S3: PUT (payload mode)"].usd == pytest.approx(432_000 * 0.005 / 1000)
+    assert batch_mode["S3: PUT (batch mode)"].usd == pytest.approx(4_320 * 0.005 / 1000)
+    # Ingest: 43,200 x 10 ms x 0.5 GB = 216 GB-s, plus $0.20/M invocations
+    ingest = payload_mode["Lambda ingest: compute arm64 512 MB x 10 ms"]
+    assert ingest.quantity == pytest.approx(216)
+    assert ingest.usd == pytest.approx(216 * 0.0000133334)
+    assert payload_mode["Lambda ingest: invocations"].usd == pytest.approx(43_200 * 0.20 / M)
+    # Consumer (payload mode): 4,320 batches x 225 ms x 1 GB
+    consumer = payload_mode["Lambda consumer: compute arm64 1024 MB x 225 ms per batch"]
+    assert consumer.quantity == pytest.approx(4_320 * 0.225)
+    # Alarms and dashboard: 6 x $0.10 + $3
+    assert payload_mode["CloudWatch: alarms"].usd + payload_mode["CloudWatch: dashboards"].usd == pytest.approx(3.60)
+
+
+def test_access_logs_scale_with_requests() -> None:
+    # 43,200 requests x (260 B + 26 B per event) at $0.50/GB
+    workload = cost.Workload(requests_per_minute=1, payloads_per_request=10, message_bytes=1_000)
+    line = _lines(workload, "payload")["CloudWatch: API Gateway access logs ingested"]
+    assert line.usd == pytest.approx(43_200 * 286 / 1024**3 * 0.50)
+
+
+def test_envelope_size_grows_byte_for_byte_with_the_payload() -> None:
+    assert cost.sqs_message_bytes(2_024) - cost.sqs_message_bytes(1_024) == 1_000
+    assert cost.sqs_message_bytes(1_024) > 1_024  # the envelope and attribute are counted too
+
+
+def test_command_prints_both_object_modes(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cost.main(["--rpm", "60", "--payloads", "10", "--payload-bytes", "1024"]) == 0
+    printed = capsys.readouterr().out
+    assert "OBJECT_MODE=payload" in printed and "OBJECT_MODE=batch" in printed
+    assert "per million payloads" in printed

@@ -1,0 +1,237 @@
+"""Monthly cost of the pipeline at a given load, from list prices (tools/prices.py).
+
+    python -m tools.cost --rpm 1000000 --payloads 10 --payload-bytes 1024
+
+Prints one line per billed item for both OBJECT_MODEs (payload: one S3 object per payload; batch:
+one object per consumer batch of BATCH_SIZE). Memory sizes, BATCH_SIZE and alarm counts come from
+PipelineConfig (same env/CDK-context resolution as the stack); durations and log volumes are
+`make bench` figures scaled to Lambda's CPU share, overridable by flags. A month is 30 days.
+Free tiers are ignored. See docs/CAPACITY.md for the reasoning behind each line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from tools import prices
+
+MINUTES_PER_MONTH = 30 * 24 * 60
+MAX_BATCH_ENTRIES = 10  # SendMessageBatch / ReceiveMessage / DeleteMessageBatch
+MAX_BATCH_BYTES = 1024 * 1024
+FULL_VCPU_MB = 1769  # Lambda gives one full vCPU at 1,769 MB; CPU share scales with memory
+
+
+@dataclass(frozen=True)
+class Workload:
+    requests_per_minute: float
+    payloads_per_request: int
+    message_bytes: int  # one SQS message: the payload in its envelope, plus the requestId attribute
+
+    @property
+    def requests(self) -> float:
+        return self.requests_per_minute * MINUTES_PER_MONTH
+
+    @property
+    def payloads(self) -> float:
+        return self.requests * self.payloads_per_request
+
+
+@dataclass(frozen=True)
+class Assumptions:
+    """Per-invocation figures. Defaults: `make bench` on 2026-11-26 (docs/PERFORMANCE.md), with
+    the CPU part scaled from one full core to the function's memory share, plus assumed latencies."""
+
+    ingest_ms: float = 10.0  # P1 ~0.5 ms CPU x 3.5 (512 MB) + ~8 ms SendMessageBatch round trip (assumed)
+    consumer_ms_payload_mode: float = 225.0  # P3: 140 ms of 20-ms PUTs at 16 in flight + ~24 ms CPU x 3.5
+    consumer_ms_batch_mode: float = 65.0  # one gzip object: ~30 ms PUT (assumed) + ~10 ms CPU x 3.5 (estimate)
+    ingest_log_bytes: int = 741  # L1: "request accepted" line + EMF blob, per request
+    ingest_log_lines: int = 2
+    consumer_log_bytes_per_payload: float = 661.0  # L1 payload mode: one line per record + EMF
+    consumer_log_bytes_per_batch: int = 973  # L1 batch mode: one line per object + EMF
+    platform_log_bytes: int = 390  # Lambda's START, END and REPORT lines (with X-Ray ids), per invocation
+    platform_log_lines: int = 3
+    access_log_bytes: int = 260  # API Gateway access log, JSON standard fields, per request
+    trace_sampling: float = 0.05  # X-Ray default rule: 1 request/s, then 5 %
+    custom_metrics: int = 18  # metric name x dimension sets both functions emit
+    tracing: bool = True
+
+
+@dataclass(frozen=True)
+class Line:
+    service: str
+    item: str
+    quantity: float
+    unit: str
+    usd: float
+
+
+def tiered(quantity: float, tiers: list[tuple[float | None, float]]) -> float:
+    """Cost of ``quantity`` units under volume tiers [(upper bound or None, price per unit)]."""
+    cost, lower = 0.0, 0.0
+    for upper, price in tiers:
+        top = quantity if upper is None else min(quantity, upper)
+        if top > lower:
+            cost += (top - lower) * price
+        if upper is None or quantity <= upper:
+            break
+        lower = upper
+    return cost
+
+
+def _chunks(size_bytes: float) -> int:
+    return max(1, math.ceil(size_bytes / prices.SQS_CHUNK_BYTES))
+
+
+def send_requests_per_request(payloads: int, message_bytes: int) -> int:
+    """Billed SQS requests for one ingest request: SendMessageBatch calls packed as the ingest packs
+    them (10 entries, 1 MiB per call), each billed per started 64 KB chunk."""
+    per_call = max(1, min(MAX_BATCH_ENTRIES, MAX_BATCH_BYTES // message_bytes))
+    full_calls, rest = divmod(payloads, per_call)
+    billed = full_calls * _chunks(per_call * message_bytes)
+    return billed + (_chunks(rest * message_bytes) if rest else 0)
+
+
+def lambda_gb_seconds(invocations: float, duration_ms: float, memory_mb: int) -> float:
+    billed_ms = math.ceil(duration_ms / prices.LAMBDA_BILLING_GRANULARITY_MS) * prices.LAMBDA_BILLING_GRANULARITY_MS
+    return invocations * billed_ms / 1000 * memory_mb / 1024
+
+
+def monthly_lines(workload: Workload, object_mode: str, *, ingest_memory_mb: int, consumer_memory_mb: int,
+                  batch_size: int, alarms: int, dashboards: int, assume: Assumptions) -> list[Line]:
+    """Every billed item for one month at this workload, in one OBJECT_MODE."""
+    requests, payloads = workload.requests, workload.payloads
+    batches = payloads / batch_size
+    consumer_ms = assume.consumer_ms_payload_mode if object_mode == "payload" else assume.consumer_ms_batch_mode
+    lines: list[Line] = [Line("API Gateway", "REST requests (tiered)", requests, "requests",
+                              tiered(requests, prices.API_GATEWAY_REST_TIERS))]
+
+    # Lambda: GB-s tiers are account-wide, so both functions share them, pro rata.
+    ingest_gbs = lambda_gb_seconds(requests, assume.ingest_ms, ingest_memory_mb)
+    consumer_gbs = lambda_gb_seconds(batches, consumer_ms, consumer_memory_mb)
+    compute = tiered(ingest_gbs + consumer_gbs, prices.LAMBDA_ARM64_GB_SECOND_TIERS)
+    share = ingest_gbs / (ingest_gbs + consumer_gbs) if ingest_gbs + consumer_gbs else 0.0
+    lines += [
+        Line("Lambda ingest", f"compute arm64 {ingest_memory_mb} MB x {assume.ingest_ms:g} ms", ingest_gbs, "GB-s",
+             compute * share),
+        Line("Lambda ingest", "invocations", requests, "requests", requests * prices.LAMBDA_REQUEST),
+        Line("Lambda consumer", f"compute arm64 {consumer_memory_mb} MB x {consumer_ms:g} ms per batch", consumer_gbs,
+             "GB-s", compute * (1 - share)),
+        Line("Lambda consumer", f"invocations (batches of {batch_size})", batches, "requests",
+             batches * prices.LAMBDA_REQUEST),
+    ]
+
+    # SQS: send (ingest), then receive and delete by the event source mapping, 10 messages a call.
+    sends = requests * send_requests_per_request(workload.payloads_per_request, workload.message_bytes)
+    receives = payloads / MAX_BATCH_ENTRIES * _chunks(MAX_BATCH_ENTRIES * workload.message_bytes)
+    deletes = payloads / MAX_BATCH_ENTRIES
+    sqs_requests = sends + receives + deletes
+    lines.append(Line("SQS", "send + receive + delete (64 KB chunks, batched)", sqs_requests, "requests",
+                      tiered(sqs_requests, prices.SQS_STANDARD_TIERS)))
+
+    puts = payloads if object_mode == "payload" else batches
+    lines.append(Line("S3", f"PUT ({object_mode} mode)", puts, "requests", puts * prices.S3_PUT))
+
+    # CloudWatch Logs: every stdout line of both functions plus Lambda's own lines, and access logs.
+    per_event = prices.CLOUDWATCH_LOG_EVENT_OVERHEAD_BYTES
+    ingest_log = requests * (assume.ingest_log_bytes + assume.platform_log_bytes
+                             + per_event * (assume.ingest_log_lines + assume.platform_log_lines))
+    if object_mode == "payload":
+        consumer_app = payloads * (assume.consumer_log_bytes_per_payload + per_event)
+    else:
+        consumer_app = batches * (assume.consumer_log_bytes_per_batch + 2 * per_event)
+    consumer_log = consumer_app + batches * (assume.platform_log_bytes + per_event * assume.platform_log_lines)
+    lambda_log_gb = (ingest_log + consumer_log) / prices.GB
+    access_log_gb = requests * (assume.access_log_bytes + per_event) / prices.GB
+    lines += [
+        Line("CloudWatch", "Lambda logs ingested (tiered)", lambda_log_gb, "GB",
+             tiered(lambda_log_gb, prices.CLOUDWATCH_LAMBDA_LOGS_TIERS_PER_GB)),
+        Line("CloudWatch", "API Gateway access logs ingested", access_log_gb, "GB",
+             access_log_gb * prices.CLOUDWATCH_LOGS_STANDARD_PER_GB),
+        Line("CloudWatch", "custom metrics (EMF)", assume.custom_metrics, "metrics",
+             assume.custom_metrics * prices.CLOUDWATCH_CUSTOM_METRIC_MONTH),
+        Line("CloudWatch", "alarms", alarms, "alarms", alarms * prices.CLOUDWATCH_ALARM_MONTH),
+        Line("CloudWatch", "dashboards", dashboards, "dashboards", dashboards * prices.CLOUDWATCH_DASHBOARD_MONTH),
+    ]
+    if assume.tracing:
+        traces = (requests + batches) * assume.trace_sampling
+        lines.append(Line("X-Ray", f"traces recorded ({assume.trace_sampling:.0%} sampled)", traces, "traces",
+                          traces * prices.XRAY_TRACE_RECORDED))
+    return lines
+
+
+def sqs_message_bytes(payload_bytes: int, token: str = "device-token-123", version: str = "1.4.2") -> int:
+    """Size SQS counts for one message, built by the ingest's own envelope code."""
+    lambdas = str(Path(__file__).resolve().parent.parent / "lambdas")
+    if lambdas not in sys.path:
+        sys.path.insert(0, lambdas)
+    from pipeline.collection import PayloadCollection
+    from pipeline.envelope import build_messages
+
+    payload = '{"pad":"' + "x" * max(0, payload_bytes - 10) + '"}'
+    request_id = "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"
+    message = build_messages(PayloadCollection(version, token, [payload]), request_id, 1_764_115_200_000)[0]
+    return message.size
+
+
+def _money(usd: float) -> str:
+    return f"${usd:,.2f}"
+
+
+def render(workload: Workload, by_mode: dict[str, list[Line]]) -> str:
+    modes = list(by_mode)
+    out = [
+        f"Monthly cost, {prices.REGION}, list prices checked {prices.PRICES_CHECKED} (tools/prices.py), 30-day month",
+        f"load: {workload.requests_per_minute:,.0f} requests/min = {workload.requests_per_minute / 60:,.0f} rps, "
+        f"{workload.payloads_per_request} payloads/request, {workload.message_bytes:,} B per SQS message",
+        f"      {workload.requests:,.0f} requests and {workload.payloads:,.0f} payloads per month",
+        "",
+        f"{'service':<16} {'item':<52} " + " ".join(f"{'OBJECT_MODE=' + m:>20}" for m in modes),
+    ]
+    for index, line in enumerate(by_mode[modes[0]]):
+        row = [by_mode[m][index] for m in modes]
+        item = line.item if all(r.item == line.item for r in row) else line.item.replace(f"({modes[0]} mode)", "")
+        out.append(f"{line.service:<16} {item:<52} " + " ".join(f"{_money(r.usd):>20}" for r in row))
+    totals = {m: sum(line.usd for line in by_mode[m]) for m in modes}
+    out += ["", f"{'total per month':<69} " + " ".join(f"{_money(totals[m]):>20}" for m in modes),
+            f"{'per million payloads':<69} "
+            + " ".join(f"{_money(totals[m] / workload.payloads * 1e6):>20}" for m in modes)]
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.cost", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rpm", type=float, required=True, help="HTTP requests per minute")
+    parser.add_argument("--payloads", type=int, default=10, help="payloads per request")
+    parser.add_argument("--payload-bytes", type=int, default=1024, help="bytes of one payload (compact JSON)")
+    defaults = Assumptions()
+    parser.add_argument("--ingest-ms", type=float, default=defaults.ingest_ms, help="ingest duration per request")
+    parser.add_argument("--consumer-ms-payload", type=float, default=defaults.consumer_ms_payload_mode,
+                        help="consumer duration per batch, OBJECT_MODE=payload")
+    parser.add_argument("--consumer-ms-batch", type=float, default=defaults.consumer_ms_batch_mode,
+                        help="consumer duration per batch, OBJECT_MODE=batch")
+    parser.add_argument("--trace-sampling", type=float, default=defaults.trace_sampling)
+    args = parser.parse_args(argv)
+
+    from infra.config import PipelineConfig
+
+    config = PipelineConfig.resolve({})
+    assume = replace(defaults, ingest_ms=args.ingest_ms, consumer_ms_payload_mode=args.consumer_ms_payload,
+                     consumer_ms_batch_mode=args.consumer_ms_batch, trace_sampling=args.trace_sampling,
+                     tracing=config.TRACING)
+    workload = Workload(args.rpm, args.payloads, sqs_message_bytes(args.payload_bytes))
+    by_mode = {
+        mode: monthly_lines(workload, mode, ingest_memory_mb=config.INGEST_MEMORY_MB,
+                            consumer_memory_mb=config.CONSUMER_MEMORY_MB, batch_size=config.BATCH_SIZE,
+                            alarms=6, dashboards=1, assume=assume)
+        for mode in ("payload", "batch")
+    }
+    print(render(workload, by_mode))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
