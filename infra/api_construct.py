@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 
+from aws_cdk import RemovalPolicy
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.config import PipelineConfig
-from infra.functions import log_group, pipeline_function
+from infra.functions import log_group, log_retention, pipeline_function
 
 # Errors API Gateway answers itself (before our Lambda runs) also speak RFC 9457.
 _GATEWAY_PROBLEMS: list[tuple[str, apigw.ResponseType, str, str, str, str]] = [
@@ -79,6 +81,16 @@ class IngestApi(Construct):
                 **stage_throttle,
             ),
         )
+        # Execution logging (ERROR) makes API Gateway create this group itself, without retention.
+        # Owning it gives it LOG_RETENTION_DAYS; the stage waits for it so the gateway never wins the race.
+        execution_logs = logs.LogGroup(
+            self,
+            "ExecutionLogs",
+            log_group_name=f"API-Gateway-Execution-Logs_{self.api.rest_api_id}/{config.STAGE}",
+            retention=log_retention(config.LOG_RETENTION_DAYS),
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        self.api.deployment_stage.node.add_dependency(execution_logs)
         for name, response_type, status, slug, title, detail in _GATEWAY_PROBLEMS:
             self.api.add_gateway_response(
                 f"Problem{name.title().replace('_', '')}",
