@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import hashlib
 import json
 import math
 import sys
@@ -106,9 +107,13 @@ def hour_prefixes(prefix: str, start: datetime, end: datetime) -> list[str]:
 class BucketScan:
     """Incremental: each ``poll`` lists the run's partitions and reads only objects not seen yet."""
 
-    def __init__(self, s3: Any, bucket: str, prefixes: list[str], wanted: set[str], readers: int = 16) -> None:
+    def __init__(self, s3: Any, bucket: str, prefixes: list[str], wanted: set[str], readers: int = 16,
+                 latency_sample: int = 0) -> None:
         self.s3, self.bucket, self.prefixes, self.wanted = s3, bucket, prefixes, wanted
         self.readers = readers
+        # Payload mode needs one GET per object for its receivedAt. Past ``latency_sample`` payloads,
+        # only a hash-chosen (so unbiased over time) share is read; the rest count from their key.
+        self.sample_rate = 1.0 if not latency_sample else min(1.0, latency_sample / max(1, len(wanted)))
         self.seen_keys: set[str] = set()
         self.copies: dict[str, list[StoredCopy]] = {}  # payload id -> every object holding it
         self.objects = 0
@@ -133,8 +138,11 @@ class BucketScan:
             if name.endswith(BATCH_SUFFIX):
                 batch_objects.append(item)
             elif name.endswith(PAYLOAD_SUFFIX):
-                if name[: -len(PAYLOAD_SUFFIX)] in self.wanted:
+                payload_id = name[: -len(PAYLOAD_SUFFIX)]
+                if payload_id in self.wanted and in_sample(payload_id, self.sample_rate):
                     wanted_payload_objects.append(item)
+                elif payload_id in self.wanted:
+                    self._add(payload_id, item, None)
                 else:
                     self.other_payloads += 1
         with ThreadPoolExecutor(self.readers) as pool:
@@ -150,11 +158,18 @@ class BucketScan:
                         else:
                             self.other_payloads += 1
 
-    def _add(self, payload_id: str, item: dict[str, Any], received_at: str) -> None:
+    def _add(self, payload_id: str, item: dict[str, Any], received_at: str | None) -> None:
         stored_at = item["LastModified"]
         if stored_at.tzinfo is None:
             stored_at = stored_at.replace(tzinfo=UTC)
-        self.copies.setdefault(payload_id, []).append(StoredCopy(item["Key"], parse_received_at(received_at), stored_at))
+        moment = parse_received_at(received_at) if received_at else None
+        self.copies.setdefault(payload_id, []).append(StoredCopy(item["Key"], moment, stored_at))
+
+
+def in_sample(payload_id: str, rate: float) -> bool:
+    if rate >= 1.0:
+        return True
+    return int(hashlib.sha256(payload_id.encode()).hexdigest()[:8], 16) < rate * 0x1_0000_0000
 
 
 # --- the reconciliation ---------------------------------------------------------------------------
@@ -200,7 +215,7 @@ def reconcile(acks: Acks, copies: dict[str, list[StoredCopy]], objects: int = 0,
     wanted = acks.payload_ids
     lost = sorted(wanted - copies.keys())
     first_copies = {pid: min(found, key=lambda c: c.stored_at) for pid, found in copies.items() if pid in wanted}
-    latencies = sorted(latency_ms(copy) for copy in first_copies.values())
+    latencies = sorted(latency_ms(copy) for copy in first_copies.values() if copy.received_at is not None)
     duplicated = [pid for pid, found in copies.items() if pid in wanted and len({c.key for c in found}) > 1]
     extra = sum(len({c.key for c in copies[pid]}) - 1 for pid in duplicated)
     start_ms = min((ack.sent_at_ms for ack in acks.acks), default=0)
@@ -238,10 +253,10 @@ def time_series(acks: Acks, first_copies: dict[str, StoredCopy], start_ms: int, 
     stored: dict[int, int] = {}
     latencies: dict[int, list[float]] = {}
     for copy in first_copies.values():
-        assert copy.received_at is not None
         stored_bin = bin_of(copy.stored_at.timestamp() + 0.5)
         stored[stored_bin] = stored.get(stored_bin, 0) + 1
-        latencies.setdefault(bin_of(copy.received_at.timestamp()), []).append(latency_ms(copy))
+        if copy.received_at is not None:
+            latencies.setdefault(bin_of(copy.received_at.timestamp()), []).append(latency_ms(copy))
     bins = sorted(set(acked) | set(stored) | set(latencies))
     series = []
     for index in range(min(bins, default=0), max(bins, default=-1) + 1):
@@ -307,21 +322,39 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--wait", type=float, default=60.0, help="seconds to wait for missing payloads")
     parser.add_argument("--interval", type=float, default=2.0, help="seconds between bucket scans")
     parser.add_argument("--bin", type=float, default=1.0, help="time-series bin, seconds")
+    parser.add_argument("--latency-sample", type=int, default=100_000,
+                        help="payload mode: read receivedAt of about this many objects (0 = all); all are counted")
+    parser.add_argument("--dlq-url", help="also print this queue's depth (where undelivered payloads wait)")
     parser.add_argument("--plot", type=Path, help="write a PNG of throughput and p50/p99 latency over time")
     parser.add_argument("--json", type=Path, help="write the full report (with the time series) as JSON")
     return parser.parse_args(argv)
+
+
+def client_options(endpoint_url: str | None, region: str | None) -> dict[str, Any]:
+    """boto3 client arguments. A loopback endpoint is the local moto server, which accepts any
+    credentials: fixed ones mean a laptop needs no AWS profile at all."""
+    options: dict[str, Any] = {"endpoint_url": endpoint_url, "region_name": region}
+    if endpoint_url and urlsplit(endpoint_url).hostname in ("127.0.0.1", "localhost", "::1"):
+        options |= {"aws_access_key_id": "testing", "aws_secret_access_key": "testing", "region_name": region or "us-east-1"}
+    return options
 
 
 def s3_client(endpoint_url: str | None, region: str | None, readers: int) -> Any:
     import boto3
     from botocore.config import Config
 
-    local = {}
-    if endpoint_url and urlsplit(endpoint_url).hostname in ("127.0.0.1", "localhost", "::1"):
-        # moto accepts any credentials; fixed ones mean a laptop needs no AWS profile at all.
-        local = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing", "region_name": region or "us-east-1"}
-    return boto3.client("s3", endpoint_url=endpoint_url, **({"region_name": region} | local),
+    return boto3.client("s3", **client_options(endpoint_url, region),
                         config=Config(max_pool_connections=readers, retries={"mode": "standard"}))
+
+
+def dlq_depth(queue_url: str, endpoint_url: str | None, region: str | None) -> int:
+    import boto3
+
+    sqs = boto3.client("sqs", **client_options(endpoint_url, region))
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    )["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
 
 
 def main(argv: list[str] | None = None, s3: Any = None) -> int:
@@ -333,7 +366,7 @@ def main(argv: list[str] | None = None, s3: Any = None) -> int:
     start, end = acks.window()
     wanted = acks.payload_ids
     scan = BucketScan(s3 or s3_client(args.endpoint_url, args.region, 16), args.bucket,
-                      hour_prefixes(args.prefix, start, end), wanted)
+                      hour_prefixes(args.prefix, start, end), wanted, latency_sample=args.latency_sample)
     progress = Progress()
     deadline = time.monotonic() + args.wait
     began = time.monotonic()
@@ -349,6 +382,9 @@ def main(argv: list[str] | None = None, s3: Any = None) -> int:
         time.sleep(args.interval)
     report = reconcile(acks, scan.copies, scan.objects, scan.other_payloads, args.bin)
     print(format_report(report))
+    if args.dlq_url:
+        print(f"DLQ        {dlq_depth(args.dlq_url, args.endpoint_url, args.region):,} messages "
+              "(a dead-lettered payload is not lost: make redrive)")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report.as_dict(), indent=1, default=str))

@@ -104,3 +104,32 @@ def test_the_plot_is_a_png(tmp_path: Path, s3: Any) -> None:
     status, _ = run(tmp_path, s3, "--plot", str(tmp_path / "plot.png"))
     assert status == 0
     assert (tmp_path / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_latency_sample_still_counts_every_payload(tmp_path: Path, s3: Any) -> None:
+    # Given 40 stored payloads and a latency sample of about 10
+    moment = datetime.now(tz=UTC)
+    write_acks(tmp_path, [("r1", 40)])
+    for index in range(40):
+        pid = f"r1-{index}"
+        s3.put_object(Bucket=BUCKET, Key=f"{partition(moment)}{pid}.json", Body=json.dumps(envelope(pid, moment)))
+    reads: list[str] = []
+    s3.meta.events.register("before-call.s3.GetObject", lambda params, **_: reads.append(params["url_path"]))
+    # When the verifier runs with --latency-sample 10
+    status, report = run(tmp_path, s3, "--latency-sample", "10")
+    # Then every payload is counted, none lost, yet only a share of the objects was read
+    assert status == 0 and (report["payloads_stored"], report["lost"]) == (40, 0)
+    assert 1 <= len(reads) < 40
+    assert report["latency_ms"]["p50"] is not None
+
+
+def test_the_dlq_depth_is_printed_when_asked(tmp_path: Path, s3: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    # Given one payload lost from the bucket that sits in the DLQ
+    dlq_url = boto3.client("sqs").create_queue(QueueName="verify-test-dlq")["QueueUrl"]
+    boto3.client("sqs").send_message(QueueUrl=dlq_url, MessageBody="{}")
+    write_acks(tmp_path, [("r1", 1)])
+    # When the verifier runs with --dlq-url
+    status, report = run(tmp_path, s3, "--dlq-url", dlq_url)
+    # Then the payload is reported lost, and the DLQ's one message is shown
+    assert status == 1 and report["lost"] == 1
+    assert "DLQ        1 messages" in capsys.readouterr().out
