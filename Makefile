@@ -13,7 +13,7 @@ NODE_STAMP := node_modules/.installed
 CDK := node_modules/.bin/cdk
 
 .DEFAULT_GOAL := help
-.PHONY: help install test synth deploy destroy clean bench run loadtest verify redrive
+.PHONY: help install test synth deploy destroy clean bench run loadtest verify redrive soak checkov
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -83,3 +83,26 @@ verify: $(LOADTEST_STAMP)  ## reconcile the load test's acks with VERIFY_BUCKET:
 	$(PY) -m loadtest.verify --bucket $(VERIFY_BUCKET) $(if $(VERIFY_ENDPOINT),--endpoint-url $(VERIFY_ENDPOINT)) \
 		--acks $(LOADTEST_RESULTS) --wait $(VERIFY_WAIT) \
 		--plot $(LOADTEST_RESULTS)/loadtest.png --json $(LOADTEST_RESULTS)/verify.json
+
+# --- reliability and security (docs/RELIABILITY.md, docs/SECURITY.md) -----------------------------
+SOAK_SECONDS ?= 180
+SOAK_RATE ?= 10
+CHECKOV_VERSION := 3.3.30
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
+CHECKOV_OUT := cdk.out/checkov
+
+soak: $(PY_STAMP)  ## steady HTTP load on the local pipeline for SOAK_SECONDS, then reconcile (0 5xx, 0 lost, 0 duplicated)
+	$(PY) -m tests.reliability.soak --seconds $(SOAK_SECONDS) --rate $(SOAK_RATE)
+
+# checkov pins dependencies that clash with the project's, so it gets a venv of its own.
+$(CHECKOV_STAMP):
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check checkov==$(CHECKOV_VERSION)
+	touch $@
+
+checkov: $(PY_STAMP) $(CHECKOV_STAMP)  ## synthesize, then scan the template with checkov (skips justified in docs/SECURITY.md)
+	rm -rf $(CHECKOV_OUT)
+	$(PY) -c 'from infra.application import build_app; build_app(outdir="$(CHECKOV_OUT)")[0].synth()'
+	BC_SKIP_MAPPING=TRUE CKV_SKIP_PACKAGE_UPDATE_CHECK=TRUE $(CHECKOV_VENV)/bin/checkov \
+		--config-file .checkov.yaml -f $(CHECKOV_OUT)/IngestPipeline-*.template.json

@@ -7,9 +7,10 @@ import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tests.conftest import Pipeline
+if TYPE_CHECKING:  # the soak imports this module outside pytest, without the test fixtures
+    from tests.conftest import Pipeline
 
 
 @dataclass
