@@ -96,7 +96,7 @@ def _record_batch_outcomes(plan: batch_objects.BatchPlan, results: list[batch_ob
             logger.info("batch object already stored", extra=detail)
 
 
-def store_batch_objects(event: dict[str, Any], context: Any) -> dict[str, Any]:
+def process_batch_mode(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """OBJECT_MODE=batch: plan and write the objects first, then let Powertools report each record
     from their outcomes (all-or-nothing per object; poison records fail on their own)."""
     settings = consumer_settings()
@@ -117,5 +117,5 @@ def store_batch_objects(event: dict[str, Any], context: Any) -> dict[str, Any]:
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if consumer_settings().object_mode == "batch":
-        return store_batch_objects(event, context)
+        return process_batch_mode(event, context)
     return async_process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
