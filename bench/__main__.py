@@ -22,6 +22,7 @@ def _figures() -> dict[str, Callable[[], list[dict[str, Any]]]]:
         "P4": lambda: [aws_calls.run_sqs()],
         "P5": aws_calls.run_s3,
         "L1": aws_calls.run_log_bytes,
+        "C1": worker_parallelism.run_cpu,
     }
 
 

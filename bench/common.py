@@ -20,14 +20,15 @@ BUCKET = "bench-payloads"
 
 
 def lambda_environment() -> dict[str, str]:
-    """The environment the stack gives both functions (default config), plus fake credentials so
+    """The environment the stack gives the functions (default config), plus fake credentials so
     botocore can sign requests that never leave the process (a Stubber or event hook answers)."""
     from infra.config import PipelineConfig
 
     config = PipelineConfig()
     return {
-        **config.ingest_environment(QUEUE_URL),
+        # Both handlers share one benchmark process; the ingest's POWERTOOLS_SERVICE_NAME wins.
         **config.consumer_environment(BUCKET),
+        **config.ingest_environment(QUEUE_URL),
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_ACCESS_KEY_ID": "bench",
         "AWS_SECRET_ACCESS_KEY": "bench",

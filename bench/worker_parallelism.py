@@ -20,31 +20,31 @@ GOAL_VS_IDEAL = 1.3
 GOAL_SPEEDUP = 8.0
 
 
-def _configure(upload_concurrency: int) -> Any:
+def _configure(upload_concurrency: int, object_mode: str = "payload", put_delay_s: float = PUT_DELAY_S) -> Any:
     """Fresh settings, thread pool and S3 client for this UPLOAD_CONCURRENCY, with the delayed fake."""
     import consumer_handler
     from bench.fake_aws import FakeAws
     from pipeline import aws_clients, settings
 
     os.environ["UPLOAD_CONCURRENCY"] = str(upload_concurrency)
-    os.environ["OBJECT_MODE"] = "payload"
+    os.environ["OBJECT_MODE"] = object_mode
     settings.consumer_settings.cache_clear()
     if consumer_handler._upload_pool.cache_info().currsize:
         consumer_handler._upload_pool().shutdown()
     consumer_handler._upload_pool.cache_clear()
     aws_clients.s3_client.cache_clear()
-    return FakeAws(aws_clients.s3_client(upload_concurrency), put_delay_s=PUT_DELAY_S)
+    return FakeAws(aws_clients.s3_client(upload_concurrency), put_delay_s=put_delay_s)
 
 
-def _timed_run(fake: Any) -> float:
+def _timed_run(fake: Any, clock: Any = time.perf_counter) -> float:
     import consumer_handler
     from bench.fake_aws import sqs_event_of
     from local_pipeline.events import LambdaContext
 
     event = sqs_event_of(RECORDS)
-    start = time.perf_counter()
+    start = clock()
     response = consumer_handler.lambda_handler(event, LambdaContext(function_name="consumer"))
-    elapsed = time.perf_counter() - start
+    elapsed = clock() - start
     if response.get("batchItemFailures"):
         raise RuntimeError(f"consumer reported failures: {response['batchItemFailures'][:3]}")
     return elapsed
@@ -74,3 +74,20 @@ def run(rounds: int = 7, sequential_rounds: int = 3) -> dict[str, Any]:
         sequential_ms=round(sequential * 1e3, 1), speedup_vs_sequential=round(speedup, 2),
         upload_concurrency=concurrency, put_calls=puts, rounds=rounds,
     )
+
+
+def run_cpu(rounds: int = 9) -> list[dict[str, Any]]:
+    """C1: CPU seconds the consumer spends per batch of 100 (all threads; PutObject answered at
+    once), in each OBJECT_MODE. Input to tools.cost and docs/CAPACITY.md, not a goal."""
+    prepare_environment()
+    concurrency = int(os.environ["UPLOAD_CONCURRENCY"])
+    results = []
+    for mode in ("payload", "batch"):
+        fake = _configure(concurrency, object_mode=mode, put_delay_s=0.0)
+        _timed_run(fake)
+        cpu = median([_timed_run(fake, clock=time.process_time) for _ in range(rounds)])
+        results.append(figure("C1", f"consumer: CPU per batch of {RECORDS} records, OBJECT_MODE={mode}",
+                              cpu * 1e3, "ms CPU/batch (one core)", "input to tools.cost", True,
+                              object_mode=mode, cpu_us_per_record=round(cpu / RECORDS * 1e6, 1)))
+    _configure(concurrency)
+    return results

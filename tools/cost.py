@@ -45,9 +45,10 @@ class Assumptions:
     """Per-invocation figures. Defaults: `make bench` on 2026-11-26 (docs/PERFORMANCE.md), with
     the CPU part scaled from one full core to the function's memory share, plus assumed latencies."""
 
-    ingest_ms: float = 10.0  # P1 ~0.5 ms CPU x 3.5 (512 MB) + ~8 ms SendMessageBatch round trip (assumed)
-    consumer_ms_payload_mode: float = 225.0  # P3: 140 ms of 20-ms PUTs at 16 in flight + ~24 ms CPU x 3.5
-    consumer_ms_batch_mode: float = 65.0  # one gzip object: ~30 ms PUT (assumed) + ~10 ms CPU x 3.5 (estimate)
+    # CPU on one full core (P1, C1) x 3.46 for a 512 MB function's share (1,769 MB = 1 vCPU).
+    ingest_ms: float = 10.0  # P1 ~0.5 ms CPU -> 1.7 ms, + ~8 ms SendMessageBatch round trip (assumed)
+    consumer_ms_payload_mode: float = 235.0  # 140 ms of 20-ms PUTs, 16 in flight (P3) + C1 27 ms CPU -> 94 ms
+    consumer_ms_batch_mode: float = 60.0  # C1 2.5 ms CPU -> 9 ms, + ~50 ms for one gzip object PUT (assumed)
     ingest_log_bytes: int = 741  # L1: "request accepted" line + EMF blob, per request
     ingest_log_lines: int = 2
     consumer_log_bytes_per_payload: float = 661.0  # L1 payload mode: one line per record + EMF

@@ -7,11 +7,14 @@ import pytest
 from tools import cost, prices
 
 M = 1_000_000
+# Explicit, so the hand computations below do not move when the measured defaults are refreshed.
+ASSUME = cost.Assumptions(ingest_ms=10.0, consumer_ms_payload_mode=225.0, consumer_ms_batch_mode=60.0,
+                          access_log_bytes=260)
 
 
 def _lines(workload: cost.Workload, mode: str, **overrides: object) -> dict[str, cost.Line]:
     settings: dict[str, object] = {"ingest_memory_mb": 512, "consumer_memory_mb": 1024, "batch_size": 100,
-                                   "alarms": 6, "dashboards": 1, "assume": cost.Assumptions()}
+                                   "alarms": 6, "dashboards": 1, "assume": ASSUME}
     settings.update(overrides)
     lines = cost.monthly_lines(workload, mode, **settings)  # type: ignore[arg-type]
     return {f"{line.service}: {line.item}": line for line in lines}
@@ -36,6 +39,8 @@ def test_lambda_log_tiers_over_50_tb() -> None:
     (10, 1_269, 1),    # 12.7 KB in one call: one 64 KB chunk
     (11, 1_269, 2),    # 10 + 1
     (1, 100_000, 2),   # one 100 KB message is two chunks
+    (1, 65_536, 1),    # exactly 64 KiB: one chunk...
+    (1, 65_537, 2),    # ...one byte more: two
     # 300 KiB messages: 3 per call (1 MiB), so calls of 3+3+3+1; each full call is 900 KiB = 15 chunks
     (10, 300 * 1024, 3 * 15 + 5),
 ])
