@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import threading
+from concurrent.futures.process import BrokenProcessPool
 from types import FrameType
 
 from infra.config import ConfigError, PipelineConfig
@@ -96,8 +97,12 @@ def _run(settings: LocalSettings, config: PipelineConfig, endpoint: AwsEndpoint,
         except OSError as exc:
             print(f"cannot listen on 127.0.0.1:{settings.PORT}: {exc} (set PORT to another port)", file=sys.stderr)
             return 2
-        ingest.warm_up()
-        consumer.warm_up()
+        try:
+            ingest.warm_up()
+            consumer.warm_up()
+        except BrokenProcessPool:
+            print("a Lambda environment failed to start: its handler import raised (traceback above)", file=sys.stderr)
+            return 1
         workers.start()
         front.start()
         log.text(banner(front.url, settings, config, endpoint, resources, visibility))

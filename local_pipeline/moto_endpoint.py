@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 from typing import Any
 
 import boto3
@@ -40,12 +41,10 @@ class AwsEndpoint:
     def start(self) -> AwsEndpoint:
         if not self.embedded:
             return self
-        from moto.server import ThreadedMotoServer
-
         _refuse_busy_port(self._port)
         # werkzeug logs every request moto serves; the runner prints its own compact lines instead.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self._port, verbose=False)
+        self._server = _serialized_moto_server(self._port)
         self._server.start()
         host, port = self._server.get_host_and_port()
         self.endpoint_url = f"http://{host}:{port}"
@@ -78,6 +77,59 @@ class AwsEndpoint:
             config=Config(max_pool_connections=max_pool_connections, retries={"mode": "standard"}),
             **credentials,
         )
+
+
+def _serialized_moto_server(port: int) -> Any:
+    """moto's ThreadedMotoServer, answering one request at a time.
+
+    moto's backends are not thread-safe, and its server runs each request on its own thread. With
+    concurrent SQS calls that loses and duplicates messages: DeleteMessage rebuilds the message list
+    while SendMessage appends to it (the appended message is lost), and two ReceiveMessage calls can
+    hand out the same message. Serializing requests costs little (moto holds the GIL anyway), but a
+    long poll would then block every other caller: the runner's pollers short-poll instead.
+    """
+    from moto.server import ThreadedMotoServer
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+    from werkzeug.serving import make_server
+
+    class OneRequestAtATime:
+        def __init__(self, app: Any) -> None:
+            self._app = app
+            self._lock = threading.Lock()
+
+        def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+            with self._lock:  # moto computes the whole response inside the call
+                return self._app(environ, start_response)
+
+    class SerializedMotoServer(ThreadedMotoServer):
+        def _server_entry(self) -> None:  # ThreadedMotoServer's, with the app wrapped
+            app = OneRequestAtATime(DomainDispatcherApplication(create_backend_app))
+            self._server = make_server(self._ip_address, self._port, app, True, request_handler=MotoRequestHandler)
+            self._server_ready_event.set()
+            self._server.serve_forever()
+
+        def stop(self) -> None:
+            super().stop()
+            if self._server is not None:
+                self._server.server_close()  # free the port now, not when the process exits
+
+    _cheap_retention_check()
+    return SerializedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+
+
+def _cheap_retention_check() -> None:
+    """moto's ReceiveMessage checks retention once per returned message through
+    get_queue_attributes(), which computes EVERY attribute, including the message counts (a scan of
+    the queue): a 10-message receive from a 200-message queue costs ~90 ms of CPU. This reads the
+    one attribute it needs, with the same rule (moto 5.2.5, pinned in requirements-dev.txt)."""
+    from moto.core.utils import unix_time
+    from moto.sqs.models import Message, SQSBackend
+
+    def is_message_valid_based_on_retention_period(self: SQSBackend, queue_name: str, message: Message) -> bool:
+        retention_period = int(self.get_queue(queue_name).message_retention_period)
+        return retention_period + message.sent_timestamp / 1000 > unix_time()  # type: ignore[operator]
+
+    SQSBackend.is_message_valid_based_on_retention_period = is_message_valid_based_on_retention_period  # type: ignore[method-assign]
 
 
 def apply_environment(env: dict[str, str]) -> None:

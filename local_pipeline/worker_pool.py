@@ -24,10 +24,11 @@ from local_pipeline.resources import LocalResources
 
 # One invocation's payload is limited to 6 MB (AWS); a batch stops growing before that.
 MAX_INVOCATION_BYTES = 6 * 1000 * 1000
-# The ESM long-polls for 20 s; 1 s here keeps Ctrl-C snappy and costs moto nothing while idle.
-LONG_POLL_SECONDS = 1
+# An idle poller looks again after 50 ms, backing off to 0.5 s while the queue stays empty. (The ESM
+# long-polls instead; see _receive.)
+IDLE_POLL_SECONDS = (0.05, 0.5)
 # While a batching window is open and the queue is momentarily empty, look again this often.
-WINDOW_POLL_SECONDS = 0.05
+WINDOW_POLL_SECONDS = 0.2
 
 
 class MalformedResponse(ValueError):
@@ -86,6 +87,7 @@ class WorkerPool:
     # --- one poller --------------------------------------------------------------------------------
     def _poll(self, number: int) -> None:
         carry: list[dict[str, Any]] = []
+        idle_seconds = IDLE_POLL_SECONDS[0]
         while True:
             if self._draining.is_set() and time.monotonic() >= self._drain_deadline:
                 return
@@ -96,17 +98,22 @@ class WorkerPool:
                 self._log.line(f"poller {number}: receive failed ({exc}); retrying in 1 s")
                 time.sleep(1)
                 continue
-            if not batch:
-                if self._draining.is_set():
-                    return  # drained: nothing visible is left
-                continue
-            self._process(number, batch)
+            if batch:
+                idle_seconds = IDLE_POLL_SECONDS[0]
+                self._process(number, batch)
+            elif self._draining.is_set():
+                return  # drained: nothing visible is left
+            else:
+                time.sleep(idle_seconds)
+                idle_seconds = min(IDLE_POLL_SECONDS[1], idle_seconds * 2)
 
-    def _receive(self, limit: int, wait_seconds: int) -> list[dict[str, Any]]:
+    def _receive(self, limit: int) -> list[dict[str, Any]]:
+        # Short polls only: the embedded moto answers one request at a time (see moto_endpoint.py),
+        # so a long poll would hold up every other call.
         return self._sqs.receive_message(
             QueueUrl=self._resources.queue_url,
             MaxNumberOfMessages=min(10, limit),
-            WaitTimeSeconds=wait_seconds,
+            WaitTimeSeconds=0,
             AttributeNames=["All"],
             MessageAttributeNames=["All"],
         ).get("Messages", [])
@@ -115,7 +122,7 @@ class WorkerPool:
         """A batch as the ESM builds it: full, or the window closed, or the next record would pass 6 MB.
         Records that did not fit are carried into the next batch (they stay in flight meanwhile)."""
         batch_size = self._config.BATCH_SIZE
-        pending = carry or self._receive(batch_size, LONG_POLL_SECONDS)
+        pending = carry or self._receive(batch_size)
         if not pending:
             return [], []
         window_closes = time.monotonic() + self._config.MAX_BATCHING_WINDOW_SECONDS
@@ -128,11 +135,12 @@ class WorkerPool:
                     return batch, pending
                 batch.append(pending.pop(0))
                 size += record_size
-            if len(batch) >= batch_size or time.monotonic() >= window_closes:
+            remaining = window_closes - time.monotonic()
+            if len(batch) >= batch_size or remaining <= 0:
                 return batch, []
-            pending = self._receive(batch_size - len(batch), 0)
+            pending = self._receive(batch_size - len(batch))
             if not pending:
-                time.sleep(WINDOW_POLL_SECONDS)
+                time.sleep(min(WINDOW_POLL_SECONDS, remaining))
 
     def _process(self, number: int, batch: list[dict[str, Any]]) -> None:
         started = time.perf_counter()

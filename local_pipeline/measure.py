@@ -1,0 +1,213 @@
+"""Sustained end-to-end throughput of `make run`: POST -> accepted (202) -> stored in S3.
+
+    .venv/bin/python -m local_pipeline.measure [--seconds 30] [--clients 4] [--warmup 10]
+                                               [--payloads 10] [--payload-bytes 1024]
+
+Starts the local pipeline (default settings, free ports) as a subprocess, POSTs collections from a
+few client threads to 127.0.0.1 for a bounded time, waits until every accepted payload is in the
+embedded S3, stops the pipeline with SIGINT, and prints requests/s, payloads/s and latencies.
+A benchmark, not a test: it prints figures and asserts nothing about speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import requests
+
+from local_pipeline.local_settings import REPO_ROOT
+
+BUCKET = "ingest-pipeline-local-payloads"
+QUEUE = "ingest-pipeline-local"
+
+
+@dataclass
+class ClientResults:
+    latencies_ms: list[float] = field(default_factory=list)
+    accepted_requests: int = 0
+    accepted_payloads: int = 0
+    refused: dict[int, int] = field(default_factory=dict)
+
+
+def collection_body(payloads: int, payload_bytes: int) -> bytes:
+    """A collection of ``payloads`` JSON objects of exactly ``payload_bytes`` bytes each."""
+    items = []
+    for seq in range(payloads):
+        skeleton = json.dumps({"seq": seq, "fill": ""}, separators=(",", ":"))
+        items.append(json.dumps({"seq": seq, "fill": "x" * max(0, payload_bytes - len(skeleton))}, separators=(",", ":")))
+    return ('{"version":"1.0","token":"bench-device","data":[' + ",".join(items) + "]}").encode()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _post_until(url: str, body: bytes, key: str, deadline: float, results: ClientResults) -> None:
+    headers = {"Content-Type": "application/json", "x-api-key": key}
+    with requests.Session() as session:
+        while time.monotonic() < deadline:
+            started = time.perf_counter()
+            response = session.post(url, data=body, headers=headers, timeout=60)
+            elapsed = (time.perf_counter() - started) * 1000
+            if response.status_code == 202:
+                results.latencies_ms.append(elapsed)
+                results.accepted_requests += 1
+                results.accepted_payloads += response.json()["accepted"]
+            else:
+                results.refused[response.status_code] = results.refused.get(response.status_code, 0) + 1
+
+
+def _post_all(url: str, body: bytes, key: str, deadline: float, results: list[ClientResults]) -> None:
+    threads = [threading.Thread(target=_post_until, args=(url, body, key, deadline, r)) for r in results]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def _count_objects(s3: Any) -> int:
+    return sum(page.get("KeyCount", 0) for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET))
+
+
+def _cpu_seconds(pgid: int) -> tuple[float, float]:
+    """CPU time (user + system) used so far by the runner process (moto, HTTP front, pollers) and by
+    the other live processes of its group (the Lambda environments)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    runner = environments = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the process ended meanwhile
+        if int(fields[2]) == pgid:  # fields after "(comm)": state ppid pgrp ... utime(11) stime(12)
+            used = int(fields[11]) + int(fields[12])
+            if int(stat.parent.name) == pgid:
+                runner += used
+            else:
+                environments += used
+    return runner / ticks, environments / ticks
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=30, help="how long to POST (default 30)")
+    parser.add_argument("--clients", type=int, default=4, help="concurrent client threads (default 4)")
+    parser.add_argument("--payloads", type=int, default=10, help="payloads per request (default 10)")
+    parser.add_argument("--payload-bytes", type=int, default=1024, help="bytes per payload (default 1024)")
+    parser.add_argument("--warmup", type=float, default=10, help="seconds of uncounted POSTs first (default 10)")
+    parser.add_argument("--drain-timeout", type=float, default=300, help="max seconds to wait for storage")
+    args = parser.parse_args()
+
+    port, aws_port = _free_port(), _free_port()
+    console = Path(tempfile.mkstemp(prefix="local-pipeline-measure-", suffix=".log")[1])
+    environment = {**os.environ, "PORT": str(port), "MOTO_PORT": str(aws_port), "PYTHONUNBUFFERED": "1"}
+    environment.pop("AWS_ENDPOINT_URL", None)
+    with console.open("wb") as sink:
+        runner = subprocess.Popen([sys.executable, "-m", "local_pipeline"], cwd=REPO_ROOT, env=environment,
+                                  stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        while "Ready." not in console.read_text(errors="replace"):
+            if runner.poll() is not None:
+                print(console.read_text(errors="replace"), file=sys.stderr)
+                return 1
+            time.sleep(0.2)
+        return _measure(args, port, aws_port, runner.pid)
+    finally:
+        if runner.poll() is None:
+            runner.send_signal(signal.SIGINT)
+            runner.wait(timeout=120)
+        tail = console.read_text(errors="replace").split("Summary", 1)
+        if len(tail) == 2:
+            print("runner summary:" + tail[1].rstrip())
+        print(f"runner console: {console}")
+
+
+def _measure(args: argparse.Namespace, port: int, aws_port: int, runner_pgid: int) -> int:
+    aws = {"endpoint_url": f"http://127.0.0.1:{aws_port}", "region_name": "us-east-1",
+           "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+    s3, sqs = boto3.client("s3", **aws), boto3.client("sqs", **aws)
+    body = collection_body(args.payloads, args.payload_bytes)
+    url = f"http://127.0.0.1:{port}/v1/payloads"
+    key = os.environ.get("API_KEY") or "local-dev-key"
+    print(f"POSTing {args.payloads} x {args.payload_bytes} B payloads ({len(body)} B bodies) from {args.clients} "
+          f"clients for {args.seconds:.0f} s to {url}")
+
+    if args.warmup > 0:
+        # Lambda-like environments start on demand (cold starts); sustained throughput excludes them.
+        warmup = [ClientResults() for _ in range(args.clients)]
+        _post_all(url, body, key, time.monotonic() + args.warmup, warmup)
+        warm_payloads = sum(r.accepted_payloads for r in warmup)
+        while _count_objects(s3) < warm_payloads:
+            time.sleep(0.5)
+        print(f"warm-up       {warm_payloads} payloads posted and stored in the first {args.warmup:.0f} s+ (not counted)")
+    baseline = _count_objects(s3)
+
+    results = [ClientResults() for _ in range(args.clients)]
+    cpu_before = _cpu_seconds(runner_pgid)
+    started = time.monotonic()
+    deadline = started + args.seconds
+    _post_all(url, body, key, deadline, results)
+    posting_done = time.monotonic()
+    queue_url = sqs.get_queue_url(QueueName=QUEUE)["QueueUrl"]
+    backlog = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"])
+    requests_ok = sum(r.accepted_requests for r in results)
+    payloads_ok = sum(r.accepted_payloads for r in results)
+
+    stored = 0
+    while time.monotonic() - posting_done < args.drain_timeout:
+        stored = _count_objects(s3) - baseline
+        if stored >= payloads_ok:
+            break
+        time.sleep(0.5)
+    all_stored = time.monotonic()
+    cpu_after = _cpu_seconds(runner_pgid)
+    cpu_runner, cpu_environments = cpu_after[0] - cpu_before[0], cpu_after[1] - cpu_before[1]
+    cpu_used = cpu_runner + cpu_environments
+
+    latencies = [latency for r in results for latency in r.latencies_ms]
+    refused: dict[int, int] = {}
+    for r in results:
+        for status, count in r.refused.items():
+            refused[status] = refused.get(status, 0) + count
+    end_to_end = all_stored - started
+    print(f"accepted      {requests_ok} requests, {payloads_ok} payloads in {posting_done - started:.1f} s"
+          f" ({requests_ok / (posting_done - started):.1f} req/s at the HTTP front); refused: {refused or 'none'}")
+    print(f"backlog       {backlog['Attributes']['ApproximateNumberOfMessages']} messages visible when POSTing stopped;"
+          f" all stored {all_stored - posting_done:.1f} s later")
+    print(f"stored        {stored} objects for {payloads_ok} accepted payloads"
+          f" ({'exactly once' if stored == payloads_ok else 'MISMATCH'})")
+    print(f"end to end    {requests_ok / end_to_end:.1f} requests/s, {payloads_ok / end_to_end:.0f} payloads/s"
+          f" (accepted -> stored, over {end_to_end:.1f} s)")
+    print(f"runner CPU    {cpu_used:.1f} s over {end_to_end:.1f} s ({cpu_used / end_to_end * 100:.0f}% of one core;"
+          f" {cpu_used * 1000 / max(1, requests_ok):.0f} ms per request: {cpu_runner * 1000 / max(1, requests_ok):.0f} in"
+          f" the runner (moto, HTTP, pollers), {cpu_environments * 1000 / max(1, requests_ok):.0f} in the Lambda"
+          f" environments); load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    if latencies:
+        print(f"HTTP latency  p50 {statistics.median(latencies):.1f} ms, p99 {_percentile(latencies, 0.99):.1f} ms"
+              f" (202 responses)")
+    return 0 if stored == payloads_ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

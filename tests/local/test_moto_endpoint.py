@@ -1,0 +1,31 @@
+"""The embedded endpoint's one change to moto (a cheaper retention check) keeps moto's rule."""
+
+from __future__ import annotations
+
+import time
+
+import boto3
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.sqs.models import Message, SQSBackend, sqs_backends
+
+from local_pipeline.moto_endpoint import _cheap_retention_check
+from tests.conftest import Pipeline
+
+
+def test_the_cheap_retention_check_agrees_with_motos(pipeline: Pipeline) -> None:
+    # Given a queue keeping messages 60 s, a message sent just now and one sent 61 s ago
+    boto3.client("sqs").create_queue(QueueName="retention-60", Attributes={"MessageRetentionPeriod": "60"})
+    fresh, expired = Message("fresh", "body"), Message("expired", "body")
+    now_ms = int(time.time() * 1000)
+    fresh.sent_timestamp, expired.sent_timestamp = now_ms, now_ms - 61_000
+    backend = sqs_backends[DEFAULT_ACCOUNT_ID]["us-east-1"]
+    original = SQSBackend.is_message_valid_based_on_retention_period
+    try:
+        # When moto's check and the cheap one judge both
+        expected = [original(backend, "retention-60", m) for m in (fresh, expired)]
+        _cheap_retention_check()
+        actual = [backend.is_message_valid_based_on_retention_period("retention-60", m) for m in (fresh, expired)]
+    finally:
+        SQSBackend.is_message_valid_based_on_retention_period = original  # type: ignore[method-assign]
+    # Then they agree: keep the fresh one, drop the expired one
+    assert expected == actual == [True, False]
