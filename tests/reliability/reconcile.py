@@ -3,11 +3,14 @@ way the event source mapping would (failed records come back after their visibil
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+BATCH_OBJECT_SUFFIX = ".ndjson.gz"  # OBJECT_MODE=batch (docs/OBJECT_MODES.md)
 
 if TYPE_CHECKING:  # the soak imports this module outside pytest, without the test fixtures
     from tests.conftest import Pipeline
@@ -52,14 +55,22 @@ def reconcile(acknowledged: Mapping[str, Mapping[str, Any]], stored: Iterable[Ma
     return result
 
 
+def envelopes_in(key: str, body: bytes) -> list[dict[str, Any]]:
+    """The envelopes one object holds: one (OBJECT_MODE=payload) or a gzip NDJSON batch (batch)."""
+    if key.endswith(BATCH_OBJECT_SUFFIX):
+        return [json.loads(line) for line in gzip.decompress(body).splitlines() if line.strip()]
+    return [json.loads(body)]
+
+
 def stored_versions(pipeline: Pipeline) -> list[dict[str, Any]]:
-    """Every version of every object (the reliability tests version the bucket to see overwrites)."""
+    """Every envelope in every version of every object (the reliability tests version the bucket,
+    so an overwrite shows up as a second copy)."""
     bucket = pipeline.resources.bucket
     records = []
     for page in pipeline.s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
         for version in page.get("Versions", []):
             body = pipeline.s3.get_object(Bucket=bucket, Key=version["Key"], VersionId=version["VersionId"])["Body"].read()
-            records.append(json.loads(body))
+            records.extend(envelopes_in(version["Key"], body))
     return records
 
 

@@ -14,6 +14,7 @@ import pytest
 import consumer_handler
 from local_pipeline.events import LambdaContext, sqs_event
 from pipeline import aws_clients
+from infra.config import PipelineConfig
 from tests.conftest import Pipeline, collection
 from tests.faults import (
     ConsumerCrash,
@@ -309,3 +310,63 @@ def test_a_partial_failure_never_fails_the_whole_batch(pipeline: Pipeline) -> No
     drain(pipeline)
     result = reconcile({rid: sent}, stored_versions(pipeline))
     assert result.clean and result.stored == 12
+
+
+# --- the same faults with OBJECT_MODE=batch (one gzip NDJSON object per batch) ---------------------
+
+
+class TestBatchObjectMode:
+    """Batch mode is all-or-nothing per object; a redelivery of the same records maps to the same
+    key. In these scenarios nothing may be lost and no payload id may be stored twice."""
+
+    @pytest.fixture
+    def config(self) -> PipelineConfig:
+        return PipelineConfig(OBJECT_MODE="batch")
+
+    def test_a_failed_object_put_retries_all_its_records_and_stores_them_once(self, pipeline: Pipeline) -> None:
+        # Given S3 fails the first PUT of every object (500, then 503 SlowDown)
+        flaky = FlakyPutObject(consumer_s3(pipeline), lambda _, attempt: attempt == 1)
+        acknowledged = {}
+        for n in range(3):
+            sent = collection(10, token=f"device-{n}")
+            acknowledged[post_acknowledged(pipeline, sent)] = sent
+        messages = pipeline.receive()
+        # When the batch is consumed, Then every record of the failed object is reported
+        with pytest.raises(Exception, match="All records failed"):
+            pipeline.consume(messages)
+        assert len(flaky.failures) == 1 and stored_versions(pipeline) == []
+        # And when they come back, all 30 are stored in one object, once
+        expire_visibility(pipeline, messages)
+        drain(pipeline)
+        result = reconcile(acknowledged, stored_versions(pipeline))
+        assert result.clean and result.stored == 30
+
+    def test_a_crash_after_the_object_is_written_duplicates_nothing(self, pipeline: Pipeline) -> None:
+        sent = collection(20)
+        rid = post_acknowledged(pipeline, sent)
+        crash = CrashAfterPuts(consumer_s3(pipeline), after=1)
+        messages = pipeline.receive()
+        with pytest.raises(ConsumerCrash):
+            pipeline.consume(messages)
+        assert pipeline.queue_depth() == 20 and crash.stored == 1
+        # When the whole batch comes back, Then the same records map to the same key: 412, no new version
+        expire_visibility(pipeline, messages)
+        drain(pipeline)
+        result = reconcile({rid: sent}, stored_versions(pipeline))
+        assert result.clean and result.stored == 20 and crash.stored == 1
+
+    def test_a_poison_message_is_dead_lettered_and_its_batch_mates_are_stored(self, pipeline: Pipeline) -> None:
+        poison = POISON_BODIES["not-json"]
+        pipeline.sqs.send_message(QueueUrl=pipeline.resources.queue_url, MessageBody=poison)
+        acknowledged: dict[str, Any] = {}
+        for n in range(pipeline.config.MAX_RECEIVE_COUNT + 1):
+            sent = collection(3, token=f"device-{n}")
+            acknowledged[post_acknowledged(pipeline, sent)] = sent
+            messages = pipeline.receive()
+            poisoned = [m for m in messages if m["Body"] == poison]
+            response = pipeline.consume(messages)
+            assert {item["itemIdentifier"] for item in response["batchItemFailures"]} == {m["MessageId"] for m in poisoned}
+            expire_visibility(pipeline, poisoned)
+        assert [m["Body"] for m in pipeline.receive(queue_url=pipeline.resources.dlq_url)] == [poison]
+        result = reconcile(acknowledged, stored_versions(pipeline))
+        assert result.clean and result.stored == 3 * (pipeline.config.MAX_RECEIVE_COUNT + 1)
