@@ -4,7 +4,8 @@
 
 Prints one line per billed item for both OBJECT_MODEs (payload: one S3 object per payload; batch:
 one object per consumer batch of BATCH_SIZE). Memory sizes, BATCH_SIZE and alarm counts come from
-PipelineConfig (same env/CDK-context resolution as the stack); durations and log volumes are
+PipelineConfig (environment variables override defaults, as for the stack: e.g.
+``BATCH_SIZE=1000 python -m tools.cost ...``); durations and log volumes are
 `make bench` figures scaled to Lambda's CPU share, overridable by flags. A month is 30 days.
 Free tiers are ignored. See docs/CAPACITY.md for the reasoning behind each line.
 """
@@ -40,15 +41,38 @@ class Workload:
         return self.requests * self.payloads_per_request
 
 
+# `make bench` on 2026-11-26 (docs/PERFORMANCE.md), CPU time on one full core of the dev machine.
+INGEST_CPU_MS = 0.5  # P1: real handler per request, 10 x 1 KiB
+CONSUMER_CPU_MS_PER_RECORD = {"payload": 0.272, "batch": 0.025}  # C1
+# Assumed AWS latencies (not measurable offline).
+SQS_SEND_MS = 8.0  # one SendMessageBatch round trip in-Region
+PUT_MS = 20.0  # one small PutObject (P3 uses the same figure)
+BATCH_PUT_MS = 50.0  # one gzip NDJSON object of a batch
+
+
+def cpu_scale(memory_mb: int) -> float:
+    """How much longer CPU work takes at this memory than on one full core (Lambda gives a full
+    vCPU at 1,769 MB; our handlers are single-threaded for CPU, so more memory does not help)."""
+    return max(1.0, FULL_VCPU_MB / memory_mb)
+
+
+def consumer_batch_ms(object_mode: str, batch_size: int, upload_concurrency: int, memory_mb: int,
+                      put_ms: float = PUT_MS, batch_put_ms: float = BATCH_PUT_MS) -> float:
+    """Duration of one consumer invocation: its PUTs (in waves of UPLOAD_CONCURRENCY in payload
+    mode, one object in batch mode) plus its CPU, counted without overlap (an upper bound)."""
+    cpu = batch_size * CONSUMER_CPU_MS_PER_RECORD[object_mode] * cpu_scale(memory_mb)
+    if object_mode == "payload":
+        return math.ceil(batch_size / upload_concurrency) * put_ms + cpu
+    return batch_put_ms + cpu
+
+
 @dataclass(frozen=True)
 class Assumptions:
-    """Per-invocation figures. Defaults: `make bench` on 2026-11-26 (docs/PERFORMANCE.md), with
-    the CPU part scaled from one full core to the function's memory share, plus assumed latencies."""
+    """Per-invocation figures; see measured_assumptions() for how the defaults are derived."""
 
-    # CPU on one full core (P1, C1) x 3.46 for a 512 MB function's share (1,769 MB = 1 vCPU).
-    ingest_ms: float = 10.0  # P1 ~0.5 ms CPU -> 1.7 ms, + ~8 ms SendMessageBatch round trip (assumed)
-    consumer_ms_payload_mode: float = 235.0  # 140 ms of 20-ms PUTs, 16 in flight (P3) + C1 27 ms CPU -> 94 ms
-    consumer_ms_batch_mode: float = 60.0  # C1 2.5 ms CPU -> 9 ms, + ~50 ms for one gzip object PUT (assumed)
+    ingest_ms: float = INGEST_CPU_MS * cpu_scale(512) + SQS_SEND_MS
+    consumer_ms_payload_mode: float = consumer_batch_ms("payload", 100, 16, 512)
+    consumer_ms_batch_mode: float = consumer_batch_ms("batch", 100, 16, 512)
     ingest_log_bytes: int = 741  # L1: "request accepted" line + EMF blob, per request
     ingest_log_lines: int = 2
     consumer_log_bytes_per_payload: float = 661.0  # L1 payload mode: one line per record + EMF
@@ -116,10 +140,10 @@ def monthly_lines(workload: Workload, object_mode: str, *, ingest_memory_mb: int
     compute = tiered(ingest_gbs + consumer_gbs, prices.LAMBDA_ARM64_GB_SECOND_TIERS)
     share = ingest_gbs / (ingest_gbs + consumer_gbs) if ingest_gbs + consumer_gbs else 0.0
     lines += [
-        Line("Lambda ingest", f"compute arm64 {ingest_memory_mb} MB x {assume.ingest_ms:g} ms", ingest_gbs, "GB-s",
+        Line("Lambda ingest", f"compute arm64 {ingest_memory_mb} MB", ingest_gbs, "GB-s",
              compute * share),
         Line("Lambda ingest", "invocations", requests, "requests", requests * prices.LAMBDA_REQUEST),
-        Line("Lambda consumer", f"compute arm64 {consumer_memory_mb} MB x {consumer_ms:g} ms per batch", consumer_gbs,
+        Line("Lambda consumer", f"compute arm64 {consumer_memory_mb} MB", consumer_gbs,
              "GB-s", compute * (1 - share)),
         Line("Lambda consumer", f"invocations (batches of {batch_size})", batches, "requests",
              batches * prices.LAMBDA_REQUEST),
@@ -182,13 +206,15 @@ def _money(usd: float) -> str:
     return f"${usd:,.2f}"
 
 
-def render(workload: Workload, by_mode: dict[str, list[Line]]) -> str:
+def render(workload: Workload, by_mode: dict[str, list[Line]], assume: Assumptions) -> str:
     modes = list(by_mode)
     out = [
         f"Monthly cost, {prices.REGION}, list prices checked {prices.PRICES_CHECKED} (tools/prices.py), 30-day month",
         f"load: {workload.requests_per_minute:,.0f} requests/min = {workload.requests_per_minute / 60:,.0f} rps, "
         f"{workload.payloads_per_request} payloads/request, {workload.message_bytes:,} B per SQS message",
         f"      {workload.requests:,.0f} requests and {workload.payloads:,.0f} payloads per month",
+        f"durations: ingest {assume.ingest_ms:.1f} ms/request; consumer {assume.consumer_ms_payload_mode:.1f} ms "
+        f"(payload mode) / {assume.consumer_ms_batch_mode:.1f} ms (batch mode) per batch",
         "",
         f"{'service':<16} {'item':<52} " + " ".join(f"{'OBJECT_MODE=' + m:>20}" for m in modes),
     ]
@@ -209,28 +235,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--payloads", type=int, default=10, help="payloads per request")
     parser.add_argument("--payload-bytes", type=int, default=1024, help="bytes of one payload (compact JSON)")
     defaults = Assumptions()
-    parser.add_argument("--ingest-ms", type=float, default=defaults.ingest_ms, help="ingest duration per request")
-    parser.add_argument("--consumer-ms-payload", type=float, default=defaults.consumer_ms_payload_mode,
-                        help="consumer duration per batch, OBJECT_MODE=payload")
-    parser.add_argument("--consumer-ms-batch", type=float, default=defaults.consumer_ms_batch_mode,
-                        help="consumer duration per batch, OBJECT_MODE=batch")
+    parser.add_argument("--sqs-send-ms", type=float, default=SQS_SEND_MS, help="SendMessageBatch latency")
+    parser.add_argument("--put-ms", type=float, default=PUT_MS, help="PutObject latency, payload mode")
+    parser.add_argument("--batch-put-ms", type=float, default=BATCH_PUT_MS, help="PutObject latency, batch mode")
+    parser.add_argument("--ingest-ms", type=float, help="ingest duration per request (instead of the model)")
+    parser.add_argument("--consumer-ms-payload", type=float, help="consumer duration per batch, payload mode")
+    parser.add_argument("--consumer-ms-batch", type=float, help="consumer duration per batch, batch mode")
     parser.add_argument("--trace-sampling", type=float, default=defaults.trace_sampling)
+    # The stack's monitoring (infra/monitoring_construct.py) creates six alarms and one dashboard.
+    parser.add_argument("--alarms", type=int, default=6)
+    parser.add_argument("--dashboards", type=int, default=1)
     args = parser.parse_args(argv)
 
     from infra.config import PipelineConfig
 
     config = PipelineConfig.resolve({})
-    assume = replace(defaults, ingest_ms=args.ingest_ms, consumer_ms_payload_mode=args.consumer_ms_payload,
-                     consumer_ms_batch_mode=args.consumer_ms_batch, trace_sampling=args.trace_sampling,
-                     tracing=config.TRACING)
+    batch = (config.BATCH_SIZE, config.UPLOAD_CONCURRENCY, config.CONSUMER_MEMORY_MB)
+    assume = replace(
+        defaults,
+        ingest_ms=args.ingest_ms or INGEST_CPU_MS * cpu_scale(config.INGEST_MEMORY_MB) + args.sqs_send_ms,
+        consumer_ms_payload_mode=args.consumer_ms_payload or consumer_batch_ms("payload", *batch, put_ms=args.put_ms),
+        consumer_ms_batch_mode=args.consumer_ms_batch or consumer_batch_ms("batch", *batch, batch_put_ms=args.batch_put_ms),
+        trace_sampling=args.trace_sampling, tracing=config.TRACING,
+    )
     workload = Workload(args.rpm, args.payloads, sqs_message_bytes(args.payload_bytes))
     by_mode = {
         mode: monthly_lines(workload, mode, ingest_memory_mb=config.INGEST_MEMORY_MB,
                             consumer_memory_mb=config.CONSUMER_MEMORY_MB, batch_size=config.BATCH_SIZE,
-                            alarms=6, dashboards=1, assume=assume)
+                            alarms=args.alarms, dashboards=args.dashboards, assume=assume)
         for mode in ("payload", "batch")
     }
-    print(render(workload, by_mode))
+    print(render(workload, by_mode, assume))
     return 0
 
 

@@ -70,12 +70,12 @@ def test_small_workload_by_hand() -> None:
     assert payload_mode["S3: PUT (payload mode)"].usd == pytest.approx(432_000 * 0.005 / 1000)
     assert batch_mode["S3: PUT (batch mode)"].usd == pytest.approx(4_320 * 0.005 / 1000)
     # Ingest: 43,200 x 10 ms x 0.5 GB = 216 GB-s, plus $0.20/M invocations
-    ingest = payload_mode["Lambda ingest: compute arm64 512 MB x 10 ms"]
+    ingest = payload_mode["Lambda ingest: compute arm64 512 MB"]
     assert ingest.quantity == pytest.approx(216)
     assert ingest.usd == pytest.approx(216 * 0.0000133334)
     assert payload_mode["Lambda ingest: invocations"].usd == pytest.approx(43_200 * 0.20 / M)
     # Consumer (payload mode): 4,320 batches x 225 ms x 1 GB
-    consumer = payload_mode["Lambda consumer: compute arm64 1024 MB x 225 ms per batch"]
+    consumer = payload_mode["Lambda consumer: compute arm64 1024 MB"]
     assert consumer.quantity == pytest.approx(4_320 * 0.225)
     # Alarms and dashboard: 6 x $0.10 + $3
     assert payload_mode["CloudWatch: alarms"].usd + payload_mode["CloudWatch: dashboards"].usd == pytest.approx(3.60)
@@ -98,3 +98,13 @@ def test_command_prints_both_object_modes(capsys: pytest.CaptureFixture[str]) ->
     printed = capsys.readouterr().out
     assert "OBJECT_MODE=payload" in printed and "OBJECT_MODE=batch" in printed
     assert "per million payloads" in printed
+
+
+def test_consumer_duration_model_by_hand() -> None:
+    # Payload mode, 100 records, 16 uploads in flight, 20 ms PUTs, 512 MB (CPU x 1769/512):
+    # ceil(100/16) = 7 waves x 20 ms + 100 x 0.272 ms x 3.455 = 140 + 93.98
+    assert cost.consumer_batch_ms("payload", 100, 16, 512, put_ms=20) == pytest.approx(140 + 100 * 0.272 * 1769 / 512)
+    # Batch mode: one 50 ms PUT + 100 x 0.025 ms x 3.455
+    assert cost.consumer_batch_ms("batch", 100, 16, 512, batch_put_ms=50) == pytest.approx(50 + 100 * 0.025 * 1769 / 512)
+    # At 1,769 MB or more, CPU runs at full-core speed
+    assert cost.cpu_scale(3008) == 1.0
