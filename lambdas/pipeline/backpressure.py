@@ -33,7 +33,6 @@ class BacklogGauge:
         self.queue_url = queue_url
         self.check_seconds = check_seconds
         self.clock = clock
-        self.reads = 0
         self._backlog: int | None = None
         self._read_at: float | None = None
         self._lock = threading.Lock()
@@ -49,7 +48,6 @@ class BacklogGauge:
             return self._backlog
 
     def _read(self, sqs: Callable[[], Any]) -> int | None:
-        self.reads += 1
         try:
             attributes = sqs().get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=[BACKLOG_ATTRIBUTE])
             return int(attributes["Attributes"][BACKLOG_ATTRIBUTE])
