@@ -196,7 +196,8 @@ class Report:
     lost: int
     duplicated: int  # ids stored in more than one object
     extra_copies: int  # copies beyond the first
-    objects: int
+    objects: int  # objects holding at least one acknowledged payload of this run
+    objects_listed: int  # every object in the run's partitions (earlier runs included)
     other_payloads: int
     latency_ms: dict[str, float | None]
     offered_rps: float
@@ -209,7 +210,7 @@ class Report:
         return dict(self.__dict__)
 
 
-def reconcile(acks: Acks, copies: dict[str, list[StoredCopy]], objects: int = 0, other_payloads: int = 0,
+def reconcile(acks: Acks, copies: dict[str, list[StoredCopy]], objects_listed: int = 0, other_payloads: int = 0,
               bin_seconds: float = 1.0) -> Report:
     """Lost, duplicated, latency percentiles and the per-second time series."""
     wanted = acks.payload_ids
@@ -230,7 +231,8 @@ def reconcile(acks: Acks, copies: dict[str, list[StoredCopy]], objects: int = 0,
         lost=len(lost),
         duplicated=len(duplicated),
         extra_copies=extra,
-        objects=objects,
+        objects=len({copy.key for pid, found in copies.items() if pid in wanted for copy in found}),
+        objects_listed=objects_listed,
         other_payloads=other_payloads,
         latency_ms={f"p{q}": percentile(latencies, q) for q in (50, 90, 99)} | {"max": latencies[-1] if latencies else None},
         offered_rps=round((len(acks.acks) + acks.not_acknowledged) / duration, 1),
@@ -375,7 +377,7 @@ def main(argv: list[str] | None = None, s3: Any = None) -> int:
         found = len(wanted & scan.copies.keys())
         done = found == len(wanted)
         progress.show(f"verify: {found:,}/{len(wanted):,} acknowledged payloads stored "
-                      f"({100 * found / len(wanted):.1f}%) in {scan.objects:,} objects, {time.monotonic() - began:.0f} s",
+                      f"({100 * found / len(wanted):.1f}%), {scan.objects:,} objects listed, {time.monotonic() - began:.0f} s",
                       final=done or time.monotonic() >= deadline)
         if done or time.monotonic() >= deadline:
             break

@@ -77,7 +77,7 @@ def test_a_missing_payload_is_reported_lost_and_fails_the_run(tmp_path: Path, s3
 
 def test_batch_objects_are_read_and_a_payload_in_two_objects_counts_as_duplicated(tmp_path: Path, s3: Any) -> None:
     # Given batch mode: r1-0..2 in one object, r1-2..3 in another (a regrouped redelivery),
-    # plus a payload from an earlier run that this run did not acknowledge
+    # plus payloads from an earlier run that this run did not acknowledge
     moment = datetime.now(tz=UTC)
     write_acks(tmp_path, [("r1", 4)])
 
@@ -87,12 +87,13 @@ def test_batch_objects_are_read_and_a_payload_in_two_objects_counts_as_duplicate
 
     batch("a", ["r1-0", "r1-1", "r1-2"])
     batch("b", ["r1-2", "r1-3", "old-0"])
+    batch("c", ["old-1"])
     # When the verifier runs
     status, report = run(tmp_path, s3)
-    # Then all 4 are stored, one id is duplicated once, and the stranger is not counted as ours
+    # Then all 4 are stored, one id is duplicated once, and the strangers are not counted as ours
     assert status == 0
     assert (report["payloads_stored"], report["lost"], report["duplicated"], report["extra_copies"]) == (4, 0, 1, 1)
-    assert (report["objects"], report["other_payloads"]) == (2, 1)
+    assert (report["objects"], report["objects_listed"], report["other_payloads"]) == (2, 3, 2)
     assert report["duplicated_sample"] == {"r1-2": [f"{partition(moment)}batch-a.ndjson.gz", f"{partition(moment)}batch-b.ndjson.gz"]}
 
 
