@@ -14,6 +14,8 @@ import threading
 from concurrent.futures.process import BrokenProcessPool
 from types import FrameType
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from infra.config import ConfigError, PipelineConfig
 from local_pipeline.access_log import AccessLog
 from local_pipeline.http_front import PAYLOADS_PATH, IngestFront
@@ -24,6 +26,9 @@ from local_pipeline.resources import LocalResources, create_resources, lambda_en
 from local_pipeline.worker_pool import WorkerPool
 
 RESOURCE_NAME = "ingest-pipeline-local"
+# Against AWS_ENDPOINT_URL the pollers long-poll like the ESM (short polls would cost requests on a
+# real account); 5 s rather than 20 so that Ctrl-C returns promptly.
+EXTERNAL_LONG_POLL_SECONDS = 5
 
 
 def function_environment(config: PipelineConfig, resources: LocalResources, settings: LocalSettings,
@@ -88,7 +93,7 @@ def _run(settings: LocalSettings, config: PipelineConfig, endpoint: AwsEndpoint,
                             config.MAX_WORKERS, config.CONSUMER_TIMEOUT_SECONDS, config.CONSUMER_MEMORY_MB,
                             FaultInjection(settings.LOCAL_FAIL_FIRST_ATTEMPTS, settings.LOCAL_FAIL_MATCH))
     workers = WorkerPool(sqs=sqs, resources=resources, config=config, consumer=consumer, log=log,
-                         region=endpoint.region)
+                         region=endpoint.region, long_poll_seconds=0 if endpoint.embedded else EXTERNAL_LONG_POLL_SECONDS)
     front: IngestFront | None = None
     try:
         try:  # bound first: a busy port fails in a second, before any environment starts
@@ -118,10 +123,13 @@ def _run(settings: LocalSettings, config: PipelineConfig, endpoint: AwsEndpoint,
     return 0
 
 
-def _depth(sqs: object, queue_url: str) -> int:
-    attributes = sqs.get_queue_attributes(  # type: ignore[attr-defined]
-        QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
-    )["Attributes"]
+def _depth(sqs: object, queue_url: str) -> int | str:
+    try:
+        attributes = sqs.get_queue_attributes(  # type: ignore[attr-defined]
+            QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+        )["Attributes"]
+    except (BotoCoreError, ClientError) as exc:
+        return f"unknown ({exc})"
     return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
 
 

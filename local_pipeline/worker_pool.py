@@ -24,8 +24,8 @@ from local_pipeline.resources import LocalResources
 
 # One invocation's payload is limited to 6 MB (AWS); a batch stops growing before that.
 MAX_INVOCATION_BYTES = 6 * 1000 * 1000
-# An idle poller looks again after 50 ms, backing off to 0.5 s while the queue stays empty. (The ESM
-# long-polls instead; see _receive.)
+# Short-polling, an idle poller looks again after 50 ms, backing off to 0.5 s while the queue stays
+# empty. (The ESM long-polls, as the pool does against AWS_ENDPOINT_URL; see _receive.)
 IDLE_POLL_SECONDS = (0.05, 0.5)
 # While a batching window is open and the queue is momentarily empty, look again this often.
 WINDOW_POLL_SECONDS = 0.2
@@ -57,7 +57,9 @@ class WorkerPool:
     """MAX_WORKERS poller threads in front of a pool of consumer environments."""
 
     def __init__(self, *, sqs: Any, resources: LocalResources, config: PipelineConfig, consumer: FunctionPool,
-                 log: AccessLog, region: str) -> None:
+                 log: AccessLog, region: str, long_poll_seconds: int = 0) -> None:
+        """``long_poll_seconds`` > 0 long-polls like the ESM; keep 0 for the embedded moto (see _receive)."""
+        self._long_poll_seconds = long_poll_seconds
         self._sqs = sqs
         self._resources = resources
         self._config = config
@@ -94,6 +96,8 @@ class WorkerPool:
             try:
                 batch, carry = self._gather(carry)
             except (BotoCoreError, ClientError) as exc:
+                if self._draining.is_set():
+                    return  # nothing can be drained from an endpoint that does not answer
                 # The endpoint is unreachable or refused: like the ESM, back off and poll again.
                 self._log.line(f"poller {number}: receive failed ({exc}); retrying in 1 s")
                 time.sleep(1)
@@ -103,17 +107,17 @@ class WorkerPool:
                 self._process(number, batch)
             elif self._draining.is_set():
                 return  # drained: nothing visible is left
-            else:
+            elif not self._long_poll_seconds:
                 time.sleep(idle_seconds)
                 idle_seconds = min(IDLE_POLL_SECONDS[1], idle_seconds * 2)
 
-    def _receive(self, limit: int) -> list[dict[str, Any]]:
-        # Short polls only: the embedded moto answers one request at a time (see moto_endpoint.py),
-        # so a long poll would hold up every other call.
+    def _receive(self, limit: int, wait_seconds: int = 0) -> list[dict[str, Any]]:
+        # Against the embedded moto, short polls only: it answers one request at a time (see
+        # moto_endpoint.py), so a long poll would hold up every other call.
         return self._sqs.receive_message(
             QueueUrl=self._resources.queue_url,
             MaxNumberOfMessages=min(10, limit),
-            WaitTimeSeconds=0,
+            WaitTimeSeconds=wait_seconds,
             AttributeNames=["All"],
             MessageAttributeNames=["All"],
         ).get("Messages", [])
@@ -122,7 +126,7 @@ class WorkerPool:
         """A batch as the ESM builds it: full, or the window closed, or the next record would pass 6 MB.
         Records that did not fit are carried into the next batch (they stay in flight meanwhile)."""
         batch_size = self._config.BATCH_SIZE
-        pending = carry or self._receive(batch_size)
+        pending = carry or self._receive(batch_size, 0 if self._draining.is_set() else self._long_poll_seconds)
         if not pending:
             return [], []
         window_closes = time.monotonic() + self._config.MAX_BATCHING_WINDOW_SECONDS
