@@ -13,10 +13,13 @@ Free tiers are ignored. See docs/CAPACITY.md for the reasoning behind each line.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from tools import prices
 
@@ -41,9 +44,48 @@ class Workload:
         return self.requests * self.payloads_per_request
 
 
-# `make bench` on 2026-11-26 (docs/PERFORMANCE.md), CPU time on one full core of the dev machine.
-INGEST_CPU_MS = 0.5  # P1: real handler per request, 10 x 1 KiB
-CONSUMER_CPU_MS_PER_RECORD = {"payload": 0.272, "batch": 0.025}  # C1
+BENCH_BATCH_RECORDS = 100  # the consumer batch C1 and L1 are measured on
+
+
+@dataclass(frozen=True)
+class BenchFigures:
+    """What `make bench` measured. Defaults: its run on 2026-11-26 (docs/PERFORMANCE.md), CPU time
+    on one full core of the development machine; ``--bench FILE`` reads a fresh run instead."""
+
+    ingest_cpu_ms: float = 0.5  # P1 real_us: the real handler per request, 10 x 1 KiB
+    consumer_cpu_ms_per_record: tuple[float, float] = (0.272, 0.025)  # C1 (payload mode, batch mode)
+    ingest_log_bytes: int = 741  # L1: "request accepted" line + EMF blob, per request
+    ingest_log_lines: int = 2
+    consumer_log_bytes_per_payload: float = 661.0  # L1 payload mode: one line per record + EMF
+    consumer_log_bytes_per_batch: int = 973  # L1 batch mode: one line per object + EMF
+
+    def consumer_cpu_ms(self, object_mode: str) -> float:
+        return self.consumer_cpu_ms_per_record[0 if object_mode == "payload" else 1]
+
+
+MEASURED = BenchFigures()
+
+
+def load_bench(lines: Iterable[str]) -> BenchFigures:
+    """Read `make bench` JSON lines (P1, C1, L1); figures it does not contain keep their defaults."""
+    values: dict[str, Any] = {}
+    cpu = list(MEASURED.consumer_cpu_ms_per_record)
+    for line in lines:
+        if not line.strip().startswith("{"):
+            continue
+        result = json.loads(line)
+        name, mode = result.get("figure"), result.get("object_mode")
+        if name == "P1":
+            values["ingest_cpu_ms"] = result["real_us"] / 1000
+        elif name == "C1":
+            cpu[0 if mode == "payload" else 1] = result["cpu_us_per_record"] / 1000
+        elif name == "L1" and mode is None:
+            values.update(ingest_log_bytes=result["value"], ingest_log_lines=result["lines"])
+        elif name == "L1" and mode == "payload":
+            values["consumer_log_bytes_per_payload"] = result["value"] / BENCH_BATCH_RECORDS
+        elif name == "L1" and mode == "batch":
+            values["consumer_log_bytes_per_batch"] = result["value"]
+    return replace(MEASURED, consumer_cpu_ms_per_record=(cpu[0], cpu[1]), **values)
 # Assumed AWS latencies (not measurable offline).
 SQS_SEND_MS = 8.0  # one SendMessageBatch round trip in-Region
 PUT_MS = 20.0  # one small PutObject (P3 uses the same figure)
@@ -57,10 +99,11 @@ def cpu_scale(memory_mb: int) -> float:
 
 
 def consumer_batch_ms(object_mode: str, batch_size: int, upload_concurrency: int, memory_mb: int,
-                      put_ms: float = PUT_MS, batch_put_ms: float = BATCH_PUT_MS) -> float:
+                      put_ms: float = PUT_MS, batch_put_ms: float = BATCH_PUT_MS,
+                      measured: BenchFigures = MEASURED) -> float:
     """Duration of one consumer invocation: its PUTs (in waves of UPLOAD_CONCURRENCY in payload
     mode, one object in batch mode) plus its CPU, counted without overlap (an upper bound)."""
-    cpu = batch_size * CONSUMER_CPU_MS_PER_RECORD[object_mode] * cpu_scale(memory_mb)
+    cpu = batch_size * measured.consumer_cpu_ms(object_mode) * cpu_scale(memory_mb)
     if object_mode == "payload":
         return math.ceil(batch_size / upload_concurrency) * put_ms + cpu
     return batch_put_ms + cpu
@@ -70,13 +113,13 @@ def consumer_batch_ms(object_mode: str, batch_size: int, upload_concurrency: int
 class Assumptions:
     """Per-invocation figures; see measured_assumptions() for how the defaults are derived."""
 
-    ingest_ms: float = INGEST_CPU_MS * cpu_scale(512) + SQS_SEND_MS
+    ingest_ms: float = MEASURED.ingest_cpu_ms * cpu_scale(512) + SQS_SEND_MS
     consumer_ms_payload_mode: float = consumer_batch_ms("payload", 100, 16, 512)
     consumer_ms_batch_mode: float = consumer_batch_ms("batch", 100, 16, 512)
-    ingest_log_bytes: int = 741  # L1: "request accepted" line + EMF blob, per request
-    ingest_log_lines: int = 2
-    consumer_log_bytes_per_payload: float = 661.0  # L1 payload mode: one line per record + EMF
-    consumer_log_bytes_per_batch: int = 973  # L1 batch mode: one line per object + EMF
+    ingest_log_bytes: int = MEASURED.ingest_log_bytes
+    ingest_log_lines: int = MEASURED.ingest_log_lines
+    consumer_log_bytes_per_payload: float = MEASURED.consumer_log_bytes_per_payload
+    consumer_log_bytes_per_batch: int = MEASURED.consumer_log_bytes_per_batch
     platform_log_bytes: int = 390  # Lambda's START, END and REPORT lines (with X-Ray ids), per invocation
     platform_log_lines: int = 3
     access_log_bytes: int = 260  # API Gateway access log, JSON standard fields, per request
@@ -244,18 +287,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trace-sampling", type=float, default=defaults.trace_sampling)
     # The stack's monitoring (infra/monitoring_construct.py) creates six alarms and one dashboard.
     parser.add_argument("--alarms", type=int, default=6)
+    parser.add_argument("--bench", type=Path, help="`make bench` output (JSON lines) to take P1/C1/L1 from")
     parser.add_argument("--dashboards", type=int, default=1)
     args = parser.parse_args(argv)
 
     from infra.config import PipelineConfig
 
     config = PipelineConfig.resolve({})
+    measured = load_bench(args.bench.read_text().splitlines()) if args.bench else MEASURED
     batch = (config.BATCH_SIZE, config.UPLOAD_CONCURRENCY, config.CONSUMER_MEMORY_MB)
+    latencies = {"put_ms": args.put_ms, "batch_put_ms": args.batch_put_ms, "measured": measured}
     assume = replace(
         defaults,
-        ingest_ms=args.ingest_ms or INGEST_CPU_MS * cpu_scale(config.INGEST_MEMORY_MB) + args.sqs_send_ms,
-        consumer_ms_payload_mode=args.consumer_ms_payload or consumer_batch_ms("payload", *batch, put_ms=args.put_ms),
-        consumer_ms_batch_mode=args.consumer_ms_batch or consumer_batch_ms("batch", *batch, batch_put_ms=args.batch_put_ms),
+        ingest_ms=args.ingest_ms or measured.ingest_cpu_ms * cpu_scale(config.INGEST_MEMORY_MB) + args.sqs_send_ms,
+        consumer_ms_payload_mode=args.consumer_ms_payload or consumer_batch_ms("payload", *batch, **latencies),
+        consumer_ms_batch_mode=args.consumer_ms_batch or consumer_batch_ms("batch", *batch, **latencies),
+        ingest_log_bytes=measured.ingest_log_bytes, ingest_log_lines=measured.ingest_log_lines,
+        consumer_log_bytes_per_payload=measured.consumer_log_bytes_per_payload,
+        consumer_log_bytes_per_batch=measured.consumer_log_bytes_per_batch,
         trace_sampling=args.trace_sampling, tracing=config.TRACING,
     )
     workload = Workload(args.rpm, args.payloads, sqs_message_bytes(args.payload_bytes))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from tools import cost, prices
@@ -108,3 +111,27 @@ def test_consumer_duration_model_by_hand() -> None:
     assert cost.consumer_batch_ms("batch", 100, 16, 512, batch_put_ms=50) == pytest.approx(50 + 100 * 0.025 * 1769 / 512)
     # At 1,769 MB or more, CPU runs at full-core speed
     assert cost.cpu_scale(3008) == 1.0
+
+
+def test_bench_output_feeds_the_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Given a `make bench` run: 0.8 ms of ingest CPU, consumer CPU 0.5 / 0.04 ms per record
+    figures = tmp_path / "figures.jsonl"
+    figures.write_text("\n".join(json.dumps(line) for line in [
+        {"figure": "P1", "real_us": 800.0},
+        {"figure": "C1", "object_mode": "payload", "cpu_us_per_record": 500.0},
+        {"figure": "C1", "object_mode": "batch", "cpu_us_per_record": 40.0},
+        {"figure": "L1", "value": 1000, "lines": 3},
+        {"figure": "L1", "object_mode": "payload", "value": 70000, "lines": 102},
+        {"figure": "L1", "object_mode": "batch", "value": 900, "lines": 2},
+    ]) + "\n")
+    measured = cost.load_bench(figures.read_text().splitlines())
+    assert measured.ingest_cpu_ms == pytest.approx(0.8)
+    assert measured.consumer_cpu_ms("batch") == pytest.approx(0.04)
+    assert measured.consumer_log_bytes_per_payload == pytest.approx(700)
+    # When the command reads it (default config: 512 MB, BATCH_SIZE 100, UPLOAD_CONCURRENCY 16)
+    cost.main(["--rpm", "60", "--bench", str(figures), "--sqs-send-ms", "8", "--put-ms", "20", "--batch-put-ms", "50"])
+    printed = capsys.readouterr().out
+    # Then the durations are 0.8 x 1769/512 + 8 ms, 7 x 20 + 100 x 0.5 x 1769/512, 50 + 100 x 0.04 x 1769/512
+    scale = 1769 / 512
+    assert f"ingest {0.8 * scale + 8:.1f} ms/request" in printed
+    assert f"consumer {140 + 50 * scale:.1f} ms (payload mode) / {50 + 4 * scale:.1f} ms (batch mode)" in printed
