@@ -24,9 +24,9 @@ from local_pipeline.resources import LocalResources
 
 # One invocation's payload is limited to 6 MB (AWS); a batch stops growing before that.
 MAX_INVOCATION_BYTES = 6 * 1000 * 1000
-# Short-polling, an idle poller looks again after 50 ms, backing off to 0.5 s while the queue stays
+# Short-polling, an idle poller looks again after 50 ms, backing off to 1 s while the queue stays
 # empty. (The ESM long-polls, as the pool does against AWS_ENDPOINT_URL; see _receive.)
-IDLE_POLL_SECONDS = (0.05, 0.5)
+IDLE_POLL_SECONDS = (0.05, 1.0)
 # While a batching window is open and the queue is momentarily empty, look again this often.
 WINDOW_POLL_SECONDS = 0.2
 
