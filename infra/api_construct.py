@@ -14,20 +14,45 @@ from constructs import Construct
 from infra.config import PipelineConfig
 from infra.functions import log_group, log_retention, pipeline_function
 
-# Errors API Gateway answers itself (before our Lambda runs) also speak RFC 9457.
-_GATEWAY_PROBLEMS: list[tuple[str, apigw.ResponseType, str, str, str, str]] = [
-    ("MISSING_AUTHENTICATION_TOKEN", apigw.ResponseType.MISSING_AUTHENTICATION_TOKEN, "404", "not-found", "Not Found",
+# Errors API Gateway answers itself (before our Lambda runs) also speak RFC 9457. Every typed
+# response is listed with its own status: AWS applies a status code set on DEFAULT_4XX/5XX to every
+# type left unconfigured, so the fallbacks must never be what gives a 404 or a 415 its status.
+_RT = apigw.ResponseType
+_GATEWAY_PROBLEMS: list[tuple[str, apigw.ResponseType, str | None, str, str, str]] = [
+    ("MISSING_AUTHENTICATION_TOKEN", _RT.MISSING_AUTHENTICATION_TOKEN, "404", "not-found", "Not Found",
      "no such route; payloads go to POST /v1/payloads"),
-    ("INVALID_API_KEY", apigw.ResponseType.INVALID_API_KEY, "403", "forbidden", "Forbidden", "missing or invalid x-api-key header"),
-    ("ACCESS_DENIED", apigw.ResponseType.ACCESS_DENIED, "403", "forbidden", "Forbidden", "missing or invalid x-api-key header"),
-    ("THROTTLED", apigw.ResponseType.THROTTLED, "429", "throttled", "Too Many Requests", "rate limit exceeded; retry with backoff"),
-    ("QUOTA_EXCEEDED", apigw.ResponseType.QUOTA_EXCEEDED, "429", "quota-exceeded", "Too Many Requests", "usage plan quota exceeded"),
-    ("REQUEST_TOO_LARGE", apigw.ResponseType.REQUEST_TOO_LARGE, "413", "body-too-large", "Content Too Large",
+    ("RESOURCE_NOT_FOUND", _RT.RESOURCE_NOT_FOUND, "404", "not-found", "Not Found",
+     "no such route; payloads go to POST /v1/payloads"),
+    ("INVALID_API_KEY", _RT.INVALID_API_KEY, "403", "forbidden", "Forbidden", "missing or invalid x-api-key header"),
+    ("ACCESS_DENIED", _RT.ACCESS_DENIED, "403", "forbidden", "Forbidden", "missing or invalid x-api-key header"),
+    ("EXPIRED_TOKEN", _RT.EXPIRED_TOKEN, "403", "forbidden", "Forbidden", "expired credentials"),
+    ("INVALID_SIGNATURE", _RT.INVALID_SIGNATURE, "403", "forbidden", "Forbidden", "invalid request signature"),
+    ("WAF_FILTERED", _RT.WAF_FILTERED, "403", "forbidden", "Forbidden", "blocked by the web application firewall"),
+    ("UNAUTHORIZED", _RT.UNAUTHORIZED, "401", "unauthorized", "Unauthorized", "authentication required"),
+    ("BAD_REQUEST_BODY", _RT.BAD_REQUEST_BODY, "400", "bad-request", "Bad Request", "the request body was rejected"),
+    ("BAD_REQUEST_PARAMETERS", _RT.BAD_REQUEST_PARAMETERS, "400", "bad-request", "Bad Request",
+     "the request parameters were rejected"),
+    ("UNSUPPORTED_MEDIA_TYPE", _RT.UNSUPPORTED_MEDIA_TYPE, "415", "unsupported-media-type", "Unsupported Media Type",
+     "expected Content-Type application/json"),
+    ("REQUEST_TOO_LARGE", _RT.REQUEST_TOO_LARGE, "413", "body-too-large", "Content Too Large",
      "the request body is larger than API Gateway accepts"),
-    ("INTEGRATION_TIMEOUT", apigw.ResponseType.INTEGRATION_TIMEOUT, "504", "timeout", "Gateway Timeout", "the ingest function timed out; retry"),
-    ("DEFAULT_4_XX", apigw.ResponseType.DEFAULT_4_XX, "400", "bad-request", "Bad Request", "the request was rejected by API Gateway"),
-    ("DEFAULT_5_XX", apigw.ResponseType.DEFAULT_5_XX, "502", "ingest-unavailable", "Bad Gateway",
+    ("THROTTLED", _RT.THROTTLED, "429", "throttled", "Too Many Requests", "rate limit exceeded; retry with backoff"),
+    ("QUOTA_EXCEEDED", _RT.QUOTA_EXCEEDED, "429", "quota-exceeded", "Too Many Requests", "usage plan quota exceeded"),
+    ("INTEGRATION_TIMEOUT", _RT.INTEGRATION_TIMEOUT, "504", "timeout", "Gateway Timeout",
+     "the ingest function timed out; retry with backoff"),
+    ("INTEGRATION_FAILURE", _RT.INTEGRATION_FAILURE, "504", "ingest-unavailable", "Gateway Timeout",
+     "the ingest function could not be reached; retry with backoff"),
+    ("API_CONFIGURATION_ERROR", _RT.API_CONFIGURATION_ERROR, "500", "gateway-error", "Internal Server Error",
+     "API Gateway is misconfigured"),
+    ("AUTHORIZER_FAILURE", _RT.AUTHORIZER_FAILURE, "500", "gateway-error", "Internal Server Error", "authorizer failed"),
+    ("AUTHORIZER_CONFIGURATION_ERROR", _RT.AUTHORIZER_CONFIGURATION_ERROR, "500", "gateway-error",
+     "Internal Server Error", "authorizer is misconfigured"),
+    # Fallbacks. Every typed 5xx is configured above, so what is left is a failed Lambda
+    # invocation, which API Gateway answers 502. No status is set on DEFAULT_4XX (it would override
+    # any 4xx type AWS adds later), so its body cannot state one either.
+    ("DEFAULT_5_XX", _RT.DEFAULT_5_XX, "502", "ingest-unavailable", "Bad Gateway",
      "the ingest function failed; retry with backoff"),
+    ("DEFAULT_4_XX", _RT.DEFAULT_4_XX, None, "gateway-rejected", "Client Error", "the request was rejected by API Gateway"),
 ]
 
 
@@ -118,12 +143,9 @@ class IngestApi(Construct):
         self.payloads_url = self.api.url_for_path("/v1/payloads")
 
 
-def _problem_template(status: str, slug: str, title: str, detail: str) -> str:
-    body = {
-        "type": f"urn:ingest-pipeline:problem:{slug}",
-        "title": title,
-        "status": int(status),
-        "detail": detail,
-        "requestId": "$context.requestId",
-    }
+def _problem_template(status: str | None, slug: str, title: str, detail: str) -> str:
+    body: dict[str, object] = {"type": f"urn:ingest-pipeline:problem:{slug}", "title": title}
+    if status is not None:
+        body["status"] = int(status)
+    body.update(detail=detail, requestId="$context.requestId")
     return json.dumps(body, separators=(",", ":"))

@@ -133,14 +133,21 @@ def test_api_key_can_be_turned_off_and_the_stage_is_throttled_instead() -> None:
     assert stage["MethodSettings"][0]["ThrottlingRateLimit"] == 1000
 
 
-def test_gateway_errors_are_problem_json(template: Template) -> None:
+def test_gateway_errors_are_problem_json_with_their_own_status(template: Template) -> None:
     responses = template.find_resources("AWS::ApiGateway::GatewayResponse")
     by_type = {r["Properties"]["ResponseType"]: r["Properties"] for r in responses.values()}
-    assert {"INVALID_API_KEY", "MISSING_AUTHENTICATION_TOKEN", "THROTTLED", "DEFAULT_4XX", "DEFAULT_5XX"} <= set(by_type)
-    for props in by_type.values():
+    assert {"INVALID_API_KEY", "MISSING_AUTHENTICATION_TOKEN", "THROTTLED", "UNSUPPORTED_MEDIA_TYPE",
+            "RESOURCE_NOT_FOUND", "DEFAULT_4XX", "DEFAULT_5XX"} <= set(by_type)
+    for response_type, props in by_type.items():
         assert props["ResponseParameters"]["gatewayresponse.header.Content-Type"] == "'application/problem+json'"
         body = json.loads(props["ResponseTemplates"]["application/json"])
-        assert {"type", "title", "status", "detail"} <= set(body) and body["status"] == int(props["StatusCode"])
+        assert {"type", "title", "detail", "requestId"} <= set(body), response_type
+        if response_type == "DEFAULT_4XX":
+            # a status set here would override every unconfigured 4xx type (AWS behaviour)
+            assert "StatusCode" not in props and "status" not in body
+        else:
+            assert body["status"] == int(props["StatusCode"]), response_type
+    assert (by_type["INVALID_API_KEY"]["StatusCode"], by_type["UNSUPPORTED_MEDIA_TYPE"]["StatusCode"]) == ("403", "415")
 
 
 def test_ingest_may_only_send_to_its_queue_and_no_policy_has_wildcard_actions(template: Template) -> None:
