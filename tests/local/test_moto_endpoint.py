@@ -1,4 +1,4 @@
-"""The embedded endpoint's one change to moto (a cheaper retention check) keeps moto's rule."""
+"""The embedded endpoint's two changes to moto (a cheaper retention check and clock) keep moto's rules."""
 
 from __future__ import annotations
 
@@ -29,3 +29,22 @@ def test_the_cheap_retention_check_agrees_with_motos(pipeline: Pipeline) -> None
         SQSBackend.is_message_valid_based_on_retention_period = original  # type: ignore[method-assign]
     # Then they agree: keep the fresh one, drop the expired one
     assert expected == actual == [True, False]
+
+
+def test_the_cheap_sqs_clock_reads_the_same_time() -> None:
+    from moto.core import utils as moto_utils
+    from moto.sqs import models as sqs_models
+
+    from local_pipeline.moto_endpoint import _cheap_sqs_clock
+
+    saved = sqs_models.unix_time, sqs_models.unix_time_millis
+    try:
+        _cheap_sqs_clock()
+        # moto's own clock and the cheap one agree on "now" (to the scheduling jitter of two reads)
+        assert abs(sqs_models.unix_time() - moto_utils.unix_time()) < 0.5
+        assert abs(sqs_models.unix_time_millis() - moto_utils.unix_time_millis()) < 500
+        # and a given datetime still goes through moto's conversion
+        moment = moto_utils.utcfromtimestamp(1_700_000_000)
+        assert sqs_models.unix_time(moment) == moto_utils.unix_time(moment) == 1_700_000_000
+    finally:
+        sqs_models.unix_time, sqs_models.unix_time_millis = saved
