@@ -14,10 +14,12 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 import warnings
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from importlib import import_module
 from typing import Any
@@ -55,12 +57,17 @@ class FunctionPool:
         self.concurrency = concurrency
         self._timeout_ms = timeout_seconds * 1000
         self._memory_mb = memory_mb
+        self._start_args = (handler, environment, fault or FaultInjection())
+        self._replace_lock = threading.Lock()
+        self._executor = self._new_executor()
+
+    def _new_executor(self) -> ProcessPoolExecutor:
         # spawn, not fork: the parent runs threads (moto, HTTP, pollers), which fork does not copy safely.
-        self._executor = ProcessPoolExecutor(
-            max_workers=concurrency,
+        return ProcessPoolExecutor(
+            max_workers=self.concurrency,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_start_environment,
-            initargs=(handler, environment, fault or FaultInjection()),
+            initargs=self._start_args,
         )
 
     def warm_up(self) -> None:
@@ -75,7 +82,17 @@ class FunctionPool:
             invoked_function_arn=f"arn:aws:lambda:us-east-1:123456789012:function:{self.name}",
             deadline_ms=int(time.time() * 1000) + self._timeout_ms,
         )
-        outcome = self._executor.submit(_invoke, event, context).result()
+        executor = self._executor
+        try:
+            outcome = executor.submit(_invoke, event, context).result()
+        except BrokenProcessPool as exc:
+            # An environment died mid-invocation (killed, out of memory): Lambda reports
+            # Runtime.ExitError and starts fresh environments; so do we.
+            with self._replace_lock:
+                if self._executor is executor:
+                    self._executor = self._new_executor()
+            executor.shutdown(wait=False, cancel_futures=True)
+            raise FunctionError("Runtime.ExitError", f"an execution environment exited: {exc}", "") from exc
         if "errorType" in outcome:
             raise FunctionError(outcome["errorType"], outcome["errorMessage"], outcome["stackTrace"])
         return outcome["response"]

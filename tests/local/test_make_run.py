@@ -138,6 +138,41 @@ def test_a_poison_message_reaches_the_dlq(local_run: LocalRun) -> None:
     assert all("not an envelope" not in json.dumps(record) for record in local_run.objects().values())
 
 
+def environment_pids(runner_pid: int) -> list[int]:
+    """The Lambda environments: the runner's spawned worker processes."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            command = (stat.parent / "cmdline").read_bytes()
+        except (OSError, ValueError):
+            continue
+        if ppid == runner_pid and b"spawn_main" in command:
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+def test_environments_that_die_are_replaced_like_lambda_does(local_run: LocalRun) -> None:
+    # Given every Lambda environment of the runner is killed (as an out-of-memory kill would)
+    victims = environment_pids(local_run.process.pid)
+    assert victims
+    for pid in victims:
+        os.kill(pid, signal.SIGKILL)
+    # When clients keep posting
+    statuses, accepted = [], []
+    for _ in range(4):
+        response = requests.post(f"{local_run.url}/v1/payloads", json=collection(2), headers=KEY, timeout=30)
+        statuses.append(response.status_code)
+        if response.status_code == 202:
+            accepted.append(response.json()["requestId"])
+    # Then at most the first request meets the dead environment (a 502 problem, as API Gateway answers a
+    # crashed function), fresh environments take over, and what was accepted is stored
+    assert statuses[1:] == [202, 202, 202] and statuses[0] in (202, 502), statuses
+    expected = {f"{request_id}-{i}" for request_id in accepted for i in range(2)}
+    wait_for(lambda: expected <= stored_by_id(local_run).keys(), 30, "the accepted payloads in S3")
+    assert not set(victims) & set(environment_pids(local_run.process.pid))
+
+
 def test_ctrl_c_drains_prints_a_summary_and_exits_0(tmp_path: Path) -> None:
     # Given a running pipeline that has just accepted 10 payloads
     run = start_local_pipeline(tmp_path, MAX_WORKERS="2")
