@@ -41,7 +41,6 @@ def function_environment(config: PipelineConfig, resources: LocalResources, sett
         # The handlers' JSON logs at WARNING by default, so the compact access log stays readable.
         "POWERTOOLS_LOG_LEVEL": settings.POWERTOOLS_LOG_LEVEL,
         "POWERTOOLS_TRACE_DISABLED": "true",  # there is no X-Ray daemon locally
-        "LOCAL_PIPELINE": "1",
     }
 
 
