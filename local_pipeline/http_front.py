@@ -125,12 +125,17 @@ class _RequestHandler(BaseHTTPRequestHandler):
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """http.server's own refusals (bad request line, unknown method, huge headers) as problem+json."""
         self.close_connection = True
-        slug = {404: "not-found", 405: "method-not-allowed", 414: "uri-too-long", 431: "headers-too-large",
-                501: "method-not-allowed"}.get(code, "bad-request")
+        headers = {"Content-Type": PROBLEM_CONTENT_TYPE, "Connection": "close"}
+        if code == 501:  # a method http.server has no do_* for (TRACE, CONNECT...): 405, like the handler's
+            code, message, explain = 405, "Method Not Allowed", f"{self.command} is not allowed; use POST {PAYLOADS_PATH}"
+            headers["Allow"] = "POST"
+        slug = {405: "method-not-allowed", 414: "uri-too-long", 431: "headers-too-large"}.get(code, "bad-request")
         body = json.dumps({"type": f"urn:ingest-pipeline:problem:{slug}", "title": message or "Bad Request",
                            "status": code, "detail": explain or message or "the request could not be read"},
                           separators=(",", ":")).encode()
-        self._write(code, {"Content-Type": PROBLEM_CONTENT_TYPE, "Connection": "close"}, body)
+        self._write(code, headers, body)
+        if self.command:
+            self.server.front.log.request(self.command, urlsplit(self.path).path, code, 0, 0.0)
 
     # --- one request ---------------------------------------------------------------------------
     def _serve(self) -> None:

@@ -75,6 +75,7 @@ def test_refusals_are_problem_json_like_the_deployed_api(local_run: LocalRun) ->
         "bad json": (requests.post(url, data=b'{"version": ', headers=JSON, timeout=10), 400, None),
         "unknown path": (requests.post(f"{local_run.url}/v2/things", data=body, headers=JSON, timeout=10), 404, "not-found"),
         "wrong method": (requests.get(url, headers=KEY, timeout=10), 405, "method-not-allowed"),
+        "unknown method": (requests.request("TRACE", url, headers=KEY, timeout=10), 405, "method-not-allowed"),
     }
     for name, (response, status, slug) in cases.items():
         assert response.status_code == status, (name, response.text)
@@ -84,7 +85,7 @@ def test_refusals_are_problem_json_like_the_deployed_api(local_run: LocalRun) ->
         assert problem["type"].startswith("urn:ingest-pipeline:problem:"), name
         if slug:
             assert problem["type"] == f"urn:ingest-pipeline:problem:{slug}", name
-    assert cases["wrong method"][0].headers["Allow"] == "POST"
+    assert cases["wrong method"][0].headers["Allow"] == cases["unknown method"][0].headers["Allow"] == "POST"
     assert cases["no key"][0].json()["requestId"] == cases["no key"][0].headers["x-amzn-RequestId"]
 
 
