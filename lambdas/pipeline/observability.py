@@ -2,6 +2,7 @@
 (POWERTOOLS_SERVICE_NAME, POWERTOOLS_METRICS_NAMESPACE) that the stack sets per function."""
 
 import os
+import warnings
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
@@ -11,6 +12,9 @@ logger = Logger()
 # imports and wraps modules we never call, at cold-start cost (P2, docs/PERFORMANCE.md).
 tracer = Tracer(patch_modules=("botocore",))
 metrics = Metrics()
+# A rejected request's only metric is its own single_metric blob (below), so the invocation's
+# metric set is empty by design; Powertools would warn about that on every container.
+warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
 # Every metric also carries the stage, so two stages sharing an account and namespace never mix
 # on one stage's dashboard or alarms. Low cardinality: one value per deployment.
 if os.environ.get("STAGE"):
