@@ -1,0 +1,20 @@
+"""The README's knob table is where users look: it must name every knob the config has."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+
+from infra.config import PipelineConfig
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_every_config_knob_is_documented_in_the_readme() -> None:
+    text = README.read_text()
+    assert [knob.name for knob in fields(PipelineConfig) if f"`{knob.name}`" not in text] == []
+
+
+def test_the_readme_test_command_is_what_ci_runs() -> None:
+    ci = (README.parent / ".ci" / "run").read_text()
+    assert "make test" in README.read_text() and "make test" in ci
