@@ -13,7 +13,7 @@ NODE_STAMP := node_modules/.installed
 CDK := node_modules/.bin/cdk
 
 .DEFAULT_GOAL := help
-.PHONY: help install test synth deploy destroy clean bench run loadtest verify redrive soak checkov
+.PHONY: help install test synth bootstrap deploy destroy clean bench run loadtest verify redrive soak checkov
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -42,6 +42,9 @@ bench: $(PY_STAMP)  ## print performance figures P1-P5 vs their baselines, one J
 synth: install  ## write the CloudFormation template to cdk.out/ (offline)
 	$(CDK) synth --quiet
 	@echo "template: cdk.out/$$(ls cdk.out | grep -m1 'template.json')"
+
+bootstrap: install  ## cdk bootstrap: once per AWS account and region, before the first deploy
+	$(CDK) bootstrap
 
 deploy: install  ## cdk deploy into the account of your AWS profile (cdk bootstrap once first)
 	$(CDK) deploy --require-approval broadening
