@@ -98,7 +98,6 @@ def test_batch_objects_are_read_and_a_payload_in_two_objects_counts_as_duplicate
 
 
 def test_the_plot_is_a_png(tmp_path: Path, s3: Any) -> None:
-    pytest.importorskip("matplotlib")  # installed by requirements-loadtest.txt
     moment = datetime.now(tz=UTC)
     write_acks(tmp_path, [("r1", 1)])
     s3.put_object(Bucket=BUCKET, Key=f"{partition(moment)}r1-0.json", Body=json.dumps(envelope("r1-0", moment)))
