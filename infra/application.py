@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from aws_cdk import App, Aspects, Environment
 from cdk_nag import AwsSolutionsChecks
 
-from infra.config import PipelineConfig
+from infra.config import PipelineConfig, cdk_json_context
 from infra.stack import IngestPipelineStack
-
-CDK_JSON = Path(__file__).resolve().parent.parent / "cdk.json"
-
-
-def cdk_json_context() -> dict[str, Any]:
-    return dict(json.loads(CDK_JSON.read_text())["context"])
 
 
 def build_app(

@@ -12,16 +12,24 @@ The Lambdas receive their knobs as environment variables with the same names (se
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 # The SQS message limit (1 MiB since Aug 2025) minus room for the envelope around a payload.
 SQS_MAX_MESSAGE_BYTES = 1024 * 1024
 ENVELOPE_OVERHEAD_BYTES = 4 * 1024
 KIB = 1024
+CDK_JSON = Path(__file__).resolve().parent.parent / "cdk.json"
+
+
+def cdk_json_context() -> dict[str, Any]:
+    """cdk.json's context block: the knob defaults the CDK CLI passes to the app (and make run uses)."""
+    return dict(json.loads(CDK_JSON.read_text())["context"])
 # Powertools service names: the `service` dimension of every custom metric and log line.
 INGEST_SERVICE = "ingest"
 CONSUMER_SERVICE = "consumer"

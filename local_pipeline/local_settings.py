@@ -7,28 +7,16 @@ so `make run` and the deployed stack cannot drift.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from infra.config import ConfigError, PipelineConfig
+from infra.config import ConfigError, PipelineConfig, cdk_json_context
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-CDK_JSON = REPO_ROOT / "cdk.json"
 # API Gateway REST refuses bodies above 10 MB before any Lambda runs.
 API_GATEWAY_MAX_BODY_BYTES = 10 * 1024 * 1024
-
-
-def cdk_json_context() -> dict[str, Any]:
-    """cdk.json's context block, read the same way as infra.application.cdk_json_context().
-
-    Not imported from there on purpose: importing infra.application imports aws_cdk, which starts
-    a jsii node process (about 1 s and 100 MB) that `make run` never uses. tests/local checks that
-    both readings agree.
-    """
-    return dict(json.loads(CDK_JSON.read_text())["context"])
 
 
 def stack_config(environ: Mapping[str, str]) -> PipelineConfig:

@@ -208,11 +208,3 @@ def test_a_busy_port_is_a_clear_error() -> None:
     # Then it says which port and which knob, and exits non-zero
     assert result.returncode == 2, result.stdout + result.stderr
     assert f"cannot listen on 127.0.0.1:{busy}" in result.stderr and "PORT" in result.stderr
-
-
-def test_local_config_reads_cdk_json_like_the_cdk_app() -> None:
-    # The runner reads cdk.json itself (importing aws_cdk would start jsii); both readings must agree.
-    from infra.application import cdk_json_context
-    from local_pipeline.local_settings import cdk_json_context as local_reading
-
-    assert local_reading() == cdk_json_context()
