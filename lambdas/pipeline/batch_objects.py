@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from pipeline.envelope import EnvelopeError, StoredEnvelope, parse_envelope
+from pipeline.envelope import EnvelopeError, StoredEnvelope, parse_envelope, partition_prefix
 from pipeline.storage import StoreOutcome, put_create_only
 
 OBJECT_SUFFIX = ".ndjson.gz"
@@ -87,7 +87,7 @@ def batch_object_key(prefix: str, partition: datetime, payload_ids: Iterable[str
     """``{prefix}dt=YYYY-MM-DD/hour=HH/batch-{digest}.ndjson.gz``; the digest covers the sorted,
     distinct payload ids, so the same set of payloads always maps to the same key."""
     digest = hashlib.sha256("\n".join(sorted(set(payload_ids))).encode("utf-8")).hexdigest()[:32]
-    return f"{prefix}dt={partition:%Y-%m-%d}/hour={partition:%H}/batch-{digest}{OBJECT_SUFFIX}"
+    return f"{partition_prefix(prefix, partition)}batch-{digest}{OBJECT_SUFFIX}"
 
 
 def _ndjson_line(body: str) -> bytes:

@@ -89,6 +89,11 @@ def parse_envelope(body: str) -> StoredEnvelope:
     return StoredEnvelope(payload_id=payload_id, request_id=str(document.get("requestId", "")), received_at=moment)
 
 
+def partition_prefix(prefix: str, received_at: datetime) -> str:
+    """The hour partition every object lands in, in both object modes: ``{prefix}dt=YYYY-MM-DD/hour=HH/``."""
+    return f"{prefix}dt={received_at:%Y-%m-%d}/hour={received_at:%H}/"
+
+
 def object_key_for(prefix: str, payload_id: str, received_at: datetime) -> str:
     """Deterministic key: ``{prefix}dt=YYYY-MM-DD/hour=HH/{id}.json``, partitioned by receivedAt (UTC)."""
-    return f"{prefix}dt={received_at:%Y-%m-%d}/hour={received_at:%H}/{payload_id}.json"
+    return f"{partition_prefix(prefix, received_at)}{payload_id}.json"
