@@ -20,10 +20,44 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-# The SQS message limit (1 MiB since Aug 2025) minus room for the envelope around a payload.
-SQS_MAX_MESSAGE_BYTES = 1024 * 1024
-ENVELOPE_OVERHEAD_BYTES = 4 * 1024
 KIB = 1024
+# SQS counts the body's UTF-8 bytes plus every message attribute's name, type and value against one
+# limit, 1 MiB (1,048,576 bytes): "All parts of the message attribute, including Name, Type, and
+# Value, are part of the message size restriction (1 MiB or 1,048,576 bytes)" (SQS API reference,
+# MessageAttributeValue).
+SQS_MAX_MESSAGE_BYTES = 1024 * KIB
+# The envelope around one payload at its worst (lambdas/pipeline/envelope.py build_messages), so a
+# payload of MAX_PAYLOAD_BYTES always fits one message. version and token are JSON-escaped to ASCII:
+# a character takes at most 12 bytes there (an astral character, e.g. an emoji, is two \uXXXX escapes).
+# These bounds are the documented ones (lambdas/pipeline/collection.py, envelope.py; a test keeps them equal).
+MAX_VERSION_CHARS = 64
+MAX_TOKEN_CHARS = 1024
+MAX_REQUEST_ID_CHARS = 128
+MAX_PAYLOAD_INDEX_DIGITS = 4  # MAX_PAYLOADS <= 10000, so the index is at most 9999
+MAX_ESCAPED_CHAR_BYTES = 12
+_ENVELOPE_LITERALS = '{"id":"",' '"requestId":,' '"receivedAt":"",' '"version":,' '"token":,' '"payload":}'
+_RECEIVED_AT_CHARS = len("2026-11-26T02:48:09.123Z")
+_REQUEST_ID_ATTRIBUTE_BYTES = len("requestId") + len("String") + MAX_REQUEST_ID_CHARS
+ENVELOPE_OVERHEAD_BYTES = (
+    len(_ENVELOPE_LITERALS)
+    + (MAX_REQUEST_ID_CHARS + 1 + MAX_PAYLOAD_INDEX_DIGITS)  # id: <requestId>-<index>
+    + (MAX_REQUEST_ID_CHARS + 2)  # "requestId"
+    + _RECEIVED_AT_CHARS
+    + (MAX_ESCAPED_CHAR_BYTES * MAX_VERSION_CHARS + 2)
+    + (MAX_ESCAPED_CHAR_BYTES * MAX_TOKEN_CHARS + 2)
+    + _REQUEST_ID_ATTRIBUTE_BYTES
+)  # 13,559 bytes
+# The largest body that still reaches the ingest Lambda. API Gateway hands it over base64-encoded
+# (binary media types, 4/3 larger) inside the proxy event, and a synchronous Lambda invoke carries at
+# most 6 MB ("For synchronous invocations, the maximum payload size is 6 MB", Lambda API reference,
+# Invoke), read here as 6,000,000 bytes, the smaller reading. The rest of the event is bounded: the
+# request line and headers total at most 10,240 bytes (API Gateway quotas for REST APIs, "Total
+# combined size of request line and header values"); they appear at most 3 times in the event
+# (headers, multiValueHeaders, requestContext/path echoes), each byte JSON-escaped to at most 6
+# bytes (184,320), plus at most 64 KiB of fixed fields (requestContext, identity): 256 KiB in all.
+LAMBDA_SYNC_PAYLOAD_BYTES = 6_000_000
+PROXY_EVENT_ALLOWANCE_BYTES = 256 * KIB
+MAX_BODY_BYTES_CEILING = (LAMBDA_SYNC_PAYLOAD_BYTES - PROXY_EVENT_ALLOWANCE_BYTES) // 4 * 3  # 4,303,392
 CDK_JSON = Path(__file__).resolve().parent.parent / "cdk.json"
 
 
@@ -74,6 +108,11 @@ class PipelineConfig:
     REQUIRE_API_KEY: bool = True
     THROTTLE_RATE_LIMIT: int = 1000
     THROTTLE_BURST_LIMIT: int = 2000
+    # Stage-wide ceiling (the stage's default method throttling), above the per-key usage plan, so the
+    # stage has a limit even if a plan is misconfigured. Default: half the default account quota of
+    # 10,000 requests/s (5,000 burst), leaving room for other APIs in the account and region.
+    STAGE_THROTTLE_RATE_LIMIT: int = 5000
+    STAGE_THROTTLE_BURST_LIMIT: int = 5000
     # --- storage ------------------------------------------------------------------------------
     OBJECT_PREFIX: str = "payloads/"
     OBJECT_MODE: str = "payload"  # "payload": one object per payload; "batch": one gzip NDJSON object per batch
@@ -109,8 +148,9 @@ class PipelineConfig:
              "DLQ_RETENTION_DAYS must be above QUEUE_RETENTION_DAYS and at most 14 (a moved message keeps its enqueue time)"),
             (1 <= self.MAX_PAYLOAD_BYTES <= SQS_MAX_MESSAGE_BYTES - ENVELOPE_OVERHEAD_BYTES,
              f"MAX_PAYLOAD_BYTES must be 1..{SQS_MAX_MESSAGE_BYTES - ENVELOPE_OVERHEAD_BYTES} (one payload per SQS message)"),
-            (self.MAX_PAYLOAD_BYTES <= self.MAX_BODY_BYTES <= 6 * 1024 * KIB - 1,
-             "MAX_BODY_BYTES must be at least MAX_PAYLOAD_BYTES and below 6 MiB (the Lambda proxy limit)"),
+            (self.MAX_PAYLOAD_BYTES <= self.MAX_BODY_BYTES <= MAX_BODY_BYTES_CEILING,
+             f"MAX_BODY_BYTES must be MAX_PAYLOAD_BYTES..{MAX_BODY_BYTES_CEILING}: a larger body, base64-encoded "
+             "in API Gateway's event, exceeds Lambda's 6 MB invoke limit and never reaches the handler"),
             (1 <= self.MAX_PAYLOADS <= 10000, "MAX_PAYLOADS must be 1..10000"),
             (1 <= self.MAX_NESTING_DEPTH <= 500, "MAX_NESTING_DEPTH must be 1..500"),
             (self.MAX_QUEUE >= 0, "MAX_QUEUE must be >= 0 (0 = no backlog bound)"),
@@ -119,6 +159,10 @@ class PipelineConfig:
             (1 <= self.RETRY_AFTER_SECONDS <= 3600, "RETRY_AFTER_SECONDS must be 1..3600"),
             (1 <= self.INGEST_TIMEOUT_SECONDS <= 29, "INGEST_TIMEOUT_SECONDS must be 1..29 (API Gateway waits 29 s)"),
             (self.THROTTLE_RATE_LIMIT >= 1 and self.THROTTLE_BURST_LIMIT >= 1, "throttle limits must be positive"),
+            (self.STAGE_THROTTLE_RATE_LIMIT >= self.THROTTLE_RATE_LIMIT,
+             "STAGE_THROTTLE_RATE_LIMIT must be at least THROTTLE_RATE_LIMIT (the stage ceiling is above each key's limit)"),
+            (self.STAGE_THROTTLE_BURST_LIMIT >= self.THROTTLE_BURST_LIMIT,
+             "STAGE_THROTTLE_BURST_LIMIT must be at least THROTTLE_BURST_LIMIT (the stage ceiling is above each key's limit)"),
             (self.OBJECT_PREFIX == "" or self.OBJECT_PREFIX.endswith("/"), "OBJECT_PREFIX must be empty or end with '/'"),
             (self.OBJECT_MODE in ("payload", "batch"), "OBJECT_MODE must be payload or batch"),
             (2 <= self.MIN_POLLERS <= 200, "MIN_POLLERS must be 2..200 (the SQS provisioned mode range)"),

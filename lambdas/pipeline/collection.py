@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from pipeline.problems import Problem, bad_request, too_large, unsupported_media_type
 
+# Bounds on version and token: infra/config.py derives the envelope reserve from them (a test keeps both equal).
 MAX_VERSION_CHARS = 64
 MAX_TOKEN_CHARS = 1024
 _ALLOWED_FIELDS = frozenset({"version", "token", "data"})
@@ -193,13 +194,15 @@ def _serialize_payload(payload: object, index: int, limits: Limits) -> str:
         text = _COMPACT_JSON.encode(payload)
     except ValueError as exc:  # 1e999 parses to inf, which has no JSON form
         raise bad_request("non-finite-number", f"data[{index}] contains a number out of range", pointer) from exc
+    if "\ufffe" in text or "\uffff" in text:
+        text = text.translate(_SQS_UNSAFE)  # before measuring: the escapes (6 bytes, not 3) are what is enqueued
     try:
         size = len(text.encode("utf-8"))
     except UnicodeEncodeError as exc:  # "\ud800" escapes parse to a lone surrogate: not storable as UTF-8
         raise bad_request("invalid-unicode", f"data[{index}] contains a lone surrogate", pointer) from exc
     if size > limits.max_payload_bytes:
         raise too_large("payload-too-large", f"data[{index}] is {size} bytes; the limit is {limits.max_payload_bytes}", pointer)
-    return text.translate(_SQS_UNSAFE) if "\ufffe" in text or "\uffff" in text else text
+    return text
 
 
 def parse_collection(raw: bytes, limits: Limits) -> PayloadCollection:

@@ -14,8 +14,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from pipeline.collection import PayloadCollection
+from pipeline.problems import too_large
 
 REQUEST_ID_ATTRIBUTE = "requestId"
+# SQS counts the body's UTF-8 bytes plus each attribute's name, type and value against this limit
+# (SQS API reference, MessageAttributeValue: "part of the message size restriction (1 MiB or 1,048,576 bytes)").
+SQS_MAX_MESSAGE_BYTES = 1024 * 1024
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 
@@ -50,7 +54,11 @@ def format_received_at(epoch_ms: int) -> str:
 
 
 def build_messages(collection: PayloadCollection, request_id: str, received_at_ms: int) -> list[OutgoingMessage]:
-    """One message per payload. Bodies are assembled from the already-serialized payload text."""
+    """One message per payload. Bodies are assembled from the already-serialized payload text.
+
+    Raises a 413 Problem naming the payload (``/data/N``) whose message SQS would refuse for its size,
+    before anything is enqueued: such a message would fail on every retry.
+    """
     head = (
         ',"requestId":' + json.dumps(request_id)
         + ',"receivedAt":"' + format_received_at(received_at_ms) + '"'
@@ -64,7 +72,12 @@ def build_messages(collection: PayloadCollection, request_id: str, received_at_m
     for index, payload in enumerate(collection.payloads):
         payload_id = f"{request_id}-{index}"
         body = '{"id":"' + payload_id + '"' + head + payload + "}"
-        messages.append(OutgoingMessage(payload_id, body, request_id, len(body.encode("utf-8")) + attribute_size))
+        size = len(body.encode("utf-8")) + attribute_size
+        if size > SQS_MAX_MESSAGE_BYTES:
+            raise too_large("message-too-large", f"data[{index}] does not fit one queue message: with its envelope "
+                            f"(id, receivedAt, version, token) it is {size} bytes; the limit is {SQS_MAX_MESSAGE_BYTES}",
+                            f"/data/{index}")
+        messages.append(OutgoingMessage(payload_id, body, request_id, size))
     return messages
 
 
