@@ -1,4 +1,5 @@
-"""REST API: POST /v1/payloads -> ingest Lambda, API key + usage plan, problem+json gateway errors."""
+"""REST API: every method on /v1/payloads -> ingest Lambda (POST ingests, the rest 405), API key + usage plan,
+stage-wide throttle, problem+json gateway errors."""
 
 from __future__ import annotations
 
@@ -14,11 +15,20 @@ from constructs import Construct
 from infra.config import PipelineConfig
 from infra.functions import log_group, log_retention, pipeline_function
 
+# Every method API Gateway REST knows, each routed to the ingest function with the same key
+# requirement: GET, PUT, ... then get the handler's 405 + Allow: POST, as `make run` answers, instead
+# of API Gateway's MISSING_AUTHENTICATION_TOKEN for a method the resource lacks.
+PAYLOAD_METHODS = ("POST", "GET", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+
 # Errors API Gateway answers itself (before our Lambda runs) also speak RFC 9457. Every typed
 # response is listed with its own status: AWS applies a status code set on DEFAULT_4XX/5XX to every
 # type left unconfigured, so the fallbacks must never be what gives a 404 or a 415 its status.
+# A 5xx detail never promises that a retry helps: a body too large for Lambda fails the same way
+# every time ({body_limit} is MAX_BODY_BYTES, filled in at synth).
 _RT = apigw.ResponseType
+_NOT_RETRYABLE_IF_TOO_LARGE = "a request body over {body_limit} bytes never succeeds; other causes may be temporary"
 _GATEWAY_PROBLEMS: list[tuple[str, apigw.ResponseType, str | None, str, str, str]] = [
+    # Only an unknown path now (every method on /v1/payloads reaches the function): 404, no key needed.
     ("MISSING_AUTHENTICATION_TOKEN", _RT.MISSING_AUTHENTICATION_TOKEN, "404", "not-found", "Not Found",
      "no such route; payloads go to POST /v1/payloads"),
     ("RESOURCE_NOT_FOUND", _RT.RESOURCE_NOT_FOUND, "404", "not-found", "Not Found",
@@ -39,11 +49,12 @@ _GATEWAY_PROBLEMS: list[tuple[str, apigw.ResponseType, str | None, str, str, str
     ("THROTTLED", _RT.THROTTLED, "429", "throttled", "Too Many Requests", "rate limit exceeded; retry with backoff"),
     ("QUOTA_EXCEEDED", _RT.QUOTA_EXCEEDED, "429", "quota-exceeded", "Too Many Requests", "usage plan quota exceeded"),
     ("INTEGRATION_TIMEOUT", _RT.INTEGRATION_TIMEOUT, "504", "timeout", "Gateway Timeout",
-     "the ingest function timed out; retry with backoff"),
+     "the ingest function did not answer in time; payloads of this request may already be queued. "
+     "The cause may be temporary: retrying can help, and may store those payloads twice"),
     ("INTEGRATION_FAILURE", _RT.INTEGRATION_FAILURE, "504", "ingest-unavailable", "Gateway Timeout",
-     "the ingest function could not be reached; retry with backoff"),
+     "the ingest function could not be invoked; " + _NOT_RETRYABLE_IF_TOO_LARGE),
     ("API_CONFIGURATION_ERROR", _RT.API_CONFIGURATION_ERROR, "500", "gateway-error", "Internal Server Error",
-     "API Gateway is misconfigured"),
+     "API Gateway could not invoke the ingest function; " + _NOT_RETRYABLE_IF_TOO_LARGE),
     ("AUTHORIZER_FAILURE", _RT.AUTHORIZER_FAILURE, "500", "gateway-error", "Internal Server Error", "authorizer failed"),
     ("AUTHORIZER_CONFIGURATION_ERROR", _RT.AUTHORIZER_CONFIGURATION_ERROR, "500", "gateway-error",
      "Internal Server Error", "authorizer is misconfigured"),
@@ -51,7 +62,7 @@ _GATEWAY_PROBLEMS: list[tuple[str, apigw.ResponseType, str | None, str, str, str
     # invocation, which API Gateway answers 502. No status is set on DEFAULT_4XX (it would override
     # any 4xx type AWS adds later), so its body cannot state one either.
     ("DEFAULT_5_XX", _RT.DEFAULT_5_XX, "502", "ingest-unavailable", "Bad Gateway",
-     "the ingest function failed; retry with backoff"),
+     "the ingest function failed or could not be invoked; " + _NOT_RETRYABLE_IF_TOO_LARGE),
     ("DEFAULT_4_XX", _RT.DEFAULT_4_XX, None, "gateway-rejected", "Client Error", "the request was rejected by API Gateway"),
 ]
 
@@ -79,10 +90,14 @@ class IngestApi(Construct):
         )
         queue.grant_send_messages(self.function)
 
-        stage_throttle = {} if config.REQUIRE_API_KEY else {
-            # Without keys there is no usage plan to throttle per client: cap the stage instead.
-            "throttling_rate_limit": config.THROTTLE_RATE_LIMIT,
-            "throttling_burst_limit": config.THROTTLE_BURST_LIMIT,
+        # The stage's default method throttling: a ceiling above every key's usage plan, so the stage is
+        # bounded even if a plan is misconfigured. Without keys there is no per-client plan, so the
+        # per-client limits become the stage's.
+        stage_throttle = {
+            "throttling_rate_limit": config.STAGE_THROTTLE_RATE_LIMIT if config.REQUIRE_API_KEY else config.THROTTLE_RATE_LIMIT,
+            "throttling_burst_limit": (
+                config.STAGE_THROTTLE_BURST_LIMIT if config.REQUIRE_API_KEY else config.THROTTLE_BURST_LIMIT
+            ),
         }
         self.api = apigw.RestApi(
             self,
@@ -122,15 +137,23 @@ class IngestApi(Construct):
                 type=response_type,
                 status_code=status,
                 response_headers={"Content-Type": "'application/problem+json'"},
-                templates={"application/json": _problem_template(status, slug, title, detail)},
+                templates={"application/json": _problem_template(
+                    status, slug, title, detail.format(body_limit=config.MAX_BODY_BYTES))},
             )
 
+        # API Gateway routes /v1/payloads/ (trailing slash) to this same resource, so it gets the same key
+        # check; Powertools' APIGatewayRestResolver matches it to the same route (its issue #1552).
         payloads = self.api.root.add_resource("v1").add_resource("payloads")
-        self.method = payloads.add_method(
-            "POST",
-            apigw.LambdaIntegration(self.function, proxy=True),
-            api_key_required=config.REQUIRE_API_KEY,
-        )
+        self.methods = {
+            verb: payloads.add_method(
+                verb,
+                # The console's test-invoke permission only for POST: one Lambda permission per method is enough.
+                apigw.LambdaIntegration(self.function, proxy=True, allow_test_invoke=verb == "POST"),
+                api_key_required=config.REQUIRE_API_KEY,
+            )
+            for verb in PAYLOAD_METHODS
+        }
+        self.method = self.methods["POST"]
 
         self.usage_plan = self.api.add_usage_plan(
             "UsagePlan",

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from aws_cdk import App, Aspects, Environment
-from cdk_nag import AwsSolutionsChecks
+from cdk_nag import AwsSolutionsChecks, ServerlessChecks
 
 from infra.config import PipelineConfig, cdk_json_context
 from infra.stack import IngestPipelineStack
@@ -15,7 +15,7 @@ from infra.stack import IngestPipelineStack
 def build_app(
     context: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None, outdir: str | None = None
 ) -> tuple[App, IngestPipelineStack]:
-    """The app with its one stack and cdk-nag's AwsSolutions checks.
+    """The app with its one stack and cdk-nag's AwsSolutions and Serverless checks.
 
     ``context`` defaults to what the CDK CLI would pass: cdk.json's context block.
     """
@@ -30,4 +30,5 @@ def build_app(
         description="Serverless ingest pipeline: API Gateway -> Lambda -> SQS -> Lambda worker pool -> S3",
     )
     Aspects.of(app).add(AwsSolutionsChecks(verbose=True))
+    Aspects.of(app).add(ServerlessChecks(verbose=True))
     return app, stack

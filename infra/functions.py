@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
@@ -47,7 +48,15 @@ def pipeline_function(
     powertools_layer: lambda_.ILayerVersion,
     reserved_concurrency: int | None = None,
 ) -> lambda_.Function:
-    """A Python arm64 Function whose code is the plain lambdas/ folder (no Docker bundling)."""
+    """A Python arm64 Function whose code is the plain lambdas/ folder (no Docker bundling).
+
+    Its role may write only to the function's own log group: the default role's
+    AWSLambdaBasicExecutionRole grants log writes on every log group (``*``). Tracing adds X-Ray's grant.
+    """
+    function_logs = log_group(scope, f"{construct_id}Logs", config)
+    role = iam.Role(scope, f"{construct_id}Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+                    description=f"{construct_id} function: its own log group, plus the grants its construct adds")
+    function_logs.grant_write(role)
     return lambda_.Function(
         scope,
         construct_id,
@@ -61,5 +70,6 @@ def pipeline_function(
         memory_size=memory_mb,
         reserved_concurrent_executions=reserved_concurrency,
         tracing=lambda_.Tracing.ACTIVE if config.TRACING else lambda_.Tracing.DISABLED,
-        log_group=log_group(scope, f"{construct_id}Logs", config),
+        log_group=function_logs,
+        role=role,
     )

@@ -69,12 +69,17 @@ def post_payloads() -> Response:
     )
 
 
+# Every other method API Gateway knows is routed here too (infra/api_construct.py PAYLOAD_METHODS), so
+# AWS and make run both answer 405. APIGatewayRestResolver also matches /v1/payloads/ (trailing slash).
 @app.route(PAYLOADS_PATH, method=["GET", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
 def method_not_allowed() -> Response:
     problem = Problem(405, "method-not-allowed", "Method Not Allowed",
                       f"{app.current_event.http_method} is not allowed on {PAYLOADS_PATH}; use POST",
                       headers={"Allow": "POST"})
-    return reject(problem)
+    response = reject(problem)
+    if app.current_event.http_method == "HEAD":
+        response.body = ""  # a HEAD answer has a GET's status and headers, never a body (RFC 9110, 9.3.2)
+    return response
 
 
 @app.not_found

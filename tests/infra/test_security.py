@@ -69,7 +69,13 @@ def prefix_of(lid: str, prefix: str) -> str:
 
 
 XRAY = {json.dumps("*"): {"xray:PutTelemetryRecords", "xray:PutTraceSegments"}}  # no resource-level permissions
-BASIC_EXECUTION = [{"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"]]}]
+
+
+def own_logs(resources: dict[str, dict[str, Any]], handler: str) -> dict[str, set[str]]:
+    """Write access to the function's own log group only (its ARN covers its log streams)."""
+    [function] = [r for r in of_type(resources, "AWS::Lambda::Function").values() if r["Properties"]["Handler"] == handler]
+    group = function["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+    return {arn(group): {"logs:CreateLogStream", "logs:PutLogEvents"}}
 
 
 # --- least privilege, stated exactly -----------------------------------------------------------
@@ -80,9 +86,10 @@ def test_the_ingest_role_may_only_send_to_its_queue(resources: dict[str, dict[st
     queue = logical_id(resources, "AWS::SQS::Queue", "BufferQueue")
     # GetQueueAttributes comes with grant_send_messages; MAX_QUEUE uses it to read the backlog
     assert grants(statements_of(resources, role)) == {
-        **XRAY, arn(queue): {"sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"},
+        **XRAY, **own_logs(resources, "ingest_handler.lambda_handler"),
+        arn(queue): {"sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"},
     }
-    assert resources[role]["Properties"]["ManagedPolicyArns"] == BASIC_EXECUTION  # its own log group only
+    assert "ManagedPolicyArns" not in resources[role]["Properties"]  # no AWSLambdaBasicExecutionRole (logs on *)
 
 
 def test_the_consumer_role_may_only_put_under_its_prefix_and_consume_its_queue(resources: dict[str, dict[str, Any]]) -> None:
@@ -90,14 +97,14 @@ def test_the_consumer_role_may_only_put_under_its_prefix_and_consume_its_queue(r
     queue = logical_id(resources, "AWS::SQS::Queue", "BufferQueue")
     bucket = logical_id(resources, "AWS::S3::Bucket", "StoragePayloads")
     assert grants(statements_of(resources, role)) == {
-        **XRAY,
+        **XRAY, **own_logs(resources, "consumer_handler.lambda_handler"),
         # grant_put's set: writes only. No GetObject/ListBucket: the consumer cannot read stored payloads
         prefix_of(bucket, "payloads/"): {"s3:PutObject", "s3:Abort*", "s3:PutObjectLegalHold", "s3:PutObjectRetention",
                                          "s3:PutObjectTagging", "s3:PutObjectVersionTagging"},
         arn(queue): {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
                      "sqs:GetQueueAttributes", "sqs:GetQueueUrl"},
     }
-    assert resources[role]["Properties"]["ManagedPolicyArns"] == BASIC_EXECUTION
+    assert "ManagedPolicyArns" not in resources[role]["Properties"]
 
 
 def test_no_other_role_exists_and_no_policy_uses_wildcards(resources: dict[str, dict[str, Any]]) -> None:
@@ -160,8 +167,10 @@ def test_everything_that_stores_data_is_encrypted_at_rest(resources: dict[str, d
 
 
 def test_cors_is_off(resources: dict[str, dict[str, Any]], pipeline: Pipeline) -> None:
-    methods = [m["Properties"]["HttpMethod"] for m in of_type(resources, "AWS::ApiGateway::Method").values()]
-    assert methods == ["POST"]  # no OPTIONS preflight method
+    methods = {m["Properties"]["HttpMethod"]: m["Properties"] for m in of_type(resources, "AWS::ApiGateway::Method").values()}
+    # OPTIONS exists only to reach the function (405, key required like every method): no MOCK CORS preflight
+    assert methods["OPTIONS"]["Integration"]["Type"] == "AWS_PROXY" and methods["OPTIONS"]["ApiKeyRequired"] is True
+    assert {m["Integration"]["Type"] for m in methods.values()} == {"AWS_PROXY"}
     assert "Access-Control" not in json.dumps(resources)
     assert all("CorsConfiguration" not in b["Properties"] for b in of_type(resources, "AWS::S3::Bucket").values())
     # And the function itself never answers with CORS headers, to a preflight or a POST
@@ -181,9 +190,9 @@ def test_api_gateway_never_logs_bodies_headers_or_keys(resources: dict[str, dict
         assert sensitive not in access_log_format
 
 
-def test_the_post_method_requires_an_api_key_and_a_missing_key_is_a_403_problem(resources: dict[str, dict[str, Any]]) -> None:
-    [post] = of_type(resources, "AWS::ApiGateway::Method").values()
-    assert post["Properties"]["ApiKeyRequired"] is True
+def test_every_method_requires_an_api_key_and_a_missing_key_is_a_403_problem(resources: dict[str, dict[str, Any]]) -> None:
+    methods = of_type(resources, "AWS::ApiGateway::Method").values()
+    assert len(methods) == 7 and all(method["Properties"]["ApiKeyRequired"] is True for method in methods)
     for response_type in ("INVALID_API_KEY", "ACCESS_DENIED"):
         [gateway] = [r["Properties"] for r in of_type(resources, "AWS::ApiGateway::GatewayResponse").values()
                      if r["Properties"]["ResponseType"] == response_type]
@@ -200,6 +209,7 @@ def test_the_post_method_requires_an_api_key_and_a_missing_key_is_a_403_problem(
 REVIEWED_SUPPRESSIONS = {  # rule -> why it is acceptable: docs/SECURITY.md
     "AwsSolutions-S1", "AwsSolutions-IAM4", "AwsSolutions-IAM5", "AwsSolutions-APIG2", "AwsSolutions-APIG3",
     "AwsSolutions-APIG4", "AwsSolutions-COG4", "AwsSolutions-SQS3",
+    "Serverless-LambdaDLQ", "Serverless-LambdaEventSourceMappingDestination", "Serverless-SQSRedrivePolicy",
 }
 
 

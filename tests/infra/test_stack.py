@@ -6,10 +6,11 @@ import json
 from typing import Any
 
 import pytest
+from aws_cdk import Aspects
 from aws_cdk.assertions import Annotations, Match, Template
 
 from infra.application import build_app, cdk_json_context
-from infra.config import PipelineConfig
+from infra.config import MAX_BODY_BYTES_CEILING, ConfigError, PipelineConfig
 from infra.stack import IngestPipelineStack
 
 
@@ -116,19 +117,53 @@ def test_worker_pool_is_bounded_by_max_workers_and_reports_item_failures(templat
     assert env["UPLOAD_CONCURRENCY"] == "16" and env["OBJECT_PREFIX"] == "payloads/"
 
 
-def test_post_requires_an_api_key_and_a_usage_plan_throttles_it(template: Template) -> None:
-    method = only(template, "AWS::ApiGateway::Method")["Properties"]
-    assert (method["HttpMethod"], method["ApiKeyRequired"]) == ("POST", True)
-    assert method["Integration"]["Type"] == "AWS_PROXY"
+def methods_by_verb(template: Template) -> dict[str, dict[str, Any]]:
+    return {m["Properties"]["HttpMethod"]: m["Properties"] for m in template.find_resources("AWS::ApiGateway::Method").values()}
+
+
+def test_every_verb_reaches_the_ingest_function_with_an_api_key_and_a_usage_plan_throttles_it(template: Template) -> None:
+    # Every method API Gateway knows is on /v1/payloads, key-protected, proxied to the ingest function:
+    # the handler answers POST, and 405 + Allow: POST to the rest, as make run does
+    methods = methods_by_verb(template)
+    assert set(methods) == {"POST", "GET", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}
+    ingest = next(lid for lid in template.find_resources("AWS::Lambda::Function") if lid.startswith("ApiIngest"))
+    for verb, method in methods.items():
+        assert method["ApiKeyRequired"] is True, verb
+        assert method["Integration"]["Type"] == "AWS_PROXY", verb
+        assert {"Fn::GetAtt": [ingest, "Arn"]} in method["Integration"]["Uri"]["Fn::Join"][1], verb
+    assert len({json.dumps(m["ResourceId"]) for m in methods.values()}) == 1  # all on the one payloads resource
     plan = only(template, "AWS::ApiGateway::UsagePlan")["Properties"]
     assert plan["Throttle"] == {"BurstLimit": 2000, "RateLimit": 1000}
     assert only(template, "AWS::ApiGateway::RestApi")["Properties"]["BinaryMediaTypes"] == ["*/*"]
     template.resource_count_is("AWS::ApiGateway::UsagePlanKey", 1)
 
 
+def test_the_stage_has_a_throttle_ceiling_above_the_per_key_plan(template: Template) -> None:
+    [settings] = only(template, "AWS::ApiGateway::Stage")["Properties"]["MethodSettings"]
+    assert (settings["HttpMethod"], settings["ResourcePath"]) == ("*", "/*")  # the stage's default method settings
+    assert (settings["ThrottlingRateLimit"], settings["ThrottlingBurstLimit"]) == (5000, 5000)
+    plan = only(template, "AWS::ApiGateway::UsagePlan")["Properties"]["Throttle"]
+    assert settings["ThrottlingRateLimit"] >= plan["RateLimit"] and settings["ThrottlingBurstLimit"] >= plan["BurstLimit"]
+
+
+def test_the_stage_ceiling_is_a_knob_and_may_not_sit_below_the_per_key_limits() -> None:
+    _, template = synth(STAGE_THROTTLE_RATE_LIMIT=20000, STAGE_THROTTLE_BURST_LIMIT=8000)
+    [settings] = only(template, "AWS::ApiGateway::Stage")["Properties"]["MethodSettings"]
+    assert (settings["ThrottlingRateLimit"], settings["ThrottlingBurstLimit"]) == (20000, 8000)
+    for knobs, named in (({"STAGE_THROTTLE_RATE_LIMIT": 999}, "STAGE_THROTTLE_RATE_LIMIT"),
+                         ({"STAGE_THROTTLE_BURST_LIMIT": 1999}, "STAGE_THROTTLE_BURST_LIMIT")):
+        with pytest.raises(ConfigError, match=named):
+            PipelineConfig.resolve(knobs, environ={})
+
+
+def test_max_body_bytes_above_what_reaches_lambda_fails_synth_naming_it() -> None:
+    with pytest.raises(ConfigError, match="MAX_BODY_BYTES"):
+        synth(MAX_BODY_BYTES=MAX_BODY_BYTES_CEILING + 1)
+
+
 def test_api_key_can_be_turned_off_and_the_stage_is_throttled_instead() -> None:
     _, template = synth(REQUIRE_API_KEY=False)
-    assert only(template, "AWS::ApiGateway::Method")["Properties"]["ApiKeyRequired"] is False
+    assert {m["ApiKeyRequired"] for m in methods_by_verb(template).values()} == {False}
     stage = only(template, "AWS::ApiGateway::Stage")["Properties"]
     assert stage["MethodSettings"][0]["ThrottlingRateLimit"] == 1000
 
@@ -164,13 +199,16 @@ def test_ingest_may_only_send_to_its_queue_and_no_policy_has_wildcard_actions(te
     assert "sqs:SendMessage" in sqs_statements[0]["Action"]
 
 
-def test_cdk_nag_reports_no_unsuppressed_errors_or_warnings(default: tuple[IngestPipelineStack, Template]) -> None:
+@pytest.mark.parametrize("pack", ["AwsSolutions", "Serverless"])
+def test_cdk_nag_reports_no_unsuppressed_errors_or_warnings(default: tuple[IngestPipelineStack, Template], pack: str) -> None:
     stack, _ = default
     findings = Annotations.from_stack(stack)
-    errors = findings.find_error("*", Match.string_like_regexp("AwsSolutions-.*"))
-    warnings = findings.find_warning("*", Match.string_like_regexp("AwsSolutions-.*"))
+    errors = findings.find_error("*", Match.string_like_regexp(f"{pack}-.*"))
+    warnings = findings.find_warning("*", Match.string_like_regexp(f"{pack}-.*"))
     assert [e.entry.data for e in errors] == []
     assert [w.entry.data for w in warnings] == []
+    # and the pack really ran at synth (app.py builds the app with build_app)
+    assert f"{pack}Checks" in {type(aspect).__name__ for aspect in Aspects.of(stack.node.root).all}
 
 
 def test_cfn_lint_finds_no_errors(template: Template) -> None:
