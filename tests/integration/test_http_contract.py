@@ -3,7 +3,10 @@ the path: what AWS answers is what `make run` answers."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import yaml
 
 from infra.api_construct import PAYLOAD_METHODS
 from tests.conftest import Pipeline, collection
@@ -42,3 +45,13 @@ def test_a_path_below_payloads_is_still_a_404(pipeline: Pipeline) -> None:
     response = pipeline.post(collection(1), path="/v1/payloads/extra")
     assert (response.status, response.body["type"]) == (404, "urn:ingest-pipeline:problem:not-found")
     assert pipeline.queue_depth() == 0
+
+
+def test_the_openapi_document_lists_every_routed_method() -> None:
+    spec = yaml.safe_load((Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml").read_text())
+    operations = spec["paths"]["/v1/payloads"]
+    assert {verb.upper() for verb in operations} == set(PAYLOAD_METHODS)
+    for verb in PAYLOAD_METHODS:
+        if verb != "POST":
+            assert operations[verb.lower()]["responses"]["405"] == {"$ref": "#/components/responses/MethodNotAllowed"}
+    assert spec["components"]["responses"]["MethodNotAllowed"]["headers"]["Allow"]["schema"]["enum"] == ["POST"]
