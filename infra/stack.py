@@ -66,9 +66,9 @@ class IngestPipelineStack(Stack):
             NagSuppressions.add_resource_suppressions(
                 method,
                 [
-                    {"id": "AwsSolutions-APIG4", "reason": "Clients are identified and throttled by an API key bound to a "
-                     "usage plan (REQUIRE_API_KEY). Keys are not authentication: docs/SECURITY.md names the options "
-                     "(Lambda or JWT authorizer, mTLS, WAF)."},
+                    {"id": "AwsSolutions-APIG4", "reason": "Clients are identified and throttled by an API key bound "
+                     "to a usage plan (REQUIRE_API_KEY). Keys are not authentication: docs/SECURITY.md names the "
+                     "options (Lambda or JWT authorizer, mTLS, WAF)."},
                     {"id": "AwsSolutions-COG4", "reason": "No Cognito users: clients are devices holding API keys."},
                 ],
             )

@@ -74,9 +74,9 @@ def build_messages(collection: PayloadCollection, request_id: str, received_at_m
         body = '{"id":"' + payload_id + '"' + head + payload + "}"
         size = len(body.encode("utf-8")) + attribute_size
         if size > SQS_MAX_MESSAGE_BYTES:
-            raise too_large("message-too-large", f"data[{index}] does not fit one queue message: with its envelope "
-                            f"(id, receivedAt, version, token) it is {size} bytes; the limit is {SQS_MAX_MESSAGE_BYTES}",
-                            f"/data/{index}")
+            raise too_large("message-too-large", f"data[{index}] does not fit one queue message: with its "
+                            f"envelope (id, receivedAt, version, token) it is {size} bytes; "
+                            f"the limit is {SQS_MAX_MESSAGE_BYTES}", f"/data/{index}")
         messages.append(OutgoingMessage(payload_id, body, request_id, size))
     return messages
 

@@ -73,7 +73,8 @@ XRAY = {json.dumps("*"): {"xray:PutTelemetryRecords", "xray:PutTraceSegments"}} 
 
 def own_logs(resources: dict[str, dict[str, Any]], handler: str) -> dict[str, set[str]]:
     """Write access to the function's own log group only (its ARN covers its log streams)."""
-    [function] = [r for r in of_type(resources, "AWS::Lambda::Function").values() if r["Properties"]["Handler"] == handler]
+    [function] = [r for r in of_type(resources, "AWS::Lambda::Function").values()
+                  if r["Properties"]["Handler"] == handler]
     group = function["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
     return {arn(group): {"logs:CreateLogStream", "logs:PutLogEvents"}}
 
@@ -167,7 +168,8 @@ def test_everything_that_stores_data_is_encrypted_at_rest(resources: dict[str, d
 
 
 def test_cors_is_off(resources: dict[str, dict[str, Any]], pipeline: Pipeline) -> None:
-    methods = {m["Properties"]["HttpMethod"]: m["Properties"] for m in of_type(resources, "AWS::ApiGateway::Method").values()}
+    methods = {m["Properties"]["HttpMethod"]: m["Properties"]
+               for m in of_type(resources, "AWS::ApiGateway::Method").values()}
     # OPTIONS exists only to reach the function (405, key required like every method): no MOCK CORS preflight
     assert methods["OPTIONS"]["Integration"]["Type"] == "AWS_PROXY" and methods["OPTIONS"]["ApiKeyRequired"] is True
     assert {m["Integration"]["Type"] for m in methods.values()} == {"AWS_PROXY"}
@@ -190,7 +192,9 @@ def test_api_gateway_never_logs_bodies_headers_or_keys(resources: dict[str, dict
         assert sensitive not in access_log_format
 
 
-def test_every_method_requires_an_api_key_and_a_missing_key_is_a_403_problem(resources: dict[str, dict[str, Any]]) -> None:
+def test_every_method_requires_an_api_key_and_a_missing_key_is_a_403_problem(
+    resources: dict[str, dict[str, Any]],
+) -> None:
     methods = of_type(resources, "AWS::ApiGateway::Method").values()
     assert len(methods) == 7 and all(method["Properties"]["ApiKeyRequired"] is True for method in methods)
     for response_type in ("INVALID_API_KEY", "ACCESS_DENIED"):

@@ -118,10 +118,13 @@ def test_worker_pool_is_bounded_by_max_workers_and_reports_item_failures(templat
 
 
 def methods_by_verb(template: Template) -> dict[str, dict[str, Any]]:
-    return {m["Properties"]["HttpMethod"]: m["Properties"] for m in template.find_resources("AWS::ApiGateway::Method").values()}
+    methods = template.find_resources("AWS::ApiGateway::Method").values()
+    return {m["Properties"]["HttpMethod"]: m["Properties"] for m in methods}
 
 
-def test_every_verb_reaches_the_ingest_function_with_an_api_key_and_a_usage_plan_throttles_it(template: Template) -> None:
+def test_every_verb_reaches_the_ingest_function_with_an_api_key_and_a_usage_plan_throttles_it(
+    template: Template,
+) -> None:
     # Every method API Gateway knows is on /v1/payloads, key-protected, proxied to the ingest function:
     # the handler answers POST, and 405 + Allow: POST to the rest, as make run does
     methods = methods_by_verb(template)
@@ -143,7 +146,8 @@ def test_the_stage_has_a_throttle_ceiling_above_the_per_key_plan(template: Templ
     assert (settings["HttpMethod"], settings["ResourcePath"]) == ("*", "/*")  # the stage's default method settings
     assert (settings["ThrottlingRateLimit"], settings["ThrottlingBurstLimit"]) == (5000, 5000)
     plan = only(template, "AWS::ApiGateway::UsagePlan")["Properties"]["Throttle"]
-    assert settings["ThrottlingRateLimit"] >= plan["RateLimit"] and settings["ThrottlingBurstLimit"] >= plan["BurstLimit"]
+    assert settings["ThrottlingRateLimit"] >= plan["RateLimit"]
+    assert settings["ThrottlingBurstLimit"] >= plan["BurstLimit"]
 
 
 def test_the_stage_ceiling_is_a_knob_and_may_not_sit_below_the_per_key_limits() -> None:
@@ -200,7 +204,9 @@ def test_ingest_may_only_send_to_its_queue_and_no_policy_has_wildcard_actions(te
 
 
 @pytest.mark.parametrize("pack", ["AwsSolutions", "Serverless"])
-def test_cdk_nag_reports_no_unsuppressed_errors_or_warnings(default: tuple[IngestPipelineStack, Template], pack: str) -> None:
+def test_cdk_nag_reports_no_unsuppressed_errors_or_warnings(
+    default: tuple[IngestPipelineStack, Template], pack: str
+) -> None:
     stack, _ = default
     findings = Annotations.from_stack(stack)
     errors = findings.find_error("*", Match.string_like_regexp(f"{pack}-.*"))

@@ -54,7 +54,8 @@ def test_a_request_at_every_limit_with_escaping_heavy_characters_is_one_message_
     # Given version and token at their longest, made only of a character that escaping inflates, and
     # a payload of exactly MAX_PAYLOAD_BYTES (the largest the config allows) of the same character
     # (U+2028 is whitespace, and an all-whitespace field is refused as empty: one "v" keeps it valid)
-    version, token = ((char * (n - 1) + "v") if char.isspace() else char * n for n in (MAX_VERSION_CHARS, MAX_TOKEN_CHARS))
+    version, token = ((char * (n - 1) + "v") if char.isspace() else char * n
+                      for n in (MAX_VERSION_CHARS, MAX_TOKEN_CHARS))
     payload = payload_filling(LARGEST_PAYLOAD, char)
 
     # When it is posted
@@ -84,7 +85,8 @@ def test_a_payload_whose_envelope_would_not_fit_is_a_413_naming_it_and_nothing_i
     monkeypatch.setenv("MAX_PAYLOAD_BYTES", str(SQS_MAX_MESSAGE_BYTES))
     settings.ingest_settings.cache_clear()
     token = "\U0001f600" * MAX_TOKEN_CHARS
-    document = {"version": "1", "token": token, "data": [{"small": 1}, payload_filling(SQS_MAX_MESSAGE_BYTES - 4096, "a")]}
+    big = payload_filling(SQS_MAX_MESSAGE_BYTES - 4096, "a")
+    document = {"version": "1", "token": token, "data": [{"small": 1}, big]}
 
     # When it is posted
     response = pipeline.post(body_of(document))
