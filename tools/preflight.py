@@ -25,8 +25,8 @@ from infra.config import ConfigError, PipelineConfig, cdk_json_context
 
 OK, BLOCKED = "✓", "✗"
 # Lambda refuses a reservation that leaves the account fewer unreserved concurrent executions than
-# this (AWS Lambda Developer Guide, "Configuring reserved concurrency": "You can reserve up to the
-# Unreserved account concurrency value minus 100").
+# this (AWS Lambda API Reference, PutFunctionConcurrency: "as long as you leave at least 100
+# simultaneous executions unreserved"; Developer Guide, "Configuring reserved concurrency").
 MIN_UNRESERVED_CONCURRENCY = 100
 QUOTA_WHERE = 'Service Quotas console > AWS services > AWS Lambda > "Concurrent executions"'
 BOOTSTRAP_STACK = "CDKToolkit"
@@ -157,6 +157,9 @@ def check_cdk_bootstrap(clients: Clients, config: PipelineConfig) -> Finding:
 
 
 def check_api_gateway_role(clients: Clients, config: PipelineConfig) -> Finding:
+    # The stage logs (execution and access logs), and API Gateway writes them only through the
+    # account's CloudWatch role, one per region (API Gateway Developer Guide, "Set up CloudWatch
+    # logging for REST APIs": "you must grant API Gateway permission to read and write logs").
     role_arn = clients.apigateway.get_account().get("cloudwatchRoleArn", "")
     # CDK names the role it creates <stack name>-<construct id>..., so a redeploy recognises its own.
     ours = role_arn.rsplit("/", 1)[-1].startswith(f"{stack_name(config)}-")
