@@ -13,7 +13,7 @@ NODE_STAMP := node_modules/.installed
 CDK := node_modules/.bin/cdk
 
 .DEFAULT_GOAL := help
-.PHONY: help install test synth bootstrap deploy destroy clean bench run loadtest verify redrive soak checkov
+.PHONY: help install test synth bootstrap preflight deploy destroy clean bench run loadtest verify redrive soak checkov
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -46,7 +46,11 @@ synth: install  ## write the CloudFormation template to cdk.out/ (offline)
 bootstrap: install  ## cdk bootstrap: once per AWS account and region, before the first deploy
 	$(CDK) bootstrap
 
-deploy: install  ## cdk deploy into the account of your AWS profile (cdk bootstrap once first)
+preflight: $(PY_STAMP)  ## read-only checks of your AWS account for deploy blockers (quota, layer, bootstrap, role)
+	$(PY) -m tools.preflight
+
+# make deploy runs make preflight first; SKIP_PREFLIGHT=1 skips it.
+deploy: install $(if $(filter 1,$(SKIP_PREFLIGHT)),,preflight)  ## make preflight (SKIP_PREFLIGHT=1 skips it), then cdk deploy into your AWS profile's account
 	$(CDK) deploy --require-approval broadening
 
 destroy: install  ## cdk destroy (the payload bucket is retained unless DESTROY_ON_REMOVE=true)

@@ -107,7 +107,7 @@ class IngestApi(Construct):
             # Every body reaches the Lambda base64-encoded and byte-exact: gzip and invalid UTF-8
             # are then the handler's to judge (400/413), not mangled by the gateway.
             binary_media_types=["*/*"],
-            cloud_watch_role=True,
+            cloud_watch_role=config.API_GATEWAY_CLOUDWATCH_ROLE,
             deploy_options=apigw.StageOptions(
                 stage_name=config.STAGE,
                 tracing_enabled=config.TRACING,

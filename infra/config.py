@@ -119,6 +119,14 @@ class PipelineConfig:
     OBJECT_EXPIRATION_DAYS: int = 0  # 0 keeps objects forever
     ACCESS_LOG_EXPIRATION_DAYS: int = 90
     DESTROY_ON_REMOVE: bool = False  # dev only: `cdk destroy` deletes the bucket and its objects
+    # --- first deploy into a fresh account (make preflight, README "Deploy and tear down") ------
+    # "off": no reserved concurrency, for accounts whose concurrency quota leaves no room for one
+    # (AWS keeps 100 unreserved); the mapping's maximum concurrency alone then bounds the pool.
+    RESERVED_CONCURRENCY: str = "on"
+    # "bundle": Powertools goes into the function asset (regions without the public layer's parameter).
+    POWERTOOLS_SOURCE: str = "layer"
+    # false: the account's own API Gateway CloudWatch role (one per region) is used, not replaced.
+    API_GATEWAY_CLOUDWATCH_ROLE: bool = True
     # --- runtime and telemetry ----------------------------------------------------------------
     PYTHON_VERSION: str = "3.14"
     POWERTOOLS_VERSION: str = "3.37.0"  # same as requirements-dev.txt; resolves the public layer
@@ -174,6 +182,8 @@ class PipelineConfig:
             (60 <= self.OLDEST_MESSAGE_AGE_ALARM_SECONDS < self.QUEUE_RETENTION_DAYS * 86400,
              "OLDEST_MESSAGE_AGE_ALARM_SECONDS must be 60 or more and below the queue retention (messages expire then)"),
             (1 <= self.API_5XX_RATE_ALARM_PERCENT <= 100, "API_5XX_RATE_ALARM_PERCENT must be 1..100"),
+            (self.RESERVED_CONCURRENCY in ("on", "off"), "RESERVED_CONCURRENCY must be on or off"),
+            (self.POWERTOOLS_SOURCE in ("layer", "bundle"), "POWERTOOLS_SOURCE must be layer or bundle"),
         ]
         failures = [message for ok, message in checks if not ok]
         if failures:
@@ -191,6 +201,12 @@ class PipelineConfig:
         good messages drift into the DLQ: MAX_WORKERS (its maximum concurrency), or in provisioned
         mode 10 x MAX_POLLERS (AWS: each SQS event poller drives up to 10 concurrent invokes)."""
         return 10 * self.MAX_POLLERS if self.PROVISIONED_POLLERS else self.MAX_WORKERS
+
+    @property
+    def consumer_reservation(self) -> int | None:
+        """What the consumer function reserves: consumer_reserved_concurrency, or None (nothing
+        reserved) with RESERVED_CONCURRENCY=off."""
+        return self.consumer_reserved_concurrency if self.RESERVED_CONCURRENCY == "on" else None
 
     @property
     def powertools_layer_parameter(self) -> str:

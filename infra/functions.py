@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -11,8 +9,8 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from infra.config import PipelineConfig
+from infra.lambda_asset import lambda_code
 
-LAMBDA_SOURCE = Path(__file__).resolve().parent.parent / "lambdas"
 _RUNTIMES = {"3.13": lambda_.Runtime.PYTHON_3_13, "3.14": lambda_.Runtime.PYTHON_3_14}
 _RETENTION = {
     1: logs.RetentionDays.ONE_DAY, 3: logs.RetentionDays.THREE_DAYS, 5: logs.RetentionDays.FIVE_DAYS,
@@ -45,11 +43,12 @@ def pipeline_function(
     environment: dict[str, str],
     timeout_seconds: int,
     memory_mb: int,
-    powertools_layer: lambda_.ILayerVersion,
+    powertools_layer: lambda_.ILayerVersion | None,
     reserved_concurrency: int | None = None,
 ) -> lambda_.Function:
-    """A Python arm64 Function whose code is the plain lambdas/ folder (no Docker bundling).
+    """A Python arm64 Function whose code is the lambdas/ folder (infra/lambda_asset.py, no Docker).
 
+    ``powertools_layer`` is None when Powertools is bundled into the asset (POWERTOOLS_SOURCE=bundle).
     Its role may write only to the function's own log group: the default role's
     AWSLambdaBasicExecutionRole grants log writes on every log group (``*``). Tracing adds X-Ray's grant.
     """
@@ -63,8 +62,8 @@ def pipeline_function(
         runtime=_RUNTIMES[config.PYTHON_VERSION],
         architecture=lambda_.Architecture.ARM_64,
         handler=handler,
-        code=lambda_.Code.from_asset(str(LAMBDA_SOURCE), exclude=["**/__pycache__", "**/*.pyc"]),
-        layers=[powertools_layer],
+        code=lambda_code(config),
+        layers=[powertools_layer] if powertools_layer is not None else None,
         environment=environment,
         timeout=Duration.seconds(timeout_seconds),
         memory_size=memory_mb,

@@ -22,8 +22,11 @@ class IngestPipelineStack(Stack):
         self.config = config
         # The public parameter of one exact Powertools release, resolved by CloudFormation at
         # deploy time: synth stays offline and the layer is pinned to requirements-dev.txt's version.
-        layer_arn = ssm.StringParameter.value_for_string_parameter(self, config.powertools_layer_parameter)
-        powertools = lambda_.LayerVersion.from_layer_version_arn(self, "PowertoolsLayer", layer_arn)
+        # POWERTOOLS_SOURCE=bundle puts that release into the asset instead (infra/lambda_asset.py).
+        powertools: lambda_.ILayerVersion | None = None
+        if config.POWERTOOLS_SOURCE == "layer":
+            layer_arn = ssm.StringParameter.value_for_string_parameter(self, config.powertools_layer_parameter)
+            powertools = lambda_.LayerVersion.from_layer_version_arn(self, "PowertoolsLayer", layer_arn)
 
         self.storage = PayloadStorage(self, "Storage", config=config)
         self.queue = PayloadQueue(self, "Buffer", config=config)

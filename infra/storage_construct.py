@@ -13,7 +13,10 @@ class PayloadStorage(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, config: PipelineConfig) -> None:
         super().__init__(scope, construct_id)
         destroy = config.DESTROY_ON_REMOVE
-        removal = RemovalPolicy.DESTROY if destroy else RemovalPolicy.RETAIN
+        # RetainExceptOnCreate: kept on update and delete, but a failed first create removes them,
+        # so a rolled-back deploy leaves no orphaned buckets behind (AWS CloudFormation User Guide,
+        # "DeletionPolicy attribute"). CloudFormation has no such UpdateReplacePolicy: that stays Retain.
+        removal = RemovalPolicy.DESTROY if destroy else RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE
 
         self.access_log_bucket = s3.Bucket(
             self,

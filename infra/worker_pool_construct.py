@@ -31,7 +31,7 @@ class WorkerPool(Construct):
         config: PipelineConfig,
         queue: sqs.IQueue,
         bucket: s3.IBucket,
-        powertools_layer: lambda_.ILayerVersion,
+        powertools_layer: lambda_.ILayerVersion | None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.function = pipeline_function(
@@ -45,7 +45,8 @@ class WorkerPool(Construct):
             powertools_layer=powertools_layer,
             # Never below the mapping's maximum concurrency, or the mapping over-pulls, gets
             # throttled, and good messages drift into the DLQ (MAX_WORKERS, or 10 x MAX_POLLERS).
-            reserved_concurrency=config.consumer_reserved_concurrency,
+            # RESERVED_CONCURRENCY=off reserves nothing: the mapping's bound alone limits the pool.
+            reserved_concurrency=config.consumer_reservation,
         )
         bucket.grant_put(self.function, objects_key_pattern=f"{config.OBJECT_PREFIX}*")
         self.event_source = event_sources.SqsEventSource(

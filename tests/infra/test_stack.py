@@ -88,7 +88,7 @@ def test_bucket_is_private_encrypted_tls_only_logged_and_retained(template: Temp
                                                        "IgnorePublicAcls": True, "RestrictPublicBuckets": True}
     assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
     assert props["LifecycleConfiguration"]["Rules"][0]["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 7}
-    assert bucket["DeletionPolicy"] == "Retain" and bucket["UpdateReplacePolicy"] == "Retain"
+    assert bucket["DeletionPolicy"] == "RetainExceptOnCreate" and bucket["UpdateReplacePolicy"] == "Retain"
     bucket_policies = template.find_resources("AWS::S3::BucketPolicy")
     assert all(_denies_insecure_transport(p["Properties"]["PolicyDocument"]) for p in bucket_policies.values())
 
