@@ -144,10 +144,14 @@ class Assessment:
 
     @property
     def binding(self) -> Check:
-        """The judged stage with the least headroom (limit / need), failing ones first. An unbounded
-        backlog (infinite need) is the consequence of another stage, so it is never the one named."""
+        """The judged stage with the least headroom (limit / need), failing ones first; a quota counts at
+        the value to request. An unbounded backlog (infinite need) is the consequence of another stage,
+        so it is never the one named."""
         judged = [c for c in self.checks if c.kind != "info" and not math.isinf(c.need)]
-        return min(judged, key=lambda c: (c.status != FAIL, c.ratio))
+        def headroom(c: Check) -> float:  # rounded: equal headrooms go to the stage met first
+            return round(c.request / c.need if c.status == QUOTA else c.ratio, 3)
+
+        return min(judged, key=lambda c: (c.status != FAIL, headroom(c)))
 
     @property
     def exit_code(self) -> int:
@@ -213,7 +217,7 @@ def assess(config: PipelineConfig, load: Load, assume: cost.Assumptions | None =
                         "AWS default quota", "quota", "apigw-rate", _round_up(rps * HEADROOM)))
     burst_need = max(key_burst, stage_burst or 0)
     checks.append(Check("API Gateway", "account burst (>= the configured bursts)", burst_need, APIGW_ACCOUNT_BURST,
-                        "requests", "AWS default quota", "quota", "apigw-burst", _round_up(burst_need)))
+                        "requests", "AWS default quota", "quota", "apigw-burst", _round_up(burst_need * HEADROOM)))
     if stage_rate is not None:
         checks.append(Check("API Gateway", "stage throttle", rps, stage_rate, "rps", _stage_source(config), "config"))
     if config.REQUIRE_API_KEY:
@@ -264,8 +268,8 @@ def assess(config: PipelineConfig, load: Load, assume: cost.Assumptions | None =
                             note=f"{math.ceil(rate / per_poller):,} pollers needed"))
     else:
         esm_limit = config.MAX_WORKERS * batch / duration_s
-        checks.append(Check("Event source mapping", f"messages/s: MAX_WORKERS x {batch:,.0f} / {duration_s * 1000:.0f} ms",
-                            rate, esm_limit, "messages/s", "MAX_WORKERS (maximum concurrency)", "config"))
+        item = f"messages/s: MAX_WORKERS x {batch:,.0f} / {duration_s * 1000:.0f} ms"
+        checks.append(Check("Event source mapping", item, rate, esm_limit, "messages/s", "MAX_WORKERS (maximum concurrency)", "config"))
     consumer_concurrency = batches_s * duration_s
     checks.append(Check("Consumer Lambda", f"concurrency = {batches_s:,.0f} batches/s x {duration_s * 1000:.0f} ms",
                         consumer_concurrency, reserved, "executions", "reserved concurrency (derived)", "config"))
@@ -362,8 +366,9 @@ def _limit(check: Check) -> str:
 
 def verdict_lines(assessment: Assessment) -> list[str]:
     binding = assessment.binding
+    limit = f"{_num(binding.request)} after the increase" if binding.status == QUOTA else _num(binding.limit)
     out = [f"binding stage: {binding.stage}, {binding.item}: needs {_num(binding.need)} {binding.unit}, "
-           f"limit {_num(binding.limit)} ({binding.source})"]
+           f"limit {limit} ({binding.source})"]
     if assessment.failures:
         out.append("NOT carried by this configuration (exit 1):")
         out += [f"  ✗ {c.stage}: {c.item}: {_num(c.need)} > {_num(c.limit)} {c.unit} ({c.source})"
@@ -456,6 +461,8 @@ def render_markdown() -> str:
     telemetry = sum(line.usd for line in scale_cost if line.service in ("CloudWatch", "X-Ray"))
     biggest = max(scale_cost, key=lambda line: line.usd)
     f, c = scale.figures, scale.config
+    dev_assume = cost.assumptions_for(dev.config)
+    dev_payload_ms, dev_batch_ms = dev_assume.consumer_ms_payload_mode, dev_assume.consumer_ms_batch_mode
     in_flight = next(x for x in scale.checks if x.item.startswith("in flight"))
     drain = next(x for x in scale.checks if x.stage == "Backlog")
     return "\n".join([
@@ -575,6 +582,22 @@ def render_markdown() -> str:
         f"{payload_mode_max_rpm(SEED[1]):,.0f} requests/min at {SEED[1]} payloads each "
         f"({payload_mode_max_rpm(1):,.0f} at one). `tools.capacity` marks S3 ✗ in payload mode above it and says "
         "to use `OBJECT_MODE=batch`. The key layout stays as it is.",
+        "",
+        "## Sizing the worker pool for another load",
+        "",
+        f"* **Standard mode** (`MAX_WORKERS`, 2–1,000) carries `MAX_WORKERS` x batch / duration messages/s. A "
+        f"payload-mode batch of {dev.config.BATCH_SIZE} takes ~{dev_payload_ms:.0f} ms at "
+        f"{dev.config.CONSUMER_MEMORY_MB} MB (ceil(`BATCH_SIZE` / `UPLOAD_CONCURRENCY`) waves of 20 ms PUTs plus "
+        f"CPU), so one worker carries ~{dev.config.BATCH_SIZE / dev_payload_ms * 1000:,.0f} payloads/s; a batch-mode "
+        f"batch ~{dev_batch_ms:.0f} ms, ~{dev.config.BATCH_SIZE / dev_batch_ms * 1000:,.0f} payloads/s. When a "
+        "worker is CPU-bound, raise `CONSUMER_MEMORY_MB` (CPU share grows with memory up to 1,769 MB) before "
+        "`UPLOAD_CONCURRENCY`. Standard mode adds pollers as the backlog grows, so a step from idle takes about a "
+        "minute to absorb.",
+        f"* **Provisioned pollers** (`PROVISIONED_POLLERS=true`): when the load needs more than 1,000 workers, or "
+        "arrives in steps that a one-minute ramp would turn into backlog. A poller takes at most "
+        f"~{POLLER_POLLS_PER_SECOND * SQS_RECEIVE_MAX} messages/s, so `MAX_POLLERS` >= messages/s / 100 (+20 %); "
+        "`MIN_POLLERS` stay warm and are billed per hour whether used or not. Provisioned mode cannot be combined "
+        "with maximum concurrency, so the stack reserves 10 x `MAX_POLLERS` for the consumer.",
         "",
         f"## Monthly cost, `PROFILE=scale` ({prices.REGION} list prices checked {prices.PRICES_CHECKED})",
         "",
