@@ -53,6 +53,7 @@ LAMBDA_SYNC_PAYLOAD_BYTES = 6 * 1024 * 1024  # one ESM invocation's event, batch
 # gradually, answering 503 SlowDown meanwhile. Every hour= starts a new prefix (both object modes).
 S3_PUT_PER_PREFIX = 3_500
 HEADROOM = 1.2  # what a quota request adds above the need
+COLLECTION_JSON = '{"version":"1.4.2","token":"device-token-123","data":[]}'  # as cost.sqs_message_bytes builds it
 
 QUOTAS = {
     "apigw-rate": "API Gateway: Throttle rate (Service Quotas console, Amazon API Gateway; Region)",
@@ -148,6 +149,7 @@ class Assessment:
         the value to request. An unbounded backlog (infinite need) is the consequence of another stage,
         so it is never the one named."""
         judged = [c for c in self.checks if c.kind != "info" and not math.isinf(c.need)]
+
         def headroom(c: Check) -> float:  # rounded: equal headrooms go to the stage met first
             return round(c.request / c.need if c.status == QUOTA else c.ratio, 3)
 
@@ -200,8 +202,8 @@ def assess(config: PipelineConfig, load: Load, assume: cost.Assumptions | None =
     batch, duration_s, batches_s = model["batch"], model["duration_s"], model["batches_per_s"]
     checks: list[Check] = []
 
-    # HTTP contract: a request the ingest rejects is never carried.
-    body = load.payloads_per_request * (load.payload_bytes + 1) + 2
+    # HTTP contract: a request the ingest rejects is never carried. The body: the collection around the payloads.
+    body = len(COLLECTION_JSON) + load.payloads_per_request * (load.payload_bytes + 1) - 1
     checks += [
         Check("HTTP contract", "payloads per request", load.payloads_per_request, config.MAX_PAYLOADS, "payloads",
               "MAX_PAYLOADS", "config"),
