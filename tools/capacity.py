@@ -229,16 +229,20 @@ def assess(config: PipelineConfig, load: Load, assume: cost.Assumptions | None =
 
     # Lambda: the ingest's concurrency (Little's law), then the account's concurrency and invocation rate.
     ingest_concurrency = rps * assume.ingest_ms / 1000
-    reserved = config.consumer_reserved_concurrency
-    account_need = ingest_concurrency + reserved + LAMBDA_UNRESERVED_MINIMUM
+    consumer_concurrency = batches_s * duration_s
+    pool_bound = config.consumer_reserved_concurrency  # MAX_WORKERS, or 10 x MAX_POLLERS
+    reserved = _consumer_reservation(config)
+    consumer_share = reserved if reserved else consumer_concurrency * HEADROOM
+    account_need = ingest_concurrency + consumer_share + LAMBDA_UNRESERVED_MINIMUM
     invocations = rps + batches_s
-    concurrency_request = _round_up(max(ingest_concurrency * HEADROOM + reserved + LAMBDA_UNRESERVED_MINIMUM,
+    concurrency_request = _round_up(max(ingest_concurrency * HEADROOM + consumer_share + LAMBDA_UNRESERVED_MINIMUM,
                                         invocations * HEADROOM / LAMBDA_INVOCATIONS_PER_CONCURRENCY))
+    consumer_item = f"consumer reserved {reserved:,}" if reserved else "consumer (unreserved) +20 %"
     checks += [
         Check("Ingest Lambda", f"concurrency = {rps:,.0f} rps x {assume.ingest_ms:.1f} ms", ingest_concurrency,
               LAMBDA_ACCOUNT_CONCURRENCY, "executions", "AWS default quota (account, shared)", "quota",
               "lambda-concurrency", concurrency_request),
-        Check("Lambda account", f"concurrency: ingest + consumer reserved {reserved:,} + 100 unreserved",
+        Check("Lambda account", f"concurrency: ingest + {consumer_item} + 100 unreserved",
               account_need, LAMBDA_ACCOUNT_CONCURRENCY, "executions", "AWS default quota", "quota",
               "lambda-concurrency", concurrency_request),
         Check("Lambda account", "invocations/s (ingest + consumer batches) <= 10 x concurrency quota",
@@ -271,11 +275,12 @@ def assess(config: PipelineConfig, load: Load, assume: cost.Assumptions | None =
     else:
         esm_limit = config.MAX_WORKERS * batch / duration_s
         item = f"messages/s: MAX_WORKERS x {batch:,.0f} / {duration_s * 1000:.0f} ms"
-        checks.append(Check("Event source mapping", item, rate, esm_limit, "messages/s", "MAX_WORKERS (maximum concurrency)", "config"))
-    consumer_concurrency = batches_s * duration_s
+        checks.append(Check("Event source mapping", item, rate, esm_limit, "messages/s",
+                            "MAX_WORKERS (maximum concurrency)", "config"))
+    bound_by = "reserved concurrency (derived)" if reserved else "the mapping's bound (unreserved)"
     checks.append(Check("Consumer Lambda", f"concurrency = {batches_s:,.0f} batches/s x {duration_s * 1000:.0f} ms",
-                        consumer_concurrency, reserved, "executions", "reserved concurrency (derived)", "config"))
-    capacity = min(esm_limit, reserved * batch / duration_s)
+                        consumer_concurrency, pool_bound, "executions", bound_by, "config"))
+    capacity = min(esm_limit, pool_bound * batch / duration_s)
 
     # S3: PUT/s into one fresh hour= prefix, in each object mode; the configured one is judged.
     for mode, puts in (("payload", rate), ("batch", batches_s)):
@@ -307,11 +312,16 @@ def assess(config: PipelineConfig, load: Load, assume: cost.Assumptions | None =
     return Assessment(config, load, checks, figures)
 
 
+def _consumer_reservation(config: PipelineConfig) -> int:
+    """The consumer's reserved concurrency as the stack sets it (0 when a RESERVED_CONCURRENCY knob turns it off)."""
+    return 0 if getattr(config, "RESERVED_CONCURRENCY", "on") == "off" else config.consumer_reserved_concurrency
+
+
 def _stage_throttle(config: PipelineConfig) -> tuple[float | None, float | None]:
     """The stage-wide throttle: STAGE_THROTTLE_* where the config has them, else THROTTLE_* when there is
     no API key (api_construct puts the usage-plan limits on the stage then)."""
     rate = getattr(config, "STAGE_THROTTLE_RATE_LIMIT", None)
-    if rate is not None:
+    if rate:
         return rate, getattr(config, "STAGE_THROTTLE_BURST_LIMIT", None)
     if not config.REQUIRE_API_KEY:
         return config.THROTTLE_RATE_LIMIT, config.THROTTLE_BURST_LIMIT

@@ -8,6 +8,7 @@ and Region; Lambda 1,000 concurrent executions, 10 x that in invocations/s, 100 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,31 @@ def test_invocation_rate_is_capped_at_ten_times_the_concurrency_quota() -> None:
     assert (invocations.need, invocations.limit) == (pytest.approx(13_200), 10_000)
     assert invocations.status == capacity.QUOTA
     assert invocations.request >= 13_200 / 10  # the concurrency quota that lifts it
+
+
+@dataclass(frozen=True)
+class MergedConfig(PipelineConfig):
+    """The knobs other branches add (i9-preflight, i9-contract), which the model reads when present."""
+
+    RESERVED_CONCURRENCY: str = "on"
+    STAGE_THROTTLE_RATE_LIMIT: int = 5_000
+    STAGE_THROTTLE_BURST_LIMIT: int = 5_000
+
+
+def test_without_a_reservation_the_account_holds_the_consumers_actual_concurrency() -> None:
+    load = capacity.Load(60_000, 10, 1_000, message_bytes=1_000)
+    # 1,000 rps x 10 ms + 100 batches/s x 200 ms x 1.2 + 100 = 10 + 24 + 100
+    off = capacity.assess(MergedConfig(RESERVED_CONCURRENCY="off", MAX_WORKERS=950), load, ASSUME)
+    assert check(off, "Lambda account", "concurrency").need == pytest.approx(134)
+    on = capacity.assess(MergedConfig(MAX_WORKERS=950), load, ASSUME)
+    assert check(on, "Lambda account", "concurrency").need == pytest.approx(1_060)
+
+
+def test_a_stage_throttle_knob_is_judged_with_its_name() -> None:
+    load = capacity.Load(600_000, 10, 1_000, message_bytes=1_000)  # 10,000 rps
+    stage = check(capacity.assess(MergedConfig(), load, ASSUME), "API Gateway", "stage throttle")
+    assert (stage.need, stage.limit, stage.source, stage.status) == (10_000, 5_000, "STAGE_THROTTLE_RATE_LIMIT",
+                                                                     capacity.FAIL)
 
 
 # --- SQS ------------------------------------------------------------------------------------------
