@@ -104,6 +104,7 @@ class Check:
     request: float = 0.0  # the quota value to ask for
     note: str = ""
     warn: bool = False
+    scales: bool = True  # the need grows with the load (HTTP contract and burst rows do not)
 
     @property
     def ok(self) -> bool:
@@ -146,9 +147,10 @@ class Assessment:
     @property
     def binding(self) -> Check:
         """The judged stage with the least headroom (limit / need), failing ones first; a quota counts at
-        the value to request. An unbounded backlog (infinite need) is the consequence of another stage,
-        so it is never the one named."""
-        judged = [c for c in self.checks if c.kind != "info" and not math.isinf(c.need)]
+        the value to request. Rows whose need does not grow with the load are named only when they fail,
+        and an unbounded backlog (infinite need) is the consequence of another stage, so never."""
+        judged = [c for c in self.checks if c.kind != "info" and not math.isinf(c.need)
+                  and (c.scales or c.status == FAIL)]
 
         def headroom(c: Check) -> float:  # rounded: equal headrooms go to the stage met first
             return round(c.request / c.need if c.status == QUOTA else c.ratio, 3)
@@ -206,10 +208,11 @@ def assess(config: PipelineConfig, load: Load, assume: cost.Assumptions | None =
     body = len(COLLECTION_JSON) + load.payloads_per_request * (load.payload_bytes + 1) - 1
     checks += [
         Check("HTTP contract", "payloads per request", load.payloads_per_request, config.MAX_PAYLOADS, "payloads",
-              "MAX_PAYLOADS", "config"),
-        Check("HTTP contract", "request body", body, config.MAX_BODY_BYTES, "B", "MAX_BODY_BYTES", "config"),
+              "MAX_PAYLOADS", "config", scales=False),
+        Check("HTTP contract", "request body", body, config.MAX_BODY_BYTES, "B", "MAX_BODY_BYTES", "config",
+              scales=False),
         Check("HTTP contract", "one payload", load.payload_bytes, config.MAX_PAYLOAD_BYTES, "B",
-              "MAX_PAYLOAD_BYTES", "config"),
+              "MAX_PAYLOAD_BYTES", "config", scales=False),
     ]
 
     # API Gateway: the account throttle, the stage throttle, and the one API key's usage plan.
@@ -219,7 +222,8 @@ def assess(config: PipelineConfig, load: Load, assume: cost.Assumptions | None =
                         "AWS default quota", "quota", "apigw-rate", _round_up(rps * HEADROOM)))
     burst_need = max(key_burst, stage_burst or 0)
     checks.append(Check("API Gateway", "account burst (>= the configured bursts)", burst_need, APIGW_ACCOUNT_BURST,
-                        "requests", "AWS default quota", "quota", "apigw-burst", _round_up(burst_need * HEADROOM)))
+                        "requests", "AWS default quota", "quota", "apigw-burst", _round_up(burst_need * HEADROOM),
+                        scales=False))
     if stage_rate is not None:
         checks.append(Check("API Gateway", "stage throttle", rps, stage_rate, "rps", _stage_source(config), "config"))
     if config.REQUIRE_API_KEY:
@@ -334,6 +338,16 @@ def _stage_source(config: PipelineConfig) -> str:
 
 def _tolerated_failure_rate(config: PipelineConfig, rate: float, in_flight_ok: float) -> float:
     return max(0.0, (SQS_IN_FLIGHT_CAP - in_flight_ok) / (rate * config.visibility_timeout_seconds))
+
+
+def max_carried_rpm(config: PipelineConfig, payloads: int, payload_bytes: int, ceiling: float = 1e9) -> float:
+    """The highest requests/min this configuration carries (exit 0, quota increases allowed), to 1 %."""
+    low, high = 0.0, ceiling
+    while high - low > max(1.0, low * 0.01):
+        middle = (low + high) / 2
+        low, high = (middle, high) if assess(config, load_of(middle, payloads, payload_bytes)).exit_code == 0 \
+            else (low, middle)
+    return low
 
 
 def payload_mode_max_rpm(payloads_per_request: int) -> float:
@@ -460,6 +474,17 @@ def _md_cost(lines: list[cost.Line]) -> list[str]:
     return out
 
 
+def _md_ceiling(assessment: Assessment) -> str:
+    load = assessment.load
+    ceiling = max_carried_rpm(assessment.config, load.payloads_per_request, load.payload_bytes)
+    step = 10 ** (int(math.log10(ceiling)) - 2)  # three significant digits, rounded down
+    above = assess(assessment.config, load_of(ceiling * 1.02, load.payloads_per_request, load.payload_bytes))
+    return (f"With {load.payloads_per_request} payloads of {load.payload_bytes:,} B per request, "
+            f"`PROFILE={assessment.config.PROFILE}` carries up to ~{math.floor(ceiling / step) * step:,.0f} "
+            f"requests/min (quota increases allowed); above that, {above.binding.stage} fails first: "
+            f"{above.binding.item}.")
+
+
 def render_markdown() -> str:
     """docs/CAPACITY.md: the seed load against both profiles, every figure from this module."""
     load = load_of(*SEED)
@@ -524,6 +549,8 @@ def render_markdown() -> str:
         "",
         "## `PROFILE=dev` (the default): not carried",
         "",
+        _md_ceiling(dev),
+        "",
         *_md_table(dev),
         "",
         "```",
@@ -531,6 +558,8 @@ def render_markdown() -> str:
         "```",
         "",
         "## `PROFILE=scale`: carried after quota increases",
+        "",
+        _md_ceiling(scale),
         "",
         *_md_table(scale),
         "",

@@ -248,3 +248,15 @@ def test_the_scale_profile_is_what_the_model_sizes_for_the_seed_load() -> None:
 def test_committed_capacity_doc_is_the_tools_output() -> None:
     assert DOC.read_text() == capacity.render_markdown(), \
         "docs/CAPACITY.md is stale: python -m tools.capacity --markdown > docs/CAPACITY.md"
+
+
+def test_the_binding_stage_is_one_whose_need_grows_with_the_load() -> None:
+    # At 10 rps nothing is close; the fixed 2,000 burst (of 5,000) must not be named as binding
+    binding = assess(600).binding
+    assert "burst" not in binding.item and binding.scales
+
+
+def test_dev_carries_payload_mode_up_to_the_fresh_prefix_rate() -> None:
+    # dev's 10 workers take 4,274 payloads/s, so S3's 3,500 PUT/s (21,000 requests/min x 10) binds first
+    ceiling = capacity.max_carried_rpm(capacity.resolve_config({}), 10, 1024)
+    assert 21_000 * 0.99 <= ceiling <= 21_000
