@@ -612,7 +612,10 @@ def render_markdown() -> str:
         f"load that is {_money(xray)}/month of traces nobody reads. Metrics, logs and alarms stay.",
         "* Server access logs stay on: in batch mode they are one record per PUT, "
         f"{_money(by_item['S3: server access logs'].usd)}/month at `ACCESS_LOG_EXPIRATION_DAYS="
-        f"{c.ACCESS_LOG_EXPIRATION_DAYS}` (delivery is free; the log objects pay storage).",
+        f"{c.ACCESS_LOG_EXPIRATION_DAYS}` (delivery is free; the log objects pay storage). API Gateway's access "
+        f"log stays on too ({_money(by_item['CloudWatch: API Gateway access logs ingested'].usd)}/month): one line "
+        "per request is the only record of who was answered what. Lambda logs are one line per batch in batch "
+        "mode, not per payload. CloudWatch Logs storage (`LOG_RETENTION_DAYS`, billed compressed) is not priced.",
         "",
         f"## Payload mode is for loads below {S3_PUT_PER_PREFIX:,} payloads/s",
         "",
