@@ -13,7 +13,7 @@ NODE_STAMP := node_modules/.installed
 CDK := node_modules/.bin/cdk
 
 .DEFAULT_GOAL := help
-.PHONY: help install test synth bootstrap preflight deploy destroy clean bench run loadtest verify redrive soak checkov
+.PHONY: help install test synth bootstrap preflight deploy destroy clean bench run loadtest verify redrive soak checkov capacity
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -58,6 +58,12 @@ destroy: install  ## cdk destroy (the payload bucket is retained unless DESTROY_
 
 clean:  ## remove build output (keeps .venv and node_modules)
 	rm -rf cdk.out .pytest_cache .hypothesis
+
+RPM ?= 1000000
+PAYLOADS ?= 10
+PAYLOAD_BYTES ?= 1024
+capacity: $(PY_STAMP)  ## does the config (PROFILE=dev|scale) carry RPM x PAYLOADS x PAYLOAD_BYTES? stages, quotas, cost
+	$(PY) -m tools.capacity --rpm $(RPM) --payloads $(PAYLOADS) --payload-bytes $(PAYLOAD_BYTES) $(ARGS)
 
 redrive: $(PY_STAMP)  ## DLQ -> queue (docs/RUNBOOK.md): make redrive ARGS="--stack IngestPipeline-prod [--dry-run]"
 	$(PY) -m tools.redrive $(ARGS)

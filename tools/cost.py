@@ -4,8 +4,8 @@
 
 Prints one line per billed item for both OBJECT_MODEs (payload: one S3 object per payload; batch:
 one object per consumer batch of BATCH_SIZE). Memory sizes, BATCH_SIZE and alarm counts come from
-PipelineConfig (environment variables override defaults, as for the stack: e.g.
-``BATCH_SIZE=1000 python -m tools.cost ...``); durations and log volumes are
+PipelineConfig, resolved as the stack resolves it (environment, cdk.json context, PROFILE preset,
+default: e.g. ``BATCH_SIZE=1000 python -m tools.cost ...``); durations and log volumes are
 `make bench` figures scaled to Lambda's CPU share, overridable by flags. A month is 30 days.
 Free tiers are ignored. See docs/CAPACITY.md for the reasoning behind each line.
 """
@@ -169,8 +169,11 @@ def lambda_gb_seconds(invocations: float, duration_ms: float, memory_mb: int) ->
 
 
 def monthly_lines(workload: Workload, object_mode: str, *, ingest_memory_mb: int, consumer_memory_mb: int,
-                  batch_size: int, alarms: int, dashboards: int, assume: Assumptions) -> list[Line]:
-    """Every billed item for one month at this workload, in one OBJECT_MODE."""
+                  batch_size: int, alarms: int, dashboards: int, assume: Assumptions,
+                  object_expiration_days: int = 0, access_log_expiration_days: int = 90) -> list[Line]:
+    """Every billed item for one month at this workload, in one OBJECT_MODE. Storage is priced at its
+    steady state under the expiry rules (OBJECT_EXPIRATION_DAYS, ACCESS_LOG_EXPIRATION_DAYS); objects
+    that never expire are priced at month 12 of growth."""
     requests, payloads = workload.requests, workload.payloads
     batches = payloads / batch_size
     consumer_ms = assume.consumer_ms_payload_mode if object_mode == "payload" else assume.consumer_ms_batch_mode
@@ -202,6 +205,7 @@ def monthly_lines(workload: Workload, object_mode: str, *, ingest_memory_mb: int
 
     puts = payloads if object_mode == "payload" else batches
     lines.append(Line("S3", f"PUT ({object_mode} mode)", puts, "requests", puts * prices.S3_PUT))
+    lines += storage_lines(payloads * workload.message_bytes, puts, object_expiration_days, access_log_expiration_days)
 
     # CloudWatch Logs: every stdout line of both functions plus Lambda's own lines, and access logs.
     per_event = prices.CLOUDWATCH_LOG_EVENT_OVERHEAD_BYTES
@@ -229,6 +233,46 @@ def monthly_lines(workload: Workload, object_mode: str, *, ingest_memory_mb: int
         lines.append(Line("X-Ray", f"traces recorded ({assume.trace_sampling:.0%} sampled)", traces, "traces",
                           traces * prices.XRAY_TRACE_RECORDED))
     return lines
+
+
+def stored_months(expiration_days: int) -> float:
+    """Months of data held at steady state: the expiry, or 12 months of growth when nothing expires."""
+    return expiration_days / 30 if expiration_days else 12.0
+
+
+def storage_lines(payload_bytes_per_month: float, puts_per_month: float, object_expiration_days: int,
+                  access_log_expiration_days: int) -> list[Line]:
+    """S3 Standard storage of the payloads (uncompressed size: an upper bound for batch mode's gzip
+    objects) and of the server access log records (one per PUT) in the access-log bucket. Storage
+    tiers count the account's volume, so both buckets share them pro rata."""
+    payload_gb = payload_bytes_per_month * stored_months(object_expiration_days) / prices.GB
+    log_gb = puts_per_month * prices.S3_ACCESS_LOG_RECORD_BYTES * stored_months(access_log_expiration_days) / prices.GB
+    total = tiered(payload_gb + log_gb, prices.S3_STANDARD_STORAGE_TIERS_PER_GB)
+    share = payload_gb / (payload_gb + log_gb) if payload_gb + log_gb else 0.0
+    held = f"{object_expiration_days}-day expiry" if object_expiration_days else "month 12, never expires"
+    return [
+        Line("S3", f"payload storage ({held})", payload_gb, "GB-month", total * share),
+        Line("S3", f"server access logs ({access_log_expiration_days}-day expiry)", log_gb, "GB-month",
+             total * (1 - share)),
+    ]
+
+
+def assumptions_for(config: Any, measured: BenchFigures = MEASURED, *, sqs_send_ms: float = SQS_SEND_MS,
+                    put_ms: float = PUT_MS, batch_put_ms: float = BATCH_PUT_MS,
+                    trace_sampling: float = Assumptions.trace_sampling) -> Assumptions:
+    """The per-invocation figures for a PipelineConfig: memory sizes, BATCH_SIZE, UPLOAD_CONCURRENCY
+    and TRACING from the config, CPU and log volumes from `make bench`."""
+    batch = (config.BATCH_SIZE, config.UPLOAD_CONCURRENCY, config.CONSUMER_MEMORY_MB)
+    latencies = {"put_ms": put_ms, "batch_put_ms": batch_put_ms, "measured": measured}
+    return Assumptions(
+        ingest_ms=measured.ingest_cpu_ms * cpu_scale(config.INGEST_MEMORY_MB) + sqs_send_ms,
+        consumer_ms_payload_mode=consumer_batch_ms("payload", *batch, **latencies),
+        consumer_ms_batch_mode=consumer_batch_ms("batch", *batch, **latencies),
+        ingest_log_bytes=measured.ingest_log_bytes, ingest_log_lines=measured.ingest_log_lines,
+        consumer_log_bytes_per_payload=measured.consumer_log_bytes_per_payload,
+        consumer_log_bytes_per_batch=measured.consumer_log_bytes_per_batch,
+        trace_sampling=trace_sampling, tracing=config.TRACING,
+    )
 
 
 def sqs_message_bytes(payload_bytes: int, token: str = "device-token-123", version: str = "1.4.2") -> int:
@@ -291,27 +335,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dashboards", type=int, default=1)
     args = parser.parse_args(argv)
 
-    from infra.config import PipelineConfig
+    from infra.config import PipelineConfig, cdk_json_context
 
-    config = PipelineConfig.resolve({})
+    config = PipelineConfig.resolve(cdk_json_context())  # as the stack resolves it, PROFILE included
     measured = load_bench(args.bench.read_text().splitlines()) if args.bench else MEASURED
-    batch = (config.BATCH_SIZE, config.UPLOAD_CONCURRENCY, config.CONSUMER_MEMORY_MB)
-    latencies = {"put_ms": args.put_ms, "batch_put_ms": args.batch_put_ms, "measured": measured}
+    modelled = assumptions_for(config, measured, sqs_send_ms=args.sqs_send_ms, put_ms=args.put_ms,
+                               batch_put_ms=args.batch_put_ms, trace_sampling=args.trace_sampling)
     assume = replace(
-        defaults,
-        ingest_ms=args.ingest_ms or measured.ingest_cpu_ms * cpu_scale(config.INGEST_MEMORY_MB) + args.sqs_send_ms,
-        consumer_ms_payload_mode=args.consumer_ms_payload or consumer_batch_ms("payload", *batch, **latencies),
-        consumer_ms_batch_mode=args.consumer_ms_batch or consumer_batch_ms("batch", *batch, **latencies),
-        ingest_log_bytes=measured.ingest_log_bytes, ingest_log_lines=measured.ingest_log_lines,
-        consumer_log_bytes_per_payload=measured.consumer_log_bytes_per_payload,
-        consumer_log_bytes_per_batch=measured.consumer_log_bytes_per_batch,
-        trace_sampling=args.trace_sampling, tracing=config.TRACING,
+        modelled,
+        ingest_ms=args.ingest_ms or modelled.ingest_ms,
+        consumer_ms_payload_mode=args.consumer_ms_payload or modelled.consumer_ms_payload_mode,
+        consumer_ms_batch_mode=args.consumer_ms_batch or modelled.consumer_ms_batch_mode,
     )
     workload = Workload(args.rpm, args.payloads, sqs_message_bytes(args.payload_bytes))
     by_mode = {
         mode: monthly_lines(workload, mode, ingest_memory_mb=config.INGEST_MEMORY_MB,
                             consumer_memory_mb=config.CONSUMER_MEMORY_MB, batch_size=config.BATCH_SIZE,
-                            alarms=args.alarms, dashboards=args.dashboards, assume=assume)
+                            alarms=args.alarms, dashboards=args.dashboards, assume=assume,
+                            object_expiration_days=config.OBJECT_EXPIRATION_DAYS,
+                            access_log_expiration_days=config.ACCESS_LOG_EXPIRATION_DAYS)
         for mode in ("payload", "batch")
     }
     print(render(workload, by_mode, assume))

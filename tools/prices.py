@@ -49,6 +49,15 @@ SQS_CHUNK_BYTES = 64 * 1024
 
 # S3 Standard: PUT, COPY, POST, LIST requests.
 S3_PUT = 0.005 / 1000
+# S3 Standard storage per GB-month, by the account's stored volume: first 50 TB, next 450 TB, over 500 TB.
+S3_STANDARD_STORAGE_TIERS_PER_GB: list[tuple[float | None, float]] = [
+    (50 * TB_GB, 0.023),
+    (500 * TB_GB, 0.022),
+    (None, 0.021),
+]
+# Server access logging itself is free; the delivered log objects pay ordinary storage
+# (https://docs.aws.amazon.com/AmazonS3/latest/userguide/ServerLogs.html, "Pricing").
+S3_ACCESS_LOG_RECORD_BYTES = 600  # assumed: one space-delimited record, ~25 fields incl. ids and key
 
 # CloudWatch Logs ingestion. Lambda's own logs are priced in volume tiers (since May 2025);
 # other log groups (API Gateway access logs) pay the flat standard rate.

@@ -53,3 +53,47 @@ def test_a_missing_lambda_variable_fails_at_cold_start_naming_it() -> None:
     del env["MAX_PAYLOADS"]
     with pytest.raises(SettingsError, match="MAX_PAYLOADS"):
         IngestSettings.from_env(env)
+
+
+# --- PROFILE: named presets of knob defaults ---------------------------------------------------------
+
+
+def test_profile_preset_sits_between_context_and_default() -> None:
+    from infra.config import PROFILES
+
+    scale = PROFILES["scale"]
+    # Given PROFILE=scale: its preset replaces the defaults
+    config = PipelineConfig.resolve({}, environ={"PROFILE": "scale"})
+    assert (config.PROFILE, config.OBJECT_MODE, config.MAX_POLLERS) == ("scale", scale["OBJECT_MODE"], scale["MAX_POLLERS"])
+    # a context knob beats the preset, and an env knob beats both
+    config = PipelineConfig.resolve({"PROFILE": "scale", "OBJECT_MODE": "payload", "MAX_POLLERS": 500},
+                                    environ={"MAX_POLLERS": "600"})
+    assert (config.OBJECT_MODE, config.MAX_POLLERS, config.QUEUE_RETENTION_DAYS) == ("payload", 600, 13)
+    # PROFILE itself: env beats context; the default is dev, which is the dataclass defaults
+    assert PipelineConfig.resolve({"PROFILE": "scale"}, environ={"PROFILE": "dev"}) == PipelineConfig()
+
+
+def test_an_unknown_profile_fails_naming_the_knob() -> None:
+    with pytest.raises(ConfigError, match="PROFILE"):
+        PipelineConfig.resolve({"PROFILE": "huge"}, environ={})
+    with pytest.raises(ConfigError, match="PROFILE"):
+        PipelineConfig(PROFILE="huge")
+
+
+def test_every_preset_names_real_knobs_and_validates() -> None:
+    from dataclasses import fields
+
+    from infra.config import PROFILES
+
+    knobs = {knob.name for knob in fields(PipelineConfig)}
+    for name, preset in PROFILES.items():
+        assert set(preset) <= knobs, name
+        PipelineConfig.resolve({}, environ={"PROFILE": name})  # raises ConfigError if a value is invalid
+
+
+def test_cdk_json_pins_no_knob_a_profile_sets() -> None:
+    # cdk.json's context beats a preset: a knob pinned there would silently void PROFILE=scale
+    from infra.config import PROFILES, cdk_json_context
+
+    preset_knobs = {knob for preset in PROFILES.values() for knob in preset}
+    assert preset_knobs & set(cdk_json_context()) == set()

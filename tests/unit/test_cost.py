@@ -135,3 +135,32 @@ def test_bench_output_feeds_the_model(tmp_path: Path, capsys: pytest.CaptureFixt
     scale = 1769 / 512
     assert f"ingest {0.8 * scale + 8:.1f} ms/request" in printed
     assert f"consumer {140 + 50 * scale:.1f} ms (payload mode) / {50 + 4 * scale:.1f} ms (batch mode)" in printed
+
+
+def test_storage_is_priced_at_steady_state_under_the_expiry() -> None:
+    # Given 432,000 payloads of 1,000 B a month (0.402 GB) kept 30 days, and 432,000 PUTs of 600 B
+    # access-log records kept 90 days (3 months: 0.724 GB)
+    workload = cost.Workload(requests_per_minute=1, payloads_per_request=10, message_bytes=1_000)
+    lines = _lines(workload, "payload", object_expiration_days=30, access_log_expiration_days=90)
+    payload_gb = 432_000 * 1_000 / 1024**3
+    log_gb = 432_000 * 600 * 3 / 1024**3
+    # Then each is GB-month x $0.023 (first 50 TB tier)
+    assert lines["S3: payload storage (30-day expiry)"].quantity == pytest.approx(payload_gb)
+    assert lines["S3: payload storage (30-day expiry)"].usd == pytest.approx(payload_gb * 0.023)
+    assert lines["S3: server access logs (90-day expiry)"].usd == pytest.approx(log_gb * 0.023)
+    # Batch mode writes one object (and one log record) per 100 payloads
+    batch = _lines(workload, "batch", object_expiration_days=30)
+    assert batch["S3: server access logs (90-day expiry)"].quantity == pytest.approx(4_320 * 600 * 3 / 1024**3)
+
+
+def test_storage_that_never_expires_is_priced_at_month_12() -> None:
+    workload = cost.Workload(requests_per_minute=1, payloads_per_request=10, message_bytes=1_000)
+    line = _lines(workload, "batch")["S3: payload storage (month 12, never expires)"]
+    assert line.quantity == pytest.approx(12 * 432_000 * 1_000 / 1024**3)
+
+
+def test_storage_tiers_over_500_tb() -> None:
+    # 600 TB: 50 TB at $0.023, 450 TB at $0.022, 100 TB at $0.021 (per GB-month)
+    tb = 1024
+    expected = 50 * tb * 0.023 + 450 * tb * 0.022 + 100 * tb * 0.021
+    assert cost.tiered(600 * tb, prices.S3_STANDARD_STORAGE_TIERS_PER_GB) == pytest.approx(expected)

@@ -1,0 +1,68 @@
+"""PROFILE=scale synthesizes into what tools.capacity judged, and is clean under cdk-nag and cfn-lint
+(as test_stack.py checks the default)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from aws_cdk.assertions import Annotations, Match, Template
+
+from infra.application import build_app, cdk_json_context
+from infra.stack import IngestPipelineStack
+
+
+@pytest.fixture(scope="module")
+def scale() -> tuple[IngestPipelineStack, Template]:
+    # the env var, as `PROFILE=scale make synth` passes it, over cdk.json's context
+    _, stack = build_app(context=cdk_json_context(), environ={"PROFILE": "scale"})
+    return stack, Template.from_stack(stack)
+
+
+def only(template: Template, resource_type: str, props: dict[str, Any] | None = None) -> dict[str, Any]:
+    found = template.find_resources(resource_type, {"Properties": props} if props else None)
+    assert len(found) == 1, f"expected one {resource_type}, found {len(found)}"
+    return next(iter(found.values()))
+
+
+def test_scale_template_carries_the_profiles_settings(scale: tuple[IngestPipelineStack, Template]) -> None:
+    _, template = scale
+    mapping = only(template, "AWS::Lambda::EventSourceMapping")["Properties"]
+    assert mapping["ProvisionedPollerConfig"] == {"MinimumPollers": 200, "MaximumPollers": 2000}
+    assert "ScalingConfig" not in mapping
+    consumer = only(template, "AWS::Lambda::Function", {"Handler": "consumer_handler.lambda_handler"})["Properties"]
+    assert consumer["Environment"]["Variables"]["OBJECT_MODE"] == "batch"
+    assert consumer["ReservedConcurrentExecutions"] == 20_000 and consumer["Timeout"] == 10
+    assert consumer.get("TracingConfig", {}).get("Mode") != "Active"  # TRACING=false
+    queues = template.find_resources("AWS::SQS::Queue")
+    source = next(q for q in queues.values() if "RedrivePolicy" in q["Properties"])["Properties"]
+    dlq = next(q for q in queues.values() if "RedrivePolicy" not in q["Properties"])["Properties"]
+    assert (source["MessageRetentionPeriod"], dlq["MessageRetentionPeriod"]) == (13 * 86400, 14 * 86400)
+    assert source["VisibilityTimeout"] == 61
+    ingest = only(template, "AWS::Lambda::Function", {"Handler": "ingest_handler.lambda_handler"})["Properties"]
+    assert ingest["Environment"]["Variables"]["MAX_QUEUE"] == "100000000"
+    assert only(template, "AWS::ApiGateway::UsagePlan")["Properties"]["Throttle"] == {"BurstLimit": 10000,
+                                                                                       "RateLimit": 20000}
+    bucket = only(template, "AWS::S3::Bucket", {"LoggingConfiguration": Match.any_value()})["Properties"]
+    assert {"ExpirationInDays": 30, "Id": "expire-payloads", "Prefix": "payloads/", "Status": "Enabled"} \
+        in bucket["LifecycleConfiguration"]["Rules"]
+
+
+def test_cdk_nag_reports_no_unsuppressed_findings_on_scale(scale: tuple[IngestPipelineStack, Template]) -> None:
+    stack, _ = scale
+    findings = Annotations.from_stack(stack)
+    errors = findings.find_error("*", Match.string_like_regexp("AwsSolutions-.*"))
+    warnings = findings.find_warning("*", Match.string_like_regexp("AwsSolutions-.*"))
+    assert [e.entry.data for e in errors] == []
+    assert [w.entry.data for w in warnings] == []
+
+
+def test_cfn_lint_finds_nothing_new_on_scale(scale: tuple[IngestPipelineStack, Template]) -> None:
+    from cfnlint.api import lint
+
+    _, template = scale
+    matches = lint(json.dumps(template.to_json()), regions=["us-east-1"])
+    rule_ids = [match.rule.id for match in matches]
+    assert [m for m in matches if m.rule.id.startswith("E")] == [], rule_ids
+    assert set(rule_ids) <= {"W3005"}, rule_ids  # W3005: a known CDK artifact, as for the default
