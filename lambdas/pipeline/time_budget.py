@@ -45,11 +45,13 @@ class TimeBudget:
         remaining_ms = getattr(context, "get_remaining_time_in_millis", None)
         self._deadline = None if remaining_ms is None else time.monotonic() + remaining_ms() / 1000
 
+    def seconds_to_deadline(self) -> float:
+        """Seconds left before the function times out (may be negative)."""
+        return math.inf if self._deadline is None else self._deadline - time.monotonic()
+
     def remaining_seconds(self) -> float:
-        """Seconds left before the safety margin begins (may be negative)."""
-        if self._deadline is None:
-            return math.inf
-        return self._deadline - time.monotonic() - SAFETY_MARGIN_SECONDS
+        """Seconds left for uploads: before the safety margin begins (may be negative)."""
+        return self.seconds_to_deadline() - SAFETY_MARGIN_SECONDS
 
     def allows(self, seconds: float) -> bool:
         return self.remaining_seconds() >= seconds
