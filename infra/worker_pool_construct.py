@@ -57,6 +57,7 @@ class WorkerPool(Construct):
             **_scaling(config),
         )
         # Also grants consume on the queue only: ReceiveMessage, DeleteMessage, GetQueueAttributes,
-        # GetQueueUrl and ChangeMessageVisibility, which covers ChangeMessageVisibilityBatch (one IAM
-        # action for both), the call that sets a failed record's retry delay (pipeline/redelivery.py).
+        # GetQueueUrl and ChangeMessageVisibility. The latter also covers ChangeMessageVisibilityBatch
+        # (SQS API reference, AddPermission: a permission for an action grants its batch version), the
+        # call that sets a failed record's retry delay (pipeline/redelivery.py).
         self.function.add_event_source(self.event_source)
