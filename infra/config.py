@@ -134,6 +134,11 @@ class PipelineConfig:
     QUEUE_RETENTION_DAYS: int = 4
     DLQ_RETENTION_DAYS: int = 14
     MAX_QUEUE: int = 0  # 0 = off; else the ingest answers 503 while the backlog is above it
+    # A failed record comes back after RETRY_BASE_SECONDS x 2^(receives-1), jittered, at most
+    # RETRY_MAX_SECONDS (and never later than the visibility timeout), not after the full
+    # visibility timeout (lambdas/pipeline/redelivery.py, docs/RELIABILITY.md).
+    RETRY_BASE_SECONDS: int = 10
+    RETRY_MAX_SECONDS: int = 180
     BACKLOG_CHECK_SECONDS: int = 5  # each ingest container reads the backlog at most this often
     # --- the HTTP contract --------------------------------------------------------------------
     MAX_BODY_BYTES: int = 1024 * KIB
@@ -202,6 +207,10 @@ class PipelineConfig:
             (1 <= self.MAX_PAYLOADS <= 10000, "MAX_PAYLOADS must be 1..10000"),
             (1 <= self.MAX_NESTING_DEPTH <= 500, "MAX_NESTING_DEPTH must be 1..500"),
             (self.MAX_QUEUE >= 0, "MAX_QUEUE must be >= 0 (0 = no backlog bound)"),
+            (1 <= self.RETRY_BASE_SECONDS <= self.RETRY_MAX_SECONDS,
+             "RETRY_BASE_SECONDS must be 1 or more and at most RETRY_MAX_SECONDS"),
+            # ChangeMessageVisibility accepts 0..43200 s (12 h).
+            (self.RETRY_MAX_SECONDS <= 43200, "RETRY_MAX_SECONDS must be at most 43200 (12 hours, the SQS maximum)"),
             (1 <= self.BACKLOG_CHECK_SECONDS <= 300, "BACKLOG_CHECK_SECONDS must be 1..300"),
             (1 <= self.ENQUEUE_MAX_ATTEMPTS <= 10, "ENQUEUE_MAX_ATTEMPTS must be 1..10"),
             (1 <= self.RETRY_AFTER_SECONDS <= 3600, "RETRY_AFTER_SECONDS must be 1..3600"),
@@ -236,6 +245,12 @@ class PipelineConfig:
         return 6 * self.CONSUMER_TIMEOUT_SECONDS + self.MAX_BATCHING_WINDOW_SECONDS
 
     @property
+    def retry_max_seconds(self) -> int:
+        """The longest retry delay the consumer sets: RETRY_MAX_SECONDS, but never beyond the
+        visibility timeout (a longer delay would bring a failed record back later than without one)."""
+        return min(self.RETRY_MAX_SECONDS, self.visibility_timeout_seconds)
+
+    @property
     def consumer_reserved_concurrency(self) -> int:
         """Never below what the event source mapping can drive, or it over-pulls, is throttled, and
         good messages drift into the DLQ: MAX_WORKERS (its maximum concurrency), or in provisioned
@@ -267,12 +282,17 @@ class PipelineConfig:
             **self._powertools_environment(INGEST_SERVICE),
         }
 
-    def consumer_environment(self, bucket_name: str) -> dict[str, str]:
+    def consumer_environment(self, bucket_name: str, queue_url: str | None = None) -> dict[str, str]:
+        """``queue_url``: the consumer sets its failed records' retry delay on that queue. Callers
+        that merge this with ``ingest_environment`` (make run, tests) already have QUEUE_URL."""
         return {
             "BUCKET_NAME": bucket_name,
             "OBJECT_PREFIX": self.OBJECT_PREFIX,
             "UPLOAD_CONCURRENCY": str(self.UPLOAD_CONCURRENCY),
             "OBJECT_MODE": self.OBJECT_MODE,
+            **({"QUEUE_URL": queue_url} if queue_url else {}),
+            "RETRY_BASE_SECONDS": str(self.RETRY_BASE_SECONDS),
+            "RETRY_MAX_SECONDS": str(self.retry_max_seconds),
             **self._powertools_environment(CONSUMER_SERVICE),
         }
 

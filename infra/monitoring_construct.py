@@ -29,6 +29,11 @@ ONE_MINUTE = Duration.minutes(1)
 FIVE_MINUTES = Duration.minutes(5)
 SATURATION_MINUTES = 15
 RUNBOOK_PATH = "docs/RUNBOOK.md"
+# A standard queue holds about 120,000 in-flight messages (received, not yet deleted); past that,
+# receives return nothing and the event source mapping stalls for every message. SQS developer guide,
+# "Amazon SQS standard queue quotas": https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/quotas-queues.html
+SQS_IN_FLIGHT_CAP = 120_000
+IN_FLIGHT_ALARM_FRACTION = 0.8  # page at 80 % of the cap: time to act before the consumer stalls
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,10 @@ class PipelineMonitoring(Construct):
     def _pool_bound(self) -> int:
         """The consumer's concurrency bound: MAX_WORKERS, or 10 x MAX_POLLERS in provisioned mode."""
         return self._config.consumer_reserved_concurrency
+
+    @property
+    def _in_flight_threshold(self) -> int:
+        return int(SQS_IN_FLIGHT_CAP * IN_FLIGHT_ALARM_FRACTION)
 
     def _runbook(self, anchor: str) -> str:
         base = self._config.RUNBOOK_URL or RUNBOOK_PATH
@@ -183,6 +192,15 @@ class PipelineMonitoring(Construct):
                            "and, after MAX_RECEIVE_COUNT receives, dead-letters it. Read the consumer log group "
                            "(level ERROR) and fix the cause before the DLQ fills.",
             ),
+            "in-flight-near-cap": self._alarm(
+                "InFlightNearCap", "in-flight-near-cap",
+                r.queue.metric_approximate_number_of_messages_not_visible(statistic="Maximum", period=ONE_MINUTE),
+                threshold=self._in_flight_threshold, comparison=at_least, evaluation_periods=2,
+                what_to_do=f"Over {self._in_flight_threshold:,} messages are in flight (received, not deleted), near "
+                           f"SQS's ~{SQS_IN_FLIGHT_CAP:,} standard-queue cap, past which the whole consumer stalls. "
+                           "Usually failing records waiting out their retry delay: check StoreFailures and the "
+                           "consumer log, fix the cause; lower RETRY_MAX_SECONDS to bring them back sooner.",
+            ),
             "worker-pool-saturated": self._alarm(
                 "WorkerPoolSaturated", "worker-pool-saturated", self._consumer_concurrency(ONE_MINUTE),
                 threshold=self._pool_bound, comparison=at_least, evaluation_periods=SATURATION_MINUTES,
@@ -238,9 +256,11 @@ class PipelineMonitoring(Construct):
                                left=[ingest.metric_duration(statistic="p99", label="p99")]),
             ],
             [
-                cw.GraphWidget(title="Queue: sent and visible", width=8, left_y_axis=zero, left=[
+                cw.GraphWidget(title="Queue: sent, visible and in flight", width=8, left_y_axis=zero, left=[
                     r.queue.metric_number_of_messages_sent(label="messages sent"),
                     r.queue.metric_approximate_number_of_messages_visible(statistic="Maximum", label="messages visible"),
+                    r.queue.metric_approximate_number_of_messages_not_visible(
+                        statistic="Maximum", label=f"in flight (alarm at {self._in_flight_threshold:,})"),
                 ]),
                 cw.GraphWidget(
                     title="Queue: age of oldest message (s)", width=8, left_y_axis=zero,
@@ -265,6 +285,7 @@ class PipelineMonitoring(Construct):
                     consumer.metric_errors(label="errors (whole batch)"),
                     consumer.metric_throttles(label="throttles"),
                     self._custom("StoreFailures", CONSUMER_SERVICE, label="store failures (records)"),
+                    self._custom("RetriesScheduled", CONSUMER_SERVICE, label="retries scheduled (records)"),
                 ]),
                 cw.GraphWidget(title="Consumer duration p99 (ms)", width=8, left_y_axis=zero,
                                left=[consumer.metric_duration(statistic="p99", label="p99")]),

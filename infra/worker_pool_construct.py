@@ -39,7 +39,7 @@ class WorkerPool(Construct):
             "Consumer",
             config=config,
             handler="consumer_handler.lambda_handler",
-            environment=config.consumer_environment(bucket.bucket_name),
+            environment=config.consumer_environment(bucket.bucket_name, queue.queue_url),
             timeout_seconds=config.CONSUMER_TIMEOUT_SECONDS,
             memory_mb=config.CONSUMER_MEMORY_MB,
             powertools_layer=powertools_layer,
@@ -57,4 +57,8 @@ class WorkerPool(Construct):
             # AWS rejects maximum concurrency together with provisioned pollers: exactly one bounds the pool.
             **_scaling(config),
         )
-        self.function.add_event_source(self.event_source)  # also grants consume on the queue only
+        # Also grants consume on the queue only: ReceiveMessage, DeleteMessage, GetQueueAttributes,
+        # GetQueueUrl and ChangeMessageVisibility. The latter also covers ChangeMessageVisibilityBatch
+        # (SQS API reference, AddPermission: a permission for an action grants its batch version), the
+        # call that sets a failed record's retry delay (pipeline/redelivery.py).
+        self.function.add_event_source(self.event_source)

@@ -5,7 +5,9 @@ With OBJECT_MODE=batch, one gzip NDJSON object per hour partition of the batch i
 
 Powertools' AsyncBatchProcessor gathers the records; each upload runs on a bounded thread pool
 (UPLOAD_CONCURRENCY). Failed records are reported in batchItemFailures, so SQS redelivers only
-those and, after MAX_RECEIVE_COUNT receives, moves them to the DLQ.
+those, after a short retry delay that grows with each receive (pipeline/redelivery.py), and after
+MAX_RECEIVE_COUNT receives moves them to the DLQ. S3 throttling is first retried in-process, within
+the invocation's time budget (pipeline/time_budget.py).
 """
 
 from __future__ import annotations
@@ -23,15 +25,17 @@ from aws_lambda_powertools.utilities.batch import (
     async_process_partial_response,
     process_partial_response,
 )
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from pipeline import batch_objects
-from pipeline.aws_clients import s3_client
+from pipeline import batch_objects, redelivery
+from pipeline.aws_clients import s3_client, sqs_client
 from pipeline.consume import store_message
 from pipeline.envelope import REQUEST_ID_ATTRIBUTE
 from pipeline.observability import logger, metrics, tracer
 from pipeline.settings import consumer_settings
 from pipeline.storage import StoreOutcome
+from pipeline.time_budget import budget
 
 processor = AsyncBatchProcessor(event_type=EventType.SQS)
 batch_object_processor = BatchProcessor(event_type=EventType.SQS)
@@ -112,10 +116,42 @@ def process_batch_mode(event: dict[str, Any], context: Any) -> dict[str, Any]:
     )
 
 
+def schedule_retries(failed: list[SQSRecord]) -> None:
+    """Give each failed record its short retry delay. Whatever happens here, the records stay
+    reported as failed: at worst they come back after the queue's full visibility timeout."""
+    if not failed:
+        return
+    settings = consumer_settings()
+    records = [redelivery.FailedRecord.from_event_record(record.raw_event) for record in failed]
+    try:
+        schedule = redelivery.schedule_retries(
+            records, settings.queue_url, settings.retry_base_seconds, settings.retry_max_seconds, sqs_client()
+        )
+    except Exception:  # noqa: BLE001 - a retry delay must never change what the invocation reports
+        logger.exception("retry delays not set; the failed records come back after the visibility timeout")
+        return
+    if schedule.delays:
+        metrics.add_metric(name="RetriesScheduled", unit=MetricUnit.Count, value=len(schedule.delays))
+        logger.info("failed records come back after their retry delay", extra={"retryDelays": schedule.delays})
+    if schedule.not_scheduled:
+        logger.warning("retry delay not set; these records come back after the visibility timeout",
+                       extra={"notScheduled": schedule.not_scheduled})
+
+
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    budget.start(context)
     if consumer_settings().object_mode == "batch":
-        return process_batch_mode(event, context)
-    return async_process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+        used, run = batch_object_processor, lambda: process_batch_mode(event, context)
+    else:
+        used, run = processor, lambda: async_process_partial_response(
+            event=event, record_handler=record_handler, processor=processor, context=context)
+    try:
+        response = run()
+    except BatchProcessingError:
+        schedule_retries(used.fail_messages)  # every record failed: the invocation still fails, as before
+        raise
+    schedule_retries(used.fail_messages)
+    return response

@@ -68,10 +68,10 @@ class Pipeline:
                 return messages
             messages.extend(batch)
 
-    def consume(self, messages: list[dict[str, Any]]) -> dict[str, Any]:
+    def consume(self, messages: list[dict[str, Any]], context: LambdaContext | None = None) -> dict[str, Any]:
         """Invoke the consumer like the event source mapping does, and delete what it did not report."""
         event = sqs_event(messages, self.resources.queue_arn)
-        response = consumer_handler.lambda_handler(event, LambdaContext(function_name="consumer"))
+        response = consumer_handler.lambda_handler(event, context or LambdaContext(function_name="consumer"))
         failed = {item["itemIdentifier"] for item in response.get("batchItemFailures", [])}
         for message in messages:
             if message["MessageId"] not in failed:

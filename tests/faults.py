@@ -7,18 +7,21 @@ from collections import Counter
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
+from urllib.parse import urlsplit
 
 from botocore.exceptions import ClientError
 
 
-class FailingSendMessageBatch:
-    """Makes SQS 'not accept' chosen entries: they are removed from the request before it reaches
-    moto and reported in ``Failed`` (HTTP 200), exactly what a partial SendMessageBatch failure is.
+class FailingBatchEntries:
+    """Makes SQS 'not accept' chosen entries of a batch call (SendMessageBatch,
+    ChangeMessageVisibilityBatch...): they are removed from the request before it reaches moto and
+    reported in ``Failed`` (HTTP 200), exactly what a partial batch failure is.
 
     ``should_fail(call_number, entry)`` decides per entry; call numbers start at 1.
     """
 
-    def __init__(self, sqs_client: Any, should_fail: Callable[[int, dict[str, Any]], bool]) -> None:
+    def __init__(self, sqs_client: Any, should_fail: Callable[[int, dict[str, Any]], bool],
+                 operation: str = "SendMessageBatch") -> None:
         self.should_fail = should_fail
         self.calls = 0
         self.failed_entries = 0
@@ -26,9 +29,9 @@ class FailingSendMessageBatch:
         self._lock = threading.Lock()
         self._call = threading.local()
         events = sqs_client.meta.events
-        events.register("before-parameter-build.sqs.SendMessageBatch", self._drop_entries)
-        events.register("before-call.sqs.SendMessageBatch", self._skip_empty_call)
-        events.register("after-call.sqs.SendMessageBatch", self._report_failed)
+        events.register(f"before-parameter-build.sqs.{operation}", self._drop_entries)
+        events.register(f"before-call.sqs.{operation}", self._skip_empty_call)
+        events.register(f"after-call.sqs.{operation}", self._report_failed)
 
     def _drop_entries(self, params: dict[str, Any], **_: Any) -> None:
         with self._lock:
@@ -55,6 +58,73 @@ class FailingSendMessageBatch:
             {"Id": e["Id"], "SenderFault": False, "Code": "InternalError", "Message": "injected"}
             for e in getattr(self._call, "failed", [])
         )
+
+
+class FailingSendMessageBatch(FailingBatchEntries):
+    """FailingBatchEntries for SendMessageBatch (the ingest's enqueue)."""
+
+
+def fail_calls(client: Any, operation: str, should_fail: Callable[[], bool], code: str = "InternalError",
+               status: int = 500) -> None:
+    """Make every call of ``operation`` raise a real botocore ClientError while ``should_fail()``."""
+    service = client.meta.service_model.service_id.hyphenize()
+
+    def before_build(**_: Any) -> None:
+        if should_fail():
+            raise ClientError({"Error": {"Code": code, "Message": "injected"},
+                               "ResponseMetadata": {"HTTPStatusCode": status}}, operation)
+
+    client.meta.events.register(f"before-parameter-build.{service}.{operation}", before_build)
+
+
+SLOW_DOWN = (503, {"Content-Type": "application/xml"},
+             b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
+             b"<Message>Please reduce your request rate.</Message><RequestId>injected</RequestId></Error>")
+FAULT_HEADER = "x-injected-fault"
+
+
+class SlowDownAnswers:
+    """S3 answers chosen PutObject attempts of one client with ``503 SlowDown``, on the wire: botocore
+    parses the answer and its own retry logic (standard mode, jittered backoff, retry quota) runs
+    exactly as against S3, so each of its retries is a new attempt here. Nothing is stored for such
+    an attempt.
+
+    The client's ``before-send`` hook picks the attempts and marks them; moto's request dispatcher
+    (which answers every call under ``mock_aws``) answers marked requests with the SlowDown instead
+    of passing them to its S3 backend. ``should_fail(path, attempt)``: ``path`` is the request's URL
+    path (it ends with the key), ``attempt`` counts that path's PutObject attempts from 1.
+    """
+
+    def __init__(self, s3_client: Any, should_fail: Callable[[str, int], bool], monkeypatch: Any) -> None:
+        from moto.core.models import botocore_stubber
+
+        self.should_fail = should_fail
+        self.attempts: Counter[str] = Counter()
+        self.answered: Counter[str] = Counter()  # SlowDown answers per path
+        self._lock = threading.Lock()
+        s3_client.meta.events.register("before-send.s3.PutObject", self._choose)
+        dispatch = botocore_stubber.process_request
+
+        def answer(request: Any) -> Any:
+            return SLOW_DOWN if request.headers.get(FAULT_HEADER) == "SlowDown" else dispatch(request)
+
+        monkeypatch.setattr(botocore_stubber, "process_request", answer)
+
+    def _choose(self, request: Any, **_: Any) -> None:
+        path = urlsplit(request.url).path
+        with self._lock:
+            self.attempts[path] += 1
+            fail = self.should_fail(path, self.attempts[path])
+            if fail:
+                self.answered[path] += 1
+        if FAULT_HEADER in request.headers:
+            del request.headers[FAULT_HEADER]  # a retry reuses the request: decide afresh
+        if fail:
+            request.headers[FAULT_HEADER] = "SlowDown"
+
+    @property
+    def slowdowns(self) -> int:
+        return sum(self.answered.values())
 
 
 def fail_put_object(s3_client: Any, should_fail: Callable[[str], bool], code: str = "InternalError",

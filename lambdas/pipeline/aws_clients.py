@@ -21,13 +21,26 @@ def sqs_client() -> Any:
         return botocore.session.get_session().create_client("sqs")
 
 
+# Attempts per PutObject (the first one included). botocore's standard mode retries 503 SlowDown and
+# other 5xx with full-jitter exponential backoff (boto3 guide "Retries"); at a 30 % SlowDown rate, 5
+# attempts leave 0.3^5 = 0.24 % of records to the queue's retry. The function's time budget stops
+# retries earlier when needed (pipeline/time_budget.py). Standard mode's retry quota (a token bucket
+# per client) also stops retrying during a sustained outage: those records go back to the queue.
+S3_MAX_ATTEMPTS = 5
+
+
 @lru_cache(maxsize=4)
 def s3_client(max_pool_connections: int) -> Any:
-    """An S3 client whose connection pool matches the upload thread pool (else urllib3 discards)."""
+    """An S3 client whose connection pool matches the upload thread pool (else urllib3 discards),
+    retrying in-process within the invocation's time budget."""
     import boto3
     from botocore.config import Config
 
+    from pipeline.time_budget import stop_retries_near_deadline
+
     with _creating:
-        return boto3.client(
-            "s3", config=Config(max_pool_connections=max_pool_connections, retries={"mode": "standard"})
-        )
+        client = boto3.client("s3", config=Config(
+            max_pool_connections=max_pool_connections, retries={"mode": "standard", "max_attempts": S3_MAX_ATTEMPTS}
+        ))
+    stop_retries_near_deadline(client)
+    return client

@@ -80,6 +80,10 @@ class ConsumerSettings:
     # hour partition of a consumer batch (pipeline/batch_objects.py). Defaulted here only so code
     # that builds settings by hand keeps working; from_env still requires the variable.
     object_mode: str = "payload"
+    # The queue the records come from, and the retry delay of a failed record (pipeline/redelivery.py).
+    queue_url: str = ""
+    retry_base_seconds: int = 10
+    retry_max_seconds: int = 180
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ConsumerSettings:
@@ -89,6 +93,9 @@ class ConsumerSettings:
             object_prefix=env.get("OBJECT_PREFIX", ""),
             upload_concurrency=_int(env, "UPLOAD_CONCURRENCY", 1),
             object_mode=_choice(env, "OBJECT_MODE", OBJECT_MODES),
+            queue_url=_require(env, "QUEUE_URL"),
+            retry_base_seconds=_int(env, "RETRY_BASE_SECONDS", 1),
+            retry_max_seconds=_int(env, "RETRY_MAX_SECONDS", 1),
         )
 
 

@@ -7,6 +7,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from pipeline.time_budget import ensure_time_left
+
 
 class StoreOutcome(str, Enum):
     STORED = "stored"
@@ -14,7 +16,11 @@ class StoreOutcome(str, Enum):
 
 
 def put_create_only(s3: Any, bucket: str, key: str, body: bytes, content_type: str = "application/json") -> StoreOutcome:
-    """PutObject with If-None-Match: *. A 412 means an earlier delivery already stored this key."""
+    """PutObject with If-None-Match: *. A 412 means an earlier delivery already stored this key.
+
+    botocore retries SlowDown and 5xx in-process (pipeline/aws_clients.py) within the invocation's
+    time budget (pipeline/time_budget.py); what still fails raises, and SQS redelivers the record."""
+    ensure_time_left()  # no upload starts that the function could not finish
     try:
         s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type, IfNoneMatch="*")
     except ClientError as exc:

@@ -136,6 +136,7 @@ def test_the_dashboard_graphs_every_metric_the_issue_names(template: Template) -
         ("AWS/SQS", "ApproximateNumberOfMessagesVisible", "Maximum", f"<{queue}.QueueName>"),
         ("AWS/SQS", "ApproximateAgeOfOldestMessage", "Maximum", f"<{queue}.QueueName>"),
         ("AWS/SQS", "ApproximateNumberOfMessagesVisible", "Maximum", f"<{dlq}.QueueName>"),
+        ("AWS/SQS", "ApproximateNumberOfMessagesNotVisible", "Maximum", f"<{queue}.QueueName>"),
         # Consumer: concurrency, errors, throttles, p99 duration
         ("AWS/Lambda", "ConcurrentExecutions", "Maximum", f"<{consumer}>"),
         ("AWS/Lambda", "Errors", "Sum", f"<{consumer}>"),
@@ -147,6 +148,7 @@ def test_the_dashboard_graphs_every_metric_the_issue_names(template: Template) -
         ("IngestPipeline", "EndToEndLatency", "p50", "consumer"),
         ("IngestPipeline", "EndToEndLatency", "p99", "consumer"),
         ("IngestPipeline", "StoreFailures", "Sum", "consumer"),
+        ("IngestPipeline", "RetriesScheduled", "Sum", "consumer"),
         ("IngestPipeline", "EnqueueFailures", "Sum", "ingest"),
     }
     assert expected <= metrics, sorted(expected - metrics)
@@ -223,6 +225,9 @@ def test_each_alarm_watches_the_right_metric_with_its_threshold(template: Templa
         "ingest-errors": (1, "GreaterThanOrEqualToThreshold", 1,
                           [("AWS/Lambda", "Errors", "Sum", f"<{ingest}>"), ("AWS/Lambda", "Throttles", "Sum", f"<{ingest}>")]),
         "consumer-errors": (1, "GreaterThanOrEqualToThreshold", 1, [("AWS/Lambda", "Errors", "Sum", f"<{consumer}>")]),
+        # 80 % of the ~120,000 in-flight messages a standard queue holds (SQS quotas)
+        "in-flight-near-cap": (96_000, "GreaterThanOrEqualToThreshold", 2,
+                               [("AWS/SQS", "ApproximateNumberOfMessagesNotVisible", "Maximum", f"<{queue}.QueueName>")]),
         "worker-pool-saturated": (10, "GreaterThanOrEqualToThreshold", 15,
                                   [("AWS/Lambda", "ConcurrentExecutions", "Maximum", f"<{consumer}>")]),
     }
@@ -233,6 +238,7 @@ def test_each_alarm_watches_the_right_metric_with_its_threshold(template: Templa
             threshold, comparison, periods, periods), name
         assert sorted(alarm_metrics(props)) == sorted(metrics), name
         assert props["TreatMissingData"] == "notBreaching", name
+    assert found["in-flight-near-cap"]["Period"] == 60  # two one-minute datapoints: paged within ~2 minutes
     # 15 one-minute datapoints = 15 minutes at the bound
     saturated = found["worker-pool-saturated"]["Metrics"]
     assert [q["MetricStat"]["Period"] for q in saturated if "MetricStat" in q] == [60]

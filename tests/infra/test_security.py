@@ -102,10 +102,21 @@ def test_the_consumer_role_may_only_put_under_its_prefix_and_consume_its_queue(r
         # grant_put's set: writes only. No GetObject/ListBucket: the consumer cannot read stored payloads
         prefix_of(bucket, "payloads/"): {"s3:PutObject", "s3:Abort*", "s3:PutObjectLegalHold", "s3:PutObjectRetention",
                                          "s3:PutObjectTagging", "s3:PutObjectVersionTagging"},
+        # From the event source mapping's consume grant. ChangeMessageVisibility also authorizes
+        # ChangeMessageVisibilityBatch, which sets a failed record's retry delay (pipeline/redelivery.py).
         arn(queue): {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
                      "sqs:GetQueueAttributes", "sqs:GetQueueUrl"},
     }
     assert "ManagedPolicyArns" not in resources[role]["Properties"]
+
+
+def test_the_consumer_sets_retry_delays_on_its_own_queue_only(resources: dict[str, dict[str, Any]]) -> None:
+    queue = logical_id(resources, "AWS::SQS::Queue", "BufferQueue")
+    [consumer] = [r for r in of_type(resources, "AWS::Lambda::Function").values()
+                  if r["Properties"]["Handler"] == "consumer_handler.lambda_handler"]
+    env = consumer["Properties"]["Environment"]["Variables"]
+    assert env["QUEUE_URL"] == {"Ref": queue}
+    assert (env["RETRY_BASE_SECONDS"], env["RETRY_MAX_SECONDS"]) == ("10", "180")
 
 
 def test_no_other_role_exists_and_no_policy_uses_wildcards(resources: dict[str, dict[str, Any]]) -> None:

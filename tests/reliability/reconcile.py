@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import gzip
 import json
+import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -108,3 +109,43 @@ def drain(pipeline: Pipeline, max_rounds: int = 20) -> DrainReport:
         report.reported_failures += len(failed)
         expire_visibility(pipeline, [m for m in messages if m["MessageId"] in failed])
     raise AssertionError(f"queue not drained after {max_rounds} deliveries")
+
+
+@dataclass
+class RetryDrainReport:
+    invocations: int = 0
+    reported_failures: int = 0
+    longest_wait_seconds: float = 0.0  # longest time the queue had nothing visible while records were in flight
+
+
+def drain_on_retry_delays(pipeline: Pipeline, within_seconds: float, batch_size: int = 100,
+                          context: Callable[[], Any] | None = None, max_invocations: int = 50) -> RetryDrainReport:
+    """Deliver until the queue is empty, like the event source mapping, but *never* expire a
+    visibility timeout by hand: a failed record must come back on its own, through the retry delay
+    the consumer set. Fails if records stay in flight for ``within_seconds`` with nothing visible
+    (the queue's visibility timeout is minutes: only the retry delay can bring them back sooner)."""
+    report = RetryDrainReport()
+    idle_since: float | None = None
+    while report.invocations < max_invocations:
+        messages = pipeline.receive()
+        if not messages:
+            if pipeline.queue_depth() == 0:
+                return report
+            now = time.monotonic()
+            idle_since = idle_since or now
+            report.longest_wait_seconds = max(report.longest_wait_seconds, now - idle_since)
+            if now - idle_since > within_seconds:
+                raise AssertionError(f"{pipeline.queue_depth()} records still in flight after {within_seconds} s")
+            time.sleep(0.1)
+            continue
+        idle_since = None
+        for start in range(0, len(messages), batch_size):
+            batch = messages[start:start + batch_size]
+            report.invocations += 1
+            try:
+                response = pipeline.consume(batch, context() if context else None)
+            except Exception:  # noqa: BLE001 - every record failed: the invocation fails, nothing is deleted
+                report.reported_failures += len(batch)
+                continue
+            report.reported_failures += len(response["batchItemFailures"])
+    raise AssertionError(f"queue not drained after {max_invocations} invocations")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 import uuid
 from typing import Any
 
@@ -16,15 +17,19 @@ from local_pipeline.events import LambdaContext, sqs_event
 from pipeline import aws_clients
 from infra.config import PipelineConfig
 from tests.conftest import Pipeline, collection
+from pipeline.time_budget import SAFETY_MARGIN_SECONDS
 from tests.faults import (
     ConsumerCrash,
     CrashAfterPuts,
+    FailingBatchEntries,
     FailingSendMessageBatch,
     FlakyPutObject,
     SimultaneousConditionalPuts,
+    SlowDownAnswers,
+    fail_calls,
     fail_put_object,
 )
-from tests.reliability.reconcile import drain, expire_visibility, reconcile, stored_versions
+from tests.reliability.reconcile import drain, drain_on_retry_delays, expire_visibility, reconcile, stored_versions
 
 
 @pytest.fixture(autouse=True)
@@ -370,3 +375,174 @@ class TestBatchObjectMode:
         assert [m["Body"] for m in pipeline.receive(queue_url=pipeline.resources.dlq_url)] == [poison]
         result = reconcile(acknowledged, stored_versions(pipeline))
         assert result.clean and result.stored == 3 * (pipeline.config.MAX_RECEIVE_COUNT + 1)
+
+
+# --- 7. Failed records come back after a short retry delay, not the visibility timeout --------------
+
+RETRY_CONFIG = {"RETRY_BASE_SECONDS": 1, "RETRY_MAX_SECONDS": 2}  # delays of 1-2 s; the visibility timeout is 181 s
+# A failed record must be receivable again within the longest retry delay (+ slack for a loaded machine).
+BACK_WITHIN_SECONDS = RETRY_CONFIG["RETRY_MAX_SECONDS"] + 2.0
+
+
+def with_seconds_left(seconds: float) -> LambdaContext:
+    """A context whose invocation has ``seconds`` left for work before the safety margin."""
+    return LambdaContext(function_name="consumer",
+                         deadline_ms=int((time.time() + SAFETY_MARGIN_SECONDS + seconds) * 1000))
+
+
+def receive_within(pipeline: Pipeline, seconds: float) -> list[dict[str, Any]]:
+    """Wait up to ``seconds`` for messages to become visible again; return the first ones that do."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if messages := pipeline.receive():
+            return messages
+        time.sleep(0.1)
+    return []
+
+
+def one_in_three(path: str, attempt: int) -> bool:
+    return hashlib.sha256(f"{path.rsplit('/', 1)[1]}#{attempt}".encode()).digest()[0] < 77  # 77/256 = 30 %
+
+
+@pytest.fixture(params=["payload", "batch"])
+def object_mode(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+class TestRetryDelay:
+    @pytest.fixture
+    def config(self, object_mode: str) -> PipelineConfig:
+        return PipelineConfig(OBJECT_MODE=object_mode, **RETRY_CONFIG)
+
+    def test_with_30_percent_slowdown_every_payload_is_stored_once_without_waiting_for_the_visibility_timeout(
+        self, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # Given S3 answers 503 SlowDown to 30 % of PutObject attempts, and each invocation has 2 s
+        # for work: botocore retries in-process, and what it cannot finish in time goes back to the queue
+        slow = SlowDownAnswers(consumer_s3(pipeline), one_in_three, monkeypatch)
+        acknowledged = {}
+        for n in range(6):
+            sent = collection(10, token=f"device-{n}")
+            acknowledged[post_acknowledged(pipeline, sent, request_id(700 + n))] = sent
+        # When the worker pool drains the queue in batches of 10, no visibility timeout ever expired by hand
+        report = drain_on_retry_delays(pipeline, within_seconds=BACK_WITHIN_SECONDS, batch_size=10,
+                                       context=lambda: with_seconds_left(2))
+        # Then every payload is stored exactly once, nothing is dead-lettered
+        result = reconcile(acknowledged, stored_versions(pipeline))
+        assert result.clean and result.stored == 60
+        assert pipeline.queue_depth(pipeline.resources.dlq_url) == 0
+        # And SlowDown was really answered, and retried in-process (some object needed more than one attempt)
+        assert slow.slowdowns > 0 and max(slow.attempts.values()) > 1
+        assert report.longest_wait_seconds < BACK_WITHIN_SECONDS
+
+    def test_a_record_s3_keeps_refusing_comes_back_after_its_retry_delay_not_the_visibility_timeout(
+        self, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # Given S3 answers SlowDown to every attempt (payload mode: for one payload; batch mode: the object)
+        outage = {"on": True}
+        batch = pipeline.config.OBJECT_MODE == "batch"
+        slow = SlowDownAnswers(consumer_s3(pipeline),
+                               lambda path, _: outage["on"] and (batch or path.endswith("-2.json")), monkeypatch)
+        sent = collection(5)
+        rid = post_acknowledged(pipeline, sent)
+        messages = pipeline.receive()
+        # When the batch is consumed with little time left (botocore stops retrying within the budget)
+        if batch:
+            with pytest.raises(Exception, match="All records failed"):
+                pipeline.consume(messages, with_seconds_left(0.5))
+            failed_ids = {m["MessageId"] for m in messages}
+        else:
+            response = pipeline.consume(messages, with_seconds_left(0.5))
+            failed_ids = {item["itemIdentifier"] for item in response["batchItemFailures"]}
+            assert len(failed_ids) == 1
+        # Then S3 saw one attempt of the refused object: no retry started that could not finish in time
+        assert sorted(slow.answered.values()) == [1]
+        # And the failed records are in flight, not visible at once ...
+        assert pipeline.receive() == [] and pipeline.queue_depth() == len(failed_ids)
+        # ... and visible again within the retry delay (the visibility timeout is 181 s), received a 2nd time
+        outage["on"] = False
+        back = receive_within(pipeline, BACK_WITHIN_SECONDS)
+        assert {m["MessageId"] for m in back} == failed_ids
+        assert {m["Attributes"]["ApproximateReceiveCount"] for m in back} == {"2"}
+        # And their redelivery stores them: every payload exactly once
+        assert pipeline.consume(back) == {"batchItemFailures": []}
+        result = reconcile({rid: sent}, stored_versions(pipeline))
+        assert result.clean and result.stored == 5 and pipeline.queue_depth() == 0
+
+    def test_slowdown_answered_twice_is_absorbed_in_process_and_nothing_is_reported(
+        self, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # Given S3 answers SlowDown to the first two attempts of every PutObject
+        slow = SlowDownAnswers(consumer_s3(pipeline), lambda _, attempt: attempt <= 2, monkeypatch)
+        sent = collection(8)
+        rid = post_acknowledged(pipeline, sent)
+        # When the batch is consumed with the function's full 30 s
+        response = pipeline.consume(pipeline.receive())
+        # Then botocore's retries stored everything: no record goes back to the queue
+        assert response == {"batchItemFailures": []}
+        result = reconcile({rid: sent}, stored_versions(pipeline))
+        assert result.clean and result.stored == 8 and pipeline.queue_depth() == 0
+        assert set(slow.attempts.values()) == {3}
+
+
+class TestRetryDelayPayloadMode:
+    @pytest.fixture
+    def config(self) -> PipelineConfig:
+        return PipelineConfig(MAX_RECEIVE_COUNT=3, **RETRY_CONFIG)
+
+    def test_a_poison_message_still_reaches_the_dlq_after_max_receive_count_without_waiting_the_timeout(
+        self, pipeline: Pipeline
+    ) -> None:
+        # Given a message that is not an envelope, and MAX_RECEIVE_COUNT=3
+        poison = POISON_BODIES["not-json"]
+        pipeline.sqs.send_message(QueueUrl=pipeline.resources.queue_url, MessageBody=poison)
+        # When the worker pool drains the queue, no visibility timeout expired by hand
+        report = drain_on_retry_delays(pipeline, within_seconds=BACK_WITHIN_SECONDS)
+        # Then it was received exactly 3 times, each redelivery after a retry delay, and is in the DLQ, unchanged
+        assert report.invocations == 3 and report.reported_failures == 3
+        assert report.longest_wait_seconds >= 0.5  # it waited: the delay is never 0
+        assert [m["Body"] for m in pipeline.receive(queue_url=pipeline.resources.dlq_url)] == [poison]
+
+    def test_no_upload_starts_inside_the_safety_margin_and_the_records_come_back_soon(self, pipeline: Pipeline) -> None:
+        # Given an invocation that is already inside its safety margin
+        sent = collection(3)
+        rid = post_acknowledged(pipeline, sent)
+        messages = pipeline.receive()
+        # When it is consumed, Then nothing is uploaded and every record fails (the invocation fails as a whole)
+        with pytest.raises(Exception, match="All records failed"):
+            pipeline.consume(messages, with_seconds_left(-1))
+        assert stored_versions(pipeline) == []
+        # And the records come back within the retry delay and are stored
+        back = receive_within(pipeline, BACK_WITHIN_SECONDS)
+        assert len(back) == 3 and pipeline.consume(back) == {"batchItemFailures": []}
+        assert reconcile({rid: sent}, stored_versions(pipeline)).clean
+
+    @pytest.mark.parametrize("fault", ["the call fails", "one entry is listed in Failed"])
+    def test_a_failing_change_message_visibility_batch_loses_nothing(self, pipeline: Pipeline, fault: str) -> None:
+        # Given S3 refuses two payloads of five, and SQS refuses to set the retry delay
+        outage = {"on": True}
+        fail_put_object(consumer_s3(pipeline), lambda key: outage["on"] and key.endswith(("-1.json", "-3.json")))
+        if fault == "the call fails":
+            fail_calls(aws_clients.sqs_client(), "ChangeMessageVisibilityBatch", lambda: outage["on"])
+        else:
+            FailingBatchEntries(aws_clients.sqs_client(), lambda _, entry: entry["Id"] == "0",
+                                operation="ChangeMessageVisibilityBatch")
+        sent = collection(5)
+        rid = post_acknowledged(pipeline, sent)
+        messages = pipeline.receive()
+        # When the batch is consumed, Then both records are still reported failed (never acked), the rest stored
+        response = pipeline.consume(messages)
+        reported = {item["itemIdentifier"] for item in response["batchItemFailures"]}
+        failed = {m["MessageId"] for m in messages if json.loads(m["Body"])["id"].endswith(("-1", "-3"))}
+        assert reported == failed and len(stored_versions(pipeline)) == 3
+        # And a record whose delay was not set stays in flight past the retry delay (it keeps the 181 s timeout)
+        outage["on"] = False
+        time.sleep(BACK_WITHIN_SECONDS)
+        back = pipeline.receive()
+        assert len(back) == (0 if fault == "the call fails" else 1)
+        assert pipeline.queue_depth() == 2
+        # When that timeout has passed, Then every payload is stored exactly once
+        expire_visibility(pipeline, [m for m in messages if m["MessageId"] in failed])
+        drain(pipeline)
+        result = reconcile({rid: sent}, stored_versions(pipeline))
+        assert result.clean and result.stored == 5

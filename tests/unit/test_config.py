@@ -28,6 +28,9 @@ def test_booleans_accept_cli_strings(raw: object) -> None:
         ({"MAX_PAYLOAD_BYTES": 2 * 1024 * 1024}, "MAX_PAYLOAD_BYTES"),
         ({"OBJECT_PREFIX": "no-slash"}, "OBJECT_PREFIX"),
         ({"REQUIRE_API_KEY": "maybe"}, "REQUIRE_API_KEY"),
+        ({"RETRY_BASE_SECONDS": 0}, "RETRY_BASE_SECONDS"),
+        ({"RETRY_BASE_SECONDS": 200, "RETRY_MAX_SECONDS": 100}, "RETRY_BASE_SECONDS"),
+        ({"RETRY_MAX_SECONDS": 43201}, "RETRY_MAX_SECONDS"),
     ],
 )
 def test_invalid_knobs_fail_fast_naming_the_knob(knobs: dict[str, object], named: str) -> None:
@@ -43,9 +46,18 @@ def test_visibility_timeout_is_derived_from_timeout_and_window() -> None:
 def test_lambdas_parse_exactly_what_the_stack_renders() -> None:
     config = PipelineConfig(MAX_PAYLOADS=42, UPLOAD_CONCURRENCY=7, OBJECT_PREFIX="raw/")
     ingest = IngestSettings.from_env(config.ingest_environment("https://queue"))
-    consumer = ConsumerSettings.from_env(config.consumer_environment("bucket"))
+    consumer = ConsumerSettings.from_env(config.consumer_environment("bucket", "https://queue"))
     assert (ingest.queue_url, ingest.max_payloads, ingest.max_body_bytes) == ("https://queue", 42, config.MAX_BODY_BYTES)
     assert (consumer.bucket_name, consumer.upload_concurrency, consumer.object_prefix) == ("bucket", 7, "raw/")
+    assert (consumer.queue_url, consumer.retry_base_seconds, consumer.retry_max_seconds) == ("https://queue", 10, 180)
+
+
+def test_the_retry_delay_never_exceeds_the_visibility_timeout() -> None:
+    # Given a visibility timeout (6 x 10 + 1 = 61 s) shorter than RETRY_MAX_SECONDS
+    config = PipelineConfig(CONSUMER_TIMEOUT_SECONDS=10, RETRY_MAX_SECONDS=300)
+    # Then the consumer is told 61 s: a longer delay would bring a record back later than without one
+    assert config.consumer_environment("bucket", "https://queue")["RETRY_MAX_SECONDS"] == "61"
+    assert PipelineConfig().consumer_environment("bucket", "https://queue")["RETRY_MAX_SECONDS"] == "180"
 
 
 def test_a_missing_lambda_variable_fails_at_cold_start_naming_it() -> None:
