@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -162,3 +163,15 @@ def test_bad_sql_fails_with_duckdbs_message(pipeline: Pipeline, tmp_path: Path, 
                       s3=pipeline.s3, out=io.StringIO())
     assert code == 1
     assert "query failed" in capsys.readouterr().err
+
+
+def test_the_readme_query_for_athena_and_duckdb_runs_here(pipeline: Pipeline, tmp_path: Path) -> None:
+    # Given the README's one SQL block (documented to run unchanged on Athena and DuckDB)
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    [sql] = re.findall(r"```sql\n(.*?)```", readme, flags=re.DOTALL)
+    # And payloads with temp 20.5, 21.5, 22.5, one of them stored twice
+    store(pipeline, 1, 3)
+    plant_duplicate(pipeline)
+    # When it runs, Then it counts each payload once by its rounded temperature
+    assert rows(pipeline, tmp_path, sql) == [{"temp": 21.0, "payloads": 1}, {"temp": 22.0, "payloads": 1},
+                                             {"temp": 23.0, "payloads": 1}]
