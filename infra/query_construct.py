@@ -7,8 +7,12 @@ and an Athena workgroup with an encrypted, expiring results bucket. No crawler, 
   with range and digits, storage.location.template with ${column} placeholders).
 - SerDe: the OpenX JSON SerDe reads one JSON document per line ("OpenX JSON SerDe"); a payload
   object is one compact line and a batch object is gzip NDJSON, which Athena decompresses by the
-  .gz extension ("Compression support in Athena": GZIP for text/JSON files). A column declared
-  `string` over a nested object holds that object's JSON text: ``payload``.
+  .gz extension ("Compression support in Athena": GZIP for text/JSON files). Keys match columns
+  case-insensitively (requestId -> requestid). A `string` column over a nested object holds that
+  object rendered back to compact JSON: ``payload`` (Trino's OpenX JSON reader, which Athena engine
+  3 builds on: lib/trino-hive-formats/.../line/openxjson/README.md, "VARCHAR and CHAR").
+- Date range: from the first day this pipeline could have written to NOW; projected dates are UTC
+  ("How to use the date type": start at the data's creation date, end at NOW).
 - The dedup view is a Glue table of type VIRTUAL_VIEW carrying a base64 "Presto View" document,
   the form Athena itself writes for CREATE VIEW; CloudFormation has no Athena view resource.
 """
