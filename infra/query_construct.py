@@ -173,7 +173,8 @@ class PayloadQuery(Construct):
         tables = [stack.format_arn(service="glue", resource="table", resource_name=f"{self.database_name}/{name}")
                   for name in (TABLE_NAME, DEDUP_VIEW_NAME)]
         workgroup = stack.format_arn(service="athena", resource="workgroup", resource_name=self.workgroup_name)
-        return iam.ManagedPolicy(self, "ReaderPolicy", description="Query the payloads with Athena: read only", statements=[
+        description = "Query the payloads with Athena: read only"
+        return iam.ManagedPolicy(self, "ReaderPolicy", description=description, statements=[
             iam.PolicyStatement(sid="RunQueriesInTheWorkgroup", resources=[workgroup], actions=[
                 "athena:StartQueryExecution", "athena:StopQueryExecution", "athena:GetQueryExecution",
                 "athena:GetQueryResults", "athena:GetWorkGroup", "athena:BatchGetQueryExecution",
@@ -185,7 +186,8 @@ class PayloadQuery(Construct):
                                 actions=["s3:GetObject"]),
             iam.PolicyStatement(sid="ListThePayloads", resources=[bucket.bucket_arn], actions=["s3:ListBucket"],
                                 conditions={"StringLike": {"s3:prefix": [f"{prefix}*"]}} if prefix else None),
-            iam.PolicyStatement(sid="LocateThePayloads", resources=[bucket.bucket_arn], actions=["s3:GetBucketLocation"]),
+            iam.PolicyStatement(sid="LocateThePayloads", resources=[bucket.bucket_arn],
+                                actions=["s3:GetBucketLocation"]),
             # Athena writes results with the caller's credentials.
             iam.PolicyStatement(sid="WriteAndReadResults", resources=[self.results_bucket.arn_for_objects("*")],
                                 actions=["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload",

@@ -88,7 +88,9 @@ def sync_objects(s3: Any, bucket: str, prefix: str, cache: Path, progress: Progr
                 progress.show(f"fetching: {done:,}/{len(missing):,} new objects ({len(wanted):,} in the lake)")
     removed = 0
     for path in [p for p in cache.rglob("*") if p.is_file()]:
-        if path.relative_to(cache).as_posix() not in wanted:
+        key = path.relative_to(cache).as_posix()
+        # Only what this tool wrote: copies of lake objects and interrupted downloads.
+        if key not in wanted and (is_lake_object(key, prefix) or key.endswith(".part")):
             path.unlink()
             removed += 1
     if progress:
@@ -158,7 +160,11 @@ def write_result(names: Sequence[str], rows: Sequence[Sequence[Any]], output_for
         json.dump([dict(zip(names, row)) for row in rows], out, default=str, ensure_ascii=False)
         out.write("\n")
         return
-    cells = [[_text(v) if len(_text(v)) <= max_width else _text(v)[:max_width - 1] + "…" for v in row] for row in rows]
+    def cell(value: Any) -> str:
+        text = _text(value)
+        return text if len(text) <= max_width else text[:max_width - 1] + "…"
+
+    cells = [[cell(v) for v in row] for row in rows]
     widths = [max([len(name)] + [len(row[i]) for row in cells]) for i, name in enumerate(names)]
     out.write("  ".join(name.ljust(w) for name, w in zip(names, widths)).rstrip() + "\n")
     out.write("  ".join("-" * w for w in widths) + "\n")
@@ -180,7 +186,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--endpoint-url", help="an S3 endpoint such as http://127.0.0.1:4566 (default: AWS)")
     parser.add_argument("--region", help="AWS region (a loopback endpoint defaults to us-east-1)")
     parser.add_argument("--prefix", help="OBJECT_PREFIX (default: the pipeline's knob, env > cdk.json > payloads/)")
-    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help=f"local copy of the objects (default: {DEFAULT_CACHE})")
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE,
+                        help=f"local copy of the objects (default: {DEFAULT_CACHE})")
     parser.add_argument("--offline", action="store_true", help="query the cache as it is, without listing the bucket")
     parser.add_argument("--format", choices=("table", "csv", "json"), default="table", dest="output_format")
     return parser.parse_args(argv)

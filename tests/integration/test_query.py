@@ -21,7 +21,8 @@ from tools import query
 
 def run(pipeline: Pipeline, cache: Path, sql: str, *options: str) -> str:
     out = io.StringIO()
-    code = query.main(["--bucket", pipeline.resources.bucket, "--cache", str(cache), *options, sql], s3=pipeline.s3, out=out)
+    arguments = ["--bucket", pipeline.resources.bucket, "--cache", str(cache), *options, sql]
+    code = query.main(arguments, s3=pipeline.s3, out=out)
     assert code == 0
     return out.getvalue()
 
@@ -53,7 +54,8 @@ def stored_envelopes(pipeline: Pipeline) -> list[dict[str, Any]]:
 def plant_duplicate(pipeline: Pipeline) -> str:
     """A second copy of one stored object in the next hour's partition: what a keyed retry in another
     hour, or a batch regrouped by a redelivery, leaves behind. Returns the duplicated id."""
-    [first, *_] = sorted(item["Key"] for item in pipeline.s3.list_objects_v2(Bucket=pipeline.resources.bucket)["Contents"])
+    listing = pipeline.s3.list_objects_v2(Bucket=pipeline.resources.bucket)["Contents"]
+    [first, *_] = sorted(item["Key"] for item in listing)
     body = pipeline.s3.get_object(Bucket=pipeline.resources.bucket, Key=first)["Body"].read()
     hour = int(first.split("/hour=")[1][:2])
     elsewhere = first.replace(f"/hour={hour:02d}/", f"/hour={(hour + 1) % 24:02d}/")
@@ -73,7 +75,8 @@ class TestPayloadMode:
         expected = sorted(stored_envelopes(pipeline), key=lambda e: e["id"])
         assert [row["id"] for row in table] == [e["id"] for e in expected]
         for row, envelope in zip(table, expected):
-            assert json.loads(row["payload"]) == envelope["payload"] == sent[envelope["requestId"]]["data"][int(envelope["id"].rsplit("-", 1)[1])]
+            index = int(envelope["id"].rsplit("-", 1)[1])
+            assert json.loads(row["payload"]) == envelope["payload"] == sent[envelope["requestId"]]["data"][index]
             assert (row["requestId"], row["receivedAt"], row["version"], row["token"]) == (
                 envelope["requestId"], envelope["receivedAt"], envelope["version"], envelope["token"])
             assert (row["dt"], row["hour"]) == (envelope["receivedAt"][:10], envelope["receivedAt"][11:13])
@@ -123,7 +126,9 @@ class TestBatchMode:
         assert sorted(r["id"] for r in rows(pipeline, tmp_path, "SELECT id FROM payloads")) == sorted(
             e["id"] for e in stored_envelopes(pipeline))
 
-    def test_the_dedup_view_removes_a_payload_regrouped_into_a_second_object(self, pipeline: Pipeline, tmp_path: Path) -> None:
+    def test_the_dedup_view_removes_a_payload_regrouped_into_a_second_object(
+        self, pipeline: Pipeline, tmp_path: Path
+    ) -> None:
         # Given 8 stored payloads and a batch object that holds one of them again
         store(pipeline, 2, 4)
         duplicated = plant_duplicate(pipeline)
@@ -132,7 +137,8 @@ class TestBatchMode:
                                             "(SELECT count(DISTINCT id) FROM payloads) AS ids, "
                                             "(SELECT count(*) FROM payloads_dedup) AS dedup")
         assert result["all_rows"] > result["ids"] == result["dedup"] == 8
-        assert rows(pipeline, tmp_path, f"SELECT count(*) AS n FROM payloads_dedup WHERE id = '{duplicated}'") == [{"n": 1}]
+        sql = f"SELECT count(*) AS n FROM payloads_dedup WHERE id = '{duplicated}'"
+        assert rows(pipeline, tmp_path, sql) == [{"n": 1}]
 
 
 def test_the_example_query_counts_per_hour(pipeline: Pipeline, tmp_path: Path) -> None:
@@ -158,7 +164,9 @@ def test_output_formats(pipeline: Pipeline, tmp_path: Path) -> None:
     assert [row["seq"] for row in rows(pipeline, tmp_path, sql)] == [0, 1]
 
 
-def test_bad_sql_fails_with_duckdbs_message(pipeline: Pipeline, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_sql_fails_with_duckdbs_message(
+    pipeline: Pipeline, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code = query.main(["--bucket", pipeline.resources.bucket, "--cache", str(tmp_path), "SELECT nope FROM payloads"],
                       s3=pipeline.s3, out=io.StringIO())
     assert code == 1
@@ -175,3 +183,20 @@ def test_the_readme_query_for_athena_and_duckdb_runs_here(pipeline: Pipeline, tm
     # When it runs, Then it counts each payload once by its rounded temperature
     assert rows(pipeline, tmp_path, sql) == [{"temp": 21.0, "payloads": 1}, {"temp": 22.0, "payloads": 1},
                                              {"temp": 23.0, "payloads": 1}]
+
+
+def test_the_cache_forgets_expired_objects_and_nothing_else(pipeline: Pipeline, tmp_path: Path) -> None:
+    # Given a synced cache of 2 objects, and a file of the user's in the same directory
+    store(pipeline, 1, 2)
+    cache = query.cache_dir_for(tmp_path, None, pipeline.resources.bucket)
+    query.sync_objects(pipeline.s3, pipeline.resources.bucket, "payloads/", cache)
+    notes = cache / "payloads" / "notes.txt"
+    notes.write_text("mine")
+    # When one object expires from the bucket and the cache syncs again
+    [expired, _] = sorted(item["Key"] for item in pipeline.s3.list_objects_v2(Bucket=pipeline.resources.bucket)["Contents"])
+    pipeline.s3.delete_object(Bucket=pipeline.resources.bucket, Key=expired)
+    report = query.sync_objects(pipeline.s3, pipeline.resources.bucket, "payloads/", cache)
+    # Then its copy is gone, the user's file is not, and the table counts what the bucket holds
+    assert (report.listed, report.removed) == (1, 1)
+    assert not (cache / expired).exists() and notes.read_text() == "mine"
+    assert rows(pipeline, tmp_path, "SELECT count(*) AS n FROM payloads") == [{"n": 1}]
