@@ -13,7 +13,7 @@ NODE_STAMP := node_modules/.installed
 CDK := node_modules/.bin/cdk
 
 .DEFAULT_GOAL := help
-.PHONY: help install test synth bootstrap preflight deploy destroy clean bench run loadtest verify redrive soak checkov capacity
+.PHONY: help install test synth bootstrap preflight deploy destroy clean bench run loadtest verify redrive soak checkov capacity query
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -57,7 +57,18 @@ destroy: install  ## cdk destroy (the payload bucket is retained unless DESTROY_
 	$(CDK) destroy
 
 clean:  ## remove build output (keeps .venv and node_modules)
-	rm -rf cdk.out .pytest_cache .hypothesis
+	rm -rf cdk.out .pytest_cache .hypothesis .cache/query
+
+# SQL over the stored payloads with DuckDB (tools/query.py); defaults: the bucket of make run.
+QUERY_ENDPOINT ?= http://127.0.0.1:4566
+QUERY_BUCKET ?= ingest-pipeline-local-payloads
+QUERY_FORMAT ?= table
+SQL ?= SELECT count(*) AS payloads FROM payloads
+# Passed through the environment, unexpanded: quotes and JSON paths ('$.temp') reach DuckDB as typed.
+query: export QUERY_SQL = $(value SQL)
+query: $(PY_STAMP)  ## SQL over the lake (DuckDB, offline): make query SQL="select count(*) from payloads" [QUERY_FORMAT=csv|json]
+	$(PY) -m tools.query --bucket $(QUERY_BUCKET) $(if $(QUERY_ENDPOINT),--endpoint-url $(QUERY_ENDPOINT)) \
+		--format $(QUERY_FORMAT) "$$QUERY_SQL"
 
 RPM ?= 1000000
 PAYLOADS ?= 10

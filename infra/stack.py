@@ -11,6 +11,7 @@ from constructs import Construct
 from infra.api_construct import IngestApi
 from infra.config import PipelineConfig
 from infra.monitoring_construct import MonitoredResources, PipelineMonitoring
+from infra.query_construct import PayloadQuery
 from infra.queue_construct import PayloadQueue
 from infra.storage_construct import PayloadStorage
 from infra.worker_pool_construct import WorkerPool
@@ -45,6 +46,14 @@ class IngestPipelineStack(Stack):
             api=self.api.api, ingest_function=self.api.function, consumer_function=self.workers.function,
             queue=self.queue.queue, dead_letter_queue=self.queue.dead_letter_queue, bucket=self.storage.bucket,
         ))
+        self.query = PayloadQuery(self, "Query", config=config, bucket=self.storage.bucket,
+                                  access_log_bucket=self.storage.access_log_bucket)
+        CfnOutput(self, "QueryTable", value=f"{self.query.database_name}.{self.query.table_name}",
+                  description="Athena: SELECT ... FROM <this>; <database>.payloads_dedup has one row per id")
+        CfnOutput(self, "QueryWorkGroup", value=self.query.workgroup.name,
+                  description="Athena workgroup (encrypted results, expired after 7 days)")
+        CfnOutput(self, "QueryReaderPolicyArn", value=self.query.reader_policy.managed_policy_arn,
+                  description="Attach to a role or user to query the payloads (read only)")
         CfnOutput(self, "DashboardUrl", value=self.monitoring.dashboard_url, description="The on-call dashboard")
         CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn,
                   description="Alarms notify this SNS topic (subscribe more endpoints to it)")
@@ -113,4 +122,12 @@ class IngestPipelineStack(Stack):
               "keys are only known at run time, so the grant is scoped to the prefix.",
               "appliesTo": ["Action::s3:Abort*", {"regex": "/^Resource::<StoragePayloads.*\\.Arn>/.*\\*$/"}]}],
             apply_to_children=True,
+        )
+        NagSuppressions.add_resource_suppressions(
+            self.query.reader_policy,
+            [{"id": "AwsSolutions-IAM5", "reason": "Athena reads every object of the table (the payload prefix) and "
+              "writes query results under keys it chooses in the workgroup's results bucket; both are only known "
+              "at query time. Read-only on the payloads.",
+              "appliesTo": [{"regex": "/^Resource::<StoragePayloads.*\\.Arn>/.*\\*$/"},
+                            {"regex": "/^Resource::<QueryResults.*\\.Arn>/\\*$/"}]}],
         )

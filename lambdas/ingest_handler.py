@@ -29,6 +29,11 @@ def _request_id() -> str:
     return request_id if is_safe_id(request_id) else str(uuid.uuid4())
 
 
+def _api_key_id() -> str:
+    # The client identity for Idempotency-Key ids; absent when the stage requires no API key.
+    return app.current_event.request_context.identity.api_key_id or ""
+
+
 def _problem_response(problem: Problem) -> Response:
     request_id = app.current_event.request_context.request_id
     body = problem.body()
@@ -52,11 +57,13 @@ def post_payloads() -> Response:
     # API Gateway's receive time (ms) when present, so receivedAt is the edge's clock, not ours.
     epoch_ms = event.get("requestContext", {}).get("requestTimeEpoch")
     received_at_ms = epoch_ms if isinstance(epoch_ms, int) and epoch_ms > 0 else int(time.time() * 1000)
-    report = accept_payloads(
-        IngestRequest(event.body, event.is_base64_encoded, event.headers, request_id, received_at_ms),
+    accepted = accept_payloads(
+        IngestRequest(event.body, event.is_base64_encoded, event.headers, request_id, received_at_ms, _api_key_id()),
         ingest_settings(),
         sqs_client,
     )
+    report, request_id = accepted.report, accepted.request_id
+    logger.set_correlation_id(request_id)  # derived with an Idempotency-Key: logs follow the 202's id
     metrics.add_metric(name="RequestsAccepted", unit=MetricUnit.Count, value=1)
     metrics.add_metric(name="PayloadsAccepted", unit=MetricUnit.Count, value=report.sent)
     if report.retried_entries:

@@ -22,6 +22,7 @@ import json
 import os
 import random
 import time
+import uuid
 from pathlib import Path
 from typing import IO, Any
 
@@ -116,7 +117,9 @@ class PayloadClient(FastHttpUser):
     def post_collection(self) -> None:
         assert ACKS is not None
         sent_at = time.time()
-        with self.client.post(PAYLOADS_PATH, data=BODY, headers=self.headers, name="POST " + PAYLOADS_PATH,
+        # Every request is a new logical request: a fresh Idempotency-Key (the body is the same each time).
+        headers = {**self.headers, "Idempotency-Key": str(uuid.uuid4())}
+        with self.client.post(PAYLOADS_PATH, data=BODY, headers=headers, name="POST " + PAYLOADS_PATH,
                               catch_response=True) as response:
             record: dict[str, Any] = {"sentAt": round(sent_at * 1000), "ackAt": round(time.time() * 1000),
                                       "status": response.status_code}

@@ -10,6 +10,7 @@ from pipeline.backpressure import refuse_if_backlogged
 from pipeline.collection import Limits, decode_body, parse_collection
 from pipeline.enqueue import EnqueueReport, enqueue_messages
 from pipeline.envelope import build_messages
+from pipeline.idempotency import idempotency_key_from, idempotent_request_id
 from pipeline.problems import service_unavailable
 from pipeline.settings import IngestSettings
 
@@ -21,6 +22,16 @@ class IngestRequest:
     headers: Mapping[str, str]
     request_id: str
     received_at_ms: int
+    # API Gateway's API key id (requestContext.identity.apiKeyId); empty when the stage needs no key.
+    api_key_id: str = ""
+
+
+@dataclass(frozen=True)
+class AcceptedRequest:
+    """What the 202 says: ``request_id`` is derived from the Idempotency-Key when one was sent."""
+
+    request_id: str
+    report: EnqueueReport
 
 
 class EnqueueFailed(Exception):
@@ -41,19 +52,24 @@ def limits_from(settings: IngestSettings) -> Limits:
     return Limits(settings.max_body_bytes, settings.max_payloads, settings.max_payload_bytes, settings.max_nesting_depth)
 
 
-def accept_payloads(request: IngestRequest, settings: IngestSettings, sqs: Callable[[], Any]) -> EnqueueReport:
+def accept_payloads(request: IngestRequest, settings: IngestSettings, sqs: Callable[[], Any]) -> AcceptedRequest:
     """Return once SQS has accepted every payload. Raises Problem (4xx) or EnqueueFailed (503).
 
-    ``sqs`` returns the client; it is only called once the request is valid.
+    With an Idempotency-Key the request id is derived (pipeline/idempotency.py), so a retry
+    enqueues the same ids. ``sqs`` returns the client; it is only called once the request is valid.
     """
     limits = limits_from(settings)
+    key = idempotency_key_from(request.headers)
     raw = decode_body(request.body, request.is_base64_encoded, request.headers, limits)
     collection = parse_collection(raw, limits)
-    messages = build_messages(collection, request.request_id, request.received_at_ms)
+    request_id = request.request_id
+    if key is not None:
+        request_id = idempotent_request_id(request.api_key_id, collection.token, key, raw)
+    messages = build_messages(collection, request_id, request.received_at_ms)
     # After validation, so a bad request still gets its 4xx; before enqueueing anything.
     refuse_if_backlogged(sqs, settings.queue_url, settings.max_queue, settings.backlog_check_seconds,
                          settings.retry_after_seconds)
     report = enqueue_messages(sqs(), settings.queue_url, messages, settings.enqueue_max_attempts)
     if report.failed_entries:
         raise EnqueueFailed(report, settings.retry_after_seconds)
-    return report
+    return AcceptedRequest(request_id, report)

@@ -149,7 +149,7 @@ def denies_plain_http(policy: dict[str, Any], action: str, resource_ids: set[str
 def test_every_bucket_and_queue_refuses_requests_without_tls(resources: dict[str, dict[str, Any]]) -> None:
     buckets = of_type(resources, "AWS::S3::Bucket")
     queues = of_type(resources, "AWS::SQS::Queue")
-    assert len(buckets) == 2 and len(queues) == 2
+    assert len(buckets) == 3 and len(queues) == 2  # payloads, access logs, Athena results
     bucket_policies = {p["Properties"]["Bucket"]["Ref"]: p for p in of_type(resources, "AWS::S3::BucketPolicy").values()}
     for bucket in buckets:
         assert denies_plain_http(bucket_policies[bucket], "s3:*", {bucket}), bucket

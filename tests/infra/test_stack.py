@@ -82,7 +82,7 @@ def test_queue_is_encrypted_tls_only_with_a_longer_lived_dlq(template: Template)
 
 
 def test_bucket_is_private_encrypted_tls_only_logged_and_retained(template: Template) -> None:
-    bucket = only(template, "AWS::S3::Bucket", {"LoggingConfiguration": Match.any_value()})
+    bucket = only(template, "AWS::S3::Bucket", {"LoggingConfiguration": Match.object_like({"LogFilePrefix": "payloads/"})})
     props = bucket["Properties"]
     assert props["PublicAccessBlockConfiguration"] == {"BlockPublicAcls": True, "BlockPublicPolicy": True,
                                                        "IgnorePublicAcls": True, "RestrictPublicBuckets": True}
@@ -95,7 +95,7 @@ def test_bucket_is_private_encrypted_tls_only_logged_and_retained(template: Temp
 
 def test_dev_opt_out_destroys_the_bucket_and_expires_objects() -> None:
     _, template = synth(DESTROY_ON_REMOVE=True, OBJECT_EXPIRATION_DAYS=30, MAX_WORKERS=25)
-    bucket = only(template, "AWS::S3::Bucket", {"LoggingConfiguration": Match.any_value()})
+    bucket = only(template, "AWS::S3::Bucket", {"LoggingConfiguration": Match.object_like({"LogFilePrefix": "payloads/"})})
     assert bucket["DeletionPolicy"] == "Delete"
     rules = bucket["Properties"]["LifecycleConfiguration"]["Rules"]
     assert {"ExpirationInDays": 30, "Id": "expire-payloads", "Prefix": "payloads/", "Status": "Enabled"} in rules

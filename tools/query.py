@@ -1,0 +1,218 @@
+"""SQL over the lake, locally: `make query SQL="select count(*) from payloads"`.
+
+    python -m tools.query --bucket ingest-pipeline-local-payloads --endpoint-url http://127.0.0.1:4566 \\
+        "SELECT dt, hour, count(*) FROM payloads GROUP BY dt, hour ORDER BY dt, hour"
+
+The objects are copied with boto3 into a local cache first (only new ones: stored objects never
+change, create-only), so DuckDB reads local files and needs no S3 extension: it works offline and
+against any S3 endpoint. Then DuckDB sees the same table as Athena (infra/lake_table.py):
+
+- ``payloads``: id, requestId, receivedAt, version, token, payload (JSON text), dt, hour, from
+  both object modes (``.json`` and gzip NDJSON ``.ndjson.gz``); dt and hour come from the key.
+- ``payloads_dedup``: one row per id, the same SQL text as the Athena view.
+- ``json_extract_scalar`` and ``from_iso8601_timestamp`` exist as in Athena, so one query runs on both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import re
+import sys
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+from urllib.parse import urlsplit
+
+from infra.config import PipelineConfig, cdk_json_context
+from infra.lake_table import COLUMNS, DEDUP_VIEW_NAME, DEDUP_VIEW_SQL, TABLE_NAME
+from loadtest.verify import Progress, client_options
+
+PAYLOAD_SUFFIX = ".json"  # OBJECT_MODE=payload
+BATCH_SUFFIX = ".ndjson.gz"  # OBJECT_MODE=batch
+# The partition layout of pipeline/envelope.py partition_prefix: {prefix}dt=YYYY-MM-DD/hour=HH/<name>
+_PARTITION = r"dt=(\d{4}-\d{2}-\d{2})/hour=(\d{2})/[^/]+$"
+DEFAULT_CACHE = Path(".cache") / "query"
+DOWNLOADERS = 16
+# Athena (Trino) functions that DuckDB names differently: defined once, so a query runs on both.
+ATHENA_COMPATIBLE_MACROS = (
+    "CREATE MACRO json_extract_scalar(document, path) AS json_extract_string(document, path)",
+    "CREATE MACRO from_iso8601_timestamp(text) AS CAST(text AS TIMESTAMPTZ)",
+)
+
+
+class QueryError(RuntimeError):
+    """The SQL failed; the message is DuckDB's."""
+
+
+@dataclass(frozen=True)
+class SyncReport:
+    listed: int
+    fetched: int
+    removed: int
+
+
+def is_lake_object(key: str, prefix: str) -> bool:
+    """An object the table reads: under the prefix, in a dt=/hour= partition, of either object mode."""
+    return (key.startswith(prefix) and re.fullmatch(_PARTITION, key[len(prefix):]) is not None
+            and key.endswith((PAYLOAD_SUFFIX, BATCH_SUFFIX)))
+
+
+def sync_objects(s3: Any, bucket: str, prefix: str, cache: Path, progress: Progress | None = None) -> SyncReport:
+    """Mirror the lake objects of ``bucket`` under ``cache`` (same relative keys). Objects are written
+    once and never changed, so a cached file of the right size is current; files whose object is gone
+    (expired) are removed."""
+    wanted: dict[str, int] = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            if is_lake_object(item["Key"], prefix):
+                wanted[item["Key"]] = item["Size"]
+        if progress:
+            progress.show(f"listing s3://{bucket}/{prefix}: {len(wanted):,} objects")
+    missing = [key for key, size in wanted.items()
+               if not (cache / key).is_file() or (cache / key).stat().st_size != size]
+
+    def fetch(key: str) -> None:
+        target = cache / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(target.name + ".part")
+        s3.download_file(bucket, key, str(partial))
+        partial.replace(target)
+
+    with ThreadPoolExecutor(DOWNLOADERS) as pool:
+        for done, _ in enumerate(pool.map(fetch, missing), start=1):
+            if progress:
+                progress.show(f"fetching: {done:,}/{len(missing):,} new objects ({len(wanted):,} in the lake)")
+    removed = 0
+    for path in [p for p in cache.rglob("*") if p.is_file()]:
+        key = path.relative_to(cache).as_posix()
+        # Only what this tool wrote: copies of lake objects and interrupted downloads.
+        if key not in wanted and (is_lake_object(key, prefix) or key.endswith(".part")):
+            path.unlink()
+            removed += 1
+    if progress:
+        progress.show(f"{len(wanted):,} objects in s3://{bucket}/{prefix} ({len(missing):,} fetched)", final=True)
+    return SyncReport(len(wanted), len(missing), removed)
+
+
+def _sql_string(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def open_lake(root: Path) -> Any:
+    """An in-memory DuckDB with the `payloads` table and `payloads_dedup` view over the cached objects
+    under ``root`` (the cache directory plus OBJECT_PREFIX). No extension is ever downloaded."""
+    import duckdb
+
+    connection = duckdb.connect(config={"autoinstall_known_extensions": False})
+    for macro in ATHENA_COMPATIBLE_MACROS:
+        connection.execute(macro)
+    partitions = f"{root.as_posix().rstrip('/')}/dt=*/hour=*/"
+    globs = [partitions + "*" + suffix for suffix in (PAYLOAD_SUFFIX, BATCH_SUFFIX)
+             if any(root.glob(f"dt=*/hour=*/*{suffix}"))]
+    columns = ", ".join(f"{name} VARCHAR" for name in COLUMNS)
+    if not globs:  # an empty lake is an empty table, not an error
+        connection.execute(f"CREATE TABLE {TABLE_NAME} ({columns}, dt VARCHAR, hour VARCHAR)")
+    else:
+        types = ", ".join(f"{_sql_string(name)}: {'JSON' if name == 'payload' else 'VARCHAR'}" for name in COLUMNS)
+        fields = ", ".join("CAST(payload AS VARCHAR) AS payload" if name == "payload" else name for name in COLUMNS)
+        pattern = _sql_string("/" + _PARTITION)
+        # gzip is detected from the .gz extension, as Athena does; one envelope per line in both modes.
+        connection.execute(
+            f"CREATE VIEW {TABLE_NAME} AS SELECT {fields}, "
+            f"regexp_extract(filename, {pattern}, 1) AS dt, regexp_extract(filename, {pattern}, 2) AS hour "
+            f"FROM read_json([{', '.join(map(_sql_string, globs))}], format = 'newline_delimited', "
+            f"columns = {{{types}}}, filename = true)"
+        )
+    connection.execute(f"CREATE VIEW {DEDUP_VIEW_NAME} AS {DEDUP_VIEW_SQL}")
+    return connection
+
+
+def run_query(connection: Any, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """Column names and rows of ``sql``; QueryError when DuckDB refuses it."""
+    import duckdb
+
+    try:
+        cursor = connection.execute(sql)
+        names = [column[0] for column in cursor.description or []]
+        return names, cursor.fetchall() if names else []
+    except duckdb.Error as exc:
+        raise QueryError(str(exc)) from exc
+
+
+def _text(value: Any) -> str:
+    return "NULL" if value is None else str(value)
+
+
+def write_result(names: Sequence[str], rows: Sequence[Sequence[Any]], output_format: str, out: TextIO,
+                 max_width: int = 60) -> None:
+    """``table``: aligned columns for people (long cells shortened); ``csv`` and ``json`` (an array of
+    objects) are complete, for scripts."""
+    if output_format == "csv":
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(names)
+        writer.writerows(["" if v is None else v for v in row] for row in rows)
+        return
+    if output_format == "json":
+        json.dump([dict(zip(names, row)) for row in rows], out, default=str, ensure_ascii=False)
+        out.write("\n")
+        return
+    def cell(value: Any) -> str:
+        text = _text(value)
+        return text if len(text) <= max_width else text[:max_width - 1] + "…"
+
+    cells = [[cell(v) for v in row] for row in rows]
+    widths = [max([len(name)] + [len(row[i]) for row in cells]) for i, name in enumerate(names)]
+    out.write("  ".join(name.ljust(w) for name, w in zip(names, widths)).rstrip() + "\n")
+    out.write("  ".join("-" * w for w in widths) + "\n")
+    for row in cells:
+        out.write("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() + "\n")
+    out.write(f"({len(rows)} row{'' if len(rows) == 1 else 's'})\n")
+
+
+def cache_dir_for(base: Path, endpoint_url: str | None, bucket: str) -> Path:
+    """One cache per endpoint and bucket, so the local lake and a deployed one never mix."""
+    host = urlsplit(endpoint_url).netloc.replace(":", "_") if endpoint_url else "aws"
+    return base / host / bucket
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m tools.query", description=__doc__.split("\n\n")[0])
+    parser.add_argument("sql", help="the SQL; tables: payloads, payloads_dedup")
+    parser.add_argument("--bucket", required=True, help="the payload bucket (make run: ingest-pipeline-local-payloads)")
+    parser.add_argument("--endpoint-url", help="an S3 endpoint such as http://127.0.0.1:4566 (default: AWS)")
+    parser.add_argument("--region", help="AWS region (a loopback endpoint defaults to us-east-1)")
+    parser.add_argument("--prefix", help="OBJECT_PREFIX (default: the pipeline's knob, env > cdk.json > payloads/)")
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE,
+                        help=f"local copy of the objects (default: {DEFAULT_CACHE})")
+    parser.add_argument("--offline", action="store_true", help="query the cache as it is, without listing the bucket")
+    parser.add_argument("--format", choices=("table", "csv", "json"), default="table", dest="output_format")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None, s3: Any = None, out: TextIO = sys.stdout) -> int:
+    args = parse_args(argv)
+    prefix = args.prefix if args.prefix is not None else PipelineConfig.resolve(cdk_json_context()).OBJECT_PREFIX
+    cache = cache_dir_for(args.cache, args.endpoint_url, args.bucket)
+    if not args.offline:
+        if s3 is None:
+            import boto3
+            from botocore.config import Config
+
+            s3 = boto3.client("s3", **client_options(args.endpoint_url, args.region),
+                              config=Config(max_pool_connections=DOWNLOADERS, retries={"mode": "standard"}))
+        sync_objects(s3, args.bucket, prefix, cache, Progress())
+    try:
+        names, rows = run_query(open_lake(cache / prefix), args.sql)
+    except QueryError as exc:
+        print(f"query failed: {exc}", file=sys.stderr)
+        return 1
+    write_result(names, rows, args.output_format, out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
