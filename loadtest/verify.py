@@ -25,6 +25,7 @@ import gzip
 import hashlib
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -337,8 +338,14 @@ def client_options(endpoint_url: str | None, region: str | None) -> dict[str, An
     credentials: fixed ones mean a laptop needs no AWS profile at all."""
     options: dict[str, Any] = {"endpoint_url": endpoint_url, "region_name": region}
     if endpoint_url and urlsplit(endpoint_url).hostname in ("127.0.0.1", "localhost", "::1"):
-        options |= {"aws_access_key_id": "testing", "aws_secret_access_key": "testing", "region_name": region or "us-east-1"}
+        region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+        options |= {"aws_access_key_id": "testing", "aws_secret_access_key": "testing", "region_name": region}
     return options
+
+
+MISSING_REGION = "no AWS region: pass --region or set AWS_REGION (or AWS_DEFAULT_REGION, or a profile's region)"
+MISSING_CREDENTIALS = ("no AWS credentials: set AWS_PROFILE (after `aws configure` or `aws sso login`) or "
+                       "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
 
 
 def s3_client(endpoint_url: str | None, region: str | None, readers: int) -> Any:
@@ -360,7 +367,18 @@ def dlq_depth(queue_url: str, endpoint_url: str | None, region: str | None) -> i
 
 
 def main(argv: list[str] | None = None, s3: Any = None) -> int:
-    args = parse_args(argv)
+    from botocore.exceptions import NoCredentialsError, NoRegionError
+
+    try:
+        return _verify(parse_args(argv), s3)
+    except NoRegionError:
+        print(f"verify: {MISSING_REGION}", file=sys.stderr)
+    except NoCredentialsError:
+        print(f"verify: {MISSING_CREDENTIALS}", file=sys.stderr)
+    return 2
+
+
+def _verify(args: argparse.Namespace, s3: Any) -> int:
     acks = load_acks(args.acks)
     if not acks.acks:
         print(f"no acknowledged requests found in {', '.join(map(str, args.acks))}", file=sys.stderr)

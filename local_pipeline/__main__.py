@@ -2,7 +2,14 @@
 
 HTTP on 127.0.0.1:PORT -> real ingest handler -> SQS -> MAX_WORKERS pollers -> real consumer handler
 -> S3, with SQS and S3 served by an embedded moto server (or AWS_ENDPOINT_URL). Ctrl-C stops taking
-requests, drains the queue, prints a summary and exits 0.
+requests, drains the queue, prints a summary and exits 0; a second Ctrl-C exits at once.
+
+Signals: CPython runs a Python signal handler only in the main thread, between bytecodes, but the
+kernel hands a process-directed signal to ANY thread that does not block it. A main thread parked in
+an untimed wait while the signal lands on an HTTP or poller thread never runs the handler (Ctrl-C
+was ignored under load). So SIGINT and SIGTERM are blocked before any thread starts (threads inherit
+the mask) and unblocked in the main thread only, which waits in short sleeps
+(https://docs.python.org/3/library/signal.html#signals-and-threads, signal.pthread_sigmask).
 """
 
 from __future__ import annotations
@@ -10,7 +17,8 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import threading
+import time
+from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
 from types import FrameType
 
@@ -29,6 +37,36 @@ RESOURCE_NAME = "ingest-pipeline-local"
 # Against AWS_ENDPOINT_URL the pollers long-poll like the ESM (short polls would cost requests on a
 # real account); 5 s rather than 20 so that Ctrl-C returns promptly.
 EXTERNAL_LONG_POLL_SECONDS = 5
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+# How often the main thread looks at the stop flag (a signal also cuts the sleep short).
+STOP_CHECK_SECONDS = 0.2
+
+
+class StopRequest:
+    """The SIGINT/SIGTERM handler. The first signal asks for a graceful stop; the second exits at
+    once, after ``report()`` (what was left undrained) and ``kill()`` (the Lambda environments).
+
+    The handler only sets a plain attribute: taking a lock here (``Event.set``) could deadlock with
+    the main thread it interrupts."""
+
+    def __init__(self, log: AccessLog) -> None:
+        self.requested = False
+        self.log = log
+        self.report: Callable[[], str] = lambda: "nothing was running yet"
+        self.kill: Callable[[], None] = lambda: None
+
+    def __call__(self, signum: int, _frame: FrameType | None) -> None:
+        if not self.requested:
+            self.requested = True
+            return
+        self.log.line(f"{signal.Signals(signum).name} again: exiting now, without draining; left undrained: "
+                      f"{self.report()}")
+        self.kill()
+        os._exit(128 + signum)
+
+    def wait(self) -> None:
+        while not self.requested:
+            time.sleep(STOP_CHECK_SECONDS)
 
 
 def function_environment(config: PipelineConfig, resources: LocalResources, settings: LocalSettings,
@@ -52,15 +90,12 @@ def main() -> int:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
     log = AccessLog()
-    stop = threading.Event()
-
-    def request_stop(signum: int, _frame: FrameType | None) -> None:
-        if stop.is_set():
-            log.line("still shutting down: finishing in-flight batches...")
-        stop.set()
-
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
+    stop = StopRequest(log)
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    # Blocked here, before the first thread starts: every thread inherits the mask, so a signal can
+    # only reach the main thread once it unblocks them (see the module docstring).
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
 
     endpoint = AwsEndpoint(port=settings.MOTO_PORT, region=settings.AWS_REGION, endpoint_url=settings.AWS_ENDPOINT_URL)
     try:
@@ -75,7 +110,7 @@ def main() -> int:
 
 
 def _run(settings: LocalSettings, config: PipelineConfig, endpoint: AwsEndpoint, log: AccessLog,
-         stop: threading.Event) -> int:
+         stop: StopRequest) -> int:
     apply_environment(endpoint.environment())  # inherited by the spawned Lambda environments
     sqs = endpoint.client("sqs", max_pool_connections=config.MAX_WORKERS + 4)
     s3 = endpoint.client("s3")
@@ -109,9 +144,12 @@ def _run(settings: LocalSettings, config: PipelineConfig, endpoint: AwsEndpoint,
             return 1
         workers.start()
         front.start()
+        stop.report = lambda: undrained(log, front, endpoint)
+        stop.kill = lambda: (ingest.kill(), consumer.kill())  # type: ignore[func-returns-value]
         log.text(banner(front.url, settings, config, endpoint, resources, visibility))
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # only here, in the main thread
         stop.wait()
-        log.line("shutting down: no new requests; draining the queue...")
+        log.line("shutting down: no new requests; draining the queue (Ctrl-C again to exit at once)...")
     finally:
         if front is not None:
             front.stop()
@@ -120,6 +158,15 @@ def _run(settings: LocalSettings, config: PipelineConfig, endpoint: AwsEndpoint,
         consumer.shutdown()
     log.text(summary(log, sqs, resources))
     return 0
+
+
+def undrained(log: AccessLog, front: IngestFront, endpoint: AwsEndpoint) -> str:
+    """What a forced exit leaves behind, from the runner's own counters (no call to a busy endpoint)."""
+    totals = log.snapshot()
+    waiting = max(0, totals.payloads_accepted - totals.records_stored)
+    where = "lost with the embedded queue" if endpoint.embedded else f"still in the queue at {endpoint.endpoint_url}"
+    return (f"{waiting} accepted payloads not yet stored ({where}), "
+            f"{front.in_flight_count()} HTTP requests in flight")
 
 
 def _depth(sqs: object, queue_url: str) -> int | str:
@@ -139,7 +186,8 @@ def summary(log: AccessLog, sqs: object, resources: LocalResources) -> str:
         "Summary",
         f"  requests          {totals.requests} ({totals.rejected_requests} answered with an error)",
         f"  payloads accepted {totals.payloads_accepted}",
-        f"  payloads stored   {totals.records_stored} (in {totals.batches} batches)",
+        f"  payloads stored   {totals.records_stored} ({totals.batches - totals.failed_batches} of "
+        f"{totals.batches} consumer batches stored in full)",
         f"  failed attempts   {totals.record_failures} (retried after the visibility timeout)",
         f"  in DLQ            {_depth(sqs, resources.dlq_url)}",
     ]

@@ -17,6 +17,7 @@ class Totals:
     rejected_requests: int = 0  # answered 4xx/5xx
     payloads_accepted: int = 0
     batches: int = 0
+    failed_batches: int = 0  # batches with at least one failed record
     records_stored: int = 0  # deleted from the queue after the consumer reported success
     record_failures: int = 0  # record deliveries that failed (they come back after the visibility timeout)
 
@@ -24,7 +25,9 @@ class Totals:
 class AccessLog:
     def __init__(self, stream: TextIO | None = None) -> None:
         self._stream = stream or sys.stdout
-        self._lock = threading.Lock()
+        # Reentrant: the second-Ctrl-C handler writes a line from the main thread, which may be
+        # interrupted while it holds this lock (printing the banner or summary).
+        self._lock = threading.RLock()
         self.totals = Totals()
 
     def line(self, text: str) -> None:
@@ -50,6 +53,7 @@ class AccessLog:
     def batch(self, worker: int, records: int, failures: int, elapsed_ms: float, error: str = "") -> None:
         with self._lock:
             self.totals.batches += 1
+            self.totals.failed_batches += 1 if failures else 0
             self.totals.records_stored += records - failures
             self.totals.record_failures += failures
         suffix = f" error={error}" if error else ""

@@ -4,6 +4,12 @@ Per request it does what the deployed gateway does before and after the Lambda: 
 API Gateway's 10 MB, check ``x-api-key`` (403 problem+json, the deployed gateway response's shape),
 build a REST proxy event (body base64, as binaryMediaTypes */* makes it), invoke the handler, and send
 its response back verbatim. Routing (404 for unknown paths, 405 for other methods) is the handler's.
+
+The key is checked for EVERY request before the handler sees it, whatever its path: the handler's
+router decides which paths it serves (``/v1/payloads/``, say), so a front that checked only the
+exact path would let those through unauthenticated. Every error the front writes itself, including
+http.server's own (bad request line, 414, 431), is the handler's RFC 9457 problem+json with a
+``requestId``.
 """
 
 from __future__ import annotations
@@ -11,11 +17,13 @@ from __future__ import annotations
 import base64
 import hmac
 import json
+import re
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -27,22 +35,60 @@ from local_pipeline.local_settings import API_GATEWAY_MAX_BODY_BYTES
 
 PAYLOADS_PATH = "/v1/payloads"
 PROBLEM_CONTENT_TYPE = "application/problem+json"
-# The few errors API Gateway answers itself, with the bodies infra/api_construct.py's gateway
-# responses render (RFC 9457): status -> (slug, title, detail).
-GATEWAY_PROBLEMS: dict[int, tuple[str, str, str]] = {
-    400: ("bad-request", "Bad Request", "the request was rejected by API Gateway"),
-    403: ("forbidden", "Forbidden", "missing or invalid x-api-key header"),
-    413: ("body-too-large", "Content Too Large", "the request body is larger than API Gateway accepts"),
-    502: ("ingest-unavailable", "Bad Gateway", "the ingest function failed; retry with backoff"),
-    503: ("shutting-down", "Service Unavailable", "the local pipeline is shutting down"),
+# The errors the front answers itself, with the bodies infra/api_construct.py's gateway responses
+# render (RFC 9457): status -> (slug, detail).
+GATEWAY_PROBLEMS: dict[int, tuple[str, str]] = {
+    400: ("bad-request", "the request was rejected by API Gateway"),
+    403: ("forbidden", "missing or invalid x-api-key header"),
+    405: ("method-not-allowed", f"use POST {PAYLOADS_PATH}"),
+    413: ("body-too-large", "the request body is larger than API Gateway accepts"),
+    414: ("uri-too-long", "the request line is too long"),
+    431: ("headers-too-large", "the request headers are too large or too many"),
+    502: ("ingest-unavailable", "the ingest function failed; retry with backoff"),
+    503: ("shutting-down", "the local pipeline is shutting down"),
+    505: ("http-version-not-supported", "use HTTP/1.1"),
 }
+# RFC 9110's names where Python's HTTPStatus still has the older RFC 7231 ones ("Request-URI Too Long").
+TITLES = {413: "Content Too Large", 414: "URI Too Long", 422: "Unprocessable Content"}
+# Requests allowed to wait for a free ingest environment, per environment. Beyond that the front
+# answers 503 + Retry-After at once (as a throttled API Gateway answers 429): a client that backs
+# off gets through, and the front never stalls accepting connections behind a long local queue.
+WAITING_REQUESTS_PER_ENVIRONMENT = 8
+RETRY_AFTER_SECONDS = 1
+# Pending connections the kernel holds while the front is busy (listen backlog). The stdlib's 5
+# reset connections from load tests; Linux caps it at net.core.somaxconn (4096 by default).
+LISTEN_BACKLOG = 1024
+# Chunked framing (RFC 9112 section 7.1): a chunk-size line is hex digits, optional ";extensions",
+# CRLF. 8 hex digits (4 GiB) is more than any body the front accepts; longer is bad framing.
+CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,8}")
+MAX_CHUNK_LINE_BYTES = 4096
 
 
-def gateway_problem(status: int, request_id: str, detail: str | None = None) -> bytes:
-    slug, title, default_detail = GATEWAY_PROBLEMS.get(status, GATEWAY_PROBLEMS[400])
-    body = {"type": f"urn:ingest-pipeline:problem:{slug}", "title": title, "status": status,
-            "detail": detail or default_detail, "requestId": request_id}
+def title_of(status: int) -> str:
+    if status in TITLES:
+        return TITLES[status]
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def gateway_problem(status: int, request_id: str, detail: str | None = None, slug: str | None = None) -> bytes:
+    """A problem+json body of the handler's shape (pipeline/problems.py) plus ``requestId``."""
+    default_slug, default_detail = GATEWAY_PROBLEMS.get(status, ("bad-request", "the request was rejected"))
+    body = {"type": f"urn:ingest-pipeline:problem:{slug or default_slug}", "title": title_of(status),
+            "status": status, "detail": detail or default_detail, "requestId": request_id}
     return json.dumps(body, separators=(",", ":")).encode()
+
+
+def split_target(target: str) -> tuple[str, str]:
+    """(path, query) of a request target: origin-form as sent (``//v1/payloads`` stays a path,
+    percent-escapes stay escaped, as API Gateway passes them), or absolute-form (``http://h/p``)."""
+    if not target.startswith("/"):
+        url = urlsplit(target)
+        return url.path or "/", url.query
+    path, _, query = target.partition("?")
+    return path.partition("#")[0], query.partition("#")[0]
 
 
 class BodyRefused(Exception):
@@ -63,6 +109,7 @@ class IngestFront:
         self.log = log
         self.stage = stage
         self.closing = False
+        self._waiting = threading.BoundedSemaphore(ingest.concurrency * WAITING_REQUESTS_PER_ENVIRONMENT)
         self._in_flight = 0
         self._idle = threading.Condition()
         self._server = _Server(("127.0.0.1", port), _RequestHandler)
@@ -76,6 +123,17 @@ class IngestFront:
 
     def start(self) -> None:
         self._thread.start()
+
+    def try_reserve(self) -> bool:
+        """A place among the requests waiting for an ingest environment; False when they are all taken."""
+        return self._waiting.acquire(blocking=False)
+
+    def release(self) -> None:
+        self._waiting.release()
+
+    def in_flight_count(self) -> int:
+        with self._idle:
+            return self._in_flight
 
     def stop(self, timeout_seconds: float = 30) -> None:
         """Stop accepting connections, answer 503 on kept-alive ones, wait for in-flight requests."""
@@ -101,6 +159,7 @@ class IngestFront:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = LISTEN_BACKLOG
     front: IngestFront
 
 
@@ -122,37 +181,46 @@ class _RequestHandler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         """Silenced: the access log prints one compact line per request instead."""
 
+    def parse_request(self) -> bool:
+        if not super().parse_request():
+            return False
+        if self.request_version == "HTTP/0.9":  # "GET /": an answer without status line or headers
+            self.send_error(400, None, "HTTP/0.9 requests are not supported; use HTTP/1.1")
+            return False
+        return True
+
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """http.server's own refusals (bad request line, unknown method, huge headers) as problem+json."""
         self.close_connection = True
-        headers = {"Content-Type": PROBLEM_CONTENT_TYPE, "Connection": "close"}
+        # A request line http.server could not read leaves HTTP/0.9, which has no status line at all.
+        self.request_version = self.protocol_version
+        request_id = str(uuid.uuid4())
+        headers = {"Content-Type": PROBLEM_CONTENT_TYPE, "Connection": "close", "x-amzn-RequestId": request_id}
+        slug = None
         if code == 501:  # a method http.server has no do_* for (TRACE, CONNECT...): 405, like the handler's
-            code, message, explain = 405, "Method Not Allowed", f"{self.command} is not allowed; use POST {PAYLOADS_PATH}"
+            code, explain = 405, f"{self.command} is not allowed on {PAYLOADS_PATH}; use POST"
             headers["Allow"] = "POST"
-        slug = {405: "method-not-allowed", 414: "uri-too-long", 431: "headers-too-large"}.get(code, "bad-request")
-        body = json.dumps({"type": f"urn:ingest-pipeline:problem:{slug}", "title": message or "Bad Request",
-                           "status": code, "detail": explain or message or "the request could not be read"},
-                          separators=(",", ":")).encode()
-        self._write(code, headers, body)
-        if self.command:
-            self.server.front.log.request(self.command, urlsplit(self.path).path, code, 0, 0.0)
+        elif code == 400:
+            slug = "bad-request-line" if not self.command else "bad-request"
+        self._write(code, headers, gateway_problem(code, request_id, explain or message, slug))
+        self.server.front.log.request(self.command or "-", split_target(self.path or "")[0] or "-", code, 0, 0.0)
 
     # --- one request ---------------------------------------------------------------------------
     def _serve(self) -> None:
         front = self.server.front
         started = time.perf_counter()
         request_id = str(uuid.uuid4())
-        url = urlsplit(self.path)
+        path, query = split_target(self.path)
         with front.in_flight():
             if front.closing:
                 self.close_connection = True
-                status, headers, body = 503, {"Content-Type": PROBLEM_CONTENT_TYPE, "Connection": "close"}, \
-                    gateway_problem(503, request_id)
+                status, headers, body = 503, {"Content-Type": PROBLEM_CONTENT_TYPE, "Connection": "close",
+                                              "Retry-After": str(RETRY_AFTER_SECONDS)}, gateway_problem(503, request_id)
             else:
-                status, headers, body = self._answer(front, url.path, url.query, request_id)
+                status, headers, body = self._answer(front, path, query, request_id)
             headers["x-amzn-RequestId"] = request_id
             self._write(status, headers, body)
-        front.log.request(self.command, url.path, status, _accepted(status, body), (time.perf_counter() - started) * 1000)
+        front.log.request(self.command, path, status, _accepted(status, body), (time.perf_counter() - started) * 1000)
 
     def _answer(self, front: IngestFront, path: str, query: str, request_id: str) -> tuple[int, dict[str, str], bytes]:
         problem_headers = {"Content-Type": PROBLEM_CONTENT_TYPE}
@@ -162,56 +230,92 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self.close_connection = True  # the unread rest of the body must not be parsed as a request
             return refused.status, problem_headers, gateway_problem(refused.status, request_id, refused.detail)
         key = self.headers.get("x-api-key")
-        if front.require_api_key and self.command == "POST" and path == PAYLOADS_PATH and not (
-            key is not None and hmac.compare_digest(key.encode(), front.api_key.encode())
-        ):
+        # Every method and path: which paths reach the handler is the router's business, not the front's.
+        if front.require_api_key and not (key is not None and hmac.compare_digest(key.encode(), front.api_key.encode())):
             return 403, problem_headers, gateway_problem(403, request_id)
         event = api_gateway_event(
             self.command, path, body, {name: value for name, value in self.headers.items()},
             request_id=request_id, source_ip=self.client_address[0], stage=front.stage, api_key=key,
             query=parse_qs(query, keep_blank_values=True) if query else None,
         )
+        if not front.try_reserve():
+            detail = "the local pipeline's ingest environments are all busy and its queue is full; retry after a second"
+            return 503, {**problem_headers, "Retry-After": str(RETRY_AFTER_SECONDS)}, \
+                gateway_problem(503, request_id, detail, "local-queue-full")
         try:
             response = front.ingest.invoke(event)
         except FunctionError as exc:
             front.log.line(f"ingest handler failed: {exc}\n{exc.stack_trace}")
             return 502, problem_headers, gateway_problem(502, request_id)
+        finally:
+            front.release()
         return _http_response(response)
 
     def _read_body(self) -> bytes:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+        encodings = self.headers.get_all("Transfer-Encoding") or []
+        lengths = self.headers.get_all("Content-Length") or []
+        if encodings:
+            if lengths:  # RFC 9112 section 6.3: ambiguous framing, a request-smuggling vector
+                raise BodyRefused(400, "both Transfer-Encoding and Content-Length are set")
+            if ",".join(encodings).strip().lower() != "chunked":
+                raise BodyRefused(400, f"Transfer-Encoding {','.join(encodings)!r} is not supported; use chunked")
             return self._read_chunked()
-        raw_length = self.headers.get("Content-Length")
-        if raw_length is None:
+        if not lengths:
             return b""
-        try:
-            length = int(raw_length)
-        except ValueError as exc:
-            raise BodyRefused(400, f"Content-Length {raw_length!r} is not a number") from exc
-        if length < 0:
-            raise BodyRefused(400, "Content-Length is negative")
+        if len(set(lengths)) > 1:
+            raise BodyRefused(400, "conflicting Content-Length headers")
+        raw_length = lengths[0].strip()
+        if not raw_length.isascii() or not raw_length.isdigit():  # int() would take "+5", " 5", "1_0"
+            raise BodyRefused(400, f"Content-Length {raw_length[:32]!r} is not a number")
+        length = int(raw_length)
         if length > API_GATEWAY_MAX_BODY_BYTES:
             raise BodyRefused(413, f"the body is {length} bytes; API Gateway accepts at most {API_GATEWAY_MAX_BODY_BYTES}")
-        return self.rfile.read(length)
+        body = self.rfile.read(length)
+        if len(body) < length:
+            raise BodyRefused(400, f"the body ended after {len(body)} of {length} bytes")
+        return body
 
     def _read_chunked(self) -> bytes:
+        """A chunked body, strictly: every byte read (sizes, extensions, CRLFs, trailers, data) counts
+        towards API Gateway's limit, so no framing trick reads more than that."""
+        limit = API_GATEWAY_MAX_BODY_BYTES
         chunks: list[bytes] = []
-        total = 0
+        read = 0
         while True:
-            size_line = self.rfile.readline(1024).split(b";", 1)[0].strip()
-            try:
-                size = int(size_line, 16)
-            except ValueError as exc:
-                raise BodyRefused(400, "malformed chunked body") from exc
+            line = self._framing_line(limit - read)
+            read += len(line)
+            size_field = line[:-2].split(b";", 1)[0]
+            if b";" in line:
+                size_field = size_field.rstrip(b" \t")  # RFC 9112 allows whitespace before an extension
+            if not CHUNK_SIZE.fullmatch(size_field):
+                raise BodyRefused(400, f"malformed chunked body: chunk size {size_field[:20]!r} is not 1-8 hex digits")
+            size = int(size_field, 16)
             if size == 0:
-                while self.rfile.readline(1024).strip():  # trailers, up to the blank line
-                    pass
-                return b"".join(chunks)
-            total += size
-            if total > API_GATEWAY_MAX_BODY_BYTES:
-                raise BodyRefused(413, f"the body is above {API_GATEWAY_MAX_BODY_BYTES} bytes, more than API Gateway accepts")
-            chunks.append(self.rfile.read(size))
-            self.rfile.readline(16)  # the CRLF after each chunk
+                break
+            if read + size + 2 > limit:
+                raise BodyRefused(413, f"the body is above {limit} bytes, more than API Gateway accepts")
+            chunk = self.rfile.read(size)
+            if len(chunk) < size:
+                raise BodyRefused(400, "malformed chunked body: it ended inside a chunk")
+            if self.rfile.read(2) != b"\r\n":
+                raise BodyRefused(400, "malformed chunked body: a chunk is not followed by CRLF")
+            read += size + 2
+            chunks.append(chunk)
+        while (line := self._framing_line(limit - read)) != b"\r\n":  # trailer fields, up to the empty line
+            read += len(line)
+        return b"".join(chunks)
+
+    def _framing_line(self, budget: int) -> bytes:
+        """One CRLF-terminated line of chunked framing, at most MAX_CHUNK_LINE_BYTES and ``budget``."""
+        if budget <= 0:
+            raise BodyRefused(413, f"the body is above {API_GATEWAY_MAX_BODY_BYTES} bytes, more than API Gateway accepts")
+        line = self.rfile.readline(min(MAX_CHUNK_LINE_BYTES, budget) + 1)
+        if not line.endswith(b"\r\n"):
+            if len(line) > min(MAX_CHUNK_LINE_BYTES, budget):
+                raise BodyRefused(413 if budget < MAX_CHUNK_LINE_BYTES else 400,
+                                  "malformed chunked body: a framing line is too long")
+            raise BodyRefused(400, "malformed chunked body: a framing line does not end with CRLF")
+        return line
 
     def _write(self, status: int, headers: dict[str, str], body: bytes) -> None:
         try:

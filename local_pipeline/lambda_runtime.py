@@ -101,6 +101,12 @@ class FunctionPool:
         """Let running invocations finish, then stop every environment."""
         self._executor.shutdown(wait=True, cancel_futures=True)
 
+    def kill(self) -> None:
+        """Stop every environment now (a second Ctrl-C): SIGKILL, as Lambda ends a timed-out one."""
+        # ProcessPoolExecutor has no public way to reach its processes.
+        for process in list(getattr(self._executor, "_processes", {}).values()):
+            process.kill()
+
 
 # --- inside an environment (a child process) -------------------------------------------------
 _handler: Any = None
@@ -113,6 +119,9 @@ def _start_environment(handler: str, environment: dict[str, str], fault: FaultIn
     # Ctrl-C reaches the whole process group; the parent decides when environments stop, so an
     # in-flight batch is never cut in half.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # The runner blocks SIGINT/SIGTERM in its threads and a spawned process inherits that mask:
+    # unblock, so SIGTERM (and the pool's terminate()) still ends an environment.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     for name, value in environment.items():
         if value:
             os.environ[name] = value

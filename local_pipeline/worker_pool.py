@@ -53,6 +53,22 @@ def failed_ids(response: Any, batch_ids: set[str]) -> set[str]:
     return failed
 
 
+def batch_error(exc: Exception) -> str:
+    """One line for a failed batch. When every record failed, Powertools raises BatchProcessingError
+    ("... N individual errors logged separately below") with the records' tracebacks in the same
+    message, which the log line cuts off: show their distinct final lines instead."""
+    lines = str(exc).splitlines()
+    first = lines[0] if lines else type(exc).__name__
+    if "logged separately below" not in first:
+        return first[:200]
+    causes: dict[str, int] = {}
+    for line in lines[1:]:  # a traceback's last line is the only one at column 0 after "Traceback"
+        if line and not line[0].isspace() and not line.startswith(("Traceback", "During handling", "The above")):
+            causes[line] = causes.get(line, 0) + 1
+    shown = "; ".join(f"{cause[:160]}" + (f" (x{count})" if count > 1 else "") for cause, count in causes.items())
+    return f"every record failed: {shown or first[:200]}"
+
+
 class WorkerPool:
     """MAX_WORKERS poller threads in front of a pool of consumer environments."""
 
@@ -83,8 +99,8 @@ class WorkerPool:
         self._drain_deadline = time.monotonic() + timeout_seconds
         self._draining.set()
         for thread in self._threads:
-            if thread.ident is not None:  # started
-                thread.join()
+            while thread.is_alive():  # short joins: the main thread stays free to run a second Ctrl-C
+                thread.join(0.2)
 
     # --- one poller --------------------------------------------------------------------------------
     def _poll(self, number: int) -> None:
@@ -154,7 +170,7 @@ class WorkerPool:
             response = self._consumer.invoke(sqs_event(batch, self._resources.queue_arn, self._region))
             failed = failed_ids(response, ids)
         except (FunctionError, MalformedResponse) as exc:
-            failed, error = ids, str(exc).splitlines()[0][:200]
+            failed, error = ids, batch_error(exc)
         try:
             self._delete([message for message in batch if message["MessageId"] not in failed])
         except (BotoCoreError, ClientError) as exc:

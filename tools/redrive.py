@@ -25,8 +25,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from urllib.parse import urlsplit
+
 import boto3
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
 MOVE_TASK_DONE = ("COMPLETED", "CANCELLED", "FAILED")
 # A received message stays hidden this long; if we die before deleting it, it reappears in the DLQ.
@@ -378,6 +380,26 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+# What `make run`'s banner gives the AWS CLI for its embedded moto: any region, fixed fake keys
+# (moto accepts any; fixed ones mean a real key is never sent to, or signed for, a local endpoint).
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+LOCAL_REGION = "us-east-1"
+LOCAL_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+MISSING_REGION = "no AWS region: pass --region or set AWS_REGION (or AWS_DEFAULT_REGION, or a profile's region)"
+MISSING_CREDENTIALS = ("no AWS credentials: set AWS_PROFILE (after `aws configure` or `aws sso login`) or "
+                       "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+
+
+def aws_session(endpoint_url: str | None, region: str | None) -> boto3.Session:
+    """A session for ``endpoint_url``: on a loopback endpoint (`make run`), region and fake credentials
+    default as in the banner's AWS CLI line; elsewhere, the usual chain (flags, environment, profile)."""
+    if endpoint_url and urlsplit(endpoint_url).hostname in LOCAL_HOSTS:
+        region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or LOCAL_REGION
+        return boto3.Session(region_name=region, **LOCAL_CREDENTIALS)
+    # boto3 reads AWS_DEFAULT_REGION only; Lambda and the AWS CLI v2 docs also use AWS_REGION.
+    return boto3.Session(region_name=region or os.environ.get("AWS_REGION") or None)
+
+
 def _print_samples(samples: Sequence[Sample], out: TextIO) -> None:
     if not samples:
         return
@@ -393,9 +415,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout, err: TextI
         err.write("--rate must be 1..500 (the SQS limit)\n")
         return 2
     endpoint = args.endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None
-    session = boto3.Session(region_name=args.region)
-    sqs = session.client("sqs", endpoint_url=endpoint)
     try:
+        session = aws_session(endpoint, args.region)
+        sqs = session.client("sqs", endpoint_url=endpoint)
         cloudformation = session.client("cloudformation", endpoint_url=endpoint) if args.stack else None
         queues = resolve_queues(sqs, cloudformation, stack=args.stack, queue_url=args.queue_url,
                                 queue_name=args.queue_name, dlq_url=args.dlq_url)
@@ -413,6 +435,12 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout, err: TextI
     except RedriveError as exc:
         err.write(f"redrive: {exc}\n")
         return 1
+    except NoRegionError:
+        err.write(f"redrive: {MISSING_REGION}\n")
+        return 2
+    except NoCredentialsError:
+        err.write(f"redrive: {MISSING_CREDENTIALS}\n")
+        return 2
     except (ClientError, BotoCoreError) as exc:
         err.write(f"redrive: AWS refused: {exc}\n")
         return 1

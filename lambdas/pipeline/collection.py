@@ -59,8 +59,63 @@ def _object_without_duplicate_keys(pairs: list[tuple[str, object]]) -> dict[str,
     return document
 
 
+class _NonFinite(ValueError):
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
 def _reject_constant(name: str) -> object:
-    raise bad_request("non-finite-number", f"{name} is not valid JSON; numbers must be finite")
+    raise _NonFinite(name)
+
+
+class _Flagged(dict[str, object]):
+    """An object that had a duplicate key (only built by _payload_pointer, after a refusal)."""
+
+    duplicates: frozenset[str] = frozenset()
+
+
+class _Constant(float):
+    """NaN or (-)Infinity as written (only built by _payload_pointer, after a refusal)."""
+
+
+def _flag_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    document = _Flagged(pairs)
+    if len(document) != len(pairs):
+        seen: set[str] = set()
+        document.duplicates = frozenset(key for key, _ in pairs if key in seen or seen.add(key))  # type: ignore[func-returns-value]
+    return document
+
+
+def _contains(value: object, key: str | None) -> bool:
+    """Whether ``value`` holds a duplicate ``key`` (key given) or a NaN/Infinity literal (key None)."""
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if key is None and isinstance(node, _Constant):
+            return True
+        if isinstance(node, _Flagged) and key is not None and key in node.duplicates:
+            return True
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return False
+
+
+def _payload_pointer(text: str, key: str | None) -> str | None:
+    """``/data/i`` of the first payload holding the refused duplicate ``key`` (or NaN/Infinity when
+    key is None). Runs only after a refusal: the body is parsed again, leniently, with markers."""
+    try:
+        document = json.loads(text, object_pairs_hook=_flag_duplicates, parse_constant=_Constant)
+    except (ValueError, RecursionError):
+        return None
+    data = document.get("data") if isinstance(document, dict) else None
+    if isinstance(data, list):
+        for index, payload in enumerate(data):
+            if _contains(payload, key):
+                return f"/data/{index}"
+    return None
 
 
 def _is_json_media_type(content_type: str) -> bool:
@@ -134,7 +189,14 @@ def _parse_json(raw: bytes) -> object:
     try:
         return json.loads(text, object_pairs_hook=_object_without_duplicate_keys, parse_constant=_reject_constant)
     except _DuplicateKey as exc:
-        raise bad_request("duplicate-key", f"the JSON object key {exc.key!r} appears more than once") from exc
+        pointer = _payload_pointer(text, exc.key)
+        where = f" in data[{pointer.rsplit('/', 1)[1]}]" if pointer else ""
+        raise bad_request("duplicate-key", f"the JSON object key {exc.key!r} appears more than once{where}",
+                          pointer) from exc
+    except _NonFinite as exc:
+        pointer = _payload_pointer(text, None)
+        where = f"data[{pointer.rsplit('/', 1)[1]}] contains {exc.name}, which" if pointer else f"{exc.name}"
+        raise bad_request("non-finite-number", f"{where} is not valid JSON; numbers must be finite", pointer) from exc
     except json.JSONDecodeError as exc:
         raise bad_request("malformed-json", f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
     except RecursionError as exc:
