@@ -99,7 +99,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         # message moves to the DLQ, so the DLQ must outlive the queue (max 14 days).
         "QUEUE_RETENTION_DAYS": 13,
         "DLQ_RETENTION_DAYS": 14,
-        # Bounds S3 storage at ~30 days of data (about 550 TB uncompressed at this load).
+        # Bounds S3 storage at ~30 days of data (about 500 TB uncompressed at this load).
         "OBJECT_EXPIRATION_DAYS": 30,
         # The stack makes one API key: its usage plan must carry the whole 16,667 rps (+20 %).
         "THROTTLE_RATE_LIMIT": 20_000,

@@ -111,7 +111,7 @@ def consumer_batch_ms(object_mode: str, batch_size: int, upload_concurrency: int
 
 @dataclass(frozen=True)
 class Assumptions:
-    """Per-invocation figures; see measured_assumptions() for how the defaults are derived."""
+    """Per-invocation figures; assumptions_for() derives them from a PipelineConfig and `make bench`."""
 
     ingest_ms: float = MEASURED.ingest_cpu_ms * cpu_scale(512) + SQS_SEND_MS
     consumer_ms_payload_mode: float = consumer_batch_ms("payload", 100, 16, 512)
