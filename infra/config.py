@@ -104,6 +104,13 @@ PROFILES: dict[str, dict[str, Any]] = {
         # The stack makes one API key: its usage plan must carry the whole 16,667 rps (+20 %).
         "THROTTLE_RATE_LIMIT": 20_000,
         "THROTTLE_BURST_LIMIT": 10_000,
+        # The stage-wide ceiling stays at or above the one key's limits (a plan cannot exceed it).
+        "STAGE_THROTTLE_RATE_LIMIT": 20_000,
+        "STAGE_THROTTLE_BURST_LIMIT": 10_000,
+        # Provisioned pollers bound the pool (a poller drives <= 10 invokes). Reserving 10 x MAX_POLLERS
+        # = 20,000 would demand a 21,000 concurrency quota for a consumer that needs ~100 (tools.capacity);
+        # unreserved, the account quota the ingest's invocation rate needs anyway covers it.
+        "RESERVED_CONCURRENCY": "off",
         # Lambda's active tracing samples 1 request/s + 5 % and cannot take custom sampling rules:
         # ~2.4 billion traces a month. Off; metrics, logs and alarms stay.
         "TRACING": False,

@@ -220,12 +220,11 @@ def assess(config: PipelineConfig, load: Load, assume: cost.Assumptions | None =
     stage_rate, stage_burst = _stage_throttle(config)
     checks.append(Check("API Gateway", "account throttle, steady", rps, APIGW_ACCOUNT_RPS, "rps",
                         "AWS default quota", "quota", "apigw-rate", _round_up(rps * HEADROOM)))
-    burst_need = max(key_burst, stage_burst or 0)
+    burst_need = max(key_burst, stage_burst)
     checks.append(Check("API Gateway", "account burst (>= the configured bursts)", burst_need, APIGW_ACCOUNT_BURST,
                         "requests", "AWS default quota", "quota", "apigw-burst", _round_up(burst_need * HEADROOM),
                         scales=False))
-    if stage_rate is not None:
-        checks.append(Check("API Gateway", "stage throttle", rps, stage_rate, "rps", _stage_source(config), "config"))
+    checks.append(Check("API Gateway", "stage throttle", rps, stage_rate, "rps", _stage_source(config), "config"))
     if config.REQUIRE_API_KEY:
         checks.append(Check("API Gateway", "per-key throttle (the stack's one API key)", rps,
                             config.THROTTLE_RATE_LIMIT, "rps", "THROTTLE_RATE_LIMIT", "config",
@@ -257,14 +256,14 @@ def assess(config: PipelineConfig, load: Load, assume: cost.Assumptions | None =
     # SQS: calls are unlimited on a standard queue; messages in flight are not.
     sends = rps * math.ceil(load.payloads_per_request / SQS_RECEIVE_MAX)
     in_flight_ok = rate * (model["fill_s"] / 2 + duration_s)
-    in_flight_failed = rate * load.failure_rate * config.visibility_timeout_seconds
+    in_flight_failed = rate * load.failure_rate * _failed_hold_seconds(config)
     checks += [
         Check("SQS", "SendMessageBatch calls/s", sends, math.inf, "calls/s", "standard queue: nearly unlimited",
               "info"),
         Check("SQS", "ReceiveMessage + DeleteMessageBatch calls/s", 2 * rate / SQS_RECEIVE_MAX, math.inf,
               "calls/s", "standard queue: nearly unlimited", "info"),
         Check("SQS", f"in flight: batching + processing, + {load.failure_rate:.2%} failed x "
-              f"{config.visibility_timeout_seconds} s visibility", in_flight_ok + in_flight_failed, SQS_IN_FLIGHT_CAP,
+              f"{_failed_hold_seconds(config)} s retry delay", in_flight_ok + in_flight_failed, SQS_IN_FLIGHT_CAP,
               "messages", "AWS standard-queue cap", "hard",
               note=f"tolerates a failure rate up to {_tolerated_failure_rate(config, rate, in_flight_ok):.2%}"),
     ]
@@ -317,27 +316,32 @@ def assess(config: PipelineConfig, load: Load, assume: cost.Assumptions | None =
 
 
 def _consumer_reservation(config: PipelineConfig) -> int:
-    """The consumer's reserved concurrency as the stack sets it (0 when a RESERVED_CONCURRENCY knob turns it off)."""
-    return 0 if getattr(config, "RESERVED_CONCURRENCY", "on") == "off" else config.consumer_reserved_concurrency
+    """The consumer's reserved concurrency as the stack sets it (0 with RESERVED_CONCURRENCY=off)."""
+    return 0 if config.RESERVED_CONCURRENCY == "off" else config.consumer_reserved_concurrency
 
 
-def _stage_throttle(config: PipelineConfig) -> tuple[float | None, float | None]:
-    """The stage-wide throttle: STAGE_THROTTLE_* where the config has them, else THROTTLE_* when there is
-    no API key (api_construct puts the usage-plan limits on the stage then)."""
-    rate = getattr(config, "STAGE_THROTTLE_RATE_LIMIT", None)
-    if rate:
-        return rate, getattr(config, "STAGE_THROTTLE_BURST_LIMIT", None)
-    if not config.REQUIRE_API_KEY:
-        return config.THROTTLE_RATE_LIMIT, config.THROTTLE_BURST_LIMIT
-    return None, None
+def _stage_throttle(config: PipelineConfig) -> tuple[float, float]:
+    """The stage-wide throttle exactly as infra/api_construct.py sets it: STAGE_THROTTLE_* above the keys'
+    usage plans, or THROTTLE_* when there are no API keys (and so no plan)."""
+    if config.REQUIRE_API_KEY:
+        return config.STAGE_THROTTLE_RATE_LIMIT, config.STAGE_THROTTLE_BURST_LIMIT
+    return config.THROTTLE_RATE_LIMIT, config.THROTTLE_BURST_LIMIT
 
 
 def _stage_source(config: PipelineConfig) -> str:
-    return "STAGE_THROTTLE_RATE_LIMIT" if hasattr(config, "STAGE_THROTTLE_RATE_LIMIT") else "THROTTLE_RATE_LIMIT"
+    return "STAGE_THROTTLE_RATE_LIMIT" if config.REQUIRE_API_KEY else "THROTTLE_RATE_LIMIT"
+
+
+def _failed_hold_seconds(config: PipelineConfig) -> int:
+    """How long a record that failed once stays in flight: its first retry delay, at most RETRY_BASE_SECONDS
+    (lambdas/pipeline/redelivery.py sets it with ChangeMessageVisibilityBatch), not the visibility timeout.
+    (Should that call fail, the record waits the whole visibility timeout: the alarm on messages in
+    flight covers that case.)"""
+    return min(config.RETRY_BASE_SECONDS, config.visibility_timeout_seconds)
 
 
 def _tolerated_failure_rate(config: PipelineConfig, rate: float, in_flight_ok: float) -> float:
-    return max(0.0, (SQS_IN_FLIGHT_CAP - in_flight_ok) / (rate * config.visibility_timeout_seconds))
+    return max(0.0, (SQS_IN_FLIGHT_CAP - in_flight_ok) / (rate * _failed_hold_seconds(config)))
 
 
 def max_carried_rpm(config: PipelineConfig, payloads: int, payload_bytes: int, ceiling: float = 1e9) -> float:
@@ -392,9 +396,10 @@ def _limit(check: Check) -> str:
 
 def verdict_lines(assessment: Assessment) -> list[str]:
     binding = assessment.binding
-    limit = f"{_num(binding.request)} after the increase" if binding.status == QUOTA else _num(binding.limit)
-    out = [f"binding stage: {binding.stage}, {binding.item}: needs {_num(binding.need)} {binding.unit}, "
-           f"limit {limit} ({binding.source})"]
+    # A quota row's request is in the quota's own unit (the invocation rate follows the concurrency quota).
+    limit = (f"{_num(binding.limit)} ({binding.source}) until {QUOTAS[binding.quota].split(' (')[0]} is raised "
+             f"to {_num(binding.request)}") if binding.status == QUOTA else f"{_num(binding.limit)} ({binding.source})"
+    out = [f"binding stage: {binding.stage}, {binding.item}: needs {_num(binding.need)} {binding.unit}, limit {limit}"]
     if assessment.failures:
         out.append("NOT carried by this configuration (exit 1):")
         out += [f"  ✗ {c.stage}: {c.item}: {_num(c.need)} > {_num(c.limit)} {c.unit} ({c.source})"
@@ -580,15 +585,19 @@ def render_markdown() -> str:
         f"{f['poller_receive']:,.0f} messages/s, so the load needs "
         f"{math.ceil(load.messages_per_second / f['poller_receive']):,} pollers; {c.MAX_POLLERS:,} adds 20 % "
         f"(standard mode's `MAX_WORKERS` stops at 1,000). `MIN_POLLERS={c.MIN_POLLERS}` is the highest floor AWS "
-        "accepts, for a faster ramp. The stack reserves 10 x `MAX_POLLERS` concurrency for the consumer "
-        f"({c.consumer_reserved_concurrency:,}), which is what the Lambda concurrency increase is mostly for; the "
-        f"consumer itself runs ~{f['batches_per_s'] * f['duration_s']:,.0f} executions at this load.",
+        "accepts, for a faster ramp.",
+        f"* `RESERVED_CONCURRENCY={c.RESERVED_CONCURRENCY}`: reserving 10 x `MAX_POLLERS` "
+        f"({c.consumer_reserved_concurrency:,}) would make the account need a concurrency quota above that; the "
+        f"consumer itself runs ~{f['batches_per_s'] * f['duration_s']:,.0f} executions at this load, which the "
+        "quota that the ingest's invocation rate needs anyway covers.",
         f"* `BATCH_SIZE={c.BATCH_SIZE}`, `MAX_BATCHING_WINDOW_SECONDS={c.MAX_BATCHING_WINDOW_SECONDS}` (defaults): a "
         f"poller fills a batch of ~{f['batch']:,.0f} in {f['fill_s']:.1f} s, so {in_flight.need:,.0f} messages are "
         f"in flight (cap {SQS_IN_FLIGHT_CAP:,}). A smaller batch would exceed the per-prefix PUT rate, a longer "
         "window the in-flight cap.",
         f"* `CONSUMER_TIMEOUT_SECONDS={c.CONSUMER_TIMEOUT_SECONDS}`: a batch takes ~{f['duration_s'] * 1000:.0f} ms. "
-        f"The visibility timeout becomes {c.visibility_timeout_seconds} s, and the in-flight cap then tolerates a "
+        f"The visibility timeout becomes {c.visibility_timeout_seconds} s; a failed record comes back after its retry "
+        f"delay (at most `RETRY_BASE_SECONDS={c.RETRY_BASE_SECONDS}` on its first failure), and the in-flight cap "
+        "then tolerates a "
         f"failure rate up to {_tolerated_failure_rate(c, load.messages_per_second, in_flight.need):.2%} "
         "(check yours with `--failure-rate`).",
         f"* `MAX_QUEUE={c.MAX_QUEUE:,}` (~{c.MAX_QUEUE / load.messages_per_second / 60:,.0f} minutes of load): it "
@@ -605,8 +614,8 @@ def render_markdown() -> str:
         "storage-class transition: batch objects of ~100 payloads are below 128 KB, which lifecycle rules do not "
         "transition by default and which IA classes bill as 128 KB.",
         f"* `THROTTLE_RATE_LIMIT={c.THROTTLE_RATE_LIMIT:,}`, `THROTTLE_BURST_LIMIT={c.THROTTLE_BURST_LIMIT:,}`: the "
-        "stack's one API key carries the whole load, +20 %. (When `STAGE_THROTTLE_RATE_LIMIT` exists, the stage "
-        "throttle is judged too.)",
+        "stack's one API key carries the whole load, +20 %; `STAGE_THROTTLE_RATE_LIMIT` and "
+        "`STAGE_THROTTLE_BURST_LIMIT`, the stage-wide ceiling above every key, are set to the same.",
         f"* `TRACING=false`: Lambda's active tracing samples 1 request/s + 5 % and takes no custom sampling rules "
         "(X-Ray sampling rules apply to API Gateway, AppSync, Step Functions and SDK/ADOT-instrumented code); at this "
         f"load that is {_money(xray)}/month of traces nobody reads. Metrics, logs and alarms stay.",

@@ -8,7 +8,6 @@ and Region; Lambda 1,000 concurrent executions, 10 x that in invocations/s, 100 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +46,7 @@ def test_api_gateway_account_throttle_is_a_quota_and_the_key_throttle_is_config(
 
 def test_account_burst_must_cover_the_configured_burst() -> None:
     assert check(assess(60), "API Gateway", "account burst").status == capacity.OK  # 2,000 <= 5,000
-    burst = check(assess(60, THROTTLE_BURST_LIMIT=8_000), "API Gateway", "account burst")
+    burst = check(assess(60, THROTTLE_BURST_LIMIT=8_000, STAGE_THROTTLE_BURST_LIMIT=8_000), "API Gateway", "account burst")
     assert (burst.need, burst.status, burst.request) == (8_000, capacity.QUOTA, 10_000)  # 8,000 x 1.2, rounded up
 
 
@@ -82,27 +81,18 @@ def test_invocation_rate_is_capped_at_ten_times_the_concurrency_quota() -> None:
     assert invocations.request >= 13_200 / 10  # the concurrency quota that lifts it
 
 
-@dataclass(frozen=True)
-class MergedConfig(PipelineConfig):
-    """The knobs other branches add (i9-preflight, i9-contract), which the model reads when present."""
-
-    RESERVED_CONCURRENCY: str = "on"
-    STAGE_THROTTLE_RATE_LIMIT: int = 5_000
-    STAGE_THROTTLE_BURST_LIMIT: int = 5_000
-
-
 def test_without_a_reservation_the_account_holds_the_consumers_actual_concurrency() -> None:
     load = capacity.Load(60_000, 10, 1_000, message_bytes=1_000)
     # 1,000 rps x 10 ms + 100 batches/s x 200 ms x 1.2 + 100 = 10 + 24 + 100
-    off = capacity.assess(MergedConfig(RESERVED_CONCURRENCY="off", MAX_WORKERS=950), load, ASSUME)
+    off = capacity.assess(PipelineConfig(RESERVED_CONCURRENCY="off", MAX_WORKERS=950), load, ASSUME)
     assert check(off, "Lambda account", "concurrency").need == pytest.approx(134)
-    on = capacity.assess(MergedConfig(MAX_WORKERS=950), load, ASSUME)
+    on = capacity.assess(PipelineConfig(MAX_WORKERS=950), load, ASSUME)
     assert check(on, "Lambda account", "concurrency").need == pytest.approx(1_060)
 
 
 def test_a_stage_throttle_knob_is_judged_with_its_name() -> None:
     load = capacity.Load(600_000, 10, 1_000, message_bytes=1_000)  # 10,000 rps
-    stage = check(capacity.assess(MergedConfig(), load, ASSUME), "API Gateway", "stage throttle")
+    stage = check(capacity.assess(PipelineConfig(), load, ASSUME), "API Gateway", "stage throttle")
     assert (stage.need, stage.limit, stage.source, stage.status) == (10_000, 5_000, "STAGE_THROTTLE_RATE_LIMIT",
                                                                      capacity.FAIL)
 
@@ -112,16 +102,17 @@ def test_a_stage_throttle_knob_is_judged_with_its_name() -> None:
 
 def test_in_flight_is_batching_plus_processing_plus_failures_times_visibility() -> None:
     # Given 6,000 messages/s, standard mode (a batch fills for the whole 1 s window), payload mode 200 ms,
-    # and 1 % failing once: visibility timeout 6 x 30 + 1 = 181 s
+    # and 1 % failing once: a failed record is back after its first retry delay, RETRY_BASE_SECONDS = 10 s
     in_flight = check(assess(36_000, failure_rate=0.01), "SQS", "in flight")
-    # Then 6,000 x (0.5 + 0.2) + 6,000 x 0.01 x 181
-    assert in_flight.need == pytest.approx(6_000 * 0.7 + 6_000 * 0.01 * 181)
+    # Then 6,000 x (0.5 + 0.2) + 6,000 x 0.01 x 10
+    assert in_flight.need == pytest.approx(6_000 * 0.7 + 6_000 * 0.01 * 10)
     assert in_flight.limit == 120_000 and in_flight.kind == "hard"
 
 
 def test_a_failure_rate_that_overfills_the_in_flight_cap_is_not_carried() -> None:
-    # 6,000 messages/s x 12 % x 181 s = 130,320 > 120,000
-    result = assess(36_000, failure_rate=0.12, MAX_WORKERS=300, OBJECT_MODE="batch", MAX_QUEUE=1_000_000)
+    # 6,000 messages/s x 12 % x 181 s = 130,320 > 120,000 (a retry delay as long as the visibility timeout)
+    result = assess(36_000, failure_rate=0.12, MAX_WORKERS=300, OBJECT_MODE="batch", MAX_QUEUE=1_000_000,
+                    RETRY_BASE_SECONDS=180)
     assert check(result, "SQS", "in flight").status == capacity.FAIL
     assert result.exit_code == 1
 
