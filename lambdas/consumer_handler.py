@@ -116,7 +116,7 @@ def process_batch_mode(event: dict[str, Any], context: Any) -> dict[str, Any]:
     )
 
 
-def schedule_retries(failed: list[SQSRecord]) -> None:
+def _set_retry_delays(failed: list[SQSRecord]) -> None:
     """Give each failed record its short retry delay. Whatever happens here, the records stay
     reported as failed: at worst they come back after the queue's full visibility timeout."""
     if not failed:
@@ -151,7 +151,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     try:
         response = run()
     except BatchProcessingError:
-        schedule_retries(used.fail_messages)  # every record failed: the invocation still fails, as before
+        _set_retry_delays(used.fail_messages)  # every record failed: the invocation still fails, as before
         raise
-    schedule_retries(used.fail_messages)
+    _set_retry_delays(used.fail_messages)
     return response

@@ -226,8 +226,9 @@ def test_each_alarm_watches_the_right_metric_with_its_threshold(template: Templa
                           [("AWS/Lambda", "Errors", "Sum", f"<{ingest}>"), ("AWS/Lambda", "Throttles", "Sum", f"<{ingest}>")]),
         "consumer-errors": (1, "GreaterThanOrEqualToThreshold", 1, [("AWS/Lambda", "Errors", "Sum", f"<{consumer}>")]),
         # 80 % of the ~120,000 in-flight messages a standard queue holds (SQS quotas)
-        "in-flight-near-cap": (96_000, "GreaterThanOrEqualToThreshold", 2,
-                               [("AWS/SQS", "ApproximateNumberOfMessagesNotVisible", "Maximum", f"<{queue}.QueueName>")]),
+        "in-flight-near-cap": (
+            96_000, "GreaterThanOrEqualToThreshold", 2,
+            [("AWS/SQS", "ApproximateNumberOfMessagesNotVisible", "Maximum", f"<{queue}.QueueName>")]),
         "worker-pool-saturated": (10, "GreaterThanOrEqualToThreshold", 15,
                                   [("AWS/Lambda", "ConcurrentExecutions", "Maximum", f"<{consumer}>")]),
     }
