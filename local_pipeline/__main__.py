@@ -145,7 +145,7 @@ def _run(settings: LocalSettings, config: PipelineConfig, endpoint: AwsEndpoint,
         workers.start()
         front.start()
         stop.report = lambda: undrained(log, front, endpoint)
-        stop.kill = lambda: (ingest.kill(), consumer.kill())  # type: ignore[func-returns-value]
+        stop.kill = lambda: (ingest.kill(), consumer.kill(), endpoint.kill())  # type: ignore[func-returns-value]
         log.text(banner(front.url, settings, config, endpoint, resources, visibility))
         signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # only here, in the main thread
         stop.wait()

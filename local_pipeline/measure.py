@@ -1,11 +1,18 @@
 """Sustained end-to-end throughput of `make run`: POST -> accepted (202) -> stored in S3.
 
     .venv/bin/python -m local_pipeline.measure [--seconds 30] [--clients 4] [--warmup 10]
-                                               [--payloads 10] [--payload-bytes 1024]
+                                               [--payloads 10] [--payload-bytes 1024] [--raw-seconds 15]
 
 Starts the local pipeline (default settings, free ports) as a subprocess, POSTs collections from a
 few client threads to 127.0.0.1 for a bounded time, waits until every accepted payload is in the
 embedded S3, stops the pipeline with SIGINT, and prints requests/s, payloads/s and latencies.
+
+In the same run, before and after the pipeline's turn, it times the RAW LOOP: what the pipeline asks
+of its embedded moto per request, with no HTTP, no handlers and no Lambda environments in between
+(SendMessageBatch of 10 -> ReceiveMessage -> PutObject x 10 -> DeleteMessageBatch), from as many
+threads as there are clients, against the same endpoint. Pipeline payloads/s / raw payloads/s is
+how close the runner gets to what moto itself can do on this machine at this moment (the machine is
+shared: both figures come from the same minute, so the ratio is steadier than either).
 A benchmark, not a test: it prints figures and asserts nothing about speed.
 """
 
@@ -81,13 +88,70 @@ def _post_all(url: str, body: bytes, key: str, deadline: float, results: list[Cl
         thread.join()
 
 
+RAW_QUEUE = "measure-raw-loop"
+RAW_PREFIX = "raw-loop/"
+
+
+def _raw_loop(sqs: Any, s3: Any, payload: str, deadline: float, counts: list[int], slot: int) -> None:
+    """One thread of the raw loop: the moto calls of one 10-payload request, end to end, on a queue
+    of its own (so no thread waits for messages another one took)."""
+    queue_url = sqs.create_queue(QueueName=f"{RAW_QUEUE}-{slot}")["QueueUrl"]
+    body = payload.encode()
+    while time.monotonic() < deadline:
+        sqs.send_message_batch(QueueUrl=queue_url,
+                               Entries=[{"Id": str(i), "MessageBody": payload} for i in range(10)])
+        received: list[dict[str, Any]] = []
+        while len(received) < 10:
+            received += sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10 - len(received),
+                                            AttributeNames=["All"], MessageAttributeNames=["All"]).get("Messages", [])
+        for message in received:
+            s3.put_object(Bucket=BUCKET, Key=f"{RAW_PREFIX}{message['MessageId']}.json", Body=body,
+                          ContentType="application/json", IfNoneMatch="*")
+        for start in range(0, len(received), 10):
+            sqs.delete_message_batch(QueueUrl=queue_url, Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(received[start:start + 10])])
+        counts[slot] += len(received)
+
+
+def raw_payloads_per_second(aws: dict[str, Any], threads: int, seconds: float, payload_bytes: int) -> float:
+    """Payloads/s of ``threads`` raw loops for ``seconds`` against the endpoint in ``aws``."""
+    from botocore.config import Config
+
+    config = Config(max_pool_connections=threads + 2, retries={"mode": "standard"})
+    sqs, s3 = boto3.client("sqs", config=config, **aws), boto3.client("s3", config=config, **aws)
+    payload = json.loads(collection_body(1, payload_bytes))["data"][0]
+    text = json.dumps(payload, separators=(",", ":"))
+    counts = [0] * threads
+    started = time.monotonic()
+    loops = [threading.Thread(target=_raw_loop, args=(sqs, s3, text, started + seconds, counts, n))
+             for n in range(threads)]
+    for loop in loops:
+        loop.start()
+    for loop in loops:
+        loop.join()
+    return sum(counts) / (time.monotonic() - started)
+
+
+def _stored_records(console: Path) -> int:
+    """Records the runner's pollers reported stored (its "batch ... records=N failures=F" lines).
+    Read from its console, not by listing the bucket: a listing holds moto (one request at a time)
+    for hundreds of ms once thousands of objects are stored, which would slow the pipeline measured."""
+    stored = 0
+    for line in console.read_text(errors="replace").splitlines():
+        fields = dict(part.split("=", 1) for part in line.split() if "=" in part)
+        if " batch worker=" in line and "records" in fields and "failures" in fields:
+            stored += int(fields["records"]) - int(fields["failures"])
+    return stored
+
+
 def _count_objects(s3: Any) -> int:
-    return sum(page.get("KeyCount", 0) for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET))
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix="payloads/")
+    return sum(page.get("KeyCount", 0) for page in pages)
 
 
 def _cpu_seconds(pgid: int) -> tuple[float, float]:
-    """CPU time (user + system) used so far by the runner process (moto, HTTP front, pollers) and by
-    the other live processes of its group (the Lambda environments)."""
+    """CPU time (user + system) used so far by the runner process (HTTP front, pollers) and by the
+    other live processes of its group (the embedded moto, the Lambda environments)."""
     ticks = os.sysconf("SC_CLK_TCK")
     runner = environments = 0
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -117,6 +181,8 @@ def main() -> int:
     parser.add_argument("--payload-bytes", type=int, default=1024, help="bytes per payload (default 1024)")
     parser.add_argument("--warmup", type=float, default=10, help="seconds of uncounted POSTs first (default 10)")
     parser.add_argument("--drain-timeout", type=float, default=300, help="max seconds to wait for storage")
+    parser.add_argument("--raw-seconds", type=float, default=15,
+                        help="seconds of the raw moto loop before and after the pipeline's turn (default 15; 0 = skip)")
     args = parser.parse_args()
 
     port, aws_port = _free_port(), _free_port()
@@ -132,7 +198,7 @@ def main() -> int:
                 print(console.read_text(errors="replace"), file=sys.stderr)
                 return 1
             time.sleep(0.2)
-        return _measure(args, port, aws_port, runner.pid)
+        return _measure(args, port, aws_port, runner.pid, console)
     finally:
         if runner.poll() is None:
             runner.send_signal(signal.SIGINT)
@@ -143,7 +209,7 @@ def main() -> int:
         print(f"runner console: {console}")
 
 
-def _measure(args: argparse.Namespace, port: int, aws_port: int, runner_pgid: int) -> int:
+def _measure(args: argparse.Namespace, port: int, aws_port: int, runner_pgid: int, console: Path) -> int:
     aws = {"endpoint_url": f"http://127.0.0.1:{aws_port}", "region_name": "us-east-1",
            "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
     s3, sqs = boto3.client("s3", **aws), boto3.client("sqs", **aws)
@@ -158,10 +224,13 @@ def _measure(args: argparse.Namespace, port: int, aws_port: int, runner_pgid: in
         warmup = [ClientResults() for _ in range(args.clients)]
         _post_all(url, body, key, time.monotonic() + args.warmup, warmup)
         warm_payloads = sum(r.accepted_payloads for r in warmup)
-        while _count_objects(s3) < warm_payloads:
+        while _stored_records(console) < warm_payloads:
             time.sleep(0.5)
         print(f"warm-up       {warm_payloads} payloads posted and stored in the first {args.warmup:.0f} s+ (not counted)")
-    baseline = _count_objects(s3)
+    raw_before = raw_payloads_per_second(aws, args.clients, args.raw_seconds, args.payload_bytes) \
+        if args.raw_seconds > 0 else 0.0
+    baseline = _stored_records(console)
+    objects_before = _count_objects(s3)
 
     results = [ClientResults() for _ in range(args.clients)]
     cpu_before = _cpu_seconds(runner_pgid)
@@ -176,14 +245,15 @@ def _measure(args: argparse.Namespace, port: int, aws_port: int, runner_pgid: in
 
     stored = 0
     while time.monotonic() - posting_done < args.drain_timeout:
-        stored = _count_objects(s3) - baseline
+        stored = _stored_records(console) - baseline
         if stored >= payloads_ok:
             break
-        time.sleep(0.5)
+        time.sleep(0.2)
     all_stored = time.monotonic()
     cpu_after = _cpu_seconds(runner_pgid)
     cpu_runner, cpu_environments = cpu_after[0] - cpu_before[0], cpu_after[1] - cpu_before[1]
     cpu_used = cpu_runner + cpu_environments
+    objects = _count_objects(s3) - objects_before  # after the clock stopped: the exactly-once check
 
     latencies = [latency for r in results for latency in r.latencies_ms]
     refused: dict[int, int] = {}
@@ -195,18 +265,25 @@ def _measure(args: argparse.Namespace, port: int, aws_port: int, runner_pgid: in
           f" ({requests_ok / (posting_done - started):.1f} req/s at the HTTP front); refused: {refused or 'none'}")
     print(f"backlog       {backlog['Attributes']['ApproximateNumberOfMessages']} messages visible when POSTing stopped;"
           f" all stored {all_stored - posting_done:.1f} s later")
-    print(f"stored        {stored} objects for {payloads_ok} accepted payloads"
-          f" ({'exactly once' if stored == payloads_ok else 'MISMATCH'})")
+    print(f"stored        {objects} objects for {payloads_ok} accepted payloads"
+          f" ({'exactly once' if objects == payloads_ok else 'MISMATCH'})")
     print(f"end to end    {requests_ok / end_to_end:.1f} requests/s, {payloads_ok / end_to_end:.0f} payloads/s"
           f" (accepted -> stored, over {end_to_end:.1f} s)")
     print(f"runner CPU    {cpu_used:.1f} s over {end_to_end:.1f} s ({cpu_used / end_to_end * 100:.0f}% of one core;"
           f" {cpu_used * 1000 / max(1, requests_ok):.0f} ms per request: {cpu_runner * 1000 / max(1, requests_ok):.0f} in"
-          f" the runner (moto, HTTP, pollers), {cpu_environments * 1000 / max(1, requests_ok):.0f} in the Lambda"
+          f" the runner (HTTP, pollers), {cpu_environments * 1000 / max(1, requests_ok):.0f} in moto and the Lambda"
           f" environments); load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     if latencies:
         print(f"HTTP latency  p50 {statistics.median(latencies):.1f} ms, p99 {_percentile(latencies, 0.99):.1f} ms"
               f" (202 responses)")
-    return 0 if stored == payloads_ok else 1
+    if args.raw_seconds > 0:
+        raw_after = raw_payloads_per_second(aws, args.clients, args.raw_seconds, args.payload_bytes)
+        raw = (raw_before + raw_after) / 2
+        pipeline = payloads_ok / end_to_end
+        print(f"raw moto loop {raw:.0f} payloads/s ({raw_before:.0f} before, {raw_after:.0f} after; {args.clients} threads of"
+              " SendMessageBatch -> ReceiveMessage -> PutObject x10 -> DeleteMessageBatch, no handlers)")
+        print(f"ratio         {pipeline / raw:.2f} (pipeline {pipeline:.0f} payloads/s / raw loop {raw:.0f} payloads/s)")
+    return 0 if objects == payloads_ok else 1
 
 
 if __name__ == "__main__":

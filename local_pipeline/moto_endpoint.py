@@ -1,12 +1,24 @@
 """The AWS endpoint the local pipeline talks to: an embedded moto server on 127.0.0.1, or the
-endpoint named by AWS_ENDPOINT_URL (LocalStack, or a real account with your credentials)."""
+endpoint named by AWS_ENDPOINT_URL (LocalStack, or a real account with your credentials).
+
+The embedded moto runs in a process of its own. moto is pure Python and answers one request at a
+time; in the runner's process it shared one GIL with the HTTP front and the pollers, and every one of
+their bytecodes delayed it: the pipeline then reached half of what moto alone can do
+(docs/LOCAL.md, "Throughput").
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+import select
+import signal
 import socket
+import subprocess
+import sys
 import threading
+import time
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -42,17 +54,32 @@ class AwsEndpoint:
         if not self.embedded:
             return self
         _refuse_busy_port(self._port)
-        # werkzeug logs every request moto serves; the runner prints its own compact lines instead.
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        self._server = _serialized_moto_server(self._port)
-        self._server.start()
-        host, port = self._server.get_host_and_port()
-        self.endpoint_url = f"http://{host}:{port}"
+        self._server = subprocess.Popen([sys.executable, "-m", "local_pipeline.moto_endpoint", str(self._port)],
+                                        cwd=REPO_ROOT, stdout=subprocess.PIPE)
+        assert self._server.stdout is not None
+        ready, _, _ = select.select([self._server.stdout], [], [], START_TIMEOUT_SECONDS)
+        line = self._server.stdout.readline().decode().split() if ready else []
+        if len(line) != 2:
+            self.kill()
+            raise EndpointError("the embedded AWS endpoint did not start (its error is above)")
+        self.endpoint_url = f"http://{line[0]}:{line[1]}"
         return self
 
     def stop(self) -> None:
+        """Stop the embedded server (and so free its port); what it held is gone."""
         if self._server is not None:
-            self._server.stop()
+            self._server.terminate()
+            try:
+                self._server.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
+            self.kill()
+
+    def kill(self) -> None:
+        if self._server is not None:
+            if self._server.poll() is None:
+                self._server.kill()
+                self._server.wait(5)
             self._server = None
 
     def environment(self) -> dict[str, str]:
@@ -77,6 +104,27 @@ class AwsEndpoint:
             config=Config(max_pool_connections=max_pool_connections, retries={"mode": "standard"}),
             **credentials,
         )
+
+
+START_TIMEOUT_SECONDS = 60
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _serve(port: int) -> None:
+    """The embedded server's process: serve until SIGTERM, or until the runner is gone."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group; the runner decides when to stop
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})  # the runner's mask is inherited
+    # werkzeug logs every request moto serves; the runner prints its own compact lines instead.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    server = _serialized_moto_server(port)
+    server.start()
+    host, bound = server.get_host_and_port()
+    print(host, bound, flush=True)  # the runner waits for this line
+    sys.stdout.close()
+    parent = os.getppid()
+    while os.getppid() == parent:  # a runner killed with SIGKILL must not leave its port taken
+        time.sleep(1)
+    server.stop()
 
 
 def _serialized_moto_server(port: int) -> Any:
@@ -175,3 +223,7 @@ def _refuse_busy_port(port: int) -> None:
                 f"cannot start the embedded AWS endpoint: 127.0.0.1:{port} is in use "
                 "(set MOTO_PORT to another port, or AWS_ENDPOINT_URL to use a running endpoint)"
             ) from exc
+
+
+if __name__ == "__main__":  # the embedded server's process, started by AwsEndpoint.start()
+    _serve(int(sys.argv[1]))
