@@ -241,3 +241,16 @@ def test_config_defaults_match_cdk_json() -> None:
     for name, value in cdk_json_context().items():
         if name.isupper():
             assert defaults[name] == value, name
+
+
+def test_gateway_5xx_texts_never_promise_that_a_retry_helps(template: Template) -> None:
+    # A body too large for Lambda fails the same way on every retry: the texts say so, with the limit
+    responses = template.find_resources("AWS::ApiGateway::GatewayResponse").values()
+    templates = {r["Properties"]["ResponseType"]: r["Properties"]["ResponseTemplates"]["application/json"]
+                 for r in responses if r["Properties"].get("StatusCode", "").startswith("5")}
+    details = {name: json.loads(body)["detail"] for name, body in templates.items()}
+    assert {"DEFAULT_5XX", "INTEGRATION_FAILURE", "INTEGRATION_TIMEOUT", "API_CONFIGURATION_ERROR"} <= set(details)
+    for response_type, detail in details.items():
+        assert "retry with backoff" not in detail, response_type
+    for response_type in ("DEFAULT_5XX", "INTEGRATION_FAILURE", "API_CONFIGURATION_ERROR"):
+        assert f"a request body over {PipelineConfig().MAX_BODY_BYTES} bytes never succeeds" in details[response_type]
