@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 KIB = 1024
+SQS_IN_FLIGHT_DEFAULT_QUOTA = 120_000  # AWS's approximate in-flight quota of a standard queue (see the knob)
+IN_FLIGHT_ALARM_FRACTION = 0.8  # the in-flight alarm fires at 80 % of SQS_IN_FLIGHT_LIMIT
 # SQS counts the body's UTF-8 bytes plus every message attribute's name, type and value against one
 # limit, 1 MiB (1,048,576 bytes): "All parts of the message attribute, including Name, Type, and
 # Value, are part of the message size restriction (1 MiB or 1,048,576 bytes)" (SQS API reference,
@@ -111,6 +113,10 @@ PROFILES: dict[str, dict[str, Any]] = {
         # = 20,000 would demand a 21,000 concurrency quota for a consumer that needs ~100 (tools.capacity);
         # unreserved, the account quota the ingest's invocation rate needs anyway covers it.
         "RESERVED_CONCURRENCY": "off",
+        # A 1 s batching window keeps ~93,000 messages in flight at 166,667/s with no failures: 78 % of the
+        # default ~120,000 quota, where the in-flight alarm (80 %) would page in normal operation. Twice
+        # the quota (an AWS Support request, listed by tools.capacity) leaves room for failures too.
+        "SQS_IN_FLIGHT_LIMIT": 240_000,
         # Lambda's active tracing samples 1 request/s + 5 % and cannot take custom sampling rules:
         # ~2.4 billion traces a month. Off; metrics, logs and alarms stay.
         "TRACING": False,
@@ -146,6 +152,11 @@ class PipelineConfig:
     # visibility timeout (lambdas/pipeline/redelivery.py, docs/RELIABILITY.md).
     RETRY_BASE_SECONDS: int = 10
     RETRY_MAX_SECONDS: int = 180
+    # The queue's in-flight quota (received, not yet deleted). AWS's is ~120,000 per standard queue and
+    # AWS Support raises it on request; set this to what you were granted. The in-flight alarm and
+    # tools.capacity read it ("Amazon SQS standard queue quotas":
+    # https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/quotas-queues.html).
+    SQS_IN_FLIGHT_LIMIT: int = SQS_IN_FLIGHT_DEFAULT_QUOTA
     BACKLOG_CHECK_SECONDS: int = 5  # each ingest container reads the backlog at most this often
     # --- the HTTP contract --------------------------------------------------------------------
     MAX_BODY_BYTES: int = 1024 * KIB
@@ -218,6 +229,7 @@ class PipelineConfig:
              "RETRY_BASE_SECONDS must be 1 or more and at most RETRY_MAX_SECONDS"),
             # ChangeMessageVisibility accepts 0..43200 s (12 h).
             (self.RETRY_MAX_SECONDS <= 43200, "RETRY_MAX_SECONDS must be at most 43200 (12 hours, the SQS maximum)"),
+            (self.SQS_IN_FLIGHT_LIMIT >= 1000, "SQS_IN_FLIGHT_LIMIT must be at least 1000 (AWS's quota is ~120,000)"),
             (1 <= self.BACKLOG_CHECK_SECONDS <= 300, "BACKLOG_CHECK_SECONDS must be 1..300"),
             (1 <= self.ENQUEUE_MAX_ATTEMPTS <= 10, "ENQUEUE_MAX_ATTEMPTS must be 1..10"),
             (1 <= self.RETRY_AFTER_SECONDS <= 3600, "RETRY_AFTER_SECONDS must be 1..3600"),
@@ -250,6 +262,11 @@ class PipelineConfig:
     def visibility_timeout_seconds(self) -> int:
         """AWS guidance: at least 6 x the function timeout + the batching window."""
         return 6 * self.CONSUMER_TIMEOUT_SECONDS + self.MAX_BATCHING_WINDOW_SECONDS
+
+    @property
+    def in_flight_alarm_threshold(self) -> int:
+        """Messages in flight at which the in-flight-near-cap alarm fires: 80 % of SQS_IN_FLIGHT_LIMIT."""
+        return int(self.SQS_IN_FLIGHT_LIMIT * IN_FLIGHT_ALARM_FRACTION)
 
     @property
     def retry_max_seconds(self) -> int:

@@ -29,11 +29,6 @@ ONE_MINUTE = Duration.minutes(1)
 FIVE_MINUTES = Duration.minutes(5)
 SATURATION_MINUTES = 15
 RUNBOOK_PATH = "docs/RUNBOOK.md"
-# A standard queue holds about 120,000 in-flight messages (received, not yet deleted); past that,
-# receives return nothing and the event source mapping stalls for every message. SQS developer guide,
-# "Amazon SQS standard queue quotas": https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/quotas-queues.html
-SQS_IN_FLIGHT_CAP = 120_000
-IN_FLIGHT_ALARM_FRACTION = 0.8  # page at 80 % of the cap: time to act before the consumer stalls
 
 
 @dataclass(frozen=True)
@@ -86,7 +81,9 @@ class PipelineMonitoring(Construct):
 
     @property
     def _in_flight_threshold(self) -> int:
-        return int(SQS_IN_FLIGHT_CAP * IN_FLIGHT_ALARM_FRACTION)
+        # Past SQS_IN_FLIGHT_LIMIT receives return nothing and the mapping stalls for every message
+        # (infra/config.py); 80 % of it leaves time to act.
+        return self._config.in_flight_alarm_threshold
 
     def _runbook(self, anchor: str) -> str:
         base = self._config.RUNBOOK_URL or RUNBOOK_PATH
@@ -197,7 +194,8 @@ class PipelineMonitoring(Construct):
                 r.queue.metric_approximate_number_of_messages_not_visible(statistic="Maximum", period=ONE_MINUTE),
                 threshold=self._in_flight_threshold, comparison=at_least, evaluation_periods=2,
                 what_to_do=f"Over {self._in_flight_threshold:,} messages are in flight (received, not deleted), near "
-                           f"SQS's ~{SQS_IN_FLIGHT_CAP:,} standard-queue cap, past which the whole consumer stalls. "
+                           f"the queue's in-flight quota (SQS_IN_FLIGHT_LIMIT={self._config.SQS_IN_FLIGHT_LIMIT:,}), past which the "
+                           "whole consumer stalls. "
                            "Usually failing records waiting out their retry delay: check StoreFailures and the "
                            "consumer log, fix the cause; lower RETRY_MAX_SECONDS to bring them back sooner.",
             ),

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from infra.config import ConfigError, PipelineConfig, cdk_json_context
+from infra.config import SQS_IN_FLIGHT_DEFAULT_QUOTA, ConfigError, PipelineConfig, cdk_json_context
 from tools import cost, prices
 
 # --- AWS figures, each from the page cited --------------------------------------------------------
@@ -35,10 +35,10 @@ APIGW_ACCOUNT_BURST = 5_000
 LAMBDA_ACCOUNT_CONCURRENCY = 1_000
 LAMBDA_INVOCATIONS_PER_CONCURRENCY = 10
 LAMBDA_UNRESERVED_MINIMUM = 100
-# SQS quotas (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/quotas-messages.html):
-# ~120,000 in-flight messages per standard queue (past it ReceiveMessage returns nothing); standard
+# SQS quotas (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/quotas-queues.html):
+# ~120,000 in-flight messages per standard queue (past it ReceiveMessage returns nothing; "To request a
+# quota increase, submit a support request": SQS_IN_FLIGHT_LIMIT says what was granted); standard
 # queues support a nearly unlimited number of API calls per second; a receive returns <= 10 messages.
-SQS_IN_FLIGHT_CAP = 120_000
 SQS_RECEIVE_MAX = 10
 # Provisioned SQS event pollers (https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-parameters.html,
 # ProvisionedPollerConfig: "Each poller can handle up to 1 MB/sec of throughput and 10 concurrent
@@ -59,6 +59,8 @@ QUOTAS = {
     "apigw-rate": "API Gateway: Throttle rate (Service Quotas console, Amazon API Gateway; Region)",
     "apigw-burst": "API Gateway: Throttle burst rate (Service Quotas console, Amazon API Gateway; Region)",
     "lambda-concurrency": "Lambda: Concurrent executions (Service Quotas console, AWS Lambda; Region)",
+    "sqs-in-flight": "SQS: in-flight messages per standard queue (AWS Support case, Amazon SQS; then set "
+                     "SQS_IN_FLIGHT_LIMIT)",
 }
 
 OK, QUOTA, FAIL, WARN, INFO = "✓", "✗ quota", "✗", "!", "·"
@@ -263,10 +265,18 @@ def assess(config: PipelineConfig, load: Load, assume: cost.Assumptions | None =
         Check("SQS", "ReceiveMessage + DeleteMessageBatch calls/s", 2 * rate / SQS_RECEIVE_MAX, math.inf,
               "calls/s", "standard queue: nearly unlimited", "info"),
         Check("SQS", f"in flight: batching + processing, + {load.failure_rate:.2%} failed x "
-              f"{_failed_hold_seconds(config)} s retry delay", in_flight_ok + in_flight_failed, SQS_IN_FLIGHT_CAP,
-              "messages", "AWS standard-queue cap", "hard",
-              note=f"tolerates a failure rate up to {_tolerated_failure_rate(config, rate, in_flight_ok):.2%}"),
+              f"{_failed_hold_seconds(config)} s retry delay", in_flight_ok + in_flight_failed,
+              config.SQS_IN_FLIGHT_LIMIT, "messages", "SQS_IN_FLIGHT_LIMIT, the queue's in-flight quota", "config",
+              note=f"tolerates a failure rate up to {_tolerated_failure_rate(config, rate, in_flight_ok):.2%}; "
+                   "above it, ask AWS Support for a higher in-flight quota and raise SQS_IN_FLIGHT_LIMIT"),
+        # The in-flight-near-cap alarm must not page in normal operation (no failures).
+        Check("SQS", "in-flight alarm stays quiet: in flight with no failures", in_flight_ok,
+              config.in_flight_alarm_threshold, "messages", "80 % of SQS_IN_FLIGHT_LIMIT", "config"),
     ]
+    if config.SQS_IN_FLIGHT_LIMIT > SQS_IN_FLIGHT_DEFAULT_QUOTA:
+        checks.append(Check("SQS", "in-flight quota that SQS_IN_FLIGHT_LIMIT assumes", config.SQS_IN_FLIGHT_LIMIT,
+                            SQS_IN_FLIGHT_DEFAULT_QUOTA, "messages", "AWS default quota", "quota", "sqs-in-flight",
+                            config.SQS_IN_FLIGHT_LIMIT, scales=False))
 
     # Event source mapping and consumer: messages/s the pool can take, and its concurrency.
     if config.PROVISIONED_POLLERS:
@@ -341,7 +351,7 @@ def _failed_hold_seconds(config: PipelineConfig) -> int:
 
 
 def _tolerated_failure_rate(config: PipelineConfig, rate: float, in_flight_ok: float) -> float:
-    return max(0.0, (SQS_IN_FLIGHT_CAP - in_flight_ok) / (rate * _failed_hold_seconds(config)))
+    return max(0.0, (config.SQS_IN_FLIGHT_LIMIT - in_flight_ok) / (rate * _failed_hold_seconds(config)))
 
 
 def max_carried_rpm(config: PipelineConfig, payloads: int, payload_bytes: int, ceiling: float = 1e9) -> float:
@@ -536,9 +546,11 @@ def render_markdown() -> str:
         "(1,000 by default) must hold the ingest, the consumer's reserved concurrency and the 100 executions "
         "Lambda keeps unreserved; synchronous invocations/s are capped at 10 x the concurrency quota.",
         "* **SQS**: a standard queue takes a nearly unlimited number of calls/s; messages in flight (received, not "
-        f"deleted) are capped at ~{SQS_IN_FLIGHT_CAP:,}. In flight = messages/s x (half the batch fill time + the "
-        "batch's duration) + messages/s x failure rate x visibility timeout (a failed record stays invisible that "
-        "long; i10-backoff's shorter retry delay lowers it).",
+        f"deleted) are capped at ~{SQS_IN_FLIGHT_DEFAULT_QUOTA:,} per standard queue unless AWS Support raised it "
+        "(`SQS_IN_FLIGHT_LIMIT`). In flight = messages/s x (half the batch fill time + the batch's duration) + "
+        "messages/s x failure rate x the first retry delay (`RETRY_BASE_SECONDS`: the consumer sets it on each "
+        "failed record). The in-flight alarm fires at 80 % of `SQS_IN_FLIGHT_LIMIT`, so the failure-free figure "
+        "must stay below that.",
         "* **Event source mapping**: standard mode carries `MAX_WORKERS` x batch / duration messages/s. A "
         f"provisioned poller takes at most {POLLER_POLLS_PER_SECOND} ReceiveMessage calls/s of {SQS_RECEIVE_MAX} "
         f"messages, {POLLER_BYTES_PER_SECOND // 1_000_000} MB/s and {POLLER_CONCURRENT_INVOKES} concurrent invokes, "
@@ -592,8 +604,12 @@ def render_markdown() -> str:
         "quota that the ingest's invocation rate needs anyway covers.",
         f"* `BATCH_SIZE={c.BATCH_SIZE}`, `MAX_BATCHING_WINDOW_SECONDS={c.MAX_BATCHING_WINDOW_SECONDS}` (defaults): a "
         f"poller fills a batch of ~{f['batch']:,.0f} in {f['fill_s']:.1f} s, so {in_flight.need:,.0f} messages are "
-        f"in flight (cap {SQS_IN_FLIGHT_CAP:,}). A smaller batch would exceed the per-prefix PUT rate, a longer "
+        f"in flight. A smaller batch would exceed the per-prefix PUT rate, a longer "
         "window the in-flight cap.",
+        f"* `SQS_IN_FLIGHT_LIMIT={c.SQS_IN_FLIGHT_LIMIT:,}`: with no failures {in_flight.need:,.0f} messages are in "
+        f"flight, {in_flight.need / SQS_IN_FLIGHT_DEFAULT_QUOTA:.0%} of the default ~{SQS_IN_FLIGHT_DEFAULT_QUOTA:,} "
+        "quota, where the in-flight alarm (80 %) would page in normal operation and a small failure rate would "
+        "stall the consumer. So the profile assumes a doubled quota: an AWS Support request, listed above.",
         f"* `CONSUMER_TIMEOUT_SECONDS={c.CONSUMER_TIMEOUT_SECONDS}`: a batch takes ~{f['duration_s'] * 1000:.0f} ms. "
         f"The visibility timeout becomes {c.visibility_timeout_seconds} s; a failed record comes back after its retry "
         f"delay (at most `RETRY_BASE_SECONDS={c.RETRY_BASE_SECONDS}` on its first failure), and the in-flight cap "

@@ -19,6 +19,7 @@ CHANGED_KNOBS = {
     "STAGE": "dev", "ALARM_EMAIL": "oncall@example.com", "OLDEST_MESSAGE_AGE_ALARM_SECONDS": 900,
     "API_5XX_RATE_ALARM_PERCENT": 5, "MAX_WORKERS": 25, "TRACING": False, "LOG_RETENTION_DAYS": 7,
     "METRICS_NAMESPACE": "Telemetry", "RUNBOOK_URL": "https://wiki.example.com/ingest-runbook",
+    "SQS_IN_FLIGHT_LIMIT": 240_000,
 }
 
 
@@ -225,7 +226,7 @@ def test_each_alarm_watches_the_right_metric_with_its_threshold(template: Templa
         "ingest-errors": (1, "GreaterThanOrEqualToThreshold", 1,
                           [("AWS/Lambda", "Errors", "Sum", f"<{ingest}>"), ("AWS/Lambda", "Throttles", "Sum", f"<{ingest}>")]),
         "consumer-errors": (1, "GreaterThanOrEqualToThreshold", 1, [("AWS/Lambda", "Errors", "Sum", f"<{consumer}>")]),
-        # 80 % of the ~120,000 in-flight messages a standard queue holds (SQS quotas)
+        # 80 % of SQS_IN_FLIGHT_LIMIT, the ~120,000 in-flight messages a standard queue holds (SQS quotas)
         "in-flight-near-cap": (
             96_000, "GreaterThanOrEqualToThreshold", 2,
             [("AWS/SQS", "ApproximateNumberOfMessagesNotVisible", "Maximum", f"<{queue}.QueueName>")]),
@@ -252,6 +253,7 @@ def test_thresholds_follow_the_knobs(changed: Template) -> None:
     assert found["oldest-message-age"]["Threshold"] == 900
     assert found["api-5xx-rate"]["Threshold"] == 0.05
     assert found["worker-pool-saturated"]["Threshold"] == 25
+    assert found["in-flight-near-cap"]["Threshold"] == 192_000  # 80 % of the granted in-flight quota
     assert all(props["AlarmName"].startswith("ingest-pipeline-dev-") for props in found.values())
 
 

@@ -100,13 +100,13 @@ def test_a_stage_throttle_knob_is_judged_with_its_name() -> None:
 # --- SQS ------------------------------------------------------------------------------------------
 
 
-def test_in_flight_is_batching_plus_processing_plus_failures_times_visibility() -> None:
+def test_in_flight_is_batching_plus_processing_plus_failures_times_their_retry_delay() -> None:
     # Given 6,000 messages/s, standard mode (a batch fills for the whole 1 s window), payload mode 200 ms,
     # and 1 % failing once: a failed record is back after its first retry delay, RETRY_BASE_SECONDS = 10 s
     in_flight = check(assess(36_000, failure_rate=0.01), "SQS", "in flight")
     # Then 6,000 x (0.5 + 0.2) + 6,000 x 0.01 x 10
     assert in_flight.need == pytest.approx(6_000 * 0.7 + 6_000 * 0.01 * 10)
-    assert in_flight.limit == 120_000 and in_flight.kind == "hard"
+    assert in_flight.limit == 120_000 and in_flight.source.startswith("SQS_IN_FLIGHT_LIMIT")
 
 
 def test_a_failure_rate_that_overfills_the_in_flight_cap_is_not_carried() -> None:
@@ -251,3 +251,21 @@ def test_dev_carries_payload_mode_up_to_the_fresh_prefix_rate() -> None:
     # dev's 10 workers take 4,274 payloads/s, so S3's 3,500 PUT/s (21,000 requests/min x 10) binds first
     ceiling = capacity.max_carried_rpm(capacity.resolve_config({}), 10, 1024)
     assert 21_000 * 0.99 <= ceiling <= 21_000
+
+
+def test_the_in_flight_alarm_must_stay_quiet_when_nothing_fails() -> None:
+    # Given 1M requests/min x 10 in batch mode with provisioned pollers: ~93,000 in flight with no failures
+    scale = dict(OBJECT_MODE="batch", PROVISIONED_POLLERS=True, MIN_POLLERS=200, MAX_POLLERS=2_000,
+                 CONSUMER_TIMEOUT_SECONDS=10, THROTTLE_RATE_LIMIT=20_000, THROTTLE_BURST_LIMIT=10_000,
+                 STAGE_THROTTLE_RATE_LIMIT=20_000, STAGE_THROTTLE_BURST_LIMIT=10_000, MAX_QUEUE=100_000_000)
+    # When the queue has the default ~120,000 quota, the alarm (80 %: 96,000) sits just above normal operation
+    quiet = check(assess(1_000_000, **scale), "SQS", "in-flight alarm")
+    assert (quiet.limit, quiet.status) == (96_000, capacity.OK) and quiet.need > 90_000
+    # And a load 5 % higher would page in normal operation: a configuration failure, named
+    louder = assess(1_050_000, **scale)
+    assert check(louder, "SQS", "in-flight alarm").status == capacity.FAIL
+    # Then a granted quota of 240,000 (SQS_IN_FLIGHT_LIMIT) moves the alarm and is listed as a support request
+    raised = assess(1_000_000, SQS_IN_FLIGHT_LIMIT=240_000, **scale)
+    assert check(raised, "SQS", "in-flight alarm").limit == 192_000
+    assert raised.quota_increases["sqs-in-flight"] == 240_000
+    assert "sqs-in-flight" not in assess(1_000_000, **scale).quota_increases
