@@ -1,15 +1,24 @@
-"""API Gateway (REST, proxy) -> ingest Lambda. Thin: routing and responses only."""
+"""API Gateway (REST, proxy) -> ingest Lambda. Thin: routing and responses only.
+
+The function serves one resource, so the route is matched here instead of by Powertools'
+APIGatewayRestResolver: importing `aws_lambda_powertools.event_handler` loads every resolver the package
+ships (AppSync with asyncio, Bedrock, VPC Lattice...), ~50 ms of each cold start (P2, docs/PERFORMANCE.md).
+The answers are the ones that resolver gave: its REST rule (the path plus any trailing slashes, the
+method upper-cased), Powertools' own event class and multi-value header serializer.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from typing import Any
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.shared.headers_serializer import MultiValueHeadersSerializer
+from aws_lambda_powertools.utilities.data_classes.api_gateway_proxy_event import APIGatewayProxyEvent
 
 from pipeline.aws_clients import sqs_client
 from pipeline.envelope import is_safe_id
@@ -19,36 +28,57 @@ from pipeline.problems import PROBLEM_CONTENT_TYPE, Problem
 from pipeline.settings import ingest_settings
 
 PAYLOADS_PATH = "/v1/payloads"
-app = APIGatewayRestResolver()
+# APIGatewayRestResolver's rule for this path: trailing slashes are ignored.
+_PAYLOADS_ROUTE = re.compile(f"^{re.escape(PAYLOADS_PATH)}/*$")
+# Every other method API Gateway routes here gets a 405; an unknown method (TRACE...) a 404, as before.
+_NOT_ALLOWED_METHODS = frozenset({"GET", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+_HEADERS = MultiValueHeadersSerializer()  # a REST proxy answer carries multiValueHeaders
+
+Response = dict[str, Any]
 
 
-def _request_id() -> str:
+def _response(status: int, content_type: str, body: str, headers: dict[str, str] | None = None) -> Response:
+    """The Lambda proxy answer, shaped as Powertools' resolver shaped it for a REST API."""
+    return {"statusCode": status, "body": body, "isBase64Encoded": False,
+            **_HEADERS.serialize(headers={**(headers or {}), "Content-Type": content_type}, cookies=[])}
+
+
+def _request_id(event: APIGatewayProxyEvent) -> str:
     # API Gateway's id is a UUID. Anything else (a hand-made event) gets a fresh one, because the id
     # becomes part of S3 object keys.
-    request_id = app.current_event.request_context.request_id or ""
+    request_id = event.request_context.request_id or ""
     return request_id if is_safe_id(request_id) else str(uuid.uuid4())
 
 
-def _problem_response(problem: Problem) -> Response:
-    request_id = app.current_event.request_context.request_id
+def _problem_response(event: APIGatewayProxyEvent, problem: Problem) -> Response:
+    request_id = event.request_context.request_id
     body = problem.body()
     if request_id:
         body["requestId"] = request_id
-    return Response(
-        status_code=problem.status,
-        content_type=PROBLEM_CONTENT_TYPE,
-        body=json.dumps(body, separators=(",", ":")),
-        headers=problem.headers,
-    )
+    return _response(problem.status, PROBLEM_CONTENT_TYPE, json.dumps(body, separators=(",", ":")), problem.headers)
+
+
+def route(event: APIGatewayProxyEvent) -> Response:
+    """POST /v1/payloads accepts; another method there is a 405; anything else a 404."""
+    try:
+        if _PAYLOADS_ROUTE.match(event.path):
+            method = event.http_method.upper()
+            if method == "POST":
+                return post_payloads(event)
+            if method in _NOT_ALLOWED_METHODS:
+                return method_not_allowed(event)
+        return not_found(event)
+    except Problem as problem:
+        return reject(event, problem)
+    except EnqueueFailed as error:
+        return enqueue_failed(event, error)
 
 
 # No @tracer.capture_method here: this route is all the handler does, so its subsegment would
 # duplicate "## lambda_handler" and cost a subsegment per request (P1 in docs/PERFORMANCE.md).
 # The SQS call still gets its own subsegment from the patched botocore.
-@app.post(PAYLOADS_PATH)
-def post_payloads() -> Response:
-    event = app.current_event
-    request_id = _request_id()
+def post_payloads(event: APIGatewayProxyEvent) -> Response:
+    request_id = _request_id(event)
     # API Gateway's receive time (ms) when present, so receivedAt is the edge's clock, not ours.
     epoch_ms = event.get("requestContext", {}).get("requestTimeEpoch")
     received_at_ms = epoch_ms if isinstance(epoch_ms, int) and epoch_ms > 0 else int(time.time() * 1000)
@@ -62,44 +92,36 @@ def post_payloads() -> Response:
     if report.retried_entries:
         metrics.add_metric(name="EnqueueRetries", unit=MetricUnit.Count, value=report.retried_entries)
     logger.info("request accepted", extra={"payloads": report.sent, "retriedEntries": report.retried_entries})
-    return Response(
-        status_code=202,
-        content_type="application/json",
-        body=json.dumps({"requestId": request_id, "accepted": report.sent}),
-    )
+    return _response(202, "application/json", json.dumps({"requestId": request_id, "accepted": report.sent}))
 
 
-@app.route(PAYLOADS_PATH, method=["GET", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
-def method_not_allowed() -> Response:
+def method_not_allowed(event: APIGatewayProxyEvent) -> Response:
     problem = Problem(405, "method-not-allowed", "Method Not Allowed",
-                      f"{app.current_event.http_method} is not allowed on {PAYLOADS_PATH}; use POST",
+                      f"{event.http_method} is not allowed on {PAYLOADS_PATH}; use POST",
                       headers={"Allow": "POST"})
-    return reject(problem)
+    return reject(event, problem)
 
 
-@app.not_found
-def not_found(_: Exception) -> Response:
-    return reject(Problem(404, "not-found", "Not Found", f"no resource at {app.current_event.path}; "
-                          f"payloads go to POST {PAYLOADS_PATH}"))
+def not_found(event: APIGatewayProxyEvent) -> Response:
+    return reject(event, Problem(404, "not-found", "Not Found", f"no resource at {event.path}; "
+                                 f"payloads go to POST {PAYLOADS_PATH}"))
 
 
-@app.exception_handler(Problem)
-def reject(problem: Problem) -> Response:
+def reject(event: APIGatewayProxyEvent, problem: Problem) -> Response:
     count_rejected_request(problem.status)
     # The detail can quote client data (a key name), so only the status and reason are logged.
     logger.info("request rejected", extra={"status": problem.status, "reason": problem.slug})
-    return _problem_response(problem)
+    return _problem_response(event, problem)
 
 
-@app.exception_handler(EnqueueFailed)
-def enqueue_failed(error: EnqueueFailed) -> Response:
+def enqueue_failed(event: APIGatewayProxyEvent, error: EnqueueFailed) -> Response:
     metrics.add_metric(name="EnqueueFailures", unit=MetricUnit.Count, value=error.report.failed_entries)
     logger.error("enqueue failed", extra={"failedEntries": error.report.failed_entries, "error": error.report.last_error})
-    return _problem_response(error.problem)
+    return _problem_response(event, error.problem)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return app.resolve(event, context)
+    return route(APIGatewayProxyEvent(event))
