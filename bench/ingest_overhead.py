@@ -92,16 +92,15 @@ def _parts(event: dict[str, Any], context: Any, sqs: Any) -> dict[str, Callable[
     """The real handler's steps, each on its own, with the same inputs as one request."""
     from aws_lambda_powertools.logging import correlation_paths
     from aws_lambda_powertools.metrics import MetricUnit
-    from aws_lambda_powertools.utilities.data_classes.api_gateway_proxy_event import APIGatewayProxyEvent
 
+    import ingest_handler
     from pipeline import collection, enqueue, envelope, ingest, settings
     from pipeline.observability import logger, metrics
 
     limits = ingest.limits_from(settings.ingest_settings())
-    proxy_event = APIGatewayProxyEvent(event)
-    raw = collection.decode_body(proxy_event.body, proxy_event.is_base64_encoded, proxy_event.headers, limits)
+    raw = collection.decode_body(event["body"], event["isBase64Encoded"], ingest_handler._headers(event), limits)
     parsed = collection.parse_collection(raw, limits)
-    request_id = proxy_event.request_context.request_id
+    request_id = event["requestContext"]["requestId"]
     messages = envelope.build_messages(parsed, request_id, 1764000000000)
     entries = [enqueue._entry(str(index), message) for index, message in enumerate(messages)]
 
@@ -118,7 +117,7 @@ def _parts(event: dict[str, Any], context: Any, sqs: Any) -> dict[str, Callable[
         # Both handlers pay this one: botocore building, signing and parsing one SendMessageBatch.
         "send_message_batch_10_entries": lambda: sqs.send_message_batch(QueueUrl=QUEUE_URL, Entries=entries),
         "validation_decode_body": lambda: collection.decode_body(
-            proxy_event.body, proxy_event.is_base64_encoded, APIGatewayProxyEvent(event).headers, limits),
+            event["body"], event["isBase64Encoded"], ingest_handler._headers(event), limits),
         "validation_parse_collection": lambda: collection.parse_collection(raw, limits),
         "envelopes_and_entries": lambda: [enqueue._entry(str(index), message) for index, message
                                           in enumerate(envelope.build_messages(parsed, request_id, 1764000000000))],

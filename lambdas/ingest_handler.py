@@ -4,7 +4,9 @@ The function serves one resource, so the route is matched here instead of by Pow
 APIGatewayRestResolver: importing `aws_lambda_powertools.event_handler` loads every resolver the package
 ships (AppSync with asyncio, Bedrock, VPC Lattice...), ~50 ms of each cold start (P2, docs/PERFORMANCE.md).
 The answers are the ones that resolver gave: its REST rule (the path plus any trailing slashes, the
-method upper-cased), Powertools' own event class and multi-value header serializer.
+method upper-cased) and Powertools' own multi-value header serializer. The event is read as the dict
+Lambda passes: Powertools' event classes live in a package whose import loads all of its ~30 event
+types (~25 ms), for the five fields read here.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from typing import Any
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.shared.headers_serializer import MultiValueHeadersSerializer
-from aws_lambda_powertools.utilities.data_classes.api_gateway_proxy_event import APIGatewayProxyEvent
 
 from pipeline.aws_clients import sqs_client
 from pipeline.envelope import is_safe_id
@@ -34,6 +35,7 @@ _PAYLOADS_ROUTE = re.compile(f"^{re.escape(PAYLOADS_PATH)}/*$")
 _NOT_ALLOWED_METHODS = frozenset({"GET", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 _HEADERS = MultiValueHeadersSerializer()  # a REST proxy answer carries multiValueHeaders
 
+Event = dict[str, Any]  # API Gateway REST proxy event
 Response = dict[str, Any]
 
 
@@ -43,26 +45,31 @@ def _response(status: int, content_type: str, body: str, headers: dict[str, str]
             **_HEADERS.serialize(headers={**(headers or {}), "Content-Type": content_type}, cookies=[])}
 
 
-def _request_id(event: APIGatewayProxyEvent) -> str:
+def _headers(event: Event) -> dict[str, str]:
+    """Request headers by lower-case name (HTTP names are case-insensitive; API Gateway keeps the client's)."""
+    return {name.lower(): value for name, value in (event.get("headers") or {}).items()}
+
+
+def _request_id(event: Event) -> str:
     # API Gateway's id is a UUID. Anything else (a hand-made event) gets a fresh one, because the id
     # becomes part of S3 object keys.
-    request_id = event.request_context.request_id or ""
+    request_id = event["requestContext"]["requestId"] or ""
     return request_id if is_safe_id(request_id) else str(uuid.uuid4())
 
 
-def _problem_response(event: APIGatewayProxyEvent, problem: Problem) -> Response:
-    request_id = event.request_context.request_id
+def _problem_response(event: Event, problem: Problem) -> Response:
+    request_id = event["requestContext"]["requestId"]
     body = problem.body()
     if request_id:
         body["requestId"] = request_id
     return _response(problem.status, PROBLEM_CONTENT_TYPE, json.dumps(body, separators=(",", ":")), problem.headers)
 
 
-def route(event: APIGatewayProxyEvent) -> Response:
+def route(event: Event) -> Response:
     """POST /v1/payloads accepts; another method there is a 405; anything else a 404."""
     try:
-        if _PAYLOADS_ROUTE.match(event.path):
-            method = event.http_method.upper()
+        if _PAYLOADS_ROUTE.match(event["path"]):
+            method = event["httpMethod"].upper()
             if method == "POST":
                 return post_payloads(event)
             if method in _NOT_ALLOWED_METHODS:
@@ -77,13 +84,14 @@ def route(event: APIGatewayProxyEvent) -> Response:
 # No @tracer.capture_method here: this route is all the handler does, so its subsegment would
 # duplicate "## lambda_handler" and cost a subsegment per request (P1 in docs/PERFORMANCE.md).
 # The SQS call still gets its own subsegment from the patched botocore.
-def post_payloads(event: APIGatewayProxyEvent) -> Response:
+def post_payloads(event: Event) -> Response:
     request_id = _request_id(event)
     # API Gateway's receive time (ms) when present, so receivedAt is the edge's clock, not ours.
     epoch_ms = event.get("requestContext", {}).get("requestTimeEpoch")
     received_at_ms = epoch_ms if isinstance(epoch_ms, int) and epoch_ms > 0 else int(time.time() * 1000)
     report = accept_payloads(
-        IngestRequest(event.body, event.is_base64_encoded, event.headers, request_id, received_at_ms),
+        IngestRequest(event.get("body"), bool(event.get("isBase64Encoded")), _headers(event), request_id,
+                      received_at_ms),
         ingest_settings(),
         sqs_client,
     )
@@ -95,26 +103,26 @@ def post_payloads(event: APIGatewayProxyEvent) -> Response:
     return _response(202, "application/json", json.dumps({"requestId": request_id, "accepted": report.sent}))
 
 
-def method_not_allowed(event: APIGatewayProxyEvent) -> Response:
+def method_not_allowed(event: Event) -> Response:
     problem = Problem(405, "method-not-allowed", "Method Not Allowed",
-                      f"{event.http_method} is not allowed on {PAYLOADS_PATH}; use POST",
+                      f"{event['httpMethod']} is not allowed on {PAYLOADS_PATH}; use POST",
                       headers={"Allow": "POST"})
     return reject(event, problem)
 
 
-def not_found(event: APIGatewayProxyEvent) -> Response:
-    return reject(event, Problem(404, "not-found", "Not Found", f"no resource at {event.path}; "
+def not_found(event: Event) -> Response:
+    return reject(event, Problem(404, "not-found", "Not Found", f"no resource at {event['path']}; "
                                  f"payloads go to POST {PAYLOADS_PATH}"))
 
 
-def reject(event: APIGatewayProxyEvent, problem: Problem) -> Response:
+def reject(event: Event, problem: Problem) -> Response:
     count_rejected_request(problem.status)
     # The detail can quote client data (a key name), so only the status and reason are logged.
     logger.info("request rejected", extra={"status": problem.status, "reason": problem.slug})
     return _problem_response(event, problem)
 
 
-def enqueue_failed(event: APIGatewayProxyEvent, error: EnqueueFailed) -> Response:
+def enqueue_failed(event: Event, error: EnqueueFailed) -> Response:
     metrics.add_metric(name="EnqueueFailures", unit=MetricUnit.Count, value=error.report.failed_entries)
     logger.error("enqueue failed", extra={"failedEntries": error.report.failed_entries, "error": error.report.last_error})
     return _problem_response(event, error.problem)
@@ -124,4 +132,4 @@ def enqueue_failed(event: APIGatewayProxyEvent, error: EnqueueFailed) -> Respons
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return route(APIGatewayProxyEvent(event))
+    return route(event)
