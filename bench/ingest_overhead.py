@@ -121,7 +121,8 @@ def _parts(event: dict[str, Any], context: Any, sqs: Any) -> dict[str, Callable[
         "validation_parse_collection": lambda: collection.parse_collection(raw, limits),
         "envelopes_and_entries": lambda: [enqueue._entry(str(index), message) for index, message
                                           in enumerate(envelope.build_messages(parsed, request_id, 1764000000000))],
-        "log_line_request_accepted": lambda: logger.info("request accepted", extra={"payloads": 10, "retriedEntries": 0}),
+        "log_line_request_accepted": lambda: logger.info("request accepted",
+                                                         extra={"payloads": 10, "retriedEntries": 0}),
         "metrics_two_and_emf_flush": metrics_add_and_flush,
         "logger_inject_lambda_context": lambda: with_log_context(event, context),
     }

@@ -88,8 +88,8 @@ def _compile_in_pyodide(staging_dir: Path, python_version: str, node_modules: Pa
     node = _node()
     code = _COMPILE.replace("DDIR", repr(LAMBDA_TASK_ROOT))
     try:
-        result = subprocess.run([node, "--input-type=module", "-e", _NODE_RUNNER, package.as_uri(), str(staging_dir), code],
-                                capture_output=True, text=True, timeout=_TIMEOUT_SECONDS, check=True)
+        command = [node, "--input-type=module", "-e", _NODE_RUNNER, package.as_uri(), str(staging_dir), code]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=_TIMEOUT_SECONDS, check=True)
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
         raise BytecodeError(f"compiling for Python {python_version} in Pyodide failed: "
                             f"{(exc.stderr or '')[-2000:]}") from exc
