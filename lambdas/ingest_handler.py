@@ -2,7 +2,7 @@
 
 The function serves one resource, so the route is matched here instead of by Powertools'
 APIGatewayRestResolver: importing `aws_lambda_powertools.event_handler` loads every resolver the package
-ships (AppSync with asyncio, Bedrock, VPC Lattice...), ~50 ms of each cold start (P2, docs/PERFORMANCE.md).
+ships (AppSync with asyncio, Bedrock, VPC Lattice...), ~80 ms CPU of each cold start here (P2, docs/PERFORMANCE.md).
 The answers are the ones that resolver gave: its REST rule (the path plus any trailing slashes, the
 method upper-cased) and Powertools' own multi-value header serializer. The event is read as the dict
 Lambda passes: Powertools' event classes live in a package whose import loads all of its ~30 event
