@@ -17,7 +17,7 @@ def _figures() -> dict[str, Callable[[], list[dict[str, Any]]]]:
 
     return {
         "P1": lambda: [ingest_overhead.run()],
-        "P2": lambda: [cold_start.run()],
+        "P2": cold_start.run,
         "P3": lambda: [worker_parallelism.run()],
         "P4": lambda: [aws_calls.run_sqs()],
         "P5": aws_calls.run_s3,

@@ -3,14 +3,36 @@
 
 import os
 import warnings
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
+_Handler = TypeVar("_Handler", bound=Callable[..., Any])
+_TRUTHY = frozenset({"1", "y", "yes", "t", "true", "on"})  # what Powertools reads as true
+
+
+def tracing_enabled(env: Mapping[str, str] = os.environ) -> bool:
+    """Powertools' own rule (Tracer._is_tracer_disabled): on inside Lambda (LAMBDA_TASK_ROOT, not SAM
+    local) unless POWERTOOLS_TRACE_DISABLED is true. The stack sets that variable from TRACING."""
+    disabled = env.get("POWERTOOLS_TRACE_DISABLED", "false").strip().lower() in _TRUTHY
+    return bool(env.get("LAMBDA_TASK_ROOT")) and not env.get("AWS_SAM_LOCAL") and not disabled
+
+
+class TracingOff:
+    """Stands in for the Tracer when tracing is off. A disabled Powertools Tracer still imports the
+    X-Ray SDK (~40 ms of every cold start, P2 in docs/PERFORMANCE.md) and wraps each invocation;
+    this does neither. Lambda's active tracing, when on, records the invocation without any SDK."""
+
+    def capture_lambda_handler(self, handler: _Handler) -> _Handler:
+        return handler
+
+
 logger = Logger()
 # Only botocore is patched (our AWS calls get subsegments): patching every library X-Ray supports
 # imports and wraps modules we never call, at cold-start cost (P2, docs/PERFORMANCE.md).
-tracer = Tracer(patch_modules=("botocore",))
+tracer: Tracer | TracingOff = Tracer(patch_modules=("botocore",)) if tracing_enabled() else TracingOff()
 metrics = Metrics()
 # A rejected request's only metric is its own single_metric blob (below), so the invocation's
 # metric set is empty by design; Powertools would warn about that on every container.
