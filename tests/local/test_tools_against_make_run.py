@@ -48,6 +48,8 @@ def test_verify_works_against_make_run_with_no_aws_setup(local_run: LocalRun, tm
     # Then it reconciles (and finds the payload lost) instead of failing on region or credentials
     assert "lost       1" in result.stdout, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
+    # And the rate it derives from the acks is called what it is: sent (achieved), not offered
+    assert "sent 10.0 req/s" in result.stdout and "offered" not in result.stdout, result.stdout
 
 
 @pytest.mark.parametrize(("module", "args", "missing"), [
