@@ -319,7 +319,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def _write(self, status: int, headers: dict[str, str], body: bytes) -> None:
         try:
-            self.send_response_only(status)
+            self.send_response_only(status, title_of(status))
             self.send_header("Date", self.date_time_string())
             for name, value in headers.items():
                 if name.lower() not in ("content-length", "transfer-encoding"):
