@@ -16,8 +16,8 @@ from tests.local.conftest import BUCKET, QUEUE, REPO_ROOT, LocalRun
 def bare_environment(home: Path, **extra: str) -> dict[str, str]:
     """A new user's shell: no AWS variables, no ~/.aws, no instance metadata to fall back on."""
     environment = {name: value for name, value in os.environ.items() if not name.startswith("AWS_")}
-    environment.update(HOME=str(home), AWS_CONFIG_FILE=str(home / "none"), AWS_SHARED_CREDENTIALS_FILE=str(home / "none"),
-                       AWS_EC2_METADATA_DISABLED="true", **extra)
+    environment.update(HOME=str(home), AWS_CONFIG_FILE=str(home / "none"),
+                       AWS_SHARED_CREDENTIALS_FILE=str(home / "none"), AWS_EC2_METADATA_DISABLED="true", **extra)
     return environment
 
 
