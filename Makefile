@@ -82,8 +82,8 @@ redrive: $(PY_STAMP)  ## DLQ -> queue (docs/RUNBOOK.md): make redrive ARGS="--st
 # --- load test: optional deps (requirements-loadtest.txt) so `make test` stays lean; docs/LOADTEST.md
 LOADTEST_STAMP := $(VENV)/.loadtest-installed
 LOADTEST_HOST ?= http://127.0.0.1:3000
-LOADTEST_USERS ?= 20
-LOADTEST_RPS ?= 100
+LOADTEST_USERS ?= 10
+LOADTEST_RPS ?= 5
 LOADTEST_DURATION ?= 60s
 LOADTEST_PAYLOADS ?= 10
 LOADTEST_PAYLOAD_BYTES ?= 1024

@@ -1,7 +1,7 @@
 """Locust load test: POST payload collections to any deployment, record every acknowledgement.
 
     .venv/bin/locust -f loadtest/locustfile.py --headless --host http://127.0.0.1:3000 \\
-        -u 50 -r 50 --run-time 60s --rps 200 --payloads 10 --payload-bytes 1024
+        -u 10 -r 10 --run-time 60s --rps 5 --payloads 10 --payload-bytes 1024
 
 Each 202 is appended to ``{--ack-dir}/acks-{pid}.jsonl`` as
 ``{"requestId", "accepted", "sentAt", "ackAt", "status"}`` (epoch ms, client clock); other answers
@@ -12,8 +12,12 @@ never interleave.
 Pacing is open-model where Locust allows it: with ``--rps R`` every user sends on a fixed schedule
 (R / users requests/s each) that does not wait for the previous answer beyond its slot. When a slot
 is missed because answers are slower than the schedule, the user sends at once and the miss is
-counted (``missed slots`` at the end): the offered load was then lower than asked. ``--rps 0``
-sends back-to-back (closed model: maximum throughput for the given users).
+counted (``missed slots`` at the end): the offered load was then lower than asked. The end of the
+run prints both rates: asked (``--rps``) and sent (achieved). ``--rps 0`` sends back-to-back
+(closed model: maximum throughput for the given users).
+
+The default, 5 req/s (50 payloads/s), is what `make run` sustains on a shared 2-core machine
+(docs/LOCAL.md, "Throughput"); pass a higher ``--rps`` for a deployment.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ PAYLOADS_PATH = "/v1/payloads"
 
 @events.init_command_line_parser.add_listener
 def _options(parser: Any) -> None:
-    parser.add_argument("--rps", type=float, default=100.0, help="target requests/s over all users (0 = unpaced)")
+    parser.add_argument("--rps", type=float, default=5.0, help="asked requests/s over all users (0 = unpaced)")
     parser.add_argument("--payloads", type=int, default=10, help="payloads per collection (request)")
     parser.add_argument("--payload-bytes", type=int, default=1024, help="approximate JSON size of each payload")
     parser.add_argument("--api-key", default=os.environ.get("API_KEY", "local-dev-key"), help="x-api-key header")
@@ -61,6 +65,7 @@ class AckLog:
         self.payloads = 0
         self.rejected = 0
         self.missed_slots = 0
+        self.started = time.monotonic()
 
     def write(self, record: dict[str, Any]) -> None:
         self._file.write(json.dumps(record, separators=(",", ":")) + "\n")
@@ -86,8 +91,15 @@ def _quit(environment: Environment, **_: Any) -> None:
     if ACKS is None:
         return
     ACKS.close()
+    elapsed = max(1e-3, time.monotonic() - ACKS.started)
+    sent = ACKS.acknowledged + ACKS.rejected
+    asked = environment.parsed_options.rps
     print(f"\nacknowledged {ACKS.acknowledged} requests / {ACKS.payloads} payloads, "
-          f"{ACKS.rejected} not acknowledged, {ACKS.missed_slots} missed pacing slots -> {ACKS.path}")
+          f"{ACKS.rejected} not acknowledged -> {ACKS.path}")
+    print(f"rate: asked {f'{asked:g} req/s' if asked > 0 else 'unpaced (--rps 0)'}, sent {sent / elapsed:.1f} req/s "
+          f"(achieved, over {elapsed:.0f} s)" + (f"; {ACKS.missed_slots} missed pacing slots: the target answered "
+                                                  "slower than the schedule, so less than asked was offered"
+                                                  if ACKS.missed_slots else ""))
 
 
 class PayloadClient(FastHttpUser):

@@ -23,7 +23,7 @@ def plot_report(report: Report, path: Path) -> None:
     throughput.set_ylabel("payloads / s")
     throughput.set_title(
         f"{report.payloads_acknowledged:,} payloads acknowledged, {report.lost:,} lost, "
-        f"{report.duplicated:,} duplicated ({report.offered_rps:,} req/s offered)"
+        f"{report.duplicated:,} duplicated ({report.sent_rps:,} req/s sent, achieved)"
     )
     throughput.legend(loc="upper right")
     throughput.grid(alpha=0.3)

@@ -201,7 +201,9 @@ class Report:
     objects_listed: int  # every object in the run's partitions (earlier runs included)
     other_payloads: int
     latency_ms: dict[str, float | None]
-    offered_rps: float
+    # Requests the load generator SENT per second (acknowledged or not): the achieved arrival rate.
+    # It is below the asked (offered) --rps when the generator missed pacing slots.
+    sent_rps: float
     acknowledged_payloads_per_s: float
     series: list[dict[str, Any]]
     lost_sample: list[str]
@@ -236,7 +238,7 @@ def reconcile(acks: Acks, copies: dict[str, list[StoredCopy]], objects_listed: i
         objects_listed=objects_listed,
         other_payloads=other_payloads,
         latency_ms={f"p{q}": percentile(latencies, q) for q in (50, 90, 99)} | {"max": latencies[-1] if latencies else None},
-        offered_rps=round((len(acks.acks) + acks.not_acknowledged) / duration, 1),
+        sent_rps=round((len(acks.acks) + acks.not_acknowledged) / duration, 1),
         acknowledged_payloads_per_s=round(payloads / duration, 1),
         series=time_series(acks, first_copies, start_ms, bin_seconds),
         lost_sample=lost[:10],
@@ -302,7 +304,7 @@ def format_report(report: Report) -> str:
 
     return "\n".join([
         f"requests   {report.requests_acknowledged:,} acknowledged, {report.requests_not_acknowledged:,} not "
-        f"(offered {report.offered_rps:,} req/s)",
+        f"(sent {report.sent_rps:,} req/s: the achieved rate; locust prints the asked one)",
         f"payloads   {report.payloads_acknowledged:,} acknowledged ({report.acknowledged_payloads_per_s:,}/s), "
         f"{report.payloads_stored:,} stored in {report.objects:,} objects",
         f"lost       {report.lost:,}" + (f"  e.g. {', '.join(report.lost_sample[:3])}" if report.lost else ""),

@@ -231,7 +231,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
             return refused.status, problem_headers, gateway_problem(refused.status, request_id, refused.detail)
         key = self.headers.get("x-api-key")
         # Every method and path: which paths reach the handler is the router's business, not the front's.
-        if front.require_api_key and not (key is not None and hmac.compare_digest(key.encode(), front.api_key.encode())):
+        valid_key = key is not None and hmac.compare_digest(key.encode(), front.api_key.encode())
+        if front.require_api_key and not valid_key:
             return 403, problem_headers, gateway_problem(403, request_id)
         event = api_gateway_event(
             self.command, path, body, {name: value for name, value in self.headers.items()},
@@ -308,7 +309,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
     def _framing_line(self, budget: int) -> bytes:
         """One CRLF-terminated line of chunked framing, at most MAX_CHUNK_LINE_BYTES and ``budget``."""
         if budget <= 0:
-            raise BodyRefused(413, f"the body is above {API_GATEWAY_MAX_BODY_BYTES} bytes, more than API Gateway accepts")
+            raise BodyRefused(413, f"the body is above {API_GATEWAY_MAX_BODY_BYTES} bytes, "
+                                   "more than API Gateway accepts")
         line = self.rfile.readline(min(MAX_CHUNK_LINE_BYTES, budget) + 1)
         if not line.endswith(b"\r\n"):
             if len(line) > min(MAX_CHUNK_LINE_BYTES, budget):
@@ -319,7 +321,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def _write(self, status: int, headers: dict[str, str], body: bytes) -> None:
         try:
-            self.send_response_only(status)
+            self.send_response_only(status, title_of(status))
             self.send_header("Date", self.date_time_string())
             for name, value in headers.items():
                 if name.lower() not in ("content-length", "transfer-encoding"):

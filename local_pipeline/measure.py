@@ -280,9 +280,10 @@ def _measure(args: argparse.Namespace, port: int, aws_port: int, runner_pgid: in
         raw_after = raw_payloads_per_second(aws, args.clients, args.raw_seconds, args.payload_bytes)
         raw = (raw_before + raw_after) / 2
         pipeline = payloads_ok / end_to_end
-        print(f"raw moto loop {raw:.0f} payloads/s ({raw_before:.0f} before, {raw_after:.0f} after; {args.clients} threads of"
-              " SendMessageBatch -> ReceiveMessage -> PutObject x10 -> DeleteMessageBatch, no handlers)")
-        print(f"ratio         {pipeline / raw:.2f} (pipeline {pipeline:.0f} payloads/s / raw loop {raw:.0f} payloads/s)")
+        print(f"raw moto loop {raw:.0f} payloads/s ({raw_before:.0f} before, {raw_after:.0f} after; {args.clients}"
+              " threads of SendMessageBatch -> ReceiveMessage -> PutObject x10 -> DeleteMessageBatch, no handlers)")
+        print(f"ratio         {pipeline / raw:.2f} (pipeline {pipeline:.0f} payloads/s"
+              f" / raw loop {raw:.0f} payloads/s)")
     return 0 if objects == payloads_ok else 1
 
 

@@ -83,7 +83,10 @@ def _flag_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
     document = _Flagged(pairs)
     if len(document) != len(pairs):
         seen: set[str] = set()
-        document.duplicates = frozenset(key for key, _ in pairs if key in seen or seen.add(key))  # type: ignore[func-returns-value]
+        repeated: set[str] = set()
+        for key, _ in pairs:
+            (repeated if key in seen else seen).add(key)
+        document.duplicates = frozenset(repeated)
     return document
 
 

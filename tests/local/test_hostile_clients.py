@@ -59,7 +59,8 @@ def chunked_post(framing: bytes) -> bytes:
             b"x-api-key: " + KEY.encode() + b"\r\nTransfer-Encoding: chunked\r\n\r\n" + framing)
 
 
-def assert_problem(status: int, headers: dict[str, str], body: bytes, expected_status: int, title: str) -> dict[str, Any]:
+def assert_problem(status: int, headers: dict[str, str], body: bytes, expected_status: int,
+                   title: str) -> dict[str, Any]:
     """The handler's RFC 9457 shape: type, title, status, detail, and a requestId that is the header's."""
     assert status == expected_status, body
     assert headers["content-type"] == PROBLEM, headers
