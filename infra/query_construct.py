@@ -145,7 +145,8 @@ class PayloadQuery(Construct):
             server_access_logs_prefix="athena-results/",
             lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(RESULTS_EXPIRATION_DAYS),
                                               abort_incomplete_multipart_upload_after=Duration.days(1))],
-            removal_policy=RemovalPolicy.DESTROY if destroy else RemovalPolicy.RETAIN,
+            # Kept like the other buckets, but never orphaned by a failed first create (RetainExceptOnCreate).
+            removal_policy=RemovalPolicy.DESTROY if destroy else RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
             auto_delete_objects=destroy,
         )
         self.workgroup = athena.CfnWorkGroup(

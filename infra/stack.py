@@ -59,7 +59,14 @@ class IngestPipelineStack(Stack):
                   description="Alarms notify this SNS topic (subscribe more endpoints to it)")
         self._suppress_nag_findings()
 
+    _TRACING_OFF = ("TRACING=false was chosen (PROFILE=scale sets it): X-Ray samples 1 request/s + 5 %, which at "
+                    "1M requests/min is a large bill (docs/CAPACITY.md); metrics, logs and alarms stay on.")
+
     def _suppress_nag_findings(self) -> None:
+        if not self.config.TRACING:
+            NagSuppressions.add_resource_suppressions(
+                self.api.api, [{"id": "Serverless-APIGWXrayEnabled", "reason": self._TRACING_OFF}],
+                apply_to_children=True)
         NagSuppressions.add_resource_suppressions(
             self.storage.access_log_bucket,
             [{"id": "AwsSolutions-S1", "reason": "This is the server-access-log target; logging it to itself would loop."}],
@@ -104,6 +111,9 @@ class IngestPipelineStack(Stack):
                   "asynchronous invocations. API Gateway invokes the ingest synchronously; the consumer is invoked by "
                   "the SQS event source mapping, whose failures go to the queue's own DLQ."}],
             )
+            if not self.config.TRACING:
+                NagSuppressions.add_resource_suppressions(function, [
+                    {"id": "Serverless-LambdaTracing", "reason": self._TRACING_OFF}])
         NagSuppressions.add_resource_suppressions(
             self.workers.function,  # the event source mapping is its child
             [{"id": "Serverless-LambdaEventSourceMappingDestination", "reason": "An on-failure destination applies "
