@@ -70,11 +70,16 @@ class StopRequest:
 
 
 def function_environment(config: PipelineConfig, resources: LocalResources, settings: LocalSettings,
-                         endpoint: AwsEndpoint, service: str) -> dict[str, str]:
+                         endpoint: AwsEndpoint, service: str, visibility: int) -> dict[str, str]:
     """The stack's Lambda environment, plus what differs on a laptop (said per line)."""
+    # The consumer's retry delay never outlasts the queue's visibility timeout (as the stack derives it):
+    # with LOCAL_VISIBILITY_TIMEOUT_SECONDS it is that short one.
+    retry_max = max(1, min(config.retry_max_seconds, visibility))
     return {
         **lambda_environment(config, resources),
         **endpoint.environment(),  # boto3 in the handlers reaches moto through AWS_ENDPOINT_URL
+        "RETRY_BASE_SECONDS": str(min(config.RETRY_BASE_SECONDS, retry_max)),
+        "RETRY_MAX_SECONDS": str(retry_max),
         "POWERTOOLS_SERVICE_NAME": service,
         # The handlers' JSON logs at WARNING by default, so the compact access log stays readable.
         "POWERTOOLS_LOG_LEVEL": settings.POWERTOOLS_LOG_LEVEL,
@@ -120,10 +125,10 @@ def _run(settings: LocalSettings, config: PipelineConfig, endpoint: AwsEndpoint,
         sqs.set_queue_attributes(QueueUrl=resources.queue_url, Attributes={"VisibilityTimeout": str(visibility)})
 
     ingest = FunctionPool("ingest", "ingest_handler.lambda_handler",
-                          function_environment(config, resources, settings, endpoint, "ingest"),
+                          function_environment(config, resources, settings, endpoint, "ingest", visibility),
                           settings.LOCAL_INGEST_CONCURRENCY, config.INGEST_TIMEOUT_SECONDS, config.INGEST_MEMORY_MB)
     consumer = FunctionPool("consumer", "consumer_handler.lambda_handler",
-                            function_environment(config, resources, settings, endpoint, "consumer"),
+                            function_environment(config, resources, settings, endpoint, "consumer", visibility),
                             config.MAX_WORKERS, config.CONSUMER_TIMEOUT_SECONDS, config.CONSUMER_MEMORY_MB,
                             FaultInjection(settings.LOCAL_FAIL_FIRST_ATTEMPTS, settings.LOCAL_FAIL_MATCH))
     workers = WorkerPool(sqs=sqs, resources=resources, config=config, consumer=consumer, log=log,
@@ -188,7 +193,7 @@ def summary(log: AccessLog, sqs: object, resources: LocalResources) -> str:
         f"  payloads accepted {totals.payloads_accepted}",
         f"  payloads stored   {totals.records_stored} ({totals.batches - totals.failed_batches} of "
         f"{totals.batches} consumer batches stored in full)",
-        f"  failed attempts   {totals.record_failures} (retried after the visibility timeout)",
+        f"  failed attempts   {totals.record_failures} (retried after their retry delay)",
         f"  in DLQ            {_depth(sqs, resources.dlq_url)}",
     ]
     left = _depth(sqs, resources.queue_url)
