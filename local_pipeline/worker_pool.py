@@ -27,6 +27,7 @@ MAX_INVOCATION_BYTES = 6 * 1000 * 1000
 # Short-polling, an idle poller looks again after 50 ms, backing off to 1 s while the queue stays
 # empty. (The ESM long-polls, as the pool does against AWS_ENDPOINT_URL; see _receive.)
 IDLE_POLL_SECONDS = (0.05, 1.0)
+DRAIN_RECHECK_SECONDS = 0.5  # while draining, how often a poller looks again for records in their retry delay
 # While a batching window is open and the queue is momentarily empty, look again this often.
 WINDOW_POLL_SECONDS = 0.2
 
@@ -94,8 +95,9 @@ class WorkerPool:
             thread.start()
 
     def drain_and_stop(self, timeout_seconds: float) -> None:
-        """Keep consuming until the queue has no visible message (or the timeout), finish in-flight
-        batches, then stop. Records waiting out a visibility timeout are not waited for."""
+        """Keep consuming until the queue has no message left, visible or in flight (a failed record
+        waits out its short retry delay, then comes back), or until the timeout; finish in-flight
+        batches, then stop."""
         self._drain_deadline = time.monotonic() + timeout_seconds
         self._draining.set()
         for thread in self._threads:
@@ -122,10 +124,21 @@ class WorkerPool:
                 idle_seconds = IDLE_POLL_SECONDS[0]
                 self._process(number, batch)
             elif self._draining.is_set():
-                return  # drained: nothing visible is left
+                if not self._in_flight():
+                    return  # drained: nothing is left
+                time.sleep(DRAIN_RECHECK_SECONDS)  # failed records come back after their retry delay
             elif not self._long_poll_seconds:
                 time.sleep(idle_seconds)
                 idle_seconds = min(IDLE_POLL_SECONDS[1], idle_seconds * 2)
+
+    def _in_flight(self) -> int:
+        """Messages received but not deleted; 0 when the endpoint does not answer (nothing to drain from)."""
+        try:
+            attributes = self._sqs.get_queue_attributes(
+                QueueUrl=self._resources.queue_url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"])
+        except (BotoCoreError, ClientError):
+            return 0
+        return int(attributes["Attributes"]["ApproximateNumberOfMessagesNotVisible"])
 
     def _receive(self, limit: int, wait_seconds: int = 0) -> list[dict[str, Any]]:
         # Against the embedded moto, short polls only: it answers one request at a time (see
