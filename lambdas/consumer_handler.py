@@ -142,16 +142,16 @@ def _set_retry_delays(failed: list[SQSRecord]) -> None:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    budget.start(context)
     if consumer_settings().object_mode == "batch":
         used, run = batch_object_processor, lambda: process_batch_mode(event, context)
     else:
         used, run = processor, lambda: async_process_partial_response(
             event=event, record_handler=record_handler, processor=processor, context=context)
-    try:
-        response = run()
-    except BatchProcessingError:
-        _set_retry_delays(used.fail_messages)  # every record failed: the invocation still fails, as before
-        raise
-    _set_retry_delays(used.fail_messages)
+    with budget.running(context):
+        try:
+            response = run()
+        except BatchProcessingError:
+            _set_retry_delays(used.fail_messages)  # every record failed: the invocation still fails, as before
+            raise
+        _set_retry_delays(used.fail_messages)
     return response

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -39,11 +41,16 @@ class TimeBudget:
     def __init__(self) -> None:
         self._deadline: float | None = None
 
-    def start(self, context: Any) -> None:
-        """Start the budget of this invocation from the Lambda context's remaining time (a context
-        without it, e.g. a bare test double, leaves the budget unbounded)."""
+    @contextmanager
+    def running(self, context: Any) -> Iterator[None]:
+        """The budget of one invocation, from the Lambda context's remaining time (a context without
+        it, e.g. a bare test double, leaves it unbounded). Outside, nothing is bounded."""
         remaining_ms = getattr(context, "get_remaining_time_in_millis", None)
         self._deadline = None if remaining_ms is None else time.monotonic() + remaining_ms() / 1000
+        try:
+            yield
+        finally:
+            self._deadline = None
 
     def seconds_to_deadline(self) -> float:
         """Seconds left before the function times out (may be negative)."""
