@@ -194,8 +194,8 @@ class PipelineMonitoring(Construct):
                 r.queue.metric_approximate_number_of_messages_not_visible(statistic="Maximum", period=ONE_MINUTE),
                 threshold=self._in_flight_threshold, comparison=at_least, evaluation_periods=2,
                 what_to_do=f"Over {self._in_flight_threshold:,} messages are in flight (received, not deleted), near "
-                           f"the queue's in-flight quota (SQS_IN_FLIGHT_LIMIT={self._config.SQS_IN_FLIGHT_LIMIT:,}), past which the "
-                           "whole consumer stalls. "
+                           "the queue's in-flight quota (SQS_IN_FLIGHT_LIMIT="
+                           f"{self._config.SQS_IN_FLIGHT_LIMIT:,}), past which the whole consumer stalls. "
                            "Usually failing records waiting out their retry delay: check StoreFailures and the "
                            "consumer log, fix the cause; lower RETRY_MAX_SECONDS to bring them back sooner.",
             ),
