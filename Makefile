@@ -18,10 +18,22 @@ CDK := node_modules/.bin/cdk
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
+# The import root, once: lambdas/ (the Lambda asset: the handlers and `pipeline`) and this checkout,
+# written into the venv as a .pth file, so tools, benches and the local runner import them with no
+# sys.path edits. Paths are relative to site-packages: the venv finds the checkout it lives in.
+define IMPORT_ROOT_PTH
+import os, sysconfig
+site = sysconfig.get_path("purelib")
+with open(os.path.join(site, "ingest-pipeline.pth"), "w") as pth:
+    pth.writelines(os.path.relpath(os.path.abspath(path), site) + "\n" for path in ("lambdas", "."))
+endef
+export IMPORT_ROOT_PTH
+
 $(PY_STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -c "$$IMPORT_ROOT_PTH"
 	touch $@
 
 $(NODE_STAMP): package.json package-lock.json $(PY_STAMP)

@@ -38,9 +38,6 @@ def lambda_environment() -> dict[str, str]:
 
 def prepare_environment() -> None:
     """Must run before importing a handler: Powertools reads its settings at import, as in Lambda."""
-    for path in (str(ROOT), str(LAMBDAS)):
-        if path not in sys.path:
-            sys.path.insert(0, path)
     os.environ.pop("AWS_ENDPOINT_URL", None)
     os.environ.pop("AWS_PROFILE", None)
     os.environ.update(lambda_environment())

@@ -22,6 +22,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from importlib import import_module
+from pathlib import Path
 from typing import Any
 
 from local_pipeline.events import LambdaContext
@@ -127,7 +128,6 @@ def _start_environment(handler: str, environment: dict[str, str], fault: FaultIn
             os.environ[name] = value
         else:
             os.environ.pop(name, None)
-    sys.path.insert(0, str(LAMBDA_SOURCE))
     # Lambda ships stdout to CloudWatch, which turns EMF lines into metrics. Locally there is no
     # CloudWatch, and one EMF document per invocation would bury the access log: drop them.
     sys.stdout = _WithoutMetricLines(sys.stdout)
@@ -136,8 +136,13 @@ def _start_environment(handler: str, environment: dict[str, str], fault: FaultIn
     if fault.first_attempts:
         _install_put_object_fault()
     # As in Lambda: the environment is set before the handler module (and Powertools) is imported.
+    # lambdas/ is on this process's path because spawn hands it the parent's import path (the venv's
+    # import-root .pth, or pytest's pythonpath). As in Lambda, the handler must come from the asset.
     module_name, function_name = handler.rsplit(".", 1)
-    _handler = getattr(import_module(module_name), function_name)
+    module = import_module(module_name)
+    if not Path(str(module.__file__)).resolve().is_relative_to(LAMBDA_SOURCE.resolve()):
+        raise ImportError(f"{module_name} was imported from {module.__file__}, not from {LAMBDA_SOURCE}")
+    _handler = getattr(module, function_name)
 
 
 class _WithoutMetricLines(io.TextIOBase):

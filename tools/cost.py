@@ -277,9 +277,6 @@ def assumptions_for(config: Any, measured: BenchFigures = MEASURED, *, sqs_send_
 
 def sqs_message_bytes(payload_bytes: int, token: str = "device-token-123", version: str = "1.4.2") -> int:
     """Size SQS counts for one message, built by the ingest's own envelope code."""
-    lambdas = str(Path(__file__).resolve().parent.parent / "lambdas")
-    if lambdas not in sys.path:
-        sys.path.insert(0, lambdas)
     from pipeline.collection import PayloadCollection
     from pipeline.envelope import build_messages
 
