@@ -136,8 +136,8 @@ def _serialized_moto_server(port: int) -> Any:
     hand out the same message. Serializing requests costs little (moto holds the GIL anyway), but a
     long poll would then block every other caller: the runner's pollers short-poll instead.
     """
-    from moto.server import ThreadedMotoServer
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+    from moto.server import ThreadedMotoServer
     from werkzeug.serving import make_server
 
     class OneRequestAtATime:

@@ -7,6 +7,7 @@ import signal
 import threading
 import time
 from pathlib import Path
+
 import pytest
 import requests
 

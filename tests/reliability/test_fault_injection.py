@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 
 import consumer_handler
+from infra.config import PipelineConfig
 from local_pipeline.events import LambdaContext, sqs_event
 from pipeline import aws_clients
-from infra.config import PipelineConfig
-from tests.conftest import Pipeline, collection
 from pipeline.time_budget import SAFETY_MARGIN_SECONDS
+from tests.conftest import Pipeline, collection
 from tests.faults import (
     ConsumerCrash,
     CrashAfterPuts,
