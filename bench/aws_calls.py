@@ -20,8 +20,17 @@ MAX_BATCH_ENTRIES = 10
 MAX_BATCH_BYTES = 1024 * KIB
 # (payloads, bytes each): small collections, then payloads big enough that bytes, not the 10-entry
 # cap, bound a SendMessageBatch.
-CASES = [(1, KIB), (9, KIB), (10, KIB), (11, KIB), (100, KIB), (500, KIB),
-         (10, 300 * KIB), (5, 1000 * KIB), (7, 700 * KIB)]
+CASES = [
+    (1, KIB),
+    (9, KIB),
+    (10, KIB),
+    (11, KIB),
+    (100, KIB),
+    (500, KIB),
+    (10, 300 * KIB),
+    (5, 1000 * KIB),
+    (7, 700 * KIB),
+]
 # Large cases need a bigger request than the default MAX_BODY_BYTES (1 MiB): the deployed maximum.
 BIG_LIMITS = {"MAX_BODY_BYTES": str(6 * 1024 * KIB - 1), "MAX_PAYLOAD_BYTES": str(1020 * KIB)}
 CONSUMER_BATCH = 100
@@ -41,16 +50,26 @@ def _ingest_case(payloads: int, payload_bytes: int) -> dict[str, Any]:
 
     aws_clients.sqs_client.cache_clear()
     fake = FakeAws(aws_clients.sqs_client())
-    event = api_gateway_event("POST", "/v1/payloads", collection_body(payloads, payload_bytes),
-                              {"Content-Type": "application/json", "x-api-key": "bench"})
+    event = api_gateway_event(
+        "POST",
+        "/v1/payloads",
+        collection_body(payloads, payload_bytes),
+        {"Content-Type": "application/json", "x-api-key": "bench"},
+    )
     response = ingest_handler.lambda_handler(event, LambdaContext(function_name="ingest"))
     if response["statusCode"] != 202:
         raise RuntimeError(f"ingest answered {response['statusCode']}: {response['body']}")
     calls = sum(fake.calls.values())
     optimal = _optimal_calls(fake.entry_sizes)
-    return {"payloads": payloads, "payload_bytes": payload_bytes, "sqs_calls": calls, "optimal_calls": optimal,
-            "calls_per_payload": round(calls / payloads, 4), "optimal_per_payload": round(optimal / payloads, 4),
-            "billed_64k_requests_per_payload": round(fake.billed_sqs_requests() / payloads, 4)}
+    return {
+        "payloads": payloads,
+        "payload_bytes": payload_bytes,
+        "sqs_calls": calls,
+        "optimal_calls": optimal,
+        "calls_per_payload": round(calls / payloads, 4),
+        "optimal_per_payload": round(optimal / payloads, 4),
+        "billed_64k_requests_per_payload": round(fake.billed_sqs_requests() / payloads, 4),
+    }
 
 
 def run_sqs() -> dict[str, Any]:
@@ -67,8 +86,15 @@ def run_sqs() -> dict[str, Any]:
     prepare_environment()  # back to the default limits
     settings.ingest_settings.cache_clear()
     worst = max(r["sqs_calls"] / r["optimal_calls"] for r in results)
-    return figure("P4", "ingest: SQS calls per payload vs optimal (10 per call, 1 MiB per call)",
-                  worst, "x optimal (worst case)", "= 1.0 (optimal in every case)", worst == 1.0, cases=results)
+    return figure(
+        "P4",
+        "ingest: SQS calls per payload vs optimal (10 per call, 1 MiB per call)",
+        worst,
+        "x optimal (worst case)",
+        "= 1.0 (optimal in every case)",
+        worst == 1.0,
+        cases=results,
+    )
 
 
 def _consumer_puts(object_mode: str) -> dict[str, Any]:
@@ -84,8 +110,11 @@ def _consumer_puts(object_mode: str) -> dict[str, Any]:
     response = consumer_handler.lambda_handler(sqs_event_of(CONSUMER_BATCH), LambdaContext(function_name="consumer"))
     if response.get("batchItemFailures"):
         raise RuntimeError(f"consumer reported failures in {object_mode} mode")
-    return {"puts": fake.calls["PutObject"], "payloads": CONSUMER_BATCH,
-            "puts_per_payload": fake.calls["PutObject"] / CONSUMER_BATCH}
+    return {
+        "puts": fake.calls["PutObject"],
+        "payloads": CONSUMER_BATCH,
+        "puts_per_payload": fake.calls["PutObject"] / CONSUMER_BATCH,
+    }
 
 
 def run_s3() -> list[dict[str, Any]]:
@@ -97,11 +126,24 @@ def run_s3() -> list[dict[str, Any]]:
     prepare_environment()
     settings.consumer_settings.cache_clear()
     return [
-        figure("P5", "consumer: S3 PUTs per payload, OBJECT_MODE=payload", payload_mode["puts_per_payload"],
-               "PUTs/payload", "= 1.0", payload_mode["puts_per_payload"] == 1.0, **payload_mode),
-        figure("P5b", f"consumer: S3 PUTs per payload, OBJECT_MODE=batch ({CONSUMER_BATCH} records, one hour)",
-               batch_mode["puts_per_payload"], "PUTs/payload", f"= 1/{CONSUMER_BATCH}",
-               batch_mode["puts"] == 1, **batch_mode),
+        figure(
+            "P5",
+            "consumer: S3 PUTs per payload, OBJECT_MODE=payload",
+            payload_mode["puts_per_payload"],
+            "PUTs/payload",
+            "= 1.0",
+            payload_mode["puts_per_payload"] == 1.0,
+            **payload_mode,
+        ),
+        figure(
+            "P5b",
+            f"consumer: S3 PUTs per payload, OBJECT_MODE=batch ({CONSUMER_BATCH} records, one hour)",
+            batch_mode["puts_per_payload"],
+            "PUTs/payload",
+            f"= 1/{CONSUMER_BATCH}",
+            batch_mode["puts"] == 1,
+            **batch_mode,
+        ),
     ]
 
 
@@ -137,12 +179,24 @@ def run_log_bytes() -> list[dict[str, Any]]:
 
     aws_clients.sqs_client.cache_clear()
     FakeAws(aws_clients.sqs_client())
-    event = api_gateway_event("POST", "/v1/payloads", collection_body(10, KIB),
-                              {"Content-Type": "application/json", "x-api-key": "bench"})
+    event = api_gateway_event(
+        "POST", "/v1/payloads", collection_body(10, KIB), {"Content-Type": "application/json", "x-api-key": "bench"}
+    )
     ingest_handler.lambda_handler(event, LambdaContext(function_name="ingest"))  # not the cold one
-    ingest_bytes, ingest_lines = _stdout_of(lambda: ingest_handler.lambda_handler(event, LambdaContext(function_name="ingest")))
-    results = [figure("L1", "ingest: stdout bytes per request (10 x 1 KiB)", ingest_bytes, "bytes/invocation",
-                      "input to tools.cost", True, lines=ingest_lines)]
+    ingest_bytes, ingest_lines = _stdout_of(
+        lambda: ingest_handler.lambda_handler(event, LambdaContext(function_name="ingest"))
+    )
+    results = [
+        figure(
+            "L1",
+            "ingest: stdout bytes per request (10 x 1 KiB)",
+            ingest_bytes,
+            "bytes/invocation",
+            "input to tools.cost",
+            True,
+            lines=ingest_lines,
+        )
+    ]
     for mode in ("payload", "batch"):
         os.environ["OBJECT_MODE"] = mode
         settings.consumer_settings.cache_clear()
@@ -150,10 +204,20 @@ def run_log_bytes() -> list[dict[str, Any]]:
         FakeAws(aws_clients.s3_client(settings.consumer_settings().upload_concurrency))
         batch = sqs_event_of(CONSUMER_BATCH)
         consumer_bytes, consumer_lines = _stdout_of(
-            lambda: consumer_handler.lambda_handler(batch, LambdaContext(function_name="consumer")))
-        results.append(figure("L1", f"consumer: stdout bytes per batch of {CONSUMER_BATCH}, OBJECT_MODE={mode}",
-                              consumer_bytes, "bytes/invocation", "input to tools.cost", True,
-                              lines=consumer_lines, object_mode=mode))
+            lambda: consumer_handler.lambda_handler(batch, LambdaContext(function_name="consumer"))
+        )
+        results.append(
+            figure(
+                "L1",
+                f"consumer: stdout bytes per batch of {CONSUMER_BATCH}, OBJECT_MODE={mode}",
+                consumer_bytes,
+                "bytes/invocation",
+                "input to tools.cost",
+                True,
+                lines=consumer_lines,
+                object_mode=mode,
+            )
+        )
     prepare_environment()
     settings.consumer_settings.cache_clear()
     return results

@@ -36,23 +36,38 @@ def handle(event: dict[str, Any], sqs: Any, queue_url: str) -> dict[str, Any]:
     if not isinstance(document, dict):
         return {"statusCode": 400, "body": "body must be an object"}
     version, token, data = document.get("version"), document.get("token"), document.get("data")
-    if not (isinstance(version, str) and isinstance(token, str) and isinstance(data, list)
-            and all(isinstance(payload, dict) for payload in data)):
+    if not (
+        isinstance(version, str)
+        and isinstance(token, str)
+        and isinstance(data, list)
+        and all(isinstance(payload, dict) for payload in data)
+    ):
         return {"statusCode": 400, "body": "bad collection"}
     request_id = event["requestContext"]["requestId"]
     received_at = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
     entries = [
         {
             "Id": str(index),
-            "MessageBody": json.dumps({"id": f"{request_id}-{index}", "requestId": request_id, "receivedAt": received_at,
-                                       "version": version, "token": token, "payload": payload}),
+            "MessageBody": json.dumps(
+                {
+                    "id": f"{request_id}-{index}",
+                    "requestId": request_id,
+                    "receivedAt": received_at,
+                    "version": version,
+                    "token": token,
+                    "payload": payload,
+                }
+            ),
             "MessageAttributes": {"requestId": {"DataType": "String", "StringValue": request_id}},
         }
         for index, payload in enumerate(data)
     ]
     for start in range(0, len(entries), 10):
-        response = sqs.send_message_batch(QueueUrl=queue_url, Entries=entries[start:start + 10])
+        response = sqs.send_message_batch(QueueUrl=queue_url, Entries=entries[start : start + 10])
         if response.get("Failed"):
             return {"statusCode": 503, "body": "not enqueued"}
-    return {"statusCode": 202, "headers": {"Content-Type": "application/json"},
-            "body": json.dumps({"requestId": request_id, "accepted": len(entries)})}
+    return {
+        "statusCode": 202,
+        "headers": {"Content-Type": "application/json"},
+        "body": json.dumps({"requestId": request_id, "accepted": len(entries)}),
+    }

@@ -89,10 +89,19 @@ class _SqsEndpoint(BaseHTTPRequestHandler):
         if self.headers.get("X-Amz-Target") != "AmazonSQS.SendMessageBatch":
             self.send_error(400, f"unexpected call {self.headers.get('X-Amz-Target')}")
             return
-        body = json.dumps({"Successful": [
-            {"Id": entry["Id"], "MessageId": str(uuid.uuid4()),
-             "MD5OfMessageBody": hashlib.md5(entry["MessageBody"].encode()).hexdigest()}  # noqa: S324 (SQS's own)
-            for entry in request["Entries"]], "Failed": []}).encode()
+        body = json.dumps(
+            {
+                "Successful": [
+                    {
+                        "Id": entry["Id"],
+                        "MessageId": str(uuid.uuid4()),
+                        "MD5OfMessageBody": hashlib.md5(entry["MessageBody"].encode()).hexdigest(),
+                    }  # noqa: S324 (SQS's own)
+                    for entry in request["Entries"]
+                ],
+                "Failed": [],
+            }
+        ).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/x-amz-json-1.0")
         self.send_header("Content-Length", str(len(body)))
@@ -128,19 +137,24 @@ def stage_asset(target: Path, bytecode: bool = False) -> Path:
 
 
 def child_environment(asset: Path, endpoint: str, tracing: bool) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("AWS_", "POWERTOOLS_", "PYTHON", "_X_AMZN"))}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("AWS_", "POWERTOOLS_", "PYTHON", "_X_AMZN"))
+    }
     env.update(lambda_environment())
-    env.update({
-        "PYTHONPATH": str(asset),
-        "PYTHONDONTWRITEBYTECODE": "1",  # every sample compiles what the asset does not ship
-        "LAMBDA_TASK_ROOT": str(asset),
-        "AWS_LAMBDA_FUNCTION_NAME": "ingest",
-        "AWS_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL_SQS": endpoint,
-        "_X_AMZN_TRACE_ID": TRACE_HEADER,
-        "POWERTOOLS_TRACE_DISABLED": "false" if tracing else "true",
-    })
+    env.update(
+        {
+            "PYTHONPATH": str(asset),
+            "PYTHONDONTWRITEBYTECODE": "1",  # every sample compiles what the asset does not ship
+            "LAMBDA_TASK_ROOT": str(asset),
+            "AWS_LAMBDA_FUNCTION_NAME": "ingest",
+            "AWS_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL_SQS": endpoint,
+            "_X_AMZN_TRACE_ID": TRACE_HEADER,
+            "POWERTOOLS_TRACE_DISABLED": "false" if tracing else "true",
+        }
+    )
     return env
 
 
@@ -148,8 +162,14 @@ def sample(module: str, event_file: Path, env: dict[str, str], cwd: Path) -> dic
     """One cold start: CPU and wall seconds of the whole process, and the child's own import/request split."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    result = subprocess.run([sys.executable, "-c", _CHILD, module, str(event_file)], env=env, cwd=cwd,
-                            capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", _CHILD, module, str(event_file)],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)  # children run one at a time: this one's usage
     if result.returncode:
@@ -162,8 +182,9 @@ def _event_file(directory: Path) -> Path:
     from bench.ingest_overhead import collection_body
     from local_pipeline.events import api_gateway_event
 
-    event = api_gateway_event("POST", "/v1/payloads", collection_body(),
-                              {"Content-Type": "application/json", "x-api-key": "bench"})
+    event = api_gateway_event(
+        "POST", "/v1/payloads", collection_body(), {"Content-Type": "application/json", "x-api-key": "bench"}
+    )
     path = directory / "event.json"
     path.write_text(json.dumps(event))
     return path
@@ -176,8 +197,10 @@ def measure(contenders: dict[str, tuple[str, bool, bool]], rounds: int) -> dict[
     with tempfile.TemporaryDirectory(prefix="bench-p2-") as scratch, sqs_endpoint() as endpoint:
         assets = {compiled: stage_asset(Path(scratch) / f"asset-{compiled}", compiled) for compiled in (False, True)}
         event_file = _event_file(Path(scratch))
-        runs = {name: (module, child_environment(assets[compiled], endpoint, tracing), assets[compiled])
-                for name, (module, tracing, compiled) in contenders.items()}
+        runs = {
+            name: (module, child_environment(assets[compiled], endpoint, tracing), assets[compiled])
+            for name, (module, tracing, compiled) in contenders.items()
+        }
         for name in names:  # warm the OS page cache, as a warm Lambda host would have it
             sample(runs[name][0], event_file, runs[name][1], runs[name][2])
         for round_number in range(rounds):
@@ -196,10 +219,16 @@ def run(rounds: int = 12) -> list[dict[str, Any]]:
 
     default_tracing = PipelineConfig().TRACING
     # (figure, tracing, bytecode): the default configuration and asset first.
-    variants = [("P2", default_tracing, False), ("P2b", not default_tracing, False),
-                ("P2c", default_tracing, True), ("P2d", not default_tracing, True)]
-    contenders = {"baseline": (BASELINE_MODULE, False, False),
-                  **{name: ("ingest_handler", tracing, compiled) for name, tracing, compiled in variants}}
+    variants = [
+        ("P2", default_tracing, False),
+        ("P2b", not default_tracing, False),
+        ("P2c", default_tracing, True),
+        ("P2d", not default_tracing, True),
+    ]
+    contenders = {
+        "baseline": (BASELINE_MODULE, False, False),
+        **{name: ("ingest_handler", tracing, compiled) for name, tracing, compiled in variants},
+    }
     samples = measure(contenders, rounds)
     baseline, baseline_wall = _ms(samples["baseline"], "cpu_s"), _ms(samples["baseline"], "wall_s")
     results = []
@@ -207,18 +236,28 @@ def run(rounds: int = 12) -> list[dict[str, Any]]:
         cpu, wall = _ms(samples[name], "cpu_s"), _ms(samples[name], "wall_s")
         ratio = cpu / baseline
         default = " (default config, asset as shipped)" if name == "P2" else ""
-        results.append(figure(
-            name,
-            f"cold start, fresh process: import + first request (10 x 1 KiB), TRACING={str(tracing).lower()}, "
-            f"{'with' if compiled else 'no'} bytecode{default} vs minimal boto3 handler",
-            ratio, "x baseline", f"<= {GOAL_RATIO}", ratio <= GOAL_RATIO,
-            tracing=tracing, bytecode=compiled, handler_cpu_ms=cpu, baseline_cpu_ms=baseline,
-            handler_wall_ms=wall, baseline_wall_ms=baseline_wall, wall_ratio=round(wall / baseline_wall, 3),
-            # Inside the child (wall): where the time goes.
-            handler_import_ms=_ms(samples[name], "import_s"),
-            handler_first_request_ms=_ms(samples[name], "first_request_s"),
-            baseline_import_ms=_ms(samples["baseline"], "import_s"),
-            baseline_first_request_ms=_ms(samples["baseline"], "first_request_s"),
-            runs_each=rounds,
-        ))
+        results.append(
+            figure(
+                name,
+                f"cold start, fresh process: import + first request (10 x 1 KiB), TRACING={str(tracing).lower()}, "
+                f"{'with' if compiled else 'no'} bytecode{default} vs minimal boto3 handler",
+                ratio,
+                "x baseline",
+                f"<= {GOAL_RATIO}",
+                ratio <= GOAL_RATIO,
+                tracing=tracing,
+                bytecode=compiled,
+                handler_cpu_ms=cpu,
+                baseline_cpu_ms=baseline,
+                handler_wall_ms=wall,
+                baseline_wall_ms=baseline_wall,
+                wall_ratio=round(wall / baseline_wall, 3),
+                # Inside the child (wall): where the time goes.
+                handler_import_ms=_ms(samples[name], "import_s"),
+                handler_first_request_ms=_ms(samples[name], "first_request_s"),
+                baseline_import_ms=_ms(samples["baseline"], "import_s"),
+                baseline_first_request_ms=_ms(samples["baseline"], "first_request_s"),
+                runs_each=rounds,
+            )
+        )
     return results

@@ -47,8 +47,12 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
-def interleaved(contenders: dict[str, Callable[[], None]], rounds: int, calls_per_round: int,
-                clock: Callable[[], float] = time.perf_counter) -> dict[str, list[float]]:
+def interleaved(
+    contenders: dict[str, Callable[[], None]],
+    rounds: int,
+    calls_per_round: int,
+    clock: Callable[[], float] = time.perf_counter,
+) -> dict[str, list[float]]:
     """Mean seconds per call, one sample per round per contender. The order alternates every round,
     so a burst of machine noise hits all contenders alike instead of one of them. ``clock`` may be
     ``time.process_time`` (CPU of this process), which other processes on a shared core do not inflate."""

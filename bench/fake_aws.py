@@ -46,8 +46,12 @@ class FakeAws:
     def _answer(self, model: Any, **_: Any) -> Any:
         self.calls[model.name] += 1
         if model.name == "SendMessageBatch":
-            return _ok(), {"Successful": [{"Id": e["Id"], "MessageId": str(uuid.uuid4()), "MD5OfMessageBody": "0" * 32}
-                                          for e in self._entries], "Failed": []}
+            return _ok(), {
+                "Successful": [
+                    {"Id": e["Id"], "MessageId": str(uuid.uuid4()), "MD5OfMessageBody": "0" * 32} for e in self._entries
+                ],
+                "Failed": [],
+            }
         if model.name == "PutObject":
             if self.put_delay_s:
                 time.sleep(self.put_delay_s)
@@ -78,12 +82,18 @@ def sqs_event_of(n: int, payload_bytes: int = 1024) -> dict[str, Any]:
 
     payload = json.dumps({"seq": 0, "pad": "x" * max(0, payload_bytes - 20)}, separators=(",", ":"))
     request_id = str(uuid.uuid4())
-    envelopes = build_messages(PayloadCollection("1.4.2", "device-token-123", [payload] * n), request_id,
-                               int(time.time() * 1000))
-    messages = [{
-        "MessageId": str(uuid.uuid4()), "ReceiptHandle": f"rh-{index}", "Body": message.body,
-        "MD5OfBody": hashlib.md5(message.body.encode()).hexdigest(),  # noqa: S324 - SQS's own checksum
-        "Attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": str(int(time.time() * 1000))},
-        "MessageAttributes": {REQUEST_ID_ATTRIBUTE: {"DataType": "String", "StringValue": request_id}},
-    } for index, message in enumerate(envelopes)]
+    envelopes = build_messages(
+        PayloadCollection("1.4.2", "device-token-123", [payload] * n), request_id, int(time.time() * 1000)
+    )
+    messages = [
+        {
+            "MessageId": str(uuid.uuid4()),
+            "ReceiptHandle": f"rh-{index}",
+            "Body": message.body,
+            "MD5OfBody": hashlib.md5(message.body.encode()).hexdigest(),  # noqa: S324 - SQS's own checksum
+            "Attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": str(int(time.time() * 1000))},
+            "MessageAttributes": {REQUEST_ID_ATTRIBUTE: {"DataType": "String", "StringValue": request_id}},
+        }
+        for index, message in enumerate(envelopes)
+    ]
     return sqs_event(messages, "arn:aws:sqs:us-east-1:123456789012:bench-queue")

@@ -51,8 +51,9 @@ def run(rounds: int = 31, calls_per_round: int = 40) -> dict[str, Any]:
     from pipeline.aws_clients import sqs_client
 
     sqs = sqs_client()
-    event = api_gateway_event("POST", "/v1/payloads", collection_body(),
-                              {"Content-Type": "application/json", "x-api-key": "bench"})
+    event = api_gateway_event(
+        "POST", "/v1/payloads", collection_body(), {"Content-Type": "application/json", "x-api-key": "bench"}
+    )
     context = LambdaContext(function_name="ingest")
     calls_per_request = -(-PAYLOADS // 10)
     answer = _send_message_batch_response(min(PAYLOADS, 10))
@@ -80,11 +81,18 @@ def run(rounds: int = 31, calls_per_round: int = 40) -> dict[str, Any]:
     real_s, baseline_s = median(samples["real"]), median(samples["baseline"])
     ratio = real_s / baseline_s
     return figure(
-        "P1", "ingest handler CPU per request vs hand-written baseline (10 x 1 KiB, SQS stubbed)",
-        ratio, "x baseline", f"<= {GOAL_RATIO}", ratio <= GOAL_RATIO,
-        real_us=round(real_s * 1e6, 1), baseline_us=round(baseline_s * 1e6, 1),
+        "P1",
+        "ingest handler CPU per request vs hand-written baseline (10 x 1 KiB, SQS stubbed)",
+        ratio,
+        "x baseline",
+        f"<= {GOAL_RATIO}",
+        ratio <= GOAL_RATIO,
+        real_us=round(real_s * 1e6, 1),
+        baseline_us=round(baseline_s * 1e6, 1),
         breakdown_us={name: round(median(values) * 1e6, 1) for name, values in parts.items()},
-        rounds=rounds, calls_per_round=calls_per_round, clock="process_time",
+        rounds=rounds,
+        calls_per_round=calls_per_round,
+        clock="process_time",
     )
 
 
@@ -117,12 +125,16 @@ def _parts(event: dict[str, Any], context: Any, sqs: Any) -> dict[str, Callable[
         # Both handlers pay this one: botocore building, signing and parsing one SendMessageBatch.
         "send_message_batch_10_entries": lambda: sqs.send_message_batch(QueueUrl=QUEUE_URL, Entries=entries),
         "validation_decode_body": lambda: collection.decode_body(
-            event["body"], event["isBase64Encoded"], ingest_handler._headers(event), limits),
+            event["body"], event["isBase64Encoded"], ingest_handler._headers(event), limits
+        ),
         "validation_parse_collection": lambda: collection.parse_collection(raw, limits),
-        "envelopes_and_entries": lambda: [enqueue._entry(str(index), message) for index, message
-                                          in enumerate(envelope.build_messages(parsed, request_id, 1764000000000))],
-        "log_line_request_accepted": lambda: logger.info("request accepted",
-                                                         extra={"payloads": 10, "retriedEntries": 0}),
+        "envelopes_and_entries": lambda: [
+            enqueue._entry(str(index), message)
+            for index, message in enumerate(envelope.build_messages(parsed, request_id, 1764000000000))
+        ],
+        "log_line_request_accepted": lambda: logger.info(
+            "request accepted", extra={"payloads": 10, "retriedEntries": 0}
+        ),
         "metrics_two_and_emf_flush": metrics_add_and_flush,
         "logger_inject_lambda_context": lambda: with_log_context(event, context),
     }

@@ -67,12 +67,19 @@ def run(rounds: int = 7, sequential_rounds: int = 3) -> dict[str, Any]:
     vs_ideal = parallel / ideal
     speedup = sequential / parallel
     return figure(
-        "P3", f"consumer: {RECORDS} records, PutObject {PUT_DELAY_S * 1e3:.0f} ms each, vs ideal and vs sequential",
-        vs_ideal, "x ideal", f"<= {GOAL_VS_IDEAL} x ideal and >= {GOAL_SPEEDUP:.0f}x faster than sequential",
+        "P3",
+        f"consumer: {RECORDS} records, PutObject {PUT_DELAY_S * 1e3:.0f} ms each, vs ideal and vs sequential",
+        vs_ideal,
+        "x ideal",
+        f"<= {GOAL_VS_IDEAL} x ideal and >= {GOAL_SPEEDUP:.0f}x faster than sequential",
         vs_ideal <= GOAL_VS_IDEAL and speedup >= GOAL_SPEEDUP,
-        parallel_ms=round(parallel * 1e3, 1), ideal_ms=round(ideal * 1e3, 1),
-        sequential_ms=round(sequential * 1e3, 1), speedup_vs_sequential=round(speedup, 2),
-        upload_concurrency=concurrency, put_calls=puts, rounds=rounds,
+        parallel_ms=round(parallel * 1e3, 1),
+        ideal_ms=round(ideal * 1e3, 1),
+        sequential_ms=round(sequential * 1e3, 1),
+        speedup_vs_sequential=round(speedup, 2),
+        upload_concurrency=concurrency,
+        put_calls=puts,
+        rounds=rounds,
     )
 
 
@@ -86,8 +93,17 @@ def run_cpu(rounds: int = 9) -> list[dict[str, Any]]:
         fake = _configure(concurrency, object_mode=mode, put_delay_s=0.0)
         _timed_run(fake)
         cpu = median([_timed_run(fake, clock=time.process_time) for _ in range(rounds)])
-        results.append(figure("C1", f"consumer: CPU per batch of {RECORDS} records, OBJECT_MODE={mode}",
-                              cpu * 1e3, "ms CPU/batch (one core)", "input to tools.cost", True,
-                              object_mode=mode, cpu_us_per_record=round(cpu / RECORDS * 1e6, 1)))
+        results.append(
+            figure(
+                "C1",
+                f"consumer: CPU per batch of {RECORDS} records, OBJECT_MODE={mode}",
+                cpu * 1e3,
+                "ms CPU/batch (one core)",
+                "input to tools.cost",
+                True,
+                object_mode=mode,
+                cpu_us_per_record=round(cpu / RECORDS * 1e6, 1),
+            )
+        )
     _configure(concurrency)
     return results

@@ -29,10 +29,22 @@ _RT = apigw.ResponseType
 _NOT_RETRYABLE_IF_TOO_LARGE = "a request body over {body_limit} bytes never succeeds; other causes may be temporary"
 _GATEWAY_PROBLEMS: list[tuple[str, apigw.ResponseType, str | None, str, str, str]] = [
     # Only an unknown path now (every method on /v1/payloads reaches the function): 404, no key needed.
-    ("MISSING_AUTHENTICATION_TOKEN", _RT.MISSING_AUTHENTICATION_TOKEN, "404", "not-found", "Not Found",
-     "no such route; payloads go to POST /v1/payloads"),
-    ("RESOURCE_NOT_FOUND", _RT.RESOURCE_NOT_FOUND, "404", "not-found", "Not Found",
-     "no such route; payloads go to POST /v1/payloads"),
+    (
+        "MISSING_AUTHENTICATION_TOKEN",
+        _RT.MISSING_AUTHENTICATION_TOKEN,
+        "404",
+        "not-found",
+        "Not Found",
+        "no such route; payloads go to POST /v1/payloads",
+    ),
+    (
+        "RESOURCE_NOT_FOUND",
+        _RT.RESOURCE_NOT_FOUND,
+        "404",
+        "not-found",
+        "Not Found",
+        "no such route; payloads go to POST /v1/payloads",
+    ),
     ("INVALID_API_KEY", _RT.INVALID_API_KEY, "403", "forbidden", "Forbidden", "missing or invalid x-api-key header"),
     ("ACCESS_DENIED", _RT.ACCESS_DENIED, "403", "forbidden", "Forbidden", "missing or invalid x-api-key header"),
     ("EXPIRED_TOKEN", _RT.EXPIRED_TOKEN, "403", "forbidden", "Forbidden", "expired credentials"),
@@ -40,30 +52,92 @@ _GATEWAY_PROBLEMS: list[tuple[str, apigw.ResponseType, str | None, str, str, str
     ("WAF_FILTERED", _RT.WAF_FILTERED, "403", "forbidden", "Forbidden", "blocked by the web application firewall"),
     ("UNAUTHORIZED", _RT.UNAUTHORIZED, "401", "unauthorized", "Unauthorized", "authentication required"),
     ("BAD_REQUEST_BODY", _RT.BAD_REQUEST_BODY, "400", "bad-request", "Bad Request", "the request body was rejected"),
-    ("BAD_REQUEST_PARAMETERS", _RT.BAD_REQUEST_PARAMETERS, "400", "bad-request", "Bad Request",
-     "the request parameters were rejected"),
-    ("UNSUPPORTED_MEDIA_TYPE", _RT.UNSUPPORTED_MEDIA_TYPE, "415", "unsupported-media-type", "Unsupported Media Type",
-     "expected Content-Type application/json"),
-    ("REQUEST_TOO_LARGE", _RT.REQUEST_TOO_LARGE, "413", "body-too-large", "Content Too Large",
-     "the request body is larger than API Gateway accepts"),
+    (
+        "BAD_REQUEST_PARAMETERS",
+        _RT.BAD_REQUEST_PARAMETERS,
+        "400",
+        "bad-request",
+        "Bad Request",
+        "the request parameters were rejected",
+    ),
+    (
+        "UNSUPPORTED_MEDIA_TYPE",
+        _RT.UNSUPPORTED_MEDIA_TYPE,
+        "415",
+        "unsupported-media-type",
+        "Unsupported Media Type",
+        "expected Content-Type application/json",
+    ),
+    (
+        "REQUEST_TOO_LARGE",
+        _RT.REQUEST_TOO_LARGE,
+        "413",
+        "body-too-large",
+        "Content Too Large",
+        "the request body is larger than API Gateway accepts",
+    ),
     ("THROTTLED", _RT.THROTTLED, "429", "throttled", "Too Many Requests", "rate limit exceeded; retry with backoff"),
     ("QUOTA_EXCEEDED", _RT.QUOTA_EXCEEDED, "429", "quota-exceeded", "Too Many Requests", "usage plan quota exceeded"),
-    ("INTEGRATION_TIMEOUT", _RT.INTEGRATION_TIMEOUT, "504", "timeout", "Gateway Timeout",
-     "the ingest function did not answer in time; payloads of this request may already be queued. "
-     "The cause may be temporary: retrying can help, and may store those payloads twice"),
-    ("INTEGRATION_FAILURE", _RT.INTEGRATION_FAILURE, "504", "ingest-unavailable", "Gateway Timeout",
-     "the ingest function could not be invoked; " + _NOT_RETRYABLE_IF_TOO_LARGE),
-    ("API_CONFIGURATION_ERROR", _RT.API_CONFIGURATION_ERROR, "500", "gateway-error", "Internal Server Error",
-     "API Gateway could not invoke the ingest function; " + _NOT_RETRYABLE_IF_TOO_LARGE),
-    ("AUTHORIZER_FAILURE", _RT.AUTHORIZER_FAILURE, "500", "gateway-error", "Internal Server Error", "authorizer failed"),
-    ("AUTHORIZER_CONFIGURATION_ERROR", _RT.AUTHORIZER_CONFIGURATION_ERROR, "500", "gateway-error",
-     "Internal Server Error", "authorizer is misconfigured"),
+    (
+        "INTEGRATION_TIMEOUT",
+        _RT.INTEGRATION_TIMEOUT,
+        "504",
+        "timeout",
+        "Gateway Timeout",
+        "the ingest function did not answer in time; payloads of this request may already be queued. "
+        "The cause may be temporary: retrying can help, and may store those payloads twice",
+    ),
+    (
+        "INTEGRATION_FAILURE",
+        _RT.INTEGRATION_FAILURE,
+        "504",
+        "ingest-unavailable",
+        "Gateway Timeout",
+        "the ingest function could not be invoked; " + _NOT_RETRYABLE_IF_TOO_LARGE,
+    ),
+    (
+        "API_CONFIGURATION_ERROR",
+        _RT.API_CONFIGURATION_ERROR,
+        "500",
+        "gateway-error",
+        "Internal Server Error",
+        "API Gateway could not invoke the ingest function; " + _NOT_RETRYABLE_IF_TOO_LARGE,
+    ),
+    (
+        "AUTHORIZER_FAILURE",
+        _RT.AUTHORIZER_FAILURE,
+        "500",
+        "gateway-error",
+        "Internal Server Error",
+        "authorizer failed",
+    ),
+    (
+        "AUTHORIZER_CONFIGURATION_ERROR",
+        _RT.AUTHORIZER_CONFIGURATION_ERROR,
+        "500",
+        "gateway-error",
+        "Internal Server Error",
+        "authorizer is misconfigured",
+    ),
     # Fallbacks. Every typed 5xx is configured above, so what is left is a failed Lambda
     # invocation, which API Gateway answers 502. No status is set on DEFAULT_4XX (it would override
     # any 4xx type AWS adds later), so its body cannot state one either.
-    ("DEFAULT_5_XX", _RT.DEFAULT_5_XX, "502", "ingest-unavailable", "Bad Gateway",
-     "the ingest function failed or could not be invoked; " + _NOT_RETRYABLE_IF_TOO_LARGE),
-    ("DEFAULT_4_XX", _RT.DEFAULT_4_XX, None, "gateway-rejected", "Client Error", "the request was rejected by API Gateway"),
+    (
+        "DEFAULT_5_XX",
+        _RT.DEFAULT_5_XX,
+        "502",
+        "ingest-unavailable",
+        "Bad Gateway",
+        "the ingest function failed or could not be invoked; " + _NOT_RETRYABLE_IF_TOO_LARGE,
+    ),
+    (
+        "DEFAULT_4_XX",
+        _RT.DEFAULT_4_XX,
+        None,
+        "gateway-rejected",
+        "Client Error",
+        "the request was rejected by API Gateway",
+    ),
 ]
 
 
@@ -113,8 +187,15 @@ class IngestApi(Construct):
                 tracing_enabled=config.TRACING,
                 access_log_destination=apigw.LogGroupLogDestination(log_group(self, "AccessLogs", config)),
                 access_log_format=apigw.AccessLogFormat.json_with_standard_fields(
-                    caller=False, http_method=True, ip=True, protocol=True, request_time=True,
-                    resource_path=True, response_length=True, status=True, user=False,
+                    caller=False,
+                    http_method=True,
+                    ip=True,
+                    protocol=True,
+                    request_time=True,
+                    resource_path=True,
+                    response_length=True,
+                    status=True,
+                    user=False,
                 ),
                 logging_level=apigw.MethodLoggingLevel.ERROR,
                 **stage_throttle,
@@ -136,8 +217,11 @@ class IngestApi(Construct):
                 type=response_type,
                 status_code=status,
                 response_headers={"Content-Type": "'application/problem+json'"},
-                templates={"application/json": _problem_template(
-                    status, slug, title, detail.format(body_limit=config.MAX_BODY_BYTES))},
+                templates={
+                    "application/json": _problem_template(
+                        status, slug, title, detail.format(body_limit=config.MAX_BODY_BYTES)
+                    )
+                },
             )
 
         # API Gateway REST routes /v1/payloads/ (trailing slash) to this same resource, so it gets the same
@@ -159,7 +243,9 @@ class IngestApi(Construct):
         self.usage_plan = self.api.add_usage_plan(
             "UsagePlan",
             name=f"ingest-pipeline-{config.STAGE}",
-            throttle=apigw.ThrottleSettings(rate_limit=config.THROTTLE_RATE_LIMIT, burst_limit=config.THROTTLE_BURST_LIMIT),
+            throttle=apigw.ThrottleSettings(
+                rate_limit=config.THROTTLE_RATE_LIMIT, burst_limit=config.THROTTLE_BURST_LIMIT
+            ),
             api_stages=[apigw.UsagePlanPerApiStage(api=self.api, stage=self.api.deployment_stage)],
         )
         self.api_key = self.api.add_api_key("ApiKey", api_key_name=f"ingest-pipeline-{config.STAGE}")

@@ -38,7 +38,7 @@ MAX_TOKEN_CHARS = 1024
 MAX_REQUEST_ID_CHARS = 128
 MAX_PAYLOAD_INDEX_DIGITS = 4  # MAX_PAYLOADS <= 10000, so the index is at most 9999
 MAX_ESCAPED_CHAR_BYTES = 12
-_ENVELOPE_LITERALS = '{"id":"",' '"requestId":,' '"receivedAt":"",' '"version":,' '"token":,' '"payload":}'
+_ENVELOPE_LITERALS = '{"id":"","requestId":,"receivedAt":"","version":,"token":,"payload":}'
 _RECEIVED_AT_CHARS = len("2026-11-26T02:48:09.123Z")
 _REQUEST_ID_ATTRIBUTE_BYTES = len("requestId") + len("String") + MAX_REQUEST_ID_CHARS
 ENVELOPE_OVERHEAD_BYTES = (
@@ -67,6 +67,8 @@ CDK_JSON = Path(__file__).resolve().parent.parent / "cdk.json"
 def cdk_json_context() -> dict[str, Any]:
     """cdk.json's context block: the knob defaults the CDK CLI passes to the app (and make run uses)."""
     return dict(json.loads(CDK_JSON.read_text())["context"])
+
+
 # Powertools service names: the `service` dimension of every custom metric and log line.
 INGEST_SERVICE = "ingest"
 CONSUMER_SERVICE = "consumer"
@@ -205,28 +207,44 @@ class PipelineConfig:
     def __post_init__(self) -> None:
         checks: list[tuple[bool, str]] = [
             (self.PROFILE in PROFILES, f"PROFILE must be one of {', '.join(PROFILES)}"),
-            (self.STAGE.isidentifier() or self.STAGE.replace("-", "").isalnum(), "STAGE must be alphanumeric (dashes allowed)"),
-            (2 <= self.MAX_WORKERS <= 1000, "MAX_WORKERS must be 2..1000 (the SQS event source maximum concurrency range)"),
+            (
+                self.STAGE.isidentifier() or self.STAGE.replace("-", "").isalnum(),
+                "STAGE must be alphanumeric (dashes allowed)",
+            ),
+            (
+                2 <= self.MAX_WORKERS <= 1000,
+                "MAX_WORKERS must be 2..1000 (the SQS event source maximum concurrency range)",
+            ),
             (1 <= self.UPLOAD_CONCURRENCY <= 256, "UPLOAD_CONCURRENCY must be 1..256"),
             (1 <= self.BATCH_SIZE <= 10000, "BATCH_SIZE must be 1..10000"),
             (0 <= self.MAX_BATCHING_WINDOW_SECONDS <= 300, "MAX_BATCHING_WINDOW_SECONDS must be 0..300"),
-            (self.BATCH_SIZE <= 10 or self.MAX_BATCHING_WINDOW_SECONDS >= 1,
-             "BATCH_SIZE above 10 needs MAX_BATCHING_WINDOW_SECONDS >= 1 (an SQS event source rule)"),
+            (
+                self.BATCH_SIZE <= 10 or self.MAX_BATCHING_WINDOW_SECONDS >= 1,
+                "BATCH_SIZE above 10 needs MAX_BATCHING_WINDOW_SECONDS >= 1 (an SQS event source rule)",
+            ),
             (1 <= self.CONSUMER_TIMEOUT_SECONDS <= 900, "CONSUMER_TIMEOUT_SECONDS must be 1..900"),
             (1 <= self.MAX_RECEIVE_COUNT <= 1000, "MAX_RECEIVE_COUNT must be 1..1000"),
             (1 <= self.QUEUE_RETENTION_DAYS <= 14, "QUEUE_RETENTION_DAYS must be 1..14"),
-            (self.QUEUE_RETENTION_DAYS < self.DLQ_RETENTION_DAYS <= 14,
-             "DLQ_RETENTION_DAYS must be above QUEUE_RETENTION_DAYS and at most 14 (a moved message keeps its enqueue time)"),
-            (1 <= self.MAX_PAYLOAD_BYTES <= SQS_MAX_MESSAGE_BYTES - ENVELOPE_OVERHEAD_BYTES,
-             f"MAX_PAYLOAD_BYTES must be 1..{SQS_MAX_MESSAGE_BYTES - ENVELOPE_OVERHEAD_BYTES} (one payload per SQS message)"),
-            (self.MAX_PAYLOAD_BYTES <= self.MAX_BODY_BYTES <= MAX_BODY_BYTES_CEILING,
-             f"MAX_BODY_BYTES must be MAX_PAYLOAD_BYTES..{MAX_BODY_BYTES_CEILING}: a larger body, base64-encoded "
-             "in API Gateway's event, exceeds Lambda's 6 MB invoke limit and never reaches the handler"),
+            (
+                self.QUEUE_RETENTION_DAYS < self.DLQ_RETENTION_DAYS <= 14,
+                "DLQ_RETENTION_DAYS must be above QUEUE_RETENTION_DAYS and at most 14 (a moved message keeps its enqueue time)",
+            ),
+            (
+                1 <= self.MAX_PAYLOAD_BYTES <= SQS_MAX_MESSAGE_BYTES - ENVELOPE_OVERHEAD_BYTES,
+                f"MAX_PAYLOAD_BYTES must be 1..{SQS_MAX_MESSAGE_BYTES - ENVELOPE_OVERHEAD_BYTES} (one payload per SQS message)",
+            ),
+            (
+                self.MAX_PAYLOAD_BYTES <= self.MAX_BODY_BYTES <= MAX_BODY_BYTES_CEILING,
+                f"MAX_BODY_BYTES must be MAX_PAYLOAD_BYTES..{MAX_BODY_BYTES_CEILING}: a larger body, base64-encoded "
+                "in API Gateway's event, exceeds Lambda's 6 MB invoke limit and never reaches the handler",
+            ),
             (1 <= self.MAX_PAYLOADS <= 10000, "MAX_PAYLOADS must be 1..10000"),
             (1 <= self.MAX_NESTING_DEPTH <= 500, "MAX_NESTING_DEPTH must be 1..500"),
             (self.MAX_QUEUE >= 0, "MAX_QUEUE must be >= 0 (0 = no backlog bound)"),
-            (1 <= self.RETRY_BASE_SECONDS <= self.RETRY_MAX_SECONDS,
-             "RETRY_BASE_SECONDS must be 1 or more and at most RETRY_MAX_SECONDS"),
+            (
+                1 <= self.RETRY_BASE_SECONDS <= self.RETRY_MAX_SECONDS,
+                "RETRY_BASE_SECONDS must be 1 or more and at most RETRY_MAX_SECONDS",
+            ),
             # ChangeMessageVisibility accepts 0..43200 s (12 h).
             (self.RETRY_MAX_SECONDS <= 43200, "RETRY_MAX_SECONDS must be at most 43200 (12 hours, the SQS maximum)"),
             (self.SQS_IN_FLIGHT_LIMIT >= 1000, "SQS_IN_FLIGHT_LIMIT must be at least 1000 (AWS's quota is ~120,000)"),
@@ -235,20 +253,35 @@ class PipelineConfig:
             (1 <= self.RETRY_AFTER_SECONDS <= 3600, "RETRY_AFTER_SECONDS must be 1..3600"),
             (1 <= self.INGEST_TIMEOUT_SECONDS <= 29, "INGEST_TIMEOUT_SECONDS must be 1..29 (API Gateway waits 29 s)"),
             (self.THROTTLE_RATE_LIMIT >= 1 and self.THROTTLE_BURST_LIMIT >= 1, "throttle limits must be positive"),
-            (self.STAGE_THROTTLE_RATE_LIMIT >= self.THROTTLE_RATE_LIMIT,
-             "STAGE_THROTTLE_RATE_LIMIT must be at least THROTTLE_RATE_LIMIT (a ceiling above each key's limit)"),
-            (self.STAGE_THROTTLE_BURST_LIMIT >= self.THROTTLE_BURST_LIMIT,
-             "STAGE_THROTTLE_BURST_LIMIT must be at least THROTTLE_BURST_LIMIT (a ceiling above each key's limit)"),
-            (self.OBJECT_PREFIX == "" or self.OBJECT_PREFIX.endswith("/"), "OBJECT_PREFIX must be empty or end with '/'"),
+            (
+                self.STAGE_THROTTLE_RATE_LIMIT >= self.THROTTLE_RATE_LIMIT,
+                "STAGE_THROTTLE_RATE_LIMIT must be at least THROTTLE_RATE_LIMIT (a ceiling above each key's limit)",
+            ),
+            (
+                self.STAGE_THROTTLE_BURST_LIMIT >= self.THROTTLE_BURST_LIMIT,
+                "STAGE_THROTTLE_BURST_LIMIT must be at least THROTTLE_BURST_LIMIT (a ceiling above each key's limit)",
+            ),
+            (
+                self.OBJECT_PREFIX == "" or self.OBJECT_PREFIX.endswith("/"),
+                "OBJECT_PREFIX must be empty or end with '/'",
+            ),
             (self.OBJECT_MODE in ("payload", "batch"), "OBJECT_MODE must be payload or batch"),
             (2 <= self.MIN_POLLERS <= 200, "MIN_POLLERS must be 2..200 (the SQS provisioned mode range)"),
             (self.MIN_POLLERS <= self.MAX_POLLERS <= 2000, "MAX_POLLERS must be MIN_POLLERS..2000"),
             (self.OBJECT_EXPIRATION_DAYS >= 0, "OBJECT_EXPIRATION_DAYS must be >= 0 (0 = keep forever)"),
             (self.PYTHON_VERSION in ("3.13", "3.14"), "PYTHON_VERSION must be 3.13 or 3.14"),
-            (self.LOG_LEVEL in ("DEBUG", "INFO", "WARNING", "ERROR"), "LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR"),
-            (self.ALARM_EMAIL == "" or "@" in self.ALARM_EMAIL.strip("@"), "ALARM_EMAIL must be empty or an email address"),
-            (60 <= self.OLDEST_MESSAGE_AGE_ALARM_SECONDS < self.QUEUE_RETENTION_DAYS * 86400,
-             "OLDEST_MESSAGE_AGE_ALARM_SECONDS must be 60 or more and below the queue retention (messages expire then)"),
+            (
+                self.LOG_LEVEL in ("DEBUG", "INFO", "WARNING", "ERROR"),
+                "LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR",
+            ),
+            (
+                self.ALARM_EMAIL == "" or "@" in self.ALARM_EMAIL.strip("@"),
+                "ALARM_EMAIL must be empty or an email address",
+            ),
+            (
+                60 <= self.OLDEST_MESSAGE_AGE_ALARM_SECONDS < self.QUEUE_RETENTION_DAYS * 86400,
+                "OLDEST_MESSAGE_AGE_ALARM_SECONDS must be 60 or more and below the queue retention (messages expire then)",
+            ),
             (1 <= self.API_5XX_RATE_ALARM_PERCENT <= 100, "API_5XX_RATE_ALARM_PERCENT must be 1..100"),
             (self.RESERVED_CONCURRENCY in ("on", "off"), "RESERVED_CONCURRENCY must be on or off"),
             (self.POWERTOOLS_SOURCE in ("layer", "bundle"), "POWERTOOLS_SOURCE must be layer or bundle"),
@@ -332,7 +365,9 @@ class PipelineConfig:
         }
 
     @classmethod
-    def resolve(cls, context: Callable[[str], Any] | Mapping[str, Any], environ: Mapping[str, str] | None = None) -> PipelineConfig:
+    def resolve(
+        cls, context: Callable[[str], Any] | Mapping[str, Any], environ: Mapping[str, str] | None = None
+    ) -> PipelineConfig:
         """Build the config from environment variables, then CDK context, then the PROFILE's preset,
         then defaults."""
         environ = os.environ if environ is None else environ

@@ -30,6 +30,5 @@ DEDUP_VIEW_SQL = (
 
 # Runs unchanged on Athena and on `make query` (README): payloads per hour partition, distinct ids.
 EXAMPLE_SQL = (
-    "SELECT dt, hour, count(*) AS payloads, count(DISTINCT id) AS ids "
-    "FROM payloads GROUP BY dt, hour ORDER BY dt, hour"
+    "SELECT dt, hour, count(*) AS payloads, count(DISTINCT id) AS ids FROM payloads GROUP BY dt, hour ORDER BY dt, hour"
 )

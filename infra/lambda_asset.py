@@ -70,8 +70,7 @@ def staging_steps(config: PipelineConfig) -> list[Step]:
 
 def copy_source(config: PipelineConfig, out_dir: Path) -> None:
     """The lambdas/ folder as it is, minus bytecode caches."""
-    shutil.copytree(LAMBDA_SOURCE, out_dir, dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copytree(LAMBDA_SOURCE, out_dir, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
 
 
 def bundle_powertools(config: PipelineConfig, out_dir: Path) -> None:
@@ -91,11 +90,14 @@ def installed_powertools_version(config: PipelineConfig) -> str:
     try:
         version = importlib.metadata.version("aws-lambda-powertools")
     except importlib.metadata.PackageNotFoundError as exc:
-        raise ConfigError("POWERTOOLS_SOURCE=bundle needs aws-lambda-powertools installed in this venv "
-                          "(make install)") from exc
+        raise ConfigError(
+            "POWERTOOLS_SOURCE=bundle needs aws-lambda-powertools installed in this venv (make install)"
+        ) from exc
     if version != config.POWERTOOLS_VERSION:
-        raise ConfigError(f"POWERTOOLS_SOURCE=bundle copies the installed aws-lambda-powertools {version}, but "
-                          f"POWERTOOLS_VERSION is {config.POWERTOOLS_VERSION}: make them equal")
+        raise ConfigError(
+            f"POWERTOOLS_SOURCE=bundle copies the installed aws-lambda-powertools {version}, but "
+            f"POWERTOOLS_VERSION is {config.POWERTOOLS_VERSION}: make them equal"
+        )
     return version
 
 

@@ -63,8 +63,15 @@ class PayloadQuery(Construct):
     policy that grants exactly what querying needs: read the data and catalog, run queries in this
     workgroup, write and read its results."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, config: PipelineConfig, bucket: s3.IBucket,
-                 access_log_bucket: s3.IBucket) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: PipelineConfig,
+        bucket: s3.IBucket,
+        access_log_bucket: s3.IBucket,
+    ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
         stage = config.STAGE.lower()
@@ -76,14 +83,20 @@ class PayloadQuery(Construct):
         self.location_template = location + "dt=${dt}/hour=${hour}/"
 
         database = glue.CfnDatabase(
-            self, "Database", catalog_id=stack.account,
+            self,
+            "Database",
+            catalog_id=stack.account,
             database_input=glue.CfnDatabase.DatabaseInputProperty(
-                name=self.database_name, description="The ingest pipeline's payloads (docs: README, Querying)"),
+                name=self.database_name, description="The ingest pipeline's payloads (docs: README, Querying)"
+            ),
         )
         string = [glue.CfnTable.ColumnProperty(name=name.lower(), type="string") for name in COLUMNS]
         partitions = [glue.CfnTable.ColumnProperty(name=name, type="string") for name in PARTITION_COLUMNS]
         self.table = glue.CfnTable(
-            self, "Table", catalog_id=stack.account, database_name=self.database_name,
+            self,
+            "Table",
+            catalog_id=stack.account,
+            database_name=self.database_name,
             table_input=glue.CfnTable.TableInputProperty(
                 name=TABLE_NAME,
                 description="One row per stored envelope, both object modes (.json and gzip NDJSON)",
@@ -119,7 +132,10 @@ class PayloadQuery(Construct):
         self.table.node.add_dependency(database)
         view_columns = [name.lower() for name in COLUMNS + PARTITION_COLUMNS]
         self.view = glue.CfnTable(
-            self, "DedupView", catalog_id=stack.account, database_name=self.database_name,
+            self,
+            "DedupView",
+            catalog_id=stack.account,
+            database_name=self.database_name,
             table_input=glue.CfnTable.TableInputProperty(
                 name=DEDUP_VIEW_NAME,
                 description="payloads with one row per id (read-side exactly-once)",
@@ -137,20 +153,27 @@ class PayloadQuery(Construct):
 
         destroy = config.DESTROY_ON_REMOVE
         self.results_bucket = s3.Bucket(
-            self, "Results",
+            self,
+            "Results",
             encryption=s3.BucketEncryption.S3_MANAGED,
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
             enforce_ssl=True,
             server_access_logs_bucket=access_log_bucket,
             server_access_logs_prefix="athena-results/",
-            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(RESULTS_EXPIRATION_DAYS),
-                                              abort_incomplete_multipart_upload_after=Duration.days(1))],
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    expiration=Duration.days(RESULTS_EXPIRATION_DAYS),
+                    abort_incomplete_multipart_upload_after=Duration.days(1),
+                )
+            ],
             # Kept like the other buckets, but never orphaned by a failed first create (RetainExceptOnCreate).
             removal_policy=RemovalPolicy.DESTROY if destroy else RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
             auto_delete_objects=destroy,
         )
         self.workgroup = athena.CfnWorkGroup(
-            self, "WorkGroup", name=self.workgroup_name,
+            self,
+            "WorkGroup",
+            name=self.workgroup_name,
             description="Queries over the ingest pipeline's payloads",
             recursive_delete_option=True,
             work_group_configuration=athena.CfnWorkGroup.WorkGroupConfigurationProperty(
@@ -158,11 +181,13 @@ class PayloadQuery(Construct):
                 enforce_work_group_configuration=True,
                 publish_cloud_watch_metrics_enabled=True,
                 engine_version=athena.CfnWorkGroup.EngineVersionProperty(
-                    selected_engine_version="Athena engine version 3"),
+                    selected_engine_version="Athena engine version 3"
+                ),
                 result_configuration=athena.CfnWorkGroup.ResultConfigurationProperty(
                     output_location=f"s3://{self.results_bucket.bucket_name}/",
                     encryption_configuration=athena.CfnWorkGroup.EncryptionConfigurationProperty(
-                        encryption_option="SSE_S3"),
+                        encryption_option="SSE_S3"
+                    ),
                 ),
             ),
         )
@@ -171,28 +196,63 @@ class PayloadQuery(Construct):
     def _reader_policy(self, stack: Stack, bucket: s3.IBucket, prefix: str) -> iam.ManagedPolicy:
         catalog = stack.format_arn(service="glue", resource="catalog")
         database = stack.format_arn(service="glue", resource="database", resource_name=self.database_name)
-        tables = [stack.format_arn(service="glue", resource="table", resource_name=f"{self.database_name}/{name}")
-                  for name in (TABLE_NAME, DEDUP_VIEW_NAME)]
+        tables = [
+            stack.format_arn(service="glue", resource="table", resource_name=f"{self.database_name}/{name}")
+            for name in (TABLE_NAME, DEDUP_VIEW_NAME)
+        ]
         workgroup = stack.format_arn(service="athena", resource="workgroup", resource_name=self.workgroup_name)
         description = "Query the payloads with Athena: read only"
-        return iam.ManagedPolicy(self, "ReaderPolicy", description=description, statements=[
-            iam.PolicyStatement(sid="RunQueriesInTheWorkgroup", resources=[workgroup], actions=[
-                "athena:StartQueryExecution", "athena:StopQueryExecution", "athena:GetQueryExecution",
-                "athena:GetQueryResults", "athena:GetWorkGroup", "athena:BatchGetQueryExecution",
-                "athena:ListQueryExecutions"]),
-            iam.PolicyStatement(sid="ReadTheCatalog", resources=[catalog, database, *tables],
-                                actions=["glue:GetDatabase", "glue:GetTable", "glue:GetTables",
-                                         "glue:GetPartition", "glue:GetPartitions"]),
-            iam.PolicyStatement(sid="ReadThePayloads", resources=[bucket.arn_for_objects(f"{prefix}*")],
-                                actions=["s3:GetObject"]),
-            iam.PolicyStatement(sid="ListThePayloads", resources=[bucket.bucket_arn], actions=["s3:ListBucket"],
-                                conditions={"StringLike": {"s3:prefix": [f"{prefix}*"]}} if prefix else None),
-            iam.PolicyStatement(sid="LocateThePayloads", resources=[bucket.bucket_arn],
-                                actions=["s3:GetBucketLocation"]),
-            # Athena writes results with the caller's credentials.
-            iam.PolicyStatement(sid="WriteAndReadResults", resources=[self.results_bucket.arn_for_objects("*")],
-                                actions=["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload",
-                                         "s3:ListMultipartUploadParts"]),
-            iam.PolicyStatement(sid="ListResults", resources=[self.results_bucket.bucket_arn],
-                                actions=["s3:ListBucket", "s3:GetBucketLocation", "s3:ListBucketMultipartUploads"]),
-        ])
+        return iam.ManagedPolicy(
+            self,
+            "ReaderPolicy",
+            description=description,
+            statements=[
+                iam.PolicyStatement(
+                    sid="RunQueriesInTheWorkgroup",
+                    resources=[workgroup],
+                    actions=[
+                        "athena:StartQueryExecution",
+                        "athena:StopQueryExecution",
+                        "athena:GetQueryExecution",
+                        "athena:GetQueryResults",
+                        "athena:GetWorkGroup",
+                        "athena:BatchGetQueryExecution",
+                        "athena:ListQueryExecutions",
+                    ],
+                ),
+                iam.PolicyStatement(
+                    sid="ReadTheCatalog",
+                    resources=[catalog, database, *tables],
+                    actions=[
+                        "glue:GetDatabase",
+                        "glue:GetTable",
+                        "glue:GetTables",
+                        "glue:GetPartition",
+                        "glue:GetPartitions",
+                    ],
+                ),
+                iam.PolicyStatement(
+                    sid="ReadThePayloads", resources=[bucket.arn_for_objects(f"{prefix}*")], actions=["s3:GetObject"]
+                ),
+                iam.PolicyStatement(
+                    sid="ListThePayloads",
+                    resources=[bucket.bucket_arn],
+                    actions=["s3:ListBucket"],
+                    conditions={"StringLike": {"s3:prefix": [f"{prefix}*"]}} if prefix else None,
+                ),
+                iam.PolicyStatement(
+                    sid="LocateThePayloads", resources=[bucket.bucket_arn], actions=["s3:GetBucketLocation"]
+                ),
+                # Athena writes results with the caller's credentials.
+                iam.PolicyStatement(
+                    sid="WriteAndReadResults",
+                    resources=[self.results_bucket.arn_for_objects("*")],
+                    actions=["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"],
+                ),
+                iam.PolicyStatement(
+                    sid="ListResults",
+                    resources=[self.results_bucket.bucket_arn],
+                    actions=["s3:ListBucket", "s3:GetBucketLocation", "s3:ListBucketMultipartUploads"],
+                ),
+            ],
+        )

@@ -27,5 +27,7 @@ class PayloadQueue(Construct):
             enforce_ssl=True,
             retention_period=Duration.days(config.QUEUE_RETENTION_DAYS),
             visibility_timeout=Duration.seconds(config.visibility_timeout_seconds),
-            dead_letter_queue=sqs.DeadLetterQueue(max_receive_count=config.MAX_RECEIVE_COUNT, queue=self.dead_letter_queue),
+            dead_letter_queue=sqs.DeadLetterQueue(
+                max_receive_count=config.MAX_RECEIVE_COUNT, queue=self.dead_letter_queue
+            ),
         )

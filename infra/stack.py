@@ -33,51 +33,101 @@ class IngestPipelineStack(Stack):
         self.queue = PayloadQueue(self, "Buffer", config=config)
         self.api = IngestApi(self, "Api", config=config, queue=self.queue.queue, powertools_layer=powertools)
         self.workers = WorkerPool(
-            self, "Workers", config=config, queue=self.queue.queue, bucket=self.storage.bucket, powertools_layer=powertools
+            self,
+            "Workers",
+            config=config,
+            queue=self.queue.queue,
+            bucket=self.storage.bucket,
+            powertools_layer=powertools,
         )
 
         CfnOutput(self, "ApiUrl", value=self.api.payloads_url, description="POST collections here")
-        CfnOutput(self, "ApiKeyId", value=self.api.api_key.key_id,
-                  description="aws apigateway get-api-key --include-value --api-key <id> prints the key")
+        CfnOutput(
+            self,
+            "ApiKeyId",
+            value=self.api.api_key.key_id,
+            description="aws apigateway get-api-key --include-value --api-key <id> prints the key",
+        )
         CfnOutput(self, "BucketName", value=self.storage.bucket.bucket_name)
         CfnOutput(self, "QueueUrl", value=self.queue.queue.queue_url)
         CfnOutput(self, "DlqUrl", value=self.queue.dead_letter_queue.queue_url)
-        self.monitoring = PipelineMonitoring(self, "Monitoring", config=config, resources=MonitoredResources(
-            api=self.api.api, ingest_function=self.api.function, consumer_function=self.workers.function,
-            queue=self.queue.queue, dead_letter_queue=self.queue.dead_letter_queue, bucket=self.storage.bucket,
-        ))
-        self.query = PayloadQuery(self, "Query", config=config, bucket=self.storage.bucket,
-                                  access_log_bucket=self.storage.access_log_bucket)
-        CfnOutput(self, "QueryTable", value=f"{self.query.database_name}.{self.query.table_name}",
-                  description="Athena: SELECT ... FROM <this>; <database>.payloads_dedup has one row per id")
-        CfnOutput(self, "QueryWorkGroup", value=self.query.workgroup.name,
-                  description="Athena workgroup (encrypted results, expired after 7 days)")
-        CfnOutput(self, "QueryReaderPolicyArn", value=self.query.reader_policy.managed_policy_arn,
-                  description="Attach to a role or user to query the payloads (read only)")
+        self.monitoring = PipelineMonitoring(
+            self,
+            "Monitoring",
+            config=config,
+            resources=MonitoredResources(
+                api=self.api.api,
+                ingest_function=self.api.function,
+                consumer_function=self.workers.function,
+                queue=self.queue.queue,
+                dead_letter_queue=self.queue.dead_letter_queue,
+                bucket=self.storage.bucket,
+            ),
+        )
+        self.query = PayloadQuery(
+            self, "Query", config=config, bucket=self.storage.bucket, access_log_bucket=self.storage.access_log_bucket
+        )
+        CfnOutput(
+            self,
+            "QueryTable",
+            value=f"{self.query.database_name}.{self.query.table_name}",
+            description="Athena: SELECT ... FROM <this>; <database>.payloads_dedup has one row per id",
+        )
+        CfnOutput(
+            self,
+            "QueryWorkGroup",
+            value=self.query.workgroup.name,
+            description="Athena workgroup (encrypted results, expired after 7 days)",
+        )
+        CfnOutput(
+            self,
+            "QueryReaderPolicyArn",
+            value=self.query.reader_policy.managed_policy_arn,
+            description="Attach to a role or user to query the payloads (read only)",
+        )
         CfnOutput(self, "DashboardUrl", value=self.monitoring.dashboard_url, description="The on-call dashboard")
-        CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn,
-                  description="Alarms notify this SNS topic (subscribe more endpoints to it)")
+        CfnOutput(
+            self,
+            "AlarmTopicArn",
+            value=self.monitoring.topic.topic_arn,
+            description="Alarms notify this SNS topic (subscribe more endpoints to it)",
+        )
         self._suppress_nag_findings()
 
-    _TRACING_OFF = ("TRACING=false was chosen (PROFILE=scale sets it): X-Ray samples 1 request/s + 5 %, which at "
-                    "1M requests/min is a large bill (docs/CAPACITY.md); metrics, logs and alarms stay on.")
+    _TRACING_OFF = (
+        "TRACING=false was chosen (PROFILE=scale sets it): X-Ray samples 1 request/s + 5 %, which at "
+        "1M requests/min is a large bill (docs/CAPACITY.md); metrics, logs and alarms stay on."
+    )
 
     def _suppress_nag_findings(self) -> None:
         if not self.config.TRACING:
             NagSuppressions.add_resource_suppressions(
-                self.api.api, [{"id": "Serverless-APIGWXrayEnabled", "reason": self._TRACING_OFF}],
-                apply_to_children=True)
+                self.api.api,
+                [{"id": "Serverless-APIGWXrayEnabled", "reason": self._TRACING_OFF}],
+                apply_to_children=True,
+            )
         NagSuppressions.add_resource_suppressions(
             self.storage.access_log_bucket,
-            [{"id": "AwsSolutions-S1", "reason": "This is the server-access-log target; logging it to itself would loop."}],
+            [
+                {
+                    "id": "AwsSolutions-S1",
+                    "reason": "This is the server-access-log target; logging it to itself would loop.",
+                }
+            ],
         )
         NagSuppressions.add_resource_suppressions(
             self.api.api,
             [
-                {"id": "AwsSolutions-APIG2", "reason": "The ingest Lambda validates every body and answers RFC 9457 "
-                 "problem+json; API Gateway's validator would answer in a different error format."},
-                {"id": "AwsSolutions-APIG3", "reason": "WAF is optional and billed per request; usage-plan throttling "
-                 "per API key is the default protection. Attach a WebACL to the stage if you need one."},
+                {
+                    "id": "AwsSolutions-APIG2",
+                    "reason": "The ingest Lambda validates every body and answers RFC 9457 "
+                    "problem+json; API Gateway's validator would answer in a different error format.",
+                },
+                {
+                    "id": "AwsSolutions-APIG3",
+                    "reason": "WAF is optional and billed per request; usage-plan throttling "
+                    "per API key is the default protection. Attach a WebACL to the stage if you need one.",
+                },
             ],
             apply_to_children=True,
         )
@@ -85,59 +135,102 @@ class IngestPipelineStack(Stack):
             NagSuppressions.add_resource_suppressions(
                 method,
                 [
-                    {"id": "AwsSolutions-APIG4", "reason": "Clients are identified and throttled by an API key bound "
-                     "to a usage plan (REQUIRE_API_KEY). Keys are not authentication: docs/SECURITY.md names the "
-                     "options (Lambda or JWT authorizer, mTLS, WAF)."},
+                    {
+                        "id": "AwsSolutions-APIG4",
+                        "reason": "Clients are identified and throttled by an API key bound "
+                        "to a usage plan (REQUIRE_API_KEY). Keys are not authentication: docs/SECURITY.md names the "
+                        "options (Lambda or JWT authorizer, mTLS, WAF).",
+                    },
                     {"id": "AwsSolutions-COG4", "reason": "No Cognito users: clients are devices holding API keys."},
                 ],
             )
         NagSuppressions.add_resource_suppressions(
             self.api.api,
-            [{"id": "AwsSolutions-IAM4", "reason": "API Gateway's account-level CloudWatch role uses the AWS managed "
-              "AmazonAPIGatewayPushToCloudWatchLogs policy, as AWS documents.",
-              "appliesTo": ["Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs"]}],
+            [
+                {
+                    "id": "AwsSolutions-IAM4",
+                    "reason": "API Gateway's account-level CloudWatch role uses the AWS managed "
+                    "AmazonAPIGatewayPushToCloudWatchLogs policy, as AWS documents.",
+                    "appliesTo": [
+                        "Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs"
+                    ],
+                }
+            ],
             apply_to_children=True,
         )
         for function in (self.api.function, self.workers.function):
             NagSuppressions.add_resource_suppressions(
                 function.role,
-                [{"id": "AwsSolutions-IAM5", "reason": "X-Ray PutTraceSegments/PutTelemetryRecords have no "
-                  "resource-level permissions.", "appliesTo": ["Resource::*"]}],
+                [
+                    {
+                        "id": "AwsSolutions-IAM5",
+                        "reason": "X-Ray PutTraceSegments/PutTelemetryRecords have no resource-level permissions.",
+                        "appliesTo": ["Resource::*"],
+                    }
+                ],
                 apply_to_children=True,
             )
             NagSuppressions.add_resource_suppressions(
                 function,
-                [{"id": "Serverless-LambdaDLQ", "reason": "A Lambda dead-letter target only receives failed "
-                  "asynchronous invocations. API Gateway invokes the ingest synchronously; the consumer is invoked by "
-                  "the SQS event source mapping, whose failures go to the queue's own DLQ."}],
+                [
+                    {
+                        "id": "Serverless-LambdaDLQ",
+                        "reason": "A Lambda dead-letter target only receives failed "
+                        "asynchronous invocations. API Gateway invokes the ingest synchronously; the consumer is invoked by "
+                        "the SQS event source mapping, whose failures go to the queue's own DLQ.",
+                    }
+                ],
             )
             if not self.config.TRACING:
-                NagSuppressions.add_resource_suppressions(function, [
-                    {"id": "Serverless-LambdaTracing", "reason": self._TRACING_OFF}])
+                NagSuppressions.add_resource_suppressions(
+                    function, [{"id": "Serverless-LambdaTracing", "reason": self._TRACING_OFF}]
+                )
         NagSuppressions.add_resource_suppressions(
             self.workers.function,  # the event source mapping is its child
-            [{"id": "Serverless-LambdaEventSourceMappingDestination", "reason": "An on-failure destination applies "
-              "to stream and Kafka sources; an SQS mapping fails over through the queue's redrive policy: after "
-              "MAX_RECEIVE_COUNT receives SQS moves the message to the DLQ."}],
+            [
+                {
+                    "id": "Serverless-LambdaEventSourceMappingDestination",
+                    "reason": "An on-failure destination applies "
+                    "to stream and Kafka sources; an SQS mapping fails over through the queue's redrive policy: after "
+                    "MAX_RECEIVE_COUNT receives SQS moves the message to the DLQ.",
+                }
+            ],
             apply_to_children=True,
         )
         NagSuppressions.add_resource_suppressions(
             self.queue.dead_letter_queue,
-            [{"id": "Serverless-SQSRedrivePolicy", "reason": "This is the dead-letter queue: it needs no DLQ of its "
-              "own; its messages are inspected and moved back with make redrive (docs/RUNBOOK.md)."}],
+            [
+                {
+                    "id": "Serverless-SQSRedrivePolicy",
+                    "reason": "This is the dead-letter queue: it needs no DLQ of its "
+                    "own; its messages are inspected and moved back with make redrive (docs/RUNBOOK.md).",
+                }
+            ],
         )
         NagSuppressions.add_resource_suppressions(
             self.workers.function.role,
-            [{"id": "AwsSolutions-IAM5", "reason": "The consumer writes one object per payload under OBJECT_PREFIX; "
-              "keys are only known at run time, so the grant is scoped to the prefix.",
-              "appliesTo": ["Action::s3:Abort*", {"regex": "/^Resource::<StoragePayloads.*\\.Arn>/.*\\*$/"}]}],
+            [
+                {
+                    "id": "AwsSolutions-IAM5",
+                    "reason": "The consumer writes one object per payload under OBJECT_PREFIX; "
+                    "keys are only known at run time, so the grant is scoped to the prefix.",
+                    "appliesTo": ["Action::s3:Abort*", {"regex": "/^Resource::<StoragePayloads.*\\.Arn>/.*\\*$/"}],
+                }
+            ],
             apply_to_children=True,
         )
         NagSuppressions.add_resource_suppressions(
             self.query.reader_policy,
-            [{"id": "AwsSolutions-IAM5", "reason": "Athena reads every object of the table (the payload prefix) and "
-              "writes query results under keys it chooses in the workgroup's results bucket; both are only known "
-              "at query time. Read-only on the payloads.",
-              "appliesTo": [{"regex": "/^Resource::<StoragePayloads.*\\.Arn>/.*\\*$/"},
-                            {"regex": "/^Resource::<QueryResults.*\\.Arn>/\\*$/"}]}],
+            [
+                {
+                    "id": "AwsSolutions-IAM5",
+                    "reason": "Athena reads every object of the table (the payload prefix) and "
+                    "writes query results under keys it chooses in the workgroup's results bucket; both are only known "
+                    "at query time. Read-only on the payloads.",
+                    "appliesTo": [
+                        {"regex": "/^Resource::<StoragePayloads.*\\.Arn>/.*\\*$/"},
+                        {"regex": "/^Resource::<QueryResults.*\\.Arn>/\\*$/"},
+                    ],
+                }
+            ],
         )

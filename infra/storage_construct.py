@@ -29,7 +29,9 @@ class PayloadStorage(Construct):
             auto_delete_objects=destroy,
         )
 
-        rules = [s3.LifecycleRule(id="abort-incomplete-uploads", abort_incomplete_multipart_upload_after=Duration.days(7))]
+        rules = [
+            s3.LifecycleRule(id="abort-incomplete-uploads", abort_incomplete_multipart_upload_after=Duration.days(7))
+        ]
         if config.OBJECT_EXPIRATION_DAYS:
             rules.append(
                 s3.LifecycleRule(

@@ -17,8 +17,11 @@ from infra.functions import pipeline_function
 
 def _scaling(config: PipelineConfig) -> dict[str, Any]:
     if config.PROVISIONED_POLLERS:
-        return {"provisioned_poller_config": lambda_.ProvisionedPollerConfig(
-            minimum_pollers=config.MIN_POLLERS, maximum_pollers=config.MAX_POLLERS)}
+        return {
+            "provisioned_poller_config": lambda_.ProvisionedPollerConfig(
+                minimum_pollers=config.MIN_POLLERS, maximum_pollers=config.MAX_POLLERS
+            )
+        }
     return {"max_concurrency": config.MAX_WORKERS}
 
 

@@ -80,20 +80,30 @@ async def record_handler(record: SQSRecord) -> str:
 def _record_batch_outcomes(plan: batch_objects.BatchPlan, results: list[batch_objects.ObjectResult]) -> None:
     for message_id, error in plan.rejected.items():
         metrics.add_metric(name="StoreFailures", unit=MetricUnit.Count, value=1)
-        logger.error("message is not an envelope; SQS will retry then dead-letter it",
-                     extra={"messageId": message_id, "error": str(error)})
+        logger.error(
+            "message is not an envelope; SQS will retry then dead-letter it",
+            extra={"messageId": message_id, "error": str(error)},
+        )
     for result in results:
         group = result.group
         # The request ids make a single requestId find this line too (filter @message like "<id>").
-        detail = {"key": group.key, "payloads": len(group.payload_ids), "messages": len(group.records),
-                  "requestIds": sorted({record.envelope.request_id for record in group.records})}
+        detail = {
+            "key": group.key,
+            "payloads": len(group.payload_ids),
+            "messages": len(group.records),
+            "requestIds": sorted({record.envelope.request_id for record in group.records}),
+        }
         if result.outcome is None:
             metrics.add_metric(name="StoreFailures", unit=MetricUnit.Count, value=len(group.records))
-            logger.error("batch object not stored; SQS will redeliver all its records", extra=detail, exc_info=result.error)
+            logger.error(
+                "batch object not stored; SQS will redeliver all its records", extra=detail, exc_info=result.error
+            )
         elif result.outcome is StoreOutcome.STORED:
             metrics.add_metric(name="ObjectsStored", unit=MetricUnit.Count, value=1)
             metrics.add_metric(name="PayloadsStored", unit=MetricUnit.Count, value=len(group.payload_ids))
-            metrics.add_metric(name="EndToEndLatency", unit=MetricUnit.Milliseconds, value=batch_objects.end_to_end_ms(group))
+            metrics.add_metric(
+                name="EndToEndLatency", unit=MetricUnit.Milliseconds, value=batch_objects.end_to_end_ms(group)
+            )
             logger.info("batch object stored", extra=detail)
         else:
             metrics.add_metric(name="DuplicatesSkipped", unit=MetricUnit.Count, value=len(group.payload_ids))
@@ -134,8 +144,10 @@ def _set_retry_delays(failed: list[SQSRecord]) -> None:
         metrics.add_metric(name="RetriesScheduled", unit=MetricUnit.Count, value=len(schedule.delays))
         logger.info("failed records come back after their retry delay", extra={"retryDelays": schedule.delays})
     if schedule.not_scheduled:
-        logger.warning("retry delay not set; these records come back after the visibility timeout",
-                       extra={"notScheduled": schedule.not_scheduled})
+        logger.warning(
+            "retry delay not set; these records come back after the visibility timeout",
+            extra={"notScheduled": schedule.not_scheduled},
+        )
 
 
 @logger.inject_lambda_context
@@ -145,8 +157,12 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if consumer_settings().object_mode == "batch":
         used, run = batch_object_processor, lambda: process_batch_mode(event, context)
     else:
-        used, run = processor, lambda: async_process_partial_response(
-            event=event, record_handler=record_handler, processor=processor, context=context)
+        used, run = (
+            processor,
+            lambda: async_process_partial_response(
+                event=event, record_handler=record_handler, processor=processor, context=context
+            ),
+        )
     with budget.running(context):
         try:
             response = run()

@@ -41,8 +41,12 @@ Response = dict[str, Any]
 
 def _response(status: int, content_type: str, body: str, headers: dict[str, str] | None = None) -> Response:
     """The Lambda proxy answer, shaped as Powertools' resolver shaped it for a REST API."""
-    return {"statusCode": status, "body": body, "isBase64Encoded": False,
-            **_HEADERS.serialize(headers={**(headers or {}), "Content-Type": content_type}, cookies=[])}
+    return {
+        "statusCode": status,
+        "body": body,
+        "isBase64Encoded": False,
+        **_HEADERS.serialize(headers={**(headers or {}), "Content-Type": content_type}, cookies=[]),
+    }
 
 
 def _headers(event: Event) -> dict[str, str]:
@@ -99,8 +103,14 @@ def post_payloads(event: Event) -> Response:
     epoch_ms = _request_context(event).get("requestTimeEpoch")
     received_at_ms = epoch_ms if isinstance(epoch_ms, int) and epoch_ms > 0 else int(time.time() * 1000)
     accepted = accept_payloads(
-        IngestRequest(event.get("body"), bool(event.get("isBase64Encoded")), _headers(event), request_id,
-                      received_at_ms, _api_key_id(event)),
+        IngestRequest(
+            event.get("body"),
+            bool(event.get("isBase64Encoded")),
+            _headers(event),
+            request_id,
+            received_at_ms,
+            _api_key_id(event),
+        ),
         ingest_settings(),
         sqs_client,
     )
@@ -117,9 +127,13 @@ def post_payloads(event: Event) -> Response:
 # Every other method API Gateway knows is routed here too (infra/api_construct.py PAYLOAD_METHODS), so
 # AWS and make run both answer 405.
 def method_not_allowed(event: Event) -> Response:
-    problem = Problem(405, "method-not-allowed", "Method Not Allowed",
-                      f"{event['httpMethod']} is not allowed on {PAYLOADS_PATH}; use POST",
-                      headers={"Allow": "POST"})
+    problem = Problem(
+        405,
+        "method-not-allowed",
+        "Method Not Allowed",
+        f"{event['httpMethod']} is not allowed on {PAYLOADS_PATH}; use POST",
+        headers={"Allow": "POST"},
+    )
     response = reject(event, problem)
     if event["httpMethod"].upper() == "HEAD":
         response["body"] = ""  # a HEAD answer has a GET's status and headers, never a body (RFC 9110, 9.3.2)
@@ -127,8 +141,10 @@ def method_not_allowed(event: Event) -> Response:
 
 
 def not_found(event: Event) -> Response:
-    return reject(event, Problem(404, "not-found", "Not Found", f"no resource at {event['path']}; "
-                                 f"payloads go to POST {PAYLOADS_PATH}"))
+    return reject(
+        event,
+        Problem(404, "not-found", "Not Found", f"no resource at {event['path']}; payloads go to POST {PAYLOADS_PATH}"),
+    )
 
 
 def reject(event: Event, problem: Problem) -> Response:
@@ -140,7 +156,9 @@ def reject(event: Event, problem: Problem) -> Response:
 
 def enqueue_failed(event: Event, error: EnqueueFailed) -> Response:
     metrics.add_metric(name="EnqueueFailures", unit=MetricUnit.Count, value=error.report.failed_entries)
-    logger.error("enqueue failed", extra={"failedEntries": error.report.failed_entries, "error": error.report.last_error})
+    logger.error(
+        "enqueue failed", extra={"failedEntries": error.report.failed_entries, "error": error.report.last_error}
+    )
     return _problem_response(event, error.problem)
 
 

@@ -94,12 +94,20 @@ def _quit(environment: Environment, **_: Any) -> None:
     elapsed = max(1e-3, time.monotonic() - ACKS.started)
     sent = ACKS.acknowledged + ACKS.rejected
     asked = environment.parsed_options.rps
-    print(f"\nacknowledged {ACKS.acknowledged} requests / {ACKS.payloads} payloads, "
-          f"{ACKS.rejected} not acknowledged -> {ACKS.path}")
-    print(f"rate: asked {f'{asked:g} req/s' if asked > 0 else 'unpaced (--rps 0)'}, sent {sent / elapsed:.1f} req/s "
-          f"(achieved, over {elapsed:.0f} s)" + (f"; {ACKS.missed_slots} missed pacing slots: the target answered "
-                                                  "slower than the schedule, so less than asked was offered"
-                                                  if ACKS.missed_slots else ""))
+    print(
+        f"\nacknowledged {ACKS.acknowledged} requests / {ACKS.payloads} payloads, "
+        f"{ACKS.rejected} not acknowledged -> {ACKS.path}"
+    )
+    print(
+        f"rate: asked {f'{asked:g} req/s' if asked > 0 else 'unpaced (--rps 0)'}, sent {sent / elapsed:.1f} req/s "
+        f"(achieved, over {elapsed:.0f} s)"
+        + (
+            f"; {ACKS.missed_slots} missed pacing slots: the target answered "
+            "slower than the schedule, so less than asked was offered"
+            if ACKS.missed_slots
+            else ""
+        )
+    )
 
 
 class PayloadClient(FastHttpUser):
@@ -131,10 +139,14 @@ class PayloadClient(FastHttpUser):
         sent_at = time.time()
         # Every request is a new logical request: a fresh Idempotency-Key (the body is the same each time).
         headers = {**self.headers, "Idempotency-Key": str(uuid.uuid4())}
-        with self.client.post(PAYLOADS_PATH, data=BODY, headers=headers, name="POST " + PAYLOADS_PATH,
-                              catch_response=True) as response:
-            record: dict[str, Any] = {"sentAt": round(sent_at * 1000), "ackAt": round(time.time() * 1000),
-                                      "status": response.status_code}
+        with self.client.post(
+            PAYLOADS_PATH, data=BODY, headers=headers, name="POST " + PAYLOADS_PATH, catch_response=True
+        ) as response:
+            record: dict[str, Any] = {
+                "sentAt": round(sent_at * 1000),
+                "ackAt": round(time.time() * 1000),
+                "status": response.status_code,
+            }
             try:
                 answer = json.loads(response.content or b"null")
             except ValueError:

@@ -108,8 +108,9 @@ def hour_prefixes(prefix: str, start: datetime, end: datetime) -> list[str]:
 class BucketScan:
     """Incremental: each ``poll`` lists the run's partitions and reads only objects not seen yet."""
 
-    def __init__(self, s3: Any, bucket: str, prefixes: list[str], wanted: set[str], readers: int = 16,
-                 latency_sample: int = 0) -> None:
+    def __init__(
+        self, s3: Any, bucket: str, prefixes: list[str], wanted: set[str], readers: int = 16, latency_sample: int = 0
+    ) -> None:
         self.s3, self.bucket, self.prefixes, self.wanted = s3, bucket, prefixes, wanted
         self.readers = readers
         # Payload mode needs one GET per object for its receivedAt. Past ``latency_sample`` payloads,
@@ -147,7 +148,9 @@ class BucketScan:
                 else:
                     self.other_payloads += 1
         with ThreadPoolExecutor(self.readers) as pool:
-            for item, data in zip(wanted_payload_objects, pool.map(self._read, (i["Key"] for i in wanted_payload_objects))):
+            for item, data in zip(
+                wanted_payload_objects, pool.map(self._read, (i["Key"] for i in wanted_payload_objects))
+            ):
                 envelope = json.loads(data)
                 self._add(envelope["id"], item, envelope["receivedAt"])
             for item, data in zip(batch_objects, pool.map(self._read, (i["Key"] for i in batch_objects))):
@@ -213,8 +216,13 @@ class Report:
         return dict(self.__dict__)
 
 
-def reconcile(acks: Acks, copies: dict[str, list[StoredCopy]], objects_listed: int = 0, other_payloads: int = 0,
-              bin_seconds: float = 1.0) -> Report:
+def reconcile(
+    acks: Acks,
+    copies: dict[str, list[StoredCopy]],
+    objects_listed: int = 0,
+    other_payloads: int = 0,
+    bin_seconds: float = 1.0,
+) -> Report:
     """Lost, duplicated, latency percentiles and the per-second time series."""
     wanted = acks.payload_ids
     lost = sorted(wanted - copies.keys())
@@ -237,7 +245,8 @@ def reconcile(acks: Acks, copies: dict[str, list[StoredCopy]], objects_listed: i
         objects=len({copy.key for pid, found in copies.items() if pid in wanted for copy in found}),
         objects_listed=objects_listed,
         other_payloads=other_payloads,
-        latency_ms={f"p{q}": percentile(latencies, q) for q in (50, 90, 99)} | {"max": latencies[-1] if latencies else None},
+        latency_ms={f"p{q}": percentile(latencies, q) for q in (50, 90, 99)}
+        | {"max": latencies[-1] if latencies else None},
         sent_rps=round((len(acks.acks) + acks.not_acknowledged) / duration, 1),
         acknowledged_payloads_per_s=round(payloads / duration, 1),
         series=time_series(acks, first_copies, start_ms, bin_seconds),
@@ -246,9 +255,12 @@ def reconcile(acks: Acks, copies: dict[str, list[StoredCopy]], objects_listed: i
     )
 
 
-def time_series(acks: Acks, first_copies: dict[str, StoredCopy], start_ms: int, bin_seconds: float) -> list[dict[str, Any]]:
+def time_series(
+    acks: Acks, first_copies: dict[str, StoredCopy], start_ms: int, bin_seconds: float
+) -> list[dict[str, Any]]:
     """Per bin (seconds since the first send): payloads acknowledged and stored per second, and
     p50/p99 latency of the payloads received in that bin."""
+
     def bin_of(epoch_s: float) -> int:
         return int((epoch_s - start_ms / 1000) // bin_seconds)
 
@@ -266,13 +278,15 @@ def time_series(acks: Acks, first_copies: dict[str, StoredCopy], start_ms: int, 
     series = []
     for index in range(min(bins, default=0), max(bins, default=-1) + 1):
         values = sorted(latencies.get(index, []))
-        series.append({
-            "t": round(index * bin_seconds, 3),
-            "acknowledged_per_s": acked.get(index, 0) / bin_seconds,
-            "stored_per_s": stored.get(index, 0) / bin_seconds,
-            "p50_ms": percentile(values, 50),
-            "p99_ms": percentile(values, 99),
-        })
+        series.append(
+            {
+                "t": round(index * bin_seconds, 3),
+                "acknowledged_per_s": acked.get(index, 0) / bin_seconds,
+                "stored_per_s": stored.get(index, 0) / bin_seconds,
+                "p50_ms": percentile(values, 50),
+                "p99_ms": percentile(values, 99),
+            }
+        )
     return series
 
 
@@ -302,33 +316,47 @@ def format_report(report: Report) -> str:
     def ms(value: float | None) -> str:
         return "-" if value is None else f"{value:,.0f} ms"
 
-    return "\n".join([
-        f"requests   {report.requests_acknowledged:,} acknowledged, {report.requests_not_acknowledged:,} not "
-        f"(sent {report.sent_rps:,} req/s: the achieved rate; locust prints the asked one)",
-        f"payloads   {report.payloads_acknowledged:,} acknowledged ({report.acknowledged_payloads_per_s:,}/s), "
-        f"{report.payloads_stored:,} stored in {report.objects:,} objects",
-        f"lost       {report.lost:,}" + (f"  e.g. {', '.join(report.lost_sample[:3])}" if report.lost else ""),
-        f"duplicated {report.duplicated:,} ids in more than one object ({report.extra_copies:,} extra copies; "
-        "readers dedupe by id)" + "".join(f"\n           e.g. {pid} in {', '.join(keys)}"
-                                           for pid, keys in list(report.duplicated_sample.items())[:2]),
-        f"latency    receivedAt -> stored: p50 {ms(lat['p50'])}, p90 {ms(lat['p90'])}, p99 {ms(lat['p99'])}, "
-        f"max {ms(lat['max'])} (+-500 ms: LastModified has 1 s resolution)",
-    ])
+    return "\n".join(
+        [
+            f"requests   {report.requests_acknowledged:,} acknowledged, {report.requests_not_acknowledged:,} not "
+            f"(sent {report.sent_rps:,} req/s: the achieved rate; locust prints the asked one)",
+            f"payloads   {report.payloads_acknowledged:,} acknowledged ({report.acknowledged_payloads_per_s:,}/s), "
+            f"{report.payloads_stored:,} stored in {report.objects:,} objects",
+            f"lost       {report.lost:,}" + (f"  e.g. {', '.join(report.lost_sample[:3])}" if report.lost else ""),
+            f"duplicated {report.duplicated:,} ids in more than one object ({report.extra_copies:,} extra copies; "
+            "readers dedupe by id)"
+            + "".join(
+                f"\n           e.g. {pid} in {', '.join(keys)}"
+                for pid, keys in list(report.duplicated_sample.items())[:2]
+            ),
+            f"latency    receivedAt -> stored: p50 {ms(lat['p50'])}, p90 {ms(lat['p90'])}, p99 {ms(lat['p99'])}, "
+            f"max {ms(lat['max'])} (+-500 ms: LastModified has 1 s resolution)",
+        ]
+    )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m loadtest.verify", description=__doc__.split("\n\n")[0])
     parser.add_argument("--bucket", required=True)
-    parser.add_argument("--acks", type=Path, nargs="+", default=[Path("loadtest-results")],
-                        help="acks-*.jsonl files or directories holding them")
+    parser.add_argument(
+        "--acks",
+        type=Path,
+        nargs="+",
+        default=[Path("loadtest-results")],
+        help="acks-*.jsonl files or directories holding them",
+    )
     parser.add_argument("--prefix", default="payloads/", help="OBJECT_PREFIX of the deployment")
     parser.add_argument("--endpoint-url", help="S3 endpoint, e.g. the local pipeline's moto server")
     parser.add_argument("--region", default=None)
     parser.add_argument("--wait", type=float, default=60.0, help="seconds to wait for missing payloads")
     parser.add_argument("--interval", type=float, default=2.0, help="seconds between bucket scans")
     parser.add_argument("--bin", type=float, default=1.0, help="time-series bin, seconds")
-    parser.add_argument("--latency-sample", type=int, default=100_000,
-                        help="payload mode: read receivedAt of about this many objects (0 = all); all are counted")
+    parser.add_argument(
+        "--latency-sample",
+        type=int,
+        default=100_000,
+        help="payload mode: read receivedAt of about this many objects (0 = all); all are counted",
+    )
     parser.add_argument("--dlq-url", help="also print this queue's depth (where undelivered payloads wait)")
     parser.add_argument("--plot", type=Path, help="write a PNG of throughput and p50/p99 latency over time")
     parser.add_argument("--json", type=Path, help="write the full report (with the time series) as JSON")
@@ -346,16 +374,21 @@ def client_options(endpoint_url: str | None, region: str | None) -> dict[str, An
 
 
 MISSING_REGION = "no AWS region: pass --region or set AWS_REGION (or AWS_DEFAULT_REGION, or a profile's region)"
-MISSING_CREDENTIALS = ("no AWS credentials: set AWS_PROFILE (after `aws configure` or `aws sso login`) or "
-                       "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+MISSING_CREDENTIALS = (
+    "no AWS credentials: set AWS_PROFILE (after `aws configure` or `aws sso login`) or "
+    "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+)
 
 
 def s3_client(endpoint_url: str | None, region: str | None, readers: int) -> Any:
     import boto3
     from botocore.config import Config
 
-    return boto3.client("s3", **client_options(endpoint_url, region),
-                        config=Config(max_pool_connections=readers, retries={"mode": "standard"}))
+    return boto3.client(
+        "s3",
+        **client_options(endpoint_url, region),
+        config=Config(max_pool_connections=readers, retries={"mode": "standard"}),
+    )
 
 
 def dlq_depth(queue_url: str, endpoint_url: str | None, region: str | None) -> int:
@@ -387,8 +420,13 @@ def _verify(args: argparse.Namespace, s3: Any) -> int:
         return 2
     start, end = acks.window()
     wanted = acks.payload_ids
-    scan = BucketScan(s3 or s3_client(args.endpoint_url, args.region, 16), args.bucket,
-                      hour_prefixes(args.prefix, start, end), wanted, latency_sample=args.latency_sample)
+    scan = BucketScan(
+        s3 or s3_client(args.endpoint_url, args.region, 16),
+        args.bucket,
+        hour_prefixes(args.prefix, start, end),
+        wanted,
+        latency_sample=args.latency_sample,
+    )
     progress = Progress()
     deadline = time.monotonic() + args.wait
     began = time.monotonic()
@@ -396,17 +434,21 @@ def _verify(args: argparse.Namespace, s3: Any) -> int:
         scan.poll()
         found = len(wanted & scan.copies.keys())
         done = found == len(wanted)
-        progress.show(f"verify: {found:,}/{len(wanted):,} acknowledged payloads stored "
-                      f"({100 * found / len(wanted):.1f}%), {scan.objects:,} objects listed, {time.monotonic() - began:.0f} s",
-                      final=done or time.monotonic() >= deadline)
+        progress.show(
+            f"verify: {found:,}/{len(wanted):,} acknowledged payloads stored "
+            f"({100 * found / len(wanted):.1f}%), {scan.objects:,} objects listed, {time.monotonic() - began:.0f} s",
+            final=done or time.monotonic() >= deadline,
+        )
         if done or time.monotonic() >= deadline:
             break
         time.sleep(args.interval)
     report = reconcile(acks, scan.copies, scan.objects, scan.other_payloads, args.bin)
     print(format_report(report))
     if args.dlq_url:
-        print(f"DLQ        {dlq_depth(args.dlq_url, args.endpoint_url, args.region):,} messages "
-              "(a dead-lettered payload is not lost: make redrive)")
+        print(
+            f"DLQ        {dlq_depth(args.dlq_url, args.endpoint_url, args.region):,} messages "
+            "(a dead-lettered payload is not lost: make redrive)"
+        )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report.as_dict(), indent=1, default=str))

@@ -59,8 +59,9 @@ class StopRequest:
         if not self.requested:
             self.requested = True
             return
-        self.log.line(f"{signal.Signals(signum).name} again: exiting now, without draining; left undrained: "
-                      f"{self.report()}")
+        self.log.line(
+            f"{signal.Signals(signum).name} again: exiting now, without draining; left undrained: {self.report()}"
+        )
         self.kill()
         os._exit(128 + signum)
 
@@ -69,8 +70,14 @@ class StopRequest:
             time.sleep(STOP_CHECK_SECONDS)
 
 
-def function_environment(config: PipelineConfig, resources: LocalResources, settings: LocalSettings,
-                         endpoint: AwsEndpoint, service: str, visibility: int) -> dict[str, str]:
+def function_environment(
+    config: PipelineConfig,
+    resources: LocalResources,
+    settings: LocalSettings,
+    endpoint: AwsEndpoint,
+    service: str,
+    visibility: int,
+) -> dict[str, str]:
     """The stack's Lambda environment, plus what differs on a laptop (said per line)."""
     # The consumer's retry delay never outlasts the queue's visibility timeout (as the stack derives it):
     # with LOCAL_VISIBILITY_TIMEOUT_SECONDS it is that short one.
@@ -114,8 +121,9 @@ def main() -> int:
         endpoint.stop()
 
 
-def _run(settings: LocalSettings, config: PipelineConfig, endpoint: AwsEndpoint, log: AccessLog,
-         stop: StopRequest) -> int:
+def _run(
+    settings: LocalSettings, config: PipelineConfig, endpoint: AwsEndpoint, log: AccessLog, stop: StopRequest
+) -> int:
     apply_environment(endpoint.environment())  # inherited by the spawned Lambda environments
     sqs = endpoint.client("sqs", max_pool_connections=config.MAX_WORKERS + 4)
     s3 = endpoint.client("s3")
@@ -124,20 +132,43 @@ def _run(settings: LocalSettings, config: PipelineConfig, endpoint: AwsEndpoint,
     if visibility != config.visibility_timeout_seconds:
         sqs.set_queue_attributes(QueueUrl=resources.queue_url, Attributes={"VisibilityTimeout": str(visibility)})
 
-    ingest = FunctionPool("ingest", "ingest_handler.lambda_handler",
-                          function_environment(config, resources, settings, endpoint, "ingest", visibility),
-                          settings.LOCAL_INGEST_CONCURRENCY, config.INGEST_TIMEOUT_SECONDS, config.INGEST_MEMORY_MB)
-    consumer = FunctionPool("consumer", "consumer_handler.lambda_handler",
-                            function_environment(config, resources, settings, endpoint, "consumer", visibility),
-                            config.MAX_WORKERS, config.CONSUMER_TIMEOUT_SECONDS, config.CONSUMER_MEMORY_MB,
-                            FaultInjection(settings.LOCAL_FAIL_FIRST_ATTEMPTS, settings.LOCAL_FAIL_MATCH))
-    workers = WorkerPool(sqs=sqs, resources=resources, config=config, consumer=consumer, log=log,
-                         region=endpoint.region, long_poll_seconds=0 if endpoint.embedded else EXTERNAL_LONG_POLL_SECONDS)
+    ingest = FunctionPool(
+        "ingest",
+        "ingest_handler.lambda_handler",
+        function_environment(config, resources, settings, endpoint, "ingest", visibility),
+        settings.LOCAL_INGEST_CONCURRENCY,
+        config.INGEST_TIMEOUT_SECONDS,
+        config.INGEST_MEMORY_MB,
+    )
+    consumer = FunctionPool(
+        "consumer",
+        "consumer_handler.lambda_handler",
+        function_environment(config, resources, settings, endpoint, "consumer", visibility),
+        config.MAX_WORKERS,
+        config.CONSUMER_TIMEOUT_SECONDS,
+        config.CONSUMER_MEMORY_MB,
+        FaultInjection(settings.LOCAL_FAIL_FIRST_ATTEMPTS, settings.LOCAL_FAIL_MATCH),
+    )
+    workers = WorkerPool(
+        sqs=sqs,
+        resources=resources,
+        config=config,
+        consumer=consumer,
+        log=log,
+        region=endpoint.region,
+        long_poll_seconds=0 if endpoint.embedded else EXTERNAL_LONG_POLL_SECONDS,
+    )
     front: IngestFront | None = None
     try:
         try:  # bound first: a busy port fails in a second, before any environment starts
-            front = IngestFront(port=settings.PORT, api_key=settings.API_KEY, require_api_key=config.REQUIRE_API_KEY,
-                                ingest=ingest, log=log, stage=config.STAGE)
+            front = IngestFront(
+                port=settings.PORT,
+                api_key=settings.API_KEY,
+                require_api_key=config.REQUIRE_API_KEY,
+                ingest=ingest,
+                log=log,
+                stage=config.STAGE,
+            )
         except OSError as exc:
             print(f"cannot listen on 127.0.0.1:{settings.PORT}: {exc} (set PORT to another port)", file=sys.stderr)
             return 2
@@ -170,8 +201,7 @@ def undrained(log: AccessLog, front: IngestFront, endpoint: AwsEndpoint) -> str:
     totals = log.snapshot()
     waiting = max(0, totals.payloads_accepted - totals.records_stored)
     where = "lost with the embedded queue" if endpoint.embedded else f"still in the queue at {endpoint.endpoint_url}"
-    return (f"{waiting} accepted payloads not yet stored ({where}), "
-            f"{front.in_flight_count()} HTTP requests in flight")
+    return f"{waiting} accepted payloads not yet stored ({where}), {front.in_flight_count()} HTTP requests in flight"
 
 
 def _depth(sqs: object, queue_url: str) -> int | str:
@@ -202,38 +232,46 @@ def summary(log: AccessLog, sqs: object, resources: LocalResources) -> str:
     return "\n".join(lines)
 
 
-def banner(url: str, settings: LocalSettings, config: PipelineConfig, endpoint: AwsEndpoint,
-           resources: LocalResources, visibility: int) -> str:
+def banner(
+    url: str,
+    settings: LocalSettings,
+    config: PipelineConfig,
+    endpoint: AwsEndpoint,
+    resources: LocalResources,
+    visibility: int,
+) -> str:
     endpoint_kind = "embedded moto server" if endpoint.embedded else "AWS_ENDPOINT_URL"
     cli_env = "AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing " if endpoint.embedded else ""
     visibility_note = "" if visibility == config.visibility_timeout_seconds else " (LOCAL_VISIBILITY_TIMEOUT_SECONDS)"
     if visibility < config.MAX_BATCHING_WINDOW_SECONDS + 2:
         visibility_note += "; WARNING: below window + 2 s, a record may be delivered again while it is being stored"
     key_header = f" -H 'x-api-key: {settings.API_KEY}'" if config.REQUIRE_API_KEY else ""
-    return "\n".join([
-        "",
-        "Ingest pipeline running locally: real handlers, no AWS account, no Docker",
-        f"  endpoint   POST {url}{PAYLOADS_PATH}",
-        f"  API key    {settings.API_KEY if config.REQUIRE_API_KEY else '(not required: REQUIRE_API_KEY=false)'}",
-        f"  AWS        {endpoint.endpoint_url} ({endpoint_kind}, region {endpoint.region})",
-        f"  bucket     {resources.bucket}",
-        f"  queue      {resources.queue_url.rsplit('/', 1)[-1]} (visibility {visibility} s{visibility_note}, "
-        f"DLQ after {config.MAX_RECEIVE_COUNT} receives)",
-        f"  workers    {config.MAX_WORKERS} pollers, batches of up to {config.BATCH_SIZE} within "
-        f"{config.MAX_BATCHING_WINDOW_SECONDS} s",
-        "",
-        "Send payloads:",
-        f"  curl -i {url}{PAYLOADS_PATH}{key_header} -H 'content-type: application/json' \\",
-        """    -d '{"version":"1.0","token":"device-1","data":[{"temp":21.5},{"temp":22.1}]}'""",
-        "",
-        "List the stored objects:",
-        f"  {cli_env}aws --endpoint-url {endpoint.endpoint_url} --region {endpoint.region} "
-        f"s3 ls s3://{resources.bucket}/ --recursive",
-        "",
-        "Ctrl-C stops: no new requests, the queue is drained, a summary is printed.",
-        "Ready.",
-        "",
-    ])
+    return "\n".join(
+        [
+            "",
+            "Ingest pipeline running locally: real handlers, no AWS account, no Docker",
+            f"  endpoint   POST {url}{PAYLOADS_PATH}",
+            f"  API key    {settings.API_KEY if config.REQUIRE_API_KEY else '(not required: REQUIRE_API_KEY=false)'}",
+            f"  AWS        {endpoint.endpoint_url} ({endpoint_kind}, region {endpoint.region})",
+            f"  bucket     {resources.bucket}",
+            f"  queue      {resources.queue_url.rsplit('/', 1)[-1]} (visibility {visibility} s{visibility_note}, "
+            f"DLQ after {config.MAX_RECEIVE_COUNT} receives)",
+            f"  workers    {config.MAX_WORKERS} pollers, batches of up to {config.BATCH_SIZE} within "
+            f"{config.MAX_BATCHING_WINDOW_SECONDS} s",
+            "",
+            "Send payloads:",
+            f"  curl -i {url}{PAYLOADS_PATH}{key_header} -H 'content-type: application/json' \\",
+            """    -d '{"version":"1.0","token":"device-1","data":[{"temp":21.5},{"temp":22.1}]}'""",
+            "",
+            "List the stored objects:",
+            f"  {cli_env}aws --endpoint-url {endpoint.endpoint_url} --region {endpoint.region} "
+            f"s3 ls s3://{resources.bucket}/ --recursive",
+            "",
+            "Ctrl-C stops: no new requests, the queue is drained, a summary is printed.",
+            "Ready.",
+            "",
+        ]
+    )
 
 
 if __name__ == "__main__":

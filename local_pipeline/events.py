@@ -51,8 +51,12 @@ def api_gateway_event(
             "domainPrefix": "localhost",
             "requestTimeEpoch": int(time.time() * 1000),
             "requestId": request_id,
-            "identity": {"sourceIp": source_ip, "userAgent": headers.get("user-agent") or headers.get("User-Agent"),
-                         "apiKey": api_key, "apiKeyId": "local" if api_key else None},
+            "identity": {
+                "sourceIp": source_ip,
+                "userAgent": headers.get("user-agent") or headers.get("User-Agent"),
+                "apiKey": api_key,
+                "apiKeyId": "local" if api_key else None,
+            },
             "domainName": "localhost",
             "apiId": "local",
         },
@@ -76,18 +80,20 @@ def sqs_event(messages: list[dict[str, Any]], queue_arn: str, region: str = "us-
             }
             for name, value in (message.get("MessageAttributes") or {}).items()
         }
-        records.append({
-            "messageId": message["MessageId"],
-            "receiptHandle": message["ReceiptHandle"],
-            "body": message["Body"],
-            "attributes": dict(message.get("Attributes") or {}),
-            "messageAttributes": attributes,
-            "md5OfBody": message.get("MD5OfBody"),
-            "md5OfMessageAttributes": message.get("MD5OfMessageAttributes"),
-            "eventSource": "aws:sqs",
-            "eventSourceARN": queue_arn,
-            "awsRegion": region,
-        })
+        records.append(
+            {
+                "messageId": message["MessageId"],
+                "receiptHandle": message["ReceiptHandle"],
+                "body": message["Body"],
+                "attributes": dict(message.get("Attributes") or {}),
+                "messageAttributes": attributes,
+                "md5OfBody": message.get("MD5OfBody"),
+                "md5OfMessageAttributes": message.get("MD5OfMessageAttributes"),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": region,
+            }
+        )
     return {"Records": records}
 
 

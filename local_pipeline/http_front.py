@@ -76,8 +76,13 @@ def title_of(status: int) -> str:
 def gateway_problem(status: int, request_id: str, detail: str | None = None, slug: str | None = None) -> bytes:
     """A problem+json body of the handler's shape (pipeline/problems.py) plus ``requestId``."""
     default_slug, default_detail = GATEWAY_PROBLEMS.get(status, ("bad-request", "the request was rejected"))
-    body = {"type": f"urn:ingest-pipeline:problem:{slug or default_slug}", "title": title_of(status),
-            "status": status, "detail": detail or default_detail, "requestId": request_id}
+    body = {
+        "type": f"urn:ingest-pipeline:problem:{slug or default_slug}",
+        "title": title_of(status),
+        "status": status,
+        "detail": detail or default_detail,
+        "requestId": request_id,
+    }
     return json.dumps(body, separators=(",", ":")).encode()
 
 
@@ -101,8 +106,9 @@ class BodyRefused(Exception):
 class IngestFront:
     """``POST /v1/payloads`` on http://127.0.0.1:PORT, one thread per connection."""
 
-    def __init__(self, *, port: int, api_key: str, require_api_key: bool, ingest: FunctionPool, log: AccessLog,
-                 stage: str) -> None:
+    def __init__(
+        self, *, port: int, api_key: str, require_api_key: bool, ingest: FunctionPool, log: AccessLog, stage: str
+    ) -> None:
         self.api_key = api_key
         self.require_api_key = require_api_key
         self.ingest = ingest
@@ -214,8 +220,15 @@ class _RequestHandler(BaseHTTPRequestHandler):
         with front.in_flight():
             if front.closing:
                 self.close_connection = True
-                status, headers, body = 503, {"Content-Type": PROBLEM_CONTENT_TYPE, "Connection": "close",
-                                              "Retry-After": str(RETRY_AFTER_SECONDS)}, gateway_problem(503, request_id)
+                status, headers, body = (
+                    503,
+                    {
+                        "Content-Type": PROBLEM_CONTENT_TYPE,
+                        "Connection": "close",
+                        "Retry-After": str(RETRY_AFTER_SECONDS),
+                    },
+                    gateway_problem(503, request_id),
+                )
             else:
                 status, headers, body = self._answer(front, path, query, request_id)
             headers["x-amzn-RequestId"] = request_id
@@ -235,14 +248,23 @@ class _RequestHandler(BaseHTTPRequestHandler):
         if front.require_api_key and not valid_key:
             return 403, problem_headers, gateway_problem(403, request_id)
         event = api_gateway_event(
-            self.command, path, body, {name: value for name, value in self.headers.items()},
-            request_id=request_id, source_ip=self.client_address[0], stage=front.stage, api_key=key,
+            self.command,
+            path,
+            body,
+            {name: value for name, value in self.headers.items()},
+            request_id=request_id,
+            source_ip=self.client_address[0],
+            stage=front.stage,
+            api_key=key,
             query=parse_qs(query, keep_blank_values=True) if query else None,
         )
         if not front.try_reserve():
             detail = "the local pipeline's ingest environments are all busy and its queue is full; retry after a second"
-            return 503, {**problem_headers, "Retry-After": str(RETRY_AFTER_SECONDS)}, \
-                gateway_problem(503, request_id, detail, "local-queue-full")
+            return (
+                503,
+                {**problem_headers, "Retry-After": str(RETRY_AFTER_SECONDS)},
+                gateway_problem(503, request_id, detail, "local-queue-full"),
+            )
         try:
             response = front.ingest.invoke(event)
         except FunctionError as exc:
@@ -270,7 +292,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
             raise BodyRefused(400, f"Content-Length {raw_length[:32]!r} is not a number")
         length = int(raw_length)
         if length > API_GATEWAY_MAX_BODY_BYTES:
-            raise BodyRefused(413, f"the body is {length} bytes; API Gateway accepts at most {API_GATEWAY_MAX_BODY_BYTES}")
+            raise BodyRefused(
+                413, f"the body is {length} bytes; API Gateway accepts at most {API_GATEWAY_MAX_BODY_BYTES}"
+            )
         body = self.rfile.read(length)
         if len(body) < length:
             raise BodyRefused(400, f"the body ended after {len(body)} of {length} bytes")
@@ -309,13 +333,15 @@ class _RequestHandler(BaseHTTPRequestHandler):
     def _framing_line(self, budget: int) -> bytes:
         """One CRLF-terminated line of chunked framing, at most MAX_CHUNK_LINE_BYTES and ``budget``."""
         if budget <= 0:
-            raise BodyRefused(413, f"the body is above {API_GATEWAY_MAX_BODY_BYTES} bytes, "
-                                   "more than API Gateway accepts")
+            raise BodyRefused(
+                413, f"the body is above {API_GATEWAY_MAX_BODY_BYTES} bytes, more than API Gateway accepts"
+            )
         line = self.rfile.readline(min(MAX_CHUNK_LINE_BYTES, budget) + 1)
         if not line.endswith(b"\r\n"):
             if len(line) > min(MAX_CHUNK_LINE_BYTES, budget):
-                raise BodyRefused(413 if budget < MAX_CHUNK_LINE_BYTES else 400,
-                                  "malformed chunked body: a framing line is too long")
+                raise BodyRefused(
+                    413 if budget < MAX_CHUNK_LINE_BYTES else 400, "malformed chunked body: a framing line is too long"
+                )
             raise BodyRefused(400, "malformed chunked body: a framing line does not end with CRLF")
         return line
 

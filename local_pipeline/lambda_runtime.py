@@ -52,8 +52,16 @@ class FaultInjection:
 class FunctionPool:
     """Up to ``concurrency`` environments of one function (``module.function``), all with ``environment``."""
 
-    def __init__(self, name: str, handler: str, environment: dict[str, str], concurrency: int,
-                 timeout_seconds: int, memory_mb: int, fault: FaultInjection | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        handler: str,
+        environment: dict[str, str],
+        concurrency: int,
+        timeout_seconds: int,
+        memory_mb: int,
+        fault: FaultInjection | None = None,
+    ) -> None:
         self.name = name
         self.concurrency = concurrency
         self._timeout_ms = timeout_seconds * 1000
@@ -193,9 +201,13 @@ def _install_put_object_fault() -> None:
     def fail_doomed(params: dict[str, Any], **_: Any) -> None:
         body = params.get("Body")
         if isinstance(body, bytes | bytearray) and bytes(body) in _doomed_bodies:
-            raise ClientError({"Error": {"Code": "InternalError", "Message": "injected by LOCAL_FAIL_FIRST_ATTEMPTS"},
-                               "ResponseMetadata": {"HTTPStatusCode": 500}}, "PutObject")
+            raise ClientError(
+                {
+                    "Error": {"Code": "InternalError", "Message": "injected by LOCAL_FAIL_FIRST_ATTEMPTS"},
+                    "ResponseMetadata": {"HTTPStatusCode": 500},
+                },
+                "PutObject",
+            )
 
     boto3.setup_default_session()
     boto3.DEFAULT_SESSION.events.register("before-parameter-build.s3.PutObject", fail_doomed)
-

@@ -55,7 +55,9 @@ def collection_body(payloads: int, payload_bytes: int) -> bytes:
     items = []
     for seq in range(payloads):
         skeleton = json.dumps({"seq": seq, "fill": ""}, separators=(",", ":"))
-        items.append(json.dumps({"seq": seq, "fill": "x" * max(0, payload_bytes - len(skeleton))}, separators=(",", ":")))
+        items.append(
+            json.dumps({"seq": seq, "fill": "x" * max(0, payload_bytes - len(skeleton))}, separators=(",", ":"))
+        )
     return ('{"version":"1.0","token":"bench-device","data":[' + ",".join(items) + "]}").encode()
 
 
@@ -98,18 +100,31 @@ def _raw_loop(sqs: Any, s3: Any, payload: str, deadline: float, counts: list[int
     queue_url = sqs.create_queue(QueueName=f"{RAW_QUEUE}-{slot}")["QueueUrl"]
     body = payload.encode()
     while time.monotonic() < deadline:
-        sqs.send_message_batch(QueueUrl=queue_url,
-                               Entries=[{"Id": str(i), "MessageBody": payload} for i in range(10)])
+        sqs.send_message_batch(QueueUrl=queue_url, Entries=[{"Id": str(i), "MessageBody": payload} for i in range(10)])
         received: list[dict[str, Any]] = []
         while len(received) < 10:
-            received += sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10 - len(received),
-                                            AttributeNames=["All"], MessageAttributeNames=["All"]).get("Messages", [])
+            received += sqs.receive_message(
+                QueueUrl=queue_url,
+                MaxNumberOfMessages=10 - len(received),
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            ).get("Messages", [])
         for message in received:
-            s3.put_object(Bucket=BUCKET, Key=f"{RAW_PREFIX}{message['MessageId']}.json", Body=body,
-                          ContentType="application/json", IfNoneMatch="*")
+            s3.put_object(
+                Bucket=BUCKET,
+                Key=f"{RAW_PREFIX}{message['MessageId']}.json",
+                Body=body,
+                ContentType="application/json",
+                IfNoneMatch="*",
+            )
         for start in range(0, len(received), 10):
-            sqs.delete_message_batch(QueueUrl=queue_url, Entries=[
-                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(received[start:start + 10])])
+            sqs.delete_message_batch(
+                QueueUrl=queue_url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                    for i, m in enumerate(received[start : start + 10])
+                ],
+            )
         counts[slot] += len(received)
 
 
@@ -123,8 +138,9 @@ def raw_payloads_per_second(aws: dict[str, Any], threads: int, seconds: float, p
     text = json.dumps(payload, separators=(",", ":"))
     counts = [0] * threads
     started = time.monotonic()
-    loops = [threading.Thread(target=_raw_loop, args=(sqs, s3, text, started + seconds, counts, n))
-             for n in range(threads)]
+    loops = [
+        threading.Thread(target=_raw_loop, args=(sqs, s3, text, started + seconds, counts, n)) for n in range(threads)
+    ]
     for loop in loops:
         loop.start()
     for loop in loops:
@@ -181,8 +197,12 @@ def main() -> int:
     parser.add_argument("--payload-bytes", type=int, default=1024, help="bytes per payload (default 1024)")
     parser.add_argument("--warmup", type=float, default=10, help="seconds of uncounted POSTs first (default 10)")
     parser.add_argument("--drain-timeout", type=float, default=300, help="max seconds to wait for storage")
-    parser.add_argument("--raw-seconds", type=float, default=15,
-                        help="seconds of the raw moto loop before and after the pipeline's turn (default 15; 0 = skip)")
+    parser.add_argument(
+        "--raw-seconds",
+        type=float,
+        default=15,
+        help="seconds of the raw moto loop before and after the pipeline's turn (default 15; 0 = skip)",
+    )
     args = parser.parse_args()
 
     port, aws_port = _free_port(), _free_port()
@@ -190,8 +210,14 @@ def main() -> int:
     environment = {**os.environ, "PORT": str(port), "MOTO_PORT": str(aws_port), "PYTHONUNBUFFERED": "1"}
     environment.pop("AWS_ENDPOINT_URL", None)
     with console.open("wb") as sink:
-        runner = subprocess.Popen([sys.executable, "-m", "local_pipeline"], cwd=REPO_ROOT, env=environment,
-                                  stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+        runner = subprocess.Popen(
+            [sys.executable, "-m", "local_pipeline"],
+            cwd=REPO_ROOT,
+            env=environment,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         while "Ready." not in console.read_text(errors="replace"):
             if runner.poll() is not None:
@@ -210,14 +236,20 @@ def main() -> int:
 
 
 def _measure(args: argparse.Namespace, port: int, aws_port: int, runner_pgid: int, console: Path) -> int:
-    aws = {"endpoint_url": f"http://127.0.0.1:{aws_port}", "region_name": "us-east-1",
-           "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+    aws = {
+        "endpoint_url": f"http://127.0.0.1:{aws_port}",
+        "region_name": "us-east-1",
+        "aws_access_key_id": "testing",
+        "aws_secret_access_key": "testing",
+    }
     s3, sqs = boto3.client("s3", **aws), boto3.client("sqs", **aws)
     body = collection_body(args.payloads, args.payload_bytes)
     url = f"http://127.0.0.1:{port}/v1/payloads"
     key = os.environ.get("API_KEY") or "local-dev-key"
-    print(f"POSTing {args.payloads} x {args.payload_bytes} B payloads ({len(body)} B bodies) from {args.clients} "
-          f"clients for {args.seconds:.0f} s to {url}")
+    print(
+        f"POSTing {args.payloads} x {args.payload_bytes} B payloads ({len(body)} B bodies) from {args.clients} "
+        f"clients for {args.seconds:.0f} s to {url}"
+    )
 
     if args.warmup > 0:
         # Lambda-like environments start on demand (cold starts); sustained throughput excludes them.
@@ -226,9 +258,14 @@ def _measure(args: argparse.Namespace, port: int, aws_port: int, runner_pgid: in
         warm_payloads = sum(r.accepted_payloads for r in warmup)
         while _stored_records(console) < warm_payloads:
             time.sleep(0.5)
-        print(f"warm-up       {warm_payloads} payloads posted and stored in the first {args.warmup:.0f} s+ (not counted)")
-    raw_before = raw_payloads_per_second(aws, args.clients, args.raw_seconds, args.payload_bytes) \
-        if args.raw_seconds > 0 else 0.0
+        print(
+            f"warm-up       {warm_payloads} payloads posted and stored in the first {args.warmup:.0f} s+ (not counted)"
+        )
+    raw_before = (
+        raw_payloads_per_second(aws, args.clients, args.raw_seconds, args.payload_bytes)
+        if args.raw_seconds > 0
+        else 0.0
+    )
     baseline = _stored_records(console)
     objects_before = _count_objects(s3)
 
@@ -261,29 +298,44 @@ def _measure(args: argparse.Namespace, port: int, aws_port: int, runner_pgid: in
         for status, count in r.refused.items():
             refused[status] = refused.get(status, 0) + count
     end_to_end = all_stored - started
-    print(f"accepted      {requests_ok} requests, {payloads_ok} payloads in {posting_done - started:.1f} s"
-          f" ({requests_ok / (posting_done - started):.1f} req/s at the HTTP front); refused: {refused or 'none'}")
-    print(f"backlog       {backlog['Attributes']['ApproximateNumberOfMessages']} messages visible when POSTing stopped;"
-          f" all stored {all_stored - posting_done:.1f} s later")
-    print(f"stored        {objects} objects for {payloads_ok} accepted payloads"
-          f" ({'exactly once' if objects == payloads_ok else 'MISMATCH'})")
-    print(f"end to end    {requests_ok / end_to_end:.1f} requests/s, {payloads_ok / end_to_end:.0f} payloads/s"
-          f" (accepted -> stored, over {end_to_end:.1f} s)")
-    print(f"runner CPU    {cpu_used:.1f} s over {end_to_end:.1f} s ({cpu_used / end_to_end * 100:.0f}% of one core;"
-          f" {cpu_used * 1000 / max(1, requests_ok):.0f} ms per request: {cpu_runner * 1000 / max(1, requests_ok):.0f} in"
-          f" the runner (HTTP, pollers), {cpu_environments * 1000 / max(1, requests_ok):.0f} in moto and the Lambda"
-          f" environments); load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(
+        f"accepted      {requests_ok} requests, {payloads_ok} payloads in {posting_done - started:.1f} s"
+        f" ({requests_ok / (posting_done - started):.1f} req/s at the HTTP front); refused: {refused or 'none'}"
+    )
+    print(
+        f"backlog       {backlog['Attributes']['ApproximateNumberOfMessages']} messages visible when POSTing stopped;"
+        f" all stored {all_stored - posting_done:.1f} s later"
+    )
+    print(
+        f"stored        {objects} objects for {payloads_ok} accepted payloads"
+        f" ({'exactly once' if objects == payloads_ok else 'MISMATCH'})"
+    )
+    print(
+        f"end to end    {requests_ok / end_to_end:.1f} requests/s, {payloads_ok / end_to_end:.0f} payloads/s"
+        f" (accepted -> stored, over {end_to_end:.1f} s)"
+    )
+    print(
+        f"runner CPU    {cpu_used:.1f} s over {end_to_end:.1f} s ({cpu_used / end_to_end * 100:.0f}% of one core;"
+        f" {cpu_used * 1000 / max(1, requests_ok):.0f} ms per request: {cpu_runner * 1000 / max(1, requests_ok):.0f} in"
+        f" the runner (HTTP, pollers), {cpu_environments * 1000 / max(1, requests_ok):.0f} in moto and the Lambda"
+        f" environments); load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    )
     if latencies:
-        print(f"HTTP latency  p50 {statistics.median(latencies):.1f} ms, p99 {_percentile(latencies, 0.99):.1f} ms"
-              f" (202 responses)")
+        print(
+            f"HTTP latency  p50 {statistics.median(latencies):.1f} ms, p99 {_percentile(latencies, 0.99):.1f} ms"
+            f" (202 responses)"
+        )
     if args.raw_seconds > 0:
         raw_after = raw_payloads_per_second(aws, args.clients, args.raw_seconds, args.payload_bytes)
         raw = (raw_before + raw_after) / 2
         pipeline = payloads_ok / end_to_end
-        print(f"raw moto loop {raw:.0f} payloads/s ({raw_before:.0f} before, {raw_after:.0f} after; {args.clients}"
-              " threads of SendMessageBatch -> ReceiveMessage -> PutObject x10 -> DeleteMessageBatch, no handlers)")
-        print(f"ratio         {pipeline / raw:.2f} (pipeline {pipeline:.0f} payloads/s"
-              f" / raw loop {raw:.0f} payloads/s)")
+        print(
+            f"raw moto loop {raw:.0f} payloads/s ({raw_before:.0f} before, {raw_after:.0f} after; {args.clients}"
+            " threads of SendMessageBatch -> ReceiveMessage -> PutObject x10 -> DeleteMessageBatch, no handlers)"
+        )
+        print(
+            f"ratio         {pipeline / raw:.2f} (pipeline {pipeline:.0f} payloads/s / raw loop {raw:.0f} payloads/s)"
+        )
     return 0 if objects == payloads_ok else 1
 
 

@@ -54,8 +54,11 @@ class AwsEndpoint:
         if not self.embedded:
             return self
         _refuse_busy_port(self._port)
-        self._server = subprocess.Popen([sys.executable, "-m", "local_pipeline.moto_endpoint", str(self._port)],
-                                        cwd=REPO_ROOT, stdout=subprocess.PIPE)
+        self._server = subprocess.Popen(
+            [sys.executable, "-m", "local_pipeline.moto_endpoint", str(self._port)],
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+        )
         assert self._server.stdout is not None
         ready, _, _ = select.select([self._server.stdout], [], [], START_TIMEOUT_SECONDS)
         line = self._server.stdout.readline().decode().split() if ready else []
@@ -92,10 +95,13 @@ class AwsEndpoint:
     def client(self, service: str, max_pool_connections: int = 10) -> Any:
         """A boto3 client for this endpoint (the runner's own calls: set-up, polling, deletes)."""
         credentials = (
-            {"aws_access_key_id": FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-             "aws_secret_access_key": FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-             "aws_session_token": FAKE_CREDENTIALS["AWS_SESSION_TOKEN"]}
-            if self.embedded else {}
+            {
+                "aws_access_key_id": FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                "aws_secret_access_key": FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+                "aws_session_token": FAKE_CREDENTIALS["AWS_SESSION_TOKEN"],
+            }
+            if self.embedded
+            else {}
         )
         return boto3.session.Session().client(
             service,

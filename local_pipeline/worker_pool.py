@@ -73,8 +73,17 @@ def batch_error(exc: Exception) -> str:
 class WorkerPool:
     """MAX_WORKERS poller threads in front of a pool of consumer environments."""
 
-    def __init__(self, *, sqs: Any, resources: LocalResources, config: PipelineConfig, consumer: FunctionPool,
-                 log: AccessLog, region: str, long_poll_seconds: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        sqs: Any,
+        resources: LocalResources,
+        config: PipelineConfig,
+        consumer: FunctionPool,
+        log: AccessLog,
+        region: str,
+        long_poll_seconds: int = 0,
+    ) -> None:
         """``long_poll_seconds`` > 0 long-polls like the ESM; keep 0 for the embedded moto (see _receive)."""
         self._long_poll_seconds = long_poll_seconds
         self._sqs = sqs
@@ -135,7 +144,8 @@ class WorkerPool:
         """Messages received but not deleted; 0 when the endpoint does not answer (nothing to drain from)."""
         try:
             attributes = self._sqs.get_queue_attributes(
-                QueueUrl=self._resources.queue_url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"])
+                QueueUrl=self._resources.queue_url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"]
+            )
         except (BotoCoreError, ClientError):
             return 0
         return int(attributes["Attributes"]["ApproximateNumberOfMessagesNotVisible"])
@@ -192,7 +202,7 @@ class WorkerPool:
 
     def _delete(self, messages: list[dict[str, Any]]) -> None:
         for start in range(0, len(messages), 10):
-            chunk = messages[start:start + 10]
+            chunk = messages[start : start + 10]
             result = self._sqs.delete_message_batch(
                 QueueUrl=self._resources.queue_url,
                 Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)],

@@ -49,10 +49,18 @@ class Pipeline:
     resources: LocalResources
     config: PipelineConfig
 
-    def post(self, body: bytes | dict[str, Any] | None, headers: dict[str, str] | None = None,
-             method: str = "POST", path: str = PAYLOADS_PATH, request_id: str | None = None) -> HttpResult:
+    def post(
+        self,
+        body: bytes | dict[str, Any] | None,
+        headers: dict[str, str] | None = None,
+        method: str = "POST",
+        path: str = PAYLOADS_PATH,
+        request_id: str | None = None,
+    ) -> HttpResult:
         raw = json.dumps(body).encode() if isinstance(body, dict) else body
-        event = api_gateway_event(method, path, raw, JSON_HEADERS if headers is None else headers, request_id=request_id)
+        event = api_gateway_event(
+            method, path, raw, JSON_HEADERS if headers is None else headers, request_id=request_id
+        )
         response = ingest_handler.lambda_handler(event, LambdaContext(function_name="ingest"))
         return HttpResult(response["statusCode"], response_headers(response), json.loads(response["body"] or "null"))
 
@@ -61,8 +69,10 @@ class Pipeline:
         messages: list[dict[str, Any]] = []
         while True:
             batch = self.sqs.receive_message(
-                QueueUrl=queue_url or self.resources.queue_url, MaxNumberOfMessages=min(10, max_messages),
-                AttributeNames=["All"], MessageAttributeNames=["All"],
+                QueueUrl=queue_url or self.resources.queue_url,
+                MaxNumberOfMessages=min(10, max_messages),
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
             ).get("Messages", [])
             if not batch:
                 return messages
@@ -102,8 +112,12 @@ def _clear_caches() -> None:
 
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
@@ -130,7 +144,10 @@ def pipeline(aws: None, config: PipelineConfig, monkeypatch: pytest.MonkeyPatch)
 
 def collection(n: int = 3, **overrides: Any) -> dict[str, Any]:
     """A valid PayloadCollection with n distinct payloads."""
-    document: dict[str, Any] = {"version": "1.4.2", "token": "device-token-123",
-                                "data": [{"seq": i, "temp": 20.5 + i, "tags": ["a", "ü"]} for i in range(n)]}
+    document: dict[str, Any] = {
+        "version": "1.4.2",
+        "token": "device-token-123",
+        "data": [{"seq": i, "temp": 20.5 + i, "tags": ["a", "ü"]} for i in range(n)],
+    }
     document.update(overrides)
     return document

@@ -20,8 +20,9 @@ class FailingBatchEntries:
     ``should_fail(call_number, entry)`` decides per entry; call numbers start at 1.
     """
 
-    def __init__(self, sqs_client: Any, should_fail: Callable[[int, dict[str, Any]], bool],
-                 operation: str = "SendMessageBatch") -> None:
+    def __init__(
+        self, sqs_client: Any, should_fail: Callable[[int, dict[str, Any]], bool], operation: str = "SendMessageBatch"
+    ) -> None:
         self.should_fail = should_fail
         self.calls = 0
         self.failed_entries = 0
@@ -64,22 +65,28 @@ class FailingSendMessageBatch(FailingBatchEntries):
     """FailingBatchEntries for SendMessageBatch (the ingest's enqueue)."""
 
 
-def fail_calls(client: Any, operation: str, should_fail: Callable[[], bool], code: str = "InternalError",
-               status: int = 500) -> None:
+def fail_calls(
+    client: Any, operation: str, should_fail: Callable[[], bool], code: str = "InternalError", status: int = 500
+) -> None:
     """Make every call of ``operation`` raise a real botocore ClientError while ``should_fail()``."""
     service = client.meta.service_model.service_id.hyphenize()
 
     def before_build(**_: Any) -> None:
         if should_fail():
-            raise ClientError({"Error": {"Code": code, "Message": "injected"},
-                               "ResponseMetadata": {"HTTPStatusCode": status}}, operation)
+            raise ClientError(
+                {"Error": {"Code": code, "Message": "injected"}, "ResponseMetadata": {"HTTPStatusCode": status}},
+                operation,
+            )
 
     client.meta.events.register(f"before-parameter-build.{service}.{operation}", before_build)
 
 
-SLOW_DOWN = (503, {"Content-Type": "application/xml"},
-             b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
-             b"<Message>Please reduce your request rate.</Message><RequestId>injected</RequestId></Error>")
+SLOW_DOWN = (
+    503,
+    {"Content-Type": "application/xml"},
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
+    b"<Message>Please reduce your request rate.</Message><RequestId>injected</RequestId></Error>",
+)
 FAULT_HEADER = "x-injected-fault"
 
 
@@ -127,14 +134,17 @@ class SlowDownAnswers:
         return sum(self.answered.values())
 
 
-def fail_put_object(s3_client: Any, should_fail: Callable[[str], bool], code: str = "InternalError",
-                    status: int = 500) -> None:
+def fail_put_object(
+    s3_client: Any, should_fail: Callable[[str], bool], code: str = "InternalError", status: int = 500
+) -> None:
     """Make PutObject raise a real botocore ClientError for chosen keys, before moto sees the call."""
 
     def before_build(params: dict[str, Any], **_: Any) -> None:
         if should_fail(params["Key"]):
-            raise ClientError({"Error": {"Code": code, "Message": "injected"},
-                               "ResponseMetadata": {"HTTPStatusCode": status}}, "PutObject")
+            raise ClientError(
+                {"Error": {"Code": code, "Message": "injected"}, "ResponseMetadata": {"HTTPStatusCode": status}},
+                "PutObject",
+            )
 
     s3_client.meta.events.register("before-parameter-build.s3.PutObject", before_build)
 
@@ -167,8 +177,10 @@ class FlakyPutObject:
             if fail:
                 self.codes[code] += 1
         if fail:
-            raise ClientError({"Error": {"Code": code, "Message": "injected"},
-                               "ResponseMetadata": {"HTTPStatusCode": status}}, "PutObject")
+            raise ClientError(
+                {"Error": {"Code": code, "Message": "injected"}, "ResponseMetadata": {"HTTPStatusCode": status}},
+                "PutObject",
+            )
 
 
 class ConsumerCrash(BaseException):
@@ -229,8 +241,13 @@ class SimultaneousConditionalPuts:
         if arrival <= self.parties:  # later calls (redeliveries) go straight through
             self.barrier.wait()
             if self.conflict_losers and arrival > 1:
-                raise ClientError({"Error": {"Code": "ConditionalRequestConflict", "Message": "injected"},
-                                   "ResponseMetadata": {"HTTPStatusCode": 409}}, "PutObject")
+                raise ClientError(
+                    {
+                        "Error": {"Code": "ConditionalRequestConflict", "Message": "injected"},
+                        "ResponseMetadata": {"HTTPStatusCode": 409},
+                    },
+                    "PutObject",
+                )
         self._s3.acquire()
 
     def _leave(self, **_: Any) -> None:

@@ -86,6 +86,8 @@ def load_bench(lines: Iterable[str]) -> BenchFigures:
         elif name == "L1" and mode == "batch":
             values["consumer_log_bytes_per_batch"] = result["value"]
     return replace(MEASURED, consumer_cpu_ms_per_record=(cpu[0], cpu[1]), **values)
+
+
 # Assumed AWS latencies (not measurable offline).
 SQS_SEND_MS = 8.0  # one SendMessageBatch round trip in-Region
 PUT_MS = 20.0  # one small PutObject (P3 uses the same figure)
@@ -98,9 +100,15 @@ def cpu_scale(memory_mb: int) -> float:
     return max(1.0, FULL_VCPU_MB / memory_mb)
 
 
-def consumer_batch_ms(object_mode: str, batch_size: int, upload_concurrency: int, memory_mb: int,
-                      put_ms: float = PUT_MS, batch_put_ms: float = BATCH_PUT_MS,
-                      measured: BenchFigures = MEASURED) -> float:
+def consumer_batch_ms(
+    object_mode: str,
+    batch_size: int,
+    upload_concurrency: int,
+    memory_mb: int,
+    put_ms: float = PUT_MS,
+    batch_put_ms: float = BATCH_PUT_MS,
+    measured: BenchFigures = MEASURED,
+) -> float:
     """Duration of one consumer invocation: its PUTs (in waves of UPLOAD_CONCURRENCY in payload
     mode, one object in batch mode) plus its CPU, counted without overlap (an upper bound)."""
     cpu = batch_size * measured.consumer_cpu_ms(object_mode) * cpu_scale(memory_mb)
@@ -168,17 +176,34 @@ def lambda_gb_seconds(invocations: float, duration_ms: float, memory_mb: int) ->
     return invocations * billed_ms / 1000 * memory_mb / 1024
 
 
-def monthly_lines(workload: Workload, object_mode: str, *, ingest_memory_mb: int, consumer_memory_mb: int,
-                  batch_size: int, alarms: int, dashboards: int, assume: Assumptions,
-                  object_expiration_days: int = 0, access_log_expiration_days: int = 90) -> list[Line]:
+def monthly_lines(
+    workload: Workload,
+    object_mode: str,
+    *,
+    ingest_memory_mb: int,
+    consumer_memory_mb: int,
+    batch_size: int,
+    alarms: int,
+    dashboards: int,
+    assume: Assumptions,
+    object_expiration_days: int = 0,
+    access_log_expiration_days: int = 90,
+) -> list[Line]:
     """Every billed item for one month at this workload, in one OBJECT_MODE. Storage is priced at its
     steady state under the expiry rules (OBJECT_EXPIRATION_DAYS, ACCESS_LOG_EXPIRATION_DAYS); objects
     that never expire are priced at month 12 of growth."""
     requests, payloads = workload.requests, workload.payloads
     batches = payloads / batch_size
     consumer_ms = assume.consumer_ms_payload_mode if object_mode == "payload" else assume.consumer_ms_batch_mode
-    lines: list[Line] = [Line("API Gateway", "REST requests (tiered)", requests, "requests",
-                              tiered(requests, prices.API_GATEWAY_REST_TIERS))]
+    lines: list[Line] = [
+        Line(
+            "API Gateway",
+            "REST requests (tiered)",
+            requests,
+            "requests",
+            tiered(requests, prices.API_GATEWAY_REST_TIERS),
+        )
+    ]
 
     # Lambda: GB-s tiers are account-wide, so both functions share them, pro rata.
     ingest_gbs = lambda_gb_seconds(requests, assume.ingest_ms, ingest_memory_mb)
@@ -186,13 +211,16 @@ def monthly_lines(workload: Workload, object_mode: str, *, ingest_memory_mb: int
     compute = tiered(ingest_gbs + consumer_gbs, prices.LAMBDA_ARM64_GB_SECOND_TIERS)
     share = ingest_gbs / (ingest_gbs + consumer_gbs) if ingest_gbs + consumer_gbs else 0.0
     lines += [
-        Line("Lambda ingest", f"compute arm64 {ingest_memory_mb} MB", ingest_gbs, "GB-s",
-             compute * share),
+        Line("Lambda ingest", f"compute arm64 {ingest_memory_mb} MB", ingest_gbs, "GB-s", compute * share),
         Line("Lambda ingest", "invocations", requests, "requests", requests * prices.LAMBDA_REQUEST),
-        Line("Lambda consumer", f"compute arm64 {consumer_memory_mb} MB", consumer_gbs,
-             "GB-s", compute * (1 - share)),
-        Line("Lambda consumer", f"invocations (batches of {batch_size})", batches, "requests",
-             batches * prices.LAMBDA_REQUEST),
+        Line("Lambda consumer", f"compute arm64 {consumer_memory_mb} MB", consumer_gbs, "GB-s", compute * (1 - share)),
+        Line(
+            "Lambda consumer",
+            f"invocations (batches of {batch_size})",
+            batches,
+            "requests",
+            batches * prices.LAMBDA_REQUEST,
+        ),
     ]
 
     # SQS: send (ingest), then receive and delete by the event source mapping, 10 messages a call.
@@ -200,8 +228,15 @@ def monthly_lines(workload: Workload, object_mode: str, *, ingest_memory_mb: int
     receives = payloads / MAX_BATCH_ENTRIES * _chunks(MAX_BATCH_ENTRIES * workload.message_bytes)
     deletes = payloads / MAX_BATCH_ENTRIES
     sqs_requests = sends + receives + deletes
-    lines.append(Line("SQS", "send + receive + delete (64 KB chunks, batched)", sqs_requests, "requests",
-                      tiered(sqs_requests, prices.SQS_STANDARD_TIERS)))
+    lines.append(
+        Line(
+            "SQS",
+            "send + receive + delete (64 KB chunks, batched)",
+            sqs_requests,
+            "requests",
+            tiered(sqs_requests, prices.SQS_STANDARD_TIERS),
+        )
+    )
 
     puts = payloads if object_mode == "payload" else batches
     lines.append(Line("S3", f"PUT ({object_mode} mode)", puts, "requests", puts * prices.S3_PUT))
@@ -209,8 +244,11 @@ def monthly_lines(workload: Workload, object_mode: str, *, ingest_memory_mb: int
 
     # CloudWatch Logs: every stdout line of both functions plus Lambda's own lines, and access logs.
     per_event = prices.CLOUDWATCH_LOG_EVENT_OVERHEAD_BYTES
-    ingest_log = requests * (assume.ingest_log_bytes + assume.platform_log_bytes
-                             + per_event * (assume.ingest_log_lines + assume.platform_log_lines))
+    ingest_log = requests * (
+        assume.ingest_log_bytes
+        + assume.platform_log_bytes
+        + per_event * (assume.ingest_log_lines + assume.platform_log_lines)
+    )
     if object_mode == "payload":
         consumer_app = payloads * (assume.consumer_log_bytes_per_payload + per_event)
     else:
@@ -219,19 +257,41 @@ def monthly_lines(workload: Workload, object_mode: str, *, ingest_memory_mb: int
     lambda_log_gb = (ingest_log + consumer_log) / prices.GB
     access_log_gb = requests * (assume.access_log_bytes + per_event) / prices.GB
     lines += [
-        Line("CloudWatch", "Lambda logs ingested (tiered)", lambda_log_gb, "GB",
-             tiered(lambda_log_gb, prices.CLOUDWATCH_LAMBDA_LOGS_TIERS_PER_GB)),
-        Line("CloudWatch", "API Gateway access logs ingested", access_log_gb, "GB",
-             access_log_gb * prices.CLOUDWATCH_LOGS_STANDARD_PER_GB),
-        Line("CloudWatch", "custom metrics (EMF)", assume.custom_metrics, "metrics",
-             assume.custom_metrics * prices.CLOUDWATCH_CUSTOM_METRIC_MONTH),
+        Line(
+            "CloudWatch",
+            "Lambda logs ingested (tiered)",
+            lambda_log_gb,
+            "GB",
+            tiered(lambda_log_gb, prices.CLOUDWATCH_LAMBDA_LOGS_TIERS_PER_GB),
+        ),
+        Line(
+            "CloudWatch",
+            "API Gateway access logs ingested",
+            access_log_gb,
+            "GB",
+            access_log_gb * prices.CLOUDWATCH_LOGS_STANDARD_PER_GB,
+        ),
+        Line(
+            "CloudWatch",
+            "custom metrics (EMF)",
+            assume.custom_metrics,
+            "metrics",
+            assume.custom_metrics * prices.CLOUDWATCH_CUSTOM_METRIC_MONTH,
+        ),
         Line("CloudWatch", "alarms", alarms, "alarms", alarms * prices.CLOUDWATCH_ALARM_MONTH),
         Line("CloudWatch", "dashboards", dashboards, "dashboards", dashboards * prices.CLOUDWATCH_DASHBOARD_MONTH),
     ]
     if assume.tracing:
         traces = (requests + batches) * assume.trace_sampling
-        lines.append(Line("X-Ray", f"traces recorded ({assume.trace_sampling:.0%} sampled)", traces, "traces",
-                          traces * prices.XRAY_TRACE_RECORDED))
+        lines.append(
+            Line(
+                "X-Ray",
+                f"traces recorded ({assume.trace_sampling:.0%} sampled)",
+                traces,
+                "traces",
+                traces * prices.XRAY_TRACE_RECORDED,
+            )
+        )
     return lines
 
 
@@ -240,8 +300,9 @@ def stored_months(expiration_days: int) -> float:
     return expiration_days / 30 if expiration_days else 12.0
 
 
-def storage_lines(payload_bytes_per_month: float, puts_per_month: float, object_expiration_days: int,
-                  access_log_expiration_days: int) -> list[Line]:
+def storage_lines(
+    payload_bytes_per_month: float, puts_per_month: float, object_expiration_days: int, access_log_expiration_days: int
+) -> list[Line]:
     """S3 Standard storage of the payloads (uncompressed size: an upper bound for batch mode's gzip
     objects) and of the server access log records (one per PUT) in the access-log bucket. Storage
     tiers count the account's volume, so both buckets share them pro rata."""
@@ -252,14 +313,25 @@ def storage_lines(payload_bytes_per_month: float, puts_per_month: float, object_
     held = f"{object_expiration_days}-day expiry" if object_expiration_days else "month 12, never expires"
     return [
         Line("S3", f"payload storage ({held})", payload_gb, "GB-month", total * share),
-        Line("S3", f"server access logs ({access_log_expiration_days}-day expiry)", log_gb, "GB-month",
-             total * (1 - share)),
+        Line(
+            "S3",
+            f"server access logs ({access_log_expiration_days}-day expiry)",
+            log_gb,
+            "GB-month",
+            total * (1 - share),
+        ),
     ]
 
 
-def assumptions_for(config: Any, measured: BenchFigures = MEASURED, *, sqs_send_ms: float = SQS_SEND_MS,
-                    put_ms: float = PUT_MS, batch_put_ms: float = BATCH_PUT_MS,
-                    trace_sampling: float = Assumptions.trace_sampling) -> Assumptions:
+def assumptions_for(
+    config: Any,
+    measured: BenchFigures = MEASURED,
+    *,
+    sqs_send_ms: float = SQS_SEND_MS,
+    put_ms: float = PUT_MS,
+    batch_put_ms: float = BATCH_PUT_MS,
+    trace_sampling: float = Assumptions.trace_sampling,
+) -> Assumptions:
     """The per-invocation figures for a PipelineConfig: memory sizes, BATCH_SIZE, UPLOAD_CONCURRENCY
     and TRACING from the config, CPU and log volumes from `make bench`."""
     batch = (config.BATCH_SIZE, config.UPLOAD_CONCURRENCY, config.CONSUMER_MEMORY_MB)
@@ -268,10 +340,12 @@ def assumptions_for(config: Any, measured: BenchFigures = MEASURED, *, sqs_send_
         ingest_ms=measured.ingest_cpu_ms * cpu_scale(config.INGEST_MEMORY_MB) + sqs_send_ms,
         consumer_ms_payload_mode=consumer_batch_ms("payload", *batch, **latencies),
         consumer_ms_batch_mode=consumer_batch_ms("batch", *batch, **latencies),
-        ingest_log_bytes=measured.ingest_log_bytes, ingest_log_lines=measured.ingest_log_lines,
+        ingest_log_bytes=measured.ingest_log_bytes,
+        ingest_log_lines=measured.ingest_log_lines,
         consumer_log_bytes_per_payload=measured.consumer_log_bytes_per_payload,
         consumer_log_bytes_per_batch=measured.consumer_log_bytes_per_batch,
-        trace_sampling=trace_sampling, tracing=config.TRACING,
+        trace_sampling=trace_sampling,
+        tracing=config.TRACING,
     )
 
 
@@ -307,9 +381,12 @@ def render(workload: Workload, by_mode: dict[str, list[Line]], assume: Assumptio
         item = line.item if all(r.item == line.item for r in row) else line.item.replace(f"({modes[0]} mode)", "")
         out.append(f"{line.service:<16} {item:<52} " + " ".join(f"{_money(r.usd):>20}" for r in row))
     totals = {m: sum(line.usd for line in by_mode[m]) for m in modes}
-    out += ["", f"{'total per month':<69} " + " ".join(f"{_money(totals[m]):>20}" for m in modes),
-            f"{'per million payloads':<69} "
-            + " ".join(f"{_money(totals[m] / workload.payloads * 1e6):>20}" for m in modes)]
+    out += [
+        "",
+        f"{'total per month':<69} " + " ".join(f"{_money(totals[m]):>20}" for m in modes),
+        f"{'per million payloads':<69} "
+        + " ".join(f"{_money(totals[m] / workload.payloads * 1e6):>20}" for m in modes),
+    ]
     return "\n".join(out)
 
 
@@ -336,8 +413,14 @@ def main(argv: list[str] | None = None) -> int:
 
     config = PipelineConfig.resolve(cdk_json_context())  # as the stack resolves it, PROFILE included
     measured = load_bench(args.bench.read_text().splitlines()) if args.bench else MEASURED
-    modelled = assumptions_for(config, measured, sqs_send_ms=args.sqs_send_ms, put_ms=args.put_ms,
-                               batch_put_ms=args.batch_put_ms, trace_sampling=args.trace_sampling)
+    modelled = assumptions_for(
+        config,
+        measured,
+        sqs_send_ms=args.sqs_send_ms,
+        put_ms=args.put_ms,
+        batch_put_ms=args.batch_put_ms,
+        trace_sampling=args.trace_sampling,
+    )
     assume = replace(
         modelled,
         ingest_ms=args.ingest_ms or modelled.ingest_ms,
@@ -346,11 +429,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     workload = Workload(args.rpm, args.payloads, sqs_message_bytes(args.payload_bytes))
     by_mode = {
-        mode: monthly_lines(workload, mode, ingest_memory_mb=config.INGEST_MEMORY_MB,
-                            consumer_memory_mb=config.CONSUMER_MEMORY_MB, batch_size=config.BATCH_SIZE,
-                            alarms=args.alarms, dashboards=args.dashboards, assume=assume,
-                            object_expiration_days=config.OBJECT_EXPIRATION_DAYS,
-                            access_log_expiration_days=config.ACCESS_LOG_EXPIRATION_DAYS)
+        mode: monthly_lines(
+            workload,
+            mode,
+            ingest_memory_mb=config.INGEST_MEMORY_MB,
+            consumer_memory_mb=config.CONSUMER_MEMORY_MB,
+            batch_size=config.BATCH_SIZE,
+            alarms=args.alarms,
+            dashboards=args.dashboards,
+            assume=assume,
+            object_expiration_days=config.OBJECT_EXPIRATION_DAYS,
+            access_log_expiration_days=config.ACCESS_LOG_EXPIRATION_DAYS,
+        )
         for mode in ("payload", "batch")
     }
     print(render(workload, by_mode, assume))

@@ -71,8 +71,14 @@ class Clients:
             raise CannotAskAws("no AWS credentials: set AWS_PROFILE or run `aws configure` (or `aws sso login`)")
         config = Config(connect_timeout=5, read_timeout=10, retries={"max_attempts": 2, "mode": "standard"})
         client = lambda name: session.client(name, config=config)  # noqa: E731
-        return cls(region=session.region_name, sts=client("sts"), lambda_=client("lambda"), ssm=client("ssm"),
-                   cloudformation=client("cloudformation"), apigateway=client("apigateway"))
+        return cls(
+            region=session.region_name,
+            sts=client("sts"),
+            lambda_=client("lambda"),
+            ssm=client("ssm"),
+            cloudformation=client("cloudformation"),
+            apigateway=client("apigateway"),
+        )
 
 
 def stack_name(config: PipelineConfig) -> str:
@@ -87,20 +93,28 @@ def check_lambda_concurrency(clients: Clients, config: PipelineConfig) -> Findin
     limit = clients.lambda_.get_account_settings()["AccountLimit"]
     total, unreserved = limit["ConcurrentExecutions"], limit["UnreservedConcurrentExecutions"]
     if config.RESERVED_CONCURRENCY == "off":
-        return Finding(True, f"RESERVED_CONCURRENCY=off reserves nothing; the consumer's "
-                       f"{config.consumer_reserved_concurrency} workers share the account's {total} concurrent "
-                       "executions with every other function.")
+        return Finding(
+            True,
+            f"RESERVED_CONCURRENCY=off reserves nothing; the consumer's "
+            f"{config.consumer_reserved_concurrency} workers share the account's {total} concurrent "
+            "executions with every other function.",
+        )
     wanted = config.consumer_reserved_concurrency
     # On a redeploy the consumer's current reservation is already counted out of `unreserved`.
     current = _current_consumer_reservation(clients, config)
     left = unreserved + current - wanted
-    found = (f"account quota {total}, {unreserved} unreserved; reserving {wanted} for the consumer"
-             f"{f' (now {current})' if current else ''} leaves {left}")
+    found = (
+        f"account quota {total}, {unreserved} unreserved; reserving {wanted} for the consumer"
+        f"{f' (now {current})' if current else ''} leaves {left}"
+    )
     if left >= MIN_UNRESERVED_CONCURRENCY:
         return Finding(True, f"{found} (AWS keeps at least {MIN_UNRESERVED_CONCURRENCY}).")
-    return Finding(False, f"{found}, below AWS's minimum of {MIN_UNRESERVED_CONCURRENCY} unreserved.",
-                   f"RESERVED_CONCURRENCY=off make deploy, or request a quota of at least "
-                   f"{total + MIN_UNRESERVED_CONCURRENCY - left} ({QUOTA_WHERE}).")
+    return Finding(
+        False,
+        f"{found}, below AWS's minimum of {MIN_UNRESERVED_CONCURRENCY} unreserved.",
+        f"RESERVED_CONCURRENCY=off make deploy, or request a quota of at least "
+        f"{total + MIN_UNRESERVED_CONCURRENCY - left} ({QUOTA_WHERE}).",
+    )
 
 
 def _current_consumer_reservation(clients: Clients, config: PipelineConfig) -> int:
@@ -111,9 +125,13 @@ def _current_consumer_reservation(clients: Clients, config: PipelineConfig) -> i
             return 0
         raise
     # The consumer's logical id starts with its construct path, Workers/Consumer (infra/stack.py).
-    consumers = [r["PhysicalResourceId"] for r in resources
-                 if r["ResourceType"] == "AWS::Lambda::Function" and r.get("PhysicalResourceId")
-                 and r["LogicalResourceId"].startswith("WorkersConsumer")]
+    consumers = [
+        r["PhysicalResourceId"]
+        for r in resources
+        if r["ResourceType"] == "AWS::Lambda::Function"
+        and r.get("PhysicalResourceId")
+        and r["LogicalResourceId"].startswith("WorkersConsumer")
+    ]
     if not consumers:
         return 0
     answer = clients.lambda_.get_function_concurrency(FunctionName=consumers[0])
@@ -122,17 +140,23 @@ def _current_consumer_reservation(clients: Clients, config: PipelineConfig) -> i
 
 def check_powertools_layer(clients: Clients, config: PipelineConfig) -> Finding:
     if config.POWERTOOLS_SOURCE == "bundle":
-        return Finding(True, f"POWERTOOLS_SOURCE=bundle: Powertools {config.POWERTOOLS_VERSION} is in the "
-                       "function asset; no layer is used.")
+        return Finding(
+            True,
+            f"POWERTOOLS_SOURCE=bundle: Powertools {config.POWERTOOLS_VERSION} is in the "
+            "function asset; no layer is used.",
+        )
     parameter = config.powertools_layer_parameter
     try:
         layer_arn = clients.ssm.get_parameter(Name=parameter)["Parameter"]["Value"]
     except ClientError as exc:
         if _code(exc) != "ParameterNotFound":
             raise
-        return Finding(False, f"{parameter} does not exist in {clients.region}.",
-                       "POWERTOOLS_SOURCE=bundle make deploy (puts Powertools into the function asset), "
-                       "or a POWERTOOLS_VERSION/PYTHON_VERSION published in this region.")
+        return Finding(
+            False,
+            f"{parameter} does not exist in {clients.region}.",
+            "POWERTOOLS_SOURCE=bundle make deploy (puts Powertools into the function asset), "
+            "or a POWERTOOLS_VERSION/PYTHON_VERSION published in this region.",
+        )
     return Finding(True, f"{parameter} resolves to {layer_arn}.")
 
 
@@ -142,8 +166,9 @@ def check_cdk_bootstrap(clients: Clients, config: PipelineConfig) -> Finding:
     except ClientError as exc:
         if _code(exc) != "ValidationError":
             raise
-        return Finding(False, f"no {BOOTSTRAP_STACK} stack in {clients.region}.",
-                       "make bootstrap (once per account and region).")
+        return Finding(
+            False, f"no {BOOTSTRAP_STACK} stack in {clients.region}.", "make bootstrap (once per account and region)."
+        )
     status = stack["StackStatus"]
     outputs = {o["OutputKey"]: o.get("OutputValue", "") for o in stack.get("Outputs", [])}
     version = outputs.get("BootstrapVersion", "")
@@ -151,8 +176,11 @@ def check_cdk_bootstrap(clients: Clients, config: PipelineConfig) -> Finding:
     if status not in _USABLE_STACK_STATES:
         return Finding(False, f"{found}.", f"repair or delete the {BOOTSTRAP_STACK} stack, then make bootstrap.")
     if version.isdigit() and int(version) < MIN_BOOTSTRAP_VERSION:
-        return Finding(False, f"{found}; this CDK needs {MIN_BOOTSTRAP_VERSION} or later.",
-                       "make bootstrap (upgrades it in place).")
+        return Finding(
+            False,
+            f"{found}; this CDK needs {MIN_BOOTSTRAP_VERSION} or later.",
+            "make bootstrap (upgrades it in place).",
+        )
     return Finding(True, f"{found}.")
 
 
@@ -169,15 +197,21 @@ def check_api_gateway_role(clients: Clients, config: PipelineConfig) -> Finding:
             return Finding(True, f"none set in {region}; this stack creates one.")
         if ours:
             return Finding(True, f"{role_arn} is this stack's own.")
-        return Finding(True, f"{role_arn} is set; this stack would replace it with its own role. It is one "
-                       f"setting per region, used by every REST API in {region}. To keep it instead: "
-                       "API_GATEWAY_CLOUDWATCH_ROLE=false.")
+        return Finding(
+            True,
+            f"{role_arn} is set; this stack would replace it with its own role. It is one "
+            f"setting per region, used by every REST API in {region}. To keep it instead: "
+            "API_GATEWAY_CLOUDWATCH_ROLE=false.",
+        )
     if role_arn:
         return Finding(True, f"API_GATEWAY_CLOUDWATCH_ROLE=false: the account's {role_arn} is used.")
-    return Finding(False, f"API_GATEWAY_CLOUDWATCH_ROLE=false, but {region} has no API Gateway CloudWatch role, "
-                   "and the stage's logging cannot be turned on without one.",
-                   "API_GATEWAY_CLOUDWATCH_ROLE=true make deploy, or set the role (API Gateway console > Settings, "
-                   "or aws apigateway update-account).")
+    return Finding(
+        False,
+        f"API_GATEWAY_CLOUDWATCH_ROLE=false, but {region} has no API Gateway CloudWatch role, "
+        "and the stage's logging cannot be turned on without one.",
+        "API_GATEWAY_CLOUDWATCH_ROLE=true make deploy, or set the role (API Gateway console > Settings, "
+        "or aws apigateway update-account).",
+    )
 
 
 CHECKS: tuple[tuple[str, Callable[[Clients, PipelineConfig], Finding]], ...] = (
@@ -196,17 +230,26 @@ def run_checks(clients: Clients, config: PipelineConfig) -> list[tuple[str, Find
         try:
             finding = check(clients, config)
         except ClientError as exc:
-            finding = Finding(False, f"could not check: {_code(exc)}: {_message(exc)}",
-                              "allow this read-only call to the identity you deploy with.")
+            finding = Finding(
+                False,
+                f"could not check: {_code(exc)}: {_message(exc)}",
+                "allow this read-only call to the identity you deploy with.",
+            )
         findings.append((name, finding))
     return findings
 
 
-def main(argv: list[str] | None = None, *, clients: Clients | None = None, environ: Mapping[str, str] | None = None,
-         out: TextIO | None = None) -> int:
+def main(
+    argv: list[str] | None = None,
+    *,
+    clients: Clients | None = None,
+    environ: Mapping[str, str] | None = None,
+    out: TextIO | None = None,
+) -> int:
     """Print one line per check; 0 nothing blocks, 1 something blocks, 2 AWS could not be asked."""
-    argparse.ArgumentParser(prog="python -m tools.preflight", description=__doc__,
-                            formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
+    argparse.ArgumentParser(
+        prog="python -m tools.preflight", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    ).parse_args(argv)
     out = out or sys.stdout
     environ = os.environ if environ is None else environ
     try:
@@ -219,8 +262,7 @@ def main(argv: list[str] | None = None, *, clients: Clients | None = None, envir
         # AWS_DEFAULT_REGION and the profile's region, which it then falls back to.
         clients = clients or Clients.from_session(boto3.Session(region_name=environ.get("AWS_REGION") or None))
         account = clients.sts.get_caller_identity()["Account"]
-        print(f"Preflight for {stack_name(config)} in account {account}, region {clients.region} (read-only)",
-              file=out)
+        print(f"Preflight for {stack_name(config)} in account {account}, region {clients.region} (read-only)", file=out)
         findings = run_checks(clients, config)
     except ClientError as exc:
         print(f"{BLOCKED} cannot ask AWS: {_code(exc)}: {_message(exc)}", file=out)

@@ -25,9 +25,9 @@ SOURCES = {
 # API Gateway REST API, per request, by monthly requests.
 API_GATEWAY_REST_TIERS: list[tuple[float | None, float]] = [
     (333 * MILLION, 3.50 / MILLION),
-    (1_000 * MILLION, 2.80 / MILLION),   # next 667 M
+    (1_000 * MILLION, 2.80 / MILLION),  # next 667 M
     (20_000 * MILLION, 2.38 / MILLION),  # next 19 B
-    (None, 1.51 / MILLION),              # over 20 B
+    (None, 1.51 / MILLION),  # over 20 B
 ]
 
 # Lambda on arm64 (Graviton): per GB-second by monthly GB-s (account-wide), plus per request.

@@ -57,8 +57,11 @@ class SyncReport:
 
 def is_lake_object(key: str, prefix: str) -> bool:
     """An object the table reads: under the prefix, in a dt=/hour= partition, of either object mode."""
-    return (key.startswith(prefix) and re.fullmatch(_PARTITION, key[len(prefix):]) is not None
-            and key.endswith((PAYLOAD_SUFFIX, BATCH_SUFFIX)))
+    return (
+        key.startswith(prefix)
+        and re.fullmatch(_PARTITION, key[len(prefix) :]) is not None
+        and key.endswith((PAYLOAD_SUFFIX, BATCH_SUFFIX))
+    )
 
 
 def sync_objects(s3: Any, bucket: str, prefix: str, cache: Path, progress: Progress | None = None) -> SyncReport:
@@ -72,8 +75,9 @@ def sync_objects(s3: Any, bucket: str, prefix: str, cache: Path, progress: Progr
                 wanted[item["Key"]] = item["Size"]
         if progress:
             progress.show(f"listing s3://{bucket}/{prefix}: {len(wanted):,} objects")
-    missing = [key for key, size in wanted.items()
-               if not (cache / key).is_file() or (cache / key).stat().st_size != size]
+    missing = [
+        key for key, size in wanted.items() if not (cache / key).is_file() or (cache / key).stat().st_size != size
+    ]
 
     def fetch(key: str) -> None:
         target = cache / key
@@ -111,8 +115,11 @@ def open_lake(root: Path) -> Any:
     for macro in ATHENA_COMPATIBLE_MACROS:
         connection.execute(macro)
     partitions = f"{root.as_posix().rstrip('/')}/dt=*/hour=*/"
-    globs = [partitions + "*" + suffix for suffix in (PAYLOAD_SUFFIX, BATCH_SUFFIX)
-             if any(root.glob(f"dt=*/hour=*/*{suffix}"))]
+    globs = [
+        partitions + "*" + suffix
+        for suffix in (PAYLOAD_SUFFIX, BATCH_SUFFIX)
+        if any(root.glob(f"dt=*/hour=*/*{suffix}"))
+    ]
     columns = ", ".join(f"{name} VARCHAR" for name in COLUMNS)
     if not globs:  # an empty lake is an empty table, not an error
         connection.execute(f"CREATE TABLE {TABLE_NAME} ({columns}, dt VARCHAR, hour VARCHAR)")
@@ -147,8 +154,9 @@ def _text(value: Any) -> str:
     return "NULL" if value is None else str(value)
 
 
-def write_result(names: Sequence[str], rows: Sequence[Sequence[Any]], output_format: str, out: TextIO,
-                 max_width: int = 60) -> None:
+def write_result(
+    names: Sequence[str], rows: Sequence[Sequence[Any]], output_format: str, out: TextIO, max_width: int = 60
+) -> None:
     """``table``: aligned columns for people (long cells shortened); ``csv`` and ``json`` (an array of
     objects) are complete, for scripts."""
     if output_format == "csv":
@@ -160,9 +168,10 @@ def write_result(names: Sequence[str], rows: Sequence[Sequence[Any]], output_for
         json.dump([dict(zip(names, row)) for row in rows], out, default=str, ensure_ascii=False)
         out.write("\n")
         return
+
     def cell(value: Any) -> str:
         text = _text(value)
-        return text if len(text) <= max_width else text[:max_width - 1] + "…"
+        return text if len(text) <= max_width else text[: max_width - 1] + "…"
 
     cells = [[cell(v) for v in row] for row in rows]
     widths = [max([len(name)] + [len(row[i]) for row in cells]) for i, name in enumerate(names)]
@@ -186,8 +195,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--endpoint-url", help="an S3 endpoint such as http://127.0.0.1:4566 (default: AWS)")
     parser.add_argument("--region", help="AWS region (a loopback endpoint defaults to us-east-1)")
     parser.add_argument("--prefix", help="OBJECT_PREFIX (default: the pipeline's knob, env > cdk.json > payloads/)")
-    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE,
-                        help=f"local copy of the objects (default: {DEFAULT_CACHE})")
+    parser.add_argument(
+        "--cache", type=Path, default=DEFAULT_CACHE, help=f"local copy of the objects (default: {DEFAULT_CACHE})"
+    )
     parser.add_argument("--offline", action="store_true", help="query the cache as it is, without listing the bucket")
     parser.add_argument("--format", choices=("table", "csv", "json"), default="table", dest="output_format")
     return parser.parse_args(argv)
@@ -202,8 +212,11 @@ def main(argv: list[str] | None = None, s3: Any = None, out: TextIO = sys.stdout
             import boto3
             from botocore.config import Config
 
-            s3 = boto3.client("s3", **client_options(args.endpoint_url, args.region),
-                              config=Config(max_pool_connections=DOWNLOADERS, retries={"mode": "standard"}))
+            s3 = boto3.client(
+                "s3",
+                **client_options(args.endpoint_url, args.region),
+                config=Config(max_pool_connections=DOWNLOADERS, retries={"mode": "standard"}),
+            )
         sync_objects(s3, args.bucket, prefix, cache, Progress())
     try:
         names, rows = run_query(open_lake(cache / prefix), args.sql)

@@ -34,8 +34,12 @@ MOVE_TASK_DONE = ("COMPLETED", "CANCELLED", "FAILED")
 COPY_VISIBILITY_SECONDS = 120
 MAX_BATCH_ENTRIES = 10
 MAX_BATCH_BYTES = 1024 * 1024
-_UNSUPPORTED_CODES = {"InvalidAction", "UnsupportedOperation", "AWS.SimpleQueueService.UnsupportedOperation",
-                      "NotImplemented"}
+_UNSUPPORTED_CODES = {
+    "InvalidAction",
+    "UnsupportedOperation",
+    "AWS.SimpleQueueService.UnsupportedOperation",
+    "NotImplemented",
+}
 
 
 class RedriveError(RuntimeError):
@@ -102,6 +106,7 @@ class Progress:
 
 # --- finding the queues -----------------------------------------------------------------------
 
+
 def _arn(sqs: Any, url: str) -> str:
     return str(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"])
 
@@ -128,8 +133,15 @@ def stack_queue_urls(cloudformation: Any, stack_name: str) -> tuple[str, str]:
     return outputs["QueueUrl"], outputs["DlqUrl"]
 
 
-def resolve_queues(sqs: Any, cloudformation: Any | None, *, stack: str | None = None, queue_url: str | None = None,
-                   queue_name: str | None = None, dlq_url: str | None = None) -> Queues:
+def resolve_queues(
+    sqs: Any,
+    cloudformation: Any | None,
+    *,
+    stack: str | None = None,
+    queue_url: str | None = None,
+    queue_name: str | None = None,
+    dlq_url: str | None = None,
+) -> Queues:
     """The source queue and its DLQ from a stack's outputs, a queue URL or a queue name; the DLQ
     comes from the queue's RedrivePolicy unless given."""
     if stack:
@@ -148,6 +160,7 @@ def resolve_queues(sqs: Any, cloudformation: Any | None, *, stack: str | None = 
 
 
 # --- looking without moving -------------------------------------------------------------------
+
 
 def count_messages(sqs: Any, url: str) -> tuple[int, int]:
     """(visible, in flight) messages of a queue, as SQS approximates them."""
@@ -184,8 +197,11 @@ def sample_messages(sqs: Any, dlq_url: str, limit: int) -> list[Sample]:
     seen: dict[str, Sample] = {}
     for _ in range(max(1, limit)):
         batch = sqs.receive_message(
-            QueueUrl=dlq_url, MaxNumberOfMessages=min(10, max(1, limit)), VisibilityTimeout=0,
-            AttributeNames=["All"], MessageAttributeNames=["All"],
+            QueueUrl=dlq_url,
+            MaxNumberOfMessages=min(10, max(1, limit)),
+            VisibilityTimeout=0,
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
         ).get("Messages", [])
         fresh = [m for m in batch if m["MessageId"] not in seen]
         if not fresh:
@@ -198,6 +214,7 @@ def sample_messages(sqs: Any, dlq_url: str, limit: int) -> list[Sample]:
 
 
 # --- moving with a message move task ----------------------------------------------------------
+
 
 def _is_unsupported(error: Exception, emulated: bool) -> bool:
     if isinstance(error, NotImplementedError):  # moto in-process
@@ -215,15 +232,25 @@ def _latest_task(sqs: Any, dlq_arn: str) -> dict[str, Any] | None:
     return results[0] if results else None
 
 
-def move_with_task(sqs: Any, queues: Queues, *, rate: int | None, progress: Progress, emulated: bool,
-                   poll_seconds: float = 2.0, sleep: Callable[[float], None] = time.sleep,
-                   max_stale_polls: int = 30) -> RedriveResult:
+def move_with_task(
+    sqs: Any,
+    queues: Queues,
+    *,
+    rate: int | None,
+    progress: Progress,
+    emulated: bool,
+    poll_seconds: float = 2.0,
+    sleep: Callable[[float], None] = time.sleep,
+    max_stale_polls: int = 30,
+) -> RedriveResult:
     """Start a move task (or follow the one already running) and wait for it to finish."""
     try:
         previous = _latest_task(sqs, queues.dlq_arn)
         if previous and previous.get("Status") == "RUNNING":
-            progress.stream.write(f"a move task is already running for this DLQ (started "
-                                  f"{previous.get('StartedTimestamp')}); following it\n")
+            progress.stream.write(
+                f"a move task is already running for this DLQ (started "
+                f"{previous.get('StartedTimestamp')}); following it\n"
+            )
             previous = None  # the running task is the one to follow
         else:
             request: dict[str, Any] = {"SourceArn": queues.dlq_arn, "DestinationArn": queues.source_arn}
@@ -260,10 +287,15 @@ def move_with_task(sqs: Any, queues: Queues, *, rate: int | None, progress: Prog
 
 # --- moving by copy (fallback) ----------------------------------------------------------------
 
+
 def _entry_size(message: dict[str, Any]) -> int:
     size = len(message["Body"].encode("utf-8"))
     for name, value in (message.get("MessageAttributes") or {}).items():
-        size += len(name) + len(value.get("DataType", "")) + len(str(value.get("StringValue", value.get("BinaryValue", b""))))
+        size += (
+            len(name)
+            + len(value.get("DataType", ""))
+            + len(str(value.get("StringValue", value.get("BinaryValue", b""))))
+        )
     return size
 
 
@@ -287,14 +319,18 @@ def _send_batches(messages: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
 def _release(sqs: Any, dlq_url: str, messages: list[dict[str, Any]]) -> None:
     """Make messages we will not move visible again now, not after COPY_VISIBILITY_SECONDS."""
     for start in range(0, len(messages), MAX_BATCH_ENTRIES):
-        sqs.change_message_visibility_batch(QueueUrl=dlq_url, Entries=[
-            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
-            for i, m in enumerate(messages[start:start + MAX_BATCH_ENTRIES])
-        ])
+        sqs.change_message_visibility_batch(
+            QueueUrl=dlq_url,
+            Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
+                for i, m in enumerate(messages[start : start + MAX_BATCH_ENTRIES])
+            ],
+        )
 
 
-def move_by_copy(sqs: Any, queues: Queues, *, progress: Progress, limit: int | None = None,
-                 wait_seconds: int = 1) -> RedriveResult:
+def move_by_copy(
+    sqs: Any, queues: Queues, *, progress: Progress, limit: int | None = None, wait_seconds: int = 1
+) -> RedriveResult:
     """Receive from the DLQ, send to the queue, delete from the DLQ only what the queue accepted."""
     visible, in_flight = count_messages(sqs, queues.dlq_url)
     total = visible + in_flight
@@ -303,17 +339,24 @@ def move_by_copy(sqs: Any, queues: Queues, *, progress: Progress, limit: int | N
     while limit is None or result.moved < limit:
         want = MAX_BATCH_ENTRIES if limit is None else min(MAX_BATCH_ENTRIES, limit - result.moved)
         received = sqs.receive_message(
-            QueueUrl=queues.dlq_url, MaxNumberOfMessages=want, VisibilityTimeout=COPY_VISIBILITY_SECONDS,
-            WaitTimeSeconds=wait_seconds, AttributeNames=["All"], MessageAttributeNames=["All"],
+            QueueUrl=queues.dlq_url,
+            MaxNumberOfMessages=want,
+            VisibilityTimeout=COPY_VISIBILITY_SECONDS,
+            WaitTimeSeconds=wait_seconds,
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
         ).get("Messages", [])
         if not received:
             break  # empty; what we could not send is hidden for COPY_VISIBILITY_SECONDS, so this ends
         for batch in _send_batches(received):
             try:
-                response = sqs.send_message_batch(QueueUrl=queues.source_url, Entries=[
-                    {"Id": str(i), "MessageBody": m["Body"], "MessageAttributes": m.get("MessageAttributes") or {}}
-                    for i, m in enumerate(batch)
-                ])
+                response = sqs.send_message_batch(
+                    QueueUrl=queues.source_url,
+                    Entries=[
+                        {"Id": str(i), "MessageBody": m["Body"], "MessageAttributes": m.get("MessageAttributes") or {}}
+                        for i, m in enumerate(batch)
+                    ],
+                )
             except (ClientError, BotoCoreError):
                 _release(sqs, queues.dlq_url, batch)
                 raise
@@ -321,16 +364,19 @@ def move_by_copy(sqs: Any, queues: Queues, *, progress: Progress, limit: int | N
             sent = [m for i, m in enumerate(batch) if str(i) in accepted]
             refused = [m for i, m in enumerate(batch) if str(i) not in accepted]
             if sent:
-                deleted = sqs.delete_message_batch(QueueUrl=queues.dlq_url, Entries=[
-                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(sent)
-                ])
+                deleted = sqs.delete_message_batch(
+                    QueueUrl=queues.dlq_url,
+                    Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(sent)],
+                )
                 # A failed delete leaves a copy in the DLQ; the consumer will skip it as a duplicate.
                 result.not_moved += len(deleted.get("Failed", []))
             result.moved += len(sent)
             result.not_moved += len(refused)
             refused_all.extend(refused)
             if refused:
-                result.detail = "; ".join(f"{f.get('Code')}: {f.get('Message', '')}" for f in response.get("Failed", [])[:3])
+                result.detail = "; ".join(
+                    f"{f.get('Code')}: {f.get('Message', '')}" for f in response.get("Failed", [])[:3]
+                )
             progress.update(result.moved, max(total, result.moved))
     progress.finish()
     # Refused messages stayed hidden until the loop ended (so it could not spin on them); a second
@@ -343,14 +389,26 @@ def move_by_copy(sqs: Any, queues: Queues, *, progress: Progress, limit: int | N
 
 # --- the command ------------------------------------------------------------------------------
 
-def redrive(sqs: Any, queues: Queues, *, method: str = "auto", rate: int | None = None, limit: int | None = None,
-            progress: Progress | None = None, emulated: bool = False, wait_seconds: int = 1,
-            poll_seconds: float = 2.0) -> RedriveResult:
+
+def redrive(
+    sqs: Any,
+    queues: Queues,
+    *,
+    method: str = "auto",
+    rate: int | None = None,
+    limit: int | None = None,
+    progress: Progress | None = None,
+    emulated: bool = False,
+    wait_seconds: int = 1,
+    poll_seconds: float = 2.0,
+) -> RedriveResult:
     """Move every DLQ message back to the source queue. ``method``: auto, move-task or copy."""
     progress = progress or Progress()
     if method in ("auto", "move-task") and limit is None:
         try:
-            return move_with_task(sqs, queues, rate=rate, progress=progress, emulated=emulated, poll_seconds=poll_seconds)
+            return move_with_task(
+                sqs, queues, rate=rate, progress=progress, emulated=emulated, poll_seconds=poll_seconds
+            )
         except MoveTaskUnsupported:
             if method == "move-task":
                 raise
@@ -367,12 +425,17 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--dlq-url", help="the dead-letter queue (default: from the queue's RedrivePolicy)")
     parser.add_argument("--dry-run", action="store_true", help="count and sample the DLQ, move nothing")
     parser.add_argument("--sample", type=int, default=5, help="messages to sample with --dry-run (default 5)")
-    parser.add_argument("--method", choices=("auto", "move-task", "copy"), default="auto",
-                        help="auto: the move task, or copy where the endpoint lacks it (default)")
+    parser.add_argument(
+        "--method",
+        choices=("auto", "move-task", "copy"),
+        default="auto",
+        help="auto: the move task, or copy where the endpoint lacks it (default)",
+    )
     parser.add_argument("--rate", type=int, help="move task: at most this many messages per second")
     parser.add_argument("--limit", type=int, help="move at most this many messages (uses the copy method)")
-    parser.add_argument("--endpoint-url", help="an AWS endpoint such as http://127.0.0.1:4566 (default: "
-                        "AWS_ENDPOINT_URL, else AWS)")
+    parser.add_argument(
+        "--endpoint-url", help="an AWS endpoint such as http://127.0.0.1:4566 (default: AWS_ENDPOINT_URL, else AWS)"
+    )
     parser.add_argument("--region", help="AWS region (default: your profile's)")
     parser.add_argument("--wait-seconds", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--poll-seconds", type=float, default=2.0, help=argparse.SUPPRESS)
@@ -385,8 +448,10 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 LOCAL_REGION = "us-east-1"
 LOCAL_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 MISSING_REGION = "no AWS region: pass --region or set AWS_REGION (or AWS_DEFAULT_REGION, or a profile's region)"
-MISSING_CREDENTIALS = ("no AWS credentials: set AWS_PROFILE (after `aws configure` or `aws sso login`) or "
-                       "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+MISSING_CREDENTIALS = (
+    "no AWS credentials: set AWS_PROFILE (after `aws configure` or `aws sso login`) or "
+    "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+)
 
 
 def aws_session(endpoint_url: str | None, region: str | None) -> boto3.Session:
@@ -404,8 +469,10 @@ def _print_samples(samples: Sequence[Sample], out: TextIO) -> None:
         return
     out.write("sample (identifiers only; bodies hold tokens and payloads):\n")
     for s in samples:
-        out.write(f"  message {s.message_id}  payload {s.payload_id or '-'}  request {s.request_id or '-'}  "
-                  f"receivedAt {s.received_at or '-'}  receives {s.receive_count}  {s.size_bytes} bytes\n")
+        out.write(
+            f"  message {s.message_id}  payload {s.payload_id or '-'}  request {s.request_id or '-'}  "
+            f"receivedAt {s.received_at or '-'}  receives {s.receive_count}  {s.size_bytes} bytes\n"
+        )
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
@@ -418,8 +485,14 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout, err: TextI
         session = aws_session(endpoint, args.region)
         sqs = session.client("sqs", endpoint_url=endpoint)
         cloudformation = session.client("cloudformation", endpoint_url=endpoint) if args.stack else None
-        queues = resolve_queues(sqs, cloudformation, stack=args.stack, queue_url=args.queue_url,
-                                queue_name=args.queue_name, dlq_url=args.dlq_url)
+        queues = resolve_queues(
+            sqs,
+            cloudformation,
+            stack=args.stack,
+            queue_url=args.queue_url,
+            queue_name=args.queue_name,
+            dlq_url=args.dlq_url,
+        )
         visible, in_flight = count_messages(sqs, queues.dlq_url)
         out.write(f"DLQ {queues.dlq_url}: {visible} message(s) visible, {in_flight} in flight\n")
         if not args.dry_run and visible + in_flight == 0:
@@ -429,8 +502,17 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout, err: TextI
             _print_samples(sample_messages(sqs, queues.dlq_url, args.sample) if visible else [], out)
             out.write(f"dry run: would move {visible} message(s) to {queues.source_url}; nothing moved\n")
             return 0
-        result = redrive(sqs, queues, method=args.method, rate=args.rate, limit=args.limit, progress=Progress(err),
-                         emulated=endpoint is not None, wait_seconds=args.wait_seconds, poll_seconds=args.poll_seconds)
+        result = redrive(
+            sqs,
+            queues,
+            method=args.method,
+            rate=args.rate,
+            limit=args.limit,
+            progress=Progress(err),
+            emulated=endpoint is not None,
+            wait_seconds=args.wait_seconds,
+            poll_seconds=args.poll_seconds,
+        )
     except RedriveError as exc:
         err.write(f"redrive: {exc}\n")
         return 1
@@ -443,8 +525,11 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout, err: TextI
     except (ClientError, BotoCoreError) as exc:
         err.write(f"redrive: AWS refused: {exc}\n")
         return 1
-    out.write(f"{result.method}: moved {result.moved} message(s) to {queues.source_url}; status {result.status}"
-              + (f"; {result.not_moved} not moved ({result.detail or 'run again'})" if result.not_moved else "") + "\n")
+    out.write(
+        f"{result.method}: moved {result.moved} message(s) to {queues.source_url}; status {result.status}"
+        + (f"; {result.not_moved} not moved ({result.detail or 'run again'})" if result.not_moved else "")
+        + "\n"
+    )
     return 0 if result.status == "COMPLETED" and not result.not_moved else 1
 
 

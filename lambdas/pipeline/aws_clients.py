@@ -39,8 +39,11 @@ def s3_client(max_pool_connections: int) -> Any:
     from pipeline.time_budget import stop_retries_near_deadline
 
     with _creating:
-        client = boto3.client("s3", config=Config(
-            max_pool_connections=max_pool_connections, retries={"mode": "standard", "max_attempts": S3_MAX_ATTEMPTS}
-        ))
+        client = boto3.client(
+            "s3",
+            config=Config(
+                max_pool_connections=max_pool_connections, retries={"mode": "standard", "max_attempts": S3_MAX_ATTEMPTS}
+            ),
+        )
     stop_retries_near_deadline(client)
     return client

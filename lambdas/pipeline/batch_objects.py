@@ -136,7 +136,9 @@ def store_batch_objects(plan: BatchPlan, bucket: str, s3: Any, executor: Executo
 
     def store(group: ObjectGroup) -> ObjectResult:
         try:
-            outcome = put_create_only(s3, bucket, group.key, encode_batch_object(group.records), content_type=CONTENT_TYPE)
+            outcome = put_create_only(
+                s3, bucket, group.key, encode_batch_object(group.records), content_type=CONTENT_TYPE
+            )
         except Exception as exc:  # noqa: BLE001 - any failure means: retry every record of this object
             return ObjectResult(group, None, exc)
         return ObjectResult(group, outcome)

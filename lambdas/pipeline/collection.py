@@ -124,7 +124,9 @@ def _payload_pointer(text: str, key: str | None) -> str | None:
 def _is_json_media_type(content_type: str) -> bool:
     media_type, _, params = content_type.partition(";")
     media_type = media_type.strip().lower()
-    if not (media_type == "application/json" or (media_type.startswith("application/") and media_type.endswith("+json"))):
+    if not (
+        media_type == "application/json" or (media_type.startswith("application/") and media_type.endswith("+json"))
+    ):
         return False
     for param in params.split(";"):
         name, _, value = param.partition("=")
@@ -173,8 +175,12 @@ def decode_body(body: str | None, is_base64_encoded: bool, headers: Mapping[str,
         raise unsupported_media_type(f"expected Content-Type application/json (UTF-8), got {shown}")
     encoding = (headers.get("content-encoding") or "identity").strip().lower()
     if encoding not in ("identity", "gzip", "x-gzip"):
-        raise Problem(415, "unsupported-content-encoding", "Unsupported Media Type",
-                      f"Content-Encoding {encoding!r} is not supported; use gzip or none")
+        raise Problem(
+            415,
+            "unsupported-content-encoding",
+            "Unsupported Media Type",
+            f"Content-Encoding {encoding!r} is not supported; use gzip or none",
+        )
     gzipped = encoding != "identity"
     raw = _raw_body(body, is_base64_encoded, 0 if gzipped else limits.max_body_bytes)
     if gzipped:
@@ -194,14 +200,17 @@ def _parse_json(raw: bytes) -> object:
     except _DuplicateKey as exc:
         pointer = _payload_pointer(text, exc.key)
         where = f" in data[{pointer.rsplit('/', 1)[1]}]" if pointer else ""
-        raise bad_request("duplicate-key", f"the JSON object key {exc.key!r} appears more than once{where}",
-                          pointer) from exc
+        raise bad_request(
+            "duplicate-key", f"the JSON object key {exc.key!r} appears more than once{where}", pointer
+        ) from exc
     except _NonFinite as exc:
         pointer = _payload_pointer(text, None)
         where = f"data[{pointer.rsplit('/', 1)[1]}] contains {exc.name}, which" if pointer else f"{exc.name}"
         raise bad_request("non-finite-number", f"{where} is not valid JSON; numbers must be finite", pointer) from exc
     except json.JSONDecodeError as exc:
-        raise bad_request("malformed-json", f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+        raise bad_request(
+            "malformed-json", f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from exc
     except RecursionError as exc:
         raise bad_request("too-deep", "the JSON document is nested too deeply") from exc
     except ValueError as exc:  # e.g. an integer literal with more digits than Python converts
@@ -266,7 +275,9 @@ def _serialize_payload(payload: object, index: int, limits: Limits) -> str:
     except UnicodeEncodeError as exc:  # "\ud800" escapes parse to a lone surrogate: not storable as UTF-8
         raise bad_request("invalid-unicode", f"data[{index}] contains a lone surrogate", pointer) from exc
     if size > limits.max_payload_bytes:
-        raise too_large("payload-too-large", f"data[{index}] is {size} bytes; the limit is {limits.max_payload_bytes}", pointer)
+        raise too_large(
+            "payload-too-large", f"data[{index}] is {size} bytes; the limit is {limits.max_payload_bytes}", pointer
+        )
     return text
 
 
@@ -277,17 +288,23 @@ def parse_collection(raw: bytes, limits: Limits) -> PayloadCollection:
         raise bad_request("wrong-type", f"the body must be a JSON object, got {_json_type(document)}", "")
     unknown = sorted(set(document) - _ALLOWED_FIELDS)
     if unknown:
-        raise bad_request("unknown-field", f"unknown top-level field {unknown[0]!r}; allowed: data, token, version", f"/{unknown[0]}")
+        raise bad_request(
+            "unknown-field", f"unknown top-level field {unknown[0]!r}; allowed: data, token, version", f"/{unknown[0]}"
+        )
     version = _string_field(document, "version", MAX_VERSION_CHARS)
     token = _string_field(document, "token", MAX_TOKEN_CHARS)
     if "data" not in document:
         raise bad_request("missing-field", "the field 'data' is required", "/data")
     data = document["data"]
     if not isinstance(data, list):
-        raise bad_request("wrong-type", f"the field 'data' must be an array of objects, got {_json_type(data)}", "/data")
+        raise bad_request(
+            "wrong-type", f"the field 'data' must be an array of objects, got {_json_type(data)}", "/data"
+        )
     if not data:
         raise bad_request("empty-field", "the field 'data' must hold at least one payload", "/data")
     if len(data) > limits.max_payloads:
-        raise too_large("too-many-payloads", f"data holds {len(data)} payloads; the limit is {limits.max_payloads}", "/data")
+        raise too_large(
+            "too-many-payloads", f"data holds {len(data)} payloads; the limit is {limits.max_payloads}", "/data"
+        )
     payloads = [_serialize_payload(payload, index, limits) for index, payload in enumerate(data)]
     return PayloadCollection(version=version, token=token, payloads=payloads)

@@ -60,10 +60,15 @@ def build_messages(collection: PayloadCollection, request_id: str, received_at_m
     before anything is enqueued: such a message would fail on every retry.
     """
     head = (
-        ',"requestId":' + json.dumps(request_id)
-        + ',"receivedAt":"' + format_received_at(received_at_ms) + '"'
-        + ',"version":' + json.dumps(collection.version)
-        + ',"token":' + json.dumps(collection.token)
+        ',"requestId":'
+        + json.dumps(request_id)
+        + ',"receivedAt":"'
+        + format_received_at(received_at_ms)
+        + '"'
+        + ',"version":'
+        + json.dumps(collection.version)
+        + ',"token":'
+        + json.dumps(collection.token)
         + ',"payload":'
     )
     # SQS counts attribute name + data type + value bytes towards the message size.
@@ -74,9 +79,13 @@ def build_messages(collection: PayloadCollection, request_id: str, received_at_m
         body = '{"id":"' + payload_id + '"' + head + payload + "}"
         size = len(body.encode("utf-8")) + attribute_size
         if size > SQS_MAX_MESSAGE_BYTES:
-            raise too_large("message-too-large", f"data[{index}] does not fit one queue message: with its "
-                            f"envelope (id, receivedAt, version, token) it is {size} bytes; "
-                            f"the limit is {SQS_MAX_MESSAGE_BYTES}", f"/data/{index}")
+            raise too_large(
+                "message-too-large",
+                f"data[{index}] does not fit one queue message: with its "
+                f"envelope (id, receivedAt, version, token) it is {size} bytes; "
+                f"the limit is {SQS_MAX_MESSAGE_BYTES}",
+                f"/data/{index}",
+            )
         messages.append(OutgoingMessage(payload_id, body, request_id, size))
     return messages
 

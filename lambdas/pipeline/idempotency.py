@@ -55,8 +55,12 @@ def idempotent_request_id(api_key_id: str, token: str, key: str, body: bytes) ->
     """
     digest = hashlib.sha256()
     # Length-prefixed fields: no two different tuples hash the same bytes.
-    for field in (api_key_id.encode(), token.encode("utf-8", "surrogatepass"), key.encode("ascii"),
-                  hashlib.sha256(body).digest()):
+    for field in (
+        api_key_id.encode(),
+        token.encode("utf-8", "surrogatepass"),
+        key.encode("ascii"),
+        hashlib.sha256(body).digest(),
+    ):
         digest.update(len(field).to_bytes(4, "big"))
         digest.update(field)
     value = int.from_bytes(digest.digest()[:16], "big")

@@ -49,7 +49,9 @@ class EnqueueFailed(Exception):
 
 
 def limits_from(settings: IngestSettings) -> Limits:
-    return Limits(settings.max_body_bytes, settings.max_payloads, settings.max_payload_bytes, settings.max_nesting_depth)
+    return Limits(
+        settings.max_body_bytes, settings.max_payloads, settings.max_payload_bytes, settings.max_nesting_depth
+    )
 
 
 def accept_payloads(request: IngestRequest, settings: IngestSettings, sqs: Callable[[], Any]) -> AcceptedRequest:
@@ -67,8 +69,9 @@ def accept_payloads(request: IngestRequest, settings: IngestSettings, sqs: Calla
         request_id = idempotent_request_id(request.api_key_id, collection.token, key, raw)
     messages = build_messages(collection, request_id, request.received_at_ms)
     # After validation, so a bad request still gets its 4xx; before enqueueing anything.
-    refuse_if_backlogged(sqs, settings.queue_url, settings.max_queue, settings.backlog_check_seconds,
-                         settings.retry_after_seconds)
+    refuse_if_backlogged(
+        sqs, settings.queue_url, settings.max_queue, settings.backlog_check_seconds, settings.retry_after_seconds
+    )
     report = enqueue_messages(sqs(), settings.queue_url, messages, settings.enqueue_max_attempts)
     if report.failed_entries:
         raise EnqueueFailed(report, settings.retry_after_seconds)

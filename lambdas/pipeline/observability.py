@@ -44,8 +44,15 @@ if os.environ.get("STAGE"):
 
 # RequestsRejected's `reason` dimension: a handful of classes by HTTP status, never the client's
 # data and never the fine-grained slug (that is in the "request rejected" log line).
-_REJECTION_CLASSES = {400: "invalid", 404: "route", 405: "route", 413: "too-large", 415: "media-type",
-                      429: "overloaded", 503: "overloaded"}
+_REJECTION_CLASSES = {
+    400: "invalid",
+    404: "route",
+    405: "route",
+    413: "too-large",
+    415: "media-type",
+    429: "overloaded",
+    503: "overloaded",
+}
 
 
 def rejection_class(status: int) -> str:
@@ -57,6 +64,11 @@ def count_rejected_request(status: int) -> None:
     """Emit RequestsRejected with a `reason` dimension. A separate EMF blob (Powertools'
     single_metric), because the invocation's other metrics must not get that dimension."""
     # Namespace and service from the shared Metrics object, so both blobs always agree.
-    with single_metric(name="RequestsRejected", unit=MetricUnit.Count, value=1, namespace=metrics.namespace,
-                       default_dimensions={"service": metrics.service, **metrics.default_dimensions}) as metric:
+    with single_metric(
+        name="RequestsRejected",
+        unit=MetricUnit.Count,
+        value=1,
+        namespace=metrics.namespace,
+        default_dimensions={"service": metrics.service, **metrics.default_dimensions},
+    ) as metric:
         metric.add_dimension(name="reason", value=rejection_class(status))

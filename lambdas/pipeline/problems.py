@@ -56,6 +56,4 @@ def unsupported_media_type(detail: str) -> Problem:
 
 
 def service_unavailable(slug: str, detail: str, retry_after_seconds: int) -> Problem:
-    return Problem(
-        503, slug, "Service Unavailable", detail, headers={"Retry-After": str(retry_after_seconds)}
-    )
+    return Problem(503, slug, "Service Unavailable", detail, headers={"Retry-After": str(retry_after_seconds)})

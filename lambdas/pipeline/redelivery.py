@@ -72,29 +72,35 @@ class RetrySchedule:
     not_scheduled: dict[str, str] = field(default_factory=dict)  # message id -> why
 
 
-def schedule_retries(records: Iterable[FailedRecord], queue_url: str, base_seconds: int, max_seconds: int,
-                     sqs: Any) -> RetrySchedule:
+def schedule_retries(
+    records: Iterable[FailedRecord], queue_url: str, base_seconds: int, max_seconds: int, sqs: Any
+) -> RetrySchedule:
     """Set each record's visibility timeout to its retry delay. Never raises for an SQS problem:
     a record whose delay could not be set is listed in ``not_scheduled`` (it returns after the
     queue's visibility timeout instead)."""
     schedule = RetrySchedule()
     pending = list(records)
     for start in range(0, len(pending), ENTRIES_PER_CALL):
-        chunk = {str(index): record for index, record in enumerate(pending[start:start + ENTRIES_PER_CALL])}
+        chunk = {str(index): record for index, record in enumerate(pending[start : start + ENTRIES_PER_CALL])}
         # The safety margin is kept for this; only the last second before the deadline is not used.
         if budget.seconds_to_deadline() < LAST_CALL_SECONDS:
             schedule.not_scheduled.update((r.message_id, "no time left in the invocation") for r in chunk.values())
             continue
-        delays = {entry_id: retry_delay_seconds(r.receive_count, base_seconds, max_seconds)
-                  for entry_id, r in chunk.items()}
+        delays = {
+            entry_id: retry_delay_seconds(r.receive_count, base_seconds, max_seconds) for entry_id, r in chunk.items()
+        }
         try:
-            answer = sqs.change_message_visibility_batch(QueueUrl=queue_url, Entries=[
-                {"Id": entry_id, "ReceiptHandle": r.receipt_handle, "VisibilityTimeout": delays[entry_id]}
-                for entry_id, r in chunk.items()
-            ])
+            answer = sqs.change_message_visibility_batch(
+                QueueUrl=queue_url,
+                Entries=[
+                    {"Id": entry_id, "ReceiptHandle": r.receipt_handle, "VisibilityTimeout": delays[entry_id]}
+                    for entry_id, r in chunk.items()
+                ],
+            )
         except (ClientError, BotoCoreError) as exc:
-            schedule.not_scheduled.update((r.message_id, f"ChangeMessageVisibilityBatch failed: {exc}")
-                                          for r in chunk.values())
+            schedule.not_scheduled.update(
+                (r.message_id, f"ChangeMessageVisibilityBatch failed: {exc}") for r in chunk.values()
+            )
             continue
         # The call can answer 200 and still list entries in Failed: only Successful ones got their delay.
         for entry in answer.get("Successful", []):

@@ -15,7 +15,9 @@ class StoreOutcome(str, Enum):
     ALREADY_STORED = "already-stored"
 
 
-def put_create_only(s3: Any, bucket: str, key: str, body: bytes, content_type: str = "application/json") -> StoreOutcome:
+def put_create_only(
+    s3: Any, bucket: str, key: str, body: bytes, content_type: str = "application/json"
+) -> StoreOutcome:
     """PutObject with If-None-Match: *. A 412 means an earlier delivery already stored this key.
 
     botocore retries SlowDown and 5xx in-process (pipeline/aws_clients.py) within the invocation's

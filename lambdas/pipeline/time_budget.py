@@ -77,8 +77,9 @@ def _longest_next_wait(attempts: int) -> float:
     return min(BOTOCORE_MAX_BACKOFF_SECONDS, 2.0 ** max(attempts - 1, 0))
 
 
-def _stop_if_no_time_for_a_retry(attempts: int, response: Any, caught_exception: Exception | None,
-                                 operation: Any, **_: Any) -> None:
+def _stop_if_no_time_for_a_retry(
+    attempts: int, response: Any, caught_exception: Exception | None, operation: Any, **_: Any
+) -> None:
     if budget.allows(_longest_next_wait(attempts)):
         return  # botocore decides, as always
     if caught_exception is not None:  # connection error, read timeout

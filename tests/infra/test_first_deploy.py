@@ -25,8 +25,11 @@ ACCOUNT_LEVEL = {"AWS::ApiGateway::Account", "AWS::IAM::Role"}
 
 
 def source_files() -> dict[str, float]:
-    return {str(p.relative_to(LAMBDA_SOURCE)): p.stat().st_mtime for p in LAMBDA_SOURCE.rglob("*")
-            if "__pycache__" not in p.parts}
+    return {
+        str(p.relative_to(LAMBDA_SOURCE)): p.stat().st_mtime
+        for p in LAMBDA_SOURCE.rglob("*")
+        if "__pycache__" not in p.parts
+    }
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +49,9 @@ def relaxed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Template, Pa
 
 
 def functions(template: Template) -> dict[str, dict[str, Any]]:
-    found = template.find_resources("AWS::Lambda::Function", {"Properties": {
-        "Handler": Match.string_like_regexp("_handler.lambda_handler$")}})
+    found = template.find_resources(
+        "AWS::Lambda::Function", {"Properties": {"Handler": Match.string_like_regexp("_handler.lambda_handler$")}}
+    )
     assert len(found) == 2
     return {r["Properties"]["Handler"]: r["Properties"] for r in found.values()}
 
@@ -75,8 +79,11 @@ def test_reserved_concurrency_off_reserves_nothing_and_the_mapping_still_bounds_
 
 
 def test_by_default_both_functions_use_the_public_layer(default: Template) -> None:
-    parameters = {name for name, p in default.to_json()["Parameters"].items()
-                  if p.get("Default", "").startswith("/aws/service/powertools/")}
+    parameters = {
+        name
+        for name, p in default.to_json()["Parameters"].items()
+        if p.get("Default", "").startswith("/aws/service/powertools/")
+    }
     assert len(parameters) == 1
     assert [props["Layers"] for props in functions(default).values()] == [[{"Ref": p} for p in parameters]] * 2
 
@@ -84,8 +91,11 @@ def test_by_default_both_functions_use_the_public_layer(default: Template) -> No
 def test_bundled_powertools_means_no_layer_and_the_pinned_release_in_the_asset(relaxed: Any) -> None:
     _, template, outdir, _ = relaxed
     assert all("Layers" not in props for props in functions(template).values())
-    assert not [p for p in template.to_json()["Parameters"].values()
-                if p.get("Default", "").startswith("/aws/service/powertools/")]
+    assert not [
+        p
+        for p in template.to_json()["Parameters"].values()
+        if p.get("Default", "").startswith("/aws/service/powertools/")
+    ]
     asset = asset_dir(template, outdir)
     assert (asset / "ingest_handler.py").is_file() and (asset / "consumer_handler.py").is_file()
     assert (asset / "aws_lambda_powertools" / "__init__.py").is_file()
@@ -106,10 +116,23 @@ def test_the_bundle_holds_no_compiled_code_and_imports_without_it(relaxed: Any) 
         "from aws_lambda_powertools import Tracer; tracer = Tracer(patch_modules=('botocore',))\n"
         "print(aws_lambda_powertools.__file__, w._using_c_extension, tracer.capture_method(lambda x: x + 1)(1))\n"
     )
-    env = {**os.environ, "POWERTOOLS_SERVICE_NAME": "test", "QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/1/q",
-           "BUCKET_NAME": "b", "AWS_DEFAULT_REGION": "us-east-1", "PYTHONDONTWRITEBYTECODE": "1"}
-    result = subprocess.run([sys.executable, "-S", "-c", script], cwd=outdir, env=env, capture_output=True,
-                            text=True, timeout=120, check=False)
+    env = {
+        **os.environ,
+        "POWERTOOLS_SERVICE_NAME": "test",
+        "QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/1/q",
+        "BUCKET_NAME": "b",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    result = subprocess.run(
+        [sys.executable, "-S", "-c", script],
+        cwd=outdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     powertools_file, c_extension, traced = result.stdout.split()
     assert powertools_file.startswith(str(asset)) and (c_extension, traced) == ("False", "2")
@@ -122,8 +145,9 @@ def test_synth_leaves_the_lambdas_folder_untouched(relaxed: Any) -> None:
 
 def test_bundling_another_powertools_than_the_installed_one_fails_synth_naming_the_knob() -> None:
     with pytest.raises(ConfigError, match="POWERTOOLS_VERSION is 3.36.0"):
-        build_app(context={**cdk_json_context(), "POWERTOOLS_SOURCE": "bundle", "POWERTOOLS_VERSION": "3.36.0"},
-                  environ={})
+        build_app(
+            context={**cdk_json_context(), "POWERTOOLS_SOURCE": "bundle", "POWERTOOLS_VERSION": "3.36.0"}, environ={}
+        )
 
 
 # --- API_GATEWAY_CLOUDWATCH_ROLE -----------------------------------------------------------------------
@@ -132,8 +156,13 @@ def test_bundling_another_powertools_than_the_installed_one_fails_synth_naming_t
 def test_by_default_the_stack_sets_the_regions_api_gateway_logging_role(default: Template) -> None:
     default.resource_count_is("AWS::ApiGateway::Account", 1)
     roles = default.find_resources("AWS::IAM::Role")
-    assert sum("apigateway.amazonaws.com" in json.dumps(r["Properties"]["AssumeRolePolicyDocument"])
-               for r in roles.values()) == 1
+    assert (
+        sum(
+            "apigateway.amazonaws.com" in json.dumps(r["Properties"]["AssumeRolePolicyDocument"])
+            for r in roles.values()
+        )
+        == 1
+    )
 
 
 def test_role_off_leaves_the_accounts_role_alone_and_keeps_the_stage_logging(relaxed: Any) -> None:
@@ -178,11 +207,14 @@ def test_the_relaxed_template_has_no_cdk_nag_findings_and_passes_cfn_lint(relaxe
 # --- the knobs themselves --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("knob", "value", "message"), [
-    ("RESERVED_CONCURRENCY", "sometimes", "RESERVED_CONCURRENCY must be on or off"),
-    ("POWERTOOLS_SOURCE", "pip", "POWERTOOLS_SOURCE must be layer or bundle"),
-    ("API_GATEWAY_CLOUDWATCH_ROLE", "perhaps", "API_GATEWAY_CLOUDWATCH_ROLE='perhaps' is not a boolean"),
-])
+@pytest.mark.parametrize(
+    ("knob", "value", "message"),
+    [
+        ("RESERVED_CONCURRENCY", "sometimes", "RESERVED_CONCURRENCY must be on or off"),
+        ("POWERTOOLS_SOURCE", "pip", "POWERTOOLS_SOURCE must be layer or bundle"),
+        ("API_GATEWAY_CLOUDWATCH_ROLE", "perhaps", "API_GATEWAY_CLOUDWATCH_ROLE='perhaps' is not a boolean"),
+    ],
+)
 def test_invalid_first_deploy_knobs_are_refused_by_name(knob: str, value: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         PipelineConfig.resolve({}, {knob: value})

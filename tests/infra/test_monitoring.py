@@ -16,9 +16,15 @@ from infra.config import ConfigError, PipelineConfig
 
 RUNBOOK = Path(__file__).resolve().parents[2] / "docs" / "RUNBOOK.md"
 CHANGED_KNOBS = {
-    "STAGE": "dev", "ALARM_EMAIL": "oncall@example.com", "OLDEST_MESSAGE_AGE_ALARM_SECONDS": 900,
-    "API_5XX_RATE_ALARM_PERCENT": 5, "MAX_WORKERS": 25, "TRACING": False, "LOG_RETENTION_DAYS": 7,
-    "METRICS_NAMESPACE": "Telemetry", "RUNBOOK_URL": "https://wiki.example.com/ingest-runbook",
+    "STAGE": "dev",
+    "ALARM_EMAIL": "oncall@example.com",
+    "OLDEST_MESSAGE_AGE_ALARM_SECONDS": 900,
+    "API_5XX_RATE_ALARM_PERCENT": 5,
+    "MAX_WORKERS": 25,
+    "TRACING": False,
+    "LOG_RETENTION_DAYS": 7,
+    "METRICS_NAMESPACE": "Telemetry",
+    "RUNBOOK_URL": "https://wiki.example.com/ingest-runbook",
     "SQS_IN_FLIGHT_LIMIT": 240_000,
 }
 
@@ -104,7 +110,9 @@ def alarm_metrics(props: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     """(namespace, metric name, statistic, first dimension value) of an alarm, single or math."""
     if "MetricName" in props:
         dimension = _flatten(props["Dimensions"][0]["Value"]) if props.get("Dimensions") else ""
-        return [(props["Namespace"], props["MetricName"], props.get("ExtendedStatistic") or props["Statistic"], dimension)]
+        return [
+            (props["Namespace"], props["MetricName"], props.get("ExtendedStatistic") or props["Statistic"], dimension)
+        ]
     found = []
     for query in props["Metrics"]:
         if "MetricStat" in query:
@@ -116,8 +124,12 @@ def alarm_metrics(props: dict[str, Any]) -> list[tuple[str, str, str, str]]:
 
 # --- dashboard ------------------------------------------------------------------------------------
 
+
 def test_the_dashboard_graphs_every_metric_the_issue_names(template: Template) -> None:
-    ingest, consumer = function_id(template, "ingest_handler.lambda_handler"), function_id(template, "consumer_handler.lambda_handler")
+    ingest, consumer = (
+        function_id(template, "ingest_handler.lambda_handler"),
+        function_id(template, "consumer_handler.lambda_handler"),
+    )
     queue, dlq = queue_ids(template)
     metrics = graphed(template)
     expected = {
@@ -154,7 +166,9 @@ def test_the_dashboard_graphs_every_metric_the_issue_names(template: Template) -
     }
     assert expected <= metrics, sorted(expected - metrics)
     searches = [m[1] for m in metrics if m[0] == "expression"]
-    assert searches == ["SEARCH('{\"IngestPipeline\",reason,service,stage} MetricName=\"RequestsRejected\" stage=\"prod\"', 'Sum', 300)"]
+    assert searches == [
+        'SEARCH(\'{"IngestPipeline",reason,service,stage} MetricName="RequestsRejected" stage="prod"\', \'Sum\', 300)'
+    ]
 
 
 def test_custom_metrics_are_read_with_the_stage_dimension_the_functions_write(template: Template) -> None:
@@ -163,8 +177,11 @@ def test_custom_metrics_are_read_with_the_stage_dimension_the_functions_write(te
             if line[0] == "IngestPipeline":
                 assert line[2:6] == ["service", line[3], "stage", "prod"], line
     env = template.find_resources("AWS::Lambda::Function")
-    stages = {f["Properties"]["Environment"]["Variables"].get("STAGE") for f in env.values()
-              if "Environment" in f["Properties"] and "POWERTOOLS_SERVICE_NAME" in f["Properties"]["Environment"]["Variables"]}
+    stages = {
+        f["Properties"]["Environment"]["Variables"].get("STAGE")
+        for f in env.values()
+        if "Environment" in f["Properties"] and "POWERTOOLS_SERVICE_NAME" in f["Properties"]["Environment"]["Variables"]
+    }
     assert stages == {"prod"}
 
 
@@ -180,7 +197,9 @@ def test_the_latest_errors_of_both_functions_are_on_the_dashboard(template: Temp
 
 def test_concurrency_is_drawn_against_a_line_at_max_workers(template: Template, changed: Template) -> None:
     for tmpl, bound in ((template, 10), (changed, 25)):
-        widget = next(w for w in dashboard(tmpl)["widgets"] if w["properties"].get("title") == "Consumer concurrency vs bound")
+        widget = next(
+            w for w in dashboard(tmpl)["widgets"] if w["properties"].get("title") == "Consumer concurrency vs bound"
+        )
         assert widget["properties"]["annotations"]["horizontal"] == [
             {"value": bound, "label": f"MAX_WORKERS = {bound}", "yAxis": "left"}
         ]
@@ -188,56 +207,101 @@ def test_concurrency_is_drawn_against_a_line_at_max_workers(template: Template, 
 
 def test_queue_age_is_drawn_against_the_alarm_threshold(template: Template, changed: Template) -> None:
     for tmpl, seconds in ((template, 300), (changed, 900)):
-        widget = next(w for w in dashboard(tmpl)["widgets"] if w["properties"].get("title") == "Queue: age of oldest message (s)")
-        assert widget["properties"]["annotations"]["horizontal"] == [{"value": seconds, "label": "alarm", "yAxis": "left"}]
+        widget = next(
+            w for w in dashboard(tmpl)["widgets"] if w["properties"].get("title") == "Queue: age of oldest message (s)"
+        )
+        assert widget["properties"]["annotations"]["horizontal"] == [
+            {"value": seconds, "label": "alarm", "yAxis": "left"}
+        ]
 
 
 def test_the_header_links_queue_dlq_bucket_and_runbook(template: Template, changed: Template) -> None:
     queue, dlq = queue_ids(template)
     # the payload bucket is the one that writes server access logs
-    bucket = next(name for name, b in template.find_resources("AWS::S3::Bucket").items() if "LoggingConfiguration" in b["Properties"])
+    bucket = next(
+        name
+        for name, b in template.find_resources("AWS::S3::Bucket").items()
+        if "LoggingConfiguration" in b["Properties"]
+    )
     header = dashboard(template)["widgets"][0]["properties"]["markdown"]
     assert f"%2F<{queue}.QueueName>)" in header and f"%2F<{dlq}.QueueName>)" in header
     assert f"/s3/buckets/<{bucket}>?" in header
     assert "docs/RUNBOOK.md" in header
-    assert "[runbook](https://wiki.example.com/ingest-runbook)" in dashboard(changed)["widgets"][0]["properties"]["markdown"]
+    assert (
+        "[runbook](https://wiki.example.com/ingest-runbook)"
+        in dashboard(changed)["widgets"][0]["properties"]["markdown"]
+    )
 
 
 def test_one_dashboard_per_stage_and_its_url_is_an_output(template: Template, changed: Template) -> None:
     assert dashboard(template)["name"] == "ingest-pipeline-prod"
     assert dashboard(changed)["name"] == "ingest-pipeline-dev"
     url = _flatten(template.find_outputs("DashboardUrl")["DashboardUrl"]["Value"])
-    assert url == "https://<AWS::Region>.console.aws.amazon.com/cloudwatch/home?region=<AWS::Region>#dashboards:name=ingest-pipeline-prod"
+    assert (
+        url
+        == "https://<AWS::Region>.console.aws.amazon.com/cloudwatch/home?region=<AWS::Region>#dashboards:name=ingest-pipeline-prod"
+    )
 
 
 # --- alarms ---------------------------------------------------------------------------------------
 
+
 def test_each_alarm_watches_the_right_metric_with_its_threshold(template: Template) -> None:
-    ingest, consumer = function_id(template, "ingest_handler.lambda_handler"), function_id(template, "consumer_handler.lambda_handler")
+    ingest, consumer = (
+        function_id(template, "ingest_handler.lambda_handler"),
+        function_id(template, "consumer_handler.lambda_handler"),
+    )
     queue, dlq = queue_ids(template)
     found = alarms(template)
     expected = {
-        "dlq-not-empty": (0, "GreaterThanThreshold", 1,
-                          [("AWS/SQS", "ApproximateNumberOfMessagesVisible", "Maximum", f"<{dlq}.QueueName>")]),
-        "oldest-message-age": (300, "GreaterThanThreshold", 2,
-                               [("AWS/SQS", "ApproximateAgeOfOldestMessage", "Maximum", f"<{queue}.QueueName>")]),
-        "api-5xx-rate": (0.01, "GreaterThanThreshold", 1,
-                         [("AWS/ApiGateway", "5XXError", "Average", "ingest-pipeline-prod")]),
-        "ingest-errors": (1, "GreaterThanOrEqualToThreshold", 1,
-                          [("AWS/Lambda", "Errors", "Sum", f"<{ingest}>"), ("AWS/Lambda", "Throttles", "Sum", f"<{ingest}>")]),
+        "dlq-not-empty": (
+            0,
+            "GreaterThanThreshold",
+            1,
+            [("AWS/SQS", "ApproximateNumberOfMessagesVisible", "Maximum", f"<{dlq}.QueueName>")],
+        ),
+        "oldest-message-age": (
+            300,
+            "GreaterThanThreshold",
+            2,
+            [("AWS/SQS", "ApproximateAgeOfOldestMessage", "Maximum", f"<{queue}.QueueName>")],
+        ),
+        "api-5xx-rate": (
+            0.01,
+            "GreaterThanThreshold",
+            1,
+            [("AWS/ApiGateway", "5XXError", "Average", "ingest-pipeline-prod")],
+        ),
+        "ingest-errors": (
+            1,
+            "GreaterThanOrEqualToThreshold",
+            1,
+            [("AWS/Lambda", "Errors", "Sum", f"<{ingest}>"), ("AWS/Lambda", "Throttles", "Sum", f"<{ingest}>")],
+        ),
         "consumer-errors": (1, "GreaterThanOrEqualToThreshold", 1, [("AWS/Lambda", "Errors", "Sum", f"<{consumer}>")]),
         # 80 % of SQS_IN_FLIGHT_LIMIT, the ~120,000 in-flight messages a standard queue holds (SQS quotas)
         "in-flight-near-cap": (
-            96_000, "GreaterThanOrEqualToThreshold", 2,
-            [("AWS/SQS", "ApproximateNumberOfMessagesNotVisible", "Maximum", f"<{queue}.QueueName>")]),
-        "worker-pool-saturated": (10, "GreaterThanOrEqualToThreshold", 15,
-                                  [("AWS/Lambda", "ConcurrentExecutions", "Maximum", f"<{consumer}>")]),
+            96_000,
+            "GreaterThanOrEqualToThreshold",
+            2,
+            [("AWS/SQS", "ApproximateNumberOfMessagesNotVisible", "Maximum", f"<{queue}.QueueName>")],
+        ),
+        "worker-pool-saturated": (
+            10,
+            "GreaterThanOrEqualToThreshold",
+            15,
+            [("AWS/Lambda", "ConcurrentExecutions", "Maximum", f"<{consumer}>")],
+        ),
     }
     assert set(found) == set(expected)
     for name, (threshold, comparison, periods, metrics) in expected.items():
         props = found[name]
-        assert (props["Threshold"], props["ComparisonOperator"], props["EvaluationPeriods"], props["DatapointsToAlarm"]) == (
-            threshold, comparison, periods, periods), name
+        assert (
+            props["Threshold"],
+            props["ComparisonOperator"],
+            props["EvaluationPeriods"],
+            props["DatapointsToAlarm"],
+        ) == (threshold, comparison, periods, periods), name
         assert sorted(alarm_metrics(props)) == sorted(metrics), name
         assert props["TreatMissingData"] == "notBreaching", name
     assert found["in-flight-near-cap"]["Period"] == 60  # two one-minute datapoints: paged within ~2 minutes
@@ -262,7 +326,9 @@ def test_with_provisioned_pollers_saturation_means_the_poller_bound() -> None:
     saturated = alarms(template)["worker-pool-saturated"]
     assert saturated["Threshold"] == 60  # reserved concurrency = 10 x MAX_POLLERS
     assert "Raise MAX_POLLERS" in saturated["AlarmDescription"]
-    widget = next(w for w in dashboard(template)["widgets"] if w["properties"].get("title") == "Consumer concurrency vs bound")
+    widget = next(
+        w for w in dashboard(template)["widgets"] if w["properties"].get("title") == "Consumer concurrency vs bound"
+    )
     assert widget["properties"]["annotations"]["horizontal"][0]["label"] == "10 x MAX_POLLERS = 60"
 
 
@@ -297,23 +363,38 @@ def test_the_alarm_topic_is_encrypted_tls_only_and_cloudwatch_may_publish(templa
     assert next(iter(topic.values()))["Properties"]["KmsMasterKeyId"] == {"Fn::GetAtt": [key, "Arn"]}
     key_props = template.find_resources("AWS::KMS::Key")[key]["Properties"]
     assert key_props["EnableKeyRotation"] is True
-    assert any(s["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
-               and set(s["Action"]) == {"kms:Decrypt", "kms:GenerateDataKey*"} for s in key_props["KeyPolicy"]["Statement"])
+    assert any(
+        s["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+        and set(s["Action"]) == {"kms:Decrypt", "kms:GenerateDataKey*"}
+        for s in key_props["KeyPolicy"]["Statement"]
+    )
     policy = next(iter(template.find_resources("AWS::SNS::TopicPolicy").values()))["Properties"]["PolicyDocument"]
-    assert any(s["Effect"] == "Deny" and s.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}}
-               for s in policy["Statement"])
-    assert any(s["Effect"] == "Allow" and s["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
-               and s["Action"] == "sns:Publish" for s in policy["Statement"])
+    assert any(
+        s["Effect"] == "Deny" and s.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}}
+        for s in policy["Statement"]
+    )
+    assert any(
+        s["Effect"] == "Allow"
+        and s["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+        and s["Action"] == "sns:Publish"
+        for s in policy["Statement"]
+    )
 
 
 # --- tracing and log retention --------------------------------------------------------------------
 
-def test_tracing_is_on_for_the_api_stage_and_both_functions_and_can_be_turned_off(template: Template, changed: Template) -> None:
+
+def test_tracing_is_on_for_the_api_stage_and_both_functions_and_can_be_turned_off(
+    template: Template, changed: Template
+) -> None:
     for tmpl, on in ((template, True), (changed, False)):
         stage = next(iter(tmpl.find_resources("AWS::ApiGateway::Stage").values()))["Properties"]
         assert stage.get("TracingEnabled", False) is on
-        functions = {name: f for name, f in tmpl.find_resources("AWS::Lambda::Function").items()
-                     if str(f["Properties"].get("Handler", "")).endswith("_handler.lambda_handler")}
+        functions = {
+            name: f
+            for name, f in tmpl.find_resources("AWS::Lambda::Function").items()
+            if str(f["Properties"].get("Handler", "")).endswith("_handler.lambda_handler")
+        }
         assert len(functions) == 2
         for function in functions.values():
             props = function["Properties"]
@@ -330,6 +411,7 @@ def test_every_log_group_keeps_logs_for_log_retention_days(template: Template, c
 
 # --- the knobs ------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("knobs", "named"),
     [
@@ -345,6 +427,8 @@ def test_alarm_knobs_that_cannot_work_are_refused_by_name(knobs: dict[str, Any],
 
 
 def test_alarm_knobs_resolve_from_the_environment_first() -> None:
-    config = PipelineConfig.resolve({"ALARM_EMAIL": "ctx@example.com"},
-                                    environ={"ALARM_EMAIL": "env@example.com", "OLDEST_MESSAGE_AGE_ALARM_SECONDS": "600"})
+    config = PipelineConfig.resolve(
+        {"ALARM_EMAIL": "ctx@example.com"},
+        environ={"ALARM_EMAIL": "env@example.com", "OLDEST_MESSAGE_AGE_ALARM_SECONDS": "600"},
+    )
     assert (config.ALARM_EMAIL, config.OLDEST_MESSAGE_AGE_ALARM_SECONDS) == ("env@example.com", 600)

@@ -36,7 +36,10 @@ def only(template: Template, resource_type: str) -> tuple[str, dict[str, Any]]:
 
 
 def tables(template: Template) -> dict[str, dict[str, Any]]:
-    return {t["Properties"]["TableInput"]["Name"]: t["Properties"] for t in template.find_resources("AWS::Glue::Table").values()}
+    return {
+        t["Properties"]["TableInput"]["Name"]: t["Properties"]
+        for t in template.find_resources("AWS::Glue::Table").values()
+    }
 
 
 def render(value: Any, template: Template) -> str:
@@ -65,8 +68,11 @@ def test_every_projected_partition_is_exactly_where_the_consumer_writes(prefix: 
     parameters = tables(template)["payloads"]["TableInput"]["Parameters"]
     assert parameters["projection.enabled"] == "true"
     # When Athena projects the partitions of two days (date type, day interval; integer hours, 2 digits)
-    assert (parameters["projection.dt.type"], parameters["projection.dt.interval"],
-            parameters["projection.dt.interval.unit"]) == ("date", "1", "DAYS")
+    assert (
+        parameters["projection.dt.type"],
+        parameters["projection.dt.interval"],
+        parameters["projection.dt.interval.unit"],
+    ) == ("date", "1", "DAYS")
     assert parameters["projection.dt.range"].endswith(",NOW")
     assert (parameters["projection.hour.type"], parameters["projection.hour.range"]) == ("integer", "0,23")
     digits = int(parameters["projection.hour.digits"])
@@ -87,7 +93,8 @@ def test_the_table_reads_json_lines_with_the_envelope_columns_and_string_partiti
     assert table["TableType"] == "EXTERNAL_TABLE"
     descriptor = table["StorageDescriptor"]
     assert [(c["Name"], c["Type"]) for c in descriptor["Columns"]] == [
-        (name, "string") for name in ("id", "requestid", "receivedat", "version", "token", "payload")]
+        (name, "string") for name in ("id", "requestid", "receivedat", "version", "token", "payload")
+    ]
     assert [(c["Name"], c["Type"]) for c in table["PartitionKeys"]] == [("dt", "string"), ("hour", "string")]
     # Text input: Athena picks gzip by the .gz extension, so .json and .ndjson.gz objects both read
     assert descriptor["InputFormat"] == "org.apache.hadoop.mapred.TextInputFormat"
@@ -123,7 +130,8 @@ def test_the_workgroup_enforces_encrypted_results_in_an_expiring_bucket(template
     assert results["OutputLocation"] == {"Fn::Join": ["", ["s3://", {"Ref": bucket_id}, "/"]]}
     bucket = template.find_resources("AWS::S3::Bucket")[bucket_id]["Properties"]
     assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"] == {
-        "SSEAlgorithm": "AES256"}
+        "SSEAlgorithm": "AES256"
+    }
     assert [rule["ExpirationInDays"] for rule in bucket["LifecycleConfiguration"]["Rules"]] == [7]
     assert bucket["PublicAccessBlockConfiguration"]["RestrictPublicBuckets"] is True
 

@@ -43,17 +43,24 @@ def test_scale_template_carries_the_profiles_settings(scale: tuple[IngestPipelin
     assert source["VisibilityTimeout"] == 61
     ingest = only(template, "AWS::Lambda::Function", {"Handler": "ingest_handler.lambda_handler"})["Properties"]
     assert ingest["Environment"]["Variables"]["MAX_QUEUE"] == "100000000"
-    assert only(template, "AWS::ApiGateway::UsagePlan")["Properties"]["Throttle"] == {"BurstLimit": 10000,
-                                                                                       "RateLimit": 20000}
+    assert only(template, "AWS::ApiGateway::UsagePlan")["Properties"]["Throttle"] == {
+        "BurstLimit": 10000,
+        "RateLimit": 20000,
+    }
     stage = only(template, "AWS::ApiGateway::Stage")["Properties"]
-    assert [(m["ThrottlingRateLimit"], m["ThrottlingBurstLimit"]) for m in stage["MethodSettings"]
-            if m["HttpMethod"] == "*"] == [(20000, 10000)]
-    in_flight = only(template, "AWS::CloudWatch::Alarm", {"AlarmName": Match.string_like_regexp(".*in-flight-near-cap")})
+    assert [
+        (m["ThrottlingRateLimit"], m["ThrottlingBurstLimit"]) for m in stage["MethodSettings"] if m["HttpMethod"] == "*"
+    ] == [(20000, 10000)]
+    in_flight = only(
+        template, "AWS::CloudWatch::Alarm", {"AlarmName": Match.string_like_regexp(".*in-flight-near-cap")}
+    )
     assert in_flight["Properties"]["Threshold"] == 192_000  # 80 % of SQS_IN_FLIGHT_LIMIT=240,000
-    bucket = only(template, "AWS::S3::Bucket",
-                  {"LoggingConfiguration": Match.object_like({"LogFilePrefix": "payloads/"})})["Properties"]
-    assert {"ExpirationInDays": 30, "Id": "expire-payloads", "Prefix": "payloads/", "Status": "Enabled"} \
-        in bucket["LifecycleConfiguration"]["Rules"]
+    bucket = only(
+        template, "AWS::S3::Bucket", {"LoggingConfiguration": Match.object_like({"LogFilePrefix": "payloads/"})}
+    )["Properties"]
+    assert {"ExpirationInDays": 30, "Id": "expire-payloads", "Prefix": "payloads/", "Status": "Enabled"} in bucket[
+        "LifecycleConfiguration"
+    ]["Rules"]
 
 
 def test_cdk_nag_reports_no_unsuppressed_findings_on_scale(scale: tuple[IngestPipelineStack, Template]) -> None:

@@ -38,16 +38,20 @@ def logical_id(resources: dict[str, dict[str, Any]], resource_type: str, prefix:
 
 
 def role_of(resources: dict[str, dict[str, Any]], handler: str) -> str:
-    [function] = [r for r in of_type(resources, "AWS::Lambda::Function").values() if r["Properties"]["Handler"] == handler]
+    [function] = [
+        r for r in of_type(resources, "AWS::Lambda::Function").values() if r["Properties"]["Handler"] == handler
+    ]
     return function["Properties"]["Role"]["Fn::GetAtt"][0]
 
 
 def statements_of(resources: dict[str, dict[str, Any]], role: str) -> list[Statement]:
     """Every inline-policy statement attached to the role."""
-    return [statement
-            for policy in of_type(resources, "AWS::IAM::Policy").values()
-            if {"Ref": role} in policy["Properties"]["Roles"]
-            for statement in policy["Properties"]["PolicyDocument"]["Statement"]]
+    return [
+        statement
+        for policy in of_type(resources, "AWS::IAM::Policy").values()
+        if {"Ref": role} in policy["Properties"]["Roles"]
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
 
 
 def grants(statements: list[Statement]) -> dict[str, set[str]]:
@@ -73,8 +77,9 @@ XRAY = {json.dumps("*"): {"xray:PutTelemetryRecords", "xray:PutTraceSegments"}} 
 
 def own_logs(resources: dict[str, dict[str, Any]], handler: str) -> dict[str, set[str]]:
     """Write access to the function's own log group only (its ARN covers its log streams)."""
-    [function] = [r for r in of_type(resources, "AWS::Lambda::Function").values()
-                  if r["Properties"]["Handler"] == handler]
+    [function] = [
+        r for r in of_type(resources, "AWS::Lambda::Function").values() if r["Properties"]["Handler"] == handler
+    ]
     group = function["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
     return {arn(group): {"logs:CreateLogStream", "logs:PutLogEvents"}}
 
@@ -87,44 +92,65 @@ def test_the_ingest_role_may_only_send_to_its_queue(resources: dict[str, dict[st
     queue = logical_id(resources, "AWS::SQS::Queue", "BufferQueue")
     # GetQueueAttributes comes with grant_send_messages; MAX_QUEUE uses it to read the backlog
     assert grants(statements_of(resources, role)) == {
-        **XRAY, **own_logs(resources, "ingest_handler.lambda_handler"),
+        **XRAY,
+        **own_logs(resources, "ingest_handler.lambda_handler"),
         arn(queue): {"sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"},
     }
     assert "ManagedPolicyArns" not in resources[role]["Properties"]  # no AWSLambdaBasicExecutionRole (logs on *)
 
 
-def test_the_consumer_role_may_only_put_under_its_prefix_and_consume_its_queue(resources: dict[str, dict[str, Any]]) -> None:
+def test_the_consumer_role_may_only_put_under_its_prefix_and_consume_its_queue(
+    resources: dict[str, dict[str, Any]],
+) -> None:
     role = role_of(resources, "consumer_handler.lambda_handler")
     queue = logical_id(resources, "AWS::SQS::Queue", "BufferQueue")
     bucket = logical_id(resources, "AWS::S3::Bucket", "StoragePayloads")
     assert grants(statements_of(resources, role)) == {
-        **XRAY, **own_logs(resources, "consumer_handler.lambda_handler"),
+        **XRAY,
+        **own_logs(resources, "consumer_handler.lambda_handler"),
         # grant_put's set: writes only. No GetObject/ListBucket: the consumer cannot read stored payloads
-        prefix_of(bucket, "payloads/"): {"s3:PutObject", "s3:Abort*", "s3:PutObjectLegalHold", "s3:PutObjectRetention",
-                                         "s3:PutObjectTagging", "s3:PutObjectVersionTagging"},
+        prefix_of(bucket, "payloads/"): {
+            "s3:PutObject",
+            "s3:Abort*",
+            "s3:PutObjectLegalHold",
+            "s3:PutObjectRetention",
+            "s3:PutObjectTagging",
+            "s3:PutObjectVersionTagging",
+        },
         # From the event source mapping's consume grant. ChangeMessageVisibility also authorizes
         # ChangeMessageVisibilityBatch, which sets a failed record's retry delay (pipeline/redelivery.py).
-        arn(queue): {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
-                     "sqs:GetQueueAttributes", "sqs:GetQueueUrl"},
+        arn(queue): {
+            "sqs:ReceiveMessage",
+            "sqs:DeleteMessage",
+            "sqs:ChangeMessageVisibility",
+            "sqs:GetQueueAttributes",
+            "sqs:GetQueueUrl",
+        },
     }
     assert "ManagedPolicyArns" not in resources[role]["Properties"]
 
 
 def test_the_consumer_sets_retry_delays_on_its_own_queue_only(resources: dict[str, dict[str, Any]]) -> None:
     queue = logical_id(resources, "AWS::SQS::Queue", "BufferQueue")
-    [consumer] = [r for r in of_type(resources, "AWS::Lambda::Function").values()
-                  if r["Properties"]["Handler"] == "consumer_handler.lambda_handler"]
+    [consumer] = [
+        r
+        for r in of_type(resources, "AWS::Lambda::Function").values()
+        if r["Properties"]["Handler"] == "consumer_handler.lambda_handler"
+    ]
     env = consumer["Properties"]["Environment"]["Variables"]
     assert env["QUEUE_URL"] == {"Ref": queue}
     assert (env["RETRY_BASE_SECONDS"], env["RETRY_MAX_SECONDS"]) == ("10", "180")
 
 
 def test_no_other_role_exists_and_no_policy_uses_wildcards(resources: dict[str, dict[str, Any]]) -> None:
-    principals = sorted(json.dumps(r["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"])
-                        for r in of_type(resources, "AWS::IAM::Role").values())
+    principals = sorted(
+        json.dumps(r["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"])
+        for r in of_type(resources, "AWS::IAM::Role").values()
+    )
     # the two functions, and API Gateway's account-level CloudWatch logging role
-    assert principals == sorted([json.dumps({"Service": "lambda.amazonaws.com"})] * 2
-                                + [json.dumps({"Service": "apigateway.amazonaws.com"})])
+    assert principals == sorted(
+        [json.dumps({"Service": "lambda.amazonaws.com"})] * 2 + [json.dumps({"Service": "apigateway.amazonaws.com"})]
+    )
     for policy in of_type(resources, "AWS::IAM::Policy").values():
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
             actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
@@ -142,7 +168,8 @@ def denies_plain_http(policy: dict[str, Any], action: str, resource_ids: set[str
     for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
         if statement["Effect"] == "Deny" and statement.get("Condition") == TLS_DENY and statement["Action"] == action:
             return resource_ids <= set(json.dumps(statement["Resource"], sort_keys=True).split('"')) and statement[
-                "Principal"] in ({"AWS": "*"}, "*")
+                "Principal"
+            ] in ({"AWS": "*"}, "*")
     return False
 
 
@@ -150,10 +177,14 @@ def test_every_bucket_and_queue_refuses_requests_without_tls(resources: dict[str
     buckets = of_type(resources, "AWS::S3::Bucket")
     queues = of_type(resources, "AWS::SQS::Queue")
     assert len(buckets) == 3 and len(queues) == 2  # payloads, access logs, Athena results
-    bucket_policies = {p["Properties"]["Bucket"]["Ref"]: p for p in of_type(resources, "AWS::S3::BucketPolicy").values()}
+    bucket_policies = {
+        p["Properties"]["Bucket"]["Ref"]: p for p in of_type(resources, "AWS::S3::BucketPolicy").values()
+    }
     for bucket in buckets:
         assert denies_plain_http(bucket_policies[bucket], "s3:*", {bucket}), bucket
-    queue_policies = {q["Ref"]: p for p in of_type(resources, "AWS::SQS::QueuePolicy").values() for q in p["Properties"]["Queues"]}
+    queue_policies = {
+        q["Ref"]: p for p in of_type(resources, "AWS::SQS::QueuePolicy").values() for q in p["Properties"]["Queues"]
+    }
     for queue in queues:
         assert denies_plain_http(queue_policies[queue], "sqs:*", {queue}), queue
     for topic_policy in of_type(resources, "AWS::SNS::TopicPolicy").values():  # the alarm topic
@@ -165,7 +196,11 @@ def test_everything_that_stores_data_is_encrypted_at_rest(resources: dict[str, d
         [rule] = bucket["Properties"]["BucketEncryption"]["ServerSideEncryptionConfiguration"]
         assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in ("AES256", "aws:kms"), lid
         assert bucket["Properties"]["PublicAccessBlockConfiguration"] == {
-            "BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True, "RestrictPublicBuckets": True}
+            "BlockPublicAcls": True,
+            "BlockPublicPolicy": True,
+            "IgnorePublicAcls": True,
+            "RestrictPublicBuckets": True,
+        }
     for lid, queue in of_type(resources, "AWS::SQS::Queue").items():
         assert queue["Properties"].get("SqsManagedSseEnabled") is True or "KmsMasterKeyId" in queue["Properties"], lid
     for lid, topic in of_type(resources, "AWS::SNS::Topic").items():
@@ -179,8 +214,9 @@ def test_everything_that_stores_data_is_encrypted_at_rest(resources: dict[str, d
 
 
 def test_cors_is_off(resources: dict[str, dict[str, Any]], pipeline: Pipeline) -> None:
-    methods = {m["Properties"]["HttpMethod"]: m["Properties"]
-               for m in of_type(resources, "AWS::ApiGateway::Method").values()}
+    methods = {
+        m["Properties"]["HttpMethod"]: m["Properties"] for m in of_type(resources, "AWS::ApiGateway::Method").values()
+    }
     # OPTIONS exists only to reach the function (405, key required like every method): no MOCK CORS preflight
     assert methods["OPTIONS"]["Integration"]["Type"] == "AWS_PROXY" and methods["OPTIONS"]["ApiKeyRequired"] is True
     assert {m["Integration"]["Type"] for m in methods.values()} == {"AWS_PROXY"}
@@ -209,27 +245,45 @@ def test_every_method_requires_an_api_key_and_a_missing_key_is_a_403_problem(
     methods = of_type(resources, "AWS::ApiGateway::Method").values()
     assert len(methods) == 7 and all(method["Properties"]["ApiKeyRequired"] is True for method in methods)
     for response_type in ("INVALID_API_KEY", "ACCESS_DENIED"):
-        [gateway] = [r["Properties"] for r in of_type(resources, "AWS::ApiGateway::GatewayResponse").values()
-                     if r["Properties"]["ResponseType"] == response_type]
+        [gateway] = [
+            r["Properties"]
+            for r in of_type(resources, "AWS::ApiGateway::GatewayResponse").values()
+            if r["Properties"]["ResponseType"] == response_type
+        ]
         assert gateway["StatusCode"] == "403"
         assert gateway["ResponseParameters"]["gatewayresponse.header.Content-Type"] == "'application/problem+json'"
         problem = json.loads(gateway["ResponseTemplates"]["application/json"])
         assert {k: problem[k] for k in ("type", "title", "status")} == {
-            "type": "urn:ingest-pipeline:problem:forbidden", "title": "Forbidden", "status": 403}
+            "type": "urn:ingest-pipeline:problem:forbidden",
+            "title": "Forbidden",
+            "status": 403,
+        }
         assert "x-api-key" in problem["detail"]
 
 
 # --- every cdk-nag suppression is one we reviewed ---------------------------------------------------
 
 REVIEWED_SUPPRESSIONS = {  # rule -> why it is acceptable: docs/SECURITY.md
-    "AwsSolutions-S1", "AwsSolutions-IAM4", "AwsSolutions-IAM5", "AwsSolutions-APIG2", "AwsSolutions-APIG3",
-    "AwsSolutions-APIG4", "AwsSolutions-COG4", "AwsSolutions-SQS3",
-    "Serverless-LambdaDLQ", "Serverless-LambdaEventSourceMappingDestination", "Serverless-SQSRedrivePolicy",
+    "AwsSolutions-S1",
+    "AwsSolutions-IAM4",
+    "AwsSolutions-IAM5",
+    "AwsSolutions-APIG2",
+    "AwsSolutions-APIG3",
+    "AwsSolutions-APIG4",
+    "AwsSolutions-COG4",
+    "AwsSolutions-SQS3",
+    "Serverless-LambdaDLQ",
+    "Serverless-LambdaEventSourceMappingDestination",
+    "Serverless-SQSRedrivePolicy",
 }
 
 
 def test_every_cdk_nag_suppression_is_reviewed_and_explained(resources: dict[str, dict[str, Any]]) -> None:
-    suppressed = [rule for r in resources.values() for rule in r.get("Metadata", {}).get("cdk_nag", {}).get("rules_to_suppress", [])]
+    suppressed = [
+        rule
+        for r in resources.values()
+        for rule in r.get("Metadata", {}).get("cdk_nag", {}).get("rules_to_suppress", [])
+    ]
     assert {rule["id"] for rule in suppressed} <= REVIEWED_SUPPRESSIONS
     assert all(len(rule["reason"]) >= 40 for rule in suppressed)
 
@@ -245,14 +299,17 @@ def every_log_line(caplog: pytest.LogCaptureFixture) -> str:
     """Each captured record as the Powertools JSON line it becomes, plus its raw fields."""
     lines = []
     for record in caplog.records:
-        formatter = (ingest_handler.logger if record.name == ingest_handler.logger.name else consumer_handler.logger).registered_formatter
+        formatter = (
+            ingest_handler.logger if record.name == ingest_handler.logger.name else consumer_handler.logger
+        ).registered_formatter
         lines.append(formatter.format(record))
         lines.append(repr(record.__dict__))
     return "\n".join(lines)
 
 
-def test_no_secret_token_or_payload_reaches_the_logs(pipeline: Pipeline, caplog: pytest.LogCaptureFixture,
-                                                     capfd: pytest.CaptureFixture[str]) -> None:
+def test_no_secret_token_or_payload_reaches_the_logs(
+    pipeline: Pipeline, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
     # Our loggers at DEBUG (stricter than the shipped INFO); libraries at their shipped level, as in
     # Lambda (botocore's own DEBUG output would print whole requests, but nothing turns it on).
     for name in {ingest_handler.logger.name, consumer_handler.logger.name}:
@@ -260,19 +317,31 @@ def test_no_secret_token_or_payload_reaches_the_logs(pipeline: Pipeline, caplog:
     headers = {"Content-Type": "application/json", "x-api-key": API_KEY, "Authorization": f"Bearer {API_KEY}"}
 
     def secret_collection(n: int) -> bytes:
-        return json.dumps(collection(n, token=TOKEN, data=[{"secret": PAYLOAD_MARKER, "i": i} for i in range(n)])).encode()
+        return json.dumps(
+            collection(n, token=TOKEN, data=[{"secret": PAYLOAD_MARKER, "i": i} for i in range(n)])
+        ).encode()
 
     # Given a full run through every path that logs: accepted, consumed, rejected (with a detail
     # quoting the client's key name), an enqueue failure (503), an upload failure and a poison message
     assert pipeline.post(secret_collection(3), headers=headers).status == 202
-    duplicate = b'{"version":"1","token":"' + TOKEN.encode() + b'","data":[{"' + PAYLOAD_MARKER.encode() + b'":1,"' + PAYLOAD_MARKER.encode() + b'":2}]}'
+    duplicate = (
+        b'{"version":"1","token":"'
+        + TOKEN.encode()
+        + b'","data":[{"'
+        + PAYLOAD_MARKER.encode()
+        + b'":1,"'
+        + PAYLOAD_MARKER.encode()
+        + b'":2}]}'
+    )
     rejected = pipeline.post(duplicate, headers=headers)
     assert rejected.status == 400 and PAYLOAD_MARKER in rejected.body["detail"]  # the client sees it; logs must not
     refusing = FailingSendMessageBatch(aws_clients.sqs_client(), lambda *_: True)
     assert pipeline.post(secret_collection(2), headers=headers).status == 503
     refusing.should_fail = lambda *_: False
     fail_put_object(aws_clients.s3_client(pipeline.config.UPLOAD_CONCURRENCY), lambda key: key.endswith("-0.json"))
-    pipeline.sqs.send_message(QueueUrl=pipeline.resources.queue_url, MessageBody=f"not an envelope {PAYLOAD_MARKER} {TOKEN}")
+    pipeline.sqs.send_message(
+        QueueUrl=pipeline.resources.queue_url, MessageBody=f"not an envelope {PAYLOAD_MARKER} {TOKEN}"
+    )
     pipeline.consume(pipeline.receive())
     assert len(pipeline.objects()) == 2  # the run really happened
 

@@ -40,10 +40,19 @@ def consumer(template: Template) -> dict[str, Any]:
 
 
 def test_functions_are_python_arm64_with_the_pinned_powertools_layer_and_tracing(template: Template) -> None:
-    functions = template.find_resources("AWS::Lambda::Function", {"Properties": {"Handler": Match.string_like_regexp("_handler.lambda_handler$")}})
+    functions = template.find_resources(
+        "AWS::Lambda::Function", {"Properties": {"Handler": Match.string_like_regexp("_handler.lambda_handler$")}}
+    )
     assert len(functions) == 2
-    parameter = next(name for name, p in template.to_json()["Parameters"].items() if p.get("Default", "").startswith("/aws/service/powertools/"))
-    assert template.to_json()["Parameters"][parameter]["Default"] == "/aws/service/powertools/python/arm64/python3.14/3.37.0"
+    parameter = next(
+        name
+        for name, p in template.to_json()["Parameters"].items()
+        if p.get("Default", "").startswith("/aws/service/powertools/")
+    )
+    assert (
+        template.to_json()["Parameters"][parameter]["Default"]
+        == "/aws/service/powertools/python/arm64/python3.14/3.37.0"
+    )
     for function in functions.values():
         props = function["Properties"]
         assert props["Runtime"] == "python3.14" and props["Architectures"] == ["arm64"]
@@ -55,7 +64,11 @@ def test_functions_are_python_arm64_with_the_pinned_powertools_layer_and_tracing
 def test_every_log_group_has_explicit_retention(template: Template) -> None:
     groups = template.find_resources("AWS::Logs::LogGroup")
     assert len(groups) >= 4  # ingest, consumer, API access logs, API execution logs
-    execution = [g for g in groups.values() if "API-Gateway-Execution-Logs_" in json.dumps(g["Properties"].get("LogGroupName", ""))]
+    execution = [
+        g
+        for g in groups.values()
+        if "API-Gateway-Execution-Logs_" in json.dumps(g["Properties"].get("LogGroupName", ""))
+    ]
     assert len(execution) == 1
     assert {g["Properties"].get("RetentionInDays") for g in groups.values()} == {30}
 
@@ -82,11 +95,22 @@ def test_queue_is_encrypted_tls_only_with_a_longer_lived_dlq(template: Template)
 
 
 def test_bucket_is_private_encrypted_tls_only_logged_and_retained(template: Template) -> None:
-    bucket = only(template, "AWS::S3::Bucket", {"LoggingConfiguration": Match.object_like({"LogFilePrefix": "payloads/"})})
+    bucket = only(
+        template, "AWS::S3::Bucket", {"LoggingConfiguration": Match.object_like({"LogFilePrefix": "payloads/"})}
+    )
     props = bucket["Properties"]
-    assert props["PublicAccessBlockConfiguration"] == {"BlockPublicAcls": True, "BlockPublicPolicy": True,
-                                                       "IgnorePublicAcls": True, "RestrictPublicBuckets": True}
-    assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    assert props["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
+    assert (
+        props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"][
+            "SSEAlgorithm"
+        ]
+        == "AES256"
+    )
     assert props["LifecycleConfiguration"]["Rules"][0]["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 7}
     assert bucket["DeletionPolicy"] == "RetainExceptOnCreate" and bucket["UpdateReplacePolicy"] == "Retain"
     bucket_policies = template.find_resources("AWS::S3::BucketPolicy")
@@ -95,7 +119,9 @@ def test_bucket_is_private_encrypted_tls_only_logged_and_retained(template: Temp
 
 def test_dev_opt_out_destroys_the_bucket_and_expires_objects() -> None:
     _, template = synth(DESTROY_ON_REMOVE=True, OBJECT_EXPIRATION_DAYS=30, MAX_WORKERS=25)
-    bucket = only(template, "AWS::S3::Bucket", {"LoggingConfiguration": Match.object_like({"LogFilePrefix": "payloads/"})})
+    bucket = only(
+        template, "AWS::S3::Bucket", {"LoggingConfiguration": Match.object_like({"LogFilePrefix": "payloads/"})}
+    )
     assert bucket["DeletionPolicy"] == "Delete"
     rules = bucket["Properties"]["LifecycleConfiguration"]["Rules"]
     assert {"ExpirationInDays": 30, "Id": "expire-payloads", "Prefix": "payloads/", "Status": "Enabled"} in rules
@@ -154,8 +180,10 @@ def test_the_stage_ceiling_is_a_knob_and_may_not_sit_below_the_per_key_limits() 
     _, template = synth(STAGE_THROTTLE_RATE_LIMIT=20000, STAGE_THROTTLE_BURST_LIMIT=8000)
     [settings] = only(template, "AWS::ApiGateway::Stage")["Properties"]["MethodSettings"]
     assert (settings["ThrottlingRateLimit"], settings["ThrottlingBurstLimit"]) == (20000, 8000)
-    for knobs, named in (({"STAGE_THROTTLE_RATE_LIMIT": 999}, "STAGE_THROTTLE_RATE_LIMIT"),
-                         ({"STAGE_THROTTLE_BURST_LIMIT": 1999}, "STAGE_THROTTLE_BURST_LIMIT")):
+    for knobs, named in (
+        ({"STAGE_THROTTLE_RATE_LIMIT": 999}, "STAGE_THROTTLE_RATE_LIMIT"),
+        ({"STAGE_THROTTLE_BURST_LIMIT": 1999}, "STAGE_THROTTLE_BURST_LIMIT"),
+    ):
         with pytest.raises(ConfigError, match=named):
             PipelineConfig.resolve(knobs, environ={})
 
@@ -175,8 +203,15 @@ def test_api_key_can_be_turned_off_and_the_stage_is_throttled_instead() -> None:
 def test_gateway_errors_are_problem_json_with_their_own_status(template: Template) -> None:
     responses = template.find_resources("AWS::ApiGateway::GatewayResponse")
     by_type = {r["Properties"]["ResponseType"]: r["Properties"] for r in responses.values()}
-    assert {"INVALID_API_KEY", "MISSING_AUTHENTICATION_TOKEN", "THROTTLED", "UNSUPPORTED_MEDIA_TYPE",
-            "RESOURCE_NOT_FOUND", "DEFAULT_4XX", "DEFAULT_5XX"} <= set(by_type)
+    assert {
+        "INVALID_API_KEY",
+        "MISSING_AUTHENTICATION_TOKEN",
+        "THROTTLED",
+        "UNSUPPORTED_MEDIA_TYPE",
+        "RESOURCE_NOT_FOUND",
+        "DEFAULT_4XX",
+        "DEFAULT_5XX",
+    } <= set(by_type)
     for response_type, props in by_type.items():
         assert props["ResponseParameters"]["gatewayresponse.header.Content-Type"] == "'application/problem+json'"
         body = json.loads(props["ResponseTemplates"]["application/json"])
@@ -194,9 +229,14 @@ def test_ingest_may_only_send_to_its_queue_and_no_policy_has_wildcard_actions(te
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
             actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
             assert not any(a == "*" or a.endswith(":*") for a in actions), actions
-    ingest_policy = next(p for name, p in template.find_resources("AWS::IAM::Policy").items() if name.startswith("ApiIngest"))
-    sqs_statements = [s for s in ingest_policy["Properties"]["PolicyDocument"]["Statement"]
-                      if any(str(a).startswith("sqs:") for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]]))]
+    ingest_policy = next(
+        p for name, p in template.find_resources("AWS::IAM::Policy").items() if name.startswith("ApiIngest")
+    )
+    sqs_statements = [
+        s
+        for s in ingest_policy["Properties"]["PolicyDocument"]["Statement"]
+        if any(str(a).startswith("sqs:") for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]]))
+    ]
     assert len(sqs_statements) == 1
     queue_id = next(k for k in template.find_resources("AWS::SQS::Queue") if k.startswith("BufferQueue"))
     assert sqs_statements[0]["Resource"] == {"Fn::GetAtt": [queue_id, "Arn"]}
@@ -246,8 +286,11 @@ def test_config_defaults_match_cdk_json() -> None:
 def test_gateway_5xx_texts_never_promise_that_a_retry_helps(template: Template) -> None:
     # A body too large for Lambda fails the same way on every retry: the texts say so, with the limit
     responses = template.find_resources("AWS::ApiGateway::GatewayResponse").values()
-    templates = {r["Properties"]["ResponseType"]: r["Properties"]["ResponseTemplates"]["application/json"]
-                 for r in responses if r["Properties"].get("StatusCode", "").startswith("5")}
+    templates = {
+        r["Properties"]["ResponseType"]: r["Properties"]["ResponseTemplates"]["application/json"]
+        for r in responses
+        if r["Properties"].get("StatusCode", "").startswith("5")
+    }
     details = {name: json.loads(body)["detail"] for name, body in templates.items()}
     assert {"DEFAULT_5XX", "INTEGRATION_FAILURE", "INTEGRATION_TIMEOUT", "API_CONFIGURATION_ERROR"} <= set(details)
     for response_type, detail in details.items():

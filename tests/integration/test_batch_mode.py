@@ -38,9 +38,17 @@ def queued(pipeline: Pipeline, n: int) -> tuple[str, list[dict[str, Any]]]:
 
 def send_envelope(pipeline: Pipeline, payload_id: str, received_at: str) -> None:
     """An envelope exactly as the ingest writes it, with a chosen receivedAt (to span two hours)."""
-    body = {"id": payload_id, "requestId": payload_id.rsplit("-", 1)[0], "receivedAt": received_at,
-            "version": "1", "token": "t", "payload": {"n": payload_id}}
-    pipeline.sqs.send_message(QueueUrl=pipeline.resources.queue_url, MessageBody=json.dumps(body, separators=(",", ":")))
+    body = {
+        "id": payload_id,
+        "requestId": payload_id.rsplit("-", 1)[0],
+        "receivedAt": received_at,
+        "version": "1",
+        "token": "t",
+        "payload": {"n": payload_id},
+    }
+    pipeline.sqs.send_message(
+        QueueUrl=pipeline.resources.queue_url, MessageBody=json.dumps(body, separators=(",", ":"))
+    )
 
 
 def message_ids(messages: list[dict[str, Any]], predicate: Any = lambda envelope: True) -> list[str]:
@@ -64,11 +72,15 @@ def test_a_batch_becomes_one_gzip_ndjson_object_holding_every_payload(pipeline: 
     assert len(objects) == 1
     key, envelopes = next(iter(objects.items()))
     received_at = envelopes[0]["receivedAt"]
-    assert key.startswith(f"payloads/dt={received_at[:10]}/hour={received_at[11:13]}/batch-") and key.endswith(".ndjson.gz")
+    assert key.startswith(f"payloads/dt={received_at[:10]}/hour={received_at[11:13]}/batch-") and key.endswith(
+        ".ndjson.gz"
+    )
     head = pipeline.s3.head_object(Bucket=pipeline.resources.bucket, Key=key)
     assert head["ContentType"] == "application/x-ndjson"
     # And it holds each envelope exactly as queued, whose payloads equal what was sent
-    assert sorted(envelopes, key=lambda e: e["id"]) == sorted((json.loads(m["Body"]) for m in messages), key=lambda e: e["id"])
+    assert sorted(envelopes, key=lambda e: e["id"]) == sorted(
+        (json.loads(m["Body"]) for m in messages), key=lambda e: e["id"]
+    )
     by_id = {envelope["id"]: envelope for envelope in envelopes}
     assert [by_id[f"{request_id}-{i}"]["payload"] for i in range(25)] == sent["data"]
     assert pipeline.queue_depth() == 0
@@ -95,8 +107,12 @@ def test_a_failed_put_reports_every_record_of_that_object_and_only_those(pipelin
         send_envelope(pipeline, f"late-{index}", f"2026-11-26T03:00:0{index}.000Z")
     messages = pipeline.receive()
     # And S3 answers 503 for the 03h object
-    fail_put_object(aws_clients.s3_client(pipeline.config.UPLOAD_CONCURRENCY), lambda key: "/hour=03/" in key,
-                    code="SlowDown", status=503)
+    fail_put_object(
+        aws_clients.s3_client(pipeline.config.UPLOAD_CONCURRENCY),
+        lambda key: "/hour=03/" in key,
+        code="SlowDown",
+        status=503,
+    )
     # When the batch is consumed
     response = pipeline.consume(messages)
     # Then all three 03h records are reported failed, and the 02h object is stored
@@ -110,8 +126,12 @@ def test_a_failed_object_is_stored_once_when_its_records_come_back(pipeline: Pip
     # Given every PUT fails once (S3 throttling)
     _, messages = queued(pipeline, 4)
     attempts: list[str] = []
-    fail_put_object(aws_clients.s3_client(pipeline.config.UPLOAD_CONCURRENCY),
-                    lambda key: attempts.append(key) or len(attempts) == 1, code="SlowDown", status=503)
+    fail_put_object(
+        aws_clients.s3_client(pipeline.config.UPLOAD_CONCURRENCY),
+        lambda key: attempts.append(key) or len(attempts) == 1,
+        code="SlowDown",
+        status=503,
+    )
     # When the batch fails as a whole (Powertools raises: nothing is deleted, nothing is lost)
     with pytest.raises(BatchProcessingError):
         pipeline.consume(messages)

@@ -45,7 +45,9 @@ def test_one_failing_upload_reports_exactly_that_record(pipeline: Pipeline) -> N
     request_id, messages = queued(pipeline, 5)
     # Given S3 answers 500 for payload 2 only
     failing_id = f"{request_id}-2"
-    fail_put_object(aws_clients.s3_client(pipeline.config.UPLOAD_CONCURRENCY), lambda key: key.endswith(f"/{failing_id}.json"))
+    fail_put_object(
+        aws_clients.s3_client(pipeline.config.UPLOAD_CONCURRENCY), lambda key: key.endswith(f"/{failing_id}.json")
+    )
     # When the batch is consumed
     response = pipeline.consume(messages)
     # Then exactly that record is reported, and the other four are stored
@@ -65,7 +67,9 @@ def test_a_poison_message_fails_alone(pipeline: Pipeline) -> None:
 
 def test_when_every_record_fails_the_whole_batch_is_retried_not_lost(pipeline: Pipeline) -> None:
     _, messages = queued(pipeline, 3)
-    fail_put_object(aws_clients.s3_client(pipeline.config.UPLOAD_CONCURRENCY), lambda key: True, code="SlowDown", status=503)
+    fail_put_object(
+        aws_clients.s3_client(pipeline.config.UPLOAD_CONCURRENCY), lambda key: True, code="SlowDown", status=503
+    )
     with pytest.raises(BatchProcessingError):
         pipeline.consume(messages)
     assert pipeline.objects() == {}

@@ -26,7 +26,9 @@ def test_valid_collection_gets_202_and_one_message_per_payload(pipeline: Pipelin
     bodies = sorted((json.loads(m["Body"]) for m in messages), key=lambda b: b["id"])
     assert [b["id"] for b in bodies] == [f"0b6c2d8e-1111-4a2b-9c3d-000000000001-{i}" for i in range(3)]
     assert [b["payload"] for b in bodies] == sent["data"]
-    assert {m["MessageAttributes"]["requestId"]["StringValue"] for m in messages} == {"0b6c2d8e-1111-4a2b-9c3d-000000000001"}
+    assert {m["MessageAttributes"]["requestId"]["StringValue"] for m in messages} == {
+        "0b6c2d8e-1111-4a2b-9c3d-000000000001"
+    }
     assert all(b["receivedAt"].endswith("Z") and len(b["receivedAt"]) == 24 for b in bodies)
 
 
@@ -74,7 +76,9 @@ def test_wrong_method_is_405_and_unknown_path_is_404(pipeline: Pipeline) -> None
 
 def test_transient_failed_entries_are_retried_and_the_client_gets_202(pipeline: Pipeline) -> None:
     # Given SQS lists entries 1 and 2 of the first SendMessageBatch call in Failed
-    faults = FailingSendMessageBatch(aws_clients.sqs_client(), lambda call, entry: call == 1 and entry["Id"] in ("1", "2"))
+    faults = FailingSendMessageBatch(
+        aws_clients.sqs_client(), lambda call, entry: call == 1 and entry["Id"] in ("1", "2")
+    )
     # When a collection of 3 is posted
     response = pipeline.post(collection(3))
     # Then only the failed entries were retried, and all three are on the queue exactly once

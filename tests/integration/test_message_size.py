@@ -54,8 +54,9 @@ def test_a_request_at_every_limit_with_escaping_heavy_characters_is_one_message_
     # Given version and token at their longest, made only of a character that escaping inflates, and
     # a payload of exactly MAX_PAYLOAD_BYTES (the largest the config allows) of the same character
     # (U+2028 is whitespace, and an all-whitespace field is refused as empty: one "v" keeps it valid)
-    version, token = ((char * (n - 1) + "v") if char.isspace() else char * n
-                      for n in (MAX_VERSION_CHARS, MAX_TOKEN_CHARS))
+    version, token = (
+        (char * (n - 1) + "v") if char.isspace() else char * n for n in (MAX_VERSION_CHARS, MAX_TOKEN_CHARS)
+    )
     payload = payload_filling(LARGEST_PAYLOAD, char)
 
     # When it is posted
@@ -93,7 +94,10 @@ def test_a_payload_whose_envelope_would_not_fit_is_a_413_naming_it_and_nothing_i
 
     # Then it is a 413 naming the second payload, never a 503 that no retry could cure, and the queue is empty
     assert (response.status, response.body["type"], response.body["pointer"]) == (
-        413, "urn:ingest-pipeline:problem:message-too-large", "/data/1")
+        413,
+        "urn:ingest-pipeline:problem:message-too-large",
+        "/data/1",
+    )
     assert "data[1]" in response.body["detail"] and str(SQS_MAX_MESSAGE_BYTES) in response.body["detail"]
     assert pipeline.queue_depth() == 0
 
@@ -118,7 +122,10 @@ def test_a_lone_surrogate_stays_a_400_and_nothing_is_enqueued(
 
     # Then it is a 400 naming the field, and nothing from the request is queued
     assert (response.status, response.body["type"], response.body["pointer"]) == (
-        400, "urn:ingest-pipeline:problem:invalid-unicode", pointer)
+        400,
+        "urn:ingest-pipeline:problem:invalid-unicode",
+        pointer,
+    )
     assert pipeline.queue_depth() == 0
 
 

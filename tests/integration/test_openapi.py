@@ -60,4 +60,7 @@ def test_every_problem_the_handler_answers_matches_the_spec(
 def test_the_spec_limits_are_the_config_defaults(spec: dict[str, Any], pipeline: Pipeline) -> None:
     properties = spec["components"]["schemas"]["PayloadCollection"]["properties"]
     assert properties["data"]["maxItems"] == pipeline.config.MAX_PAYLOADS
-    assert (properties["version"]["maxLength"], properties["token"]["maxLength"]) == (MAX_VERSION_CHARS, MAX_TOKEN_CHARS)
+    assert (properties["version"]["maxLength"], properties["token"]["maxLength"]) == (
+        MAX_VERSION_CHARS,
+        MAX_TOKEN_CHARS,
+    )

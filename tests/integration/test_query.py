@@ -78,7 +78,11 @@ class TestPayloadMode:
             index = int(envelope["id"].rsplit("-", 1)[1])
             assert json.loads(row["payload"]) == envelope["payload"] == sent[envelope["requestId"]]["data"][index]
             assert (row["requestId"], row["receivedAt"], row["version"], row["token"]) == (
-                envelope["requestId"], envelope["receivedAt"], envelope["version"], envelope["token"])
+                envelope["requestId"],
+                envelope["receivedAt"],
+                envelope["version"],
+                envelope["token"],
+            )
             assert (row["dt"], row["hour"]) == (envelope["receivedAt"][:10], envelope["receivedAt"][11:13])
 
     def test_the_dedup_view_removes_a_planted_duplicate(self, pipeline: Pipeline, tmp_path: Path) -> None:
@@ -86,17 +90,21 @@ class TestPayloadMode:
         store(pipeline, 2, 3)
         duplicated = plant_duplicate(pipeline)
         # When both are counted, Then the table shows 7 rows, the view 6, one per id
-        sql = ("SELECT (SELECT count(*) FROM payloads) AS all_rows, (SELECT count(*) FROM payloads_dedup) AS ids, "
-               f"(SELECT count(*) FROM payloads_dedup WHERE id = '{duplicated}') AS kept")
+        sql = (
+            "SELECT (SELECT count(*) FROM payloads) AS all_rows, (SELECT count(*) FROM payloads_dedup) AS ids, "
+            f"(SELECT count(*) FROM payloads_dedup WHERE id = '{duplicated}') AS kept"
+        )
         assert rows(pipeline, tmp_path, sql) == [{"all_rows": 7, "ids": 6, "kept": 1}]
 
     def test_json_functions_of_athena_work_on_payload(self, pipeline: Pipeline, tmp_path: Path) -> None:
         # Given payloads with a numeric field seq 0..2
         store(pipeline, 1, 3)
         # When a query written for Athena reads it, Then it runs unchanged
-        sql = ("SELECT CAST(json_extract_scalar(payload, '$.seq') AS integer) AS seq, "
-               "json_extract(payload, '$.tags') AS tags, "
-               "from_iso8601_timestamp(receivedAt) IS NOT NULL AS timed FROM payloads ORDER BY seq")
+        sql = (
+            "SELECT CAST(json_extract_scalar(payload, '$.seq') AS integer) AS seq, "
+            "json_extract(payload, '$.tags') AS tags, "
+            "from_iso8601_timestamp(receivedAt) IS NOT NULL AS timed FROM payloads ORDER BY seq"
+        )
         assert rows(pipeline, tmp_path, sql) == [{"seq": n, "tags": '["a","ü"]', "timed": True} for n in range(3)]
 
     def test_a_second_run_fetches_only_new_objects(self, pipeline: Pipeline, tmp_path: Path) -> None:
@@ -124,7 +132,8 @@ class TestBatchMode:
         [result] = rows(pipeline, tmp_path, "SELECT count(*) AS n, count(DISTINCT id) AS ids FROM payloads")
         assert result == {"n": 12, "ids": 12}
         assert sorted(r["id"] for r in rows(pipeline, tmp_path, "SELECT id FROM payloads")) == sorted(
-            e["id"] for e in stored_envelopes(pipeline))
+            e["id"] for e in stored_envelopes(pipeline)
+        )
 
     def test_the_dedup_view_removes_a_payload_regrouped_into_a_second_object(
         self, pipeline: Pipeline, tmp_path: Path
@@ -133,9 +142,13 @@ class TestBatchMode:
         store(pipeline, 2, 4)
         duplicated = plant_duplicate(pipeline)
         # When counted, Then the table has the extra rows and the view has one row per id
-        [result] = rows(pipeline, tmp_path, "SELECT (SELECT count(*) FROM payloads) AS all_rows, "
-                                            "(SELECT count(DISTINCT id) FROM payloads) AS ids, "
-                                            "(SELECT count(*) FROM payloads_dedup) AS dedup")
+        [result] = rows(
+            pipeline,
+            tmp_path,
+            "SELECT (SELECT count(*) FROM payloads) AS all_rows, "
+            "(SELECT count(DISTINCT id) FROM payloads) AS ids, "
+            "(SELECT count(*) FROM payloads_dedup) AS dedup",
+        )
         assert result["all_rows"] > result["ids"] == result["dedup"] == 8
         sql = f"SELECT count(*) AS n FROM payloads_dedup WHERE id = '{duplicated}'"
         assert rows(pipeline, tmp_path, sql) == [{"n": 1}]
@@ -167,8 +180,11 @@ def test_output_formats(pipeline: Pipeline, tmp_path: Path) -> None:
 def test_bad_sql_fails_with_duckdbs_message(
     pipeline: Pipeline, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = query.main(["--bucket", pipeline.resources.bucket, "--cache", str(tmp_path), "SELECT nope FROM payloads"],
-                      s3=pipeline.s3, out=io.StringIO())
+    code = query.main(
+        ["--bucket", pipeline.resources.bucket, "--cache", str(tmp_path), "SELECT nope FROM payloads"],
+        s3=pipeline.s3,
+        out=io.StringIO(),
+    )
     assert code == 1
     assert "query failed" in capsys.readouterr().err
 
@@ -181,8 +197,11 @@ def test_the_readme_query_for_athena_and_duckdb_runs_here(pipeline: Pipeline, tm
     store(pipeline, 1, 3)
     plant_duplicate(pipeline)
     # When it runs, Then it counts each payload once by its rounded temperature
-    assert rows(pipeline, tmp_path, sql) == [{"temp": 21.0, "payloads": 1}, {"temp": 22.0, "payloads": 1},
-                                             {"temp": 23.0, "payloads": 1}]
+    assert rows(pipeline, tmp_path, sql) == [
+        {"temp": 21.0, "payloads": 1},
+        {"temp": 22.0, "payloads": 1},
+        {"temp": 23.0, "payloads": 1},
+    ]
 
 
 def test_the_cache_forgets_expired_objects_and_nothing_else(pipeline: Pipeline, tmp_path: Path) -> None:
@@ -193,7 +212,9 @@ def test_the_cache_forgets_expired_objects_and_nothing_else(pipeline: Pipeline, 
     notes = cache / "payloads" / "notes.txt"
     notes.write_text("mine")
     # When one object expires from the bucket and the cache syncs again
-    [expired, _] = sorted(item["Key"] for item in pipeline.s3.list_objects_v2(Bucket=pipeline.resources.bucket)["Contents"])
+    [expired, _] = sorted(
+        item["Key"] for item in pipeline.s3.list_objects_v2(Bucket=pipeline.resources.bucket)["Contents"]
+    )
     pipeline.s3.delete_object(Bucket=pipeline.resources.bucket, Key=expired)
     report = query.sync_objects(pipeline.s3, pipeline.resources.bucket, "payloads/", cache)
     # Then its copy is gone, the user's file is not, and the table counts what the bucket holds

@@ -39,7 +39,8 @@ def dead_letter(pipeline: Pipeline, n: int = 6) -> str:
         for message in messages:
             if message["MessageId"] in failed:  # make the retry visible now instead of after the timeout
                 pipeline.sqs.change_message_visibility(
-                    QueueUrl=pipeline.resources.queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0)
+                    QueueUrl=pipeline.resources.queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+                )
     return request_id
 
 
@@ -115,8 +116,16 @@ def test_dry_run_counts_and_samples_without_moving_or_showing_bodies(pipeline: P
 def test_queues_come_from_the_stack_outputs(pipeline: Pipeline) -> None:
     dead_letter(pipeline)
     template = {
-        "Resources": {"Marker": {"Type": "AWS::SSM::Parameter", "Properties": {"Name": "/test/marker", "Type": "String", "Value": "x"}}},
-        "Outputs": {"QueueUrl": {"Value": pipeline.resources.queue_url}, "DlqUrl": {"Value": pipeline.resources.dlq_url}},
+        "Resources": {
+            "Marker": {
+                "Type": "AWS::SSM::Parameter",
+                "Properties": {"Name": "/test/marker", "Type": "String", "Value": "x"},
+            }
+        },
+        "Outputs": {
+            "QueueUrl": {"Value": pipeline.resources.queue_url},
+            "DlqUrl": {"Value": pipeline.resources.dlq_url},
+        },
     }
     boto3.client("cloudformation").create_stack(StackName="IngestPipeline-test", TemplateBody=json.dumps(template))
     code, out, err = run("--stack", "IngestPipeline-test")
@@ -141,7 +150,9 @@ def test_messages_the_queue_refuses_stay_in_the_dlq_and_a_second_run_moves_them(
     sqs = boto3.client("sqs")
     queues = redrive.resolve_queues(sqs, None, queue_url=pipeline.resources.queue_url)
     # Given SendMessageBatch refuses payload 2's message on the first call (HTTP 200 with Failed)
-    FailingSendMessageBatch(sqs, lambda call, entry: call == 1 and json.loads(entry["MessageBody"])["id"].endswith("-2"))
+    FailingSendMessageBatch(
+        sqs, lambda call, entry: call == 1 and json.loads(entry["MessageBody"])["id"].endswith("-2")
+    )
     result = redrive.move_by_copy(sqs, queues, progress=redrive.Progress(io.StringIO()), wait_seconds=0)
     # Then two moved, one reported not moved, and it is still in the DLQ (visible again at once)
     assert (result.moved, result.not_moved, result.status) == (2, 1, "INCOMPLETE")
@@ -187,16 +198,26 @@ def test_an_interruption_between_send_and_delete_duplicates_nothing_in_s3(
 
 # --- the move-task path, against a fake (moto lacks the API) ---------------------------------------
 
+
 class FakeMoveTasks:
     """The two move-task calls over a moto SQS client: a task moves everything when it completes."""
 
-    def __init__(self, sqs: Any, queues: redrive.Queues, running_first: bool = False, polls_until_done: int = 2,
-                 earlier: dict[str, Any] | None = None, listing_lag: int = 0) -> None:
+    def __init__(
+        self,
+        sqs: Any,
+        queues: redrive.Queues,
+        running_first: bool = False,
+        polls_until_done: int = 2,
+        earlier: dict[str, Any] | None = None,
+        listing_lag: int = 0,
+    ) -> None:
         self._sqs, self._queues = sqs, queues
         self.started: list[dict[str, Any]] = []
         self._polls_left = polls_until_done
         self._to_move = redrive.count_messages(sqs, queues.dlq_url)[0]
-        self._task: dict[str, Any] | None = {"Status": "RUNNING", "TaskHandle": "existing"} if running_first else earlier
+        self._task: dict[str, Any] | None = (
+            {"Status": "RUNNING", "TaskHandle": "existing"} if running_first else earlier
+        )
         self._earlier, self._lag = earlier, listing_lag
 
     def start_message_move_task(self, **request: Any) -> dict[str, Any]:
@@ -214,12 +235,20 @@ class FakeMoveTasks:
         if self._task["Status"] == "RUNNING":  # each poll advances it; it completes after polls_until_done
             self._polls_left -= 1
             if self._polls_left < 0:
-                moved = redrive.move_by_copy(self._sqs, self._queues, progress=redrive.Progress(io.StringIO()), wait_seconds=0)
-                self._task = {"Status": "COMPLETED", "ApproximateNumberOfMessagesMoved": moved.moved,
-                              "ApproximateNumberOfMessagesToMove": self._to_move}
+                moved = redrive.move_by_copy(
+                    self._sqs, self._queues, progress=redrive.Progress(io.StringIO()), wait_seconds=0
+                )
+                self._task = {
+                    "Status": "COMPLETED",
+                    "ApproximateNumberOfMessagesMoved": moved.moved,
+                    "ApproximateNumberOfMessagesToMove": self._to_move,
+                }
             else:
-                self._task = {**self._task, "ApproximateNumberOfMessagesMoved": 0,
-                              "ApproximateNumberOfMessagesToMove": self._to_move}
+                self._task = {
+                    **self._task,
+                    "ApproximateNumberOfMessagesMoved": 0,
+                    "ApproximateNumberOfMessagesToMove": self._to_move,
+                }
         return {"Results": [dict(self._task)]}
 
 
@@ -228,9 +257,12 @@ def test_the_move_task_is_started_towards_the_queue_and_followed_to_completion(p
     queues = redrive.resolve_queues(pipeline.sqs, None, queue_url=pipeline.resources.queue_url)
     fake = FakeMoveTasks(pipeline.sqs, queues)
     progress = io.StringIO()
-    result = redrive.move_with_task(fake, queues, rate=50, progress=redrive.Progress(progress), emulated=False,
-                                    sleep=lambda _: None)
-    assert fake.started == [{"SourceArn": queues.dlq_arn, "DestinationArn": queues.source_arn, "MaxNumberOfMessagesPerSecond": 50}]
+    result = redrive.move_with_task(
+        fake, queues, rate=50, progress=redrive.Progress(progress), emulated=False, sleep=lambda _: None
+    )
+    assert fake.started == [
+        {"SourceArn": queues.dlq_arn, "DestinationArn": queues.source_arn, "MaxNumberOfMessagesPerSecond": 50}
+    ]
     assert (result.method, result.status, result.moved) == ("move-task", "COMPLETED", 3)
     assert "moved 0/3 message(s)" in progress.getvalue() and "moved 3/3 message(s)" in progress.getvalue()
     assert pipeline.queue_depth() == 3 and pipeline.queue_depth(queues.dlq_url) == 0
@@ -241,8 +273,9 @@ def test_a_running_move_task_is_followed_not_started_twice(pipeline: Pipeline) -
     queues = redrive.resolve_queues(pipeline.sqs, None, queue_url=pipeline.resources.queue_url)
     fake = FakeMoveTasks(pipeline.sqs, queues, running_first=True)
     progress = io.StringIO()
-    result = redrive.move_with_task(fake, queues, rate=None, progress=redrive.Progress(progress), emulated=False,
-                                    sleep=lambda _: None)
+    result = redrive.move_with_task(
+        fake, queues, rate=None, progress=redrive.Progress(progress), emulated=False, sleep=lambda _: None
+    )
     assert fake.started == []
     assert "already running" in progress.getvalue()
     assert result.status == "COMPLETED" and pipeline.queue_depth() == 3
@@ -251,11 +284,16 @@ def test_a_running_move_task_is_followed_not_started_twice(pipeline: Pipeline) -
 def test_an_earlier_finished_task_is_not_mistaken_for_the_new_one(pipeline: Pipeline) -> None:
     dead_letter(pipeline)
     queues = redrive.resolve_queues(pipeline.sqs, None, queue_url=pipeline.resources.queue_url)
-    earlier = {"Status": "COMPLETED", "ApproximateNumberOfMessagesMoved": 7, "ApproximateNumberOfMessagesToMove": 7,
-               "StartedTimestamp": 1}
+    earlier = {
+        "Status": "COMPLETED",
+        "ApproximateNumberOfMessagesMoved": 7,
+        "ApproximateNumberOfMessagesToMove": 7,
+        "StartedTimestamp": 1,
+    }
     fake = FakeMoveTasks(pipeline.sqs, queues, earlier=earlier, listing_lag=2)
-    result = redrive.move_with_task(fake, queues, rate=None, progress=redrive.Progress(io.StringIO()), emulated=False,
-                                    sleep=lambda _: None)
+    result = redrive.move_with_task(
+        fake, queues, rate=None, progress=redrive.Progress(io.StringIO()), emulated=False, sleep=lambda _: None
+    )
     assert len(fake.started) == 1
     assert (result.status, result.moved) == ("COMPLETED", 3)
     assert pipeline.queue_depth() == 3 and pipeline.queue_depth(queues.dlq_url) == 0

@@ -74,7 +74,9 @@ def emf_metrics(stdout: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], li
     return dict(values)
 
 
-def test_an_ingest_and_consume_run_emits_the_pipeline_metrics(pipeline: Pipeline, capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_ingest_and_consume_run_emits_the_pipeline_metrics(
+    pipeline: Pipeline, capsys: pytest.CaptureFixture[str]
+) -> None:
     # Given a client POSTs 4 payloads and the worker pool stores them
     capsys.readouterr()
     assert pipeline.post(collection(4)).status == 202
@@ -93,8 +95,9 @@ def test_an_ingest_and_consume_run_emits_the_pipeline_metrics(pipeline: Pipeline
     latencies = metrics[("EndToEndLatency", ())]
     assert len(latencies) == 4 and all(0 <= value < 60_000 for value in latencies)
     # And nothing failed
-    assert not any(name in {"StoreFailures", "EnqueueFailures", "EnqueueRetries", "RequestsRejected"}
-                   for name, _ in metrics)
+    assert not any(
+        name in {"StoreFailures", "EnqueueFailures", "EnqueueRetries", "RequestsRejected"} for name, _ in metrics
+    )
 
 
 def test_a_failing_upload_is_counted_as_a_store_failure(pipeline: Pipeline, capsys: pytest.CaptureFixture[str]) -> None:
@@ -198,15 +201,26 @@ class TestBatchObjectMode:
 
 def test_the_stage_is_a_dimension_of_every_metric_when_the_stack_sets_it() -> None:
     # Powertools reads its settings at import, as in a Lambda cold start: so a fresh interpreter.
-    code = ("from pipeline.observability import count_rejected_request, metrics\n"
-            "from aws_lambda_powertools.metrics import MetricUnit\n"
-            "count_rejected_request(413)\n"
-            "metrics.add_metric(name='PayloadsStored', unit=MetricUnit.Count, value=1)\n"
-            "metrics.flush_metrics()\n")
-    env = {**os.environ, "STAGE": "dev", "POWERTOOLS_SERVICE_NAME": "consumer", "POWERTOOLS_METRICS_NAMESPACE": "Ns",
-           "PYTHONPATH": os.pathsep.join([str(LAMBDAS), os.environ.get("PYTHONPATH", "")])}
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, timeout=60)
+    code = (
+        "from pipeline.observability import count_rejected_request, metrics\n"
+        "from aws_lambda_powertools.metrics import MetricUnit\n"
+        "count_rejected_request(413)\n"
+        "metrics.add_metric(name='PayloadsStored', unit=MetricUnit.Count, value=1)\n"
+        "metrics.flush_metrics()\n"
+    )
+    env = {
+        **os.environ,
+        "STAGE": "dev",
+        "POWERTOOLS_SERVICE_NAME": "consumer",
+        "POWERTOOLS_METRICS_NAMESPACE": "Ns",
+        "PYTHONPATH": os.pathsep.join([str(LAMBDAS), os.environ.get("PYTHONPATH", "")]),
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, timeout=60
+    )
     blobs = [json.loads(line) for line in result.stdout.splitlines() if line.startswith('{"_aws"')]
     assert [(b["stage"], b["service"], b["_aws"]["CloudWatchMetrics"][0]["Namespace"]) for b in blobs] == [
-        ("dev", "consumer", "Ns"), ("dev", "consumer", "Ns")]
+        ("dev", "consumer", "Ns"),
+        ("dev", "consumer", "Ns"),
+    ]
     assert blobs[0]["reason"] == "too-large" and "reason" not in blobs[1]

@@ -52,8 +52,14 @@ def ingest_one_request(tmp_path: Path, tracing: bool, daemon: socket.socket) -> 
     with sqs_endpoint() as endpoint:
         env = child_environment(asset, endpoint, tracing)
         env["AWS_XRAY_DAEMON_ADDRESS"] = "127.0.0.1:%d" % daemon.getsockname()[1]
-        result = subprocess.run([sys.executable, "-c", _CHILD, str(_event_file(tmp_path))], env=env, cwd=asset,
-                                capture_output=True, text=True, check=True)
+        result = subprocess.run(
+            [sys.executable, "-c", _CHILD, str(_event_file(tmp_path))],
+            env=env,
+            cwd=asset,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -68,8 +74,9 @@ def sent_documents(daemon: socket.socket) -> list[dict[str, Any]]:
         return documents
 
 
-def test_with_tracing_off_the_ingest_answers_without_loading_the_xray_sdk(tmp_path: Path,
-                                                                          xray_daemon: socket.socket) -> None:
+def test_with_tracing_off_the_ingest_answers_without_loading_the_xray_sdk(
+    tmp_path: Path, xray_daemon: socket.socket
+) -> None:
     # Given TRACING=false (POWERTOOLS_TRACE_DISABLED=true) in a Lambda environment
     # When a fresh ingest container serves a request
     outcome = ingest_one_request(tmp_path, tracing=False, daemon=xray_daemon)
@@ -78,8 +85,9 @@ def test_with_tracing_off_the_ingest_answers_without_loading_the_xray_sdk(tmp_pa
     assert sent_documents(xray_daemon) == []
 
 
-def test_with_tracing_on_the_handler_and_its_sqs_call_reach_the_xray_daemon(tmp_path: Path,
-                                                                            xray_daemon: socket.socket) -> None:
+def test_with_tracing_on_the_handler_and_its_sqs_call_reach_the_xray_daemon(
+    tmp_path: Path, xray_daemon: socket.socket
+) -> None:
     # Given TRACING=true in a Lambda environment whose invocation is sampled
     # When a fresh ingest container serves a request
     outcome = ingest_one_request(tmp_path, tracing=True, daemon=xray_daemon)
@@ -91,17 +99,21 @@ def test_with_tracing_on_the_handler_and_its_sqs_call_reach_the_xray_daemon(tmp_
     assert handler[0]["trace_id"] == TRACE_HEADER.split(";")[0].removeprefix("Root=")
     calls = [doc for doc in documents if doc.get("namespace") == "aws"]
     assert [(call["parent_id"], call["aws"]["operation"], call["aws"]["successful_count"]) for call in calls] == [
-        (handler[0]["id"], "SendMessageBatch", 10)]
+        (handler[0]["id"], "SendMessageBatch", 10)
+    ]
 
 
-@pytest.mark.parametrize(("env", "enabled"), [
-    ({"LAMBDA_TASK_ROOT": "/var/task", "POWERTOOLS_TRACE_DISABLED": "false"}, True),
-    ({"LAMBDA_TASK_ROOT": "/var/task"}, True),
-    ({"LAMBDA_TASK_ROOT": "/var/task", "POWERTOOLS_TRACE_DISABLED": "true"}, False),
-    ({"LAMBDA_TASK_ROOT": "/var/task", "POWERTOOLS_TRACE_DISABLED": "1"}, False),
-    ({"POWERTOOLS_TRACE_DISABLED": "false"}, False),  # outside Lambda there is no daemon: Powertools' rule
-    ({"LAMBDA_TASK_ROOT": "/var/task", "AWS_SAM_LOCAL": "true"}, False),
-])
+@pytest.mark.parametrize(
+    ("env", "enabled"),
+    [
+        ({"LAMBDA_TASK_ROOT": "/var/task", "POWERTOOLS_TRACE_DISABLED": "false"}, True),
+        ({"LAMBDA_TASK_ROOT": "/var/task"}, True),
+        ({"LAMBDA_TASK_ROOT": "/var/task", "POWERTOOLS_TRACE_DISABLED": "true"}, False),
+        ({"LAMBDA_TASK_ROOT": "/var/task", "POWERTOOLS_TRACE_DISABLED": "1"}, False),
+        ({"POWERTOOLS_TRACE_DISABLED": "false"}, False),  # outside Lambda there is no daemon: Powertools' rule
+        ({"LAMBDA_TASK_ROOT": "/var/task", "AWS_SAM_LOCAL": "true"}, False),
+    ],
+)
 def test_tracing_follows_powertools_rule_for_the_stack_setting(env: dict[str, str], enabled: bool) -> None:
     from pipeline.observability import tracing_enabled
 

@@ -22,8 +22,14 @@ def received_at(moment: datetime) -> str:
 
 
 def envelope(payload_id: str, moment: datetime) -> dict[str, Any]:
-    return {"id": payload_id, "requestId": payload_id.rsplit("-", 1)[0], "receivedAt": received_at(moment),
-            "version": "1", "token": "t", "payload": {"n": payload_id}}
+    return {
+        "id": payload_id,
+        "requestId": payload_id.rsplit("-", 1)[0],
+        "receivedAt": received_at(moment),
+        "version": "1",
+        "token": "t",
+        "payload": {"n": payload_id},
+    }
 
 
 def partition(moment: datetime) -> str:
@@ -32,7 +38,10 @@ def partition(moment: datetime) -> str:
 
 def write_acks(directory: Path, acks: list[tuple[str, int]], rejected: int = 0) -> None:
     now_ms = int(datetime.now(tz=UTC).timestamp() * 1000)
-    lines = [{"requestId": rid, "accepted": n, "sentAt": now_ms - 900, "ackAt": now_ms - 800, "status": 202} for rid, n in acks]
+    lines = [
+        {"requestId": rid, "accepted": n, "sentAt": now_ms - 900, "ackAt": now_ms - 800, "status": 202}
+        for rid, n in acks
+    ]
     lines += [{"requestId": f"bad{i}", "sentAt": now_ms, "ackAt": now_ms, "status": 503} for i in range(rejected)]
     (directory / "acks-1.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
 
@@ -46,7 +55,9 @@ def s3(aws: None) -> Any:  # noqa: F811 - pytest fixture injection
 
 def run(tmp_path: Path, s3: Any, *extra: str) -> tuple[int, dict[str, Any]]:
     report_path = tmp_path / "report.json"
-    status = main(["--bucket", BUCKET, "--acks", str(tmp_path), "--wait", "0", "--json", str(report_path), *extra], s3=s3)
+    status = main(
+        ["--bucket", BUCKET, "--acks", str(tmp_path), "--wait", "0", "--json", str(report_path), *extra], s3=s3
+    )
     return status, json.loads(report_path.read_text())
 
 
@@ -60,7 +71,12 @@ def test_payload_mode_everything_stored_means_nothing_lost(tmp_path: Path, s3: A
     status, report = run(tmp_path, s3)
     # Then it exits 0 and reports 5 stored, none lost or duplicated, with a latency
     assert status == 0
-    assert (report["payloads_acknowledged"], report["payloads_stored"], report["lost"], report["duplicated"]) == (5, 5, 0, 0)
+    assert (report["payloads_acknowledged"], report["payloads_stored"], report["lost"], report["duplicated"]) == (
+        5,
+        5,
+        0,
+        0,
+    )
     assert (report["requests_acknowledged"], report["requests_not_acknowledged"]) == (2, 1)
     assert 0 <= report["latency_ms"]["p50"] <= 2500
 
@@ -83,7 +99,9 @@ def test_batch_objects_are_read_and_a_payload_in_two_objects_counts_as_duplicate
 
     def batch(name: str, ids: list[str]) -> None:
         lines = "".join(json.dumps(envelope(pid, moment)) + "\n" for pid in ids)
-        s3.put_object(Bucket=BUCKET, Key=f"{partition(moment)}batch-{name}.ndjson.gz", Body=gzip.compress(lines.encode()))
+        s3.put_object(
+            Bucket=BUCKET, Key=f"{partition(moment)}batch-{name}.ndjson.gz", Body=gzip.compress(lines.encode())
+        )
 
     batch("a", ["r1-0", "r1-1", "r1-2"])
     batch("b", ["r1-2", "r1-3", "old-0"])
@@ -94,7 +112,9 @@ def test_batch_objects_are_read_and_a_payload_in_two_objects_counts_as_duplicate
     assert status == 0
     assert (report["payloads_stored"], report["lost"], report["duplicated"], report["extra_copies"]) == (4, 0, 1, 1)
     assert (report["objects"], report["objects_listed"], report["other_payloads"]) == (2, 3, 2)
-    assert report["duplicated_sample"] == {"r1-2": [f"{partition(moment)}batch-a.ndjson.gz", f"{partition(moment)}batch-b.ndjson.gz"]}
+    assert report["duplicated_sample"] == {
+        "r1-2": [f"{partition(moment)}batch-a.ndjson.gz", f"{partition(moment)}batch-b.ndjson.gz"]
+    }
 
 
 def test_the_plot_is_a_png(tmp_path: Path, s3: Any) -> None:

@@ -83,8 +83,13 @@ class LocalRun:
         return self.console.read_text(errors="replace")
 
     def client(self, service: str) -> Any:
-        return boto3.client(service, endpoint_url=self.aws_url, region_name="us-east-1",
-                            aws_access_key_id="testing", aws_secret_access_key="testing")
+        return boto3.client(
+            service,
+            endpoint_url=self.aws_url,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
 
     def objects(self) -> dict[str, dict[str, Any]]:
         s3 = self.client("s3")
@@ -112,8 +117,14 @@ def start_local_pipeline(tmp_path: Path, **env: str) -> LocalRun:
     environment = {**os.environ, "PORT": str(port), "MOTO_PORT": str(aws_port), "PYTHONUNBUFFERED": "1", **env}
     environment.pop("AWS_ENDPOINT_URL", None)  # always the embedded moto here
     with console.open("wb") as sink:
-        process = subprocess.Popen([sys.executable, "-m", "local_pipeline"], cwd=REPO_ROOT, env=environment,
-                                   stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "local_pipeline"],
+            cwd=REPO_ROOT,
+            env=environment,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     run = LocalRun(process, port, aws_port, console)
     try:
         wait_for(lambda: "Ready." in run.output() or process.poll() is not None, START_TIMEOUT_SECONDS, "Ready.")

@@ -30,11 +30,13 @@ def test_the_summary_does_not_count_failed_batches_as_storing() -> None:
 
 def test_a_batch_where_every_record_failed_shows_the_errors_on_its_line() -> None:
     # Given the consumer's error when every record failed (Powertools' BatchProcessingError message)
-    message = ("All records failed processing. 2 individual errors logged separately below.\n\n"
-               "Traceback (most recent call last):\n  File \"x.py\", line 1, in f\n"
-               "botocore.exceptions.ClientError: An error occurred (InternalError) when calling PutObject\n\n"
-               "Traceback (most recent call last):\n  File \"x.py\", line 1, in f\n"
-               "botocore.exceptions.ClientError: An error occurred (InternalError) when calling PutObject\n")
+    message = (
+        "All records failed processing. 2 individual errors logged separately below.\n\n"
+        'Traceback (most recent call last):\n  File "x.py", line 1, in f\n'
+        "botocore.exceptions.ClientError: An error occurred (InternalError) when calling PutObject\n\n"
+        'Traceback (most recent call last):\n  File "x.py", line 1, in f\n'
+        "botocore.exceptions.ClientError: An error occurred (InternalError) when calling PutObject\n"
+    )
     # When the worker pool writes its one line for the batch
     line = batch_error(FunctionError("BatchProcessingError", message, ""))
     # Then the line carries the records' errors instead of pointing "below" at nothing

@@ -50,17 +50,22 @@ def read_answer(connection: socket.socket) -> tuple[int, dict[str, str], bytes]:
 
 def post(path: str, body: bytes, key: str | None, extra: str = "") -> bytes:
     key_header = f"x-api-key: {key}\r\n" if key is not None else ""
-    return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n{key_header}{extra}"
-            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n{key_header}{extra}"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
 
 
 def chunked_post(framing: bytes) -> bytes:
-    return (b"POST /v1/payloads HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            b"x-api-key: " + KEY.encode() + b"\r\nTransfer-Encoding: chunked\r\n\r\n" + framing)
+    return (
+        b"POST /v1/payloads HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"x-api-key: " + KEY.encode() + b"\r\nTransfer-Encoding: chunked\r\n\r\n" + framing
+    )
 
 
-def assert_problem(status: int, headers: dict[str, str], body: bytes, expected_status: int,
-                   title: str) -> dict[str, Any]:
+def assert_problem(
+    status: int, headers: dict[str, str], body: bytes, expected_status: int, title: str
+) -> dict[str, Any]:
     """The handler's RFC 9457 shape: type, title, status, detail, and a requestId that is the header's."""
     assert status == expected_status, body
     assert headers["content-type"] == PROBLEM, headers
@@ -74,9 +79,21 @@ def assert_problem(status: int, headers: dict[str, str], body: bytes, expected_s
 # --- the API key ---------------------------------------------------------------------------------
 
 PATH_VARIANTS = [
-    "/v1/payloads/", "//v1/payloads", "/v1//payloads", "/v1/payloads//", "/V1/PAYLOADS", "/v1/Payloads",
-    "/v1/payload%73", "/v1%2Fpayloads", "/v1/payloads?x=1", "/v1/payloads/?x=1", "/v1/payloads/.",
-    "/v1/./payloads", "/v1/payloads#frag", "http://127.0.0.1/v1/payloads", "http://127.0.0.1/v1/payloads/",
+    "/v1/payloads/",
+    "//v1/payloads",
+    "/v1//payloads",
+    "/v1/payloads//",
+    "/V1/PAYLOADS",
+    "/v1/Payloads",
+    "/v1/payload%73",
+    "/v1%2Fpayloads",
+    "/v1/payloads?x=1",
+    "/v1/payloads/?x=1",
+    "/v1/payloads/.",
+    "/v1/./payloads",
+    "/v1/payloads#frag",
+    "http://127.0.0.1/v1/payloads",
+    "http://127.0.0.1/v1/payloads/",
 ]
 
 
@@ -96,26 +113,34 @@ def test_every_path_variant_is_refused_without_the_api_key(local_run: LocalRun, 
 
 # --- framing ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("framing", "status"), [
-    (b"-1\r\n", 400),                                    # was: read until EOF, past every limit
-    (b"-0\r\n\r\n", 400),
-    (b"+5\r\nhello\r\n0\r\n\r\n", 400),
-    (b"0x5\r\nhello\r\n0\r\n\r\n", 400),
-    (b"zz\r\n", 400),
-    (b"\r\n", 400),                                      # no size at all
-    (b"1ffffffff\r\n", 400),                             # more than 8 hex digits
-    (b"0000000000000000000005\r\nhello\r\n", 400),       # leading zeros do not make a size longer
-    (b"FFFFFFFF\r\n", 413),                              # 4 GiB: far above API Gateway's 10 MB
-    (b"a00001\r\n", 413),                                # 10 MiB + 1 in a single chunk
-    (b"5\r\nhelloXX", 400),                              # data not followed by CRLF
-    (b"5\nhello\r\n", 400),                              # size line ended by a bare LF
-    (b"5" + b" " * 5000 + b"\r\n", 400),                 # an endless size line
-], ids=lambda value: repr(value)[:40])
+
+@pytest.mark.parametrize(
+    ("framing", "status"),
+    [
+        (b"-1\r\n", 400),  # was: read until EOF, past every limit
+        (b"-0\r\n\r\n", 400),
+        (b"+5\r\nhello\r\n0\r\n\r\n", 400),
+        (b"0x5\r\nhello\r\n0\r\n\r\n", 400),
+        (b"zz\r\n", 400),
+        (b"\r\n", 400),  # no size at all
+        (b"1ffffffff\r\n", 400),  # more than 8 hex digits
+        (b"0000000000000000000005\r\nhello\r\n", 400),  # leading zeros do not make a size longer
+        (b"FFFFFFFF\r\n", 413),  # 4 GiB: far above API Gateway's 10 MB
+        (b"a00001\r\n", 413),  # 10 MiB + 1 in a single chunk
+        (b"5\r\nhelloXX", 400),  # data not followed by CRLF
+        (b"5\nhello\r\n", 400),  # size line ended by a bare LF
+        (b"5" + b" " * 5000 + b"\r\n", 400),  # an endless size line
+    ],
+    ids=lambda value: repr(value)[:40],
+)
 def test_bad_chunked_framing_is_refused_at_once(local_run: LocalRun, framing: bytes, status: int) -> None:
     # Given a chunked POST whose framing is broken (and a client that keeps its side open)
     # When the front reads it, Then it answers at once (no waiting for more bytes) with a problem
-    problem = assert_problem(*exchange(local_run, chunked_post(framing), timeout=10), status,
-                             "Bad Request" if status == 400 else "Content Too Large")
+    problem = assert_problem(
+        *exchange(local_run, chunked_post(framing), timeout=10),
+        status,
+        "Bad Request" if status == 400 else "Content Too Large",
+    )
     assert problem["detail"], problem
 
 
@@ -129,10 +154,16 @@ def test_a_well_formed_chunked_body_is_accepted(local_run: LocalRun) -> None:
     assert status == 202 and json.loads(answer)["accepted"] == 3, answer
 
 
-@pytest.mark.parametrize("headers", [
-    "Content-Length: +5\r\n", "Content-Length: 1_0\r\n", "Content-Length: 5\r\nContent-Length: 6\r\n",
-    "Transfer-Encoding: gzip, chunked\r\n", "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n",
-])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        "Content-Length: +5\r\n",
+        "Content-Length: 1_0\r\n",
+        "Content-Length: 5\r\nContent-Length: 6\r\n",
+        "Transfer-Encoding: gzip, chunked\r\n",
+        "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n",
+    ],
+)
 def test_ambiguous_body_framing_is_refused(local_run: LocalRun, headers: str) -> None:
     raw = f"POST /v1/payloads HTTP/1.1\r\nHost: x\r\nx-api-key: {KEY}\r\n{headers}\r\nhello".encode()
     assert_problem(*exchange(local_run, raw, timeout=10), 400, "Bad Request")
@@ -140,28 +171,44 @@ def test_ambiguous_body_framing_is_refused(local_run: LocalRun, headers: str) ->
 
 # --- errors http.server writes itself -------------------------------------------------------------
 
-@pytest.mark.parametrize(("raw", "status", "title"), [
-    (b"GARBAGE\r\n\r\n", 400, "Bad Request"),
-    (b"GET /\r\n\r\n", 400, "Bad Request"),                       # HTTP/0.9 form: had no status line
-    (b"POST /v1/payloads HTTP/1.1 extra\r\n\r\n", 400, "Bad Request"),
-    (b"POST /v1/payloads HTTP/9.9\r\n\r\n", 505, "HTTP Version Not Supported"),
-    (b"BREW /v1/payloads HTTP/1.1\r\nHost: x\r\n\r\n", 405, "Method Not Allowed"),
-    (b"POST /" + b"a" * 70_000 + b" HTTP/1.1\r\n\r\n", 414, "URI Too Long"),
-    (b"POST /v1/payloads HTTP/1.1\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(101)) + b"\r\n", 431,
-     "Request Header Fields Too Large"),
-    (b"POST /v1/payloads HTTP/1.1\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n", 431, "Request Header Fields Too Large"),
-], ids=["garbage", "http/0.9", "three words", "version", "unknown method", "414", "101 headers", "huge header"])
-def test_errors_of_the_http_parser_are_problem_json_with_a_request_id(local_run: LocalRun, raw: bytes, status: int,
-                                                                       title: str) -> None:
+
+@pytest.mark.parametrize(
+    ("raw", "status", "title"),
+    [
+        (b"GARBAGE\r\n\r\n", 400, "Bad Request"),
+        (b"GET /\r\n\r\n", 400, "Bad Request"),  # HTTP/0.9 form: had no status line
+        (b"POST /v1/payloads HTTP/1.1 extra\r\n\r\n", 400, "Bad Request"),
+        (b"POST /v1/payloads HTTP/9.9\r\n\r\n", 505, "HTTP Version Not Supported"),
+        (b"BREW /v1/payloads HTTP/1.1\r\nHost: x\r\n\r\n", 405, "Method Not Allowed"),
+        (b"POST /" + b"a" * 70_000 + b" HTTP/1.1\r\n\r\n", 414, "URI Too Long"),
+        (
+            b"POST /v1/payloads HTTP/1.1\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(101)) + b"\r\n",
+            431,
+            "Request Header Fields Too Large",
+        ),
+        (
+            b"POST /v1/payloads HTTP/1.1\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n",
+            431,
+            "Request Header Fields Too Large",
+        ),
+    ],
+    ids=["garbage", "http/0.9", "three words", "version", "unknown method", "414", "101 headers", "huge header"],
+)
+def test_errors_of_the_http_parser_are_problem_json_with_a_request_id(
+    local_run: LocalRun, raw: bytes, status: int, title: str
+) -> None:
     assert_problem(*exchange(local_run, raw), status, title)
 
 
-@pytest.mark.parametrize(("data", "pointer", "slug"), [
-    ('[{"a":1},{"a":2},{"a":3},{"a":4,"a":5}]', "/data/3", "duplicate-key"),
-    ('[{"a":1},{"b":{"c":[1,{"x":1,"x":2}]}}]', "/data/1", "duplicate-key"),
-    ('[{"a":1},{"a":2},{"v":NaN}]', "/data/2", "non-finite-number"),
-    ('[{"a":1},{"v":[-Infinity]}]', "/data/1", "non-finite-number"),
-])
+@pytest.mark.parametrize(
+    ("data", "pointer", "slug"),
+    [
+        ('[{"a":1},{"a":2},{"a":3},{"a":4,"a":5}]', "/data/3", "duplicate-key"),
+        ('[{"a":1},{"b":{"c":[1,{"x":1,"x":2}]}}]', "/data/1", "duplicate-key"),
+        ('[{"a":1},{"a":2},{"v":NaN}]', "/data/2", "non-finite-number"),
+        ('[{"a":1},{"v":[-Infinity]}]', "/data/1", "non-finite-number"),
+    ],
+)
 def test_duplicate_keys_and_nan_name_their_payload(local_run: LocalRun, data: str, pointer: str, slug: str) -> None:
     # Given a collection where one payload has a duplicate key or a NaN/Infinity literal
     body = ('{"version":"1.0","token":"t","data":' + data + "}").encode()
@@ -171,6 +218,7 @@ def test_duplicate_keys_and_nan_name_their_payload(local_run: LocalRun, data: st
 
 
 # --- a crowd ------------------------------------------------------------------------------------
+
 
 def test_200_simultaneous_connections_all_get_an_http_answer(local_run: LocalRun) -> None:
     # Given 200 clients that connect at the same moment and each POST one collection

@@ -57,8 +57,9 @@ def test_valid_posts_are_stored_once_and_invalid_ones_get_problems(local_run: Lo
 
     # And every accepted payload is in the embedded S3 exactly once, unchanged
     expected = {f"{a['requestId']}-{i}" for a in accepted.values() for i in range(a["accepted"])}
-    by_id = wait_for(lambda: (found := stored_by_id(local_run)) and expected <= found.keys() and found,
-                     30, "all 14 payloads in S3")
+    by_id = wait_for(
+        lambda: (found := stored_by_id(local_run)) and expected <= found.keys() and found, 30, "all 14 payloads in S3"
+    )
     assert all(len(by_id[payload_id]) == 1 for payload_id in expected)
     request_b = accepted["plain-b"]["requestId"]
     assert [by_id[f"{request_b}-{i}"][0][1]["payload"] for i in range(7)] == collection(7)["data"]
@@ -70,10 +71,22 @@ def test_refusals_are_problem_json_like_the_deployed_api(local_run: LocalRun) ->
     url = f"{local_run.url}/v1/payloads"
     body = json.dumps(collection(2))
     cases = {
-        "no key": (requests.post(url, data=body, headers={"Content-Type": "application/json"}, timeout=10), 403, "forbidden"),
-        "wrong key": (requests.post(url, data=body, headers={**JSON, "x-api-key": "nope"}, timeout=10), 403, "forbidden"),
+        "no key": (
+            requests.post(url, data=body, headers={"Content-Type": "application/json"}, timeout=10),
+            403,
+            "forbidden",
+        ),
+        "wrong key": (
+            requests.post(url, data=body, headers={**JSON, "x-api-key": "nope"}, timeout=10),
+            403,
+            "forbidden",
+        ),
         "bad json": (requests.post(url, data=b'{"version": ', headers=JSON, timeout=10), 400, None),
-        "unknown path": (requests.post(f"{local_run.url}/v2/things", data=body, headers=JSON, timeout=10), 404, "not-found"),
+        "unknown path": (
+            requests.post(f"{local_run.url}/v2/things", data=body, headers=JSON, timeout=10),
+            404,
+            "not-found",
+        ),
         "wrong method": (requests.get(url, headers=KEY, timeout=10), 405, "method-not-allowed"),
         "unknown method": (requests.request("TRACE", url, headers=KEY, timeout=10), 405, "method-not-allowed"),
     }
@@ -92,8 +105,10 @@ def test_refusals_are_problem_json_like_the_deployed_api(local_run: LocalRun) ->
 def test_a_body_above_api_gateways_limit_is_refused_unread(local_run: LocalRun) -> None:
     # Given a client announcing a 20 MB body (API Gateway REST stops at 10 MB)
     with socket.create_connection(("127.0.0.1", local_run.port), timeout=10) as connection:
-        connection.sendall(b"POST /v1/payloads HTTP/1.1\r\nHost: x\r\nx-api-key: local-dev-key\r\n"
-                           b"Content-Type: application/json\r\nContent-Length: 20000000\r\n\r\n")
+        connection.sendall(
+            b"POST /v1/payloads HTTP/1.1\r\nHost: x\r\nx-api-key: local-dev-key\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 20000000\r\n\r\n"
+        )
         # When it has sent only the headers, Then it already has its 413 problem, and the connection closes
         answer = b""
         while chunk := connection.recv(65536):
@@ -112,14 +127,18 @@ def test_an_injected_consumer_failure_is_redelivered_then_stored(local_run: Loca
     request_id = response.json()["requestId"]
     expected = {f"{request_id}-{i}" for i in range(5)}
     # When the worker pool has had time to retry (visibility timeout 1 s here)
-    by_id = wait_for(lambda: (found := stored_by_id(local_run)) and expected <= found.keys() and found,
-                     30, "the 5 payloads in S3")
+    by_id = wait_for(
+        lambda: (found := stored_by_id(local_run)) and expected <= found.keys() and found, 30, "the 5 payloads in S3"
+    )
     # Then all 5 are stored exactly once, including the two that failed first
     assert all(len(by_id[payload_id]) == 1 for payload_id in expected)
     assert by_id[f"{request_id}-3"][0][1]["payload"] == sent["data"][3]
     # And the console shows the failed delivery that made SQS redeliver them
-    assert any("failures=2" in line or "failures=1" in line for line in local_run.output().splitlines()
-               if line.split(" ", 2)[1:2] == ["batch"])
+    assert any(
+        "failures=2" in line or "failures=1" in line
+        for line in local_run.output().splitlines()
+        if line.split(" ", 2)[1:2] == ["batch"]
+    )
 
 
 def test_a_poison_message_reaches_the_dlq(local_run: LocalRun) -> None:
@@ -203,8 +222,14 @@ def test_a_busy_port_is_a_clear_error() -> None:
         # When the pipeline is started on it
         environment = {**os.environ, "PORT": str(busy), "MOTO_PORT": str(free_port())}
         environment.pop("AWS_ENDPOINT_URL", None)
-        result = subprocess.run([sys.executable, "-m", "local_pipeline"], cwd=REPO_ROOT, env=environment,
-                                capture_output=True, text=True, timeout=60)
+        result = subprocess.run(
+            [sys.executable, "-m", "local_pipeline"],
+            cwd=REPO_ROOT,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     # Then it says which port and which knob, and exits non-zero
     assert result.returncode == 2, result.stdout + result.stderr
     assert f"cannot listen on 127.0.0.1:{busy}" in result.stderr and "PORT" in result.stderr

@@ -79,9 +79,16 @@ def test_ctrl_c_or_sigterm_under_load_stops_every_time(tmp_path: Path, attempt: 
 
 def test_a_second_ctrl_c_exits_at_once_and_says_what_was_left(tmp_path: Path) -> None:
     # Given a pipeline whose consumer fails every record and retries it at once, so a drain never ends
-    run = start_local_pipeline(tmp_path, MAX_WORKERS="2", LOCAL_DRAIN_SECONDS="300",
-                               LOCAL_VISIBILITY_TIMEOUT_SECONDS="0", MAX_RECEIVE_COUNT="1000",
-                               LOCAL_FAIL_FIRST_ATTEMPTS="1000", BATCH_SIZE="10", MAX_BATCHING_WINDOW_SECONDS="0")
+    run = start_local_pipeline(
+        tmp_path,
+        MAX_WORKERS="2",
+        LOCAL_DRAIN_SECONDS="300",
+        LOCAL_VISIBILITY_TIMEOUT_SECONDS="0",
+        MAX_RECEIVE_COUNT="1000",
+        LOCAL_FAIL_FIRST_ATTEMPTS="1000",
+        BATCH_SIZE="10",
+        MAX_BATCHING_WINDOW_SECONDS="0",
+    )
     try:
         response = requests.post(f"{run.url}/v1/payloads", json=collection(4), headers=KEY, timeout=30)
         assert response.status_code == 202

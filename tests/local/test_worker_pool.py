@@ -37,8 +37,14 @@ def run_pool_once(pipeline: Pipeline, respond: Respond, messages: int = 3) -> tu
     consumer = StandInConsumer(respond)
     console = io.StringIO()
     config = PipelineConfig(MAX_WORKERS=2, BATCH_SIZE=10, MAX_BATCHING_WINDOW_SECONDS=0)
-    pool = WorkerPool(sqs=pipeline.sqs, resources=pipeline.resources, config=config, consumer=consumer,  # type: ignore[arg-type]
-                      log=AccessLog(console), region="us-east-1")
+    pool = WorkerPool(
+        sqs=pipeline.sqs,
+        resources=pipeline.resources,
+        config=config,
+        consumer=consumer,  # type: ignore[arg-type]
+        log=AccessLog(console),
+        region="us-east-1",
+    )
     pool.start()
     # Returns once nothing is left, or after 5 s: records a test leaves failed wait out 181 s in flight.
     pool.drain_and_stop(timeout_seconds=5)
@@ -47,8 +53,12 @@ def run_pool_once(pipeline: Pipeline, respond: Respond, messages: int = 3) -> tu
 
 def failures_in(console: str) -> int:
     """Failed records over all batch lines: the two pollers may split the 3 messages between them."""
-    return sum(int(part.split("=", 1)[1]) for line in console.splitlines() for part in line.split()
-               if part.startswith("failures="))
+    return sum(
+        int(part.split("=", 1)[1])
+        for line in console.splitlines()
+        for part in line.split()
+        if part.startswith("failures=")
+    )
 
 
 def fail_everything(ids: list[str]) -> dict[str, Any]:

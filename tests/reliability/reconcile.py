@@ -39,8 +39,11 @@ def content_key(record: Mapping[str, Any]) -> str:
 def reconcile(acknowledged: Mapping[str, Mapping[str, Any]], stored: Iterable[Mapping[str, Any]]) -> Reconciliation:
     """``acknowledged``: request id -> the collection sent in that 202-acknowledged request.
     ``stored``: every stored envelope, one per object *version* (so an overwrite shows up)."""
-    expected = {f"{request_id}-{index}": (sent["token"], payload)
-                for request_id, sent in acknowledged.items() for index, payload in enumerate(sent["data"])}
+    expected = {
+        f"{request_id}-{index}": (sent["token"], payload)
+        for request_id, sent in acknowledged.items()
+        for index, payload in enumerate(sent["data"])
+    }
     records = list(stored)
     copies = Counter(record["id"] for record in records)
     result = Reconciliation(acknowledged=len(expected), stored=len(records))
@@ -48,7 +51,8 @@ def reconcile(acknowledged: Mapping[str, Mapping[str, Any]], stored: Iterable[Ma
     result.duplicated = sorted(payload_id for payload_id, n in copies.items() if n > 1)
     result.unacknowledged = sorted(set(copies) - set(expected))
     result.altered = sorted(
-        record["id"] for record in records
+        record["id"]
+        for record in records
         if record["id"] in expected and (record["token"], record["payload"]) != expected[record["id"]]
     )
     by_content = Counter(content_key(record) for record in records)
@@ -70,7 +74,9 @@ def stored_versions(pipeline: Pipeline) -> list[dict[str, Any]]:
     records = []
     for page in pipeline.s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
         for version in page.get("Versions", []):
-            body = pipeline.s3.get_object(Bucket=bucket, Key=version["Key"], VersionId=version["VersionId"])["Body"].read()
+            body = pipeline.s3.get_object(Bucket=bucket, Key=version["Key"], VersionId=version["VersionId"])[
+                "Body"
+            ].read()
             records.extend(envelopes_in(version["Key"], body))
     return records
 
@@ -118,8 +124,13 @@ class RetryDrainReport:
     longest_wait_seconds: float = 0.0  # longest time the queue had nothing visible while records were in flight
 
 
-def drain_on_retry_delays(pipeline: Pipeline, within_seconds: float, batch_size: int = 100,
-                          context: Callable[[], Any] | None = None, max_invocations: int = 50) -> RetryDrainReport:
+def drain_on_retry_delays(
+    pipeline: Pipeline,
+    within_seconds: float,
+    batch_size: int = 100,
+    context: Callable[[], Any] | None = None,
+    max_invocations: int = 50,
+) -> RetryDrainReport:
     """Deliver until the queue is empty, like the event source mapping, but *never* expire a
     visibility timeout by hand: a failed record must come back on its own, through the retry delay
     the consumer set. Fails if records stay in flight for ``within_seconds`` with nothing visible
@@ -140,7 +151,7 @@ def drain_on_retry_delays(pipeline: Pipeline, within_seconds: float, batch_size:
             continue
         idle_since = None
         for start in range(0, len(messages), batch_size):
-            batch = messages[start:start + batch_size]
+            batch = messages[start : start + batch_size]
             report.invocations += 1
             try:
                 response = pipeline.consume(batch, context() if context else None)

@@ -59,12 +59,24 @@ class Runner:
     server_ms: list[float] = field(default_factory=list)
 
     def start(self, timeout: float = 180) -> None:
-        env = {**os.environ, "PORT": str(self.port), "MOTO_PORT": str(self.moto_port), "API_KEY": API_KEY,
-               # No fault is injected, but a record that fails anyway comes back in 30 s, not 3 min
-               "LOCAL_VISIBILITY_TIMEOUT_SECONDS": "30", "LOCAL_DRAIN_SECONDS": "30"}
+        env = {
+            **os.environ,
+            "PORT": str(self.port),
+            "MOTO_PORT": str(self.moto_port),
+            "API_KEY": API_KEY,
+            # No fault is injected, but a record that fails anyway comes back in 30 s, not 3 min
+            "LOCAL_VISIBILITY_TIMEOUT_SECONDS": "30",
+            "LOCAL_DRAIN_SECONDS": "30",
+        }
         env.pop("AWS_ENDPOINT_URL", None)  # always the embedded moto server, never an account
-        self.process = subprocess.Popen([sys.executable, "-m", "local_pipeline"], env=env, text=True,
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=1)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "local_pipeline"],
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            bufsize=1,
+        )
         threading.Thread(target=self._read, daemon=True).start()
         if not self.ready.wait(timeout) or not self.endpoint:
             raise RuntimeError("local pipeline did not start:\n" + "\n".join(self.tail))
@@ -103,9 +115,19 @@ class Outcome:
 
 
 def collection_for(index: int, rng: random.Random, max_payloads: int) -> dict[str, Any]:
-    return {"version": "soak-1", "token": f"soak-device-{index % 50}",
-            "data": [{"request": index, "seq": seq, "temp": round(rng.uniform(-20, 40), 2),
-                      "pad": rng.randbytes(rng.randint(0, 64)).hex()} for seq in range(rng.randint(1, max_payloads))]}
+    return {
+        "version": "soak-1",
+        "token": f"soak-device-{index % 50}",
+        "data": [
+            {
+                "request": index,
+                "seq": seq,
+                "temp": round(rng.uniform(-20, 40), 2),
+                "pad": rng.randbytes(rng.randint(0, 64)).hex(),
+            }
+            for seq in range(rng.randint(1, max_payloads))
+        ],
+    }
 
 
 def send_load(url: str, seconds: float, rate: float, clients: int, max_payloads: int) -> list[Outcome]:
@@ -130,15 +152,25 @@ def send_load(url: str, seconds: float, rate: float, clients: int, max_payloads:
             sent = collection_for(index, rng, max_payloads)
             began = time.perf_counter()
             try:
-                response = session.post(url, data=json.dumps(sent), timeout=30,
-                                        headers={"content-type": "application/json", "x-api-key": API_KEY})
+                response = session.post(
+                    url,
+                    data=json.dumps(sent),
+                    timeout=30,
+                    headers={"content-type": "application/json", "x-api-key": API_KEY},
+                )
             except requests.RequestException:
                 mine.append(Outcome(None, (time.perf_counter() - began) * 1000))
                 continue
             latency = (time.perf_counter() - began) * 1000
             accepted = response.status_code == 202
-            mine.append(Outcome(response.status_code, latency, response.json()["requestId"] if accepted else None,
-                                sent if accepted else None))
+            mine.append(
+                Outcome(
+                    response.status_code,
+                    latency,
+                    response.json()["requestId"] if accepted else None,
+                    sent if accepted else None,
+                )
+            )
 
     with ThreadPoolExecutor(max_workers=clients) as pool:
         for result in pool.map(client, range(clients)):
@@ -153,15 +185,23 @@ def front_door_checks(url: str) -> list[str]:
     missing = requests.post(url, data=body, headers={"content-type": "application/json"}, timeout=10)
     if missing.status_code != 403 or missing.headers.get("content-type") != "application/problem+json":
         failures.append(f"missing API key answered {missing.status_code} {missing.headers.get('content-type')}")
-    malformed = requests.post(url, data=body[:-3], headers={"content-type": "application/json", "x-api-key": API_KEY}, timeout=10)
+    malformed = requests.post(
+        url, data=body[:-3], headers={"content-type": "application/json", "x-api-key": API_KEY}, timeout=10
+    )
     if malformed.status_code != 400 or malformed.json().get("type") != "urn:ingest-pipeline:problem:malformed-json":
         failures.append(f"truncated JSON answered {malformed.status_code}")
     return failures
 
 
 def aws_client(service: str, endpoint: str) -> Any:
-    return boto3.client(service, endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
-                        aws_secret_access_key="testing", config=Config(max_pool_connections=16))
+    return boto3.client(
+        service,
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=Config(max_pool_connections=16),
+    )
 
 
 def count_objects(s3: Any, bucket: str) -> int:
@@ -169,8 +209,11 @@ def count_objects(s3: Any, bucket: str) -> int:
 
 
 def all_versions(s3: Any, bucket: str) -> list[dict[str, Any]]:
-    versions = [(v["Key"], v["VersionId"]) for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket)
-                for v in page.get("Versions", [])]
+    versions = [
+        (v["Key"], v["VersionId"])
+        for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket)
+        for v in page.get("Versions", [])
+    ]
 
     def read(item: tuple[str, str]) -> dict[str, Any]:
         return json.loads(s3.get_object(Bucket=bucket, Key=item[0], VersionId=item[1])["Body"].read())
@@ -222,8 +265,11 @@ def main() -> int:
         drain_seconds = time.monotonic() - drain_began
         result = reconcile(acknowledged, all_versions(s3, runner.bucket))
         dlq_url = sqs.get_queue_url(QueueName="ingest-pipeline-local-dlq")["QueueUrl"]
-        dead = int(sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["ApproximateNumberOfMessages"])
-                   ["Attributes"]["ApproximateNumberOfMessages"])
+        dead = int(
+            sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"][
+                "ApproximateNumberOfMessages"
+            ]
+        )
     finally:
         exit_code = runner.stop()
 
@@ -236,10 +282,16 @@ def main() -> int:
         "status": {str(k): v for k, v in sorted(statuses.items(), key=lambda kv: (kv[0] is None, kv[0] or 0))},
         "achieved_rps": round(len(outcomes) / load_seconds, 1),
         "payloads_acknowledged": expected,
-        "latency_ms": {"p50": round(percentile(latencies, 0.50), 1), "p99": round(percentile(latencies, 0.99), 1),
-                       "max": round(max(latencies, default=0), 1), "mean": round(statistics.fmean(latencies), 1) if latencies else 0},
-        "server_latency_ms": {"p50": round(percentile(runner.server_ms, 0.50), 1),
-                              "p99": round(percentile(runner.server_ms, 0.99), 1)},
+        "latency_ms": {
+            "p50": round(percentile(latencies, 0.50), 1),
+            "p99": round(percentile(latencies, 0.99), 1),
+            "max": round(max(latencies, default=0), 1),
+            "mean": round(statistics.fmean(latencies), 1) if latencies else 0,
+        },
+        "server_latency_ms": {
+            "p50": round(percentile(runner.server_ms, 0.50), 1),
+            "p99": round(percentile(runner.server_ms, 0.99), 1),
+        },
         "stored_objects": stored_objects,
         "stored_versions": result.stored,
         "lost": len(result.lost),
@@ -252,12 +304,16 @@ def main() -> int:
     }
     print("\n".join(runner.tail))
     print("\nsoak figures:\n" + json.dumps(figures, indent=2))
-    failures += [f"{name}: {figures[name]}" for name in ("lost", "duplicated", "altered", "dead_lettered") if figures[name]]
+    failures += [
+        f"{name}: {figures[name]}" for name in ("lost", "duplicated", "altered", "dead_lettered") if figures[name]
+    ]
     if server_errors or transport_errors:
         failures.append(f"{server_errors} 5xx and {transport_errors} transport errors")
     if statuses.get(202, 0) != len(outcomes):
         failures.append(f"only {statuses.get(202, 0)} of {len(outcomes)} requests got 202")
-    print("\nSOAK " + ("FAILED: " + "; ".join(failures) if failures else "PASSED: zero 5xx, nothing lost or duplicated"))
+    print(
+        "\nSOAK " + ("FAILED: " + "; ".join(failures) if failures else "PASSED: zero 5xx, nothing lost or duplicated")
+    )
     return 1 if failures else 0
 
 

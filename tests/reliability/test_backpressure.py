@@ -36,8 +36,11 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeClock]:
     """The container's gauge, on a clock the test moves."""
     fake = FakeClock()
     gauges: dict[tuple[str, int], BacklogGauge] = {}
-    monkeypatch.setattr(backpressure, "backlog_gauge",
-                        lambda url, seconds: gauges.setdefault((url, seconds), BacklogGauge(url, seconds, clock=fake)))
+    monkeypatch.setattr(
+        backpressure,
+        "backlog_gauge",
+        lambda url, seconds: gauges.setdefault((url, seconds), BacklogGauge(url, seconds, clock=fake)),
+    )
     yield fake
 
 
@@ -52,7 +55,9 @@ def attribute_reads() -> CallCounter:
     return CallCounter(aws_clients.sqs_client(), "sqs", "GetQueueAttributes")
 
 
-def test_a_backlog_above_max_queue_gets_503_with_retry_after_and_enqueues_nothing(pipeline: Pipeline, clock: FakeClock) -> None:
+def test_a_backlog_above_max_queue_gets_503_with_retry_after_and_enqueues_nothing(
+    pipeline: Pipeline, clock: FakeClock
+) -> None:
     # Given 6 payloads waiting on the queue (MAX_QUEUE=5), the first read when it was still empty
     assert pipeline.post(collection(6)).status == 202
     # When the container's reading is refreshed and another valid request arrives

@@ -80,7 +80,9 @@ def test_transiently_failed_entries_are_retried_and_the_request_still_gets_202(p
     assert result.clean and result.stored == 25 and not result.unacknowledged
 
 
-def test_persistent_failure_gets_503_and_a_client_retry_duplicates_the_already_accepted_entries(pipeline: Pipeline) -> None:
+def test_persistent_failure_gets_503_and_a_client_retry_duplicates_the_already_accepted_entries(
+    pipeline: Pipeline,
+) -> None:
     # Given SQS keeps refusing 2 of the 25 entries of a request
     outage = {"on": True}
     FailingSendMessageBatch(aws_clients.sqs_client(), lambda _, entry: outage["on"] and entry_index(entry) in (3, 17))
@@ -370,7 +372,9 @@ class TestBatchObjectMode:
             messages = pipeline.receive()
             poisoned = [m for m in messages if m["Body"] == poison]
             response = pipeline.consume(messages)
-            assert {item["itemIdentifier"] for item in response["batchItemFailures"]} == {m["MessageId"] for m in poisoned}
+            assert {item["itemIdentifier"] for item in response["batchItemFailures"]} == {
+                m["MessageId"] for m in poisoned
+            }
             expire_visibility(pipeline, poisoned)
         assert [m["Body"] for m in pipeline.receive(queue_url=pipeline.resources.dlq_url)] == [poison]
         result = reconcile(acknowledged, stored_versions(pipeline))
@@ -386,8 +390,9 @@ BACK_WITHIN_SECONDS = RETRY_CONFIG["RETRY_MAX_SECONDS"] + 2.0
 
 def with_seconds_left(seconds: float) -> LambdaContext:
     """A context whose invocation has ``seconds`` left for work before the safety margin."""
-    return LambdaContext(function_name="consumer",
-                         deadline_ms=int((time.time() + SAFETY_MARGIN_SECONDS + seconds) * 1000))
+    return LambdaContext(
+        function_name="consumer", deadline_ms=int((time.time() + SAFETY_MARGIN_SECONDS + seconds) * 1000)
+    )
 
 
 def receive_within(pipeline: Pipeline, seconds: float) -> list[dict[str, Any]]:
@@ -425,8 +430,9 @@ class TestRetryDelay:
             sent = collection(10, token=f"device-{n}")
             acknowledged[post_acknowledged(pipeline, sent, request_id(700 + n))] = sent
         # When the worker pool drains the queue in batches of 10, no visibility timeout ever expired by hand
-        report = drain_on_retry_delays(pipeline, within_seconds=BACK_WITHIN_SECONDS, batch_size=10,
-                                       context=lambda: with_seconds_left(2))
+        report = drain_on_retry_delays(
+            pipeline, within_seconds=BACK_WITHIN_SECONDS, batch_size=10, context=lambda: with_seconds_left(2)
+        )
         # Then every payload is stored exactly once, nothing is dead-lettered
         result = reconcile(acknowledged, stored_versions(pipeline))
         assert result.clean and result.stored == 60
@@ -441,8 +447,9 @@ class TestRetryDelay:
         # Given S3 answers SlowDown to every attempt (payload mode: for one payload; batch mode: the object)
         outage = {"on": True}
         batch = pipeline.config.OBJECT_MODE == "batch"
-        slow = SlowDownAnswers(consumer_s3(pipeline),
-                               lambda path, _: outage["on"] and (batch or path.endswith("-2.json")), monkeypatch)
+        slow = SlowDownAnswers(
+            consumer_s3(pipeline), lambda path, _: outage["on"] and (batch or path.endswith("-2.json")), monkeypatch
+        )
         sent = collection(5)
         rid = post_acknowledged(pipeline, sent)
         messages = pipeline.receive()
@@ -525,8 +532,9 @@ class TestRetryDelayPayloadMode:
         if fault == "the call fails":
             fail_calls(aws_clients.sqs_client(), "ChangeMessageVisibilityBatch", lambda: outage["on"])
         else:
-            FailingBatchEntries(aws_clients.sqs_client(), lambda _, entry: entry["Id"] == "0",
-                                operation="ChangeMessageVisibilityBatch")
+            FailingBatchEntries(
+                aws_clients.sqs_client(), lambda _, entry: entry["Id"] == "0", operation="ChangeMessageVisibilityBatch"
+            )
         sent = collection(5)
         rid = post_acknowledged(pipeline, sent)
         messages = pipeline.receive()

@@ -126,7 +126,9 @@ def _catalogue() -> dict[str, Hostile]:
         "10000-tiny-payloads": Hostile(body([{}] * 10_000), 413, "too-many-payloads"),
         "one-2MiB-payload": Hostile(body([{"s": "x" * (2 * 1024 * 1024)}]), 413, "body-too-large"),
         "body-just-over-limit": Hostile(sized_body(over_body), 413, "body-too-large"),
-        "payload-just-over-limit": Hostile(body([payload_of_size(LIMITS.MAX_PAYLOAD_BYTES + 1)]), 413, "payload-too-large"),
+        "payload-just-over-limit": Hostile(
+            body([payload_of_size(LIMITS.MAX_PAYLOAD_BYTES + 1)]), 413, "payload-too-large"
+        ),
         "payloads-just-over-limit": Hostile(body([{}] * (LIMITS.MAX_PAYLOADS + 1)), 413, "too-many-payloads"),
         "version-just-over-limit": Hostile(body(version="v" * (MAX_VERSION_CHARS + 1)), 400, "field-too-long"),
         "token-just-over-limit": Hostile(body(token="t" * (MAX_TOKEN_CHARS + 1)), 400, "field-too-long"),
@@ -137,34 +139,62 @@ def _catalogue() -> dict[str, Hostile]:
         "truncated-gzip": Hostile(gzip.compress(body())[:-12], 400, "invalid-gzip", GZIP_HEADERS),
         "gzip-declared-not-sent": Hostile(body(), 400, "invalid-gzip", GZIP_HEADERS),
         "gzip-then-garbage": Hostile(gzip.compress(body()) + b"junk", 400, "invalid-gzip", GZIP_HEADERS),
-        "unsupported-encoding": Hostile(body(), 415, "unsupported-content-encoding", {**JSON_HEADERS, "Content-Encoding": "br"}),
+        "unsupported-encoding": Hostile(
+            body(), 415, "unsupported-content-encoding", {**JSON_HEADERS, "Content-Encoding": "br"}
+        ),
         # invalid UTF-8 and lone surrogates
         "invalid-utf8-byte": Hostile(body([{"s": "ab"}]).replace(b"ab", b"a\xff"), 400, "invalid-utf8"),
         "overlong-utf8": Hostile(body([{"s": "ab"}]).replace(b"ab", b"\xc0\xaf"), 400, "invalid-utf8"),
         "raw-surrogate-bytes": Hostile(body([{"s": "ab"}]).replace(b"ab", b"\xed\xa0\x80"), 400, "invalid-utf8"),
-        "escaped-lone-surrogate-in-payload": Hostile(text('{"version":"1","token":"t","data":[{"s":"\\ud800"}]}'), 400, "invalid-unicode"),
-        "escaped-lone-surrogate-in-token": Hostile(text('{"version":"1","token":"\\udfff","data":[{}]}'), 400, "invalid-unicode"),
+        "escaped-lone-surrogate-in-payload": Hostile(
+            text('{"version":"1","token":"t","data":[{"s":"\\ud800"}]}'), 400, "invalid-unicode"
+        ),
+        "escaped-lone-surrogate-in-token": Hostile(
+            text('{"version":"1","token":"\\udfff","data":[{}]}'), 400, "invalid-unicode"
+        ),
         # nesting 100,000 deep
-        "arrays-100000-deep": Hostile(text('{"version":"1","token":"t","data":[{"a":' + "[" * 100_000 + "]" * 100_000 + "}]}"),
-                                      400, "too-deep"),
-        "objects-100000-deep": Hostile(text('{"version":"1","token":"t","data":[' + '{"a":' * 100_000 + "1" + "}" * 100_000 + "]}"),
-                                       400, "too-deep"),
+        "arrays-100000-deep": Hostile(
+            text('{"version":"1","token":"t","data":[{"a":' + "[" * 100_000 + "]" * 100_000 + "}]}"), 400, "too-deep"
+        ),
+        "objects-100000-deep": Hostile(
+            text('{"version":"1","token":"t","data":[' + '{"a":' * 100_000 + "1" + "}" * 100_000 + "]}"),
+            400,
+            "too-deep",
+        ),
         # duplicate keys
-        "duplicate-top-level-key": Hostile(b'{"version":"1","version":"2","token":"t","data":[{}]}', 400, "duplicate-key"),
-        "duplicate-key-in-payload": Hostile(b'{"version":"1","token":"t","data":[{"a":1,"a":2}]}', 400, "duplicate-key"),
+        "duplicate-top-level-key": Hostile(
+            b'{"version":"1","version":"2","token":"t","data":[{}]}', 400, "duplicate-key"
+        ),
+        "duplicate-key-in-payload": Hostile(
+            b'{"version":"1","token":"t","data":[{"a":1,"a":2}]}', 400, "duplicate-key"
+        ),
         # NaN / Infinity
         "nan-literal": Hostile(b'{"version":"1","token":"t","data":[{"v":NaN}]}', 400, "non-finite-number"),
         "infinity-literal": Hostile(b'{"version":"1","token":"t","data":[{"v":Infinity}]}', 400, "non-finite-number"),
-        "minus-infinity-literal": Hostile(b'{"version":"1","token":"t","data":[{"v":-Infinity}]}', 400, "non-finite-number"),
-        "number-overflowing-to-inf": Hostile(b'{"version":"1","token":"t","data":[{"v":1e999}]}', 400, "non-finite-number"),
-        "integer-with-5000-digits": Hostile(text('{"version":"1","token":"t","data":[{"v":' + "9" * 5000 + "}]}"), 400, "malformed-json"),
+        "minus-infinity-literal": Hostile(
+            b'{"version":"1","token":"t","data":[{"v":-Infinity}]}', 400, "non-finite-number"
+        ),
+        "number-overflowing-to-inf": Hostile(
+            b'{"version":"1","token":"t","data":[{"v":1e999}]}', 400, "non-finite-number"
+        ),
+        "integer-with-5000-digits": Hostile(
+            text('{"version":"1","token":"t","data":[{"v":' + "9" * 5000 + "}]}"), 400, "malformed-json"
+        ),
         # content type
         "text-plain": Hostile(body(), 415, "unsupported-media-type", {"Content-Type": "text/plain", "x-api-key": "k"}),
         "no-content-type": Hostile(body(), 415, "unsupported-media-type", {"x-api-key": "k"}),
-        "form-urlencoded": Hostile(b"version=1&token=t", 415, "unsupported-media-type",
-                                   {"Content-Type": "application/x-www-form-urlencoded", "x-api-key": "k"}),
-        "json-in-latin1": Hostile(body(), 415, "unsupported-media-type",
-                                  {"Content-Type": "application/json; charset=iso-8859-1", "x-api-key": "k"}),
+        "form-urlencoded": Hostile(
+            b"version=1&token=t",
+            415,
+            "unsupported-media-type",
+            {"Content-Type": "application/x-www-form-urlencoded", "x-api-key": "k"},
+        ),
+        "json-in-latin1": Hostile(
+            body(),
+            415,
+            "unsupported-media-type",
+            {"Content-Type": "application/json; charset=iso-8859-1", "x-api-key": "k"},
+        ),
         # wrong method and path
         "get-instead-of-post": Hostile(None, 405, "method-not-allowed", method="GET"),
         "unknown-path": Hostile(body(), 404, "not-found", path="/v1/payloads/../admin"),
@@ -181,8 +211,9 @@ def test_the_catalogue_is_large_enough() -> None:
 @pytest.mark.parametrize("case", CATALOGUE.values(), ids=CATALOGUE.keys())
 def test_hostile_request_gets_a_clear_4xx_problem_and_enqueues_nothing(pipeline: Pipeline, case: Hostile) -> None:
     # When the hostile request reaches the ingest
-    response = pipeline.post(case.raw, headers=JSON_HEADERS if case.headers is None else case.headers,
-                             method=case.method, path=case.path)
+    response = pipeline.post(
+        case.raw, headers=JSON_HEADERS if case.headers is None else case.headers, method=case.method, path=case.path
+    )
     # Then it is a 4xx problem document naming the reason ...
     assert 400 <= response.status < 500
     assert (response.status, response.body.get("type")) == (case.status, PROBLEM_PREFIX + case.slug)
@@ -206,7 +237,9 @@ BOUNDARIES = {
 
 
 @pytest.mark.parametrize(("raw", "headers"), BOUNDARIES.values(), ids=BOUNDARIES.keys())
-def test_a_request_exactly_at_a_limit_is_accepted_whole(pipeline: Pipeline, raw: bytes, headers: dict[str, str]) -> None:
+def test_a_request_exactly_at_a_limit_is_accepted_whole(
+    pipeline: Pipeline, raw: bytes, headers: dict[str, str]
+) -> None:
     # Given a request exactly at one limit (its "just over" twin is in the catalogue)
     sent = json.loads(gzip.decompress(raw) if "Content-Encoding" in headers else raw)
     # When it is posted, Then every payload is accepted and enqueued

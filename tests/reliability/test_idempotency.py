@@ -29,8 +29,15 @@ def versioned_bucket(pipeline: Pipeline) -> None:
 SAME_HOUR = datetime.now(UTC).replace(minute=0, second=1, microsecond=0)  # in the past, so latencies stay positive
 
 
-def post(pipeline: Pipeline, body: bytes | dict[str, Any], key: str | None, *, api_key: str | None = "key-a",
-         received_at: datetime | None = None, headers: dict[str, str] | None = None) -> HttpResult:
+def post(
+    pipeline: Pipeline,
+    body: bytes | dict[str, Any],
+    key: str | None,
+    *,
+    api_key: str | None = "key-a",
+    received_at: datetime | None = None,
+    headers: dict[str, str] | None = None,
+) -> HttpResult:
     """A POST as API Gateway hands it over: a fresh API Gateway request id every time, like a real retry."""
     sent_headers = dict(JSON_HEADERS if headers is None else headers)
     if key is not None:

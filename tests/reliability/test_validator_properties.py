@@ -23,13 +23,22 @@ from tests.conftest import Pipeline
 
 REQUEST_ID = "6f1c8a5e-0000-4000-8000-000000000000"
 # Repeats weight the draw towards requests that get past the first checks.
-CONTENT_TYPES = ["application/json"] * 4 + ["application/json; charset=utf-8", "application/vnd.api+json",
-                                              "APPLICATION/JSON", "text/plain", "", "application/json; charset=latin-1"]
+CONTENT_TYPES = ["application/json"] * 4 + [
+    "application/json; charset=utf-8",
+    "application/vnd.api+json",
+    "APPLICATION/JSON",
+    "text/plain",
+    "",
+    "application/json; charset=latin-1",
+]
 ENCODINGS = ["identity"] * 5 + ["gzip"] * 2 + ["gzip-truncated", "gzip-declared-only"]
 
 json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True, allow_infinity=True) | st.text()
-json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4),
-                           max_leaves=20)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4),
+    max_leaves=20,
+)
 payloads = st.dictionaries(st.text(max_size=8), json_values, max_size=5)
 collections = st.fixed_dictionaries(
     {},
@@ -52,9 +61,11 @@ def request_bodies(draw: st.DrawFn) -> bytes:
     kind = draw(st.sampled_from(["collection", "valid", "valid", "valid", "any-json", "bytes", "truncated", "mutated"]))
     if kind == "collection":
         return encode(draw(collections))
-    valid = {"version": draw(st.text(min_size=1, max_size=10).filter(str.strip)),
-             "token": draw(st.text(min_size=1, max_size=10).filter(str.strip)),
-             "data": draw(st.lists(payloads, min_size=1, max_size=8))}
+    valid = {
+        "version": draw(st.text(min_size=1, max_size=10).filter(str.strip)),
+        "token": draw(st.text(min_size=1, max_size=10).filter(str.strip)),
+        "data": draw(st.lists(payloads, min_size=1, max_size=8)),
+    }
     if kind == "valid":
         return encode(valid)
     if kind == "any-json":
@@ -65,7 +76,7 @@ def request_bodies(draw: st.DrawFn) -> bytes:
     cut = draw(st.integers(0, max(0, len(raw) - 1)))
     if kind == "truncated":
         return raw[:cut]
-    return raw[:cut] + bytes([draw(st.integers(0, 255))]) + raw[cut + 1:]
+    return raw[:cut] + bytes([draw(st.integers(0, 255))]) + raw[cut + 1 :]
 
 
 @st.composite
@@ -84,10 +95,13 @@ def requests(draw: st.DrawFn) -> tuple[bytes, dict[str, str]]:
 
 limits_strategy = st.builds(
     lambda payload, body_extra, count, depth: Limits(payload + body_extra, count, payload, depth),
-    st.integers(1, 400), st.integers(0, 4000), st.integers(1, 10), st.integers(1, 6),
+    st.integers(1, 400),
+    st.integers(0, 4000),
+    st.integers(1, 10),
+    st.integers(1, 6),
 ) | st.just(Limits(1024 * 1024, 500, 256 * 1024, 32))
 
-SQS_ALLOWED = (lambda c: c in "\t\n\r" or "\x20" <= c <= "\ud7ff" or "\ue000" <= c <= "\ufffd" or c >= "\U00010000")
+SQS_ALLOWED = lambda c: c in "\t\n\r" or "\x20" <= c <= "\ud7ff" or "\ue000" <= c <= "\ufffd" or c >= "\U00010000"
 
 
 def reference_data(raw: bytes, headers: dict[str, str]) -> list[Any]:
@@ -99,20 +113,28 @@ def reference_data(raw: bytes, headers: dict[str, str]) -> list[Any]:
 
 @settings(max_examples=300, deadline=None)
 @given(request=requests(), limits=limits_strategy)
-def test_the_validator_accepts_everything_unchanged_or_refuses_with_a_4xx(request: tuple[bytes, dict[str, str]], limits: Limits) -> None:
+def test_the_validator_accepts_everything_unchanged_or_refuses_with_a_4xx(
+    request: tuple[bytes, dict[str, str]], limits: Limits
+) -> None:
     check_all_or_nothing(request, limits)
 
 
 well_formed = st.tuples(
-    st.builds(lambda version, token, data: encode({"version": version, "token": token, "data": data}),
-              st.text(min_size=1, max_size=64), st.text(min_size=1, max_size=64), st.lists(payloads, min_size=1, max_size=20)),
+    st.builds(
+        lambda version, token, data: encode({"version": version, "token": token, "data": data}),
+        st.text(min_size=1, max_size=64),
+        st.text(min_size=1, max_size=64),
+        st.lists(payloads, min_size=1, max_size=20),
+    ),
     st.sampled_from([{"content-type": "application/json"}, {"content-type": "application/json; charset=UTF-8"}]),
 )
 
 
 @settings(max_examples=150, deadline=None)
 @given(request=well_formed)
-def test_well_formed_collections_are_accepted_unchanged_unless_a_value_is_not_storable(request: tuple[bytes, dict[str, str]]) -> None:
+def test_well_formed_collections_are_accepted_unchanged_unless_a_value_is_not_storable(
+    request: tuple[bytes, dict[str, str]],
+) -> None:
     # Mostly accepted; the refusals left are blank strings, NaN/Infinity and lone surrogates
     check_all_or_nothing(request, Limits(1024 * 1024, 500, 256 * 1024, 32))
 

@@ -22,8 +22,17 @@ from pipeline.storage import StoreOutcome
 
 
 def envelope(payload_id: str, received_at: str = "2026-11-26T02:15:00.000Z", **payload: Any) -> str:
-    return json.dumps({"id": payload_id, "requestId": payload_id.rsplit("-", 1)[0], "receivedAt": received_at,
-                       "version": "1", "token": "t", "payload": payload or {"seq": payload_id}}, separators=(",", ":"))
+    return json.dumps(
+        {
+            "id": payload_id,
+            "requestId": payload_id.rsplit("-", 1)[0],
+            "receivedAt": received_at,
+            "version": "1",
+            "token": "t",
+            "payload": payload or {"seq": payload_id},
+        },
+        separators=(",", ":"),
+    )
 
 
 def messages(*bodies: str) -> list[tuple[str, str]]:
@@ -50,8 +59,11 @@ def test_the_key_depends_on_the_set_of_payload_ids_not_on_delivery_order() -> No
 
 def test_records_are_split_by_the_hour_partition_of_their_received_at() -> None:
     plan = plan_batch_objects(
-        messages(envelope("a-0", "2026-11-26T02:59:59.999Z"), envelope("b-0", "2026-11-26T03:00:00.000Z"),
-                 envelope("a-1", "2026-11-26T02:00:00.000Z")),
+        messages(
+            envelope("a-0", "2026-11-26T02:59:59.999Z"),
+            envelope("b-0", "2026-11-26T03:00:00.000Z"),
+            envelope("a-1", "2026-11-26T02:00:00.000Z"),
+        ),
         "",
     )
     assert [(g.key.split("/batch-")[0], g.payload_ids) for g in plan.groups] == [
@@ -102,8 +114,12 @@ class FakeS3:
 def test_report_is_all_or_nothing_per_object_and_poison_fails_alone() -> None:
     # Given a batch over two hours plus a poison record, and a PUT that fails for the 03h object
     plan = plan_batch_objects(
-        messages(envelope("a-0", "2026-11-26T02:10:00.000Z"), envelope("b-0", "2026-11-26T03:10:00.000Z"),
-                 envelope("b-1", "2026-11-26T03:20:00.000Z"), "poison"),
+        messages(
+            envelope("a-0", "2026-11-26T02:10:00.000Z"),
+            envelope("b-0", "2026-11-26T03:10:00.000Z"),
+            envelope("b-1", "2026-11-26T03:20:00.000Z"),
+            "poison",
+        ),
         "p/",
     )
     s3 = FakeS3(failing={plan.groups[1].key})

@@ -46,7 +46,9 @@ def test_api_gateway_account_throttle_is_a_quota_and_the_key_throttle_is_config(
 
 def test_account_burst_must_cover_the_configured_burst() -> None:
     assert check(assess(60), "API Gateway", "account burst").status == capacity.OK  # 2,000 <= 5,000
-    burst = check(assess(60, THROTTLE_BURST_LIMIT=8_000, STAGE_THROTTLE_BURST_LIMIT=8_000), "API Gateway", "account burst")
+    burst = check(
+        assess(60, THROTTLE_BURST_LIMIT=8_000, STAGE_THROTTLE_BURST_LIMIT=8_000), "API Gateway", "account burst"
+    )
     assert (burst.need, burst.status, burst.request) == (8_000, capacity.QUOTA, 10_000)  # 8,000 x 1.2, rounded up
 
 
@@ -93,8 +95,12 @@ def test_without_a_reservation_the_account_holds_the_consumers_actual_concurrenc
 def test_a_stage_throttle_knob_is_judged_with_its_name() -> None:
     load = capacity.Load(600_000, 10, 1_000, message_bytes=1_000)  # 10,000 rps
     stage = check(capacity.assess(PipelineConfig(), load, ASSUME), "API Gateway", "stage throttle")
-    assert (stage.need, stage.limit, stage.source, stage.status) == (10_000, 5_000, "STAGE_THROTTLE_RATE_LIMIT",
-                                                                     capacity.FAIL)
+    assert (stage.need, stage.limit, stage.source, stage.status) == (
+        10_000,
+        5_000,
+        "STAGE_THROTTLE_RATE_LIMIT",
+        capacity.FAIL,
+    )
 
 
 # --- SQS ------------------------------------------------------------------------------------------
@@ -111,8 +117,9 @@ def test_in_flight_is_batching_plus_processing_plus_failures_times_their_retry_d
 
 def test_a_failure_rate_that_overfills_the_in_flight_cap_is_not_carried() -> None:
     # 6,000 messages/s x 12 % x 181 s = 130,320 > 120,000 (a retry delay as long as the visibility timeout)
-    result = assess(36_000, failure_rate=0.12, MAX_WORKERS=300, OBJECT_MODE="batch", MAX_QUEUE=1_000_000,
-                    RETRY_BASE_SECONDS=180)
+    result = assess(
+        36_000, failure_rate=0.12, MAX_WORKERS=300, OBJECT_MODE="batch", MAX_QUEUE=1_000_000, RETRY_BASE_SECONDS=180
+    )
     assert check(result, "SQS", "in flight").status == capacity.FAIL
     assert result.exit_code == 1
 
@@ -128,8 +135,11 @@ def test_standard_mode_carries_max_workers_times_batch_over_duration() -> None:
 
 def test_provisioned_pollers_are_bounded_by_ten_polls_of_ten_messages() -> None:
     # 1,000 B messages: 1 MB/s would allow 1,000/s, 10 invokes x 100 / 50 ms = 20,000/s; 10 polls x 10 = 100/s binds
-    esm = check(assess(60_000, OBJECT_MODE="batch", PROVISIONED_POLLERS=True, MIN_POLLERS=2, MAX_POLLERS=10),
-                "Event source mapping", "messages/s")
+    esm = check(
+        assess(60_000, OBJECT_MODE="batch", PROVISIONED_POLLERS=True, MIN_POLLERS=2, MAX_POLLERS=10),
+        "Event source mapping",
+        "messages/s",
+    )
     assert esm.limit == pytest.approx(10 * 100)
     assert esm.status == capacity.FAIL  # 10,000 messages/s need 100 pollers
     assert esm.note == "100 pollers needed"
@@ -198,8 +208,9 @@ def test_dev_profile_fails_the_seed_load_naming_the_binding_stage(capsys: pytest
 
 
 def test_scale_profile_carries_the_seed_load_after_quota_increases(capsys: pytest.CaptureFixture[str]) -> None:
-    code = capacity.main(["--rpm", "1000000", "--payloads", "10", "--payload-bytes", "1024"],
-                         environ={"PROFILE": "scale"})
+    code = capacity.main(
+        ["--rpm", "1000000", "--payloads", "10", "--payload-bytes", "1024"], environ={"PROFILE": "scale"}
+    )
     printed = capsys.readouterr().out
     assert code == 0
     assert "API Gateway: Throttle rate" in printed and "Lambda: Concurrent executions" in printed
@@ -212,15 +223,19 @@ def test_a_knob_overrides_the_profile_in_the_verdict(capsys: pytest.CaptureFixtu
     assert "use OBJECT_MODE=batch" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize(("argv", "environ"), [
-    (["--rpm", "-5"], {}),
-    (["--rpm", "1000", "--failure-rate", "1.5"], {}),
-    (["--payloads", "10"], {}),
-    (["--rpm", "1000"], {"PROFILE": "huge"}),
-    (["--rpm", "1000"], {"MAX_WORKERS": "many"}),
-])
-def test_bad_arguments_or_knobs_exit_2(argv: list[str], environ: dict[str, str],
-                                       capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("argv", "environ"),
+    [
+        (["--rpm", "-5"], {}),
+        (["--rpm", "1000", "--failure-rate", "1.5"], {}),
+        (["--payloads", "10"], {}),
+        (["--rpm", "1000"], {"PROFILE": "huge"}),
+        (["--rpm", "1000"], {"MAX_WORKERS": "many"}),
+    ],
+)
+def test_bad_arguments_or_knobs_exit_2(
+    argv: list[str], environ: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
     assert capacity.main(argv, environ=environ) == 2
     assert capsys.readouterr().err
 
@@ -237,8 +252,9 @@ def test_the_scale_profile_is_what_the_model_sizes_for_the_seed_load() -> None:
 
 
 def test_committed_capacity_doc_is_the_tools_output() -> None:
-    assert DOC.read_text() == capacity.render_markdown(), \
+    assert DOC.read_text() == capacity.render_markdown(), (
         "docs/CAPACITY.md is stale: python -m tools.capacity --markdown > docs/CAPACITY.md"
+    )
 
 
 def test_the_binding_stage_is_one_whose_need_grows_with_the_load() -> None:
@@ -255,9 +271,18 @@ def test_dev_carries_payload_mode_up_to_the_fresh_prefix_rate() -> None:
 
 def test_the_in_flight_alarm_must_stay_quiet_when_nothing_fails() -> None:
     # Given 1M requests/min x 10 in batch mode with provisioned pollers: ~93,000 in flight with no failures
-    scale = dict(OBJECT_MODE="batch", PROVISIONED_POLLERS=True, MIN_POLLERS=200, MAX_POLLERS=2_000,
-                 CONSUMER_TIMEOUT_SECONDS=10, THROTTLE_RATE_LIMIT=20_000, THROTTLE_BURST_LIMIT=10_000,
-                 STAGE_THROTTLE_RATE_LIMIT=20_000, STAGE_THROTTLE_BURST_LIMIT=10_000, MAX_QUEUE=100_000_000)
+    scale = dict(
+        OBJECT_MODE="batch",
+        PROVISIONED_POLLERS=True,
+        MIN_POLLERS=200,
+        MAX_POLLERS=2_000,
+        CONSUMER_TIMEOUT_SECONDS=10,
+        THROTTLE_RATE_LIMIT=20_000,
+        THROTTLE_BURST_LIMIT=10_000,
+        STAGE_THROTTLE_RATE_LIMIT=20_000,
+        STAGE_THROTTLE_BURST_LIMIT=10_000,
+        MAX_QUEUE=100_000_000,
+    )
     # When the queue has the default ~120,000 quota, the alarm (80 %: 96,000) sits just above normal operation
     quiet = check(assess(1_000_000, **scale), "SQS", "in-flight alarm")
     assert (quiet.limit, quiet.status) == (96_000, capacity.OK) and quiet.need > 90_000

@@ -25,8 +25,9 @@ def valid(**overrides: object) -> dict[str, object]:
     return document
 
 
-def refusal(raw: bytes, headers: dict[str, str] | None = None, base64_encoded: bool = False,
-            limits: Limits = LIMITS) -> Problem:
+def refusal(
+    raw: bytes, headers: dict[str, str] | None = None, base64_encoded: bool = False, limits: Limits = LIMITS
+) -> Problem:
     body = base64.b64encode(raw).decode() if base64_encoded else raw.decode("utf-8", "surrogateescape")
     with pytest.raises(Problem) as caught:
         parse_collection(decode_body(body, base64_encoded, JSON if headers is None else headers, limits), limits)
@@ -68,13 +69,20 @@ def test_valid_collection_keeps_each_payload_as_equal_json() -> None:
         (b'{"version": "1", "token": "t", "data": [{"a": 1e999}]}', 400, "non-finite-number", "/data/0"),
         (b'{"version": "1", "token": "t", "data": [{"a": "\\ud800"}]}', 400, "invalid-unicode", "/data/0"),
         (b'{"version": "1", "token": "t", "data": [{"a": "\xff"}]}', 400, "invalid-utf8", None),
-        (b'{"version": "1", "token": "t", "data": [' + b'{"a":' * 40 + b"1" + b"}" * 40 + b"]}", 400, "too-deep", "/data/0"),
+        (
+            b'{"version": "1", "token": "t", "data": [' + b'{"a":' * 40 + b"1" + b"}" * 40 + b"]}",
+            400,
+            "too-deep",
+            "/data/0",
+        ),
         (b"[" * 100_000 + b"]" * 100_000, 400, "too-deep", None),
         (body_of(valid(data=[{"i": i} for i in range(501)])), 413, "too-many-payloads", "/data"),
         (body_of(valid(data=[{"blob": "x" * (256 * 1024)}])), 413, "payload-too-large", "/data/0"),
     ],
 )
-def test_bad_collections_are_refused_with_a_named_reason(raw: bytes, status: int, slug: str, pointer: str | None) -> None:
+def test_bad_collections_are_refused_with_a_named_reason(
+    raw: bytes, status: int, slug: str, pointer: str | None
+) -> None:
     problem = refusal(raw)
     assert (problem.status, problem.slug) == (status, slug)
     assert problem.pointer == pointer
@@ -122,7 +130,9 @@ def test_non_json_content_is_415(headers: dict[str, str], status: int, slug: str
     assert (problem.status, problem.slug) == (status, slug)
 
 
-@pytest.mark.parametrize("content_type", ["application/json", "application/json; charset=utf-8", "application/vnd.acme+json"])
+@pytest.mark.parametrize(
+    "content_type", ["application/json", "application/json; charset=utf-8", "application/vnd.acme+json"]
+)
 def test_json_content_types_are_accepted(content_type: str) -> None:
     raw = decode_body(body_of(valid()).decode(), False, {"content-type": content_type}, LIMITS)
     assert parse_collection(raw, LIMITS).version == "1.0"

@@ -47,7 +47,11 @@ def test_lambdas_parse_exactly_what_the_stack_renders() -> None:
     config = PipelineConfig(MAX_PAYLOADS=42, UPLOAD_CONCURRENCY=7, OBJECT_PREFIX="raw/")
     ingest = IngestSettings.from_env(config.ingest_environment("https://queue"))
     consumer = ConsumerSettings.from_env(config.consumer_environment("bucket", "https://queue"))
-    assert (ingest.queue_url, ingest.max_payloads, ingest.max_body_bytes) == ("https://queue", 42, config.MAX_BODY_BYTES)
+    assert (ingest.queue_url, ingest.max_payloads, ingest.max_body_bytes) == (
+        "https://queue",
+        42,
+        config.MAX_BODY_BYTES,
+    )
     assert (consumer.bucket_name, consumer.upload_concurrency, consumer.object_prefix) == ("bucket", 7, "raw/")
     assert (consumer.queue_url, consumer.retry_base_seconds, consumer.retry_max_seconds) == ("https://queue", 10, 180)
 
@@ -76,10 +80,15 @@ def test_profile_preset_sits_between_context_and_default() -> None:
     scale = PROFILES["scale"]
     # Given PROFILE=scale: its preset replaces the defaults
     config = PipelineConfig.resolve({}, environ={"PROFILE": "scale"})
-    assert (config.PROFILE, config.OBJECT_MODE, config.MAX_POLLERS) == ("scale", scale["OBJECT_MODE"], scale["MAX_POLLERS"])
+    assert (config.PROFILE, config.OBJECT_MODE, config.MAX_POLLERS) == (
+        "scale",
+        scale["OBJECT_MODE"],
+        scale["MAX_POLLERS"],
+    )
     # a context knob beats the preset, and an env knob beats both
-    config = PipelineConfig.resolve({"PROFILE": "scale", "OBJECT_MODE": "payload", "MAX_POLLERS": 500},
-                                    environ={"MAX_POLLERS": "600"})
+    config = PipelineConfig.resolve(
+        {"PROFILE": "scale", "OBJECT_MODE": "payload", "MAX_POLLERS": 500}, environ={"MAX_POLLERS": "600"}
+    )
     assert (config.OBJECT_MODE, config.MAX_POLLERS, config.QUEUE_RETENTION_DAYS) == ("payload", 600, 13)
     # PROFILE itself: env beats context; the default is dev, which is the dataclass defaults
     assert PipelineConfig.resolve({"PROFILE": "scale"}, environ={"PROFILE": "dev"}) == PipelineConfig()

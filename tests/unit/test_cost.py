@@ -11,13 +11,20 @@ from tools import cost, prices
 
 M = 1_000_000
 # Explicit, so the hand computations below do not move when the measured defaults are refreshed.
-ASSUME = cost.Assumptions(ingest_ms=10.0, consumer_ms_payload_mode=225.0, consumer_ms_batch_mode=60.0,
-                          access_log_bytes=260)
+ASSUME = cost.Assumptions(
+    ingest_ms=10.0, consumer_ms_payload_mode=225.0, consumer_ms_batch_mode=60.0, access_log_bytes=260
+)
 
 
 def _lines(workload: cost.Workload, mode: str, **overrides: object) -> dict[str, cost.Line]:
-    settings: dict[str, object] = {"ingest_memory_mb": 512, "consumer_memory_mb": 1024, "batch_size": 100,
-                                   "alarms": 6, "dashboards": 1, "assume": ASSUME}
+    settings: dict[str, object] = {
+        "ingest_memory_mb": 512,
+        "consumer_memory_mb": 1024,
+        "batch_size": 100,
+        "alarms": 6,
+        "dashboards": 1,
+        "assume": ASSUME,
+    }
     settings.update(overrides)
     lines = cost.monthly_lines(workload, mode, **settings)  # type: ignore[arg-type]
     return {f"{line.service}: {line.item}": line for line in lines}
@@ -38,15 +45,18 @@ def test_lambda_log_tiers_over_50_tb() -> None:
     assert cost.tiered(60 * tb, prices.CLOUDWATCH_LAMBDA_LOGS_TIERS_PER_GB) == pytest.approx(expected)
 
 
-@pytest.mark.parametrize(("payloads", "message_bytes", "billed"), [
-    (10, 1_269, 1),    # 12.7 KB in one call: one 64 KB chunk
-    (11, 1_269, 2),    # 10 + 1
-    (1, 100_000, 2),   # one 100 KB message is two chunks
-    (1, 65_536, 1),    # exactly 64 KiB: one chunk...
-    (1, 65_537, 2),    # ...one byte more: two
-    # 300 KiB messages: 3 per call (1 MiB), so calls of 3+3+3+1; each full call is 900 KiB = 15 chunks
-    (10, 300 * 1024, 3 * 15 + 5),
-])
+@pytest.mark.parametrize(
+    ("payloads", "message_bytes", "billed"),
+    [
+        (10, 1_269, 1),  # 12.7 KB in one call: one 64 KB chunk
+        (11, 1_269, 2),  # 10 + 1
+        (1, 100_000, 2),  # one 100 KB message is two chunks
+        (1, 65_536, 1),  # exactly 64 KiB: one chunk...
+        (1, 65_537, 2),  # ...one byte more: two
+        # 300 KiB messages: 3 per call (1 MiB), so calls of 3+3+3+1; each full call is 900 KiB = 15 chunks
+        (10, 300 * 1024, 3 * 15 + 5),
+    ],
+)
 def test_sqs_send_requests_are_packed_then_billed_per_64k_chunk(payloads: int, message_bytes: int, billed: int) -> None:
     assert cost.send_requests_per_request(payloads, message_bytes) == billed
 
@@ -108,7 +118,9 @@ def test_consumer_duration_model_by_hand() -> None:
     # ceil(100/16) = 7 waves x 20 ms + 100 x 0.272 ms x 3.455 = 140 + 93.98
     assert cost.consumer_batch_ms("payload", 100, 16, 512, put_ms=20) == pytest.approx(140 + 100 * 0.272 * 1769 / 512)
     # Batch mode: one 50 ms PUT + 100 x 0.025 ms x 3.455
-    assert cost.consumer_batch_ms("batch", 100, 16, 512, batch_put_ms=50) == pytest.approx(50 + 100 * 0.025 * 1769 / 512)
+    assert cost.consumer_batch_ms("batch", 100, 16, 512, batch_put_ms=50) == pytest.approx(
+        50 + 100 * 0.025 * 1769 / 512
+    )
     # At 1,769 MB or more, CPU runs at full-core speed
     assert cost.cpu_scale(3008) == 1.0
 
@@ -116,14 +128,20 @@ def test_consumer_duration_model_by_hand() -> None:
 def test_bench_output_feeds_the_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # Given a `make bench` run: 0.8 ms of ingest CPU, consumer CPU 0.5 / 0.04 ms per record
     figures = tmp_path / "figures.jsonl"
-    figures.write_text("\n".join(json.dumps(line) for line in [
-        {"figure": "P1", "real_us": 800.0},
-        {"figure": "C1", "object_mode": "payload", "cpu_us_per_record": 500.0},
-        {"figure": "C1", "object_mode": "batch", "cpu_us_per_record": 40.0},
-        {"figure": "L1", "value": 1000, "lines": 3},
-        {"figure": "L1", "object_mode": "payload", "value": 70000, "lines": 102},
-        {"figure": "L1", "object_mode": "batch", "value": 900, "lines": 2},
-    ]) + "\n")
+    figures.write_text(
+        "\n".join(
+            json.dumps(line)
+            for line in [
+                {"figure": "P1", "real_us": 800.0},
+                {"figure": "C1", "object_mode": "payload", "cpu_us_per_record": 500.0},
+                {"figure": "C1", "object_mode": "batch", "cpu_us_per_record": 40.0},
+                {"figure": "L1", "value": 1000, "lines": 3},
+                {"figure": "L1", "object_mode": "payload", "value": 70000, "lines": 102},
+                {"figure": "L1", "object_mode": "batch", "value": 900, "lines": 2},
+            ]
+        )
+        + "\n"
+    )
     measured = cost.load_bench(figures.read_text().splitlines())
     assert measured.ingest_cpu_ms == pytest.approx(0.8)
     assert measured.consumer_cpu_ms("batch") == pytest.approx(0.04)

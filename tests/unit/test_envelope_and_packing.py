@@ -30,8 +30,14 @@ def test_envelope_ids_are_request_id_plus_index_and_bodies_are_self_describing()
     messages = build_messages(collection, REQUEST_ID, 1764125289123)
     assert [m.payload_id for m in messages] == [f"{REQUEST_ID}-0", f"{REQUEST_ID}-1"]
     body = json.loads(messages[1].body)
-    assert body == {"id": f"{REQUEST_ID}-1", "requestId": REQUEST_ID, "receivedAt": "2025-11-26T02:48:09.123Z",
-                    "version": "2.0", "token": "tok", "payload": {"b": "ü"}}
+    assert body == {
+        "id": f"{REQUEST_ID}-1",
+        "requestId": REQUEST_ID,
+        "receivedAt": "2025-11-26T02:48:09.123Z",
+        "version": "2.0",
+        "token": "tok",
+        "payload": {"b": "ü"},
+    }
     # the size SQS counts: UTF-8 body bytes plus the requestId attribute (name + type + value)
     assert messages[1].size == len(messages[1].body.encode()) + len("requestId") + len("String") + len(REQUEST_ID)
 
@@ -71,8 +77,9 @@ def test_messages_that_are_not_our_envelope_are_refused(body: str) -> None:
 
 
 def test_received_at_round_trips_with_milliseconds() -> None:
-    assert parse_envelope(json.dumps({"id": "x", "receivedAt": "2026-11-26T02:48:09.007Z", "payload": 1})).received_at \
-        == datetime(2026, 11, 26, 2, 48, 9, 7000, tzinfo=UTC)
+    assert parse_envelope(
+        json.dumps({"id": "x", "receivedAt": "2026-11-26T02:48:09.007Z", "payload": 1})
+    ).received_at == datetime(2026, 11, 26, 2, 48, 9, 7000, tzinfo=UTC)
 
 
 def test_small_messages_pack_ten_per_call_in_order() -> None:

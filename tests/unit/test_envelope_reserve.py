@@ -12,7 +12,7 @@ from pipeline.envelope import build_messages, is_safe_id
 from pipeline.problems import Problem
 
 WORST_REQUEST_ID = "r" * config.MAX_REQUEST_ID_CHARS
-LAST_INDEX = 10 ** config.MAX_PAYLOAD_INDEX_DIGITS - 1  # MAX_PAYLOADS is at most 10,000
+LAST_INDEX = 10**config.MAX_PAYLOAD_INDEX_DIGITS - 1  # MAX_PAYLOADS is at most 10,000
 
 
 def worst_collection(last_payload_bytes: int) -> PayloadCollection:
@@ -20,17 +20,20 @@ def worst_collection(last_payload_bytes: int) -> PayloadCollection:
     highest index with the longest request id."""
     emoji = "\U0001f600"  # 12 bytes as a JSON ASCII escape: \ud83d\ude00
     last = '{"v":"' + "x" * (last_payload_bytes - 8) + '"}'
-    return PayloadCollection(emoji * config.MAX_VERSION_CHARS, emoji * config.MAX_TOKEN_CHARS,
-                             ["{}"] * LAST_INDEX + [last])
+    return PayloadCollection(
+        emoji * config.MAX_VERSION_CHARS, emoji * config.MAX_TOKEN_CHARS, ["{}"] * LAST_INDEX + [last]
+    )
 
 
 def test_the_config_and_the_lambdas_agree_on_every_bound() -> None:
     assert (config.MAX_VERSION_CHARS, config.MAX_TOKEN_CHARS) == (
-        collection_module.MAX_VERSION_CHARS, collection_module.MAX_TOKEN_CHARS)
+        collection_module.MAX_VERSION_CHARS,
+        collection_module.MAX_TOKEN_CHARS,
+    )
     assert config.SQS_MAX_MESSAGE_BYTES == envelope_module.SQS_MAX_MESSAGE_BYTES == 1_048_576
     assert is_safe_id("r" * config.MAX_REQUEST_ID_CHARS) and not is_safe_id("r" * (config.MAX_REQUEST_ID_CHARS + 1))
     with pytest.raises(ValueError, match="MAX_PAYLOADS"):
-        config.PipelineConfig(MAX_PAYLOADS=10 ** config.MAX_PAYLOAD_INDEX_DIGITS + 1)
+        config.PipelineConfig(MAX_PAYLOADS=10**config.MAX_PAYLOAD_INDEX_DIGITS + 1)
 
 
 def test_the_largest_payload_the_config_accepts_fills_the_worst_envelope_to_exactly_1_mib() -> None:
@@ -49,15 +52,20 @@ def test_the_largest_payload_the_config_accepts_fills_the_worst_envelope_to_exac
     with pytest.raises(Problem) as refused:
         build_messages(worst_collection(largest + 1), WORST_REQUEST_ID, 1_764_125_289_123)
     assert (refused.value.status, refused.value.slug, refused.value.pointer) == (
-        413, "message-too-large", f"/data/{LAST_INDEX}")
+        413,
+        "message-too-large",
+        f"/data/{LAST_INDEX}",
+    )
 
 
 def test_the_body_ceiling_leaves_room_for_base64_and_the_event_under_lambdas_6_mb() -> None:
     # base64 of the largest body, plus the documented event allowance, fits Lambda's synchronous limit
     base64_chars = 4 * -(-config.MAX_BODY_BYTES_CEILING // 3)
     assert base64_chars + config.PROXY_EVENT_ALLOWANCE_BYTES <= config.LAMBDA_SYNC_PAYLOAD_BYTES
-    assert 4 * -(-(config.MAX_BODY_BYTES_CEILING + 3) // 3) + config.PROXY_EVENT_ALLOWANCE_BYTES \
-        > config.LAMBDA_SYNC_PAYLOAD_BYTES  # and it is the largest such body (to base64's 3-byte step)
+    assert (
+        4 * -(-(config.MAX_BODY_BYTES_CEILING + 3) // 3) + config.PROXY_EVENT_ALLOWANCE_BYTES
+        > config.LAMBDA_SYNC_PAYLOAD_BYTES
+    )  # and it is the largest such body (to base64's 3-byte step)
     config.PipelineConfig(MAX_BODY_BYTES=config.MAX_BODY_BYTES_CEILING)
     with pytest.raises(config.ConfigError, match="MAX_BODY_BYTES"):
         config.PipelineConfig(MAX_BODY_BYTES=config.MAX_BODY_BYTES_CEILING + 1)

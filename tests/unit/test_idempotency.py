@@ -17,7 +17,9 @@ GOLDEN = "306f2c86-6502-8f7d-9647-bb614224b3e8"
 def test_the_derivation_is_stable_across_releases() -> None:
     # Given fixed inputs, When derived, Then the id is this exact value (never change it: retries in
     # flight during a deploy would be stored twice)
-    request_id = idempotent_request_id("abc123", "device-1", "order-42", b'{"version":"1","token":"device-1","data":[{}]}')
+    request_id = idempotent_request_id(
+        "abc123", "device-1", "order-42", b'{"version":"1","token":"device-1","data":[{}]}'
+    )
     assert request_id == GOLDEN
 
 

@@ -50,46 +50,86 @@ def client_error(stub: Stubber, method: str, code: str, status: int = 400) -> No
 def stub_account(account: Account, config: PipelineConfig) -> tuple[Clients, list[Stubber]]:
     """Clients whose Stubbers answer, in call order, the reads preflight makes for this config."""
     session = boto3.Session(region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing")
-    clients = Clients(region=REGION, sts=session.client("sts"), lambda_=session.client("lambda"),
-                      ssm=session.client("ssm"), cloudformation=session.client("cloudformation"),
-                      apigateway=session.client("apigateway"))
-    sts, lam, ssm, cfn, apigw = (Stubber(c) for c in (clients.sts, clients.lambda_, clients.ssm,
-                                                       clients.cloudformation, clients.apigateway))
+    clients = Clients(
+        region=REGION,
+        sts=session.client("sts"),
+        lambda_=session.client("lambda"),
+        ssm=session.client("ssm"),
+        cloudformation=session.client("cloudformation"),
+        apigateway=session.client("apigateway"),
+    )
+    sts, lam, ssm, cfn, apigw = (
+        Stubber(c) for c in (clients.sts, clients.lambda_, clients.ssm, clients.cloudformation, clients.apigateway)
+    )
     if "GetCallerIdentity" in account.refuse:
         client_error(sts, "get_caller_identity", account.refuse["GetCallerIdentity"], 403)
     else:
-        sts.add_response("get_caller_identity", {"Account": ACCOUNT, "Arn": f"arn:aws:iam::{ACCOUNT}:user/dev",
-                                                 "UserId": "AIDAEXAMPLE"})
+        sts.add_response(
+            "get_caller_identity",
+            {"Account": ACCOUNT, "Arn": f"arn:aws:iam::{ACCOUNT}:user/dev", "UserId": "AIDAEXAMPLE"},
+        )
     # 1. CDK bootstrap
     if account.bootstrap is None:
         client_error(cfn, "describe_stacks", "ValidationError")
     else:
         status, version = account.bootstrap
-        cfn.add_response("describe_stacks", {"Stacks": [{
-            "StackName": "CDKToolkit", "StackStatus": status, "CreationTime": "2026-01-01T00:00:00Z",
-            "Outputs": [{"OutputKey": "BootstrapVersion", "OutputValue": version}]}]}, {"StackName": "CDKToolkit"})
+        cfn.add_response(
+            "describe_stacks",
+            {
+                "Stacks": [
+                    {
+                        "StackName": "CDKToolkit",
+                        "StackStatus": status,
+                        "CreationTime": "2026-01-01T00:00:00Z",
+                        "Outputs": [{"OutputKey": "BootstrapVersion", "OutputValue": version}],
+                    }
+                ]
+            },
+            {"StackName": "CDKToolkit"},
+        )
     # 2. Lambda concurrency
     if "GetAccountSettings" in account.refuse:
         client_error(lam, "get_account_settings", account.refuse["GetAccountSettings"], 403)
     else:
-        lam.add_response("get_account_settings", {"AccountLimit": {
-            "ConcurrentExecutions": account.quota, "UnreservedConcurrentExecutions": account.unreserved}})
+        lam.add_response(
+            "get_account_settings",
+            {
+                "AccountLimit": {
+                    "ConcurrentExecutions": account.quota,
+                    "UnreservedConcurrentExecutions": account.unreserved,
+                }
+            },
+        )
         if config.RESERVED_CONCURRENCY == "on":
             if account.deployed_reservation is None:
                 client_error(cfn, "describe_stack_resources", "ValidationError")
             else:
-                cfn.add_response("describe_stack_resources", {"StackResources": [{
-                    "LogicalResourceId": "WorkersConsumer5652D1E4", "PhysicalResourceId": CONSUMER,
-                    "ResourceType": "AWS::Lambda::Function", "Timestamp": "2026-01-01T00:00:00Z",
-                    "ResourceStatus": "UPDATE_COMPLETE"}]}, {"StackName": STACK})
+                cfn.add_response(
+                    "describe_stack_resources",
+                    {
+                        "StackResources": [
+                            {
+                                "LogicalResourceId": "WorkersConsumer5652D1E4",
+                                "PhysicalResourceId": CONSUMER,
+                                "ResourceType": "AWS::Lambda::Function",
+                                "Timestamp": "2026-01-01T00:00:00Z",
+                                "ResourceStatus": "UPDATE_COMPLETE",
+                            }
+                        ]
+                    },
+                    {"StackName": STACK},
+                )
                 reservation = {"ReservedConcurrentExecutions": account.deployed_reservation}
                 lam.add_response("get_function_concurrency", reservation, {"FunctionName": CONSUMER})
     # 3. Powertools layer
     if config.POWERTOOLS_SOURCE == "layer":
         name = config.powertools_layer_parameter
         if name in account.layer_parameters:
-            ssm.add_response("get_parameter", {"Parameter": {"Name": name, "Value": account.layer_parameters[name],
-                                                             "Type": "String"}}, {"Name": name})
+            ssm.add_response(
+                "get_parameter",
+                {"Parameter": {"Name": name, "Value": account.layer_parameters[name], "Type": "String"}},
+                {"Name": name},
+            )
         else:
             client_error(ssm, "get_parameter", "ParameterNotFound")
     # 4. API Gateway CloudWatch role
@@ -131,10 +171,12 @@ def test_a_healthy_account_passes_every_check_and_exits_0() -> None:
     assert line(lines, "CDK bootstrap") == "✓ CDK bootstrap: CDKToolkit is UPDATE_COMPLETE, bootstrap version 28."
     assert line(lines, "Lambda concurrency") == (
         "✓ Lambda concurrency: account quota 1000, 1000 unreserved; reserving 10 for the consumer leaves 990 "
-        "(AWS keeps at least 100).")
+        "(AWS keeps at least 100)."
+    )
     assert line(lines, "Powertools layer") == f"✓ Powertools layer: {LAYER_PARAMETER} resolves to {LAYER_ARN}."
     assert line(lines, "API Gateway CloudWatch role") == (
-        f"✓ API Gateway CloudWatch role: none set in {REGION}; this stack creates one.")
+        f"✓ API Gateway CloudWatch role: none set in {REGION}; this stack creates one."
+    )
     assert lines[-1] == "Nothing blocks the deploy."
     assert len(lines) == 6
 
@@ -150,7 +192,8 @@ def test_a_new_account_with_a_quota_of_10_is_blocked_with_the_knob_and_the_quota
     assert line(lines, "Lambda concurrency") == (
         "✗ Lambda concurrency: account quota 10, 10 unreserved; reserving 10 for the consumer leaves 0, below AWS's "
         "minimum of 100 unreserved. Fix: RESERVED_CONCURRENCY=off make deploy, or request a quota of at least 110 "
-        '(Service Quotas console > AWS services > AWS Lambda > "Concurrent executions").')
+        '(Service Quotas console > AWS services > AWS Lambda > "Concurrent executions").'
+    )
     assert lines[-1] == "1 check(s) would block the deploy. Fix them, or SKIP_PREFLIGHT=1 make deploy."
 
 
@@ -167,7 +210,8 @@ def test_with_reserved_concurrency_off_the_same_account_passes() -> None:
     assert code == 0
     assert line(lines, "Lambda concurrency") == (
         "✓ Lambda concurrency: RESERVED_CONCURRENCY=off reserves nothing; the consumer's 10 workers share the "
-        "account's 10 concurrent executions with every other function.")
+        "account's 10 concurrent executions with every other function."
+    )
 
 
 def test_a_redeploy_counts_the_consumers_current_reservation_as_available() -> None:
@@ -192,13 +236,15 @@ def test_a_region_without_the_layer_parameter_is_blocked_and_bundle_is_the_fix()
     assert line(lines, "Powertools layer") == (
         f"✗ Powertools layer: {LAYER_PARAMETER} does not exist in {REGION}. "
         "Fix: POWERTOOLS_SOURCE=bundle make deploy (puts Powertools into the function asset), "
-        "or a POWERTOOLS_VERSION/PYTHON_VERSION published in this region.")
+        "or a POWERTOOLS_VERSION/PYTHON_VERSION published in this region."
+    )
 
 
 def test_the_parameter_asked_for_follows_python_and_powertools_versions() -> None:
     parameter = "/aws/service/powertools/python/arm64/python3.13/3.36.0"
-    code, lines = run_preflight(Account(layer_parameters={parameter: LAYER_ARN}), PYTHON_VERSION="3.13",
-                            POWERTOOLS_VERSION="3.36.0")
+    code, lines = run_preflight(
+        Account(layer_parameters={parameter: LAYER_ARN}), PYTHON_VERSION="3.13", POWERTOOLS_VERSION="3.36.0"
+    )
     assert code == 0 and line(lines, "Powertools layer").startswith(f"✓ Powertools layer: {parameter} resolves")
 
 
@@ -207,7 +253,8 @@ def test_with_powertools_bundled_no_layer_is_needed() -> None:
     code, lines = run_preflight(Account(layer_parameters={}), POWERTOOLS_SOURCE="bundle")
     assert code == 0
     assert line(lines, "Powertools layer") == (
-        "✓ Powertools layer: POWERTOOLS_SOURCE=bundle: Powertools 3.37.0 is in the function asset; no layer is used.")
+        "✓ Powertools layer: POWERTOOLS_SOURCE=bundle: Powertools 3.37.0 is in the function asset; no layer is used."
+    )
 
 
 # --- CDK bootstrap --------------------------------------------------------------------------------
@@ -217,13 +264,17 @@ def test_an_account_never_bootstrapped_is_blocked_with_make_bootstrap() -> None:
     code, lines = run_preflight(Account(bootstrap=None))
     assert code == 1
     assert line(lines, "CDK bootstrap") == (
-        f"✗ CDK bootstrap: no CDKToolkit stack in {REGION}. Fix: make bootstrap (once per account and region).")
+        f"✗ CDK bootstrap: no CDKToolkit stack in {REGION}. Fix: make bootstrap (once per account and region)."
+    )
 
 
-@pytest.mark.parametrize(("bootstrap", "says"), [
-    (("UPDATE_COMPLETE", "4"), "bootstrap version 4; this CDK needs 6 or later. Fix: make bootstrap"),
-    (("ROLLBACK_COMPLETE", "28"), "CDKToolkit is ROLLBACK_COMPLETE, bootstrap version 28. Fix: repair or delete"),
-])
+@pytest.mark.parametrize(
+    ("bootstrap", "says"),
+    [
+        (("UPDATE_COMPLETE", "4"), "bootstrap version 4; this CDK needs 6 or later. Fix: make bootstrap"),
+        (("ROLLBACK_COMPLETE", "28"), "CDKToolkit is ROLLBACK_COMPLETE, bootstrap version 28. Fix: repair or delete"),
+    ],
+)
 def test_an_old_or_broken_bootstrap_is_blocked(bootstrap: tuple[str, str], says: str) -> None:
     code, lines = run_preflight(Account(bootstrap=bootstrap))
     assert code == 1 and says in line(lines, "CDK bootstrap")
@@ -238,7 +289,8 @@ def test_an_existing_role_of_someone_else_is_named_as_replaced_but_does_not_bloc
     assert line(lines, "API Gateway CloudWatch role") == (
         f"✓ API Gateway CloudWatch role: {OTHER_ROLE} is set; this stack would replace it with its own role. It is "
         f"one setting per region, used by every REST API in {REGION}. To keep it instead: "
-        "API_GATEWAY_CLOUDWATCH_ROLE=false.")
+        "API_GATEWAY_CLOUDWATCH_ROLE=false."
+    )
 
 
 def test_the_stacks_own_role_is_recognised_on_a_redeploy() -> None:
@@ -250,7 +302,8 @@ def test_with_the_role_knob_off_the_accounts_role_is_used() -> None:
     code, lines = run_preflight(Account(cloudwatch_role=OTHER_ROLE), API_GATEWAY_CLOUDWATCH_ROLE="false")
     assert code == 0
     assert line(lines, "API Gateway CloudWatch role") == (
-        f"✓ API Gateway CloudWatch role: API_GATEWAY_CLOUDWATCH_ROLE=false: the account's {OTHER_ROLE} is used.")
+        f"✓ API Gateway CloudWatch role: API_GATEWAY_CLOUDWATCH_ROLE=false: the account's {OTHER_ROLE} is used."
+    )
 
 
 def test_with_the_role_knob_off_and_no_role_in_the_region_the_deploy_is_blocked() -> None:
@@ -258,7 +311,8 @@ def test_with_the_role_knob_off_and_no_role_in_the_region_the_deploy_is_blocked(
     assert code == 1
     assert line(lines, "API Gateway CloudWatch role").startswith(
         f"✗ API Gateway CloudWatch role: API_GATEWAY_CLOUDWATCH_ROLE=false, but {REGION} has no API Gateway "
-        "CloudWatch role")
+        "CloudWatch role"
+    )
     fix = "Fix: API_GATEWAY_CLOUDWATCH_ROLE=true make deploy, or set the role"
     assert fix in line(lines, "API Gateway CloudWatch role")
 
@@ -278,7 +332,8 @@ def test_a_refused_read_is_a_blocker_that_names_the_error() -> None:
     assert code == 1
     assert line(lines, "Lambda concurrency") == (
         "✗ Lambda concurrency: could not check: AccessDeniedException: AccessDeniedException (stubbed) "
-        "Fix: allow this read-only call to the identity you deploy with.")
+        "Fix: allow this read-only call to the identity you deploy with."
+    )
 
 
 def test_an_invalid_knob_is_named_and_exits_1() -> None:
@@ -293,9 +348,19 @@ def test_an_invalid_knob_is_named_and_exits_1() -> None:
 @pytest.fixture
 def no_aws_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     """No profile, no credentials file, no instance metadata: boto3's chain finds nothing."""
-    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID",
-                 "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-                 "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN"):
+    for name in (
+        "AWS_PROFILE",
+        "AWS_DEFAULT_PROFILE",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_ROLE_ARN",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
@@ -306,8 +371,9 @@ def no_aws_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[N
 def test_without_a_region_aws_cannot_be_asked(no_aws_config: None, capsys: pytest.CaptureFixture[str]) -> None:
     assert preflight.main([], environ={}) == 2
     output = capsys.readouterr()
-    assert output.out == ("✗ cannot ask AWS: no AWS region: set AWS_REGION (or AWS_PROFILE with a region, "
-                          "see `aws configure`)\n")
+    assert output.out == (
+        "✗ cannot ask AWS: no AWS region: set AWS_REGION (or AWS_PROFILE with a region, see `aws configure`)\n"
+    )
     assert output.err == ""
 
 
@@ -326,8 +392,14 @@ def test_credentials_aws_refuses_mean_aws_cannot_be_asked() -> None:
 
 def test_the_command_line_prints_one_line_and_no_traceback(no_aws_config: None) -> None:
     # As `make preflight` runs it: a real process, with the environment boto3 reads
-    result = subprocess.run([".venv/bin/python", "-m", "tools.preflight"], cwd=REPO_ROOT, capture_output=True,
-                            text=True, timeout=120, check=False)
+    result = subprocess.run(
+        [".venv/bin/python", "-m", "tools.preflight"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert (result.returncode, result.stderr) == (2, "")
     assert result.stdout.startswith("✗ cannot ask AWS: no AWS region") and result.stdout.count("\n") == 1
 
@@ -336,8 +408,9 @@ def test_the_command_line_prints_one_line_and_no_traceback(no_aws_config: None) 
 
 
 def make_dry_run(*args: str) -> str:
-    return subprocess.run(["make", "-n", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
-                          check=True).stdout
+    return subprocess.run(
+        ["make", "-n", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, check=True
+    ).stdout
 
 
 def test_make_deploy_runs_preflight_first_unless_skipped() -> None:

@@ -9,8 +9,13 @@ from pipeline.problems import Problem, bad_request, service_unavailable, too_lar
 
 def test_problem_document_has_the_rfc_9457_members_and_the_pointer() -> None:
     document = json.loads(bad_request("wrong-type", "data[3] must be a JSON object", "/data/3").to_json())
-    assert document == {"type": "urn:ingest-pipeline:problem:wrong-type", "title": "Bad Request", "status": 400,
-                        "detail": "data[3] must be a JSON object", "pointer": "/data/3"}
+    assert document == {
+        "type": "urn:ingest-pipeline:problem:wrong-type",
+        "title": "Bad Request",
+        "status": 400,
+        "detail": "data[3] must be a JSON object",
+        "pointer": "/data/3",
+    }
 
 
 def test_statuses_and_titles_of_each_class() -> None:
