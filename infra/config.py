@@ -227,11 +227,13 @@ class PipelineConfig:
             (1 <= self.QUEUE_RETENTION_DAYS <= 14, "QUEUE_RETENTION_DAYS must be 1..14"),
             (
                 self.QUEUE_RETENTION_DAYS < self.DLQ_RETENTION_DAYS <= 14,
-                "DLQ_RETENTION_DAYS must be above QUEUE_RETENTION_DAYS and at most 14 (a moved message keeps its enqueue time)",
+                "DLQ_RETENTION_DAYS must be above QUEUE_RETENTION_DAYS and at most 14 (a moved message keeps "
+                "its enqueue time)",
             ),
             (
                 1 <= self.MAX_PAYLOAD_BYTES <= SQS_MAX_MESSAGE_BYTES - ENVELOPE_OVERHEAD_BYTES,
-                f"MAX_PAYLOAD_BYTES must be 1..{SQS_MAX_MESSAGE_BYTES - ENVELOPE_OVERHEAD_BYTES} (one payload per SQS message)",
+                f"MAX_PAYLOAD_BYTES must be 1..{SQS_MAX_MESSAGE_BYTES - ENVELOPE_OVERHEAD_BYTES} (one payload "
+                "per SQS message)",
             ),
             (
                 self.MAX_PAYLOAD_BYTES <= self.MAX_BODY_BYTES <= MAX_BODY_BYTES_CEILING,
@@ -280,7 +282,8 @@ class PipelineConfig:
             ),
             (
                 60 <= self.OLDEST_MESSAGE_AGE_ALARM_SECONDS < self.QUEUE_RETENTION_DAYS * 86400,
-                "OLDEST_MESSAGE_AGE_ALARM_SECONDS must be 60 or more and below the queue retention (messages expire then)",
+                "OLDEST_MESSAGE_AGE_ALARM_SECONDS must be 60 or more and below the queue retention (messages "
+                "expire then)",
             ),
             (1 <= self.API_5XX_RATE_ALARM_PERCENT <= 100, "API_5XX_RATE_ALARM_PERCENT must be 1..100"),
             (self.RESERVED_CONCURRENCY in ("on", "off"), "RESERVED_CONCURRENCY must be on or off"),

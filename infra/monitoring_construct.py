@@ -205,7 +205,8 @@ class PipelineMonitoring(Construct):
                 threshold=config.OLDEST_MESSAGE_AGE_ALARM_SECONDS,
                 comparison=above,
                 evaluation_periods=2,
-                what_to_do=f"A payload has waited over {config.OLDEST_MESSAGE_AGE_ALARM_SECONDS} s for the worker pool; "
+                what_to_do=f"A payload has waited over {config.OLDEST_MESSAGE_AGE_ALARM_SECONDS} s "
+                "for the worker pool; "
                 f"messages expire after {config.QUEUE_RETENTION_DAYS} days. Check consumer errors, throttles "
                 f"and concurrency on the dashboard; if the pool is saturated raise {pool_knob}.",
             ),
@@ -279,7 +280,8 @@ class PipelineMonitoring(Construct):
         markdown = (
             f"# Ingest pipeline — {self._config.STAGE}\n"
             f"API Gateway → ingest Lambda → [queue]({sqs_console}{r.queue.queue_name}) → consumer Lambda "
-            f"(≤ {self._pool_bound} concurrent) → [bucket](https://s3.console.aws.amazon.com/s3/buckets/{r.bucket.bucket_name}?region={region}) · "
+            f"(≤ {self._pool_bound} concurrent) → "
+            f"[bucket](https://s3.console.aws.amazon.com/s3/buckets/{r.bucket.bucket_name}?region={region}) · "
             f"[DLQ]({sqs_console}{r.dead_letter_queue.queue_name}) · {runbook_link} · "
             'redrive: `make redrive ARGS="--stack <stack> --dry-run"`\n\n'
             "Is data flowing? rows 2, 3 and 6. How late is it? age of oldest message, end-to-end latency. "

@@ -176,7 +176,8 @@ class IngestPipelineStack(Stack):
                     {
                         "id": "Serverless-LambdaDLQ",
                         "reason": "A Lambda dead-letter target only receives failed "
-                        "asynchronous invocations. API Gateway invokes the ingest synchronously; the consumer is invoked by "
+                        "asynchronous invocations. API Gateway invokes the ingest synchronously; the consumer "
+                        "is invoked by "
                         "the SQS event source mapping, whose failures go to the queue's own DLQ.",
                     }
                 ],

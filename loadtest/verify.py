@@ -149,11 +149,11 @@ class BucketScan:
                     self.other_payloads += 1
         with ThreadPoolExecutor(self.readers) as pool:
             for item, data in zip(
-                wanted_payload_objects, pool.map(self._read, (i["Key"] for i in wanted_payload_objects))
+                wanted_payload_objects, pool.map(self._read, (i["Key"] for i in wanted_payload_objects)), strict=True
             ):
                 envelope = json.loads(data)
                 self._add(envelope["id"], item, envelope["receivedAt"])
-            for item, data in zip(batch_objects, pool.map(self._read, (i["Key"] for i in batch_objects))):
+            for item, data in zip(batch_objects, pool.map(self._read, (i["Key"] for i in batch_objects)), strict=True):
                 for line in gzip.decompress(data).splitlines():
                     if line.strip():
                         envelope = json.loads(line)

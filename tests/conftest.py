@@ -22,12 +22,12 @@ if os.path.exists(_VENV_NODE):
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "ingest-pipeline-test")
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "IngestPipelineTest")
 
-import consumer_handler  # noqa: E402
-import ingest_handler  # noqa: E402
-from infra.config import PipelineConfig  # noqa: E402
-from local_pipeline.events import LambdaContext, api_gateway_event, response_headers, sqs_event
-from local_pipeline.resources import LocalResources, create_resources, lambda_environment
-from pipeline import aws_clients, settings
+import consumer_handler  # noqa: E402  # after the environment above: Powertools reads it at import
+import ingest_handler  # noqa: E402  # as above
+from infra.config import PipelineConfig  # noqa: E402  # as above
+from local_pipeline.events import LambdaContext, api_gateway_event, response_headers, sqs_event  # noqa: E402  # as above
+from local_pipeline.resources import LocalResources, create_resources, lambda_environment  # noqa: E402  # as above
+from pipeline import aws_clients, settings  # noqa: E402  # as above
 
 PAYLOADS_PATH = "/v1/payloads"
 JSON_HEADERS = {"Content-Type": "application/json", "x-api-key": "test-key"}

@@ -748,7 +748,8 @@ def render_markdown() -> str:
             "",
             f"The seed load is the Go original's: **{SEED[0]:,} requests/min = {load.rps:,.0f} requests/s**, "
             f"{SEED[1]} payloads of {SEED[2]:,} B each, so **{load.messages_per_second:,.0f} SQS messages/s** of "
-            f"{load.message_bytes:,} B (the payload in the ingest's own envelope). Check your own load and configuration "
+            f"{load.message_bytes:,} B (the payload in the ingest's own envelope). Check your own load and "
+            "configuration "
             "(resolved as the stack resolves it: environment, cdk.json context, `PROFILE` preset, default):",
             "",
             "    python -m tools.capacity --rpm N --payloads N --payload-bytes N [--failure-rate F]",
@@ -776,7 +777,8 @@ def render_markdown() -> str:
             "must stay below that.",
             "* **Event source mapping**: standard mode carries `MAX_WORKERS` x batch / duration messages/s. A "
             f"provisioned poller takes at most {POLLER_POLLS_PER_SECOND} ReceiveMessage calls/s of {SQS_RECEIVE_MAX} "
-            f"messages, {POLLER_BYTES_PER_SECOND // 1_000_000} MB/s and {POLLER_CONCURRENT_INVOKES} concurrent invokes, "
+            f"messages, {POLLER_BYTES_PER_SECOND // 1_000_000} MB/s and {POLLER_CONCURRENT_INVOKES} concurrent "
+            "invokes, "
             "so `MAX_POLLERS` x min(100, 1 MB/s / message, 10 x batch / duration) messages/s.",
             "* **Consumer Lambda**: batches/s x batch duration against its reserved concurrency (`MAX_WORKERS`, or "
             "10 x `MAX_POLLERS` in provisioned mode).",
@@ -825,38 +827,48 @@ def render_markdown() -> str:
             f"({c.consumer_reserved_concurrency:,}) would make the account need a concurrency quota above that; the "
             f"consumer itself runs ~{f['batches_per_s'] * f['duration_s']:,.0f} executions at this load, which the "
             "quota that the ingest's invocation rate needs anyway covers.",
-            f"* `BATCH_SIZE={c.BATCH_SIZE}`, `MAX_BATCHING_WINDOW_SECONDS={c.MAX_BATCHING_WINDOW_SECONDS}` (defaults): a "
+            f"* `BATCH_SIZE={c.BATCH_SIZE}`, `MAX_BATCHING_WINDOW_SECONDS={c.MAX_BATCHING_WINDOW_SECONDS}` "
+            "(defaults): a "
             f"poller fills a batch of ~{f['batch']:,.0f} in {f['fill_s']:.1f} s, so {in_flight.need:,.0f} messages are "
             f"in flight. A smaller batch would exceed the per-prefix PUT rate, a longer "
             "window the in-flight cap.",
-            f"* `SQS_IN_FLIGHT_LIMIT={c.SQS_IN_FLIGHT_LIMIT:,}`: with no failures {in_flight.need:,.0f} messages are in "
-            f"flight, {in_flight.need / SQS_IN_FLIGHT_DEFAULT_QUOTA:.0%} of the default ~{SQS_IN_FLIGHT_DEFAULT_QUOTA:,} "
+            f"* `SQS_IN_FLIGHT_LIMIT={c.SQS_IN_FLIGHT_LIMIT:,}`: with no failures {in_flight.need:,.0f} "
+            "messages are in "
+            f"flight, {in_flight.need / SQS_IN_FLIGHT_DEFAULT_QUOTA:.0%} of the default "
+            f"~{SQS_IN_FLIGHT_DEFAULT_QUOTA:,} "
             "quota, where the in-flight alarm (80 %) would page in normal operation and a small failure rate would "
             "stall the consumer. So the profile assumes a doubled quota: an AWS Support request, listed above.",
-            f"* `CONSUMER_TIMEOUT_SECONDS={c.CONSUMER_TIMEOUT_SECONDS}`: a batch takes ~{f['duration_s'] * 1000:.0f} ms. "
-            f"The visibility timeout becomes {c.visibility_timeout_seconds} s; a failed record comes back after its retry "
+            f"* `CONSUMER_TIMEOUT_SECONDS={c.CONSUMER_TIMEOUT_SECONDS}`: a batch takes "
+            f"~{f['duration_s'] * 1000:.0f} ms. "
+            f"The visibility timeout becomes {c.visibility_timeout_seconds} s; a failed record comes back after "
+            "its retry "
             f"delay (at most `RETRY_BASE_SECONDS={c.RETRY_BASE_SECONDS}` on its first failure), and the in-flight cap "
             "then tolerates a "
             f"failure rate up to {_tolerated_failure_rate(c, load.messages_per_second, in_flight.need):.2%} "
             "(check yours with `--failure-rate`).",
             f"* `MAX_QUEUE={c.MAX_QUEUE:,}` (~{c.MAX_QUEUE / load.messages_per_second / 60:,.0f} minutes of load): it "
-            f"drains in {drain.need / 60:,.0f} minutes at the {f['capacity'] - load.messages_per_second:,.0f} messages/s "
+            f"drains in {drain.need / 60:,.0f} minutes at the {f['capacity'] - load.messages_per_second:,.0f} "
+            "messages/s "
             "of spare consumer capacity, far within the retention, and the ingest answers 503 before payloads could "
             "expire.",
-            f"* `QUEUE_RETENTION_DAYS={c.QUEUE_RETENTION_DAYS}`, `DLQ_RETENTION_DAYS={c.DLQ_RETENTION_DAYS}`: the longest "
+            f"* `QUEUE_RETENTION_DAYS={c.QUEUE_RETENTION_DAYS}`, `DLQ_RETENTION_DAYS={c.DLQ_RETENTION_DAYS}`: "
+            "the longest "
             "the queue can keep messages while the DLQ still outlives it. A standard queue keeps a message's original "
             "enqueue time when it moves to the DLQ, so a DLQ with the queue's retention would drop old messages on "
             "arrival.",
             f"* `OBJECT_EXPIRATION_DAYS={c.OBJECT_EXPIRATION_DAYS}`: bounds storage at "
-            f"{by_item['S3: payload storage'].quantity / 1024:,.0f} TB (uncompressed; gzip makes batch objects smaller), "
+            f"{by_item['S3: payload storage'].quantity / 1024:,.0f} TB (uncompressed; gzip makes batch objects "
+            "smaller), "
             f"{_money(by_item['S3: payload storage'].usd)}/month; without expiry it grows by that every month. No "
             "storage-class transition: batch objects of ~100 payloads are below 128 KB, which lifecycle rules do not "
             "transition by default and which IA classes bill as 128 KB.",
-            f"* `THROTTLE_RATE_LIMIT={c.THROTTLE_RATE_LIMIT:,}`, `THROTTLE_BURST_LIMIT={c.THROTTLE_BURST_LIMIT:,}`: the "
+            f"* `THROTTLE_RATE_LIMIT={c.THROTTLE_RATE_LIMIT:,}`, "
+            f"`THROTTLE_BURST_LIMIT={c.THROTTLE_BURST_LIMIT:,}`: the "
             "stack's one API key carries the whole load, +20 %; `STAGE_THROTTLE_RATE_LIMIT` and "
             "`STAGE_THROTTLE_BURST_LIMIT`, the stage-wide ceiling above every key, are set to the same.",
             f"* `TRACING=false`: Lambda's active tracing samples 1 request/s + 5 % and takes no custom sampling rules "
-            "(X-Ray sampling rules apply to API Gateway, AppSync, Step Functions and SDK/ADOT-instrumented code); at this "
+            "(X-Ray sampling rules apply to API Gateway, AppSync, Step Functions and SDK/ADOT-instrumented "
+            "code); at this "
             f"load that is {_money(xray)}/month of traces nobody reads. Metrics, logs and alarms stay.",
             "* Server access logs stay on: in batch mode they are one record per PUT, "
             f"{_money(by_item['S3: server access logs'].usd)}/month at `ACCESS_LOG_EXPIRATION_DAYS="
@@ -869,7 +881,8 @@ def render_markdown() -> str:
             "",
             f"Payload mode PUTs one object per payload under `dt=/hour=/`, and every hour starts an unsplit prefix "
             f"that takes {S3_PUT_PER_PREFIX:,} PUT/s. Above that every hour begins with 503 SlowDown storms (retried, "
-            "then redelivered; create-only writes keep them duplicate-free) until S3 splits the prefix. So payload mode "
+            "then redelivered; create-only writes keep them duplicate-free) until S3 splits the prefix. So "
+            "payload mode "
             f"is for loads below {S3_PUT_PER_PREFIX:,} payloads/s: "
             f"{payload_mode_max_rpm(SEED[1]):,.0f} requests/min at {SEED[1]} payloads each "
             f"({payload_mode_max_rpm(1):,.0f} at one). `tools.capacity` marks S3 ✗ in payload mode above it and says "
@@ -880,7 +893,8 @@ def render_markdown() -> str:
             f"* **Standard mode** (`MAX_WORKERS`, 2–1,000) carries `MAX_WORKERS` x batch / duration messages/s. A "
             f"payload-mode batch of {dev.config.BATCH_SIZE} takes ~{dev_payload_ms:.0f} ms at "
             f"{dev.config.CONSUMER_MEMORY_MB} MB (ceil(`BATCH_SIZE` / `UPLOAD_CONCURRENCY`) waves of 20 ms PUTs plus "
-            f"CPU), so one worker carries ~{dev.config.BATCH_SIZE / dev_payload_ms * 1000:,.0f} payloads/s; a batch-mode "
+            f"CPU), so one worker carries ~{dev.config.BATCH_SIZE / dev_payload_ms * 1000:,.0f} payloads/s; a "
+            "batch-mode "
             f"batch ~{dev_batch_ms:.0f} ms, ~{dev.config.BATCH_SIZE / dev_batch_ms * 1000:,.0f} payloads/s. When a "
             "worker is CPU-bound, raise `CONSUMER_MEMORY_MB` (CPU share grows with memory up to 1,769 MB) before "
             "`UPLOAD_CONCURRENCY`. Standard mode adds pollers as the backlog grows, so a step from idle takes about a "

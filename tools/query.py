@@ -165,7 +165,7 @@ def write_result(
         writer.writerows(["" if v is None else v for v in row] for row in rows)
         return
     if output_format == "json":
-        json.dump([dict(zip(names, row)) for row in rows], out, default=str, ensure_ascii=False)
+        json.dump([dict(zip(names, row, strict=True)) for row in rows], out, default=str, ensure_ascii=False)
         out.write("\n")
         return
 
@@ -175,10 +175,10 @@ def write_result(
 
     cells = [[cell(v) for v in row] for row in rows]
     widths = [max([len(name)] + [len(row[i]) for row in cells]) for i, name in enumerate(names)]
-    out.write("  ".join(name.ljust(w) for name, w in zip(names, widths)).rstrip() + "\n")
+    out.write("  ".join(name.ljust(w) for name, w in zip(names, widths, strict=True)).rstrip() + "\n")
     out.write("  ".join("-" * w for w in widths) + "\n")
     for row in cells:
-        out.write("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() + "\n")
+        out.write("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() + "\n")
     out.write(f"({len(rows)} row{'' if len(rows) == 1 else 's'})\n")
 
 

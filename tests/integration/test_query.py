@@ -74,7 +74,7 @@ class TestPayloadMode:
         table = rows(pipeline, tmp_path, "SELECT * FROM payloads ORDER BY id")
         expected = sorted(stored_envelopes(pipeline), key=lambda e: e["id"])
         assert [row["id"] for row in table] == [e["id"] for e in expected]
-        for row, envelope in zip(table, expected):
+        for row, envelope in zip(table, expected, strict=True):
             index = int(envelope["id"].rsplit("-", 1)[1])
             assert json.loads(row["payload"]) == envelope["payload"] == sent[envelope["requestId"]]["data"][index]
             assert (row["requestId"], row["receivedAt"], row["version"], row["token"]) == (

@@ -246,7 +246,7 @@ def test_200_simultaneous_connections_all_get_an_http_answer(local_run: LocalRun
     assert not failures, f"{len(failures)} of {clients} got no answer, e.g. {failures[:3]}"
     statuses = [a[0] for a in answers if not isinstance(a, str)]
     assert set(statuses) <= {202, 503}, statuses
-    for status, headers, body in (a for a in answers if not isinstance(a, str) and a[0] == 503):
+    for _status, headers, body in (a for a in answers if not isinstance(a, str) and a[0] == 503):
         assert headers["retry-after"].isdigit(), headers
         assert json.loads(body)["type"] == "urn:ingest-pipeline:problem:local-queue-full", body
     assert 202 in statuses

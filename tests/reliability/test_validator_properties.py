@@ -101,7 +101,9 @@ limits_strategy = st.builds(
     st.integers(1, 6),
 ) | st.just(Limits(1024 * 1024, 500, 256 * 1024, 32))
 
-SQS_ALLOWED = lambda c: c in "\t\n\r" or "\x20" <= c <= "\ud7ff" or "\ue000" <= c <= "\ufffd" or c >= "\U00010000"
+
+def sqs_allowed(c: str) -> bool:
+    return c in "\t\n\r" or "\x20" <= c <= "\ud7ff" or "\ue000" <= c <= "\ufffd" or c >= "\U00010000"
 
 
 def reference_data(raw: bytes, headers: dict[str, str]) -> list[Any]:
@@ -165,7 +167,7 @@ def check_all_or_nothing(request: tuple[bytes, dict[str, str]], limits: Limits) 
         assert envelope["payload"] == payload
         assert not _has_non_finite(payload)
         assert message.size <= SQS_MAX_MESSAGE_BYTES
-        assert all(SQS_ALLOWED(c) for c in message.body)  # SQS would refuse anything else
+        assert all(sqs_allowed(c) for c in message.body)  # SQS would refuse anything else
 
 
 def _has_non_finite(value: Any) -> bool:
