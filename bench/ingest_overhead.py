@@ -74,7 +74,8 @@ def run(rounds: int = 31, calls_per_round: int = 40) -> dict[str, Any]:
         for _ in range(total_calls):
             stubber.add_response("send_message_batch", answer)
         for _ in range(10):  # warm-up: first-call costs (model loading, caches) are P2's business
-            real(), baseline()
+            real()
+            baseline()
         samples = interleaved({"real": real, "baseline": baseline}, rounds, calls_per_round, clock=time.process_time)
         parts = interleaved(_parts(event, context, sqs), rounds // 2, calls_per_round, clock=time.process_time)
 

@@ -149,7 +149,7 @@ class IngestApi(Construct):
         *,
         config: PipelineConfig,
         queue: sqs.IQueue,
-        powertools_layer: lambda_.ILayerVersion,
+        powertools_layer: lambda_.ILayerVersion | None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.function = pipeline_function(
@@ -168,10 +168,8 @@ class IngestApi(Construct):
         # bounded even if a plan is misconfigured. Without keys there is no per-client plan, so the
         # per-client limits become the stage's.
         keyed = config.REQUIRE_API_KEY
-        stage_throttle = {
-            "throttling_rate_limit": config.STAGE_THROTTLE_RATE_LIMIT if keyed else config.THROTTLE_RATE_LIMIT,
-            "throttling_burst_limit": config.STAGE_THROTTLE_BURST_LIMIT if keyed else config.THROTTLE_BURST_LIMIT,
-        }
+        throttling_rate_limit = config.STAGE_THROTTLE_RATE_LIMIT if keyed else config.THROTTLE_RATE_LIMIT
+        throttling_burst_limit = config.STAGE_THROTTLE_BURST_LIMIT if keyed else config.THROTTLE_BURST_LIMIT
         self.api = apigw.RestApi(
             self,
             "Api",
@@ -198,7 +196,8 @@ class IngestApi(Construct):
                     user=False,
                 ),
                 logging_level=apigw.MethodLoggingLevel.ERROR,
-                **stage_throttle,
+                throttling_rate_limit=throttling_rate_limit,
+                throttling_burst_limit=throttling_burst_limit,
             ),
         )
         # Execution logging (ERROR) makes API Gateway create this group itself, without retention.

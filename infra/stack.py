@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aws_cdk import CfnOutput, Stack
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_ssm as ssm
@@ -18,7 +20,7 @@ from infra.worker_pool_construct import WorkerPool
 
 
 class IngestPipelineStack(Stack):
-    def __init__(self, scope: Construct, construct_id: str, *, config: PipelineConfig, **kwargs: object) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, config: PipelineConfig, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.config = config
         # The public parameter of one exact Powertools release, resolved by CloudFormation at
@@ -159,6 +161,7 @@ class IngestPipelineStack(Stack):
             apply_to_children=True,
         )
         for function in (self.api.function, self.workers.function):
+            assert function.role is not None  # CDK made one: no role is passed in
             NagSuppressions.add_resource_suppressions(
                 function.role,
                 [
@@ -208,6 +211,7 @@ class IngestPipelineStack(Stack):
                 }
             ],
         )
+        assert self.workers.function.role is not None  # CDK made one: no role is passed in
         NagSuppressions.add_resource_suppressions(
             self.workers.function.role,
             [

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import (
@@ -36,6 +36,12 @@ from pipeline.observability import logger, metrics, tracer
 from pipeline.settings import consumer_settings
 from pipeline.storage import StoreOutcome
 from pipeline.time_budget import budget
+
+if TYPE_CHECKING:  # annotations only: the handler imports nothing more than before
+    from collections.abc import Callable
+
+    from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 processor = AsyncBatchProcessor(event_type=EventType.SQS)
 batch_object_processor = BatchProcessor(event_type=EventType.SQS)
@@ -110,7 +116,7 @@ def _record_batch_outcomes(plan: batch_objects.BatchPlan, results: list[batch_ob
             logger.info("batch object already stored", extra=detail)
 
 
-def process_batch_mode(event: dict[str, Any], context: Any) -> dict[str, Any]:
+def process_batch_mode(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     """OBJECT_MODE=batch: plan and write the objects first, then let Powertools report each record
     from their outcomes (all-or-nothing per object; poison records fail on their own)."""
     settings = consumer_settings()
@@ -126,9 +132,11 @@ def process_batch_mode(event: dict[str, Any], context: Any) -> dict[str, Any]:
     )
 
 
-def _set_retry_delays(failed: list[SQSRecord]) -> None:
+def _set_retry_delays(used: BatchProcessor | AsyncBatchProcessor) -> None:
     """Give each failed record its short retry delay. Whatever happens here, the records stay
     reported as failed: at worst they come back after the queue's full visibility timeout."""
+    # EventType.SQS without a model: Powertools hands each record over as an SQSRecord.
+    failed = cast(list[SQSRecord], used.fail_messages)
     if not failed:
         return
     settings = consumer_settings()
@@ -153,7 +161,9 @@ def _set_retry_delays(failed: list[SQSRecord]) -> None:
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    used: BatchProcessor | AsyncBatchProcessor
+    run: Callable[[], PartialItemFailureResponse]
     if consumer_settings().object_mode == "batch":
         used, run = batch_object_processor, lambda: process_batch_mode(event, context)
     else:
@@ -167,7 +177,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         try:
             response = run()
         except BatchProcessingError:
-            _set_retry_delays(used.fail_messages)  # every record failed: the invocation still fails, as before
+            _set_retry_delays(used)  # every record failed: the invocation still fails, as before
             raise
-        _set_retry_delays(used.fail_messages)
+        _set_retry_delays(used)
     return response

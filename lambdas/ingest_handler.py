@@ -15,7 +15,7 @@ import json
 import re
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
@@ -27,6 +27,9 @@ from pipeline.ingest import EnqueueFailed, IngestRequest, accept_payloads
 from pipeline.observability import count_rejected_request, logger, metrics, tracer
 from pipeline.problems import PROBLEM_CONTENT_TYPE, Problem
 from pipeline.settings import ingest_settings
+
+if TYPE_CHECKING:  # annotations only: no import added to the cold start
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 PAYLOADS_PATH = "/v1/payloads"
 # APIGatewayRestResolver's rule for this path: trailing slashes are ignored.
@@ -165,5 +168,5 @@ def enqueue_failed(event: Event, error: EnqueueFailed) -> Response:
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return route(event)

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
 from types import FrameType
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -181,7 +182,13 @@ def _run(
         workers.start()
         front.start()
         stop.report = lambda: undrained(log, front, endpoint)
-        stop.kill = lambda: (ingest.kill(), consumer.kill(), endpoint.kill())  # type: ignore[func-returns-value]
+
+        def kill_all() -> None:
+            ingest.kill()
+            consumer.kill()
+            endpoint.kill()
+
+        stop.kill = kill_all
         log.text(banner(front.url, settings, config, endpoint, resources, visibility))
         signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # only here, in the main thread
         stop.wait()
@@ -204,9 +211,9 @@ def undrained(log: AccessLog, front: IngestFront, endpoint: AwsEndpoint) -> str:
     return f"{waiting} accepted payloads not yet stored ({where}), {front.in_flight_count()} HTTP requests in flight"
 
 
-def _depth(sqs: object, queue_url: str) -> int | str:
+def _depth(sqs: Any, queue_url: str) -> int | str:
     try:
-        attributes = sqs.get_queue_attributes(  # type: ignore[attr-defined]
+        attributes = sqs.get_queue_attributes(
             QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
         )["Attributes"]
     except (BotoCoreError, ClientError) as exc:

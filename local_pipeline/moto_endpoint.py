@@ -189,8 +189,8 @@ def _cheap_sqs_clock() -> None:
     def unix_time_millis(dt: Any = None) -> float:
         return time.time() * 1000.0 if dt is None else moto_utils.unix_time_millis(dt)
 
-    sqs_models.unix_time = unix_time  # type: ignore[assignment]
-    sqs_models.unix_time_millis = unix_time_millis  # type: ignore[assignment]
+    sqs_models.unix_time = unix_time
+    sqs_models.unix_time_millis = unix_time_millis
 
 
 def _cheap_retention_check() -> None:
@@ -202,10 +202,11 @@ def _cheap_retention_check() -> None:
     from moto.sqs.models import Message, SQSBackend
 
     def is_message_valid_based_on_retention_period(self: SQSBackend, queue_name: str, message: Message) -> bool:
-        retention_period = int(self.get_queue(queue_name).message_retention_period)
-        return retention_period + message.sent_timestamp / 1000 > unix_time()  # type: ignore[operator]
+        queue = self.get_queue(queue_name)
+        retention_period = int(queue.message_retention_period)  # type: ignore[attr-defined]  # set by moto's setattr
+        return retention_period + message.sent_timestamp / 1000 > unix_time()  # type: ignore[operator]  # moto: None until sent
 
-    SQSBackend.is_message_valid_based_on_retention_period = is_message_valid_based_on_retention_period  # type: ignore[method-assign]
+    SQSBackend.is_message_valid_based_on_retention_period = is_message_valid_based_on_retention_period  # type: ignore[method-assign]  # the patch
 
 
 def apply_environment(env: dict[str, str]) -> None:

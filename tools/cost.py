@@ -335,11 +335,14 @@ def assumptions_for(
     """The per-invocation figures for a PipelineConfig: memory sizes, BATCH_SIZE, UPLOAD_CONCURRENCY
     and TRACING from the config, CPU and log volumes from `make bench`."""
     batch = (config.BATCH_SIZE, config.UPLOAD_CONCURRENCY, config.CONSUMER_MEMORY_MB)
-    latencies = {"put_ms": put_ms, "batch_put_ms": batch_put_ms, "measured": measured}
+
+    def consumer_ms(object_mode: str) -> float:
+        return consumer_batch_ms(object_mode, *batch, put_ms=put_ms, batch_put_ms=batch_put_ms, measured=measured)
+
     return Assumptions(
         ingest_ms=measured.ingest_cpu_ms * cpu_scale(config.INGEST_MEMORY_MB) + sqs_send_ms,
-        consumer_ms_payload_mode=consumer_batch_ms("payload", *batch, **latencies),
-        consumer_ms_batch_mode=consumer_batch_ms("batch", *batch, **latencies),
+        consumer_ms_payload_mode=consumer_ms("payload"),
+        consumer_ms_batch_mode=consumer_ms("batch"),
         ingest_log_bytes=measured.ingest_log_bytes,
         ingest_log_lines=measured.ingest_log_lines,
         consumer_log_bytes_per_payload=measured.consumer_log_bytes_per_payload,

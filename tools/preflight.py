@@ -70,7 +70,10 @@ class Clients:
         if session.get_credentials() is None:
             raise CannotAskAws("no AWS credentials: set AWS_PROFILE or run `aws configure` (or `aws sso login`)")
         config = Config(connect_timeout=5, read_timeout=10, retries={"max_attempts": 2, "mode": "standard"})
-        client = lambda name: session.client(name, config=config)  # noqa: E731
+
+        def client(name: str) -> Any:
+            return session.client(name, config=config)
+
         return cls(
             region=session.region_name,
             sts=client("sts"),

@@ -12,6 +12,7 @@ import json
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import cast
 
 from pipeline.problems import Problem, bad_request, too_large, unsupported_media_type
 
@@ -224,8 +225,9 @@ def _depth_exceeds(value: object, limit: int) -> bool:
         node, depth = stack.pop()
         if depth > limit:
             return True
-        children = node.values() if isinstance(node, dict) else node
-        for child in children:  # type: ignore[union-attr]
+        # Only the payload itself and the dicts and lists below it are ever pushed.
+        children = node.values() if isinstance(node, dict) else cast("list[object]", node)
+        for child in children:
             if isinstance(child, (dict, list)):
                 stack.append((child, depth + 1))
     return False
@@ -255,7 +257,8 @@ def _json_type(value: object) -> str:
         return "boolean"
     if isinstance(value, (int, float)):
         return "number"
-    return {str: "string", list: "array", dict: "object"}.get(type(value), type(value).__name__)
+    names: dict[type, str] = {str: "string", list: "array", dict: "object"}
+    return names.get(type(value), type(value).__name__)
 
 
 def _serialize_payload(payload: object, index: int, limits: Limits) -> str:
