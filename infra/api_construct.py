@@ -224,9 +224,10 @@ class IngestApi(Construct):
             )
 
         # API Gateway REST routes /v1/payloads/ (trailing slash) to this same resource, so it gets the same
-        # key check and method; the event's path keeps the slash, and Powertools' APIGatewayRestResolver
-        # matches it to the same route. AWS's guides do not state the matching rule; it is the behaviour
-        # Powertools' maintainers measured on REST APIs (aws-powertools/powertools-lambda-python#1552, #1609).
+        # key check and method; the event's path keeps the slash, and the ingest handler's route (the rule
+        # of Powertools' APIGatewayRestResolver: trailing slashes ignored) matches it. AWS's guides do not
+        # state the matching rule; it is the behaviour Powertools' maintainers measured on REST APIs
+        # (aws-powertools/powertools-lambda-python#1552, #1609).
         payloads = self.api.root.add_resource("v1").add_resource("payloads")
         self.methods = {
             verb: payloads.add_method(

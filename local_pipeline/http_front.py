@@ -44,7 +44,9 @@ GATEWAY_PROBLEMS: dict[int, tuple[str, str]] = {
     413: ("body-too-large", "the request body is larger than API Gateway accepts"),
     414: ("uri-too-long", "the request line is too long"),
     431: ("headers-too-large", "the request headers are too large or too many"),
-    502: ("ingest-unavailable", "the ingest function failed; retry with backoff"),
+    # Locally a 502 only means the Lambda environment died (no 6 MB invoke limit here): no promise that
+    # a retry helps, as infra/api_construct.py's texts make none.
+    502: ("ingest-unavailable", "the ingest function failed; the cause may be temporary"),
     503: ("shutting-down", "the local pipeline is shutting down"),
     505: ("http-version-not-supported", "use HTTP/1.1"),
 }
