@@ -22,7 +22,7 @@ from __future__ import annotations
 import base64
 import json
 
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_athena as athena
 from aws_cdk import aws_glue as glue
 from aws_cdk import aws_iam as iam
@@ -39,6 +39,7 @@ from infra.lake_table import (
     PARTITION_COLUMNS,
     TABLE_NAME,
 )
+from infra.storage_construct import bucket_removal_policy
 
 # Query results are re-runnable and can hold payload data: keep them a week.
 RESULTS_EXPIRATION_DAYS = 7
@@ -166,8 +167,7 @@ class PayloadQuery(Construct):
                     abort_incomplete_multipart_upload_after=Duration.days(1),
                 )
             ],
-            # Kept like the other buckets, but never orphaned by a failed first create (RetainExceptOnCreate).
-            removal_policy=RemovalPolicy.DESTROY if destroy else RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
+            removal_policy=bucket_removal_policy(config),
             auto_delete_objects=destroy,
         )
         self.workgroup = athena.CfnWorkGroup(

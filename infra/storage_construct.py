@@ -9,14 +9,19 @@ from constructs import Construct
 from infra.config import PipelineConfig
 
 
+def bucket_removal_policy(config: PipelineConfig) -> RemovalPolicy:
+    """Every bucket of the stack: RetainExceptOnCreate, kept on update and delete, but a failed first
+    create removes it, so a rolled-back deploy leaves no orphaned buckets behind (AWS CloudFormation
+    User Guide, "DeletionPolicy attribute"; CloudFormation has no such UpdateReplacePolicy: that stays
+    Retain). DESTROY_ON_REMOVE (dev only) deletes them with the stack."""
+    return RemovalPolicy.DESTROY if config.DESTROY_ON_REMOVE else RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE
+
+
 class PayloadStorage(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, config: PipelineConfig) -> None:
         super().__init__(scope, construct_id)
         destroy = config.DESTROY_ON_REMOVE
-        # RetainExceptOnCreate: kept on update and delete, but a failed first create removes them,
-        # so a rolled-back deploy leaves no orphaned buckets behind (AWS CloudFormation User Guide,
-        # "DeletionPolicy attribute"). CloudFormation has no such UpdateReplacePolicy: that stays Retain.
-        removal = RemovalPolicy.DESTROY if destroy else RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE
+        removal = bucket_removal_policy(config)
 
         self.access_log_bucket = s3.Bucket(
             self,
