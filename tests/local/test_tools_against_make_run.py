@@ -51,21 +51,23 @@ def test_the_readmes_local_redrive_command_works_with_no_aws_setup(local_run: Lo
     assert "Traceback" not in result.stderr
 
 
+def one_acknowledgement(tmp_path: Path) -> Path:
+    """An acks file as the load test writes it: one 202 whose payload was never stored."""
+    acks = tmp_path / "acks-1.jsonl"
+    ack = {
+        "requestId": "00000000-0000-4000-8000-000000000000",
+        "accepted": 1,
+        "sentAt": 1_700_000_000_000,
+        "ackAt": 1_700_000_000_100,
+        "status": 202,
+    }
+    acks.write_text(json.dumps(ack) + "\n")
+    return acks
+
+
 def test_verify_works_against_make_run_with_no_aws_setup(local_run: LocalRun, tmp_path: Path) -> None:
     # Given one acknowledgement file (its payload was never stored) and no AWS set-up
-    acks = tmp_path / "acks-1.jsonl"
-    acks.write_text(
-        json.dumps(
-            {
-                "requestId": "00000000-0000-4000-8000-000000000000",
-                "accepted": 1,
-                "sentAt": 1_700_000_000_000,
-                "ackAt": 1_700_000_000_100,
-                "status": 202,
-            }
-        )
-        + "\n"
-    )
+    acks = one_acknowledgement(tmp_path)
     # When verify reads make run's bucket
     result = run_tool(
         "loadtest.verify",
@@ -91,19 +93,7 @@ def test_missing_region_or_credentials_is_one_line_naming_what_to_set(
     tmp_path: Path, module: str, args: list[str], missing: str
 ) -> None:
     # Given no AWS set-up and a real (not local) AWS endpoint
-    acks = tmp_path / "acks-1.jsonl"
-    acks.write_text(
-        json.dumps(
-            {
-                "requestId": "00000000-0000-4000-8000-000000000000",
-                "accepted": 1,
-                "sentAt": 1_700_000_000_000,
-                "ackAt": 1_700_000_000_100,
-                "status": 202,
-            }
-        )
-        + "\n"
-    )
+    acks = one_acknowledgement(tmp_path)
     if module == "loadtest.verify":
         args = [*args, "--acks", str(acks)]
     # When the tool runs
