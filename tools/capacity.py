@@ -931,7 +931,7 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
         "--failure-rate",
         type=float,
         default=0.0,
-        help="share of records that fail once and wait out the visibility timeout (0..1)",
+        help="share of records that fail once and wait out their first retry delay (0..1)",
     )
     parser.add_argument("--markdown", action="store_true", help="print docs/CAPACITY.md (the seed load, both profiles)")
     args = parser.parse_args(argv)
