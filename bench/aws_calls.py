@@ -107,7 +107,7 @@ def _consumer_puts(object_mode: str) -> dict[str, Any]:
     os.environ["OBJECT_MODE"] = object_mode
     settings.consumer_settings.cache_clear()
     aws_clients.s3_client.cache_clear()
-    fake = FakeAws(aws_clients.s3_client(settings.consumer_settings().upload_concurrency))
+    fake = FakeAws(aws_clients.s3_client(settings.consumer_settings().UPLOAD_CONCURRENCY))
     response = consumer_handler.lambda_handler(sqs_event_of(CONSUMER_BATCH), LambdaContext(function_name="consumer"))
     if response.get("batchItemFailures"):
         raise RuntimeError(f"consumer reported failures in {object_mode} mode")
@@ -202,7 +202,7 @@ def run_log_bytes() -> list[dict[str, Any]]:
         os.environ["OBJECT_MODE"] = mode
         settings.consumer_settings.cache_clear()
         aws_clients.s3_client.cache_clear()
-        FakeAws(aws_clients.s3_client(settings.consumer_settings().upload_concurrency))
+        FakeAws(aws_clients.s3_client(settings.consumer_settings().UPLOAD_CONCURRENCY))
         batch = sqs_event_of(CONSUMER_BATCH)
         # partial, not a lambda: the call binds this iteration's batch (ruff B023).
         consumer_bytes, consumer_lines = _stdout_of(

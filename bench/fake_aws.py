@@ -78,7 +78,8 @@ def sqs_event_of(n: int, payload_bytes: int = 1024) -> dict[str, Any]:
     in the same hour, as one consumer batch would be."""
     from local_pipeline.events import sqs_event
     from pipeline.collection import PayloadCollection
-    from pipeline.envelope import REQUEST_ID_ATTRIBUTE, build_messages
+    from pipeline.contract import REQUEST_ID_ATTRIBUTE
+    from pipeline.envelope import build_messages
 
     payload = json.dumps({"seq": 0, "pad": "x" * max(0, payload_bytes - 20)}, separators=(",", ":"))
     request_id = str(uuid.uuid4())

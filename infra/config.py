@@ -14,42 +14,25 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from pipeline.contract import (
+    CONSUMER_SERVICE,
+    INGEST_SERVICE,
+    MAX_PAYLOAD_BYTES_CEILING,
+    MAX_PAYLOADS_CEILING,
+    KnobError,
+    parse_int,
+)
+from pipeline.settings import OBJECT_MODES, ConsumerSettings, IngestSettings
+
 KIB = 1024
 SQS_IN_FLIGHT_DEFAULT_QUOTA = 120_000  # AWS's approximate in-flight quota of a standard queue (see the knob)
 IN_FLIGHT_ALARM_FRACTION = 0.8  # the in-flight alarm fires at 80 % of SQS_IN_FLIGHT_LIMIT
-# SQS counts the body's UTF-8 bytes plus every message attribute's name, type and value against one
-# limit, 1 MiB (1,048,576 bytes): "All parts of the message attribute, including Name, Type, and
-# Value, are part of the message size restriction (1 MiB or 1,048,576 bytes)" (SQS API reference,
-# MessageAttributeValue).
-SQS_MAX_MESSAGE_BYTES = 1024 * KIB
-# The envelope around one payload at its worst (lambdas/pipeline/envelope.py build_messages), so a
-# payload of MAX_PAYLOAD_BYTES always fits one message. version and token are JSON-escaped to ASCII:
-# a character takes at most 12 bytes there (an astral character, e.g. an emoji, is two \uXXXX escapes).
-# These bounds are the documented ones (lambdas/pipeline/collection.py, envelope.py; a test keeps them equal).
-MAX_VERSION_CHARS = 64
-MAX_TOKEN_CHARS = 1024
-MAX_REQUEST_ID_CHARS = 128
-MAX_PAYLOAD_INDEX_DIGITS = 4  # MAX_PAYLOADS <= 10000, so the index is at most 9999
-MAX_ESCAPED_CHAR_BYTES = 12
-_ENVELOPE_LITERALS = '{"id":"","requestId":,"receivedAt":"","version":,"token":,"payload":}'
-_RECEIVED_AT_CHARS = len("2026-11-26T02:48:09.123Z")
-_REQUEST_ID_ATTRIBUTE_BYTES = len("requestId") + len("String") + MAX_REQUEST_ID_CHARS
-ENVELOPE_OVERHEAD_BYTES = (
-    len(_ENVELOPE_LITERALS)
-    + (MAX_REQUEST_ID_CHARS + 1 + MAX_PAYLOAD_INDEX_DIGITS)  # id: <requestId>-<index>
-    + (MAX_REQUEST_ID_CHARS + 2)  # "requestId"
-    + _RECEIVED_AT_CHARS
-    + (MAX_ESCAPED_CHAR_BYTES * MAX_VERSION_CHARS + 2)
-    + (MAX_ESCAPED_CHAR_BYTES * MAX_TOKEN_CHARS + 2)
-    + _REQUEST_ID_ATTRIBUTE_BYTES
-)  # 13,559 bytes
 # The largest body that still reaches the ingest Lambda. API Gateway hands it over base64-encoded
 # (binary media types, 4/3 larger) inside the proxy event, and a synchronous Lambda invoke carries at
 # most 6 MB ("For synchronous invocations, the maximum payload size is 6 MB", Lambda API reference,
@@ -69,12 +52,7 @@ def cdk_json_context() -> dict[str, Any]:
     return dict(json.loads(CDK_JSON.read_text())["context"])
 
 
-# Powertools service names: the `service` dimension of every custom metric and log line.
-INGEST_SERVICE = "ingest"
-CONSUMER_SERVICE = "consumer"
-
-
-class ConfigError(ValueError):
+class ConfigError(KnobError):
     """A knob has a value the pipeline cannot run with; the message names the knob."""
 
 
@@ -231,16 +209,19 @@ class PipelineConfig:
                 "its enqueue time)",
             ),
             (
-                1 <= self.MAX_PAYLOAD_BYTES <= SQS_MAX_MESSAGE_BYTES - ENVELOPE_OVERHEAD_BYTES,
-                f"MAX_PAYLOAD_BYTES must be 1..{SQS_MAX_MESSAGE_BYTES - ENVELOPE_OVERHEAD_BYTES} (one payload "
-                "per SQS message)",
+                1 <= self.MAX_PAYLOAD_BYTES <= MAX_PAYLOAD_BYTES_CEILING,
+                f"MAX_PAYLOAD_BYTES must be 1..{MAX_PAYLOAD_BYTES_CEILING} (one payload per SQS message, with "
+                "its envelope: pipeline/contract.py)",
             ),
             (
                 self.MAX_PAYLOAD_BYTES <= self.MAX_BODY_BYTES <= MAX_BODY_BYTES_CEILING,
                 f"MAX_BODY_BYTES must be MAX_PAYLOAD_BYTES..{MAX_BODY_BYTES_CEILING}: a larger body, base64-encoded "
                 "in API Gateway's event, exceeds Lambda's 6 MB invoke limit and never reaches the handler",
             ),
-            (1 <= self.MAX_PAYLOADS <= 10000, "MAX_PAYLOADS must be 1..10000"),
+            (
+                1 <= self.MAX_PAYLOADS <= MAX_PAYLOADS_CEILING,
+                f"MAX_PAYLOADS must be 1..{MAX_PAYLOADS_CEILING}",
+            ),
             (1 <= self.MAX_NESTING_DEPTH <= 500, "MAX_NESTING_DEPTH must be 1..500"),
             (self.MAX_QUEUE >= 0, "MAX_QUEUE must be >= 0 (0 = no backlog bound)"),
             (
@@ -267,7 +248,7 @@ class PipelineConfig:
                 self.OBJECT_PREFIX == "" or self.OBJECT_PREFIX.endswith("/"),
                 "OBJECT_PREFIX must be empty or end with '/'",
             ),
-            (self.OBJECT_MODE in ("payload", "batch"), "OBJECT_MODE must be payload or batch"),
+            (self.OBJECT_MODE in OBJECT_MODES, "OBJECT_MODE must be payload or batch"),
             (2 <= self.MIN_POLLERS <= 200, "MIN_POLLERS must be 2..200 (the SQS provisioned mode range)"),
             (self.MIN_POLLERS <= self.MAX_POLLERS <= 2000, "MAX_POLLERS must be MIN_POLLERS..2000"),
             (self.OBJECT_EXPIRATION_DAYS >= 0, "OBJECT_EXPIRATION_DAYS must be >= 0 (0 = keep forever)"),
@@ -329,32 +310,35 @@ class PipelineConfig:
         return f"/aws/service/powertools/python/arm64/python{self.PYTHON_VERSION}/{self.POWERTOOLS_VERSION}"
 
     def ingest_environment(self, queue_url: str) -> dict[str, str]:
-        return {
-            "QUEUE_URL": queue_url,
-            "MAX_BODY_BYTES": str(self.MAX_BODY_BYTES),
-            "MAX_PAYLOADS": str(self.MAX_PAYLOADS),
-            "MAX_PAYLOAD_BYTES": str(self.MAX_PAYLOAD_BYTES),
-            "MAX_NESTING_DEPTH": str(self.MAX_NESTING_DEPTH),
-            "ENQUEUE_MAX_ATTEMPTS": str(self.ENQUEUE_MAX_ATTEMPTS),
-            "RETRY_AFTER_SECONDS": str(self.RETRY_AFTER_SECONDS),
-            "MAX_QUEUE": str(self.MAX_QUEUE),
-            "BACKLOG_CHECK_SECONDS": str(self.BACKLOG_CHECK_SECONDS),
-            **self._powertools_environment(INGEST_SERVICE),
-        }
+        settings = IngestSettings(
+            QUEUE_URL=queue_url,
+            MAX_BODY_BYTES=self.MAX_BODY_BYTES,
+            MAX_PAYLOADS=self.MAX_PAYLOADS,
+            MAX_PAYLOAD_BYTES=self.MAX_PAYLOAD_BYTES,
+            MAX_NESTING_DEPTH=self.MAX_NESTING_DEPTH,
+            ENQUEUE_MAX_ATTEMPTS=self.ENQUEUE_MAX_ATTEMPTS,
+            RETRY_AFTER_SECONDS=self.RETRY_AFTER_SECONDS,
+            MAX_QUEUE=self.MAX_QUEUE,
+            BACKLOG_CHECK_SECONDS=self.BACKLOG_CHECK_SECONDS,
+        )
+        return {**settings.to_env(), **self._powertools_environment(INGEST_SERVICE)}
 
     def consumer_environment(self, bucket_name: str, queue_url: str | None = None) -> dict[str, str]:
         """``queue_url``: the consumer sets its failed records' retry delay on that queue. Callers
         that merge this with ``ingest_environment`` (make run, tests) already have QUEUE_URL."""
-        return {
-            "BUCKET_NAME": bucket_name,
-            "OBJECT_PREFIX": self.OBJECT_PREFIX,
-            "UPLOAD_CONCURRENCY": str(self.UPLOAD_CONCURRENCY),
-            "OBJECT_MODE": self.OBJECT_MODE,
-            **({"QUEUE_URL": queue_url} if queue_url else {}),
-            "RETRY_BASE_SECONDS": str(self.RETRY_BASE_SECONDS),
-            "RETRY_MAX_SECONDS": str(self.retry_max_seconds),
-            **self._powertools_environment(CONSUMER_SERVICE),
-        }
+        settings = ConsumerSettings(
+            BUCKET_NAME=bucket_name,
+            OBJECT_PREFIX=self.OBJECT_PREFIX,
+            UPLOAD_CONCURRENCY=self.UPLOAD_CONCURRENCY,
+            OBJECT_MODE=self.OBJECT_MODE,
+            QUEUE_URL=queue_url or "",
+            RETRY_BASE_SECONDS=self.RETRY_BASE_SECONDS,
+            RETRY_MAX_SECONDS=self.retry_max_seconds,
+        )
+        environment = settings.to_env()
+        if not queue_url:
+            del environment["QUEUE_URL"]
+        return {**environment, **self._powertools_environment(CONSUMER_SERVICE)}
 
     def _powertools_environment(self, service: str) -> dict[str, str]:
         return {
@@ -406,10 +390,5 @@ def _coerce(name: str, type_name: Any, raw: Any) -> Any:
             return False
         raise ConfigError(f"{name}={raw!r} is not a boolean (use true or false)")
     if kind == "int":
-        if isinstance(raw, bool) or (isinstance(raw, float) and not math.isfinite(raw)):
-            raise ConfigError(f"{name}={raw!r} is not an integer")
-        try:
-            return int(str(raw).strip())
-        except ValueError as exc:
-            raise ConfigError(f"{name}={raw!r} is not an integer") from exc
+        return parse_int(name, raw, error=ConfigError)
     return str(raw)

@@ -31,7 +31,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pipeline import batch_objects, redelivery
 from pipeline.aws_clients import s3_client, sqs_client
 from pipeline.consume import store_message
-from pipeline.envelope import REQUEST_ID_ATTRIBUTE
+from pipeline.contract import REQUEST_ID_ATTRIBUTE, Metric
 from pipeline.observability import logger, metrics, tracer
 from pipeline.settings import consumer_settings
 from pipeline.storage import StoreOutcome
@@ -49,12 +49,12 @@ batch_object_processor = BatchProcessor(event_type=EventType.SQS)
 
 @lru_cache(maxsize=1)
 def _upload_pool() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=consumer_settings().upload_concurrency, thread_name_prefix="upload")
+    return ThreadPoolExecutor(max_workers=consumer_settings().UPLOAD_CONCURRENCY, thread_name_prefix="upload")
 
 
 def _store(record: SQSRecord) -> Any:
     settings = consumer_settings()
-    return store_message(record.body, settings, s3_client(settings.upload_concurrency))
+    return store_message(record.body, settings, s3_client(settings.UPLOAD_CONCURRENCY))
 
 
 async def record_handler(record: SQSRecord) -> str:
@@ -68,14 +68,14 @@ async def record_handler(record: SQSRecord) -> str:
         result = await asyncio.get_running_loop().run_in_executor(_upload_pool(), _store, record)
     except Exception:
         # Metrics and logs are written here, on the event loop thread, never from upload threads.
-        metrics.add_metric(name="StoreFailures", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=Metric.STORE_FAILURES, unit=MetricUnit.Count, value=1)
         logger.exception("payload not stored; SQS will redeliver it")
         raise
     if result.outcome is StoreOutcome.STORED:
-        metrics.add_metric(name="PayloadsStored", unit=MetricUnit.Count, value=1)
-        metrics.add_metric(name="EndToEndLatency", unit=MetricUnit.Milliseconds, value=result.end_to_end_ms)
+        metrics.add_metric(name=Metric.PAYLOADS_STORED, unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=Metric.END_TO_END_LATENCY, unit=MetricUnit.Milliseconds, value=result.end_to_end_ms)
     else:
-        metrics.add_metric(name="DuplicatesSkipped", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=Metric.DUPLICATES_SKIPPED, unit=MetricUnit.Count, value=1)
     logger.info(
         "payload stored" if result.outcome is StoreOutcome.STORED else "payload already stored",
         extra={"payloadId": result.payload_id, "key": result.key},
@@ -85,7 +85,7 @@ async def record_handler(record: SQSRecord) -> str:
 
 def _record_batch_outcomes(plan: batch_objects.BatchPlan, results: list[batch_objects.ObjectResult]) -> None:
     for message_id, error in plan.rejected.items():
-        metrics.add_metric(name="StoreFailures", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=Metric.STORE_FAILURES, unit=MetricUnit.Count, value=1)
         logger.error(
             "message is not an envelope; SQS will retry then dead-letter it",
             extra={"messageId": message_id, "error": str(error)},
@@ -100,19 +100,19 @@ def _record_batch_outcomes(plan: batch_objects.BatchPlan, results: list[batch_ob
             "requestIds": sorted({record.envelope.request_id for record in group.records}),
         }
         if result.outcome is None:
-            metrics.add_metric(name="StoreFailures", unit=MetricUnit.Count, value=len(group.records))
+            metrics.add_metric(name=Metric.STORE_FAILURES, unit=MetricUnit.Count, value=len(group.records))
             logger.error(
                 "batch object not stored; SQS will redeliver all its records", extra=detail, exc_info=result.error
             )
         elif result.outcome is StoreOutcome.STORED:
-            metrics.add_metric(name="ObjectsStored", unit=MetricUnit.Count, value=1)
-            metrics.add_metric(name="PayloadsStored", unit=MetricUnit.Count, value=len(group.payload_ids))
+            metrics.add_metric(name=Metric.OBJECTS_STORED, unit=MetricUnit.Count, value=1)
+            metrics.add_metric(name=Metric.PAYLOADS_STORED, unit=MetricUnit.Count, value=len(group.payload_ids))
             metrics.add_metric(
-                name="EndToEndLatency", unit=MetricUnit.Milliseconds, value=batch_objects.end_to_end_ms(group)
+                name=Metric.END_TO_END_LATENCY, unit=MetricUnit.Milliseconds, value=batch_objects.end_to_end_ms(group)
             )
             logger.info("batch object stored", extra=detail)
         else:
-            metrics.add_metric(name="DuplicatesSkipped", unit=MetricUnit.Count, value=len(group.payload_ids))
+            metrics.add_metric(name=Metric.DUPLICATES_SKIPPED, unit=MetricUnit.Count, value=len(group.payload_ids))
             logger.info("batch object already stored", extra=detail)
 
 
@@ -121,9 +121,9 @@ def process_batch_mode(event: dict[str, Any], context: LambdaContext) -> Partial
     from their outcomes (all-or-nothing per object; poison records fail on their own)."""
     settings = consumer_settings()
     messages = [(record["messageId"], record["body"]) for record in event.get("Records") or []]
-    plan = batch_objects.plan_batch_objects(messages, settings.object_prefix)
+    plan = batch_objects.plan_batch_objects(messages, settings.OBJECT_PREFIX)
     results = batch_objects.store_batch_objects(
-        plan, settings.bucket_name, s3_client(settings.upload_concurrency), _upload_pool()
+        plan, settings.BUCKET_NAME, s3_client(settings.UPLOAD_CONCURRENCY), _upload_pool()
     )
     _record_batch_outcomes(plan, results)
     report = batch_objects.BatchReport(plan, results)
@@ -143,13 +143,13 @@ def _set_retry_delays(used: BatchProcessor | AsyncBatchProcessor) -> None:
     records = [redelivery.FailedRecord.from_event_record(record.raw_event) for record in failed]
     try:
         schedule = redelivery.schedule_retries(
-            records, settings.queue_url, settings.retry_base_seconds, settings.retry_max_seconds, sqs_client()
+            records, settings.QUEUE_URL, settings.RETRY_BASE_SECONDS, settings.RETRY_MAX_SECONDS, sqs_client()
         )
     except Exception:  # noqa: BLE001 - a retry delay must never change what the invocation reports
         logger.exception("retry delays not set; the failed records come back after the visibility timeout")
         return
     if schedule.delays:
-        metrics.add_metric(name="RetriesScheduled", unit=MetricUnit.Count, value=len(schedule.delays))
+        metrics.add_metric(name=Metric.RETRIES_SCHEDULED, unit=MetricUnit.Count, value=len(schedule.delays))
         logger.info("failed records come back after their retry delay", extra={"retryDelays": schedule.delays})
     if schedule.not_scheduled:
         logger.warning(
@@ -164,7 +164,7 @@ def _set_retry_delays(used: BatchProcessor | AsyncBatchProcessor) -> None:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     used: BatchProcessor | AsyncBatchProcessor
     run: Callable[[], PartialItemFailureResponse]
-    if consumer_settings().object_mode == "batch":
+    if consumer_settings().OBJECT_MODE == "batch":
         used, run = batch_object_processor, lambda: process_batch_mode(event, context)
     else:
         used, run = (

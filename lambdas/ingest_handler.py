@@ -22,16 +22,16 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.shared.headers_serializer import MultiValueHeadersSerializer
 
 from pipeline.aws_clients import sqs_client
+from pipeline.contract import PAYLOADS_PATH, PROBLEM_CONTENT_TYPE, Metric
 from pipeline.envelope import is_safe_id
 from pipeline.ingest import EnqueueFailed, IngestRequest, accept_payloads
 from pipeline.observability import count_rejected_request, logger, metrics, tracer
-from pipeline.problems import PROBLEM_CONTENT_TYPE, Problem
+from pipeline.problems import Problem
 from pipeline.settings import ingest_settings
 
 if TYPE_CHECKING:  # annotations only: no import added to the cold start
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
-PAYLOADS_PATH = "/v1/payloads"
 # APIGatewayRestResolver's rule for this path: trailing slashes are ignored.
 _PAYLOADS_ROUTE = re.compile(f"^{re.escape(PAYLOADS_PATH)}/*$")
 # Every other method API Gateway routes here gets a 405; an unknown method (TRACE...) a 404, as before.
@@ -119,10 +119,10 @@ def post_payloads(event: Event) -> Response:
     )
     report, request_id = accepted.report, accepted.request_id
     logger.set_correlation_id(request_id)  # derived with an Idempotency-Key: logs follow the 202's id
-    metrics.add_metric(name="RequestsAccepted", unit=MetricUnit.Count, value=1)
-    metrics.add_metric(name="PayloadsAccepted", unit=MetricUnit.Count, value=report.sent)
+    metrics.add_metric(name=Metric.REQUESTS_ACCEPTED, unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name=Metric.PAYLOADS_ACCEPTED, unit=MetricUnit.Count, value=report.sent)
     if report.retried_entries:
-        metrics.add_metric(name="EnqueueRetries", unit=MetricUnit.Count, value=report.retried_entries)
+        metrics.add_metric(name=Metric.ENQUEUE_RETRIES, unit=MetricUnit.Count, value=report.retried_entries)
     logger.info("request accepted", extra={"payloads": report.sent, "retriedEntries": report.retried_entries})
     return _response(202, "application/json", json.dumps({"requestId": request_id, "accepted": report.sent}))
 
@@ -158,7 +158,7 @@ def reject(event: Event, problem: Problem) -> Response:
 
 
 def enqueue_failed(event: Event, error: EnqueueFailed) -> Response:
-    metrics.add_metric(name="EnqueueFailures", unit=MetricUnit.Count, value=error.report.failed_entries)
+    metrics.add_metric(name=Metric.ENQUEUE_FAILURES, unit=MetricUnit.Count, value=error.report.failed_entries)
     logger.error(
         "enqueue failed", extra={"failedEntries": error.report.failed_entries, "error": error.report.last_error}
     )

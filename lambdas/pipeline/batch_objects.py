@@ -22,8 +22,6 @@ duplicate: an identical group (same payload ids) always maps to one key.
 
 from __future__ import annotations
 
-import gzip
-import hashlib
 import json
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
@@ -31,13 +29,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from pipeline.envelope import EnvelopeError, StoredEnvelope, parse_envelope, partition_prefix
+from pipeline.contract import BATCH_CONTENT_TYPE, batch_object_key, encode_batch_object
+from pipeline.envelope import EnvelopeError, StoredEnvelope, parse_envelope
 from pipeline.storage import StoreOutcome, put_create_only
-
-OBJECT_SUFFIX = ".ndjson.gz"
-CONTENT_TYPE = "application/x-ndjson"
-# Level 6 is zlib's default trade-off; level 9 costs ~2x CPU for ~1% on JSON telemetry.
-GZIP_LEVEL = 6
 
 
 class ObjectNotStoredError(RuntimeError):
@@ -83,13 +77,6 @@ class ObjectResult:
     error: Exception | None = None
 
 
-def batch_object_key(prefix: str, partition: datetime, payload_ids: Iterable[str]) -> str:
-    """``{prefix}dt=YYYY-MM-DD/hour=HH/batch-{digest}.ndjson.gz``; the digest covers the sorted,
-    distinct payload ids, so the same set of payloads always maps to the same key."""
-    digest = hashlib.sha256("\n".join(sorted(set(payload_ids))).encode("utf-8")).hexdigest()[:32]
-    return f"{partition_prefix(prefix, partition)}batch-{digest}{OBJECT_SUFFIX}"
-
-
 def _ndjson_line(body: str) -> bytes:
     # Envelopes are written compact by the ingest (never a raw newline); re-serialize defensively
     # so one record is always exactly one line.
@@ -118,18 +105,6 @@ def plan_batch_objects(messages: Iterable[tuple[str, str]], prefix: str) -> Batc
     return BatchPlan(groups, rejected)
 
 
-def encode_batch_object(records: Iterable[BatchRecord]) -> bytes:
-    """gzip NDJSON, one line per distinct payload id, sorted by id; mtime=0 so the bytes are
-    deterministic for the same payloads."""
-    lines = {record.envelope.payload_id: record.line for record in records}
-    return gzip.compress(b"".join(lines[payload_id] for payload_id in sorted(lines)), compresslevel=GZIP_LEVEL, mtime=0)
-
-
-def decode_batch_object(data: bytes) -> list[dict[str, Any]]:
-    """The envelopes stored in one batch object (for readers, the verifier and tests)."""
-    return [json.loads(line) for line in gzip.decompress(data).splitlines() if line.strip()]
-
-
 def store_batch_objects(plan: BatchPlan, bucket: str, s3: Any, executor: Executor) -> list[ObjectResult]:
     """Write each planned object create-only; a failed PUT is captured in its result, never raised,
     so one failing object cannot hide the outcome of the others."""
@@ -137,7 +112,11 @@ def store_batch_objects(plan: BatchPlan, bucket: str, s3: Any, executor: Executo
     def store(group: ObjectGroup) -> ObjectResult:
         try:
             outcome = put_create_only(
-                s3, bucket, group.key, encode_batch_object(group.records), content_type=CONTENT_TYPE
+                s3,
+                bucket,
+                group.key,
+                encode_batch_object({record.envelope.payload_id: record.line for record in group.records}),
+                content_type=BATCH_CONTENT_TYPE,
             )
         except Exception as exc:  # noqa: BLE001 - any failure means: retry every record of this object
             return ObjectResult(group, None, exc)

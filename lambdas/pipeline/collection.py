@@ -14,11 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import cast
 
+from pipeline.contract import MAX_TOKEN_CHARS, MAX_VERSION_CHARS
 from pipeline.problems import Problem, bad_request, too_large, unsupported_media_type
 
-# Bounds on version and token: infra/config.py derives the envelope reserve from them (a test keeps both equal).
-MAX_VERSION_CHARS = 64
-MAX_TOKEN_CHARS = 1024
 _ALLOWED_FIELDS = frozenset({"version", "token", "data"})
 # U+FFFE/U+FFFF are legal in JSON strings but refused by SQS; a JSON escape keeps the value identical.
 _SQS_UNSAFE = str.maketrans({"\ufffe": "\\ufffe", "\uffff": "\\uffff"})

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from pipeline.envelope import object_key_for, parse_envelope
+from pipeline.contract import payload_object_key
+from pipeline.envelope import parse_envelope
 from pipeline.settings import ConsumerSettings
 from pipeline.storage import StoreOutcome, put_create_only
 
@@ -27,7 +28,7 @@ def store_message(body: str, settings: ConsumerSettings, s3: Any) -> StoreResult
     never dropped.
     """
     envelope = parse_envelope(body)
-    key = object_key_for(settings.object_prefix, envelope.payload_id, envelope.received_at)
-    outcome = put_create_only(s3, settings.bucket_name, key, body.encode("utf-8"))
+    key = payload_object_key(settings.OBJECT_PREFIX, envelope.payload_id, envelope.received_at)
+    outcome = put_create_only(s3, settings.BUCKET_NAME, key, body.encode("utf-8"))
     latency_ms = (datetime.now(tz=UTC) - envelope.received_at).total_seconds() * 1000
     return StoreResult(envelope.payload_id, envelope.request_id, key, outcome, latency_ms)

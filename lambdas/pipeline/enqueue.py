@@ -12,10 +12,9 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pipeline.envelope import REQUEST_ID_ATTRIBUTE, OutgoingMessage
+from pipeline.contract import REQUEST_ID_ATTRIBUTE, pack_batches
+from pipeline.envelope import OutgoingMessage
 
-MAX_BATCH_ENTRIES = 10
-MAX_BATCH_BYTES = 1024 * 1024
 # Parallel SendMessageBatch calls for one large request (500 payloads = 50 calls).
 ENQUEUE_CONCURRENCY = 8
 _BACKOFF_BASE_SECONDS = 0.05
@@ -28,22 +27,6 @@ class EnqueueReport:
     retried_entries: int
     failed_entries: int
     last_error: str | None
-
-
-def pack_batches(messages: Sequence[OutgoingMessage]) -> list[list[OutgoingMessage]]:
-    """Greedy, order-preserving: at most 10 entries and at most 1 MiB per SendMessageBatch."""
-    batches: list[list[OutgoingMessage]] = []
-    current: list[OutgoingMessage] = []
-    current_bytes = 0
-    for message in messages:
-        if current and (len(current) == MAX_BATCH_ENTRIES or current_bytes + message.size > MAX_BATCH_BYTES):
-            batches.append(current)
-            current, current_bytes = [], 0
-        current.append(message)
-        current_bytes += message.size
-    if current:
-        batches.append(current)
-    return batches
 
 
 def _entry(entry_id: str, message: OutgoingMessage) -> dict[str, Any]:
@@ -97,7 +80,7 @@ def enqueue_messages(
 
     The report's ``failed_entries`` is 0 only when SQS accepted every message.
     """
-    batches = pack_batches(messages)
+    batches = pack_batches(messages, lambda message: message.size)
     if len(batches) == 1:
         reports = [_send_batch(sqs, queue_url, batches[0], max_attempts, sleep)]
     else:

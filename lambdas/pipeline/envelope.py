@@ -14,13 +14,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from pipeline.collection import PayloadCollection
+from pipeline.contract import MAX_REQUEST_ID_CHARS, REQUEST_ID_ATTRIBUTE, SQS_MAX_MESSAGE_BYTES
 from pipeline.problems import too_large
 
-REQUEST_ID_ATTRIBUTE = "requestId"
-# SQS counts the body's UTF-8 bytes plus each attribute's name, type and value against this limit
-# (SQS API reference, MessageAttributeValue: "part of the message size restriction (1 MiB or 1,048,576 bytes)").
-SQS_MAX_MESSAGE_BYTES = 1024 * 1024
-_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+_SAFE_ID = re.compile(f"[A-Za-z0-9][A-Za-z0-9_.-]{{0,{MAX_REQUEST_ID_CHARS - 1}}}")
 
 
 class EnvelopeError(ValueError):
@@ -109,13 +106,3 @@ def parse_envelope(body: str) -> StoredEnvelope:
     if "payload" not in document:
         raise EnvelopeError("envelope has no payload")
     return StoredEnvelope(payload_id=payload_id, request_id=str(document.get("requestId", "")), received_at=moment)
-
-
-def partition_prefix(prefix: str, received_at: datetime) -> str:
-    """The hour partition every object lands in, in both object modes: ``{prefix}dt=YYYY-MM-DD/hour=HH/``."""
-    return f"{prefix}dt={received_at:%Y-%m-%d}/hour={received_at:%H}/"
-
-
-def object_key_for(prefix: str, payload_id: str, received_at: datetime) -> str:
-    """Deterministic key: ``{prefix}dt=YYYY-MM-DD/hour=HH/{id}.json``, partitioned by receivedAt (UTC)."""
-    return f"{partition_prefix(prefix, received_at)}{payload_id}.json"

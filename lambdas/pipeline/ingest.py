@@ -50,7 +50,7 @@ class EnqueueFailed(Exception):
 
 def limits_from(settings: IngestSettings) -> Limits:
     return Limits(
-        settings.max_body_bytes, settings.max_payloads, settings.max_payload_bytes, settings.max_nesting_depth
+        settings.MAX_BODY_BYTES, settings.MAX_PAYLOADS, settings.MAX_PAYLOAD_BYTES, settings.MAX_NESTING_DEPTH
     )
 
 
@@ -70,9 +70,9 @@ def accept_payloads(request: IngestRequest, settings: IngestSettings, sqs: Calla
     messages = build_messages(collection, request_id, request.received_at_ms)
     # After validation, so a bad request still gets its 4xx; before enqueueing anything.
     refuse_if_backlogged(
-        sqs, settings.queue_url, settings.max_queue, settings.backlog_check_seconds, settings.retry_after_seconds
+        sqs, settings.QUEUE_URL, settings.MAX_QUEUE, settings.BACKLOG_CHECK_SECONDS, settings.RETRY_AFTER_SECONDS
     )
-    report = enqueue_messages(sqs(), settings.queue_url, messages, settings.enqueue_max_attempts)
+    report = enqueue_messages(sqs(), settings.QUEUE_URL, messages, settings.ENQUEUE_MAX_ATTEMPTS)
     if report.failed_entries:
-        raise EnqueueFailed(report, settings.retry_after_seconds)
+        raise EnqueueFailed(report, settings.RETRY_AFTER_SECONDS)
     return AcceptedRequest(request_id, report)

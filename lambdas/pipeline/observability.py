@@ -9,6 +9,8 @@ from typing import Any, TypeVar
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
+from pipeline.contract import Metric
+
 _Handler = TypeVar("_Handler", bound=Callable[..., Any])
 _TRUTHY = frozenset({"1", "y", "yes", "t", "true", "on"})  # what Powertools reads as true
 
@@ -65,7 +67,7 @@ def count_rejected_request(status: int) -> None:
     single_metric), because the invocation's other metrics must not get that dimension."""
     # Namespace and service from the shared Metrics object, so both blobs always agree.
     with single_metric(
-        name="RequestsRejected",
+        name=Metric.REQUESTS_REJECTED,
         unit=MetricUnit.Count,
         value=1,
         namespace=metrics.namespace,

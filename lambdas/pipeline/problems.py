@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-PROBLEM_CONTENT_TYPE = "application/problem+json"
-_TYPE_PREFIX = "urn:ingest-pipeline:problem:"
+from pipeline.contract import problem_document
 
 
 @dataclass(eq=False)  # exceptions must stay hashable (traceback machinery, logging)
@@ -27,17 +26,12 @@ class Problem(Exception):
         return f"{self.status} {self.slug}: {self.detail}"
 
     def body(self, instance: str | None = None) -> dict[str, object]:
-        document: dict[str, object] = {
-            "type": _TYPE_PREFIX + self.slug,
-            "title": self.title,
-            "status": self.status,
-            "detail": self.detail,
-        }
+        extra: dict[str, object] = {}
         if self.pointer is not None:
-            document["pointer"] = self.pointer
+            extra["pointer"] = self.pointer
         if instance:
-            document["instance"] = instance
-        return document
+            extra["instance"] = instance
+        return problem_document(self.status, self.slug, self.title, self.detail, **extra)
 
     def to_json(self, instance: str | None = None) -> str:
         return json.dumps(self.body(instance), separators=(",", ":"))

@@ -1,102 +1,92 @@
 """Runtime settings, parsed once from the environment the stack sets.
 
-The names are the knob names of infra/config.py (the single source of defaults), so a missing or
-malformed variable is a deployment bug: we fail fast at cold start with a message naming it.
+Each field is an environment variable of the same name, and a knob of infra/config.py (the single
+source of defaults), which writes them with ``to_env``. So a missing or malformed variable is a
+deployment bug: we fail fast at cold start with a message naming it.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from functools import lru_cache
+from typing import Any, TypeVar
 
-
-class SettingsError(RuntimeError):
-    """An environment variable the stack should have set is missing or malformed."""
-
-
-def _require(env: Mapping[str, str], name: str) -> str:
-    value = env.get(name, "").strip()
-    if not value:
-        raise SettingsError(f"environment variable {name} is required (set by the stack)")
-    return value
-
-
-def _int(env: Mapping[str, str], name: str, minimum: int = 0) -> int:
-    raw = _require(env, name)
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise SettingsError(f"{name}={raw!r} is not an integer") from exc
-    if value < minimum:
-        raise SettingsError(f"{name}={value} is below its minimum {minimum}")
-    return value
-
-
-def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str:
-    value = _require(env, name)
-    if value not in allowed:
-        raise SettingsError(f"{name}={value!r} is not one of {', '.join(allowed)}")
-    return value
-
-
-@dataclass(frozen=True)
-class IngestSettings:
-    queue_url: str
-    max_body_bytes: int
-    max_payloads: int
-    max_payload_bytes: int
-    max_nesting_depth: int
-    enqueue_max_attempts: int
-    retry_after_seconds: int
-    max_queue: int = 0  # 0: no backlog bound (see pipeline/backpressure.py)
-    backlog_check_seconds: int = 5
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> IngestSettings:
-        return cls(
-            queue_url=_require(env, "QUEUE_URL"),
-            max_body_bytes=_int(env, "MAX_BODY_BYTES", 1),
-            max_payloads=_int(env, "MAX_PAYLOADS", 1),
-            max_payload_bytes=_int(env, "MAX_PAYLOAD_BYTES", 1),
-            max_nesting_depth=_int(env, "MAX_NESTING_DEPTH", 1),
-            enqueue_max_attempts=_int(env, "ENQUEUE_MAX_ATTEMPTS", 1),
-            retry_after_seconds=_int(env, "RETRY_AFTER_SECONDS", 1),
-            max_queue=_int(env, "MAX_QUEUE", 0),
-            backlog_check_seconds=_int(env, "BACKLOG_CHECK_SECONDS", 1),
-        )
-
+from pipeline.contract import KnobError, parse_int
 
 OBJECT_MODES = ("payload", "batch")
 
 
+class SettingsError(KnobError):
+    """An environment variable the stack should have set is missing or malformed."""
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    QUEUE_URL: str
+    MAX_BODY_BYTES: int = field(metadata={"minimum": 1})
+    MAX_PAYLOADS: int = field(metadata={"minimum": 1})
+    MAX_PAYLOAD_BYTES: int = field(metadata={"minimum": 1})
+    MAX_NESTING_DEPTH: int = field(metadata={"minimum": 1})
+    ENQUEUE_MAX_ATTEMPTS: int = field(metadata={"minimum": 1})
+    RETRY_AFTER_SECONDS: int = field(metadata={"minimum": 1})
+    MAX_QUEUE: int = field(metadata={"minimum": 0})  # 0: no backlog bound (see pipeline/backpressure.py)
+    BACKLOG_CHECK_SECONDS: int = field(metadata={"minimum": 1})
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> IngestSettings:
+        return _from_env(cls, env)
+
+    def to_env(self) -> dict[str, str]:
+        return _to_env(self)
+
+
 @dataclass(frozen=True)
 class ConsumerSettings:
-    bucket_name: str
-    object_prefix: str
-    upload_concurrency: int
-    # "payload": one JSON object per payload (the default); "batch": one gzip NDJSON object per
-    # hour partition of a consumer batch (pipeline/batch_objects.py). Defaulted here only so code
-    # that builds settings by hand keeps working; from_env still requires the variable.
-    object_mode: str = "payload"
+    BUCKET_NAME: str
+    # An empty prefix is legal (objects at the bucket root).
+    OBJECT_PREFIX: str = field(metadata={"may_be_empty": True})
+    UPLOAD_CONCURRENCY: int = field(metadata={"minimum": 1})
+    # "payload": one JSON object per payload; "batch": one gzip NDJSON object per hour partition of a
+    # consumer batch (pipeline/batch_objects.py).
+    OBJECT_MODE: str = field(metadata={"choices": OBJECT_MODES})
     # The queue the records come from, and the retry delay of a failed record (pipeline/redelivery.py).
-    queue_url: str = ""
-    retry_base_seconds: int = 10
-    retry_max_seconds: int = 180
+    QUEUE_URL: str = field()
+    RETRY_BASE_SECONDS: int = field(metadata={"minimum": 1})
+    RETRY_MAX_SECONDS: int = field(metadata={"minimum": 1})
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ConsumerSettings:
-        return cls(
-            bucket_name=_require(env, "BUCKET_NAME"),
-            # An empty prefix is legal (objects at the bucket root), so it is not _require()d.
-            object_prefix=env.get("OBJECT_PREFIX", ""),
-            upload_concurrency=_int(env, "UPLOAD_CONCURRENCY", 1),
-            object_mode=_choice(env, "OBJECT_MODE", OBJECT_MODES),
-            queue_url=_require(env, "QUEUE_URL"),
-            retry_base_seconds=_int(env, "RETRY_BASE_SECONDS", 1),
-            retry_max_seconds=_int(env, "RETRY_MAX_SECONDS", 1),
-        )
+        return _from_env(cls, env)
+
+    def to_env(self) -> dict[str, str]:
+        return _to_env(self)
+
+
+S = TypeVar("S", IngestSettings, ConsumerSettings)
+
+
+def _from_env(cls: type[S], env: Mapping[str, str]) -> S:
+    values: dict[str, Any] = {}
+    for knob in fields(cls):
+        if knob.metadata.get("may_be_empty"):
+            values[knob.name] = env.get(knob.name, "")
+            continue
+        raw = env.get(knob.name, "").strip()
+        if not raw:
+            raise SettingsError(f"environment variable {knob.name} is required (set by the stack)")
+        if knob.type == "int":
+            values[knob.name] = parse_int(knob.name, raw, knob.metadata["minimum"], error=SettingsError)
+        elif "choices" in knob.metadata and raw not in knob.metadata["choices"]:
+            raise SettingsError(f"{knob.name}={raw!r} is not one of {', '.join(knob.metadata['choices'])}")
+        else:
+            values[knob.name] = raw
+    return cls(**values)
+
+
+def _to_env(settings: IngestSettings | ConsumerSettings) -> dict[str, str]:
+    return {knob.name: str(getattr(settings, knob.name)) for knob in fields(settings)}
 
 
 @lru_cache(maxsize=1)

@@ -7,6 +7,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from pipeline.contract import PAYLOAD_CONTENT_TYPE
 from pipeline.time_budget import ensure_time_left
 
 
@@ -16,7 +17,7 @@ class StoreOutcome(str, Enum):
 
 
 def put_create_only(
-    s3: Any, bucket: str, key: str, body: bytes, content_type: str = "application/json"
+    s3: Any, bucket: str, key: str, body: bytes, content_type: str = PAYLOAD_CONTENT_TYPE
 ) -> StoreOutcome:
     """PutObject with If-None-Match: *. A 412 means an earlier delivery already stored this key.
 

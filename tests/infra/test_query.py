@@ -14,7 +14,7 @@ from aws_cdk.assertions import Template
 
 from infra.application import build_app, cdk_json_context
 from infra.lake_table import DEDUP_VIEW_SQL
-from pipeline.envelope import object_key_for, partition_prefix
+from pipeline.contract import partition_prefix, payload_object_key
 
 BUCKET = "example-bucket"
 
@@ -82,7 +82,7 @@ def test_every_projected_partition_is_exactly_where_the_consumer_writes(prefix: 
         projected = projected_prefix(parameters, template, moment.strftime(date_format), str(moment.hour).zfill(digits))
         # Then each projected partition is the prefix the consumer writes that hour's objects under
         assert projected == f"s3://{BUCKET}/{partition_prefix(prefix, moment)}"
-        assert f"s3://{BUCKET}/{object_key_for(prefix, 'r-0', moment)}".startswith(projected)
+        assert f"s3://{BUCKET}/{payload_object_key(prefix, 'r-0', moment)}".startswith(projected)
     # And the table's location is the prefix itself
     location = render(tables(template)["payloads"]["TableInput"]["StorageDescriptor"]["Location"], template)
     assert location == f"s3://{BUCKET}/{prefix}"

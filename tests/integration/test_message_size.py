@@ -12,18 +12,12 @@ from typing import Any
 
 import pytest
 
-from infra.config import (
-    ENVELOPE_OVERHEAD_BYTES,
-    MAX_BODY_BYTES_CEILING,
-    MAX_TOKEN_CHARS,
-    MAX_VERSION_CHARS,
-    SQS_MAX_MESSAGE_BYTES,
-    PipelineConfig,
-)
+from infra.config import MAX_BODY_BYTES_CEILING, PipelineConfig
 from pipeline import settings
+from pipeline.contract import MAX_PAYLOAD_BYTES_CEILING, MAX_TOKEN_CHARS, MAX_VERSION_CHARS, SQS_MAX_MESSAGE_BYTES
 from tests.conftest import JSON_HEADERS, Pipeline
 
-LARGEST_PAYLOAD = SQS_MAX_MESSAGE_BYTES - ENVELOPE_OVERHEAD_BYTES  # the largest MAX_PAYLOAD_BYTES the config accepts
+LARGEST_PAYLOAD = MAX_PAYLOAD_BYTES_CEILING  # the largest MAX_PAYLOAD_BYTES the config accepts
 # character -> bytes it takes inside a JSON string, as the envelope writes version/token (ASCII escapes)
 ESCAPING_HEAVY = {"\U0001f600": 12, "\x01": 6, '"': 2, "\u2028": 6}
 

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from openapi_spec_validator import validate
 
-from pipeline.collection import MAX_TOKEN_CHARS, MAX_VERSION_CHARS
+from pipeline.contract import MAX_TOKEN_CHARS, MAX_VERSION_CHARS
 from tests.conftest import JSON_HEADERS, Pipeline, collection
 
 SPEC_PATH = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from infra.config import PipelineConfig
-from pipeline.collection import MAX_TOKEN_CHARS, MAX_VERSION_CHARS
+from pipeline.contract import MAX_TOKEN_CHARS, MAX_VERSION_CHARS
 from tests.conftest import JSON_HEADERS, Pipeline
 
 LIMITS = PipelineConfig()  # the deployed defaults: the catalogue attacks what ships

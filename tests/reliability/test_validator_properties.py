@@ -15,8 +15,8 @@ from typing import Any
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
-from infra.config import SQS_MAX_MESSAGE_BYTES
 from pipeline.collection import Limits, decode_body, parse_collection
+from pipeline.contract import SQS_MAX_MESSAGE_BYTES
 from pipeline.envelope import build_messages
 from pipeline.problems import Problem
 from tests.conftest import Pipeline

@@ -12,13 +12,17 @@ import pytest
 from pipeline.batch_objects import (
     BatchReport,
     ObjectNotStoredError,
-    decode_batch_object,
-    encode_batch_object,
     plan_batch_objects,
     store_batch_objects,
 )
+from pipeline.contract import decode_batch_object, encode_batch_object
 from pipeline.envelope import EnvelopeError
 from pipeline.storage import StoreOutcome
+
+
+def lines_of(records: Any) -> dict[str, bytes]:
+    """What the consumer hands the codec: each record's NDJSON line by payload id."""
+    return {record.envelope.payload_id: record.line for record in records}
 
 
 def envelope(payload_id: str, received_at: str = "2026-11-26T02:15:00.000Z", **payload: Any) -> str:
@@ -82,20 +86,20 @@ def test_poison_records_are_rejected_on_their_own() -> None:
 def test_the_object_is_gzip_ndjson_sorted_by_id_holding_each_payload_once() -> None:
     # Given a batch where SQS delivered r-1 twice (two message ids, one payload id)
     plan = plan_batch_objects(messages(envelope("r-1"), envelope("r-0"), envelope("r-1")), "p/")
-    data = encode_batch_object(plan.groups[0].records)
+    data = encode_batch_object(lines_of(plan.groups[0].records))
     # Then the object holds r-0 and r-1 once each, one compact JSON document per line
     lines = gzip.decompress(data).split(b"\n")
     assert lines[-1] == b"" and len(lines) == 3
     assert [json.loads(line)["id"] for line in lines[:-1]] == ["r-0", "r-1"]
     assert decode_batch_object(data) == [json.loads(envelope("r-0")), json.loads(envelope("r-1"))]
     # And the bytes are the same on every encoding (no gzip timestamp)
-    assert encode_batch_object(reversed(plan.groups[0].records)) == data
+    assert encode_batch_object(lines_of(reversed(plan.groups[0].records))) == data
 
 
 def test_a_body_with_raw_newlines_still_becomes_one_line() -> None:
     pretty = json.dumps(json.loads(envelope("r-0")), indent=2)
     plan = plan_batch_objects(messages(pretty), "p/")
-    assert decode_batch_object(encode_batch_object(plan.groups[0].records)) == [json.loads(pretty)]
+    assert decode_batch_object(encode_batch_object(lines_of(plan.groups[0].records))) == [json.loads(pretty)]
 
 
 class FakeS3:

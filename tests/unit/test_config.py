@@ -47,13 +47,13 @@ def test_lambdas_parse_exactly_what_the_stack_renders() -> None:
     config = PipelineConfig(MAX_PAYLOADS=42, UPLOAD_CONCURRENCY=7, OBJECT_PREFIX="raw/")
     ingest = IngestSettings.from_env(config.ingest_environment("https://queue"))
     consumer = ConsumerSettings.from_env(config.consumer_environment("bucket", "https://queue"))
-    assert (ingest.queue_url, ingest.max_payloads, ingest.max_body_bytes) == (
+    assert (ingest.QUEUE_URL, ingest.MAX_PAYLOADS, ingest.MAX_BODY_BYTES) == (
         "https://queue",
         42,
         config.MAX_BODY_BYTES,
     )
-    assert (consumer.bucket_name, consumer.upload_concurrency, consumer.object_prefix) == ("bucket", 7, "raw/")
-    assert (consumer.queue_url, consumer.retry_base_seconds, consumer.retry_max_seconds) == ("https://queue", 10, 180)
+    assert (consumer.BUCKET_NAME, consumer.UPLOAD_CONCURRENCY, consumer.OBJECT_PREFIX) == ("bucket", 7, "raw/")
+    assert (consumer.QUEUE_URL, consumer.RETRY_BASE_SECONDS, consumer.RETRY_MAX_SECONDS) == ("https://queue", 10, 180)
 
 
 def test_the_retry_delay_never_exceeds_the_visibility_timeout() -> None:

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 import pytest
 
 from pipeline.collection import PayloadCollection
-from pipeline.enqueue import MAX_BATCH_BYTES, pack_batches
+from pipeline.contract import SQS_MAX_BATCH_BYTES, pack_batches, payload_object_key
 from pipeline.envelope import (
     EnvelopeError,
     OutgoingMessage,
     build_messages,
     format_received_at,
-    object_key_for,
     parse_envelope,
 )
 
@@ -23,6 +23,11 @@ REQUEST_ID = "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"
 
 def message(size: int, index: int = 0) -> OutgoingMessage:
     return OutgoingMessage(f"id-{index}", "x", REQUEST_ID, size)
+
+
+def pack(messages: Iterable[OutgoingMessage]) -> list[list[OutgoingMessage]]:
+    """How the ingest packs its messages into SendMessageBatch calls (pipeline/enqueue.py)."""
+    return pack_batches(list(messages), lambda m: m.size)
 
 
 def test_envelope_ids_are_request_id_plus_index_and_bodies_are_self_describing() -> None:
@@ -56,7 +61,7 @@ def test_building_twice_gives_identical_messages() -> None:
 )
 def test_object_key_partition_comes_from_received_at_in_utc(epoch_ms: int, key: str) -> None:
     envelope = parse_envelope(json.dumps({"id": "abc-0", "receivedAt": format_received_at(epoch_ms), "payload": {}}))
-    assert object_key_for("p/", envelope.payload_id, envelope.received_at) == key
+    assert payload_object_key("p/", envelope.payload_id, envelope.received_at) == key
 
 
 @pytest.mark.parametrize(
@@ -83,21 +88,21 @@ def test_received_at_round_trips_with_milliseconds() -> None:
 
 
 def test_small_messages_pack_ten_per_call_in_order() -> None:
-    batches = pack_batches([message(1024, i) for i in range(25)])
+    batches = pack(message(1024, i) for i in range(25))
     assert [len(b) for b in batches] == [10, 10, 5]
     assert [m.payload_id for b in batches for m in b] == [f"id-{i}" for i in range(25)]
 
 
 def test_large_messages_pack_by_bytes_never_over_one_mib() -> None:
-    batches = pack_batches([message(300 * 1024, i) for i in range(7)])
+    batches = pack(message(300 * 1024, i) for i in range(7))
     assert [len(b) for b in batches] == [3, 3, 1]
-    assert all(sum(m.size for m in b) <= MAX_BATCH_BYTES for b in batches)
+    assert all(sum(m.size for m in b) <= SQS_MAX_BATCH_BYTES for b in batches)
 
 
 def test_a_message_of_exactly_one_mib_goes_alone() -> None:
-    batches = pack_batches([message(10), message(MAX_BATCH_BYTES), message(10)])
+    batches = pack([message(10), message(SQS_MAX_BATCH_BYTES), message(10)])
     assert [len(b) for b in batches] == [1, 1, 1]
 
 
 def test_no_messages_no_calls() -> None:
-    assert pack_batches([]) == []
+    assert pack([]) == []

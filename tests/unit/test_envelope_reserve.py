@@ -1,18 +1,17 @@
-"""infra/config.py's envelope reserve is the real worst case of build_messages, to the byte."""
+"""pipeline/contract.py's envelope reserve is the real worst case of build_messages, to the byte."""
 
 from __future__ import annotations
 
 import pytest
 
 from infra import config
-from pipeline import collection as collection_module
-from pipeline import envelope as envelope_module
+from pipeline import contract
 from pipeline.collection import PayloadCollection
 from pipeline.envelope import build_messages, is_safe_id
 from pipeline.problems import Problem
 
-WORST_REQUEST_ID = "r" * config.MAX_REQUEST_ID_CHARS
-LAST_INDEX = 10**config.MAX_PAYLOAD_INDEX_DIGITS - 1  # MAX_PAYLOADS is at most 10,000
+WORST_REQUEST_ID = "r" * contract.MAX_REQUEST_ID_CHARS
+LAST_INDEX = contract.MAX_PAYLOADS_CEILING - 1
 
 
 def worst_collection(last_payload_bytes: int) -> PayloadCollection:
@@ -21,24 +20,20 @@ def worst_collection(last_payload_bytes: int) -> PayloadCollection:
     emoji = "\U0001f600"  # 12 bytes as a JSON ASCII escape: \ud83d\ude00
     last = '{"v":"' + "x" * (last_payload_bytes - 8) + '"}'
     return PayloadCollection(
-        emoji * config.MAX_VERSION_CHARS, emoji * config.MAX_TOKEN_CHARS, ["{}"] * LAST_INDEX + [last]
+        emoji * contract.MAX_VERSION_CHARS, emoji * contract.MAX_TOKEN_CHARS, ["{}"] * LAST_INDEX + [last]
     )
 
 
-def test_the_config_and_the_lambdas_agree_on_every_bound() -> None:
-    assert (config.MAX_VERSION_CHARS, config.MAX_TOKEN_CHARS) == (
-        collection_module.MAX_VERSION_CHARS,
-        collection_module.MAX_TOKEN_CHARS,
-    )
-    assert config.SQS_MAX_MESSAGE_BYTES == envelope_module.SQS_MAX_MESSAGE_BYTES == 1_048_576
-    assert is_safe_id("r" * config.MAX_REQUEST_ID_CHARS) and not is_safe_id("r" * (config.MAX_REQUEST_ID_CHARS + 1))
-    with pytest.raises(ValueError, match="MAX_PAYLOADS"):
-        config.PipelineConfig(MAX_PAYLOADS=10**config.MAX_PAYLOAD_INDEX_DIGITS + 1)
+def test_the_reserve_assumes_the_longest_id_and_index_the_pipeline_can_produce() -> None:
+    assert is_safe_id(WORST_REQUEST_ID) and not is_safe_id(WORST_REQUEST_ID + "r")
+    config.PipelineConfig(MAX_PAYLOADS=LAST_INDEX + 1)
+    with pytest.raises(config.ConfigError, match="MAX_PAYLOADS"):
+        config.PipelineConfig(MAX_PAYLOADS=LAST_INDEX + 2)
 
 
 def test_the_largest_payload_the_config_accepts_fills_the_worst_envelope_to_exactly_1_mib() -> None:
     # Given the largest MAX_PAYLOAD_BYTES the config accepts, and one past it
-    largest = config.SQS_MAX_MESSAGE_BYTES - config.ENVELOPE_OVERHEAD_BYTES
+    largest = contract.MAX_PAYLOAD_BYTES_CEILING
     config.PipelineConfig(MAX_PAYLOAD_BYTES=largest)
     with pytest.raises(config.ConfigError, match="MAX_PAYLOAD_BYTES"):
         config.PipelineConfig(MAX_PAYLOAD_BYTES=largest + 1)
@@ -47,7 +42,7 @@ def test_the_largest_payload_the_config_accepts_fills_the_worst_envelope_to_exac
     messages = build_messages(worst_collection(largest), WORST_REQUEST_ID, 1_764_125_289_123)
 
     # Then it is exactly the SQS limit, counted as SQS counts it (body plus the attribute)
-    assert messages[-1].size == config.SQS_MAX_MESSAGE_BYTES
+    assert messages[-1].size == contract.SQS_MAX_MESSAGE_BYTES == 1_048_576
     # and one byte more is refused before anything is sent, naming the payload
     with pytest.raises(Problem) as refused:
         build_messages(worst_collection(largest + 1), WORST_REQUEST_ID, 1_764_125_289_123)
