@@ -27,12 +27,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from infra.config import ConfigError, PipelineConfig
 from local_pipeline.access_log import AccessLog
-from local_pipeline.http_front import PAYLOADS_PATH, IngestFront
+from local_pipeline.http_front import IngestFront
 from local_pipeline.lambda_runtime import FaultInjection, FunctionPool
 from local_pipeline.local_settings import LocalSettings, stack_config
 from local_pipeline.moto_endpoint import AwsEndpoint, EndpointError, apply_environment
 from local_pipeline.resources import LocalResources, create_resources, lambda_environment
 from local_pipeline.worker_pool import WorkerPool
+from pipeline.contract import CONSUMER_SERVICE, INGEST_SERVICE, PAYLOADS_PATH
 
 RESOURCE_NAME = "ingest-pipeline-local"
 # Against AWS_ENDPOINT_URL the pollers long-poll like the ESM (short polls would cost requests on a
@@ -136,7 +137,7 @@ def _run(
     ingest = FunctionPool(
         "ingest",
         "ingest_handler.lambda_handler",
-        function_environment(config, resources, settings, endpoint, "ingest", visibility),
+        function_environment(config, resources, settings, endpoint, INGEST_SERVICE, visibility),
         settings.LOCAL_INGEST_CONCURRENCY,
         config.INGEST_TIMEOUT_SECONDS,
         config.INGEST_MEMORY_MB,
@@ -144,7 +145,7 @@ def _run(
     consumer = FunctionPool(
         "consumer",
         "consumer_handler.lambda_handler",
-        function_environment(config, resources, settings, endpoint, "consumer", visibility),
+        function_environment(config, resources, settings, endpoint, CONSUMER_SERVICE, visibility),
         config.MAX_WORKERS,
         config.CONSUMER_TIMEOUT_SECONDS,
         config.CONSUMER_MEMORY_MB,

@@ -21,34 +21,37 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Final
 from urllib.parse import parse_qs, urlsplit
 
 from local_pipeline.access_log import AccessLog
 from local_pipeline.events import api_gateway_event, response_headers
 from local_pipeline.lambda_runtime import FunctionError, FunctionPool
 from local_pipeline.local_settings import API_GATEWAY_MAX_BODY_BYTES
+from pipeline.contract import GATEWAY_PROBLEMS, PAYLOADS_PATH, PROBLEM_CONTENT_TYPE, GatewayProblem, problem_document
 
-PAYLOADS_PATH = "/v1/payloads"
-PROBLEM_CONTENT_TYPE = "application/problem+json"
-# The errors the front answers itself, with the bodies infra/api_construct.py's gateway responses
-# render (RFC 9457): status -> (slug, detail).
-GATEWAY_PROBLEMS: dict[int, tuple[str, str]] = {
-    400: ("bad-request", "the request was rejected by API Gateway"),
-    403: ("forbidden", "missing or invalid x-api-key header"),
+# The errors the front answers as the deployed API Gateway does, with its gateway responses' bodies.
+GATEWAY_RESPONSES: Final[Mapping[int, GatewayProblem]] = {
+    403: GATEWAY_PROBLEMS["INVALID_API_KEY"],
+    413: GATEWAY_PROBLEMS["REQUEST_TOO_LARGE"],
+}
+# Errors only this front answers (same problem+json shape, its own slugs): status -> (slug, detail).
+LOCAL_FRONT_PROBLEMS: Final[Mapping[int, tuple[str, str]]] = {
+    # http.server's parse errors and the front's body-framing checks; not one of API Gateway's response types.
+    400: ("bad-request", "the request could not be read"),
+    # A method http.server has no do_* for (TRACE, BREW...); the handler's router answers the others.
     405: ("method-not-allowed", f"use POST {PAYLOADS_PATH}"),
-    413: ("body-too-large", "the request body is larger than API Gateway accepts"),
-    414: ("uri-too-long", "the request line is too long"),
-    431: ("headers-too-large", "the request headers are too large or too many"),
-    # Locally a 502 only means the Lambda environment died (no 6 MB invoke limit here): no promise that
-    # a retry helps, as infra/api_construct.py's texts make none.
+    414: ("uri-too-long", "the request line is too long"),  # http.server's request-line limit
+    431: ("headers-too-large", "the request headers are too large or too many"),  # http.server's header limits
+    # Locally a 502 only means the Lambda environment died (no 6 MB invoke limit here), so not DEFAULT_5_XX's
+    # text about body size; no promise that a retry helps, as the gateway's texts make none.
     502: ("ingest-unavailable", "the ingest function failed; the cause may be temporary"),
-    503: ("shutting-down", "the local pipeline is shutting down"),
-    505: ("http-version-not-supported", "use HTTP/1.1"),
+    503: ("shutting-down", "the local pipeline is shutting down"),  # Ctrl-C: a deployed API has no such moment
+    505: ("http-version-not-supported", "use HTTP/1.1"),  # http.server's version check
 }
 # RFC 9110's names where Python's HTTPStatus still has the older RFC 7231 ones ("Request-URI Too Long").
 TITLES = {413: "Content Too Large", 414: "URI Too Long", 422: "Unprocessable Content"}
@@ -75,16 +78,16 @@ def title_of(status: int) -> str:
         return "Error"
 
 
-def gateway_problem(status: int, request_id: str, detail: str | None = None, slug: str | None = None) -> bytes:
-    """A problem+json body of the handler's shape (pipeline/problems.py) plus ``requestId``."""
-    default_slug, default_detail = GATEWAY_PROBLEMS.get(status, ("bad-request", "the request was rejected"))
-    body = {
-        "type": f"urn:ingest-pipeline:problem:{slug or default_slug}",
-        "title": title_of(status),
-        "status": status,
-        "detail": detail or default_detail,
-        "requestId": request_id,
-    }
+def front_problem(status: int, request_id: str, detail: str | None = None, slug: str | None = None) -> bytes:
+    """A problem+json body (contract.problem_document) plus ``requestId``: the deployed gateway
+    response's for the statuses in GATEWAY_RESPONSES, the front's own for the others."""
+    gateway = GATEWAY_RESPONSES.get(status)
+    if gateway is not None:
+        default_slug, title, default_detail = gateway.slug, gateway.title, gateway.detail
+    else:
+        default_slug, default_detail = LOCAL_FRONT_PROBLEMS.get(status, ("bad-request", "the request was rejected"))
+        title = title_of(status)
+    body = problem_document(status, slug or default_slug, title, detail or default_detail, requestId=request_id)
     return json.dumps(body, separators=(",", ":")).encode()
 
 
@@ -210,7 +213,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             headers["Allow"] = "POST"
         elif code == 400:
             slug = "bad-request-line" if not self.command else "bad-request"
-        self._write(code, headers, gateway_problem(code, request_id, explain or message, slug))
+        self._write(code, headers, front_problem(code, request_id, explain or message, slug))
         self.server.front.log.request(self.command or "-", split_target(self.path or "")[0] or "-", code, 0, 0.0)
 
     # --- one request ---------------------------------------------------------------------------
@@ -229,7 +232,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
                         "Connection": "close",
                         "Retry-After": str(RETRY_AFTER_SECONDS),
                     },
-                    gateway_problem(503, request_id),
+                    front_problem(503, request_id),
                 )
             else:
                 status, headers, body = self._answer(front, path, query, request_id)
@@ -243,12 +246,12 @@ class _RequestHandler(BaseHTTPRequestHandler):
             body = self._read_body()
         except BodyRefused as refused:
             self.close_connection = True  # the unread rest of the body must not be parsed as a request
-            return refused.status, problem_headers, gateway_problem(refused.status, request_id, refused.detail)
+            return refused.status, problem_headers, front_problem(refused.status, request_id, refused.detail)
         key = self.headers.get("x-api-key")
         # Every method and path: which paths reach the handler is the router's business, not the front's.
         valid_key = key is not None and hmac.compare_digest(key.encode(), front.api_key.encode())
         if front.require_api_key and not valid_key:
-            return 403, problem_headers, gateway_problem(403, request_id)
+            return 403, problem_headers, front_problem(403, request_id)
         event = api_gateway_event(
             self.command,
             path,
@@ -265,13 +268,13 @@ class _RequestHandler(BaseHTTPRequestHandler):
             return (
                 503,
                 {**problem_headers, "Retry-After": str(RETRY_AFTER_SECONDS)},
-                gateway_problem(503, request_id, detail, "local-queue-full"),
+                front_problem(503, request_id, detail, "local-queue-full"),
             )
         try:
             response = front.ingest.invoke(event)
         except FunctionError as exc:
             front.log.line(f"ingest handler failed: {exc}\n{exc.stack_trace}")
-            return 502, problem_headers, gateway_problem(502, request_id)
+            return 502, problem_headers, front_problem(502, request_id)
         finally:
             front.release()
         return _http_response(response)

@@ -21,6 +21,7 @@ from local_pipeline.access_log import AccessLog
 from local_pipeline.events import sqs_event
 from local_pipeline.lambda_runtime import FunctionError, FunctionPool
 from local_pipeline.resources import LocalResources
+from pipeline.contract import SQS_MAX_BATCH_ENTRIES
 
 # One invocation's payload is limited to 6 MB (AWS); a batch stops growing before that.
 MAX_INVOCATION_BYTES = 6 * 1000 * 1000
@@ -155,7 +156,7 @@ class WorkerPool:
         # moto_endpoint.py), so a long poll would hold up every other call.
         return self._sqs.receive_message(
             QueueUrl=self._resources.queue_url,
-            MaxNumberOfMessages=min(10, limit),
+            MaxNumberOfMessages=min(SQS_MAX_BATCH_ENTRIES, limit),
             WaitTimeSeconds=wait_seconds,
             AttributeNames=["All"],
             MessageAttributeNames=["All"],
@@ -201,8 +202,8 @@ class WorkerPool:
         self._log.batch(number, len(batch), len(failed), (time.perf_counter() - started) * 1000, error)
 
     def _delete(self, messages: list[dict[str, Any]]) -> None:
-        for start in range(0, len(messages), 10):
-            chunk = messages[start : start + 10]
+        for start in range(0, len(messages), SQS_MAX_BATCH_ENTRIES):
+            chunk = messages[start : start + SQS_MAX_BATCH_ENTRIES]
             result = self._sqs.delete_message_batch(
                 QueueUrl=self._resources.queue_url,
                 Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)],
