@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from infra.config import ConfigError, PipelineConfig, cdk_json_context
+from pipeline.contract import parse_int
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # API Gateway REST refuses bodies above 10 MB before any Lambda runs.
@@ -24,16 +25,9 @@ def stack_config(environ: Mapping[str, str]) -> PipelineConfig:
 
 
 def _int(environ: Mapping[str, str], name: str, default: int, minimum: int, maximum: int) -> int:
+    """``environ[name]`` within its bounds, ``default`` when unset or empty; else ConfigError naming it."""
     raw = environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{name}={raw!r} is not an integer") from exc
-    if not minimum <= value <= maximum:
-        raise ConfigError(f"{name} must be {minimum}..{maximum}, got {value}")
-    return value
+    return parse_int(name, raw, minimum, maximum, error=ConfigError) if raw else default
 
 
 @dataclass(frozen=True)
