@@ -1,11 +1,12 @@
 """Sustained end-to-end throughput of `make run`: POST -> accepted (202) -> stored in S3.
 
-    .venv/bin/python -m local_pipeline.measure [--seconds 30] [--clients 4] [--warmup 10]
-                                               [--payloads 10] [--payload-bytes 1024] [--raw-seconds 15]
+    .venv/bin/python -m bench.local_pipeline_throughput [--seconds 30] [--clients 4] [--warmup 10]
+                                                        [--payloads 10] [--payload-bytes 1024] [--raw-seconds 15]
 
-Starts the local pipeline (default settings, free ports) as a subprocess, POSTs collections from a
-few client threads to 127.0.0.1 for a bounded time, waits until every accepted payload is in the
-embedded S3, stops the pipeline with SIGINT, and prints requests/s, payloads/s and latencies.
+Starts the local pipeline (default settings, free ports) as a subprocess (local_pipeline/launch.py),
+POSTs collections from a few client threads to 127.0.0.1 for a bounded time, waits until every
+accepted payload is in the embedded S3, stops the pipeline with SIGINT, and prints requests/s,
+payloads/s and latencies.
 
 In the same run, before and after the pipeline's turn, it times the RAW LOOP: what the pipeline asks
 of its embedded moto per request, with no HTTP, no handlers and no Lambda environments in between
@@ -22,9 +23,7 @@ import argparse
 import json
 import os
 import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -36,7 +35,8 @@ from typing import Any
 import boto3
 import requests
 
-from local_pipeline.local_settings import REPO_ROOT
+from local_pipeline.launch import LaunchError, LocalRun, free_port, start_local_pipeline
+from pipeline.contract import PAYLOAD_CONTENT_TYPE, PAYLOAD_OBJECT_SUFFIX, PAYLOADS_PATH, SQS_MAX_BATCH_ENTRIES
 
 BUCKET = "ingest-pipeline-local-payloads"
 QUEUE = "ingest-pipeline-local"
@@ -59,12 +59,6 @@ def collection_body(payloads: int, payload_bytes: int) -> bytes:
             json.dumps({"seq": seq, "fill": "x" * max(0, payload_bytes - len(skeleton))}, separators=(",", ":"))
         )
     return ('{"version":"1.0","token":"bench-device","data":[' + ",".join(items) + "]}").encode()
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _post_until(url: str, body: bytes, key: str, deadline: float, results: ClientResults) -> None:
@@ -90,8 +84,10 @@ def _post_all(url: str, body: bytes, key: str, deadline: float, results: list[Cl
         thread.join()
 
 
-RAW_QUEUE = "measure-raw-loop"
+RAW_QUEUE = "throughput-raw-loop"
 RAW_PREFIX = "raw-loop/"
+# One full SendMessageBatch: what a request of 10 payloads asks of SQS.
+RAW_BATCH = SQS_MAX_BATCH_ENTRIES
 
 
 def _raw_loop(sqs: Any, s3: Any, payload: str, deadline: float, counts: list[int], slot: int) -> None:
@@ -100,29 +96,31 @@ def _raw_loop(sqs: Any, s3: Any, payload: str, deadline: float, counts: list[int
     queue_url = sqs.create_queue(QueueName=f"{RAW_QUEUE}-{slot}")["QueueUrl"]
     body = payload.encode()
     while time.monotonic() < deadline:
-        sqs.send_message_batch(QueueUrl=queue_url, Entries=[{"Id": str(i), "MessageBody": payload} for i in range(10)])
+        sqs.send_message_batch(
+            QueueUrl=queue_url, Entries=[{"Id": str(i), "MessageBody": payload} for i in range(RAW_BATCH)]
+        )
         received: list[dict[str, Any]] = []
-        while len(received) < 10:
+        while len(received) < RAW_BATCH:
             received += sqs.receive_message(
                 QueueUrl=queue_url,
-                MaxNumberOfMessages=10 - len(received),
+                MaxNumberOfMessages=RAW_BATCH - len(received),
                 AttributeNames=["All"],
                 MessageAttributeNames=["All"],
             ).get("Messages", [])
         for message in received:
             s3.put_object(
                 Bucket=BUCKET,
-                Key=f"{RAW_PREFIX}{message['MessageId']}.json",
+                Key=f"{RAW_PREFIX}{message['MessageId']}{PAYLOAD_OBJECT_SUFFIX}",
                 Body=body,
-                ContentType="application/json",
+                ContentType=PAYLOAD_CONTENT_TYPE,
                 IfNoneMatch="*",
             )
-        for start in range(0, len(received), 10):
+        for start in range(0, len(received), SQS_MAX_BATCH_ENTRIES):
             sqs.delete_message_batch(
                 QueueUrl=queue_url,
                 Entries=[
                     {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
-                    for i, m in enumerate(received[start : start + 10])
+                    for i, m in enumerate(received[start : start + SQS_MAX_BATCH_ENTRIES])
                 ],
             )
         counts[slot] += len(received)
@@ -205,46 +203,36 @@ def main() -> int:
     )
     args = parser.parse_args()
 
-    port, aws_port = _free_port(), _free_port()
-    console = Path(tempfile.mkstemp(prefix="local-pipeline-measure-", suffix=".log")[1])
-    environment = {**os.environ, "PORT": str(port), "MOTO_PORT": str(aws_port), "PYTHONUNBUFFERED": "1"}
-    environment.pop("AWS_ENDPOINT_URL", None)
-    with console.open("wb") as sink:
-        runner = subprocess.Popen(
-            [sys.executable, "-m", "local_pipeline"],
-            cwd=REPO_ROOT,
-            env=environment,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    console = Path(tempfile.mkstemp(prefix="local-pipeline-throughput-", suffix=".log")[1])
     try:
-        while "Ready." not in console.read_text(errors="replace"):
-            if runner.poll() is not None:
-                print(console.read_text(errors="replace"), file=sys.stderr)
-                return 1
-            time.sleep(0.2)
-        return _measure(args, port, aws_port, runner.pid, console)
+        run = start_local_pipeline(console, free_port(), free_port())
+    except LaunchError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    try:
+        return _measure(args, run)
     finally:
-        if runner.poll() is None:
-            runner.send_signal(signal.SIGINT)
-            runner.wait(timeout=120)
-        tail = console.read_text(errors="replace").split("Summary", 1)
+        try:
+            run.stop(signal.SIGINT, timeout=120)  # Ctrl-C: drains the queue and prints the summary
+        finally:
+            run.kill_leftovers()
+        tail = run.output().split("Summary", 1)
         if len(tail) == 2:
             print("runner summary:" + tail[1].rstrip())
         print(f"runner console: {console}")
 
 
-def _measure(args: argparse.Namespace, port: int, aws_port: int, runner_pgid: int, console: Path) -> int:
+def _measure(args: argparse.Namespace, run: LocalRun) -> int:
+    console, runner_pgid = run.console, run.process.pid
     aws = {
-        "endpoint_url": f"http://127.0.0.1:{aws_port}",
+        "endpoint_url": run.aws_url,
         "region_name": "us-east-1",
         "aws_access_key_id": "testing",
         "aws_secret_access_key": "testing",
     }
     s3, sqs = boto3.client("s3", **aws), boto3.client("sqs", **aws)
     body = collection_body(args.payloads, args.payload_bytes)
-    url = f"http://127.0.0.1:{port}/v1/payloads"
+    url = f"{run.url}{PAYLOADS_PATH}"
     key = os.environ.get("API_KEY") or "local-dev-key"
     print(
         f"POSTing {args.payloads} x {args.payload_bytes} B payloads ({len(body)} B bodies) from {args.clients} "

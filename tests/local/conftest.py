@@ -4,30 +4,20 @@ it only as a user would: HTTP on its port, boto3 against its embedded AWS endpoi
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from local_pipeline import launch
+from local_pipeline.launch import free_port
+
 BUCKET = "ingest-pipeline-local-payloads"
 QUEUE = "ingest-pipeline-local"
-START_TIMEOUT_SECONDS = 60
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
@@ -56,40 +46,8 @@ def port_is_free(port: int) -> bool:
         return True
 
 
-def process_group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-@dataclass
-class LocalRun:
-    process: subprocess.Popen[bytes]
-    port: int
-    aws_port: int
-    console: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def aws_url(self) -> str:
-        return f"http://127.0.0.1:{self.aws_port}"
-
-    def output(self) -> str:
-        return self.console.read_text(errors="replace")
-
-    def client(self, service: str) -> Any:
-        return boto3.client(
-            service,
-            endpoint_url=self.aws_url,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
+class LocalRun(launch.LocalRun):
+    """The runner's handle (local_pipeline/launch.py), plus what the tests read back from it."""
 
     def objects(self) -> dict[str, dict[str, Any]]:
         s3 = self.client("s3")
@@ -99,41 +57,12 @@ class LocalRun:
                 stored[item["Key"]] = json.loads(s3.get_object(Bucket=BUCKET, Key=item["Key"])["Body"].read())
         return stored
 
-    def stop(self, signum: int = signal.SIGINT, timeout: float = 30) -> int:
-        """Signal the runner only (not its group), as Ctrl-C / kill would, and wait for its exit code."""
-        if self.process.poll() is None:
-            self.process.send_signal(signum)
-        return self.process.wait(timeout=timeout)
-
-    def kill_leftovers(self) -> None:
-        if process_group_alive(self.process.pid):
-            os.killpg(self.process.pid, signal.SIGKILL)
-
 
 def start_local_pipeline(tmp_path: Path, **env: str) -> LocalRun:
     """Start the runner with ``env`` on top of the test's environment; return once it prints Ready."""
     port, aws_port = free_port(), free_port()
-    console = tmp_path / f"console-{port}.log"
-    environment = {**os.environ, "PORT": str(port), "MOTO_PORT": str(aws_port), "PYTHONUNBUFFERED": "1", **env}
-    environment.pop("AWS_ENDPOINT_URL", None)  # always the embedded moto here
-    with console.open("wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "local_pipeline"],
-            cwd=REPO_ROOT,
-            env=environment,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    run = LocalRun(process, port, aws_port, console)
-    try:
-        wait_for(lambda: "Ready." in run.output() or process.poll() is not None, START_TIMEOUT_SECONDS, "Ready.")
-    except AssertionError:
-        run.kill_leftovers()
-        raise
-    if process.poll() is not None:
-        raise AssertionError(f"the local pipeline exited with {process.returncode}:\n{run.output()}")
-    return run
+    run = launch.start_local_pipeline(tmp_path / f"console-{port}.log", port, aws_port, env)
+    return LocalRun(run.process, run.port, run.aws_port, run.console)
 
 
 @pytest.fixture(scope="module")

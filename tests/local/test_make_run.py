@@ -14,17 +14,10 @@ from typing import Any
 
 import requests
 
+from local_pipeline.launch import free_port, process_group_alive
+from local_pipeline.local_settings import REPO_ROOT
 from tests.conftest import collection
-from tests.local.conftest import (
-    QUEUE,
-    REPO_ROOT,
-    LocalRun,
-    free_port,
-    port_is_free,
-    process_group_alive,
-    start_local_pipeline,
-    wait_for,
-)
+from tests.local.conftest import QUEUE, LocalRun, port_is_free, start_local_pipeline, wait_for
 
 KEY = {"x-api-key": "local-dev-key"}
 JSON = {"Content-Type": "application/json", **KEY}

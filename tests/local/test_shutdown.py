@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from local_pipeline.launch import process_group_alive
 from tests.conftest import collection
-from tests.local.conftest import port_is_free, process_group_alive, start_local_pipeline, wait_for
+from tests.local.conftest import port_is_free, start_local_pipeline, wait_for
 
 KEY = {"x-api-key": "local-dev-key"}
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.local.conftest import BUCKET, QUEUE, REPO_ROOT, LocalRun
+from local_pipeline.local_settings import REPO_ROOT
+from tests.local.conftest import BUCKET, QUEUE, LocalRun
 
 
 def bare_environment(home: Path, **extra: str) -> dict[str, str]:
