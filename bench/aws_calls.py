@@ -15,10 +15,9 @@ import os
 from typing import Any
 
 from bench.common import figure, prepare_environment
+from pipeline.contract import PAYLOADS_PATH, SQS_MAX_BATCH_BYTES, SQS_MAX_BATCH_ENTRIES
 
 KIB = 1024
-MAX_BATCH_ENTRIES = 10
-MAX_BATCH_BYTES = 1024 * KIB
 # (payloads, bytes each): small collections, then payloads big enough that bytes, not the 10-entry
 # cap, bound a SendMessageBatch.
 CASES = [
@@ -38,7 +37,7 @@ CONSUMER_BATCH = 100
 
 
 def _optimal_calls(entry_sizes: list[int]) -> int:
-    per_call = min(MAX_BATCH_ENTRIES, MAX_BATCH_BYTES // max(entry_sizes))
+    per_call = min(SQS_MAX_BATCH_ENTRIES, SQS_MAX_BATCH_BYTES // max(entry_sizes))
     return math.ceil(len(entry_sizes) / per_call)
 
 
@@ -53,7 +52,7 @@ def _ingest_case(payloads: int, payload_bytes: int) -> dict[str, Any]:
     fake = FakeAws(aws_clients.sqs_client())
     event = api_gateway_event(
         "POST",
-        "/v1/payloads",
+        PAYLOADS_PATH,
         collection_body(payloads, payload_bytes),
         {"Content-Type": "application/json", "x-api-key": "bench"},
     )
@@ -181,7 +180,7 @@ def run_log_bytes() -> list[dict[str, Any]]:
     aws_clients.sqs_client.cache_clear()
     FakeAws(aws_clients.sqs_client())
     event = api_gateway_event(
-        "POST", "/v1/payloads", collection_body(10, KIB), {"Content-Type": "application/json", "x-api-key": "bench"}
+        "POST", PAYLOADS_PATH, collection_body(10, KIB), {"Content-Type": "application/json", "x-api-key": "bench"}
     )
     ingest_handler.lambda_handler(event, LambdaContext(function_name="ingest"))  # not the cold one
     ingest_bytes, ingest_lines = _stdout_of(

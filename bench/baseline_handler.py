@@ -20,6 +20,8 @@ from typing import Any
 
 import boto3
 
+from pipeline.contract import REQUEST_ID_ATTRIBUTE, SQS_MAX_BATCH_ENTRIES
+
 _sqs: Any = None
 
 
@@ -58,12 +60,12 @@ def handle(event: dict[str, Any], sqs: Any, queue_url: str) -> dict[str, Any]:
                     "payload": payload,
                 }
             ),
-            "MessageAttributes": {"requestId": {"DataType": "String", "StringValue": request_id}},
+            "MessageAttributes": {REQUEST_ID_ATTRIBUTE: {"DataType": "String", "StringValue": request_id}},
         }
         for index, payload in enumerate(data)
     ]
-    for start in range(0, len(entries), 10):
-        response = sqs.send_message_batch(QueueUrl=queue_url, Entries=entries[start : start + 10])
+    for start in range(0, len(entries), SQS_MAX_BATCH_ENTRIES):
+        response = sqs.send_message_batch(QueueUrl=queue_url, Entries=entries[start : start + SQS_MAX_BATCH_ENTRIES])
         if response.get("Failed"):
             return {"statusCode": 503, "body": "not enqueued"}
     return {

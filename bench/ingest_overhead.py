@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bench.common import QUEUE_URL, figure, interleaved, median, prepare_environment
+from pipeline.contract import PAYLOADS_PATH, SQS_MAX_BATCH_ENTRIES, Metric
 
 GOAL_RATIO = 1.3
 PAYLOADS = 10
@@ -52,11 +53,11 @@ def run(rounds: int = 31, calls_per_round: int = 40) -> dict[str, Any]:
 
     sqs = sqs_client()
     event = api_gateway_event(
-        "POST", "/v1/payloads", collection_body(), {"Content-Type": "application/json", "x-api-key": "bench"}
+        "POST", PAYLOADS_PATH, collection_body(), {"Content-Type": "application/json", "x-api-key": "bench"}
     )
     context = LambdaContext(function_name="ingest")
-    calls_per_request = -(-PAYLOADS // 10)
-    answer = _send_message_batch_response(min(PAYLOADS, 10))
+    calls_per_request = -(-PAYLOADS // SQS_MAX_BATCH_ENTRIES)
+    answer = _send_message_batch_response(min(PAYLOADS, SQS_MAX_BATCH_ENTRIES))
 
     def real() -> None:
         response = ingest_handler.lambda_handler(event, context)
@@ -114,8 +115,8 @@ def _parts(event: dict[str, Any], context: Any, sqs: Any) -> dict[str, Callable[
     entries = [enqueue._entry(str(index), message) for index, message in enumerate(messages)]
 
     def metrics_add_and_flush() -> None:
-        metrics.add_metric(name="RequestsAccepted", unit=MetricUnit.Count, value=1)
-        metrics.add_metric(name="PayloadsAccepted", unit=MetricUnit.Count, value=len(messages))
+        metrics.add_metric(name=Metric.REQUESTS_ACCEPTED, unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=Metric.PAYLOADS_ACCEPTED, unit=MetricUnit.Count, value=len(messages))
         metrics.flush_metrics()
 
     def nothing(_event: dict[str, Any], _context: Any) -> None:

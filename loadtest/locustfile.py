@@ -33,7 +33,7 @@ from typing import IO, Any
 from locust import FastHttpUser, events, task
 from locust.env import Environment
 
-PAYLOADS_PATH = "/v1/payloads"
+from pipeline.contract import PAYLOADS_PATH
 
 
 @events.init_command_line_parser.add_listener
