@@ -19,7 +19,7 @@ from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingErro
 from pipeline import aws_clients
 from tests.conftest import Pipeline, collection
 from tests.faults import FailingSendMessageBatch, fail_put_object
-from tools import redrive
+from tools.ops import redrive
 
 FAILING = ("-0.json", "-2.json", "-4.json")
 

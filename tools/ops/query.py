@@ -1,6 +1,6 @@
 """SQL over the lake, locally: `make query SQL="select count(*) from payloads"`.
 
-    python -m tools.query --bucket ingest-pipeline-local-payloads --endpoint-url http://127.0.0.1:4566 \\
+    python -m tools.ops.query --bucket ingest-pipeline-local-payloads --endpoint-url http://127.0.0.1:4566 \\
         "SELECT dt, hour, count(*) FROM payloads GROUP BY dt, hour ORDER BY dt, hour"
 
 The objects are copied with boto3 into a local cache first (only new ones: stored objects never
@@ -189,7 +189,7 @@ def cache_dir_for(base: Path, endpoint_url: str | None, bucket: str) -> Path:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m tools.query", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.ops.query", description=__doc__.split("\n\n")[0])
     parser.add_argument("sql", help="the SQL; tables: payloads, payloads_dedup")
     parser.add_argument("--bucket", required=True, help="the payload bucket (make run: ingest-pipeline-local-payloads)")
     parser.add_argument("--endpoint-url", help="an S3 endpoint such as http://127.0.0.1:4566 (default: AWS)")

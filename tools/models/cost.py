@@ -1,11 +1,11 @@
-"""Monthly cost of the pipeline at a given load, from list prices (tools/prices.py).
+"""Monthly cost of the pipeline at a given load, from list prices (tools/models/prices.py).
 
-    python -m tools.cost --rpm 1000000 --payloads 10 --payload-bytes 1024
+    python -m tools.models.cost --rpm 1000000 --payloads 10 --payload-bytes 1024
 
 Prints one line per billed item for both OBJECT_MODEs (payload: one S3 object per payload; batch:
 one object per consumer batch of BATCH_SIZE). Memory sizes, BATCH_SIZE and alarm counts come from
 PipelineConfig, resolved as the stack resolves it (environment, cdk.json context, PROFILE preset,
-default: e.g. ``BATCH_SIZE=1000 python -m tools.cost ...``); durations and log volumes are
+default: e.g. ``BATCH_SIZE=1000 python -m tools.models.cost ...``); durations and log volumes are
 `make bench` figures scaled to Lambda's CPU share, overridable by flags. A month is 30 days.
 Free tiers are ignored. See docs/CAPACITY.md for the reasoning behind each line.
 """
@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from tools import prices
+from tools.models import prices
 
 MINUTES_PER_MONTH = 30 * 24 * 60
 MAX_BATCH_ENTRIES = 10  # SendMessageBatch / ReceiveMessage / DeleteMessageBatch
@@ -370,7 +370,8 @@ def _money(usd: float) -> str:
 def render(workload: Workload, by_mode: dict[str, list[Line]], assume: Assumptions) -> str:
     modes = list(by_mode)
     out = [
-        f"Monthly cost, {prices.REGION}, list prices checked {prices.PRICES_CHECKED} (tools/prices.py), 30-day month",
+        f"Monthly cost, {prices.REGION}, list prices checked {prices.PRICES_CHECKED} (tools/models/prices.py), "
+        "30-day month",
         f"load: {workload.requests_per_minute:,.0f} requests/min = {workload.requests_per_minute / 60:,.0f} rps, "
         f"{workload.payloads_per_request} payloads/request, {workload.message_bytes:,} B per SQS message",
         f"      {workload.requests:,.0f} requests and {workload.payloads:,.0f} payloads per month",
@@ -394,7 +395,7 @@ def render(workload: Workload, by_mode: dict[str, list[Line]], assume: Assumptio
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.cost", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.models.cost", description=__doc__.split("\n\n")[0])
     parser.add_argument("--rpm", type=float, required=True, help="HTTP requests per minute")
     parser.add_argument("--payloads", type=int, default=10, help="payloads per request")
     parser.add_argument("--payload-bytes", type=int, default=1024, help="bytes of one payload (compact JSON)")

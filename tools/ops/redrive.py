@@ -1,8 +1,8 @@
 """Move the messages of the dead-letter queue back to the payload queue.
 
-    python -m tools.redrive --stack IngestPipeline-prod --dry-run   # count and sample, move nothing
-    python -m tools.redrive --stack IngestPipeline-prod             # move them all back
-    python -m tools.redrive --queue-url URL [--dlq-url URL] [--endpoint-url http://127.0.0.1:4566]
+    python -m tools.ops.redrive --stack IngestPipeline-prod --dry-run   # count and sample, move nothing
+    python -m tools.ops.redrive --stack IngestPipeline-prod             # move them all back
+    python -m tools.ops.redrive --queue-url URL [--dlq-url URL] [--endpoint-url http://127.0.0.1:4566]
 
 It uses SQS's message move task (StartMessageMoveTask), as the console's "Start DLQ redrive" does,
 and follows its progress. A move task already running for the DLQ is followed, not duplicated, so
@@ -417,7 +417,7 @@ def redrive(
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m tools.redrive", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.ops.redrive", description=__doc__.split("\n\n")[0])
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--stack", help="read QueueUrl and DlqUrl from this CloudFormation stack's outputs")
     where.add_argument("--queue-url", help="the queue to move messages back to")
