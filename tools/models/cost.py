@@ -21,11 +21,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from pipeline.contract import SQS_MAX_BATCH_BYTES, SQS_MAX_BATCH_ENTRIES
 from tools.models import prices
 
 MINUTES_PER_MONTH = 30 * 24 * 60
-MAX_BATCH_ENTRIES = 10  # SendMessageBatch / ReceiveMessage / DeleteMessageBatch
-MAX_BATCH_BYTES = 1024 * 1024
 FULL_VCPU_MB = 1769  # Lambda gives one full vCPU at 1,769 MB; CPU share scales with memory
 
 
@@ -165,7 +164,7 @@ def _chunks(size_bytes: float) -> int:
 def send_requests_per_request(payloads: int, message_bytes: int) -> int:
     """Billed SQS requests for one ingest request: SendMessageBatch calls packed as the ingest packs
     them (10 entries, 1 MiB per call), each billed per started 64 KB chunk."""
-    per_call = max(1, min(MAX_BATCH_ENTRIES, MAX_BATCH_BYTES // message_bytes))
+    per_call = max(1, min(SQS_MAX_BATCH_ENTRIES, SQS_MAX_BATCH_BYTES // message_bytes))
     full_calls, rest = divmod(payloads, per_call)
     billed = full_calls * _chunks(per_call * message_bytes)
     return billed + (_chunks(rest * message_bytes) if rest else 0)
@@ -225,8 +224,8 @@ def monthly_lines(
 
     # SQS: send (ingest), then receive and delete by the event source mapping, 10 messages a call.
     sends = requests * send_requests_per_request(workload.payloads_per_request, workload.message_bytes)
-    receives = payloads / MAX_BATCH_ENTRIES * _chunks(MAX_BATCH_ENTRIES * workload.message_bytes)
-    deletes = payloads / MAX_BATCH_ENTRIES
+    receives = payloads / SQS_MAX_BATCH_ENTRIES * _chunks(SQS_MAX_BATCH_ENTRIES * workload.message_bytes)
+    deletes = payloads / SQS_MAX_BATCH_ENTRIES
     sqs_requests = sends + receives + deletes
     lines.append(
         Line(
