@@ -134,7 +134,7 @@ CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
 CHECKOV_OUT := cdk.out/checkov
 
 soak: $(PY_STAMP)  ## steady HTTP load on the local pipeline for SOAK_SECONDS, then reconcile (0 5xx, 0 lost, 0 duplicated)
-	$(PY) -m tests.reliability.soak --seconds $(SOAK_SECONDS) --rate $(SOAK_RATE)
+	$(PY) -m loadtest.soak --seconds $(SOAK_SECONDS) --rate $(SOAK_RATE)
 
 # checkov pins dependencies that clash with the project's, so it gets a venv of its own.
 $(CHECKOV_STAMP):

@@ -14,8 +14,9 @@ import pytest
 
 from infra.config import PipelineConfig
 from infra.lake_table import EXAMPLE_SQL
+from loadtest.reconcile import envelopes_in
 from tests.conftest import Pipeline, collection
-from tests.reliability.reconcile import drain, envelopes_in
+from tests.reliability.drain import drain
 from tools.ops import query
 
 
