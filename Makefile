@@ -64,7 +64,7 @@ bootstrap: install  ## cdk bootstrap: once per AWS account and region, before th
 	$(CDK) bootstrap
 
 preflight: $(PY_STAMP)  ## read-only checks of your AWS account for deploy blockers (quota, layer, bootstrap, role)
-	$(PY) -m tools.preflight
+	$(PY) -m tools.ops.preflight
 
 # make deploy runs make preflight first; SKIP_PREFLIGHT=1 skips it.
 deploy: install $(if $(filter 1,$(SKIP_PREFLIGHT)),,preflight)  ## make preflight (SKIP_PREFLIGHT=1 skips it), then cdk deploy into your AWS profile's account
@@ -76,7 +76,7 @@ destroy: install  ## cdk destroy (the payload bucket is retained unless DESTROY_
 clean:  ## remove build output (keeps .venv and node_modules)
 	rm -rf cdk.out .pytest_cache .hypothesis .cache/query
 
-# SQL over the stored payloads with DuckDB (tools/query.py); defaults: the bucket of make run.
+# SQL over the stored payloads with DuckDB (tools/ops/query.py); defaults: the bucket of make run.
 QUERY_ENDPOINT ?= http://127.0.0.1:4566
 QUERY_BUCKET ?= ingest-pipeline-local-payloads
 QUERY_FORMAT ?= table
@@ -84,17 +84,17 @@ SQL ?= SELECT count(*) AS payloads FROM payloads
 # Passed through the environment, unexpanded: quotes and JSON paths ('$.temp') reach DuckDB as typed.
 query: export QUERY_SQL = $(value SQL)
 query: $(PY_STAMP)  ## SQL over the lake (DuckDB, offline): make query SQL="select count(*) from payloads" [QUERY_FORMAT=csv|json]
-	$(PY) -m tools.query --bucket $(QUERY_BUCKET) $(if $(QUERY_ENDPOINT),--endpoint-url $(QUERY_ENDPOINT)) \
+	$(PY) -m tools.ops.query --bucket $(QUERY_BUCKET) $(if $(QUERY_ENDPOINT),--endpoint-url $(QUERY_ENDPOINT)) \
 		--format $(QUERY_FORMAT) "$$QUERY_SQL"
 
 RPM ?= 1000000
 PAYLOADS ?= 10
 PAYLOAD_BYTES ?= 1024
 capacity: $(PY_STAMP)  ## does the config (PROFILE=dev|scale) carry RPM x PAYLOADS x PAYLOAD_BYTES? stages, quotas, cost
-	$(PY) -m tools.capacity --rpm $(RPM) --payloads $(PAYLOADS) --payload-bytes $(PAYLOAD_BYTES) $(ARGS)
+	$(PY) -m tools.models.capacity --rpm $(RPM) --payloads $(PAYLOADS) --payload-bytes $(PAYLOAD_BYTES) $(ARGS)
 
 redrive: $(PY_STAMP)  ## DLQ -> queue (docs/RUNBOOK.md): make redrive ARGS="--stack IngestPipeline-prod [--dry-run]"
-	$(PY) -m tools.redrive $(ARGS)
+	$(PY) -m tools.ops.redrive $(ARGS)
 
 # --- load test: optional deps (requirements-loadtest.txt) so `make test` stays lean; docs/LOADTEST.md
 LOADTEST_STAMP := $(VENV)/.loadtest-installed
@@ -134,7 +134,7 @@ CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
 CHECKOV_OUT := cdk.out/checkov
 
 soak: $(PY_STAMP)  ## steady HTTP load on the local pipeline for SOAK_SECONDS, then reconcile (0 5xx, 0 lost, 0 duplicated)
-	$(PY) -m tests.reliability.soak --seconds $(SOAK_SECONDS) --rate $(SOAK_RATE)
+	$(PY) -m loadtest.soak --seconds $(SOAK_SECONDS) --rate $(SOAK_RATE)
 
 # checkov pins dependencies that clash with the project's, so it gets a venv of its own.
 $(CHECKOV_STAMP):

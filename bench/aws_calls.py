@@ -168,7 +168,7 @@ def _stdout_of(action: Any) -> tuple[int, int]:
 
 
 def run_log_bytes() -> list[dict[str, Any]]:
-    """L1: what each invocation writes to CloudWatch Logs (input to tools.cost, not a goal)."""
+    """L1: what each invocation writes to CloudWatch Logs (input to tools.models.cost, not a goal)."""
     prepare_environment()
     import consumer_handler
     import ingest_handler
@@ -192,7 +192,7 @@ def run_log_bytes() -> list[dict[str, Any]]:
             "ingest: stdout bytes per request (10 x 1 KiB)",
             ingest_bytes,
             "bytes/invocation",
-            "input to tools.cost",
+            "input to tools.models.cost",
             True,
             lines=ingest_lines,
         )
@@ -213,7 +213,7 @@ def run_log_bytes() -> list[dict[str, Any]]:
                 f"consumer: stdout bytes per batch of {CONSUMER_BATCH}, OBJECT_MODE={mode}",
                 consumer_bytes,
                 "bytes/invocation",
-                "input to tools.cost",
+                "input to tools.models.cost",
                 True,
                 lines=consumer_lines,
                 object_mode=mode,

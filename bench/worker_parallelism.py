@@ -85,7 +85,7 @@ def run(rounds: int = 7, sequential_rounds: int = 3) -> dict[str, Any]:
 
 def run_cpu(rounds: int = 9) -> list[dict[str, Any]]:
     """C1: CPU seconds the consumer spends per batch of 100 (all threads; PutObject answered at
-    once), in each OBJECT_MODE. Input to tools.cost and docs/CAPACITY.md, not a goal."""
+    once), in each OBJECT_MODE. Input to tools.models.cost and docs/CAPACITY.md, not a goal."""
     prepare_environment()
     concurrency = int(os.environ["UPLOAD_CONCURRENCY"])
     results = []
@@ -99,7 +99,7 @@ def run_cpu(rounds: int = 9) -> list[dict[str, Any]]:
                 f"consumer: CPU per batch of {RECORDS} records, OBJECT_MODE={mode}",
                 cpu * 1e3,
                 "ms CPU/batch (one core)",
-                "input to tools.cost",
+                "input to tools.models.cost",
                 True,
                 object_mode=mode,
                 cpu_us_per_record=round(cpu / RECORDS * 1e6, 1),

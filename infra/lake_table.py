@@ -1,4 +1,4 @@
-"""The lake as a table: one definition for Athena (infra/query_construct.py) and DuckDB (tools/query.py).
+"""The lake as a table: one definition for Athena (infra/query_construct.py) and DuckDB (tools/ops/query.py).
 
 Imports no CDK, so `make query` starts fast. Columns are the envelope's fields (pipeline/envelope.py),
 all strings; ``payload`` is the client's object as JSON text (query it with json_extract /

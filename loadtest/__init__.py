@@ -1,1 +1,2 @@
-"""Load test (Locust) and the verifier that reconciles acknowledgements with the bucket."""
+"""Load drivers and their judge: the Locust file (make loadtest), the soak (make soak), the verifier
+(make verify) and the one reconciler they and the reliability tests share (reconcile.py)."""

@@ -16,19 +16,21 @@ promised id is stored or ``--wait`` runs out, showing progress, then reports:
 - throughput over time, plotted with p50/p99 latency (``--plot``).
 
 Exit status: 0 when nothing is lost, 1 when payloads are lost, 2 on usage errors.
+
+Lost and duplicated are judged by loadtest/reconcile.py, the reconciler ``make soak`` and the
+reliability tests use too; keys and batch objects are read through the pipeline's contract.
 """
 
 from __future__ import annotations
 
 import argparse
-import gzip
 import hashlib
 import json
 import math
 import os
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -36,8 +38,8 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
-BATCH_SUFFIX = ".ndjson.gz"
-PAYLOAD_SUFFIX = ".json"
+from loadtest.reconcile import StoredCopy, copy_of, envelopes_in, promised_ids, reconcile
+from pipeline.contract import parse_object_key, partition_prefix
 
 
 # --- what the load test recorded ------------------------------------------------------------------
@@ -56,7 +58,7 @@ class Acks:
 
     @property
     def payload_ids(self) -> set[str]:
-        return {f"{ack.request_id}-{index}" for ack in self.acks for index in range(ack.accepted)}
+        return {payload_id for ack in self.acks for payload_id in promised_ids(ack.request_id, ack.accepted)}
 
     def window(self) -> tuple[datetime, datetime]:
         start = min(ack.sent_at_ms for ack in self.acks) / 1000
@@ -82,17 +84,6 @@ def load_acks(paths: Iterable[Path]) -> Acks:
 
 
 # --- what the bucket holds ------------------------------------------------------------------------
-@dataclass(frozen=True)
-class StoredCopy:
-    key: str
-    received_at: datetime | None  # None until read (payload mode reads lazily)
-    stored_at: datetime  # the object's LastModified (1-second resolution)
-
-
-def parse_received_at(value: str) -> datetime:
-    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
-
-
 def hour_prefixes(prefix: str, start: datetime, end: datetime) -> list[str]:
     """The ``dt=/hour=`` partitions a run can have written to (receivedAt is the server's clock,
     so a few minutes of skew either side are included)."""
@@ -100,7 +91,7 @@ def hour_prefixes(prefix: str, start: datetime, end: datetime) -> list[str]:
     last = end + timedelta(minutes=10)
     prefixes = []
     while hour <= last:
-        prefixes.append(f"{prefix}dt={hour:%Y-%m-%d}/hour={hour:%H}/")
+        prefixes.append(partition_prefix(prefix, hour))
         hour += timedelta(hours=1)
     return prefixes
 
@@ -117,7 +108,8 @@ class BucketScan:
         # only a hash-chosen (so unbiased over time) share is read; the rest count from their key.
         self.sample_rate = 1.0 if not latency_sample else min(1.0, latency_sample / max(1, len(wanted)))
         self.seen_keys: set[str] = set()
-        self.copies: dict[str, list[StoredCopy]] = {}  # payload id -> every object holding it
+        self.copies: list[StoredCopy] = []  # every copy of an acknowledged payload (objects read lazily)
+        self.found: set[str] = set()  # acknowledged ids stored at least once
         self.objects = 0
         self.other_payloads = 0  # stored ids this run did not see acknowledged (earlier runs, timeouts)
 
@@ -132,42 +124,37 @@ class BucketScan:
 
     def poll(self) -> None:
         new = [item for item in self._list() if item["Key"] not in self.seen_keys]
-        wanted_payload_objects, batch_objects = [], []
+        to_read = []  # batch objects, and the sampled payload objects of acknowledged ids
         for item in new:
             self.seen_keys.add(item["Key"])
             self.objects += 1
-            name = item["Key"].rsplit("/", 1)[-1]
-            if name.endswith(BATCH_SUFFIX):
-                batch_objects.append(item)
-            elif name.endswith(PAYLOAD_SUFFIX):
-                payload_id = name[: -len(PAYLOAD_SUFFIX)]
-                if payload_id in self.wanted and in_sample(payload_id, self.sample_rate):
-                    wanted_payload_objects.append(item)
-                elif payload_id in self.wanted:
-                    self._add(payload_id, item, None)
-                else:
-                    self.other_payloads += 1
-        with ThreadPoolExecutor(self.readers) as pool:
-            for item, data in zip(
-                wanted_payload_objects, pool.map(self._read, (i["Key"] for i in wanted_payload_objects)), strict=True
+            parsed = parse_object_key(item["Key"])
+            if parsed is None:
+                continue  # not an object the pipeline writes
+            if parsed.payload_id is None or (
+                parsed.payload_id in self.wanted and in_sample(parsed.payload_id, self.sample_rate)
             ):
-                envelope = json.loads(data)
-                self._add(envelope["id"], item, envelope["receivedAt"])
-            for item, data in zip(batch_objects, pool.map(self._read, (i["Key"] for i in batch_objects)), strict=True):
-                for line in gzip.decompress(data).splitlines():
-                    if line.strip():
-                        envelope = json.loads(line)
-                        if envelope["id"] in self.wanted:
-                            self._add(envelope["id"], item, envelope["receivedAt"])
-                        else:
-                            self.other_payloads += 1
+                to_read.append(item)
+            elif parsed.payload_id in self.wanted:  # counted from its key, not read
+                self._add(StoredCopy(parsed.payload_id, item["Key"], _stored_at(item)))
+            else:
+                self.other_payloads += 1
+        with ThreadPoolExecutor(self.readers) as pool:
+            for item, data in zip(to_read, pool.map(self._read, (i["Key"] for i in to_read)), strict=True):
+                for envelope in envelopes_in(item["Key"], data):
+                    if envelope["id"] in self.wanted:
+                        self._add(copy_of(envelope, item["Key"], _stored_at(item), keep_content=False))
+                    else:
+                        self.other_payloads += 1
 
-    def _add(self, payload_id: str, item: dict[str, Any], received_at: str | None) -> None:
-        stored_at = item["LastModified"]
-        if stored_at.tzinfo is None:
-            stored_at = stored_at.replace(tzinfo=UTC)
-        moment = parse_received_at(received_at) if received_at else None
-        self.copies.setdefault(payload_id, []).append(StoredCopy(item["Key"], moment, stored_at))
+    def _add(self, copy: StoredCopy) -> None:
+        self.copies.append(copy)
+        self.found.add(copy.payload_id)
+
+
+def _stored_at(item: Mapping[str, Any]) -> datetime:
+    stored_at: datetime = item["LastModified"]
+    return stored_at if stored_at.tzinfo else stored_at.replace(tzinfo=UTC)
 
 
 def in_sample(payload_id: str, rate: float) -> bool:
@@ -187,7 +174,7 @@ def percentile(sorted_values: list[float], q: float) -> float | None:
 
 def latency_ms(copy: StoredCopy) -> float:
     """receivedAt -> LastModified; LastModified is truncated to the second, so take its midpoint."""
-    assert copy.received_at is not None
+    assert copy.received_at is not None and copy.stored_at is not None
     return max(0.0, (copy.stored_at - copy.received_at).total_seconds() * 1000 + 500)
 
 
@@ -216,20 +203,23 @@ class Report:
         return dict(self.__dict__)
 
 
-def reconcile(
+def build_report(
     acks: Acks,
-    copies: dict[str, list[StoredCopy]],
+    copies: Sequence[StoredCopy],
     objects_listed: int = 0,
     other_payloads: int = 0,
     bin_seconds: float = 1.0,
 ) -> Report:
-    """Lost, duplicated, latency percentiles and the per-second time series."""
+    """Lost and duplicated (loadtest/reconcile.py), latency percentiles and the per-second time series.
+    ``copies``: stored copies of acknowledged payloads, each with its LastModified."""
     wanted = acks.payload_ids
-    lost = sorted(wanted - copies.keys())
-    first_copies = {pid: min(found, key=lambda c: c.stored_at) for pid, found in copies.items() if pid in wanted}
+    result = reconcile(dict.fromkeys(wanted), copies)
+    first_copies: dict[str, StoredCopy] = {}
+    for copy in copies:
+        first = first_copies.get(copy.payload_id)
+        if copy.payload_id in wanted and (first is None or _moment(copy) < _moment(first)):
+            first_copies[copy.payload_id] = copy
     latencies = sorted(latency_ms(copy) for copy in first_copies.values() if copy.received_at is not None)
-    duplicated = [pid for pid, found in copies.items() if pid in wanted and len({c.key for c in found}) > 1]
-    extra = sum(len({c.key for c in copies[pid]}) - 1 for pid in duplicated)
     start_ms = min((ack.sent_at_ms for ack in acks.acks), default=0)
     end_ms = max((ack.ack_at_ms for ack in acks.acks), default=start_ms)
     duration = max(1e-3, (end_ms - start_ms) / 1000)
@@ -238,11 +228,11 @@ def reconcile(
         requests_acknowledged=len(acks.acks),
         requests_not_acknowledged=acks.not_acknowledged,
         payloads_acknowledged=payloads,
-        payloads_stored=len(first_copies),
-        lost=len(lost),
-        duplicated=len(duplicated),
-        extra_copies=extra,
-        objects=len({copy.key for pid, found in copies.items() if pid in wanted for copy in found}),
+        payloads_stored=result.found,
+        lost=len(result.lost),
+        duplicated=len(result.duplicated),
+        extra_copies=result.extra_copies,
+        objects=len({copy.location for copy in copies if copy.payload_id in wanted}),
         objects_listed=objects_listed,
         other_payloads=other_payloads,
         latency_ms={f"p{q}": percentile(latencies, q) for q in (50, 90, 99)}
@@ -250,9 +240,14 @@ def reconcile(
         sent_rps=round((len(acks.acks) + acks.not_acknowledged) / duration, 1),
         acknowledged_payloads_per_s=round(payloads / duration, 1),
         series=time_series(acks, first_copies, start_ms, bin_seconds),
-        lost_sample=lost[:10],
-        duplicated_sample={pid: sorted({c.key for c in copies[pid]}) for pid in sorted(duplicated)[:10]},
+        lost_sample=result.lost[:10],
+        duplicated_sample=dict(list(result.duplicated.items())[:10]),
     )
+
+
+def _moment(copy: StoredCopy) -> datetime:
+    assert copy.stored_at is not None  # the verifier records every copy's LastModified
+    return copy.stored_at
 
 
 def time_series(
@@ -270,7 +265,7 @@ def time_series(
     stored: dict[int, int] = {}
     latencies: dict[int, list[float]] = {}
     for copy in first_copies.values():
-        stored_bin = bin_of(copy.stored_at.timestamp() + 0.5)
+        stored_bin = bin_of(_moment(copy).timestamp() + 0.5)
         stored[stored_bin] = stored.get(stored_bin, 0) + 1
         if copy.received_at is not None:
             latencies.setdefault(bin_of(copy.received_at.timestamp()), []).append(latency_ms(copy))
@@ -432,7 +427,7 @@ def _verify(args: argparse.Namespace, s3: Any) -> int:
     began = time.monotonic()
     while True:
         scan.poll()
-        found = len(wanted & scan.copies.keys())
+        found = len(scan.found)
         done = found == len(wanted)
         progress.show(
             f"verify: {found:,}/{len(wanted):,} acknowledged payloads stored "
@@ -442,7 +437,7 @@ def _verify(args: argparse.Namespace, s3: Any) -> int:
         if done or time.monotonic() >= deadline:
             break
         time.sleep(args.interval)
-    report = reconcile(acks, scan.copies, scan.objects, scan.other_payloads, args.bin)
+    report = build_report(acks, scan.copies, scan.objects, scan.other_payloads, args.bin)
     print(format_report(report))
     if args.dlq_url:
         print(

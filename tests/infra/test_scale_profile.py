@@ -1,4 +1,4 @@
-"""PROFILE=scale synthesizes into what tools.capacity judged, and is clean under cdk-nag and cfn-lint
+"""PROFILE=scale synthesizes into what tools.models.capacity judged, and is clean under cdk-nag and cfn-lint
 (as test_stack.py checks the default)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`make query` (tools/query.py) under moto, both object modes: the table holds what was stored, the
+"""`make query` (tools/ops/query.py) under moto, both object modes: the table holds what was stored, the
 dedup view keeps one row per id, and the output formats are what scripts expect."""
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ import pytest
 
 from infra.config import PipelineConfig
 from infra.lake_table import EXAMPLE_SQL
+from loadtest.reconcile import envelopes_in
 from tests.conftest import Pipeline, collection
-from tests.reliability.reconcile import drain, envelopes_in
-from tools import query
+from tests.reliability.drain import drain
+from tools.ops import query
 
 
 def run(pipeline: Pipeline, cache: Path, sql: str, *options: str) -> str:

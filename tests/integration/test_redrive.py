@@ -19,7 +19,7 @@ from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingErro
 from pipeline import aws_clients
 from tests.conftest import Pipeline, collection
 from tests.faults import FailingSendMessageBatch, fail_put_object
-from tools import redrive
+from tools.ops import redrive
 
 FAILING = ("-0.json", "-2.json", "-4.json")
 
@@ -97,6 +97,17 @@ def test_limit_moves_just_that_many_to_try_a_fix(pipeline: Pipeline) -> None:
     code, out, _ = run("--queue-url", pipeline.resources.queue_url, "--limit", "1")
     assert code == 0 and "copy: moved 1 message(s)" in out
     assert pipeline.queue_depth() == 1 and redrive.count_messages(pipeline.sqs, pipeline.resources.dlq_url) == (2, 0)
+
+
+def test_large_messages_are_sent_in_batches_under_one_mib(pipeline: Pipeline) -> None:
+    # Given three 400 KB messages in the DLQ: together over SendMessageBatch's 1 MiB, which SQS refuses
+    for index in range(3):
+        pipeline.sqs.send_message(QueueUrl=pipeline.resources.dlq_url, MessageBody=str(index) * 400_000)
+    # When redrive moves them
+    code, out, _ = run("--queue-url", pipeline.resources.queue_url)
+    # Then all three are back on the queue and the DLQ is empty
+    assert code == 0 and "copy: moved 3 message(s)" in out
+    assert pipeline.queue_depth() == 3 and pipeline.queue_depth(pipeline.resources.dlq_url) == 0
 
 
 def test_dry_run_counts_and_samples_without_moving_or_showing_bodies(pipeline: Pipeline) -> None:

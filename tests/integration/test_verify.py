@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,6 +11,7 @@ import boto3
 import pytest
 
 from loadtest.verify import main
+from pipeline.contract import batch_object_key, encode_batch_object, partition_prefix
 from tests.conftest import aws  # noqa: F401 - the moto fixture
 
 BUCKET = "verify-test-payloads"
@@ -33,7 +33,7 @@ def envelope(payload_id: str, moment: datetime) -> dict[str, Any]:
 
 
 def partition(moment: datetime) -> str:
-    return f"payloads/dt={moment:%Y-%m-%d}/hour={moment:%H}/"
+    return partition_prefix("payloads/", moment)
 
 
 def write_acks(directory: Path, acks: list[tuple[str, int]], rejected: int = 0) -> None:
@@ -97,24 +97,22 @@ def test_batch_objects_are_read_and_a_payload_in_two_objects_counts_as_duplicate
     moment = datetime.now(tz=UTC)
     write_acks(tmp_path, [("r1", 4)])
 
-    def batch(name: str, ids: list[str]) -> None:
-        lines = "".join(json.dumps(envelope(pid, moment)) + "\n" for pid in ids)
-        s3.put_object(
-            Bucket=BUCKET, Key=f"{partition(moment)}batch-{name}.ndjson.gz", Body=gzip.compress(lines.encode())
-        )
+    def batch(ids: list[str]) -> str:
+        key = batch_object_key("payloads/", moment, ids)
+        lines = {pid: json.dumps(envelope(pid, moment)).encode() + b"\n" for pid in ids}
+        s3.put_object(Bucket=BUCKET, Key=key, Body=encode_batch_object(lines))
+        return key
 
-    batch("a", ["r1-0", "r1-1", "r1-2"])
-    batch("b", ["r1-2", "r1-3", "old-0"])
-    batch("c", ["old-1"])
+    first = batch(["r1-0", "r1-1", "r1-2"])
+    second = batch(["r1-2", "r1-3", "old-0"])
+    batch(["old-1"])
     # When the verifier runs
     status, report = run(tmp_path, s3)
     # Then all 4 are stored, one id is duplicated once, and the strangers are not counted as ours
     assert status == 0
     assert (report["payloads_stored"], report["lost"], report["duplicated"], report["extra_copies"]) == (4, 0, 1, 1)
     assert (report["objects"], report["objects_listed"], report["other_payloads"]) == (2, 3, 2)
-    assert report["duplicated_sample"] == {
-        "r1-2": [f"{partition(moment)}batch-a.ndjson.gz", f"{partition(moment)}batch-b.ndjson.gz"]
-    }
+    assert report["duplicated_sample"] == {"r1-2": sorted([first, second])}
 
 
 def test_the_plot_is_a_png(tmp_path: Path, s3: Any) -> None:

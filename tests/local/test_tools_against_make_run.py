@@ -42,7 +42,7 @@ def test_the_readmes_local_redrive_command_works_with_no_aws_setup(local_run: Lo
     # Given a shell with no region and no credentials
     # When the README's local redrive command runs against make run's endpoint
     result = run_tool(
-        "tools.redrive",
+        "tools.ops.redrive",
         ["--endpoint-url", local_run.aws_url, "--queue-name", QUEUE, "--dry-run"],
         bare_environment(tmp_path),
     )
@@ -85,8 +85,8 @@ def test_verify_works_against_make_run_with_no_aws_setup(local_run: LocalRun, tm
 @pytest.mark.parametrize(
     ("module", "args", "missing"),
     [
-        ("tools.redrive", ["--queue-name", QUEUE, "--dry-run"], "no AWS region"),
-        ("tools.redrive", ["--queue-name", QUEUE, "--dry-run", "--region", "eu-west-1"], "no AWS credentials"),
+        ("tools.ops.redrive", ["--queue-name", QUEUE, "--dry-run"], "no AWS region"),
+        ("tools.ops.redrive", ["--queue-name", QUEUE, "--dry-run", "--region", "eu-west-1"], "no AWS credentials"),
         ("loadtest.verify", ["--bucket", BUCKET, "--wait", "0", "--region", "eu-west-1"], "no AWS credentials"),
     ],
 )

@@ -14,6 +14,7 @@ import pytest
 
 import consumer_handler
 from infra.config import PipelineConfig
+from loadtest.reconcile import expected_payloads, reconcile
 from local_pipeline.events import LambdaContext, sqs_event
 from pipeline import aws_clients
 from pipeline.time_budget import SAFETY_MARGIN_SECONDS
@@ -29,7 +30,7 @@ from tests.faults import (
     fail_calls,
     fail_put_object,
 )
-from tests.reliability.reconcile import drain, drain_on_retry_delays, expire_visibility, reconcile, stored_versions
+from tests.reliability.drain import drain, drain_on_retry_delays, expire_visibility, stored_versions
 
 
 @pytest.fixture(autouse=True)
@@ -76,7 +77,7 @@ def test_transiently_failed_entries_are_retried_and_the_request_still_gets_202(p
     assert faults.failed_entries == 25
     # And after the worker pool drains the queue, each payload is stored exactly once
     drain(pipeline)
-    result = reconcile({rid: sent}, stored_versions(pipeline))
+    result = reconcile(expected_payloads({rid: sent}), stored_versions(pipeline))
     assert result.clean and result.stored == 25 and not result.unacknowledged
 
 
@@ -103,7 +104,7 @@ def test_persistent_failure_gets_503_and_a_client_retry_duplicates_the_already_a
     drain(pipeline)
 
     # Then every acknowledged payload is stored exactly once (nothing lost, no id twice) ...
-    result = reconcile({rid: sent}, stored_versions(pipeline))
+    result = reconcile(expected_payloads({rid: sent}), stored_versions(pipeline))
     assert result.clean
     # ... and the 23 entries of the refused request are stored too, under the first request's ids:
     # at-least-once across client retries. Deduplicate by content or by a client idempotency key.
@@ -139,7 +140,7 @@ def test_failed_uploads_are_reported_redelivered_and_stored_once(pipeline: Pipel
     # And once they come back, every payload is stored exactly once and nothing was dead-lettered
     expire_visibility(pipeline, [m for m in messages if m["MessageId"] in reported])
     drain(pipeline)
-    result = reconcile(acknowledged, stored_versions(pipeline))
+    result = reconcile(expected_payloads(acknowledged), stored_versions(pipeline))
     assert result.clean and result.stored == 100
     assert pipeline.queue_depth(pipeline.resources.dlq_url) == 0
     assert set(flaky.codes) == {"InternalError", "SlowDown"}
@@ -169,7 +170,7 @@ def test_a_crash_after_some_uploads_redelivers_the_whole_batch_and_duplicates_no
     assert pipeline.consume(redelivered) == {"batchItemFailures": []}
 
     # Then each payload is exactly one object version: the redelivery wrote only what was missing
-    result = reconcile({rid: sent}, stored_versions(pipeline))
+    result = reconcile(expected_payloads({rid: sent}), stored_versions(pipeline))
     assert result.clean and result.stored == 20
     assert crash.stored == 20
     assert pipeline.queue_depth() == 0
@@ -192,7 +193,7 @@ def test_a_message_redelivered_after_its_visibility_timeout_is_stored_once(pipel
     assert all(m["Attributes"]["ApproximateReceiveCount"] == "2" for m in second)
     # Then the second delivery succeeds without writing anything
     assert pipeline.consume(second) == {"batchItemFailures": []}
-    assert reconcile({rid: sent}, stored_versions(pipeline)).clean
+    assert reconcile(expected_payloads({rid: sent}), stored_versions(pipeline)).clean
     assert pipeline.queue_depth() == 0
 
 
@@ -214,7 +215,7 @@ def test_two_concurrent_deliveries_of_one_message_store_one_object(pipeline: Pip
     # Then both succeed (one stored it, the other found it stored) and there is one object version
     assert response == {"batchItemFailures": []}
     assert race.arrivals == 2
-    result = reconcile({rid: sent}, stored_versions(pipeline))
+    result = reconcile(expected_payloads({rid: sent}), stored_versions(pipeline))
     assert result.clean and result.stored == 1
 
 
@@ -230,7 +231,7 @@ def test_a_conditional_write_conflict_is_retried_and_then_found_stored(pipeline:
     [loser] = [d for d in deliveries if d["MessageId"] == loser_id]
     retry = consumer_handler.lambda_handler(sqs_event([loser], pipeline.resources.queue_arn), LambdaContext())
     assert retry == {"batchItemFailures": []}
-    result = reconcile({rid: sent}, stored_versions(pipeline))
+    result = reconcile(expected_payloads({rid: sent}), stored_versions(pipeline))
     assert result.clean and result.stored == 1
 
 
@@ -268,7 +269,7 @@ def test_a_poison_message_is_dead_lettered_after_max_receive_count_and_its_batch
     dead = pipeline.receive(queue_url=pipeline.resources.dlq_url)
     assert [m["Body"] for m in dead] == [poison]
     assert pipeline.queue_depth() == 0
-    result = reconcile(acknowledged, stored_versions(pipeline))
+    result = reconcile(expected_payloads(acknowledged), stored_versions(pipeline))
     assert result.clean and result.stored == 3 * (pipeline.config.MAX_RECEIVE_COUNT + 1)
 
 
@@ -294,7 +295,7 @@ def test_when_every_record_fails_the_whole_batch_is_retried_and_nothing_is_lost(
     expire_visibility(pipeline, messages)
     report = drain(pipeline)
     assert report.failed_invocations == 0
-    result = reconcile({rid: sent}, stored_versions(pipeline))
+    result = reconcile(expected_payloads({rid: sent}), stored_versions(pipeline))
     assert result.clean and result.stored == 12
     assert pipeline.queue_depth(pipeline.resources.dlq_url) == 0
 
@@ -315,7 +316,7 @@ def test_a_partial_failure_never_fails_the_whole_batch(pipeline: Pipeline) -> No
     outage["on"] = False
     expire_visibility(pipeline, [failed])
     drain(pipeline)
-    result = reconcile({rid: sent}, stored_versions(pipeline))
+    result = reconcile(expected_payloads({rid: sent}), stored_versions(pipeline))
     assert result.clean and result.stored == 12
 
 
@@ -345,7 +346,7 @@ class TestBatchObjectMode:
         # And when they come back, all 30 are stored in one object, once
         expire_visibility(pipeline, messages)
         drain(pipeline)
-        result = reconcile(acknowledged, stored_versions(pipeline))
+        result = reconcile(expected_payloads(acknowledged), stored_versions(pipeline))
         assert result.clean and result.stored == 30
 
     def test_a_crash_after_the_object_is_written_duplicates_nothing(self, pipeline: Pipeline) -> None:
@@ -359,7 +360,7 @@ class TestBatchObjectMode:
         # When the whole batch comes back, Then the same records map to the same key: 412, no new version
         expire_visibility(pipeline, messages)
         drain(pipeline)
-        result = reconcile({rid: sent}, stored_versions(pipeline))
+        result = reconcile(expected_payloads({rid: sent}), stored_versions(pipeline))
         assert result.clean and result.stored == 20 and crash.stored == 1
 
     def test_a_poison_message_is_dead_lettered_and_its_batch_mates_are_stored(self, pipeline: Pipeline) -> None:
@@ -377,7 +378,7 @@ class TestBatchObjectMode:
             }
             expire_visibility(pipeline, poisoned)
         assert [m["Body"] for m in pipeline.receive(queue_url=pipeline.resources.dlq_url)] == [poison]
-        result = reconcile(acknowledged, stored_versions(pipeline))
+        result = reconcile(expected_payloads(acknowledged), stored_versions(pipeline))
         assert result.clean and result.stored == 3 * (pipeline.config.MAX_RECEIVE_COUNT + 1)
 
 
@@ -434,7 +435,7 @@ class TestRetryDelay:
             pipeline, within_seconds=BACK_WITHIN_SECONDS, batch_size=10, context=lambda: with_seconds_left(2)
         )
         # Then every payload is stored exactly once, nothing is dead-lettered
-        result = reconcile(acknowledged, stored_versions(pipeline))
+        result = reconcile(expected_payloads(acknowledged), stored_versions(pipeline))
         assert result.clean and result.stored == 60
         assert pipeline.queue_depth(pipeline.resources.dlq_url) == 0
         # And SlowDown was really answered, and retried in-process (some object needed more than one attempt)
@@ -473,7 +474,7 @@ class TestRetryDelay:
         assert {m["Attributes"]["ApproximateReceiveCount"] for m in back} == {"2"}
         # And their redelivery stores them: every payload exactly once
         assert pipeline.consume(back) == {"batchItemFailures": []}
-        result = reconcile({rid: sent}, stored_versions(pipeline))
+        result = reconcile(expected_payloads({rid: sent}), stored_versions(pipeline))
         assert result.clean and result.stored == 5 and pipeline.queue_depth() == 0
 
     def test_slowdown_answered_twice_is_absorbed_in_process_and_nothing_is_reported(
@@ -487,7 +488,7 @@ class TestRetryDelay:
         response = pipeline.consume(pipeline.receive())
         # Then botocore's retries stored everything: no record goes back to the queue
         assert response == {"batchItemFailures": []}
-        result = reconcile({rid: sent}, stored_versions(pipeline))
+        result = reconcile(expected_payloads({rid: sent}), stored_versions(pipeline))
         assert result.clean and result.stored == 8 and pipeline.queue_depth() == 0
         assert set(slow.attempts.values()) == {3}
 
@@ -522,7 +523,7 @@ class TestRetryDelayPayloadMode:
         # And the records come back within the retry delay and are stored
         back = receive_within(pipeline, BACK_WITHIN_SECONDS)
         assert len(back) == 3 and pipeline.consume(back) == {"batchItemFailures": []}
-        assert reconcile({rid: sent}, stored_versions(pipeline)).clean
+        assert reconcile(expected_payloads({rid: sent}), stored_versions(pipeline)).clean
 
     @pytest.mark.parametrize("fault", ["the call fails", "one entry is listed in Failed"])
     def test_a_failing_change_message_visibility_batch_loses_nothing(self, pipeline: Pipeline, fault: str) -> None:
@@ -552,5 +553,5 @@ class TestRetryDelayPayloadMode:
         # When that timeout has passed, Then every payload is stored exactly once
         expire_visibility(pipeline, [m for m in messages if m["MessageId"] in failed])
         drain(pipeline)
-        result = reconcile({rid: sent}, stored_versions(pipeline))
+        result = reconcile(expected_payloads({rid: sent}), stored_versions(pipeline))
         assert result.clean and result.stored == 5

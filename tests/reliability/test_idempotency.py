@@ -13,12 +13,13 @@ from typing import Any
 import pytest
 
 import ingest_handler
+from loadtest.reconcile import expected_payloads, reconcile
 from local_pipeline.events import LambdaContext, api_gateway_event, response_headers
 from pipeline import aws_clients
 from pipeline.envelope import is_safe_id
 from tests.conftest import JSON_HEADERS, PAYLOADS_PATH, HttpResult, Pipeline, collection
 from tests.faults import FailingSendMessageBatch, SimultaneousConditionalPuts
-from tests.reliability.reconcile import drain, reconcile, stored_versions
+from tests.reliability.drain import drain, stored_versions
 
 
 @pytest.fixture(autouse=True)
@@ -80,7 +81,7 @@ def test_retries_after_a_partial_enqueue_store_each_payload_once(pipeline: Pipel
     # And after the worker pool drains 23 + 25 + 25 messages, each payload is one object version:
     # 0 duplicates by id, nothing lost, nothing stored under another request id
     drain(pipeline)
-    result = reconcile({request_id: sent}, stored_versions(pipeline))
+    result = reconcile(expected_payloads({request_id: sent}), stored_versions(pipeline))
     assert result.clean and result.stored == 25
     assert result.unacknowledged == [] and result.content_duplicates == 0
 
@@ -96,7 +97,7 @@ def test_without_a_key_the_same_retry_is_stored_twice(pipeline: Pipeline) -> Non
     retry = post(pipeline, sent, None)
     assert retry.status == 202
     drain(pipeline)
-    result = reconcile({retry.body["requestId"]: sent}, stored_versions(pipeline))
+    result = reconcile(expected_payloads({retry.body["requestId"]: sent}), stored_versions(pipeline))
     assert result.clean and result.stored == 9 and result.content_duplicates == 4
 
 
@@ -110,7 +111,9 @@ def test_a_reused_key_with_a_different_body_is_stored_under_its_own_ids(pipeline
     assert first.body["requestId"] != second.body["requestId"]
     # And both are stored, nothing silently dropped
     drain(pipeline)
-    result = reconcile({first.body["requestId"]: one, second.body["requestId"]: other}, stored_versions(pipeline))
+    result = reconcile(
+        expected_payloads({first.body["requestId"]: one, second.body["requestId"]: other}), stored_versions(pipeline)
+    )
     assert result.clean and result.stored == 6
 
 
@@ -153,7 +156,7 @@ def test_concurrent_identical_retries_are_stored_once(pipeline: Pipeline) -> Non
     drain(pipeline)
     # Then each payload is one object version (S3's create-only write lets one twin win)
     assert race.arrivals == 10
-    result = reconcile({first.body["requestId"]: sent}, stored_versions(pipeline))
+    result = reconcile(expected_payloads({first.body["requestId"]: sent}), stored_versions(pipeline))
     assert result.clean and result.stored == 5
 
 
@@ -170,7 +173,7 @@ def test_a_retry_in_another_hour_is_the_one_exception_in_storage(pipeline: Pipel
     drain(pipeline)
     # Then the same ids land in two hour partitions: the 4 queued payloads are stored twice, under the
     # same ids (docs/RELIABILITY.md: the dedup view `payloads_dedup` keeps one row per id)
-    result = reconcile({retry.body["requestId"]: sent}, stored_versions(pipeline))
+    result = reconcile(expected_payloads({retry.body["requestId"]: sent}), stored_versions(pipeline))
     assert not result.lost and not result.altered and result.stored == 9
     assert len(result.duplicated) == 4
     keys = [item["Key"] for item in pipeline.s3.list_objects_v2(Bucket=pipeline.resources.bucket)["Contents"]]

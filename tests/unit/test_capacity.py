@@ -1,4 +1,4 @@
-"""tools.capacity: each stage's arithmetic by hand, the verdict and exit codes, and docs/CAPACITY.md in sync.
+"""tools.models.capacity: each stage's arithmetic by hand, the verdict and exit codes, and docs/CAPACITY.md in sync.
 
 AWS figures used below (the module cites each page): API Gateway 10,000 rps / 5,000 burst per account
 and Region; Lambda 1,000 concurrent executions, 10 x that in invocations/s, 100 kept unreserved; SQS
@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from infra.config import PipelineConfig
-from tools import capacity, cost
+from tools.models import capacity, cost
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "CAPACITY.md"
 # Explicit durations so the hand computations do not move when the measured defaults are refreshed.
@@ -253,7 +253,7 @@ def test_the_scale_profile_is_what_the_model_sizes_for_the_seed_load() -> None:
 
 def test_committed_capacity_doc_is_the_tools_output() -> None:
     assert DOC.read_text() == capacity.render_markdown(), (
-        "docs/CAPACITY.md is stale: python -m tools.capacity --markdown > docs/CAPACITY.md"
+        "docs/CAPACITY.md is stale: python -m tools.models.capacity --markdown > docs/CAPACITY.md"
     )
 
 

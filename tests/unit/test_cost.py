@@ -1,4 +1,4 @@
-"""tools.cost arithmetic, checked against small cases computed by hand from tools/prices.py."""
+"""tools.models.cost arithmetic, checked against small cases computed by hand from tools/models/prices.py."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tools import cost, prices
+from tools.models import cost, prices
 
 M = 1_000_000
 # Explicit, so the hand computations below do not move when the measured defaults are refreshed.

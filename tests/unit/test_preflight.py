@@ -16,8 +16,8 @@ import pytest
 from botocore.stub import Stubber
 
 from infra.config import PipelineConfig
-from tools import preflight
-from tools.preflight import Clients
+from tools.ops import preflight
+from tools.ops.preflight import Clients
 
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"
@@ -141,7 +141,7 @@ def stub_account(account: Account, config: PipelineConfig) -> tuple[Clients, lis
 
 
 def run_preflight(account: Account, **knobs: str) -> tuple[int, list[str]]:
-    """Run `python -m tools.preflight` with these knobs in the environment against the fake account."""
+    """Run `python -m tools.ops.preflight` with these knobs in the environment against the fake account."""
     environ = {name: str(value) for name, value in knobs.items()}
     config = PipelineConfig.resolve({}, environ)
     clients, stubs = stub_account(account, config)
@@ -393,7 +393,7 @@ def test_credentials_aws_refuses_mean_aws_cannot_be_asked() -> None:
 def test_the_command_line_prints_one_line_and_no_traceback(no_aws_config: None) -> None:
     # As `make preflight` runs it: a real process, with the environment boto3 reads
     result = subprocess.run(
-        [".venv/bin/python", "-m", "tools.preflight"],
+        [".venv/bin/python", "-m", "tools.ops.preflight"],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -415,13 +415,13 @@ def make_dry_run(*args: str) -> str:
 
 def test_make_deploy_runs_preflight_first_unless_skipped() -> None:
     deploy = make_dry_run("deploy")
-    assert deploy.index("-m tools.preflight") < deploy.index("cdk deploy")
-    assert "tools.preflight" not in make_dry_run("deploy", "SKIP_PREFLIGHT=1")
-    assert "-m tools.preflight" in make_dry_run("preflight")
+    assert deploy.index("-m tools.ops.preflight") < deploy.index("cdk deploy")
+    assert "tools.ops.preflight" not in make_dry_run("deploy", "SKIP_PREFLIGHT=1")
+    assert "-m tools.ops.preflight" in make_dry_run("preflight")
 
 
 def test_the_stack_name_is_the_one_the_app_builds() -> None:
-    # tools/preflight.py names the stack without importing CDK; infra/application.py builds it
+    # tools/ops/preflight.py names the stack without importing CDK; infra/application.py builds it
     source = (REPO_ROOT / "infra" / "application.py").read_text()
     assert 'f"IngestPipeline-{config.STAGE}"' in source
     assert preflight.stack_name(PipelineConfig(STAGE="dev")) == "IngestPipeline-dev"

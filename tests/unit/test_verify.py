@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from loadtest.verify import Ack, Acks, StoredCopy, percentile, reconcile
+from loadtest.reconcile import StoredCopy
+from loadtest.verify import Ack, Acks, build_report, percentile
 
 
 def test_percentiles_are_nearest_rank() -> None:
@@ -18,9 +19,9 @@ def test_percentiles_are_nearest_rank() -> None:
 def test_latency_is_received_at_to_the_middle_of_the_stored_second() -> None:
     # Given a payload received at 10:00:00.200 whose object's LastModified reads 10:00:01 (truncated)
     received = datetime(2026, 11, 26, 10, 0, 0, 200_000, tzinfo=UTC)
-    copy = StoredCopy("k", received, datetime(2026, 11, 26, 10, 0, 1, tzinfo=UTC))
+    copy = StoredCopy("r-0", "k", stored_at=datetime(2026, 11, 26, 10, 0, 1, tzinfo=UTC), received_at=received)
     acks = Acks([Ack("r", 1, int(received.timestamp() * 1000), int(received.timestamp() * 1000) + 50)])
-    report = reconcile(acks, {"r-0": [copy]})
+    report = build_report(acks, [copy])
     # Then its latency is 1.3 s (the stored time is somewhere in 10:00:01.000-.999)
     assert report.latency_ms["p50"] == pytest.approx(1300)
     assert report.series[0]["p50_ms"] == pytest.approx(1300)

@@ -1,6 +1,6 @@
 """SQL over the lake, locally: `make query SQL="select count(*) from payloads"`.
 
-    python -m tools.query --bucket ingest-pipeline-local-payloads --endpoint-url http://127.0.0.1:4566 \\
+    python -m tools.ops.query --bucket ingest-pipeline-local-payloads --endpoint-url http://127.0.0.1:4566 \\
         "SELECT dt, hour, count(*) FROM payloads GROUP BY dt, hour ORDER BY dt, hour"
 
 The objects are copied with boto3 into a local cache first (only new ones: stored objects never
@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import re
 import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -30,10 +29,10 @@ from urllib.parse import urlsplit
 from infra.config import PipelineConfig, cdk_json_context
 from infra.lake_table import COLUMNS, DEDUP_VIEW_NAME, DEDUP_VIEW_SQL, TABLE_NAME
 from loadtest.verify import Progress, client_options
+from pipeline.contract import BATCH_OBJECT_SUFFIX, PAYLOAD_OBJECT_SUFFIX, parse_object_key
 
-PAYLOAD_SUFFIX = ".json"  # OBJECT_MODE=payload
-BATCH_SUFFIX = ".ndjson.gz"  # OBJECT_MODE=batch
-# The partition layout of pipeline/envelope.py partition_prefix: {prefix}dt=YYYY-MM-DD/hour=HH/<name>
+# dt and hour of a cached file, for DuckDB's regexp_extract: the partition part of the contract's key
+# layout (partition_prefix), which is_lake_object has already checked with parse_object_key.
 _PARTITION = r"dt=(\d{4}-\d{2}-\d{2})/hour=(\d{2})/[^/]+$"
 DEFAULT_CACHE = Path(".cache") / "query"
 DOWNLOADERS = 16
@@ -57,11 +56,8 @@ class SyncReport:
 
 def is_lake_object(key: str, prefix: str) -> bool:
     """An object the table reads: under the prefix, in a dt=/hour= partition, of either object mode."""
-    return (
-        key.startswith(prefix)
-        and re.fullmatch(_PARTITION, key[len(prefix) :]) is not None
-        and key.endswith((PAYLOAD_SUFFIX, BATCH_SUFFIX))
-    )
+    parsed = parse_object_key(key)
+    return parsed is not None and parsed.prefix == prefix
 
 
 def sync_objects(s3: Any, bucket: str, prefix: str, cache: Path, progress: Progress | None = None) -> SyncReport:
@@ -117,7 +113,7 @@ def open_lake(root: Path) -> Any:
     partitions = f"{root.as_posix().rstrip('/')}/dt=*/hour=*/"
     globs = [
         partitions + "*" + suffix
-        for suffix in (PAYLOAD_SUFFIX, BATCH_SUFFIX)
+        for suffix in (PAYLOAD_OBJECT_SUFFIX, BATCH_OBJECT_SUFFIX)
         if any(root.glob(f"dt=*/hour=*/*{suffix}"))
     ]
     columns = ", ".join(f"{name} VARCHAR" for name in COLUMNS)
@@ -189,7 +185,7 @@ def cache_dir_for(base: Path, endpoint_url: str | None, bucket: str) -> Path:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m tools.query", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.ops.query", description=__doc__.split("\n\n")[0])
     parser.add_argument("sql", help="the SQL; tables: payloads, payloads_dedup")
     parser.add_argument("--bucket", required=True, help="the payload bucket (make run: ingest-pipeline-local-payloads)")
     parser.add_argument("--endpoint-url", help="an S3 endpoint such as http://127.0.0.1:4566 (default: AWS)")

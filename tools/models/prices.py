@@ -1,4 +1,4 @@
-"""AWS list prices used by tools.cost: us-east-1, USD, on-demand, free tiers ignored.
+"""AWS list prices used by tools.models.cost: us-east-1, USD, on-demand, free tiers ignored.
 
 One dated table. Re-check against the source pages before relying on a figure, and update
 PRICES_CHECKED with the date you did.

@@ -1,84 +1,24 @@
-"""Reconcile what the ingest acknowledged (202) against what landed in S3, and drain a queue the
-way the event source mapping would (failed records come back after their visibility timeout)."""
+"""Deliver a queue the way the event source mapping would (failed records come back after their
+visibility timeout, or after the retry delay the consumer set), and read back what was stored.
+Judging what was stored is loadtest/reconcile.py's job, the one reconciler."""
 
 from __future__ import annotations
 
-import gzip
-import json
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-BATCH_OBJECT_SUFFIX = ".ndjson.gz"  # OBJECT_MODE=batch (docs/OBJECT_MODES.md)
+from loadtest.reconcile import StoredCopy, bucket_copies
 
-if TYPE_CHECKING:  # the soak imports this module outside pytest, without the test fixtures
+if TYPE_CHECKING:
     from tests.conftest import Pipeline
 
 
-@dataclass
-class Reconciliation:
-    acknowledged: int
-    stored: int
-    lost: list[str] = field(default_factory=list)
-    duplicated: list[str] = field(default_factory=list)  # ids stored in more than one object or version
-    altered: list[str] = field(default_factory=list)  # stored payload differs from what was sent
-    unacknowledged: list[str] = field(default_factory=list)  # stored ids of requests that got no 202
-    content_duplicates: int = 0  # extra copies of the same (token, payload) under different ids
-
-    @property
-    def clean(self) -> bool:
-        return not (self.lost or self.duplicated or self.altered)
-
-
-def content_key(record: Mapping[str, Any]) -> str:
-    return json.dumps([record["token"], record["payload"]], sort_keys=True)
-
-
-def reconcile(acknowledged: Mapping[str, Mapping[str, Any]], stored: Iterable[Mapping[str, Any]]) -> Reconciliation:
-    """``acknowledged``: request id -> the collection sent in that 202-acknowledged request.
-    ``stored``: every stored envelope, one per object *version* (so an overwrite shows up)."""
-    expected = {
-        f"{request_id}-{index}": (sent["token"], payload)
-        for request_id, sent in acknowledged.items()
-        for index, payload in enumerate(sent["data"])
-    }
-    records = list(stored)
-    copies = Counter(record["id"] for record in records)
-    result = Reconciliation(acknowledged=len(expected), stored=len(records))
-    result.lost = sorted(set(expected) - set(copies))
-    result.duplicated = sorted(payload_id for payload_id, n in copies.items() if n > 1)
-    result.unacknowledged = sorted(set(copies) - set(expected))
-    result.altered = sorted(
-        record["id"]
-        for record in records
-        if record["id"] in expected and (record["token"], record["payload"]) != expected[record["id"]]
-    )
-    by_content = Counter(content_key(record) for record in records)
-    result.content_duplicates = sum(n - 1 for n in by_content.values())
-    return result
-
-
-def envelopes_in(key: str, body: bytes) -> list[dict[str, Any]]:
-    """The envelopes one object holds: one (OBJECT_MODE=payload) or a gzip NDJSON batch (batch)."""
-    if key.endswith(BATCH_OBJECT_SUFFIX):
-        return [json.loads(line) for line in gzip.decompress(body).splitlines() if line.strip()]
-    return [json.loads(body)]
-
-
-def stored_versions(pipeline: Pipeline) -> list[dict[str, Any]]:
-    """Every envelope in every version of every object (the reliability tests version the bucket,
+def stored_versions(pipeline: Pipeline) -> list[StoredCopy]:
+    """Every payload in every version of every object (the reliability tests version the bucket,
     so an overwrite shows up as a second copy)."""
-    bucket = pipeline.resources.bucket
-    records = []
-    for page in pipeline.s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
-        for version in page.get("Versions", []):
-            body = pipeline.s3.get_object(Bucket=bucket, Key=version["Key"], VersionId=version["VersionId"])[
-                "Body"
-            ].read()
-            records.extend(envelopes_in(version["Key"], body))
-    return records
+    return bucket_copies(pipeline.s3, pipeline.resources.bucket, readers=1)
 
 
 def expire_visibility(pipeline: Pipeline, messages: Iterable[Mapping[str, Any]]) -> None:

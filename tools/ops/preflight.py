@@ -1,6 +1,6 @@
 """make preflight: read-only checks of your AWS account and region for what would block `make deploy`.
 
-    python -m tools.preflight            # same config as the stack: env > cdk.json context > default
+    python -m tools.ops.preflight            # same config as the stack: env > cdk.json context > default
 
 One line per check: ✓ or ✗, what was found, and for ✗ the fix (a knob, or the quota to request
 and where). Exit 0: nothing blocks the deploy. 1: something does. 2: AWS could not be asked at all
@@ -251,7 +251,7 @@ def main(
 ) -> int:
     """Print one line per check; 0 nothing blocks, 1 something blocks, 2 AWS could not be asked."""
     argparse.ArgumentParser(
-        prog="python -m tools.preflight", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m tools.ops.preflight", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     ).parse_args(argv)
     out = out or sys.stdout
     environ = os.environ if environ is None else environ

@@ -1,11 +1,11 @@
-"""Monthly cost of the pipeline at a given load, from list prices (tools/prices.py).
+"""Monthly cost of the pipeline at a given load, from list prices (tools/models/prices.py).
 
-    python -m tools.cost --rpm 1000000 --payloads 10 --payload-bytes 1024
+    python -m tools.models.cost --rpm 1000000 --payloads 10 --payload-bytes 1024
 
 Prints one line per billed item for both OBJECT_MODEs (payload: one S3 object per payload; batch:
 one object per consumer batch of BATCH_SIZE). Memory sizes, BATCH_SIZE and alarm counts come from
 PipelineConfig, resolved as the stack resolves it (environment, cdk.json context, PROFILE preset,
-default: e.g. ``BATCH_SIZE=1000 python -m tools.cost ...``); durations and log volumes are
+default: e.g. ``BATCH_SIZE=1000 python -m tools.models.cost ...``); durations and log volumes are
 `make bench` figures scaled to Lambda's CPU share, overridable by flags. A month is 30 days.
 Free tiers are ignored. See docs/CAPACITY.md for the reasoning behind each line.
 """
@@ -21,11 +21,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from tools import prices
+from pipeline.contract import SQS_MAX_BATCH_BYTES, SQS_MAX_BATCH_ENTRIES
+from tools.models import prices
 
 MINUTES_PER_MONTH = 30 * 24 * 60
-MAX_BATCH_ENTRIES = 10  # SendMessageBatch / ReceiveMessage / DeleteMessageBatch
-MAX_BATCH_BYTES = 1024 * 1024
 FULL_VCPU_MB = 1769  # Lambda gives one full vCPU at 1,769 MB; CPU share scales with memory
 
 
@@ -165,7 +164,7 @@ def _chunks(size_bytes: float) -> int:
 def send_requests_per_request(payloads: int, message_bytes: int) -> int:
     """Billed SQS requests for one ingest request: SendMessageBatch calls packed as the ingest packs
     them (10 entries, 1 MiB per call), each billed per started 64 KB chunk."""
-    per_call = max(1, min(MAX_BATCH_ENTRIES, MAX_BATCH_BYTES // message_bytes))
+    per_call = max(1, min(SQS_MAX_BATCH_ENTRIES, SQS_MAX_BATCH_BYTES // message_bytes))
     full_calls, rest = divmod(payloads, per_call)
     billed = full_calls * _chunks(per_call * message_bytes)
     return billed + (_chunks(rest * message_bytes) if rest else 0)
@@ -225,8 +224,8 @@ def monthly_lines(
 
     # SQS: send (ingest), then receive and delete by the event source mapping, 10 messages a call.
     sends = requests * send_requests_per_request(workload.payloads_per_request, workload.message_bytes)
-    receives = payloads / MAX_BATCH_ENTRIES * _chunks(MAX_BATCH_ENTRIES * workload.message_bytes)
-    deletes = payloads / MAX_BATCH_ENTRIES
+    receives = payloads / SQS_MAX_BATCH_ENTRIES * _chunks(SQS_MAX_BATCH_ENTRIES * workload.message_bytes)
+    deletes = payloads / SQS_MAX_BATCH_ENTRIES
     sqs_requests = sends + receives + deletes
     lines.append(
         Line(
@@ -370,7 +369,8 @@ def _money(usd: float) -> str:
 def render(workload: Workload, by_mode: dict[str, list[Line]], assume: Assumptions) -> str:
     modes = list(by_mode)
     out = [
-        f"Monthly cost, {prices.REGION}, list prices checked {prices.PRICES_CHECKED} (tools/prices.py), 30-day month",
+        f"Monthly cost, {prices.REGION}, list prices checked {prices.PRICES_CHECKED} (tools/models/prices.py), "
+        "30-day month",
         f"load: {workload.requests_per_minute:,.0f} requests/min = {workload.requests_per_minute / 60:,.0f} rps, "
         f"{workload.payloads_per_request} payloads/request, {workload.message_bytes:,} B per SQS message",
         f"      {workload.requests:,.0f} requests and {workload.payloads:,.0f} payloads per month",
@@ -394,7 +394,7 @@ def render(workload: Workload, by_mode: dict[str, list[Line]], assume: Assumptio
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.cost", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.models.cost", description=__doc__.split("\n\n")[0])
     parser.add_argument("--rpm", type=float, required=True, help="HTTP requests per minute")
     parser.add_argument("--payloads", type=int, default=10, help="payloads per request")
     parser.add_argument("--payload-bytes", type=int, default=1024, help="bytes of one payload (compact JSON)")

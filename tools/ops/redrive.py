@@ -1,8 +1,8 @@
 """Move the messages of the dead-letter queue back to the payload queue.
 
-    python -m tools.redrive --stack IngestPipeline-prod --dry-run   # count and sample, move nothing
-    python -m tools.redrive --stack IngestPipeline-prod             # move them all back
-    python -m tools.redrive --queue-url URL [--dlq-url URL] [--endpoint-url http://127.0.0.1:4566]
+    python -m tools.ops.redrive --stack IngestPipeline-prod --dry-run   # count and sample, move nothing
+    python -m tools.ops.redrive --stack IngestPipeline-prod             # move them all back
+    python -m tools.ops.redrive --queue-url URL [--dlq-url URL] [--endpoint-url http://127.0.0.1:4566]
 
 It uses SQS's message move task (StartMessageMoveTask), as the console's "Start DLQ redrive" does,
 and follows its progress. A move task already running for the DLQ is followed, not duplicated, so
@@ -29,11 +29,11 @@ from urllib.parse import urlsplit
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
+from pipeline.contract import SQS_MAX_BATCH_ENTRIES, pack_batches
+
 MOVE_TASK_DONE = ("COMPLETED", "CANCELLED", "FAILED")
 # A received message stays hidden this long; if we die before deleting it, it reappears in the DLQ.
 COPY_VISIBILITY_SECONDS = 120
-MAX_BATCH_ENTRIES = 10
-MAX_BATCH_BYTES = 1024 * 1024
 _UNSUPPORTED_CODES = {
     "InvalidAction",
     "UnsupportedOperation",
@@ -299,31 +299,14 @@ def _entry_size(message: dict[str, Any]) -> int:
     return size
 
 
-def _send_batches(messages: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-    """At most 10 entries and 1 MiB per SendMessageBatch (DLQ messages can be up to 1 MiB each)."""
-    batches: list[list[dict[str, Any]]] = []
-    current: list[dict[str, Any]] = []
-    current_bytes = 0
-    for message in messages:
-        size = _entry_size(message)
-        if current and (len(current) == MAX_BATCH_ENTRIES or current_bytes + size > MAX_BATCH_BYTES):
-            batches.append(current)
-            current, current_bytes = [], 0
-        current.append(message)
-        current_bytes += size
-    if current:
-        batches.append(current)
-    return batches
-
-
 def _release(sqs: Any, dlq_url: str, messages: list[dict[str, Any]]) -> None:
     """Make messages we will not move visible again now, not after COPY_VISIBILITY_SECONDS."""
-    for start in range(0, len(messages), MAX_BATCH_ENTRIES):
+    for start in range(0, len(messages), SQS_MAX_BATCH_ENTRIES):
         sqs.change_message_visibility_batch(
             QueueUrl=dlq_url,
             Entries=[
                 {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
-                for i, m in enumerate(messages[start : start + MAX_BATCH_ENTRIES])
+                for i, m in enumerate(messages[start : start + SQS_MAX_BATCH_ENTRIES])
             ],
         )
 
@@ -337,7 +320,7 @@ def move_by_copy(
     result = RedriveResult("copy")
     refused_all: list[dict[str, Any]] = []
     while limit is None or result.moved < limit:
-        want = MAX_BATCH_ENTRIES if limit is None else min(MAX_BATCH_ENTRIES, limit - result.moved)
+        want = SQS_MAX_BATCH_ENTRIES if limit is None else min(SQS_MAX_BATCH_ENTRIES, limit - result.moved)
         received = sqs.receive_message(
             QueueUrl=queues.dlq_url,
             MaxNumberOfMessages=want,
@@ -348,7 +331,7 @@ def move_by_copy(
         ).get("Messages", [])
         if not received:
             break  # empty; what we could not send is hidden for COPY_VISIBILITY_SECONDS, so this ends
-        for batch in _send_batches(received):
+        for batch in pack_batches(received, _entry_size):  # DLQ messages can be up to 1 MiB each
             try:
                 response = sqs.send_message_batch(
                     QueueUrl=queues.source_url,
@@ -417,7 +400,7 @@ def redrive(
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m tools.redrive", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.ops.redrive", description=__doc__.split("\n\n")[0])
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--stack", help="read QueueUrl and DlqUrl from this CloudFormation stack's outputs")
     where.add_argument("--queue-url", help="the queue to move messages back to")

@@ -3,7 +3,8 @@ reconciliation of every 202-acknowledged payload against every object version in
 
 It starts the runner on free loopback ports, checks the API key at the front door (403 problem+json),
 sends --rate requests/s from --clients HTTP clients for --seconds, waits for the worker pool to
-store everything, reconciles, stops the runner with Ctrl-C (SIGINT) and prints the figures.
+store everything, reconciles (loadtest/reconcile.py, the reconciler of make verify and the reliability
+tests), stops the runner with Ctrl-C (SIGINT) and prints the figures.
 Exit status 1 if any 5xx, transport error, lost, duplicated or altered payload, or dead letter.
 Traffic goes to 127.0.0.1 only.
 """
@@ -31,11 +32,11 @@ import boto3
 import requests
 from botocore.config import Config
 
-from tests.reliability.reconcile import reconcile
+from loadtest.reconcile import bucket_copies, expected_payloads, reconcile
+from pipeline.contract import PAYLOADS_PATH, PROBLEM_CONTENT_TYPE, problem_type
 
 API_KEY = "soak-api-key"
-PAYLOADS_PATH = "/v1/payloads"
-ACCESS_LINE = re.compile(r"POST /v1/payloads 202 payloads=\d+ ([\d.]+)ms")
+ACCESS_LINE = re.compile(rf"POST {re.escape(PAYLOADS_PATH)} 202 payloads=\d+ ([\d.]+)ms")
 
 
 def free_port() -> int:
@@ -142,7 +143,7 @@ def send_load(url: str, seconds: float, rate: float, clients: int, max_payloads:
     def client(number: int) -> list[Outcome]:
         session = requests.Session()
         rng = random.Random(number)
-        mine = []
+        mine: list[Outcome] = []
         while True:
             with lock:
                 index = next(next_index, None)
@@ -183,12 +184,12 @@ def front_door_checks(url: str) -> list[str]:
     failures = []
     body = json.dumps({"version": "1", "token": "t", "data": [{"a": 1}]})
     missing = requests.post(url, data=body, headers={"content-type": "application/json"}, timeout=10)
-    if missing.status_code != 403 or missing.headers.get("content-type") != "application/problem+json":
+    if missing.status_code != 403 or missing.headers.get("content-type") != PROBLEM_CONTENT_TYPE:
         failures.append(f"missing API key answered {missing.status_code} {missing.headers.get('content-type')}")
     malformed = requests.post(
         url, data=body[:-3], headers={"content-type": "application/json", "x-api-key": API_KEY}, timeout=10
     )
-    if malformed.status_code != 400 or malformed.json().get("type") != "urn:ingest-pipeline:problem:malformed-json":
+    if malformed.status_code != 400 or malformed.json().get("type") != problem_type("malformed-json"):
         failures.append(f"truncated JSON answered {malformed.status_code}")
     return failures
 
@@ -206,20 +207,6 @@ def aws_client(service: str, endpoint: str) -> Any:
 
 def count_objects(s3: Any, bucket: str) -> int:
     return sum(page.get("KeyCount", 0) for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket))
-
-
-def all_versions(s3: Any, bucket: str) -> list[dict[str, Any]]:
-    versions = [
-        (v["Key"], v["VersionId"])
-        for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket)
-        for v in page.get("Versions", [])
-    ]
-
-    def read(item: tuple[str, str]) -> dict[str, Any]:
-        return json.loads(s3.get_object(Bucket=bucket, Key=item[0], VersionId=item[1])["Body"].read())
-
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        return list(pool.map(read, versions))
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -263,7 +250,7 @@ def main() -> int:
             time.sleep(2)
             stored_objects = count_objects(s3, runner.bucket)
         drain_seconds = time.monotonic() - drain_began
-        result = reconcile(acknowledged, all_versions(s3, runner.bucket))
+        result = reconcile(expected_payloads(acknowledged), bucket_copies(s3, runner.bucket))
         dlq_url = sqs.get_queue_url(QueueName="ingest-pipeline-local-dlq")["QueueUrl"]
         dead = int(
             sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"][

@@ -1,0 +1,2 @@
+"""Models that compute from the config and dated list prices, touching no AWS account: cost, prices, capacity
+(make capacity; docs/CAPACITY.md)."""

@@ -1,0 +1,2 @@
+"""Operator scripts that act on or read a deployment (or `make run`): preflight (make preflight), redrive
+(make redrive), query (make query)."""
