@@ -27,7 +27,6 @@ import argparse
 import hashlib
 import json
 import math
-import os
 import sys
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -35,11 +34,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TextIO
-from urllib.parse import urlsplit
+from typing import Any
 
 from loadtest.reconcile import StoredCopy, copy_of, envelopes_in, promised_ids, reconcile
 from pipeline.contract import parse_object_key, partition_prefix
+from tools.ops.cli import MISSING_CREDENTIALS, MISSING_REGION, Progress, client_options
 
 
 # --- what the load test recorded ------------------------------------------------------------------
@@ -286,25 +285,6 @@ def time_series(
 
 
 # --- the command ----------------------------------------------------------------------------------
-class Progress:
-    """One status line, rewritten in place on a terminal, or printed every few seconds otherwise."""
-
-    def __init__(self, stream: TextIO = sys.stderr, every_s: float = 5.0) -> None:
-        self.stream, self.every_s = stream, every_s
-        self.tty = stream.isatty()
-        self.last = 0.0
-
-    def show(self, text: str, final: bool = False) -> None:
-        now = time.monotonic()
-        if self.tty:
-            self.stream.write("\r\033[K" + text + ("\n" if final else ""))
-            self.stream.flush()
-        elif final or now - self.last >= self.every_s:
-            self.stream.write(text + "\n")
-            self.stream.flush()
-            self.last = now
-
-
 def format_report(report: Report) -> str:
     lat = report.latency_ms
 
@@ -356,23 +336,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--plot", type=Path, help="write a PNG of throughput and p50/p99 latency over time")
     parser.add_argument("--json", type=Path, help="write the full report (with the time series) as JSON")
     return parser.parse_args(argv)
-
-
-def client_options(endpoint_url: str | None, region: str | None) -> dict[str, Any]:
-    """boto3 client arguments. A loopback endpoint is the local moto server, which accepts any
-    credentials: fixed ones mean a laptop needs no AWS profile at all."""
-    options: dict[str, Any] = {"endpoint_url": endpoint_url, "region_name": region}
-    if endpoint_url and urlsplit(endpoint_url).hostname in ("127.0.0.1", "localhost", "::1"):
-        region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-        options |= {"aws_access_key_id": "testing", "aws_secret_access_key": "testing", "region_name": region}
-    return options
-
-
-MISSING_REGION = "no AWS region: pass --region or set AWS_REGION (or AWS_DEFAULT_REGION, or a profile's region)"
-MISSING_CREDENTIALS = (
-    "no AWS credentials: set AWS_PROFILE (after `aws configure` or `aws sso login`) or "
-    "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
-)
 
 
 def s3_client(endpoint_url: str | None, region: str | None, readers: int) -> Any:

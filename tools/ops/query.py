@@ -28,8 +28,8 @@ from urllib.parse import urlsplit
 
 from infra.config import PipelineConfig, cdk_json_context
 from infra.lake_table import COLUMNS, DEDUP_VIEW_NAME, DEDUP_VIEW_SQL, TABLE_NAME
-from loadtest.verify import Progress, client_options
 from pipeline.contract import BATCH_OBJECT_SUFFIX, PAYLOAD_OBJECT_SUFFIX, parse_object_key
+from tools.ops.cli import Progress, client_options
 
 # dt and hour of a cached file, for DuckDB's regexp_extract: the partition part of the contract's key
 # layout (partition_prefix), which is_lake_object has already checked with parse_object_key.

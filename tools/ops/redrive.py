@@ -24,12 +24,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
-from urllib.parse import urlsplit
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
 from pipeline.contract import SQS_MAX_BATCH_ENTRIES, pack_batches
+from tools.ops.cli import MISSING_CREDENTIALS, MISSING_REGION, session_options
 
 MOVE_TASK_DONE = ("COMPLETED", "CANCELLED", "FAILED")
 # A received message stays hidden this long; if we die before deleting it, it reappears in the DLQ.
@@ -425,26 +425,8 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-# What `make run`'s banner gives the AWS CLI for its embedded moto: any region, fixed fake keys
-# (moto accepts any; fixed ones mean a real key is never sent to, or signed for, a local endpoint).
-LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
-LOCAL_REGION = "us-east-1"
-LOCAL_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-MISSING_REGION = "no AWS region: pass --region or set AWS_REGION (or AWS_DEFAULT_REGION, or a profile's region)"
-MISSING_CREDENTIALS = (
-    "no AWS credentials: set AWS_PROFILE (after `aws configure` or `aws sso login`) or "
-    "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
-)
-
-
 def aws_session(endpoint_url: str | None, region: str | None) -> boto3.Session:
-    """A session for ``endpoint_url``: on a loopback endpoint (`make run`), region and fake credentials
-    default as in the banner's AWS CLI line; elsewhere, the usual chain (flags, environment, profile)."""
-    if endpoint_url and urlsplit(endpoint_url).hostname in LOCAL_HOSTS:
-        region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or LOCAL_REGION
-        return boto3.Session(region_name=region, **LOCAL_CREDENTIALS)
-    # boto3 reads AWS_DEFAULT_REGION only; Lambda and the AWS CLI v2 docs also use AWS_REGION.
-    return boto3.Session(region_name=region or os.environ.get("AWS_REGION") or None)
+    return boto3.Session(**session_options(endpoint_url, region))
 
 
 def _print_samples(samples: Sequence[Sample], out: TextIO) -> None:

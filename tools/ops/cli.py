@@ -1,0 +1,56 @@
+"""What the ops command-line tools (redrive, query) and the load-test verifier share: how they reach
+AWS or `make run`'s moto, the messages for a missing region or credentials, and a progress line."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any, TextIO
+from urllib.parse import urlsplit
+
+# What `make run`'s banner gives the AWS CLI for its embedded moto: any region, fixed fake keys
+# (moto accepts any; fixed ones mean a real key is never sent to, or signed for, a local endpoint).
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+LOCAL_REGION = "us-east-1"
+LOCAL_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+MISSING_REGION = "no AWS region: pass --region or set AWS_REGION (or AWS_DEFAULT_REGION, or a profile's region)"
+MISSING_CREDENTIALS = (
+    "no AWS credentials: set AWS_PROFILE (after `aws configure` or `aws sso login`) or "
+    "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+)
+
+
+def session_options(endpoint_url: str | None, region: str | None) -> dict[str, Any]:
+    """boto3 Session arguments for ``endpoint_url``: on a loopback endpoint (`make run`), region and
+    fake credentials default as in the banner's AWS CLI line; elsewhere, the usual chain (flags,
+    environment, profile)."""
+    if endpoint_url and urlsplit(endpoint_url).hostname in LOCAL_HOSTS:
+        region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or LOCAL_REGION
+        return {"region_name": region, **LOCAL_CREDENTIALS}
+    # boto3 reads AWS_DEFAULT_REGION only; Lambda and the AWS CLI v2 docs also use AWS_REGION.
+    return {"region_name": region or os.environ.get("AWS_REGION") or None}
+
+
+def client_options(endpoint_url: str | None, region: str | None) -> dict[str, Any]:
+    """boto3 client arguments: ``session_options`` plus the endpoint."""
+    return {"endpoint_url": endpoint_url, **session_options(endpoint_url, region)}
+
+
+class Progress:
+    """One status line, rewritten in place on a terminal, or printed every few seconds otherwise."""
+
+    def __init__(self, stream: TextIO = sys.stderr, every_s: float = 5.0) -> None:
+        self.stream, self.every_s = stream, every_s
+        self.tty = stream.isatty()
+        self.last = 0.0
+
+    def show(self, text: str, final: bool = False) -> None:
+        now = time.monotonic()
+        if self.tty:
+            self.stream.write("\r\033[K" + text + ("\n" if final else ""))
+            self.stream.flush()
+        elif final or now - self.last >= self.every_s:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+            self.last = now
