@@ -25,6 +25,7 @@ from pipeline.contract import (
     INGEST_SERVICE,
     MAX_PAYLOAD_BYTES_CEILING,
     MAX_PAYLOADS_CEILING,
+    SQS_MAX_BATCH_ENTRIES,
     KnobError,
     parse_int,
 )
@@ -197,8 +198,10 @@ class PipelineConfig:
             (1 <= self.BATCH_SIZE <= 10000, "BATCH_SIZE must be 1..10000"),
             (0 <= self.MAX_BATCHING_WINDOW_SECONDS <= 300, "MAX_BATCHING_WINDOW_SECONDS must be 0..300"),
             (
-                self.BATCH_SIZE <= 10 or self.MAX_BATCHING_WINDOW_SECONDS >= 1,
-                "BATCH_SIZE above 10 needs MAX_BATCHING_WINDOW_SECONDS >= 1 (an SQS event source rule)",
+                # A batch larger than one ReceiveMessage (10 messages) needs a batching window.
+                self.BATCH_SIZE <= SQS_MAX_BATCH_ENTRIES or self.MAX_BATCHING_WINDOW_SECONDS >= 1,
+                f"BATCH_SIZE above {SQS_MAX_BATCH_ENTRIES} needs MAX_BATCHING_WINDOW_SECONDS >= 1 (an SQS event "
+                "source rule)",
             ),
             (1 <= self.CONSUMER_TIMEOUT_SECONDS <= 900, "CONSUMER_TIMEOUT_SECONDS must be 1..900"),
             (1 <= self.MAX_RECEIVE_COUNT <= 1000, "MAX_RECEIVE_COUNT must be 1..1000"),
