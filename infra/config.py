@@ -2,7 +2,7 @@
 
 Resolution order for each knob (first wins):
   1. an environment variable with the knob's name, e.g. ``MAX_WORKERS=20 make deploy``;
-  2. CDK context, e.g. ``cdk deploy -c MAX_WORKERS=20`` or the ``context`` block of cdk.json;
+  2. CDK context, e.g. ``cdk deploy -c MAX_WORKERS=20`` (cdk.json pins no knob: a test keeps it so);
   3. the preset of the chosen ``PROFILE`` (itself an env var or context knob; ``PROFILES`` below);
   4. the default below.
 
@@ -49,7 +49,8 @@ CDK_JSON = Path(__file__).resolve().parent.parent / "cdk.json"
 
 
 def cdk_json_context() -> dict[str, Any]:
-    """cdk.json's context block: the knob defaults the CDK CLI passes to the app (and make run uses)."""
+    """cdk.json's context block, as the CDK CLI passes it to the app (and make run and tools read it): CDK
+    feature flags, and no knob (the defaults are PipelineConfig's), unless a user adds one."""
     return dict(json.loads(CDK_JSON.read_text())["context"])
 
 
