@@ -2,7 +2,7 @@
 
 Resolution order for each knob (first wins):
   1. an environment variable with the knob's name, e.g. ``MAX_WORKERS=20 make deploy``;
-  2. CDK context, e.g. ``cdk deploy -c MAX_WORKERS=20`` or the ``context`` block of cdk.json;
+  2. CDK context, e.g. ``cdk deploy -c MAX_WORKERS=20`` (cdk.json pins no knob: a test keeps it so);
   3. the preset of the chosen ``PROFILE`` (itself an env var or context knob; ``PROFILES`` below);
   4. the default below.
 
@@ -25,6 +25,7 @@ from pipeline.contract import (
     INGEST_SERVICE,
     MAX_PAYLOAD_BYTES_CEILING,
     MAX_PAYLOADS_CEILING,
+    SQS_MAX_BATCH_ENTRIES,
     KnobError,
     parse_int,
 )
@@ -48,7 +49,8 @@ CDK_JSON = Path(__file__).resolve().parent.parent / "cdk.json"
 
 
 def cdk_json_context() -> dict[str, Any]:
-    """cdk.json's context block: the knob defaults the CDK CLI passes to the app (and make run uses)."""
+    """cdk.json's context block, as the CDK CLI passes it to the app (and make run and tools read it): CDK
+    feature flags, and no knob (the defaults are PipelineConfig's), unless a user adds one."""
     return dict(json.loads(CDK_JSON.read_text())["context"])
 
 
@@ -197,8 +199,10 @@ class PipelineConfig:
             (1 <= self.BATCH_SIZE <= 10000, "BATCH_SIZE must be 1..10000"),
             (0 <= self.MAX_BATCHING_WINDOW_SECONDS <= 300, "MAX_BATCHING_WINDOW_SECONDS must be 0..300"),
             (
-                self.BATCH_SIZE <= 10 or self.MAX_BATCHING_WINDOW_SECONDS >= 1,
-                "BATCH_SIZE above 10 needs MAX_BATCHING_WINDOW_SECONDS >= 1 (an SQS event source rule)",
+                # A batch larger than one ReceiveMessage (10 messages) needs a batching window.
+                self.BATCH_SIZE <= SQS_MAX_BATCH_ENTRIES or self.MAX_BATCHING_WINDOW_SECONDS >= 1,
+                f"BATCH_SIZE above {SQS_MAX_BATCH_ENTRIES} needs MAX_BATCHING_WINDOW_SECONDS >= 1 (an SQS event "
+                "source rule)",
             ),
             (1 <= self.CONSUMER_TIMEOUT_SECONDS <= 900, "CONSUMER_TIMEOUT_SECONDS must be 1..900"),
             (1 <= self.MAX_RECEIVE_COUNT <= 1000, "MAX_RECEIVE_COUNT must be 1..1000"),

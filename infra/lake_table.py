@@ -2,7 +2,7 @@
 
 Imports no CDK, so `make query` starts fast. Columns are the envelope's fields (pipeline/envelope.py),
 all strings; ``payload`` is the client's object as JSON text (query it with json_extract /
-json_extract_scalar). ``dt`` and ``hour`` come from the object key (envelope.partition_prefix).
+json_extract_scalar). ``dt`` and ``hour`` come from the object key (pipeline/contract.py partition_prefix).
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ DEDUP_VIEW_NAME = "payloads_dedup"
 # case-insensitive in Athena and DuckDB, so `requestId` works in both.
 COLUMNS = ("id", "requestId", "receivedAt", "version", "token", "payload")
 PARTITION_COLUMNS = ("dt", "hour")
-# Partition values as written by envelope.partition_prefix: dt=YYYY-MM-DD, hour=HH (UTC).
+# Partition values as written by pipeline/contract.py partition_prefix: dt=YYYY-MM-DD, hour=HH (UTC);
+# tests/infra/test_query.py checks every projected partition against it.
 DT_FORMAT_JAVA = "yyyy-MM-dd"  # Athena date projection format (java.time.format.DateTimeFormatter)
-DT_FORMAT_PYTHON = "%Y-%m-%d"
 HOUR_DIGITS = 2
 
 # One row per id: the copy received first (a retry in another hour partition, or a batch-mode

@@ -23,7 +23,8 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from infra.config import CONSUMER_SERVICE, INGEST_SERVICE, PipelineConfig
+from infra.config import PipelineConfig
+from pipeline.contract import CONSUMER_SERVICE, INGEST_SERVICE, Metric
 
 ONE_MINUTE = Duration.minutes(1)
 FIVE_MINUTES = Duration.minutes(5)
@@ -196,7 +197,7 @@ class PipelineMonitoring(Construct):
                 comparison=above,
                 evaluation_periods=1,
                 what_to_do="Payloads failed MAX_RECEIVE_COUNT times and wait in the DLQ (kept DLQ_RETENTION_DAYS). "
-                "Find the cause in the consumer log (StoreFailures), fix it, then `make redrive`.",
+                f"Find the cause in the consumer log ({Metric.STORE_FAILURES}), fix it, then `make redrive`.",
             ),
             "oldest-message-age": self._alarm(
                 "OldestMessageAge",
@@ -220,8 +221,8 @@ class PipelineMonitoring(Construct):
                 comparison=above,
                 evaluation_periods=1,
                 what_to_do=f"Over {config.API_5XX_RATE_ALARM_PERCENT}% of API requests got a 5xx; clients retry, "
-                "nothing was enqueued for them. Check ingest errors, EnqueueFailures and "
-                "RequestsRejected reason=overloaded (MAX_QUEUE backpressure).",
+                f"nothing was enqueued for them. Check ingest errors, {Metric.ENQUEUE_FAILURES} and "
+                f"{Metric.REQUESTS_REJECTED} reason=overloaded (MAX_QUEUE backpressure).",
             ),
             "ingest-errors": self._alarm(
                 "IngestErrors",
@@ -255,7 +256,7 @@ class PipelineMonitoring(Construct):
                 what_to_do=f"Over {self._in_flight_threshold:,} messages are in flight (received, not deleted), near "
                 "the queue's in-flight quota (SQS_IN_FLIGHT_LIMIT="
                 f"{self._config.SQS_IN_FLIGHT_LIMIT:,}), past which the whole consumer stalls. "
-                "Usually failing records waiting out their retry delay: check StoreFailures and the "
+                f"Usually failing records waiting out their retry delay: check {Metric.STORE_FAILURES} and the "
                 "consumer log, fix the cause; lower RETRY_MAX_SECONDS to bring them back sooner.",
             ),
             "worker-pool-saturated": self._alarm(
@@ -393,8 +394,8 @@ class PipelineMonitoring(Construct):
                     left=[
                         consumer.metric_errors(label="errors (whole batch)"),
                         consumer.metric_throttles(label="throttles"),
-                        self._custom("StoreFailures", CONSUMER_SERVICE, label="store failures (records)"),
-                        self._custom("RetriesScheduled", CONSUMER_SERVICE, label="retries scheduled (records)"),
+                        self._custom(Metric.STORE_FAILURES, CONSUMER_SERVICE, label="store failures (records)"),
+                        self._custom(Metric.RETRIES_SCHEDULED, CONSUMER_SERVICE, label="retries scheduled (records)"),
                     ],
                 ),
                 cw.GraphWidget(
@@ -410,9 +411,9 @@ class PipelineMonitoring(Construct):
                     width=8,
                     left_y_axis=zero,
                     left=[
-                        self._custom("PayloadsAccepted", INGEST_SERVICE, label="accepted"),
-                        self._custom("PayloadsStored", CONSUMER_SERVICE, label="stored"),
-                        self._custom("DuplicatesSkipped", CONSUMER_SERVICE, label="duplicates skipped"),
+                        self._custom(Metric.PAYLOADS_ACCEPTED, INGEST_SERVICE, label="accepted"),
+                        self._custom(Metric.PAYLOADS_STORED, CONSUMER_SERVICE, label="stored"),
+                        self._custom(Metric.DUPLICATES_SKIPPED, CONSUMER_SERVICE, label="duplicates skipped"),
                     ],
                 ),
                 cw.GraphWidget(
@@ -420,8 +421,8 @@ class PipelineMonitoring(Construct):
                     width=8,
                     left_y_axis=zero,
                     left=[
-                        self._custom("EndToEndLatency", CONSUMER_SERVICE, statistic="p50", label="p50"),
-                        self._custom("EndToEndLatency", CONSUMER_SERVICE, statistic="p99", label="p99"),
+                        self._custom(Metric.END_TO_END_LATENCY, CONSUMER_SERVICE, statistic="p50", label="p50"),
+                        self._custom(Metric.END_TO_END_LATENCY, CONSUMER_SERVICE, statistic="p99", label="p99"),
                     ],
                 ),
                 cw.GraphWidget(
@@ -433,14 +434,14 @@ class PipelineMonitoring(Construct):
                             # One line per reason class (a handful, see pipeline/observability.py).
                             expression=(
                                 f'SEARCH(\'{{"{config.METRICS_NAMESPACE}",reason,service,stage}} '
-                                f'MetricName="RequestsRejected" stage="{config.STAGE}"\', \'Sum\', 300)'
+                                f'MetricName="{Metric.REQUESTS_REJECTED}" stage="{config.STAGE}"\', \'Sum\', 300)'
                             ),
                             using_metrics={},
                             label="rejected: ${PROP('Dim.reason')}",
                             period=FIVE_MINUTES,
                         ),
-                        self._custom("EnqueueRetries", INGEST_SERVICE, label="enqueue retries"),
-                        self._custom("EnqueueFailures", INGEST_SERVICE, label="enqueue failures"),
+                        self._custom(Metric.ENQUEUE_RETRIES, INGEST_SERVICE, label="enqueue retries"),
+                        self._custom(Metric.ENQUEUE_FAILURES, INGEST_SERVICE, label="enqueue failures"),
                     ],
                 ),
             ],

@@ -81,6 +81,7 @@ class PayloadQuery(Construct):
         self.view_name = DEDUP_VIEW_NAME
         self.workgroup_name = f"ingest-pipeline-{stage}"
         location = f"s3://{bucket.bucket_name}/{config.OBJECT_PREFIX}"
+        # Athena's form of pipeline/contract.py partition_prefix (tests/infra/test_query.py holds them equal).
         self.location_template = location + "dt=${dt}/hour=${hour}/"
 
         database = glue.CfnDatabase(

@@ -13,11 +13,15 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Annotations, Match, Template
 
-from infra.application import build_app, cdk_json_context
 from infra.config import ConfigError, PipelineConfig
 from infra.lambda_asset import LAMBDA_SOURCE
+from tests.infra import build, synth
 
-RELAXED = {"RESERVED_CONCURRENCY": "off", "POWERTOOLS_SOURCE": "bundle", "API_GATEWAY_CLOUDWATCH_ROLE": "false"}
+RELAXED: dict[str, Any] = {
+    "RESERVED_CONCURRENCY": "off",
+    "POWERTOOLS_SOURCE": "bundle",
+    "API_GATEWAY_CLOUDWATCH_ROLE": "false",
+}
 # The API Gateway account setting and its role are one per region, shared by every REST API there,
 # so CDK's default RETAIN stays: deleting the role on a rolled-back create would leave the region's
 # setting pointing at a deleted role. Their names are generated, so they never block a retry.
@@ -34,8 +38,7 @@ def source_files() -> dict[str, float]:
 
 @pytest.fixture(scope="module")
 def default() -> Template:
-    _, stack = build_app(context=cdk_json_context(), environ={})
-    return Template.from_stack(stack)
+    return synth()
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +46,7 @@ def relaxed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Template, Pa
     """Every first-deploy knob turned the other way, synthesized to disk as `cdk synth` does."""
     before = source_files()
     outdir = tmp_path_factory.mktemp("cdk.out")
-    app, stack = build_app(context={**cdk_json_context(), **RELAXED}, environ={}, outdir=str(outdir))
+    app, stack = build(outdir=str(outdir), **RELAXED)
     app.synth()
     return stack, Template.from_stack(stack), outdir, before
 
@@ -145,9 +148,7 @@ def test_synth_leaves_the_lambdas_folder_untouched(relaxed: Any) -> None:
 
 def test_bundling_another_powertools_than_the_installed_one_fails_synth_naming_the_knob() -> None:
     with pytest.raises(ConfigError, match="POWERTOOLS_VERSION is 3.36.0"):
-        build_app(
-            context={**cdk_json_context(), "POWERTOOLS_SOURCE": "bundle", "POWERTOOLS_VERSION": "3.36.0"}, environ={}
-        )
+        build(POWERTOOLS_SOURCE="bundle", POWERTOOLS_VERSION="3.36.0")
 
 
 # --- API_GATEWAY_CLOUDWATCH_ROLE -----------------------------------------------------------------------

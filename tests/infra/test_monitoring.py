@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Template
 
-from infra.application import build_app, cdk_json_context
 from infra.config import ConfigError, PipelineConfig
+from tests.infra import synth
 
 RUNBOOK = Path(__file__).resolve().parents[2] / "docs" / "RUNBOOK.md"
 CHANGED_KNOBS = {
@@ -27,11 +27,6 @@ CHANGED_KNOBS = {
     "RUNBOOK_URL": "https://wiki.example.com/ingest-runbook",
     "SQS_IN_FLIGHT_LIMIT": 240_000,
 }
-
-
-def synth(**knobs: Any) -> Template:
-    _, stack = build_app(context={**cdk_json_context(), **knobs}, environ={})
-    return Template.from_stack(stack)
 
 
 @pytest.fixture(scope="module")

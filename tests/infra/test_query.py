@@ -12,16 +12,11 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Template
 
-from infra.application import build_app, cdk_json_context
 from infra.lake_table import DEDUP_VIEW_SQL
 from pipeline.contract import partition_prefix, payload_object_key
+from tests.infra import synth
 
 BUCKET = "example-bucket"
-
-
-def synth(**knobs: Any) -> Template:
-    _, stack = build_app(context={**cdk_json_context(), **knobs}, environ={})
-    return Template.from_stack(stack)
 
 
 @pytest.fixture(scope="module")

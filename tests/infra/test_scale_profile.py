@@ -4,26 +4,19 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
 from aws_cdk.assertions import Annotations, Match, Template
 
-from infra.application import build_app, cdk_json_context
 from infra.stack import IngestPipelineStack
+from tests.infra import build, only
 
 
 @pytest.fixture(scope="module")
 def scale() -> tuple[IngestPipelineStack, Template]:
     # the env var, as `PROFILE=scale make synth` passes it, over cdk.json's context
-    _, stack = build_app(context=cdk_json_context(), environ={"PROFILE": "scale"})
+    _, stack = build(environ={"PROFILE": "scale"})
     return stack, Template.from_stack(stack)
-
-
-def only(template: Template, resource_type: str, props: dict[str, Any] | None = None) -> dict[str, Any]:
-    found = template.find_resources(resource_type, {"Properties": props} if props else None)
-    assert len(found) == 1, f"expected one {resource_type}, found {len(found)}"
-    return next(iter(found.values()))
 
 
 def test_scale_template_carries_the_profiles_settings(scale: tuple[IngestPipelineStack, Template]) -> None:

@@ -10,22 +10,20 @@ import logging
 from typing import Any
 
 import pytest
-from aws_cdk.assertions import Template
 
 import consumer_handler
 import ingest_handler
-from infra.application import build_app, cdk_json_context
 from pipeline import aws_clients
 from tests.conftest import Pipeline, collection
 from tests.faults import FailingSendMessageBatch, fail_put_object
+from tests.infra import synth
 
 Statement = dict[str, Any]
 
 
 @pytest.fixture(scope="module")
 def resources() -> dict[str, dict[str, Any]]:
-    _, stack = build_app(context=cdk_json_context(), environ={})
-    return Template.from_stack(stack).to_json()["Resources"]
+    return synth().to_json()["Resources"]
 
 
 def of_type(resources: dict[str, dict[str, Any]], resource_type: str) -> dict[str, dict[str, Any]]:

@@ -9,34 +9,20 @@ import pytest
 from aws_cdk import Aspects
 from aws_cdk.assertions import Annotations, Match, Template
 
-from infra.application import build_app, cdk_json_context
 from infra.config import MAX_BODY_BYTES_CEILING, ConfigError, PipelineConfig
 from infra.stack import IngestPipelineStack
-
-
-def synth(**knobs: Any) -> tuple[IngestPipelineStack, Template]:
-    app, stack = build_app(context={**cdk_json_context(), **knobs}, environ={})
-    return stack, Template.from_stack(stack)
+from tests.infra import build, consumer, only, synth
 
 
 @pytest.fixture(scope="module")
 def default() -> tuple[IngestPipelineStack, Template]:
-    return synth()
+    _, stack = build()
+    return stack, Template.from_stack(stack)
 
 
 @pytest.fixture(scope="module")
 def template(default: tuple[IngestPipelineStack, Template]) -> Template:
     return default[1]
-
-
-def only(template: Template, resource_type: str, props: dict[str, Any] | None = None) -> dict[str, Any]:
-    found = template.find_resources(resource_type, {"Properties": props} if props else None)
-    assert len(found) == 1, f"expected one {resource_type}, found {len(found)}"
-    return next(iter(found.values()))
-
-
-def consumer(template: Template) -> dict[str, Any]:
-    return only(template, "AWS::Lambda::Function", {"Handler": "consumer_handler.lambda_handler"})
 
 
 def test_functions_are_python_arm64_with_the_pinned_powertools_layer_and_tracing(template: Template) -> None:
@@ -118,7 +104,7 @@ def test_bucket_is_private_encrypted_tls_only_logged_and_retained(template: Temp
 
 
 def test_dev_opt_out_destroys_the_bucket_and_expires_objects() -> None:
-    _, template = synth(DESTROY_ON_REMOVE=True, OBJECT_EXPIRATION_DAYS=30, MAX_WORKERS=25)
+    template = synth(DESTROY_ON_REMOVE=True, OBJECT_EXPIRATION_DAYS=30, MAX_WORKERS=25)
     bucket = only(
         template, "AWS::S3::Bucket", {"LoggingConfiguration": Match.object_like({"LogFilePrefix": "payloads/"})}
     )
@@ -177,7 +163,7 @@ def test_the_stage_has_a_throttle_ceiling_above_the_per_key_plan(template: Templ
 
 
 def test_the_stage_ceiling_is_a_knob_and_may_not_sit_below_the_per_key_limits() -> None:
-    _, template = synth(STAGE_THROTTLE_RATE_LIMIT=20000, STAGE_THROTTLE_BURST_LIMIT=8000)
+    template = synth(STAGE_THROTTLE_RATE_LIMIT=20000, STAGE_THROTTLE_BURST_LIMIT=8000)
     [settings] = only(template, "AWS::ApiGateway::Stage")["Properties"]["MethodSettings"]
     assert (settings["ThrottlingRateLimit"], settings["ThrottlingBurstLimit"]) == (20000, 8000)
     for knobs, named in (
@@ -194,7 +180,7 @@ def test_max_body_bytes_above_what_reaches_lambda_fails_synth_naming_it() -> Non
 
 
 def test_api_key_can_be_turned_off_and_the_stage_is_throttled_instead() -> None:
-    _, template = synth(REQUIRE_API_KEY=False)
+    template = synth(REQUIRE_API_KEY=False)
     assert {m["ApiKeyRequired"] for m in methods_by_verb(template).values()} == {False}
     stage = only(template, "AWS::ApiGateway::Stage")["Properties"]
     assert stage["MethodSettings"][0]["ThrottlingRateLimit"] == 1000
@@ -273,14 +259,6 @@ def _denies_insecure_transport(document: dict[str, Any]) -> bool:
         s["Effect"] == "Deny" and s.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}}
         for s in document["Statement"]
     )
-
-
-def test_config_defaults_match_cdk_json() -> None:
-    # cdk.json documents the main knobs; it must not silently disagree with the typed defaults
-    defaults = PipelineConfig().as_dict()
-    for name, value in cdk_json_context().items():
-        if name.isupper():
-            assert defaults[name] == value, name
 
 
 def test_gateway_5xx_texts_never_promise_that_a_retry_helps(template: Template) -> None:

@@ -8,23 +8,8 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Template
 
-from infra.application import build_app, cdk_json_context
 from infra.config import ConfigError, PipelineConfig
-
-
-def synth(**knobs: Any) -> Template:
-    _, stack = build_app(context={**cdk_json_context(), **knobs}, environ={})
-    return Template.from_stack(stack)
-
-
-def only(template: Template, resource_type: str, props: dict[str, Any] | None = None) -> dict[str, Any]:
-    found = template.find_resources(resource_type, {"Properties": props} if props else None)
-    assert len(found) == 1, f"expected one {resource_type}, found {len(found)}"
-    return next(iter(found.values()))["Properties"]
-
-
-def consumer(template: Template) -> dict[str, Any]:
-    return only(template, "AWS::Lambda::Function", {"Handler": "consumer_handler.lambda_handler"})
+from tests.infra import consumer, only, synth
 
 
 @pytest.fixture(scope="module")
@@ -39,23 +24,23 @@ def provisioned_mode() -> Template:
 
 def test_default_mode_bounds_the_pool_with_maximum_concurrency(default_mode: Template) -> None:
     # Given the default (on-demand) mode with MAX_WORKERS=7
-    mapping = only(default_mode, "AWS::Lambda::EventSourceMapping")
+    mapping = only(default_mode, "AWS::Lambda::EventSourceMapping")["Properties"]
     # Then the mapping's maximum concurrency and the function's reserved concurrency are both 7
     assert mapping["ScalingConfig"] == {"MaximumConcurrency": 7}
     assert "ProvisionedPollerConfig" not in mapping
-    assert consumer(default_mode)["ReservedConcurrentExecutions"] == 7
+    assert consumer(default_mode)["Properties"]["ReservedConcurrentExecutions"] == 7
     # And the consumer stores one object per payload
-    assert consumer(default_mode)["Environment"]["Variables"]["OBJECT_MODE"] == "payload"
+    assert consumer(default_mode)["Properties"]["Environment"]["Variables"]["OBJECT_MODE"] == "payload"
 
 
 def test_provisioned_mode_replaces_maximum_concurrency_with_pollers(provisioned_mode: Template) -> None:
     # Given PROVISIONED_POLLERS=true with 3..25 pollers
-    mapping = only(provisioned_mode, "AWS::Lambda::EventSourceMapping")
+    mapping = only(provisioned_mode, "AWS::Lambda::EventSourceMapping")["Properties"]
     # Then the mapping has provisioned pollers and no maximum concurrency (AWS rejects both)
     assert mapping["ProvisionedPollerConfig"] == {"MinimumPollers": 3, "MaximumPollers": 25}
     assert "MaximumConcurrency" not in mapping.get("ScalingConfig", {})
     # And reserved concurrency covers what 25 pollers can drive (10 invokes each), not MAX_WORKERS
-    assert consumer(provisioned_mode)["ReservedConcurrentExecutions"] == 250
+    assert consumer(provisioned_mode)["Properties"]["ReservedConcurrentExecutions"] == 250
     # And partial batch responses stay on in both modes
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
 
@@ -68,7 +53,7 @@ def test_provisioned_template_passes_cfn_lint(provisioned_mode: Template) -> Non
 
 
 def test_object_mode_reaches_the_consumer_environment(provisioned_mode: Template) -> None:
-    assert consumer(provisioned_mode)["Environment"]["Variables"]["OBJECT_MODE"] == "batch"
+    assert consumer(provisioned_mode)["Properties"]["Environment"]["Variables"]["OBJECT_MODE"] == "batch"
 
 
 @pytest.mark.parametrize(
