@@ -13,98 +13,35 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import re
-import signal
-import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-import boto3
 import requests
 from botocore.config import Config
 
 from loadtest.reconcile import bucket_copies, expected_payloads, reconcile
+from local_pipeline.launch import free_port, start_local_pipeline
 from pipeline.contract import PAYLOADS_PATH, PROBLEM_CONTENT_TYPE, problem_type
 
 API_KEY = "soak-api-key"
+RUNNER_ENV = {
+    "API_KEY": API_KEY,
+    # No fault is injected, but a record that fails anyway comes back in 30 s, not 3 min
+    "LOCAL_VISIBILITY_TIMEOUT_SECONDS": "30",
+    "LOCAL_DRAIN_SECONDS": "30",
+}
 ACCESS_LINE = re.compile(rf"POST {re.escape(PAYLOADS_PATH)} 202 payloads=\d+ ([\d.]+)ms")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@dataclass
-class Runner:
-    """`python -m local_pipeline` as a child process; its output is read continuously."""
-
-    port: int
-    moto_port: int
-    process: subprocess.Popen[str] | None = None
-    endpoint: str = ""
-    bucket: str = ""
-    ready: threading.Event = field(default_factory=threading.Event)
-    tail: deque[str] = field(default_factory=lambda: deque(maxlen=40))
-    # The runner's own per-request time (front door to response), from its access log
-    server_ms: list[float] = field(default_factory=list)
-
-    def start(self, timeout: float = 180) -> None:
-        env = {
-            **os.environ,
-            "PORT": str(self.port),
-            "MOTO_PORT": str(self.moto_port),
-            "API_KEY": API_KEY,
-            # No fault is injected, but a record that fails anyway comes back in 30 s, not 3 min
-            "LOCAL_VISIBILITY_TIMEOUT_SECONDS": "30",
-            "LOCAL_DRAIN_SECONDS": "30",
-        }
-        env.pop("AWS_ENDPOINT_URL", None)  # always the embedded moto server, never an account
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "local_pipeline"],
-            env=env,
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            bufsize=1,
-        )
-        threading.Thread(target=self._read, daemon=True).start()
-        if not self.ready.wait(timeout) or not self.endpoint:
-            raise RuntimeError("local pipeline did not start:\n" + "\n".join(self.tail))
-
-    def _read(self) -> None:
-        assert self.process and self.process.stdout
-        for line in self.process.stdout:
-            self.tail.append(line.rstrip())
-            if match := re.match(r"\s+AWS\s+(http://127\.0\.0\.1:\d+)", line):
-                self.endpoint = match.group(1)
-            elif match := re.match(r"\s+bucket\s+(\S+)", line):
-                self.bucket = match.group(1)
-            elif line.strip() == "Ready.":
-                self.ready.set()
-            elif match := ACCESS_LINE.search(line):
-                self.server_ms.append(float(match.group(1)))
-        self.ready.set()  # the process ended: let start() report it
-
-    def stop(self, timeout: float = 90) -> int | None:
-        if not self.process or self.process.poll() is not None:
-            return self.process.returncode if self.process else None
-        self.process.send_signal(signal.SIGINT)  # drains the queue and prints its summary
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            return self.process.wait(10)
 
 
 @dataclass
@@ -194,15 +131,12 @@ def front_door_checks(url: str) -> list[str]:
     return failures
 
 
-def aws_client(service: str, endpoint: str) -> Any:
-    return boto3.client(
-        service,
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        config=Config(max_pool_connections=16),
-    )
+def banner_value(console: str, name: str) -> str:
+    """A value of the runner's start banner, e.g. ``  bucket   ingest-pipeline-local-...``."""
+    match = re.search(rf"^\s+{name}\s+(\S+)", console, re.MULTILINE)
+    if match is None:
+        raise RuntimeError(f"the runner's banner has no {name} line:\n{console}")
+    return match.group(1)
 
 
 def count_objects(s3: Any, bucket: str) -> int:
@@ -225,15 +159,17 @@ def main() -> int:
     if not (0 < args.seconds <= 1800 and 0 < args.rate <= 200 and 1 <= args.clients <= 32):
         parser.error("bounded load only: --seconds 1..1800, --rate up to 200, --clients 1..32")
 
-    runner = Runner(port=free_port(), moto_port=free_port())
+    console = Path(tempfile.mkdtemp(prefix="soak-")) / "console.log"
+    port, aws_port = free_port(), free_port()
     failures: list[str] = []
+    print(f"starting the local pipeline on 127.0.0.1:{port} (moto on {aws_port})...", flush=True)
+    run = start_local_pipeline(console, port, aws_port, env=RUNNER_ENV, timeout=180)
     try:
-        print(f"starting the local pipeline on 127.0.0.1:{runner.port} (moto on {runner.moto_port})...", flush=True)
-        runner.start()
-        url = f"http://127.0.0.1:{runner.port}{PAYLOADS_PATH}"
-        s3, sqs = aws_client("s3", runner.endpoint), aws_client("sqs", runner.endpoint)
+        url = run.url + PAYLOADS_PATH
+        s3, sqs = run.client("s3", config=Config(max_pool_connections=16)), run.client("sqs")
+        bucket = banner_value(run.output(), "bucket")
         # A versioned bucket keeps every write: an overwrite would show up as a second version.
-        s3.put_bucket_versioning(Bucket=runner.bucket, VersioningConfiguration={"Status": "Enabled"})
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
         failures += front_door_checks(url)
 
         print(f"load: {args.rate:g} requests/s from {args.clients} clients for {args.seconds:g} s...", flush=True)
@@ -241,16 +177,16 @@ def main() -> int:
         outcomes = send_load(url, args.seconds, args.rate, args.clients, args.max_payloads)
         load_seconds = time.monotonic() - began
         acknowledged = {o.request_id: o.sent for o in outcomes if o.request_id and o.sent}
-        expected = sum(len(sent["data"]) for sent in acknowledged.values())
+        expected = expected_payloads(acknowledged)
 
-        print(f"waiting for the worker pool to store {expected} payloads...", flush=True)
+        print(f"waiting for the worker pool to store {len(expected)} payloads...", flush=True)
         drain_began = time.monotonic()
-        stored_objects = count_objects(s3, runner.bucket)
-        while stored_objects < expected and time.monotonic() - drain_began < args.drain_timeout:
+        result = reconcile(expected, bucket_copies(s3, bucket))
+        while result.lost and time.monotonic() - drain_began < args.drain_timeout:
             time.sleep(2)
-            stored_objects = count_objects(s3, runner.bucket)
+            result = reconcile(expected, bucket_copies(s3, bucket))
         drain_seconds = time.monotonic() - drain_began
-        result = reconcile(expected_payloads(acknowledged), bucket_copies(s3, runner.bucket))
+        stored_objects = count_objects(s3, bucket)
         dlq_url = sqs.get_queue_url(QueueName="ingest-pipeline-local-dlq")["QueueUrl"]
         dead = int(
             sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"][
@@ -258,7 +194,13 @@ def main() -> int:
             ]
         )
     finally:
-        exit_code = runner.stop()
+        try:
+            exit_code: int | None = run.stop(timeout=90)  # Ctrl-C: drains the queue and prints its summary
+        except subprocess.TimeoutExpired:
+            exit_code = None
+        run.kill_leftovers()
+    output = run.output()
+    server_ms = [float(ms) for ms in ACCESS_LINE.findall(output)]
 
     statuses = Counter(o.status for o in outcomes)
     server_errors = sum(n for status, n in statuses.items() if status and status >= 500)
@@ -268,7 +210,7 @@ def main() -> int:
         "requests": len(outcomes),
         "status": {str(k): v for k, v in sorted(statuses.items(), key=lambda kv: (kv[0] is None, kv[0] or 0))},
         "achieved_rps": round(len(outcomes) / load_seconds, 1),
-        "payloads_acknowledged": expected,
+        "payloads_acknowledged": len(expected),
         "latency_ms": {
             "p50": round(percentile(latencies, 0.50), 1),
             "p99": round(percentile(latencies, 0.99), 1),
@@ -276,8 +218,8 @@ def main() -> int:
             "mean": round(statistics.fmean(latencies), 1) if latencies else 0,
         },
         "server_latency_ms": {
-            "p50": round(percentile(runner.server_ms, 0.50), 1),
-            "p99": round(percentile(runner.server_ms, 0.99), 1),
+            "p50": round(percentile(server_ms, 0.50), 1),
+            "p99": round(percentile(server_ms, 0.99), 1),
         },
         "stored_objects": stored_objects,
         "stored_versions": result.stored,
@@ -289,7 +231,7 @@ def main() -> int:
         "drain_seconds": round(drain_seconds, 1),
         "runner_exit_code": exit_code,
     }
-    print("\n".join(runner.tail))
+    print("\n".join(output.splitlines()[-40:]))
     print("\nsoak figures:\n" + json.dumps(figures, indent=2))
     failures += [
         f"{name}: {figures[name]}" for name in ("lost", "duplicated", "altered", "dead_lettered") if figures[name]
