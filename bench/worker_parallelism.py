@@ -22,16 +22,15 @@ GOAL_SPEEDUP = 8.0
 
 def _configure(upload_concurrency: int, object_mode: str = "payload", put_delay_s: float = PUT_DELAY_S) -> Any:
     """Fresh settings, thread pool and S3 client for this UPLOAD_CONCURRENCY, with the delayed fake."""
-    import consumer_handler
     from bench.fake_aws import FakeAws
-    from pipeline import aws_clients, settings
+    from pipeline import aws_clients, consume, settings
 
     os.environ["UPLOAD_CONCURRENCY"] = str(upload_concurrency)
     os.environ["OBJECT_MODE"] = object_mode
     settings.consumer_settings.cache_clear()
-    if consumer_handler._upload_pool.cache_info().currsize:
-        consumer_handler._upload_pool().shutdown()
-    consumer_handler._upload_pool.cache_clear()
+    if consume.upload_pool.cache_info().currsize:
+        consume.upload_pool().shutdown()
+    consume.upload_pool.cache_clear()
     aws_clients.s3_client.cache_clear()
     return FakeAws(aws_clients.s3_client(upload_concurrency), put_delay_s=put_delay_s)
 

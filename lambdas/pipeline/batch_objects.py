@@ -1,7 +1,10 @@
-"""OBJECT_MODE=batch: one gzip NDJSON object per hour partition of a consumer batch.
+"""The objects the consumer writes for one batch of records: plan -> store -> report, in both modes.
 
-At telemetry scale S3 PUTs dominate the bill (one object per payload is ~$5 per million payloads);
-with BATCH_SIZE=100 this mode makes ~1 PUT per 100 payloads. Design (docs/OBJECT_MODES.md):
+OBJECT_MODE=batch: one gzip NDJSON object per hour partition of a consumer batch. At telemetry scale
+S3 PUTs dominate the bill (one object per payload is ~$5 per million payloads); with BATCH_SIZE=100
+this mode makes ~1 PUT per 100 payloads. OBJECT_MODE=payload is the same flow with one record per
+object: the envelope, verbatim, at its payload's key (``plan_payload_objects``). Design
+(docs/OBJECT_MODES.md):
 
 1. Plan: parse every record of the batch. A record that is not our envelope is rejected on its own
    (reported failed, retried, then dead-lettered) and never blocks the others. The good ones are
@@ -9,10 +12,10 @@ with BATCH_SIZE=100 this mode makes ~1 PUT per 100 payloads. Design (docs/OBJECT
    payload mode; each group becomes one object.
 2. Store: each object is written create-only (If-None-Match: *) at a key derived from the sorted
    payload ids it holds, so an identical redelivered group maps to the same key and is not stored
-   twice (412 = already stored).
+   twice (412 = already stored). Objects are written concurrently on the consumer's upload pool.
 3. Report: all-or-nothing per object. If its PUT fails, every record in it is reported failed, so
    SQS redelivers exactly those. Powertools' BatchProcessor turns the per-record outcomes into
-   ``batchItemFailures`` (see consumer_handler.py).
+   ``batchItemFailures`` (consumer_handler.py; pipeline/consume.py runs the three steps).
 
 What redelivery can duplicate: a record redelivered with *different* neighbours (after a timeout or a
 crash after the PUT, or an SQS at-least-once duplicate) forms a different group, hence a different
@@ -23,13 +26,19 @@ duplicate: an identical group (same payload ids) always maps to one key.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from pipeline.contract import BATCH_CONTENT_TYPE, batch_object_key, encode_batch_object
+from pipeline.contract import (
+    BATCH_CONTENT_TYPE,
+    PAYLOAD_CONTENT_TYPE,
+    batch_object_key,
+    encode_batch_object,
+    payload_object_key,
+)
 from pipeline.envelope import EnvelopeError, StoredEnvelope, parse_envelope
 from pipeline.storage import StoreOutcome, put_create_only
 
@@ -40,20 +49,35 @@ class ObjectNotStoredError(RuntimeError):
 
 @dataclass(frozen=True)
 class BatchRecord:
-    """One good record of the batch: its SQS message id, envelope fields and NDJSON line."""
+    """One good record of the batch: its SQS message id, envelope fields and body as SQS carried it."""
 
     message_id: str
     envelope: StoredEnvelope
-    line: bytes
+    body: str
+
+    @property
+    def line(self) -> bytes:
+        """The record as one NDJSON line of a batch object."""
+        return _ndjson_line(self.body)
 
 
 @dataclass(frozen=True)
 class ObjectGroup:
     """The records that go into one object. ``records`` may hold one payload id twice (an SQS
-    duplicate inside one batch); the object holds it once and both messages share its outcome."""
+    duplicate inside one batch); the object holds it once and both messages share its outcome.
+    A payload object (OBJECT_MODE=payload) holds exactly one record."""
 
     key: str
     records: tuple[BatchRecord, ...]
+    payload_object: bool = False  # True: the one record's envelope, verbatim, as JSON; else gzip NDJSON
+
+    def content(self) -> tuple[bytes, str]:
+        """The object's bytes and Content-Type."""
+        if self.payload_object:
+            return self.records[0].body.encode("utf-8"), PAYLOAD_CONTENT_TYPE
+        return encode_batch_object(
+            {record.envelope.payload_id: record.line for record in self.records}
+        ), BATCH_CONTENT_TYPE
 
     @property
     def payload_ids(self) -> list[str]:
@@ -75,6 +99,7 @@ class ObjectResult:
     group: ObjectGroup
     outcome: StoreOutcome | None  # None: the PUT failed with ``error``
     error: Exception | None = None
+    finished_at: datetime | None = None  # when the PUT answered: the end of the payloads' end-to-end latency
 
 
 def _ndjson_line(body: str) -> bytes:
@@ -92,12 +117,11 @@ def plan_batch_objects(messages: Iterable[tuple[str, str]], prefix: str) -> Batc
     for message_id, body in messages:
         try:
             envelope = parse_envelope(body)
-            line = _ndjson_line(body)
         except EnvelopeError as exc:
             rejected[message_id] = exc
             continue
         hour = envelope.received_at.replace(minute=0, second=0, microsecond=0)
-        partitions.setdefault(hour, []).append(BatchRecord(message_id, envelope, line))
+        partitions.setdefault(hour, []).append(BatchRecord(message_id, envelope, body))
     groups = [
         ObjectGroup(batch_object_key(prefix, hour, (r.envelope.payload_id for r in records)), tuple(records))
         for hour, records in sorted(partitions.items())
@@ -105,24 +129,42 @@ def plan_batch_objects(messages: Iterable[tuple[str, str]], prefix: str) -> Batc
     return BatchPlan(groups, rejected)
 
 
-def store_batch_objects(plan: BatchPlan, bucket: str, s3: Any, executor: Executor) -> list[ObjectResult]:
-    """Write each planned object create-only; a failed PUT is captured in its result, never raised,
-    so one failing object cannot hide the outcome of the others."""
+def plan_payload_objects(messages: Iterable[tuple[str, str]], prefix: str) -> BatchPlan:
+    """OBJECT_MODE=payload: one object per ``(message_id, body)`` pair, at its payload's key; poison
+    records are rejected as in batch mode. Two deliveries of one payload are two objects at one key:
+    the create-only write stores it once."""
+    rejected: dict[str, EnvelopeError] = {}
+    groups: list[ObjectGroup] = []
+    for message_id, body in messages:
+        try:
+            envelope = parse_envelope(body)
+        except EnvelopeError as exc:
+            rejected[message_id] = exc
+            continue
+        key = payload_object_key(prefix, envelope.payload_id, envelope.received_at)
+        groups.append(ObjectGroup(key, (BatchRecord(message_id, envelope, body),), payload_object=True))
+    return BatchPlan(groups, rejected)
+
+
+def store_objects(plan: BatchPlan, bucket: str, s3: Any, executor: Executor) -> Iterator[ObjectResult]:
+    """Write each planned object create-only, concurrently on ``executor``; yield the results in plan
+    order as they come in. A failed PUT is captured in its result, never raised, so one failing object
+    cannot hide the outcome of the others."""
 
     def store(group: ObjectGroup) -> ObjectResult:
         try:
-            outcome = put_create_only(
-                s3,
-                bucket,
-                group.key,
-                encode_batch_object({record.envelope.payload_id: record.line for record in group.records}),
-                content_type=BATCH_CONTENT_TYPE,
-            )
+            body, content_type = group.content()
+            outcome = put_create_only(s3, bucket, group.key, body, content_type=content_type)
         except Exception as exc:  # noqa: BLE001 - any failure means: retry every record of this object
             return ObjectResult(group, None, exc)
-        return ObjectResult(group, outcome)
+        return ObjectResult(group, outcome, finished_at=datetime.now(tz=UTC))
 
-    return list(executor.map(store, plan.groups))
+    return executor.map(store, plan.groups)
+
+
+def store_batch_objects(plan: BatchPlan, bucket: str, s3: Any, executor: Executor) -> list[ObjectResult]:
+    """``store_objects``, once every PUT has answered."""
+    return list(store_objects(plan, bucket, s3, executor))
 
 
 @dataclass(frozen=True)
@@ -145,6 +187,8 @@ class BatchReport:
         if result is None:  # cannot happen: every record is either rejected or in a group
             raise ObjectNotStoredError(f"message {message_id} was not part of any object")
         if result.outcome is None:
+            if result.group.payload_object and result.error is not None:
+                raise result.error  # the record's own object: its own error, as a single upload reports it
             raise ObjectNotStoredError(
                 f"object {result.group.key} ({len(result.group.payload_ids)} payloads) was not stored: {result.error!r}"
             ) from result.error
@@ -156,5 +200,5 @@ class BatchReport:
 
 
 def end_to_end_ms(group: ObjectGroup, now: datetime | None = None) -> float:
-    """Latency of the oldest payload in the object: receivedAt -> stored."""
+    """Latency of the oldest payload in the object: receivedAt -> stored (``now``, else the current time)."""
     return ((now or datetime.now(tz=UTC)) - group.oldest_received_at).total_seconds() * 1000
