@@ -14,6 +14,7 @@ the mask) and unblocked in the main thread only, which waits in short sleeps
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import sys
@@ -84,11 +85,12 @@ def function_environment(
     # The consumer's retry delay never outlasts the queue's visibility timeout (as the stack derives it):
     # with LOCAL_VISIBILITY_TIMEOUT_SECONDS it is that short one.
     retry_max = max(1, min(config.retry_max_seconds, visibility))
+    local = dataclasses.replace(
+        config, RETRY_BASE_SECONDS=min(config.RETRY_BASE_SECONDS, retry_max), RETRY_MAX_SECONDS=retry_max
+    )
     return {
-        **lambda_environment(config, resources),
+        **lambda_environment(local, resources),
         **endpoint.environment(),  # boto3 in the handlers reaches moto through AWS_ENDPOINT_URL
-        "RETRY_BASE_SECONDS": str(min(config.RETRY_BASE_SECONDS, retry_max)),
-        "RETRY_MAX_SECONDS": str(retry_max),
         "POWERTOOLS_SERVICE_NAME": service,
         # The handlers' JSON logs at WARNING by default, so the compact access log stays readable.
         "POWERTOOLS_LOG_LEVEL": settings.POWERTOOLS_LOG_LEVEL,

@@ -146,10 +146,11 @@ REQUEST_ID_ATTRIBUTE: Final = "requestId"
 # Value, are part of the message size restriction (1 MiB or 1,048,576 bytes)" (SQS API reference,
 # MessageAttributeValue).
 SQS_MAX_MESSAGE_BYTES: Final = 1024 * 1024
-# SendMessageBatch (and ReceiveMessage, DeleteMessageBatch): at most 10 entries, and the entries'
-# sizes together at most 1 MiB ("The maximum allowed individual message size and the maximum total
-# payload size (the sum of the individual lengths of all of the batched messages) are both 1 MiB",
-# SQS API reference, SendMessageBatch).
+# SendMessageBatch (and ReceiveMessage, DeleteMessageBatch, ChangeMessageVisibilityBatch): at most 10
+# entries; SendMessageBatch's entries together at most 1 MiB ("The maximum allowed individual message
+# size and the maximum total payload size (the sum of the individual lengths of all of the batched
+# messages) are both 1 MiB", SQS API reference, SendMessageBatch:
+# https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_SendMessageBatch.html).
 SQS_MAX_BATCH_ENTRIES: Final = 10
 SQS_MAX_BATCH_BYTES: Final = 1024 * 1024
 

@@ -31,10 +31,9 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from pipeline.contract import SQS_MAX_BATCH_ENTRIES
 from pipeline.time_budget import budget
 
-# ChangeMessageVisibilityBatch takes at most 10 entries per call (SQS API reference).
-ENTRIES_PER_CALL = 10
 # No ChangeMessageVisibilityBatch call starts later than this before the function's deadline.
 LAST_CALL_SECONDS = 1.0
 # Only 31 doublings are ever needed (2^31 s is beyond any cap); bounds the arithmetic.
@@ -80,8 +79,8 @@ def schedule_retries(
     queue's visibility timeout instead)."""
     schedule = RetrySchedule()
     pending = list(records)
-    for start in range(0, len(pending), ENTRIES_PER_CALL):
-        chunk = {str(index): record for index, record in enumerate(pending[start : start + ENTRIES_PER_CALL])}
+    for start in range(0, len(pending), SQS_MAX_BATCH_ENTRIES):
+        chunk = {str(index): record for index, record in enumerate(pending[start : start + SQS_MAX_BATCH_ENTRIES])}
         # The safety margin is kept for this; only the last second before the deadline is not used.
         if budget.seconds_to_deadline() < LAST_CALL_SECONDS:
             schedule.not_scheduled.update((r.message_id, "no time left in the invocation") for r in chunk.values())

@@ -20,7 +20,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from infra.config import SQS_IN_FLIGHT_DEFAULT_QUOTA, ConfigError, PipelineConfig, cdk_json_context
+from infra.config import (
+    LAMBDA_SYNC_PAYLOAD_BYTES,  # one ESM invocation's event, batch included
+    SQS_IN_FLIGHT_DEFAULT_QUOTA,
+    ConfigError,
+    PipelineConfig,
+    cdk_json_context,
+)
+from pipeline.contract import SQS_MAX_BATCH_ENTRIES
 from tools.models import cost, prices
 
 # --- AWS figures, each from the page cited --------------------------------------------------------
@@ -38,8 +45,9 @@ LAMBDA_UNRESERVED_MINIMUM = 100
 # SQS quotas (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/quotas-queues.html):
 # ~120,000 in-flight messages per standard queue (past it ReceiveMessage returns nothing; "To request a
 # quota increase, submit a support request": SQS_IN_FLIGHT_LIMIT says what was granted); standard
-# queues support a nearly unlimited number of API calls per second; a receive returns <= 10 messages.
-SQS_RECEIVE_MAX = 10
+# queues support a nearly unlimited number of API calls per second; a receive returns <= 10 messages
+# (contract.SQS_MAX_BATCH_ENTRIES).
+SQS_RECEIVE_MAX = SQS_MAX_BATCH_ENTRIES
 # Provisioned SQS event pollers (https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-parameters.html,
 # ProvisionedPollerConfig: "Each poller can handle up to 1 MB/sec of throughput and 10 concurrent
 # invokes"; https://docs.aws.amazon.com/lambda/latest/dg/with-sqs.html#sqs-provisioned-mode: up to
@@ -47,7 +55,6 @@ SQS_RECEIVE_MAX = 10
 POLLER_POLLS_PER_SECOND = 10
 POLLER_BYTES_PER_SECOND = 1_000_000
 POLLER_CONCURRENT_INVOKES = 10
-LAMBDA_SYNC_PAYLOAD_BYTES = 6 * 1024 * 1024  # one ESM invocation's event, batch included
 # S3 (https://docs.aws.amazon.com/AmazonS3/latest/userguide/optimizing-performance.html): 3,500
 # PUT/COPY/POST/DELETE per second per partitioned prefix; a new prefix starts unsplit and S3 splits it
 # gradually, answering 503 SlowDown meanwhile. Every hour= starts a new prefix (both object modes).
