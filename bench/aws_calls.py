@@ -15,7 +15,7 @@ import os
 from typing import Any
 
 from bench.common import figure, prepare_environment
-from pipeline.contract import PAYLOADS_PATH, SQS_MAX_BATCH_BYTES, SQS_MAX_BATCH_ENTRIES
+from pipeline.contract import API_KEY_HEADER, PAYLOADS_PATH, SQS_MAX_BATCH_BYTES, SQS_MAX_BATCH_ENTRIES
 
 KIB = 1024
 # (payloads, bytes each): small collections, then payloads big enough that bytes, not the 10-entry
@@ -54,7 +54,7 @@ def _ingest_case(payloads: int, payload_bytes: int) -> dict[str, Any]:
         "POST",
         PAYLOADS_PATH,
         collection_body(payloads, payload_bytes),
-        {"Content-Type": "application/json", "x-api-key": "bench"},
+        {"Content-Type": "application/json", API_KEY_HEADER: "bench"},
     )
     response = ingest_handler.lambda_handler(event, LambdaContext(function_name="ingest"))
     if response["statusCode"] != 202:
@@ -180,7 +180,7 @@ def run_log_bytes() -> list[dict[str, Any]]:
     aws_clients.sqs_client.cache_clear()
     FakeAws(aws_clients.sqs_client())
     event = api_gateway_event(
-        "POST", PAYLOADS_PATH, collection_body(10, KIB), {"Content-Type": "application/json", "x-api-key": "bench"}
+        "POST", PAYLOADS_PATH, collection_body(10, KIB), {"Content-Type": "application/json", API_KEY_HEADER: "bench"}
     )
     ingest_handler.lambda_handler(event, LambdaContext(function_name="ingest"))  # not the cold one
     ingest_bytes, ingest_lines = _stdout_of(

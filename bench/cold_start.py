@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import LAMBDAS, ROOT, figure, lambda_environment, median
-from pipeline.contract import PAYLOADS_PATH
+from pipeline.contract import API_KEY_HEADER, PAYLOADS_PATH
 
 GOAL_RATIO = 1.25
 BASELINE_MODULE = "baseline_handler"
@@ -184,7 +184,7 @@ def _event_file(directory: Path) -> Path:
     from local_pipeline.events import api_gateway_event
 
     event = api_gateway_event(
-        "POST", PAYLOADS_PATH, collection_body(), {"Content-Type": "application/json", "x-api-key": "bench"}
+        "POST", PAYLOADS_PATH, collection_body(), {"Content-Type": "application/json", API_KEY_HEADER: "bench"}
     )
     path = directory / "event.json"
     path.write_text(json.dumps(event))

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bench.common import QUEUE_URL, figure, interleaved, median, prepare_environment
-from pipeline.contract import PAYLOADS_PATH, SQS_MAX_BATCH_ENTRIES, Metric
+from pipeline.contract import API_KEY_HEADER, PAYLOADS_PATH, SQS_MAX_BATCH_ENTRIES, Metric
 
 GOAL_RATIO = 1.3
 PAYLOADS = 10
@@ -53,7 +53,7 @@ def run(rounds: int = 31, calls_per_round: int = 40) -> dict[str, Any]:
 
     sqs = sqs_client()
     event = api_gateway_event(
-        "POST", PAYLOADS_PATH, collection_body(), {"Content-Type": "application/json", "x-api-key": "bench"}
+        "POST", PAYLOADS_PATH, collection_body(), {"Content-Type": "application/json", API_KEY_HEADER: "bench"}
     )
     context = LambdaContext(function_name="ingest")
     calls_per_request = -(-PAYLOADS // SQS_MAX_BATCH_ENTRIES)

@@ -36,7 +36,13 @@ import boto3
 import requests
 
 from local_pipeline.launch import LaunchError, LocalRun, free_port, start_local_pipeline
-from pipeline.contract import PAYLOAD_CONTENT_TYPE, PAYLOAD_OBJECT_SUFFIX, PAYLOADS_PATH, SQS_MAX_BATCH_ENTRIES
+from pipeline.contract import (
+    API_KEY_HEADER,
+    PAYLOAD_CONTENT_TYPE,
+    PAYLOAD_OBJECT_SUFFIX,
+    PAYLOADS_PATH,
+    SQS_MAX_BATCH_ENTRIES,
+)
 
 BUCKET = "ingest-pipeline-local-payloads"
 QUEUE = "ingest-pipeline-local"
@@ -62,7 +68,7 @@ def collection_body(payloads: int, payload_bytes: int) -> bytes:
 
 
 def _post_until(url: str, body: bytes, key: str, deadline: float, results: ClientResults) -> None:
-    headers = {"Content-Type": "application/json", "x-api-key": key}
+    headers = {"Content-Type": "application/json", API_KEY_HEADER: key}
     with requests.Session() as session:
         while time.monotonic() < deadline:
             started = time.perf_counter()

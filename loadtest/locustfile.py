@@ -33,7 +33,7 @@ from typing import IO, Any
 from locust import FastHttpUser, events, task
 from locust.env import Environment
 
-from pipeline.contract import PAYLOADS_PATH
+from pipeline.contract import API_KEY_HEADER, IDEMPOTENCY_KEY_HEADER, PAYLOADS_PATH
 
 
 @events.init_command_line_parser.add_listener
@@ -119,7 +119,7 @@ class PayloadClient(FastHttpUser):
         self.interval = users / options.rps if options.rps > 0 else 0.0
         # A random phase so users do not fire in lockstep.
         self.next_send = time.monotonic() + random.uniform(0, self.interval)
-        self.headers = {"content-type": "application/json", "x-api-key": options.api_key}
+        self.headers = {"content-type": "application/json", API_KEY_HEADER: options.api_key}
 
     def wait_time(self) -> float:
         if not self.interval:
@@ -138,7 +138,7 @@ class PayloadClient(FastHttpUser):
         assert ACKS is not None
         sent_at = time.time()
         # Every request is a new logical request: a fresh Idempotency-Key (the body is the same each time).
-        headers = {**self.headers, "Idempotency-Key": str(uuid.uuid4())}
+        headers = {**self.headers, IDEMPOTENCY_KEY_HEADER: str(uuid.uuid4())}
         with self.client.post(
             PAYLOADS_PATH, data=BODY, headers=headers, name="POST " + PAYLOADS_PATH, catch_response=True
         ) as response:

@@ -32,7 +32,7 @@ from botocore.config import Config
 
 from loadtest.reconcile import bucket_copies, expected_payloads, reconcile
 from local_pipeline.launch import free_port, start_local_pipeline
-from pipeline.contract import PAYLOADS_PATH, PROBLEM_CONTENT_TYPE, problem_type
+from pipeline.contract import API_KEY_HEADER, PAYLOADS_PATH, PROBLEM_CONTENT_TYPE, problem_type
 
 API_KEY = "soak-api-key"
 RUNNER_ENV = {
@@ -94,7 +94,7 @@ def send_load(url: str, seconds: float, rate: float, clients: int, max_payloads:
                     url,
                     data=json.dumps(sent),
                     timeout=30,
-                    headers={"content-type": "application/json", "x-api-key": API_KEY},
+                    headers={"content-type": "application/json", API_KEY_HEADER: API_KEY},
                 )
             except requests.RequestException:
                 mine.append(Outcome(None, (time.perf_counter() - began) * 1000))
@@ -124,7 +124,7 @@ def front_door_checks(url: str) -> list[str]:
     if missing.status_code != 403 or missing.headers.get("content-type") != PROBLEM_CONTENT_TYPE:
         failures.append(f"missing API key answered {missing.status_code} {missing.headers.get('content-type')}")
     malformed = requests.post(
-        url, data=body[:-3], headers={"content-type": "application/json", "x-api-key": API_KEY}, timeout=10
+        url, data=body[:-3], headers={"content-type": "application/json", API_KEY_HEADER: API_KEY}, timeout=10
     )
     if malformed.status_code != 400 or malformed.json().get("type") != problem_type("malformed-json"):
         failures.append(f"truncated JSON answered {malformed.status_code}")

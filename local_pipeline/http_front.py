@@ -32,7 +32,14 @@ from local_pipeline.access_log import AccessLog
 from local_pipeline.events import api_gateway_event, response_headers
 from local_pipeline.lambda_runtime import FunctionError, FunctionPool
 from local_pipeline.local_settings import API_GATEWAY_MAX_BODY_BYTES
-from pipeline.contract import GATEWAY_PROBLEMS, PAYLOADS_PATH, PROBLEM_CONTENT_TYPE, GatewayProblem, problem_document
+from pipeline.contract import (
+    API_KEY_HEADER,
+    GATEWAY_PROBLEMS,
+    PAYLOADS_PATH,
+    PROBLEM_CONTENT_TYPE,
+    GatewayProblem,
+    problem_document,
+)
 
 # The errors the front answers as the deployed API Gateway does, with its gateway responses' bodies.
 GATEWAY_RESPONSES: Final[Mapping[int, GatewayProblem]] = {
@@ -247,7 +254,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         except BodyRefused as refused:
             self.close_connection = True  # the unread rest of the body must not be parsed as a request
             return refused.status, problem_headers, front_problem(refused.status, request_id, refused.detail)
-        key = self.headers.get("x-api-key")
+        key = self.headers.get(API_KEY_HEADER)
         # Every method and path: which paths reach the handler is the router's business, not the front's.
         valid_key = key is not None and hmac.compare_digest(key.encode(), front.api_key.encode())
         if front.require_api_key and not valid_key:

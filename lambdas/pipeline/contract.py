@@ -24,6 +24,9 @@ from typing import Any, Final, TypeVar
 PAYLOADS_PATH: Final = "/v1/payloads"
 PROBLEM_CONTENT_TYPE: Final = "application/problem+json"
 PROBLEM_TYPE_PREFIX: Final = "urn:ingest-pipeline:problem:"
+# Request headers, as clients spell them (HTTP field names are case-insensitive: servers compare lower-cased).
+API_KEY_HEADER: Final = "x-api-key"  # API Gateway's usage-plan key header
+IDEMPOTENCY_KEY_HEADER: Final = "Idempotency-Key"  # pipeline/idempotency.py
 
 
 def problem_type(slug: str) -> str:

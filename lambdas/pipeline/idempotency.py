@@ -19,9 +19,9 @@ import hashlib
 import uuid
 from collections.abc import Mapping
 
+from pipeline.contract import IDEMPOTENCY_KEY_HEADER
 from pipeline.problems import bad_request
 
-IDEMPOTENCY_KEY_HEADER = "idempotency-key"
 MAX_KEY_CHARS = 255
 _PRINTABLE_ASCII = frozenset(chr(code) for code in range(0x20, 0x7F))
 # Version 8 (custom) UUIDs with SHA-256 as the name hash, as RFC 9562 section 5.8 / appendix B.2 shows.
@@ -34,7 +34,7 @@ def idempotency_key_from(headers: Mapping[str, str]) -> str | None:
     The value is opaque: compared as sent (surrounding spaces and tabs are not part of an HTTP field
     value), 1-255 printable ASCII characters (0x20-0x7E).
     """
-    raw = headers.get(IDEMPOTENCY_KEY_HEADER)
+    raw = headers.get(IDEMPOTENCY_KEY_HEADER.lower())  # the handler lower-cases names
     if raw is None:
         return None
     key = raw.strip(" \t")
