@@ -110,21 +110,28 @@ def _ndjson_line(body: str) -> bytes:
     return body.encode("utf-8") + b"\n"
 
 
-def plan_batch_objects(messages: Iterable[tuple[str, str]], prefix: str) -> BatchPlan:
-    """Group ``(message_id, body)`` pairs into objects, one per hour partition; reject poison records."""
+def _parse_records(messages: Iterable[tuple[str, str]]) -> tuple[list[BatchRecord], dict[str, EnvelopeError]]:
+    """The envelopes of ``(message_id, body)`` pairs, and the poison records (message id -> why)."""
+    records: list[BatchRecord] = []
     rejected: dict[str, EnvelopeError] = {}
-    partitions: dict[datetime, list[BatchRecord]] = {}
     for message_id, body in messages:
         try:
-            envelope = parse_envelope(body)
+            records.append(BatchRecord(message_id, parse_envelope(body), body))
         except EnvelopeError as exc:
             rejected[message_id] = exc
-            continue
-        hour = envelope.received_at.replace(minute=0, second=0, microsecond=0)
-        partitions.setdefault(hour, []).append(BatchRecord(message_id, envelope, body))
+    return records, rejected
+
+
+def plan_batch_objects(messages: Iterable[tuple[str, str]], prefix: str) -> BatchPlan:
+    """Group ``(message_id, body)`` pairs into objects, one per hour partition; reject poison records."""
+    records, rejected = _parse_records(messages)
+    partitions: dict[datetime, list[BatchRecord]] = {}
+    for record in records:
+        hour = record.envelope.received_at.replace(minute=0, second=0, microsecond=0)
+        partitions.setdefault(hour, []).append(record)
     groups = [
-        ObjectGroup(batch_object_key(prefix, hour, (r.envelope.payload_id for r in records)), tuple(records))
-        for hour, records in sorted(partitions.items())
+        ObjectGroup(batch_object_key(prefix, hour, (r.envelope.payload_id for r in members)), tuple(members))
+        for hour, members in sorted(partitions.items())
     ]
     return BatchPlan(groups, rejected)
 
@@ -133,16 +140,13 @@ def plan_payload_objects(messages: Iterable[tuple[str, str]], prefix: str) -> Ba
     """OBJECT_MODE=payload: one object per ``(message_id, body)`` pair, at its payload's key; poison
     records are rejected as in batch mode. Two deliveries of one payload are two objects at one key:
     the create-only write stores it once."""
-    rejected: dict[str, EnvelopeError] = {}
-    groups: list[ObjectGroup] = []
-    for message_id, body in messages:
-        try:
-            envelope = parse_envelope(body)
-        except EnvelopeError as exc:
-            rejected[message_id] = exc
-            continue
-        key = payload_object_key(prefix, envelope.payload_id, envelope.received_at)
-        groups.append(ObjectGroup(key, (BatchRecord(message_id, envelope, body),), payload_object=True))
+    records, rejected = _parse_records(messages)
+    groups = [
+        ObjectGroup(
+            payload_object_key(prefix, r.envelope.payload_id, r.envelope.received_at), (r,), payload_object=True
+        )
+        for r in records
+    ]
     return BatchPlan(groups, rejected)
 
 
