@@ -11,7 +11,10 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from infra.config import PipelineConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 LAMBDAS = ROOT / "lambdas"
@@ -19,12 +22,13 @@ QUEUE_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/bench-queue"
 BUCKET = "bench-payloads"
 
 
-def lambda_environment() -> dict[str, str]:
-    """The environment the stack gives the functions (default config), plus fake credentials so
-    botocore can sign requests that never leave the process (a Stubber or event hook answers)."""
+def lambda_environment(config: PipelineConfig | None = None) -> dict[str, str]:
+    """The environment the stack gives the functions (``config``, default: the default config), plus
+    fake credentials so botocore can sign requests that never leave the process (a Stubber or event
+    hook answers)."""
     from infra.config import PipelineConfig
 
-    config = PipelineConfig()
+    config = config or PipelineConfig()
     return {
         # Both handlers share one benchmark process; the ingest's POWERTOOLS_SERVICE_NAME wins.
         **config.consumer_environment(BUCKET),
@@ -36,11 +40,11 @@ def lambda_environment() -> dict[str, str]:
     }
 
 
-def prepare_environment() -> None:
+def prepare_environment(config: PipelineConfig | None = None) -> None:
     """Must run before importing a handler: Powertools reads its settings at import, as in Lambda."""
     os.environ.pop("AWS_ENDPOINT_URL", None)
     os.environ.pop("AWS_PROFILE", None)
-    os.environ.update(lambda_environment())
+    os.environ.update(lambda_environment(config))
 
 
 def median(values: list[float]) -> float:
