@@ -110,7 +110,7 @@ def _consumer_puts(object_mode: str) -> dict[str, Any]:
     from local_pipeline.events import LambdaContext
     from pipeline import aws_clients, settings
 
-    os.environ["OBJECT_MODE"] = object_mode
+    prepare_environment(PipelineConfig(OBJECT_MODE=object_mode))
     settings.consumer_settings.cache_clear()
     aws_clients.s3_client.cache_clear()
     fake = FakeAws(aws_clients.s3_client(settings.consumer_settings().UPLOAD_CONCURRENCY))
@@ -205,7 +205,7 @@ def run_log_bytes() -> list[dict[str, Any]]:
         )
     ]
     for mode in ("payload", "batch"):
-        os.environ["OBJECT_MODE"] = mode
+        prepare_environment(PipelineConfig(OBJECT_MODE=mode))
         settings.consumer_settings.cache_clear()
         aws_clients.s3_client.cache_clear()
         FakeAws(aws_clients.s3_client(settings.consumer_settings().UPLOAD_CONCURRENCY))

@@ -8,11 +8,11 @@ sequentially (UPLOAD_CONCURRENCY=1).
 from __future__ import annotations
 
 import math
-import os
 import time
 from typing import Any
 
 from bench.common import figure, median, prepare_environment
+from infra.config import PipelineConfig
 
 RECORDS = 100
 PUT_DELAY_S = 0.020
@@ -25,8 +25,7 @@ def _configure(upload_concurrency: int, object_mode: str = "payload", put_delay_
     from bench.fake_aws import FakeAws
     from pipeline import aws_clients, consume, settings
 
-    os.environ["UPLOAD_CONCURRENCY"] = str(upload_concurrency)
-    os.environ["OBJECT_MODE"] = object_mode
+    prepare_environment(PipelineConfig(UPLOAD_CONCURRENCY=upload_concurrency, OBJECT_MODE=object_mode))
     settings.consumer_settings.cache_clear()
     if consume.upload_pool.cache_info().currsize:
         consume.upload_pool().shutdown()
@@ -51,7 +50,7 @@ def _timed_run(fake: Any, clock: Any = time.perf_counter) -> float:
 
 def run(rounds: int = 7, sequential_rounds: int = 3) -> dict[str, Any]:
     prepare_environment()
-    concurrency = int(os.environ["UPLOAD_CONCURRENCY"])
+    concurrency = PipelineConfig().UPLOAD_CONCURRENCY
     ideal = math.ceil(RECORDS / concurrency) * PUT_DELAY_S
 
     parallel_fake = _configure(concurrency)
@@ -86,7 +85,7 @@ def run_cpu(rounds: int = 9) -> list[dict[str, Any]]:
     """C1: CPU seconds the consumer spends per batch of 100 (all threads; PutObject answered at
     once), in each OBJECT_MODE. Input to tools.models.cost and docs/CAPACITY.md, not a goal."""
     prepare_environment()
-    concurrency = int(os.environ["UPLOAD_CONCURRENCY"])
+    concurrency = PipelineConfig().UPLOAD_CONCURRENCY
     results = []
     for mode in ("payload", "batch"):
         fake = _configure(concurrency, object_mode=mode, put_delay_s=0.0)
