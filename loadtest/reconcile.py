@@ -13,10 +13,10 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from pipeline.contract import decode_batch_object, parse_object_key
+from pipeline.contract import decode_batch_object, parse_object_key, parse_received_at
 
 Sent = tuple[str, Any]  # (token, payload): what the client sent for one payload
 
@@ -45,10 +45,6 @@ class StoredCopy:
     stored_at: datetime | None = None  # the object's LastModified (S3 keeps it to the second)
     received_at: datetime | None = None  # the envelope's receivedAt; None when the object was not read
     content: Sent | None = None  # (token, payload); None when not kept (the verifier keeps ids only)
-
-
-def parse_received_at(value: str) -> datetime:
-    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
 
 def envelopes_in(key: str, body: bytes) -> list[dict[str, Any]]:

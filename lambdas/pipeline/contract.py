@@ -200,6 +200,19 @@ ENVELOPE_OVERHEAD_BYTES: Final = (
 )  # 13,559 bytes
 MAX_PAYLOAD_BYTES_CEILING: Final = SQS_MAX_MESSAGE_BYTES - ENVELOPE_OVERHEAD_BYTES  # 1,035,017
 
+
+# --- the envelope's receivedAt: API Gateway's receive time, UTC, to the millisecond -----------------
+def format_received_at(epoch_ms: int) -> str:
+    """``2026-11-26T02:48:09.123Z``: what the ingest writes into every envelope."""
+    moment = datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
+
+
+def parse_received_at(value: str) -> datetime:
+    """The moment an envelope's receivedAt names; ValueError for any other text."""
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
 # --- object keys ------------------------------------------------------------------------------------
 # {prefix}dt=YYYY-MM-DD/hour=HH/{id}.json (OBJECT_MODE=payload) or
 # {prefix}dt=YYYY-MM-DD/hour=HH/batch-{digest}.ndjson.gz (OBJECT_MODE=batch), by receivedAt in UTC.

@@ -11,10 +11,16 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from pipeline.collection import PayloadCollection
-from pipeline.contract import MAX_REQUEST_ID_CHARS, REQUEST_ID_ATTRIBUTE, SQS_MAX_MESSAGE_BYTES
+from pipeline.contract import (
+    MAX_REQUEST_ID_CHARS,
+    REQUEST_ID_ATTRIBUTE,
+    SQS_MAX_MESSAGE_BYTES,
+    format_received_at,
+    parse_received_at,
+)
 from pipeline.problems import too_large
 
 _SAFE_ID = re.compile(f"[A-Za-z0-9][A-Za-z0-9_.-]{{0,{MAX_REQUEST_ID_CHARS - 1}}}")
@@ -43,11 +49,6 @@ class StoredEnvelope:
 
 def is_safe_id(value: str) -> bool:
     return _SAFE_ID.fullmatch(value) is not None
-
-
-def format_received_at(epoch_ms: int) -> str:
-    moment = datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
 
 
 def build_messages(collection: PayloadCollection, request_id: str, received_at_ms: int) -> list[OutgoingMessage]:
@@ -100,7 +101,7 @@ def parse_envelope(body: str) -> StoredEnvelope:
         raise EnvelopeError(f"envelope id {payload_id!r} is missing or not a safe object name")
     received_at = document.get("receivedAt")
     try:
-        moment = datetime.strptime(str(received_at), "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+        moment = parse_received_at(str(received_at))
     except ValueError as exc:
         raise EnvelopeError(f"envelope receivedAt {received_at!r} is not an ISO-8601 UTC timestamp") from exc
     if "payload" not in document:

@@ -9,12 +9,11 @@ from datetime import UTC, datetime
 import pytest
 
 from pipeline.collection import PayloadCollection
-from pipeline.contract import SQS_MAX_BATCH_BYTES, pack_batches, payload_object_key
+from pipeline.contract import SQS_MAX_BATCH_BYTES, format_received_at, pack_batches, payload_object_key
 from pipeline.envelope import (
     EnvelopeError,
     OutgoingMessage,
     build_messages,
-    format_received_at,
     parse_envelope,
 )
 
