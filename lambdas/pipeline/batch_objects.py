@@ -166,11 +166,6 @@ def store_objects(plan: BatchPlan, bucket: str, s3: Any, executor: Executor) -> 
     return executor.map(store, plan.groups)
 
 
-def store_batch_objects(plan: BatchPlan, bucket: str, s3: Any, executor: Executor) -> list[ObjectResult]:
-    """``store_objects``, once every PUT has answered."""
-    return list(store_objects(plan, bucket, s3, executor))
-
-
 @dataclass(frozen=True)
 class BatchReport:
     """Per-record outcomes for Powertools' batch processor: ``outcome_for`` returns the stored

@@ -13,7 +13,7 @@ from pipeline.batch_objects import (
     BatchReport,
     ObjectNotStoredError,
     plan_batch_objects,
-    store_batch_objects,
+    store_objects,
 )
 from pipeline.contract import decode_batch_object, encode_batch_object
 from pipeline.envelope import EnvelopeError
@@ -128,7 +128,7 @@ def test_report_is_all_or_nothing_per_object_and_poison_fails_alone() -> None:
     )
     s3 = FakeS3(failing={plan.groups[1].key})
     with ThreadPoolExecutor(2) as pool:
-        report = BatchReport(plan, store_batch_objects(plan, "bucket", s3, pool))
+        report = BatchReport(plan, list(store_objects(plan, "bucket", s3, pool)))
     # Then the 02h object is stored and its record succeeds
     assert list(s3.objects) == [plan.groups[0].key]
     assert report.outcome_for("m0") == StoreOutcome.STORED.value

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from pipeline.batch_objects import BatchReport, plan_payload_objects, store_batch_objects
+from pipeline.batch_objects import BatchReport, plan_payload_objects, store_objects
 from pipeline.envelope import EnvelopeError
 from pipeline.storage import StoreOutcome
 
@@ -39,7 +39,7 @@ class FakeS3:
 def store(messages: list[tuple[str, str]], s3: FakeS3) -> BatchReport:
     plan = plan_payload_objects(messages, "p/")
     with ThreadPoolExecutor(4) as pool:
-        return BatchReport(plan, store_batch_objects(plan, "bucket", s3, pool))
+        return BatchReport(plan, list(store_objects(plan, "bucket", s3, pool)))
 
 
 def test_each_record_is_one_object_holding_its_envelope_verbatim_at_its_payload_key() -> None:
