@@ -37,12 +37,12 @@ class PayloadStorage(Construct):
         rules = [
             s3.LifecycleRule(id="abort-incomplete-uploads", abort_incomplete_multipart_upload_after=Duration.days(7))
         ]
-        if config.OBJECT_EXPIRATION_DAYS:
+        if config.RAW_RETENTION_DAYS:
             rules.append(
                 s3.LifecycleRule(
                     id="expire-payloads",
                     prefix=config.OBJECT_PREFIX or None,
-                    expiration=Duration.days(config.OBJECT_EXPIRATION_DAYS),
+                    expiration=Duration.days(config.RAW_RETENTION_DAYS),
                 )
             )
         self.bucket = s3.Bucket(

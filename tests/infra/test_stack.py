@@ -104,7 +104,7 @@ def test_bucket_is_private_encrypted_tls_only_logged_and_retained(template: Temp
 
 
 def test_dev_opt_out_destroys_the_bucket_and_expires_objects() -> None:
-    template = synth(DESTROY_ON_REMOVE=True, OBJECT_EXPIRATION_DAYS=30, MAX_WORKERS=25)
+    template = synth(DESTROY_ON_REMOVE=True, RAW_RETENTION_DAYS=30, MAX_WORKERS=25)
     bucket = only(
         template, "AWS::S3::Bucket", {"LoggingConfiguration": Match.object_like({"LogFilePrefix": "payloads/"})}
     )

@@ -125,3 +125,15 @@ def test_cdk_json_pins_no_knob() -> None:
     pinned = sorted(knobs & set(cdk_json_context()))
     # Then none is a knob (only CDK feature flags belong there)
     assert pinned == [], f"cdk.json's context pins knobs {pinned}: set them by env var or -c instead"
+
+
+def test_a_renamed_knob_fails_naming_its_new_name() -> None:
+    # Given a deployment that still sets the old name of the raw-object expiry
+    with pytest.raises(ConfigError, match="RAW_RETENTION_DAYS"):
+        PipelineConfig.resolve({}, {"OBJECT_EXPIRATION_DAYS": "30"})
+
+
+def test_an_http_api_needs_device_auth() -> None:
+    with pytest.raises(ConfigError, match="DEVICE_AUTH"):
+        PipelineConfig(API_KIND="http", DEVICE_AUTH="off")
+    assert PipelineConfig(API_KIND="http", DEVICE_AUTH="on").API_KIND == "http"

@@ -575,7 +575,7 @@ def monthly_cost(assessment: Assessment, assume: cost.Assumptions | None = None)
         alarms=6,
         dashboards=1,
         assume=assume,
-        object_expiration_days=config.OBJECT_EXPIRATION_DAYS,
+        object_expiration_days=config.RAW_RETENTION_DAYS,
         access_log_expiration_days=config.ACCESS_LOG_EXPIRATION_DAYS,
     )
 
@@ -864,7 +864,7 @@ def render_markdown() -> str:
             "the queue can keep messages while the DLQ still outlives it. A standard queue keeps a message's original "
             "enqueue time when it moves to the DLQ, so a DLQ with the queue's retention would drop old messages on "
             "arrival.",
-            f"* `OBJECT_EXPIRATION_DAYS={c.OBJECT_EXPIRATION_DAYS}`: bounds storage at "
+            f"* `RAW_RETENTION_DAYS={c.RAW_RETENTION_DAYS}`: bounds storage at "
             f"{by_item['S3: payload storage'].quantity / 1024:,.0f} TB (uncompressed; gzip makes batch objects "
             "smaller), "
             f"{_money(by_item['S3: payload storage'].usd)}/month; without expiry it grows by that every month. No "

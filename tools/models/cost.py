@@ -189,7 +189,7 @@ def monthly_lines(
     access_log_expiration_days: int = 90,
 ) -> list[Line]:
     """Every billed item for one month at this workload, in one OBJECT_MODE. Storage is priced at its
-    steady state under the expiry rules (OBJECT_EXPIRATION_DAYS, ACCESS_LOG_EXPIRATION_DAYS); objects
+    steady state under the expiry rules (RAW_RETENTION_DAYS, ACCESS_LOG_EXPIRATION_DAYS); objects
     that never expire are priced at month 12 of growth."""
     requests, payloads = workload.requests, workload.payloads
     batches = payloads / batch_size
@@ -441,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
             alarms=args.alarms,
             dashboards=args.dashboards,
             assume=assume,
-            object_expiration_days=config.OBJECT_EXPIRATION_DAYS,
+            object_expiration_days=config.RAW_RETENTION_DAYS,
             access_log_expiration_days=config.ACCESS_LOG_EXPIRATION_DAYS,
         )
         for mode in ("payload", "batch")
