@@ -367,6 +367,11 @@ class PipelineConfig:
         return self.consumer_reserved_concurrency if self.RESERVED_CONCURRENCY == "on" else None
 
     @property
+    def ingest_reservation(self) -> int | None:
+        """What the ingest function reserves: INGEST_RESERVED_CONCURRENCY, or None (nothing reserved) at 0."""
+        return self.INGEST_RESERVED_CONCURRENCY or None
+
+    @property
     def powertools_layer_parameter(self) -> str:
         """Public SSM parameter holding the layer ARN of this exact Powertools release."""
         return f"/aws/service/powertools/python/arm64/python{self.PYTHON_VERSION}/{self.POWERTOOLS_VERSION}"
