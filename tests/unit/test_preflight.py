@@ -295,12 +295,26 @@ def test_a_load_this_configuration_cannot_carry_names_make_capacity() -> None:
     )
 
 
-@pytest.mark.parametrize("argv", [["--rpm", "0"], ["--payloads", "-1"], ["--payload-bytes", "0"]])
-def test_a_load_that_is_no_load_is_refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["--rpm", "0"], "--rpm must be a number above 0"),
+        (["--rpm", "nan"], "--rpm must be a number above 0"),
+        (["--rpm", "inf"], "--rpm must be a number above 0"),
+        (["--rpm", "many"], "argument --rpm: invalid float value: 'many'"),
+        (["--payloads", "-1"], "--payloads must be a number above 0"),
+        (["--payload-bytes", "0"], "--payload-bytes must be a number above 0"),
+        (["--payload-bytes", "1035018"], "--payload-bytes must be at most 1035017 (one SQS message with its envelope)"),
+    ],
+)
+def test_a_load_the_model_cannot_judge_is_refused_in_one_line(
+    argv: list[str], says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit) as exited:
         preflight.main(argv, environ={})
     assert exited.value.code == 2
-    assert "must be above 0" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert error.splitlines()[-1].endswith(says) and "Traceback" not in error
 
 
 def test_the_readme_states_the_design_loads_and_the_default_quota_preflight_uses() -> None:

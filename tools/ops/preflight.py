@@ -27,6 +27,7 @@ quota_increases are what the account is compared with.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -38,6 +39,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from infra.config import ConfigError, PipelineConfig, cdk_json_context
+from pipeline.contract import MAX_PAYLOAD_BYTES_CEILING
 from tools.models import capacity
 
 OK, BLOCKED = "✓", "✗"
@@ -426,8 +428,11 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     arguments = parser.parse_args(argv)
     for name in ("rpm", "payloads", "payload_bytes"):
         value = getattr(arguments, name)
-        if value is not None and value <= 0:
-            parser.error(f"--{name.replace('_', '-')} must be above 0")
+        if value is not None and not 0 < value < math.inf:
+            parser.error(f"--{name.replace('_', '-')} must be a number above 0")
+    # The capacity model prices one payload per SQS message: a larger one has no message to travel in.
+    if arguments.payload_bytes is not None and arguments.payload_bytes > MAX_PAYLOAD_BYTES_CEILING:
+        parser.error(f"--payload-bytes must be at most {MAX_PAYLOAD_BYTES_CEILING} (one SQS message with its envelope)")
     return arguments
 
 
