@@ -261,7 +261,8 @@ class PipelineMonitoring(Construct):
                 comparison=at_least,
                 evaluation_periods=1,
                 what_to_do="The ingest function failed or was throttled: clients got 502/429 and must retry. "
-                "Errors: read the ingest log group (level ERROR). Throttles: raise the account's "
+                "Errors: read the ingest log group (level ERROR). Throttles: if the consumer took the executions, "
+                "set INGEST_RESERVED_CONCURRENCY (or raise it if the ingest sits at it); else raise the account's "
                 "Lambda concurrency or lower the usage-plan THROTTLE_* limits.",
             ),
             "consumer-errors": self._alarm(
