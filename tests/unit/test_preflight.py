@@ -433,8 +433,8 @@ def test_a_region_with_a_lower_default_throttle_names_the_knobs_to_lower() -> No
         "(STAGE_THROTTLE_RATE_LIMIT, STAGE_THROTTLE_BURST_LIMIT): more than the account allows. Fix: set "
         "STAGE_THROTTLE_RATE_LIMIT to at most 2,500, or request a throttle rate of at least 5,000 requests/s "
         '(Service Quotas console > AWS services > Amazon API Gateway > "Throttle rate"); set '
-        "STAGE_THROTTLE_BURST_LIMIT and THROTTLE_BURST_LIMIT to at most 1,250 (AWS sets the account burst from the "
-        "throttle rate; it is not requested on its own)."
+        "STAGE_THROTTLE_BURST_LIMIT and THROTTLE_BURST_LIMIT to at most 1,250, or request a higher throttle rate: "
+        "AWS sets the account burst from it (the burst is not requested on its own)."
     )
 
 

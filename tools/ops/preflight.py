@@ -291,8 +291,8 @@ def check_api_gateway_throttle(inputs: Inputs) -> Finding:
     if stage_burst > burst:
         over = [knob for knob in burst_knobs if getattr(config, knob) > burst]
         fixes.append(
-            f"set {' and '.join(over)} to at most {burst:,} (AWS sets the account burst from the throttle rate; it "
-            "is not requested on its own)"
+            f"set {' and '.join(over)} to at most {burst:,}, or request a higher throttle rate: AWS sets the "
+            "account burst from it (the burst is not requested on its own)"
         )
     if not fixes:
         return Finding(True, f"{found}.")
