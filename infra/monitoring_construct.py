@@ -90,9 +90,11 @@ class PipelineMonitoring(Construct):
 
     def _provisioned_pollers(self, period: Duration = FIVE_MINUTES) -> cw.Metric:
         # "ProvisionedPollers – For event source mappings in provisioned mode, the number of event pollers that
-        # are actively running. View this metric using the MAX math." It belongs to no opt-in metric group
-        # (MetricsConfig), and is published per mapping, by EventSourceMappingUUID ("Types of metrics for
-        # Lambda functions", Event source mapping metrics, same page as above).
+        # are actively running. View this metric using the MAX math." ("Types of metrics for Lambda functions",
+        # Event source mapping metrics, same page as above: listed apart from the metric groups a mapping must
+        # opt in to with MetricsConfig.) Event source mapping metrics carry the mapping's UUID as their
+        # dimension ("Viewing metrics for Lambda functions": by "event source mapping UUID",
+        # https://docs.aws.amazon.com/lambda/latest/dg/monitoring-metrics-view.html).
         return cw.Metric(
             namespace="AWS/Lambda",
             metric_name="ProvisionedPollers",
