@@ -63,8 +63,8 @@ synth: install  ## write the CloudFormation template to cdk.out/ (offline)
 bootstrap: install  ## cdk bootstrap: once per AWS account and region, before the first deploy
 	$(CDK) bootstrap
 
-preflight: $(PY_STAMP)  ## read-only checks of your AWS account for deploy blockers (quota, layer, bootstrap, role)
-	$(PY) -m tools.ops.preflight
+preflight: $(PY_STAMP)  ## read-only checks of your AWS account for deploy blockers and the quotas the design load needs
+	$(PY) -m tools.ops.preflight $(ARGS)
 
 # make deploy runs make preflight first; SKIP_PREFLIGHT=1 skips it.
 deploy: install $(if $(filter 1,$(SKIP_PREFLIGHT)),,preflight)  ## make preflight (SKIP_PREFLIGHT=1 skips it), then cdk deploy into your AWS profile's account

@@ -34,6 +34,7 @@ from pipeline.settings import OBJECT_MODES, ConsumerSettings, IngestSettings
 
 KIB = 1024
 SQS_IN_FLIGHT_DEFAULT_QUOTA = 120_000  # AWS's approximate in-flight quota of a standard queue (see the knob)
+MAX_POLLERS_DEPLOYABLE = 2000  # provisioned SQS pollers per mapping that CDK synthesizes (see the MAX_POLLERS check)
 IN_FLIGHT_ALARM_FRACTION = 0.8  # the in-flight alarm fires at 80 % of SQS_IN_FLIGHT_LIMIT
 # The largest body that still reaches the ingest Lambda. API Gateway hands it over base64-encoded
 # (binary media types, 4/3 larger) inside the proxy event, and a synchronous Lambda invoke carries at
@@ -285,7 +286,19 @@ class PipelineConfig:
             ),
             (self.OBJECT_MODE in OBJECT_MODES, "OBJECT_MODE must be payload or batch"),
             (2 <= self.MIN_POLLERS <= 200, "MIN_POLLERS must be 2..200 (the SQS provisioned mode range)"),
-            (self.MIN_POLLERS <= self.MAX_POLLERS <= 2000, "MAX_POLLERS must be MIN_POLLERS..2000"),
+            # What deploys, not what the API allows. The Lambda API reference accepts 2..10,000 maximum pollers
+            # for SQS ("ProvisionedPollerConfig", https://docs.aws.amazon.com/lambda/latest/api/
+            # API_ProvisionedPollerConfig.html), and so does the CloudFormation registry schema cfn-lint 1.58
+            # ships. The CloudFormation page still says "Maximum: 2000" ("AWS::Lambda::EventSourceMapping
+            # ProvisionedPollerConfig", https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/
+            # aws-properties-lambda-eventsourcemapping-provisionedpollerconfig.html), and CDK 2.275 (the latest)
+            # refuses more at synth: "Maximum provisioned pollers for SQS must be between 2 and 2000 inclusive".
+            # tests/infra/test_worker_pool_modes.py fails once CDK accepts more.
+            (
+                self.MIN_POLLERS <= self.MAX_POLLERS <= MAX_POLLERS_DEPLOYABLE,
+                f"MAX_POLLERS must be MIN_POLLERS..{MAX_POLLERS_DEPLOYABLE} (the most CDK and the CloudFormation page "
+                "accept, though the Lambda API allows 10,000 for SQS)",
+            ),
             (self.RAW_RETENTION_DAYS >= 0, "RAW_RETENTION_DAYS must be >= 0 (0 = keep forever)"),
             (self.COMPACTED_RETENTION_DAYS >= 0, "COMPACTED_RETENTION_DAYS must be >= 0 (0 = keep forever)"),
             (self.COMPACTION in ("on", "off"), "COMPACTION must be on or off"),
@@ -365,6 +378,11 @@ class PipelineConfig:
         """What the consumer function reserves: consumer_reserved_concurrency, or None (nothing
         reserved) with RESERVED_CONCURRENCY=off."""
         return self.consumer_reserved_concurrency if self.RESERVED_CONCURRENCY == "on" else None
+
+    @property
+    def ingest_reservation(self) -> int | None:
+        """What the ingest function reserves: INGEST_RESERVED_CONCURRENCY, or None (nothing reserved) at 0."""
+        return self.INGEST_RESERVED_CONCURRENCY or None
 
     @property
     def powertools_layer_parameter(self) -> str:

@@ -64,6 +64,7 @@ class IngestPipelineStack(Stack):
                 queue=self.queue.queue,
                 dead_letter_queue=self.queue.dead_letter_queue,
                 bucket=self.storage.bucket,
+                event_source_mapping_id=self.workers.event_source.event_source_mapping_id,
             ),
         )
         self.query = PayloadQuery(
