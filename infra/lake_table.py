@@ -121,3 +121,46 @@ def run_prefix(dt: str, hour: str, run_id: str) -> str:
 def hour_prefix(dt: str, hour: str) -> str:
     """``compacted/dt=YYYY-MM-DD/hour=HH/``: every run of one hour."""
     return f"{COMPACTED_PREFIX}dt={dt}/hour={hour}/"
+
+
+# --- the statements one Athena compaction run executes (infra/compaction_construct.py) -----------------
+# CTAS writes one file per bucket: bucketing by id is what fixes the number of files an hour gets (Athena
+# User Guide, "What is bucketing?": "In practice, the buckets are files"), where an unbucketed CTAS writes
+# as many as Athena's writers happen to be. 32 files of ~3 GB per hour at the seed's 100 GB of gzip per
+# hour; Athena and Spark split a Parquet file by row group, so large files cost nothing in parallelism.
+# At most 100: a statement may hold 100 open writers ("Exceeded limit of 100 open writers for
+# partitions/buckets", "Use CTAS and INSERT INTO to work around the 100 partition limit").
+COMPACTED_BUCKETS = 32
+
+
+def ctas_sql(window: CompactionWindow, table: str, location: str, buckets: int = COMPACTED_BUCKETS) -> str:
+    """CREATE TABLE AS the hour's rows, Parquet zstd, into ``location``: a fresh run directory (a CTAS
+    location must be empty: Athena, "Considerations and limitations for CTAS queries"). ``table`` is a
+    scratch table the run drops once the partition points at ``location``."""
+    return (
+        f"CREATE TABLE {table} WITH (format = 'PARQUET', write_compression = '{PARQUET_COMPRESSION}', "
+        f"external_location = '{location}', bucketed_by = ARRAY['id'], bucket_count = {buckets}) AS "
+        + compaction_select(window)
+    )
+
+
+def add_partition_sql(window: CompactionWindow, location: str) -> str:
+    """Register the hour if it is new (a re-run finds it there and leaves it alone)."""
+    return (
+        f"ALTER TABLE {COMPACTED_TABLE_NAME} ADD IF NOT EXISTS PARTITION (dt = '{window.dt}', hour = '{window.hour}') "
+        f"LOCATION '{location}'"
+    )
+
+
+def switch_partition_sql(window: CompactionWindow, location: str) -> str:
+    """Point the hour at ``location``: one catalog update, so a query reads the old run or the new one,
+    never both ("ALTER TABLE SET LOCATION", Athena User Guide)."""
+    return (
+        f"ALTER TABLE {COMPACTED_TABLE_NAME} PARTITION (dt = '{window.dt}', hour = '{window.hour}') "
+        f"SET LOCATION '{location}'"
+    )
+
+
+def drop_scratch_table_sql(table: str) -> str:
+    """Drop the CTAS scratch table: its metadata only, the files stay (an external table)."""
+    return f"DROP TABLE IF EXISTS {table}"
