@@ -145,7 +145,7 @@ class PayloadCompaction(Construct):
             resource_name=self.state_machine_name,
             arn_format=ArnFormat.COLON_RESOURCE_NAME,
         )
-        self._grant(stack, bucket, results_bucket, results_prefix, database_name, config.OBJECT_PREFIX)
+        self._grant(stack, bucket, results_bucket, results_prefix, database_name, config.OBJECT_PREFIX, config.TRACING)
         log_group = log_group_for(self, "Logs", config)
         self.state_machine = sfn.StateMachine(
             self,
@@ -188,6 +188,7 @@ class PayloadCompaction(Construct):
         results_prefix: str,
         database_name: str,
         raw_prefix: str,
+        tracing: bool,
     ) -> None:
         def table(name: str) -> str:
             return stack.format_arn(service="glue", resource="table", resource_name=f"{database_name}/{name}")
@@ -268,11 +269,12 @@ class PayloadCompaction(Construct):
         ]
         for statement in statements:
             self.role.add_to_policy(statement)
-        # Logs and X-Ray delivery: CDK adds these to the role of a state machine with logs and tracing,
-        # but this role takes no updates, so they are stated here (no resource-level permissions exist).
+        # Log delivery (and X-Ray, with TRACING): CDK adds these to the role of a state machine with logs
+        # and tracing, but this role takes no updates, so they are stated here. They have no resource-level
+        # permissions (Step Functions Developer Guide, "IAM Policies for logging to CloudWatch Logs").
         self.role.add_to_policy(
             iam.PolicyStatement(
-                sid="DeliverLogsAndTraces",
+                sid="DeliverLogs",
                 actions=[
                     "logs:CreateLogDelivery",
                     "logs:GetLogDelivery",
@@ -282,14 +284,23 @@ class PayloadCompaction(Construct):
                     "logs:PutResourcePolicy",
                     "logs:DescribeResourcePolicies",
                     "logs:DescribeLogGroups",
-                    "xray:PutTraceSegments",
-                    "xray:PutTelemetryRecords",
-                    "xray:GetSamplingRules",
-                    "xray:GetSamplingTargets",
                 ],
                 resources=["*"],
             )
         )
+        if tracing:
+            self.role.add_to_policy(
+                iam.PolicyStatement(
+                    sid="SendTraces",
+                    actions=[
+                        "xray:PutTraceSegments",
+                        "xray:PutTelemetryRecords",
+                        "xray:GetSamplingRules",
+                        "xray:GetSamplingTargets",
+                    ],
+                    resources=["*"],
+                )
+            )
 
     # --- the state machine ---------------------------------------------------------------------------
     def _athena(self, construct_id: str, template: str, **kwargs: object) -> tasks.AthenaStartQueryExecution:

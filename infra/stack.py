@@ -93,11 +93,16 @@ class IngestPipelineStack(Stack):
         CfnOutput(
             self,
             "QueryTable",
-            value=f"{self.query.database_name}.{COMPACTED_TABLE_NAME if self.compaction else self.query.table_name}",
-            description="Athena: SELECT ... FROM <this>, one row per payload id (raw: <database>.payloads)"
-            if self.compaction
-            else "Athena: SELECT ... FROM <this>; <database>.payloads_dedup has one row per id",
+            value=f"{self.query.database_name}.{self.query.table_name}",
+            description="Athena: the raw lake, SELECT ... FROM <this>; <database>.payloads_dedup has one row per id",
         )
+        if self.compaction:
+            CfnOutput(
+                self,
+                "QueryCompactedTable",
+                value=f"{self.query.database_name}.{COMPACTED_TABLE_NAME}",
+                description="Athena: one row per payload id, Parquet, hourly (query this one first)",
+            )
         CfnOutput(
             self,
             "QueryWorkGroup",
@@ -247,6 +252,14 @@ class IngestPipelineStack(Stack):
             ],
             apply_to_children=True,
         )
+        if self.compaction and not self.config.TRACING:
+            NagSuppressions.add_resource_suppressions(
+                self.compaction.state_machine,
+                [
+                    {"id": "AwsSolutions-SF2", "reason": self._TRACING_OFF},
+                    {"id": "Serverless-StepFunctionStateMachineXray", "reason": self._TRACING_OFF},
+                ],
+            )
         if self.compaction:
             NagSuppressions.add_resource_suppressions(
                 self.compaction.role,
