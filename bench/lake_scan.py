@@ -57,7 +57,7 @@ def envelopes(seed: int = 20) -> list[dict[str, Any]]:
     """REQUESTS requests of PAYLOADS_PER_REQUEST readings each, spread over the hour."""
     rng = random.Random(seed)
     out = []
-    for n in range(REQUESTS):
+    for _ in range(REQUESTS):
         device = rng.randrange(DEVICES)
         moment = HOUR + timedelta(milliseconds=rng.randrange(3_600_000))
         request_id = f"{rng.getrandbits(128):032x}"
@@ -74,7 +74,6 @@ def envelopes(seed: int = 20) -> list[dict[str, Any]]:
                     "payload": _reading(rng, device, moment - timedelta(seconds=10 * (PAYLOADS_PER_REQUEST - index))),
                 }
             )
-        _ = n
     return out
 
 
@@ -118,7 +117,8 @@ def run() -> list[dict[str, Any]]:
         id_unsorted = _column_bytes(connection, unsorted_file, "id")
         # The same answers from both tables: the compacted file stands in for the hour's partition.
         connection.execute(
-            f"CREATE VIEW compacted_hour AS SELECT *, '2026-11-26' AS dt, '02' AS hour FROM read_parquet('{sorted_file}')"
+            "CREATE VIEW compacted_hour AS SELECT *, '2026-11-26' AS dt, '02' AS hour "
+            f"FROM read_parquet('{sorted_file}')"
         )
         for sql in (Q1_SQL, FIELD_SQL):
             raw_answer = sorted(connection.execute(sql.format(table="payloads")).fetchall(), key=str)
