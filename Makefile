@@ -53,7 +53,7 @@ lint: $(PY_STAMP)  ## ruff check, ruff format --check and mypy (config: pyprojec
 test: $(PY_STAMP) lint  ## install everything, make lint, then run the whole test suite (offline)
 	$(PY) -m pytest
 
-bench: $(PY_STAMP)  ## print performance figures P1-P5 vs their baselines, one JSON line each (docs/PERFORMANCE.md)
+bench: $(PY_STAMP)  ## print performance figures P1-P5, Q1 (lake scan) vs their baselines, one JSON line each (docs/PERFORMANCE.md)
 	$(PY) -m bench
 
 synth: install  ## write the CloudFormation template to cdk.out/ (offline)
