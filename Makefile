@@ -13,7 +13,7 @@ NODE_STAMP := node_modules/.installed
 CDK := node_modules/.bin/cdk
 
 .DEFAULT_GOAL := help
-.PHONY: help install lint test synth bootstrap preflight deploy destroy clean bench run loadtest verify redrive soak checkov capacity query
+.PHONY: help install lint test synth bootstrap preflight deploy destroy clean bench run loadtest verify redrive soak checkov capacity query compact compact-aws
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -53,7 +53,7 @@ lint: $(PY_STAMP)  ## ruff check, ruff format --check and mypy (config: pyprojec
 test: $(PY_STAMP) lint  ## install everything, make lint, then run the whole test suite (offline)
 	$(PY) -m pytest
 
-bench: $(PY_STAMP)  ## print performance figures P1-P5 vs their baselines, one JSON line each (docs/PERFORMANCE.md)
+bench: $(PY_STAMP)  ## print performance figures P1-P5, Q1 (lake scan) vs their baselines, one JSON line each (docs/PERFORMANCE.md)
 	$(PY) -m bench
 
 synth: install  ## write the CloudFormation template to cdk.out/ (offline)
@@ -147,3 +147,13 @@ checkov: $(PY_STAMP) $(CHECKOV_STAMP)  ## synthesize, then scan the template wit
 	$(PY) -c 'from infra.application import build_app; build_app(outdir="$(CHECKOV_OUT)")[0].synth()'
 	BC_SKIP_MAPPING=TRUE CKV_SKIP_PACKAGE_UPDATE_CHECK=TRUE $(CHECKOV_VENV)/bin/checkov \
 		--config-file .checkov.yaml -f $(CHECKOV_OUT)/IngestPipeline-*.template.json
+
+# --- the columnar lake (infra/lake_table.py, tools/ops/compact.py) ---------------------------------
+# make run's moto, on MOTO_PORT as make run picks it (default 4566).
+COMPACT_ENDPOINT ?= http://127.0.0.1:$(or $(MOTO_PORT),4566)
+compact: $(PY_STAMP)  ## compact make run's lake into payloads_compacted (Parquet, DuckDB), every hour incl. the current one
+	$(PY) -m tools.ops.compact local --bucket $(QUERY_BUCKET) --endpoint-url $(COMPACT_ENDPOINT)
+
+STACK ?= IngestPipeline-$(or $(STAGE),prod)
+compact-aws: $(PY_STAMP)  ## run the deployed compaction for hours FROM..TO (UTC, YYYY-MM-DDTHH), in order: make compact-aws FROM=2026-11-26T00 TO=2026-11-26T05
+	$(PY) -m tools.ops.compact aws --stack $(STACK) --from $(FROM) $(if $(TO),--to $(TO))

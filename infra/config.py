@@ -20,6 +20,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from infra.lake_table import COMPACTED_PREFIX
 from pipeline.contract import (
     CONSUMER_SERVICE,
     INGEST_SERVICE,
@@ -180,7 +181,9 @@ class PipelineConfig:
     # --- storage ------------------------------------------------------------------------------
     OBJECT_PREFIX: str = "payloads/"
     OBJECT_MODE: str = "payload"  # "payload": one object per payload; "batch": one gzip NDJSON object per batch
-    RAW_RETENTION_DAYS: int = 0  # expire the raw objects (OBJECT_PREFIX) after N days; 0 keeps them forever
+    # Expire the raw objects (OBJECT_PREFIX) after N days; 0 keeps them forever. With COMPACTION=on, more
+    # than DLQ_RETENTION_DAYS, so an hour can still be re-compacted after the DLQ's last redrive.
+    RAW_RETENTION_DAYS: int = 0
     # --- the columnar lake (payloads_compacted: hourly compaction on Athena) ---------------------
     COMPACTION: str = "on"  # "on": an hourly schedule compacts each closed hour into Parquet; "off": none
     COMPACTION_GRACE_MINUTES: int = 30  # an hour is compacted this long after it closes (late data)
@@ -301,6 +304,21 @@ class PipelineConfig:
             ),
             (self.RAW_RETENTION_DAYS >= 0, "RAW_RETENTION_DAYS must be >= 0 (0 = keep forever)"),
             (self.COMPACTED_RETENTION_DAYS >= 0, "COMPACTED_RETENTION_DAYS must be >= 0 (0 = keep forever)"),
+            (
+                not self.OBJECT_PREFIX.startswith(COMPACTED_PREFIX),
+                f"OBJECT_PREFIX must not start with {COMPACTED_PREFIX!r}: payloads_compacted lives there",
+            ),
+            (
+                # A compaction run rewrites an hour from its raw objects: a DLQ redrive can bring a payload
+                # of an hour back up to DLQ_RETENTION_DAYS later, and that hour's re-run must still find
+                # every other raw object of it (docs/RUNBOOK.md, re-run an hour).
+                self.COMPACTION == "off"
+                or self.RAW_RETENTION_DAYS == 0
+                or self.RAW_RETENTION_DAYS > self.DLQ_RETENTION_DAYS,
+                f"RAW_RETENTION_DAYS must be 0 (keep) or more than DLQ_RETENTION_DAYS ({self.DLQ_RETENTION_DAYS}) "
+                "with COMPACTION=on: an hour is re-compacted from its raw objects after a DLQ redrive, which can "
+                "come DLQ_RETENTION_DAYS late, so they must outlive the DLQ's messages",
+            ),
             (self.COMPACTION in ("on", "off"), "COMPACTION must be on or off"),
             (0 <= self.COMPACTION_GRACE_MINUTES <= 1440, "COMPACTION_GRACE_MINUTES must be 0..1440"),
             (0 <= self.COMPACTION_LOOKBACK_HOURS <= 168, "COMPACTION_LOOKBACK_HOURS must be 0..168"),

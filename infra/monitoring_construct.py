@@ -21,6 +21,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
+from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from infra.config import MAX_POLLERS_DEPLOYABLE, PipelineConfig
@@ -43,6 +44,7 @@ class MonitoredResources:
     dead_letter_queue: sqs.IQueue
     bucket: s3.IBucket
     event_source_mapping_id: str  # the consumer's SQS mapping (its UUID): provisioned mode's pollers metric
+    compaction: sfn.StateMachine | None = None  # COMPACTION=on: the hourly compaction (lake)
 
 
 class PipelineMonitoring(Construct):
@@ -54,7 +56,7 @@ class PipelineMonitoring(Construct):
         self._resources = resources
         self.dashboard_name = f"ingest-pipeline-{config.STAGE}"
         self.topic = self._alarm_topic()
-        self.alarms = self._alarms()
+        self.alarms = {**self._alarms(), **self._compaction_alarms()}
         self.dashboard = cw.Dashboard(
             self,
             "Dashboard",
@@ -340,6 +342,54 @@ class PipelineMonitoring(Construct):
             "throttles.",
         )
 
+    def _compaction_alarms(self) -> dict[str, cw.Alarm]:
+        """compaction-failed (lake): an hourly compaction failed after the state machine's own retries."""
+        compaction = self._resources.compaction
+        if compaction is None:
+            return {}
+        failures = cw.MathExpression(
+            expression="FILL(failed, 0) + FILL(timedout, 0) + FILL(aborted, 0)",
+            using_metrics={
+                "failed": compaction.metric_failed(period=FIVE_MINUTES),
+                "timedout": compaction.metric_timed_out(period=FIVE_MINUTES),
+                "aborted": compaction.metric_aborted(period=FIVE_MINUTES),
+            },
+            label="compaction runs failed, timed out or aborted",
+            period=FIVE_MINUTES,
+        )
+        return {
+            "compaction-failed": self._alarm(
+                "CompactionFailed",
+                "compaction-failed",
+                failures,
+                threshold=1,
+                comparison=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                evaluation_periods=1,
+                what_to_do="An hour of payloads_compacted was not (re)written; the raw lake has the data. Find the "
+                "hour in the failed execution's input (Step Functions console), fix the cause, then "
+                "`make compact-aws FROM=<hour> TO=<hour>`.",
+            )
+        }
+
+    def _compaction_widgets(self) -> list[list[cw.IWidget]]:
+        compaction = self._resources.compaction
+        if compaction is None:
+            return []
+        return [
+            [
+                cw.GraphWidget(
+                    title="Hourly compaction into payloads_compacted: runs",
+                    width=24,
+                    left_y_axis=cw.YAxisProps(min=0),
+                    left=[
+                        compaction.metric_succeeded(period=Duration.hours(1), label="succeeded"),
+                        compaction.metric_failed(period=Duration.hours(1), label="failed"),
+                        compaction.metric_timed_out(period=Duration.hours(1), label="timed out"),
+                    ],
+                )
+            ]
+        ]
+
     # --- dashboard -----------------------------------------------------------------------------
     def _header(self) -> cw.TextWidget:
         r, region, account = self._resources, Aws.REGION, Aws.ACCOUNT_ID
@@ -525,6 +575,7 @@ class PipelineMonitoring(Construct):
                     ],
                 ),
             ],
+            *self._compaction_widgets(),
             [
                 cw.LogQueryWidget(
                     title="Latest errors, both functions (correlation_id = the client's requestId)",

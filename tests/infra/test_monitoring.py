@@ -240,6 +240,9 @@ def test_one_dashboard_per_stage_and_its_url_is_an_output(template: Template, ch
 
 
 # --- alarms ---------------------------------------------------------------------------------------
+def state_machine_id(template: Template) -> str:
+    [logical_id] = template.find_resources("AWS::StepFunctions::StateMachine")
+    return logical_id
 
 
 def test_each_alarm_watches_the_right_metric_with_its_threshold(template: Template) -> None:
@@ -287,6 +290,16 @@ def test_each_alarm_watches_the_right_metric_with_its_threshold(template: Templa
             "GreaterThanOrEqualToThreshold",
             15,
             [("AWS/Lambda", "ConcurrentExecutions", "Maximum", f"<{consumer}>")],
+        ),
+        # lake: an hourly compaction failed, timed out or was aborted (tests/infra/test_compaction.py)
+        "compaction-failed": (
+            1,
+            "GreaterThanOrEqualToThreshold",
+            1,
+            [
+                ("AWS/States", f"Executions{outcome}", "Sum", f"<{state_machine_id(template)}>")
+                for outcome in ("Failed", "TimedOut", "Aborted")
+            ],
         ),
     }
     assert set(found) == set(expected)

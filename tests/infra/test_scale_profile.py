@@ -51,7 +51,7 @@ def test_scale_template_carries_the_profiles_settings(scale: tuple[IngestPipelin
     bucket = only(
         template, "AWS::S3::Bucket", {"LoggingConfiguration": Match.object_like({"LogFilePrefix": "payloads/"})}
     )["Properties"]
-    assert {"ExpirationInDays": 30, "Id": "expire-payloads", "Prefix": "payloads/", "Status": "Enabled"} in bucket[
+    assert {"ExpirationInDays": 30, "Id": "expire-payloads", "Prefix": "payloads/dt=", "Status": "Enabled"} in bucket[
         "LifecycleConfiguration"
     ]["Rules"]
 
