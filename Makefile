@@ -45,10 +45,11 @@ install: $(PY_STAMP) $(NODE_STAMP)  ## create .venv and install the CDK CLI
 run: $(PY_STAMP)  ## the whole pipeline on this machine (PORT 3000, embedded moto; no AWS, no Docker); Ctrl-C stops
 	$(PY) -m local_pipeline
 
-lint: $(PY_STAMP)  ## ruff check, ruff format --check and mypy (config: pyproject.toml)
+lint: $(PY_STAMP)  ## ruff check, ruff format --check and mypy (config: pyproject.toml; client/pyproject.toml for the SDK)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	cd client && ../$(VENV)/bin/mypy  # the SDK, with its own config (client/pyproject.toml)
 
 test: $(PY_STAMP) lint  ## install everything, make lint, then run the whole test suite (offline)
 	$(PY) -m pytest

@@ -10,7 +10,6 @@ import ssl
 import threading
 import time
 import uuid
-import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ logger = logging.getLogger("ingest_client")
 
 DEFAULT_MAX_SPOOL_BYTES = 128 * 1024 * 1024
 DEFAULT_SEGMENT_BYTES = 8 * 1024 * 1024
+STOP_GRACE_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -213,7 +213,9 @@ class Client:
             running.sender.stop()
             # The thread closes the spool (and so releases its lock) when it ends: a request in flight
             # finishes first, within the client's timeout, or dies with the process.
-            running.sender.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            # A sender between requests stops at once: a short grace even with timeout=0, so that the
+            # spool_dir is free again when close() returns.
+            running.sender.join(None if deadline is None else max(STOP_GRACE_SECONDS, deadline - time.monotonic()))
             if running.sender.is_alive():
                 logger.info("the sender is still finishing a request; the spool stays locked until it ends")
         _CLIENTS.discard(self)
@@ -254,7 +256,9 @@ class Client:
                 spool.abandon_after_fork()
 
 
-_CLIENTS: weakref.WeakSet[Client] = weakref.WeakSet()
+# Open clients, held strongly: a Client the program dropped without close() still has its sender
+# running and is still flushed at exit.
+_CLIENTS: set[Client] = set()
 
 
 def _after_fork_in_child() -> None:

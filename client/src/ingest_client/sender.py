@@ -271,10 +271,11 @@ class Sender(threading.Thread):
             return
         status = answer.status
         if 200 <= status < 300:
-            spool.acknowledge(batch)
+            # Counted before the spool lets flush() see it gone.
             with self.counters.lock:
                 self.counters.acknowledged += batch.payloads
             logger.debug("batch %s acknowledged (%d payloads)", batch.key, batch.payloads)
+            spool.acknowledge(batch)
             if self._attempt:
                 logger.info("the endpoint accepts batches again")
             self._attempt = 0
@@ -297,10 +298,10 @@ class Sender(threading.Thread):
             )
             spool.split(batch)
         else:
-            path = spool.reject(batch, status, answer.body)
             with self.counters.lock:
                 self.counters.rejected += batch.payloads
                 self.counters.last_error = f"rejected: {_problem_summary(answer)}"
+            path = spool.reject(batch, status, answer.body)
             logger.error(
                 "batch %s (%d payloads) rejected with %s; kept in %s",
                 batch.key,
