@@ -13,7 +13,7 @@ NODE_STAMP := node_modules/.installed
 CDK := node_modules/.bin/cdk
 
 .DEFAULT_GOAL := help
-.PHONY: help install lint test synth bootstrap preflight deploy destroy clean bench run loadtest verify redrive soak checkov capacity query
+.PHONY: help install lint test synth bootstrap preflight deploy destroy clean bench bench-client run loadtest verify redrive soak checkov capacity query
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -56,6 +56,9 @@ test: $(PY_STAMP) lint  ## install everything, make lint, then run the whole tes
 
 bench: $(PY_STAMP)  ## print performance figures P1-P5 vs their baselines, one JSON line each (docs/PERFORMANCE.md)
 	$(PY) -m bench
+
+bench-client: $(PY_STAMP)  ## the endpoint SDK: send() p50/p99 vs a bare os.write, memory as the spool grows, payloads/s against make run
+	$(PY) -m bench.client_sdk
 
 synth: install  ## write the CloudFormation template to cdk.out/ (offline)
 	$(CDK) synth --quiet

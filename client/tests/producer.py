@@ -23,6 +23,7 @@ def main() -> int:
     parser.add_argument("count", type=int)
     parser.add_argument("--pace", type=float, default=0.0, help="seconds between sends")
     parser.add_argument("--api-key")
+    parser.add_argument("--token", default="producer", help="the collection's token (tells tests' payloads apart)")
     parser.add_argument("--deliver", type=float, default=0.0, help="flush for this long, then exit")
     parser.add_argument("--exit-on-sigterm", action="store_true", help="SIGTERM -> sys.exit (atexit flushes)")
     parser.add_argument("--max-payloads", type=int, default=0)
@@ -37,7 +38,7 @@ def main() -> int:
     client = Client(
         arguments.url,
         version="1.0",
-        token="producer",
+        token=arguments.token,
         spool_dir=arguments.spool_dir,
         api_key=arguments.api_key,
         linger=0.05,
