@@ -244,8 +244,8 @@ def test_the_pipeline_down_payloads_stay_spooled_and_are_delivered_once_it_is_ba
 
 def test_overload_503_retry_after_is_honoured_without_a_busy_loop(tmp_path: Path) -> None:
     # Given a pipeline that refuses work (503 backlog-full + Retry-After) while more than one message
-    # waits for its single worker
-    run = _start(tmp_path, MAX_QUEUE="1", BACKLOG_CHECK_SECONDS="1", MAX_WORKERS="1")
+    # waits for its two workers
+    run = _start(tmp_path, MAX_QUEUE="1", BACKLOG_CHECK_SECONDS="1", MAX_WORKERS="2")
     proxy = start_proxy(run.url)
     client = Client(
         proxy.url, version="1.0", token="overload", api_key=API_KEY, spool_dir=tmp_path / "spool",
