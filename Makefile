@@ -13,7 +13,7 @@ NODE_STAMP := node_modules/.installed
 CDK := node_modules/.bin/cdk
 
 .DEFAULT_GOAL := help
-.PHONY: help install lint test synth bootstrap preflight deploy destroy clean bench run loadtest verify redrive soak checkov capacity query compact compact-aws
+.PHONY: help install lint test synth bootstrap preflight deploy destroy clean bench bench-client run loadtest verify redrive soak checkov capacity query compact compact-aws
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -45,16 +45,20 @@ install: $(PY_STAMP) $(NODE_STAMP)  ## create .venv and install the CDK CLI
 run: $(PY_STAMP)  ## the whole pipeline on this machine (PORT 3000, embedded moto; no AWS, no Docker); Ctrl-C stops
 	$(PY) -m local_pipeline
 
-lint: $(PY_STAMP)  ## ruff check, ruff format --check and mypy (config: pyproject.toml)
+lint: $(PY_STAMP)  ## ruff check, ruff format --check and mypy (config: pyproject.toml; client/pyproject.toml for the SDK)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	cd client && ../$(VENV)/bin/mypy  # the SDK, with its own config (client/pyproject.toml)
 
 test: $(PY_STAMP) lint  ## install everything, make lint, then run the whole test suite (offline)
 	$(PY) -m pytest
 
 bench: $(PY_STAMP)  ## print performance figures P1-P5, Q1 (lake scan) vs their baselines, one JSON line each (docs/PERFORMANCE.md)
 	$(PY) -m bench
+
+bench-client: $(PY_STAMP)  ## the endpoint SDK: send() p50/p99 vs a bare os.write, memory as the spool grows, payloads/s against make run
+	$(PY) -m bench.client_sdk
 
 synth: install  ## write the CloudFormation template to cdk.out/ (offline)
 	$(CDK) synth --quiet
