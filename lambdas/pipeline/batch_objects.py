@@ -186,7 +186,7 @@ class BatchReport:
         for result in self.results:
             for record in result.group.records:
                 results = by_message.setdefault(record.message_id, [])
-                if not results or results[-1] is not result:  # a packed record: its envelopes share an object
+                if all(known is not result for known in results):  # a packed record's envelopes can share one
                     results.append(result)
         object.__setattr__(self, "_by_message", by_message)
 
