@@ -418,6 +418,7 @@ class PipelineConfig:
             RETRY_AFTER_SECONDS=self.RETRY_AFTER_SECONDS,
             MAX_QUEUE=self.MAX_QUEUE,
             BACKLOG_CHECK_SECONDS=self.BACKLOG_CHECK_SECONDS,
+            MESSAGE_TARGET_BYTES=self.MESSAGE_TARGET_BYTES,
         )
         return {**settings.to_env(), **self._powertools_environment(INGEST_SERVICE)}
 

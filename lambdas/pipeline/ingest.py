@@ -38,11 +38,14 @@ class EnqueueFailed(Exception):
     """SQS did not accept every payload; the client must retry the whole request (503)."""
 
     def __init__(self, report: EnqueueReport, retry_after_seconds: int) -> None:
-        super().__init__(f"{report.failed_entries} payload(s) not accepted by SQS: {report.last_error}")
+        super().__init__(
+            f"{report.failed_payloads} payload(s) in {report.failed_entries} message(s) not accepted by SQS: "
+            f"{report.last_error}"
+        )
         self.report = report
         self.problem = service_unavailable(
             "enqueue-failed",
-            f"the queue did not accept {report.failed_entries} of {report.sent + report.failed_entries} payloads; "
+            f"the queue did not accept {report.failed_payloads} of {report.sent + report.failed_payloads} payloads; "
             "retry the whole request",
             retry_after_seconds,
         )
@@ -67,7 +70,7 @@ def accept_payloads(request: IngestRequest, settings: IngestSettings, sqs: Calla
     request_id = request.request_id
     if key is not None:
         request_id = idempotent_request_id(request.api_key_id, collection.token, key, raw)
-    messages = build_messages(collection, request_id, request.received_at_ms)
+    messages = build_messages(collection, request_id, request.received_at_ms, settings.MESSAGE_TARGET_BYTES)
     # After validation, so a bad request still gets its 4xx; before enqueueing anything.
     refuse_if_backlogged(
         sqs, settings.QUEUE_URL, settings.MAX_QUEUE, settings.BACKLOG_CHECK_SECONDS, settings.RETRY_AFTER_SECONDS

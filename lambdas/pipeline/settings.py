@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from typing import Any, TypeVar
 
-from pipeline.contract import KnobError, parse_int
+from pipeline.contract import SQS_MAX_MESSAGE_BYTES, KnobError, parse_int
 
 OBJECT_MODES = ("payload", "batch")
 
@@ -33,6 +33,9 @@ class IngestSettings:
     RETRY_AFTER_SECONDS: int = field(metadata={"minimum": 1})
     MAX_QUEUE: int = field(metadata={"minimum": 0})  # 0: no backlog bound (see pipeline/backpressure.py)
     BACKLOG_CHECK_SECONDS: int = field(metadata={"minimum": 1})
+    # 0: one payload per message; N: a request's payloads packed into messages of at most N bytes
+    # (pipeline/envelope.py build_messages). Never above what SQS accepts in one message.
+    MESSAGE_TARGET_BYTES: int = field(metadata={"minimum": 0, "maximum": SQS_MAX_MESSAGE_BYTES})
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> IngestSettings:
@@ -77,7 +80,9 @@ def _from_env(cls: type[S], env: Mapping[str, str]) -> S:
         if not raw:
             raise SettingsError(f"environment variable {knob.name} is required (set by the stack)")
         if knob.type == "int":
-            values[knob.name] = parse_int(knob.name, raw, knob.metadata["minimum"], error=SettingsError)
+            values[knob.name] = parse_int(
+                knob.name, raw, knob.metadata["minimum"], knob.metadata.get("maximum"), error=SettingsError
+            )
         elif "choices" in knob.metadata and raw not in knob.metadata["choices"]:
             raise SettingsError(f"{knob.name}={raw!r} is not one of {', '.join(knob.metadata['choices'])}")
         else:
