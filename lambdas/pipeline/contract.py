@@ -183,9 +183,12 @@ def pack_batches(items: Sequence[T], size: Callable[[T], int]) -> list[list[T]]:
 MAX_VERSION_CHARS: Final = 64
 MAX_TOKEN_CHARS: Final = 1024
 MAX_REQUEST_ID_CHARS: Final = 128  # pipeline/envelope.py is_safe_id
+# The authenticated device id (DEVICE_AUTH=on, pipeline/device_auth.py): ASCII letters, digits, "_" and "-",
+# so JSON writes it unescaped, one byte per character.
+MAX_DEVICE_ID_CHARS: Final = 64
 MAX_PAYLOADS_CEILING: Final = 10_000  # so a payload index has at most 4 digits
 _MAX_ESCAPED_CHAR_BYTES = 12
-_ENVELOPE_LITERALS = '{"id":"","requestId":,"receivedAt":"","version":,"token":,"payload":}'
+_ENVELOPE_LITERALS = '{"id":"","requestId":,"receivedAt":"","version":,"token":,"deviceId":"","payload":}'
 _RECEIVED_AT_CHARS = len("2026-11-26T02:48:09.123Z")
 ENVELOPE_OVERHEAD_BYTES: Final = (
     len(_ENVELOPE_LITERALS)
@@ -194,11 +197,12 @@ ENVELOPE_OVERHEAD_BYTES: Final = (
     + _RECEIVED_AT_CHARS
     + (_MAX_ESCAPED_CHAR_BYTES * MAX_VERSION_CHARS + 2)
     + (_MAX_ESCAPED_CHAR_BYTES * MAX_TOKEN_CHARS + 2)
+    + MAX_DEVICE_ID_CHARS  # "deviceId", present only when DEVICE_AUTH authenticated the request
     + len(REQUEST_ID_ATTRIBUTE)
     + len("String")
     + MAX_REQUEST_ID_CHARS  # the message attribute
-)  # 13,559 bytes
-MAX_PAYLOAD_BYTES_CEILING: Final = SQS_MAX_MESSAGE_BYTES - ENVELOPE_OVERHEAD_BYTES  # 1,035,017
+)  # 13,637 bytes
+MAX_PAYLOAD_BYTES_CEILING: Final = SQS_MAX_MESSAGE_BYTES - ENVELOPE_OVERHEAD_BYTES  # 1,034,939
 
 
 # --- the envelope's receivedAt: API Gateway's receive time, UTC, to the millisecond -----------------

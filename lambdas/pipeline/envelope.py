@@ -1,7 +1,9 @@
 """The envelope: what travels on the queue and what lands in S3, one per payload.
 
     {"id": "<requestId>-<index>", "requestId": "...", "receivedAt": "2026-11-26T02:48:09.123Z",
-     "version": "...", "token": "...", "payload": {...the client's object, unchanged...}}
+     "version": "...", "token": "...", "deviceId": "...", "payload": {...the client's object, unchanged...}}
+
+``deviceId`` is there only when DEVICE_AUTH authenticated the request (pipeline/device_auth.py).
 
 The id is deterministic (request id + index), so every redelivery of a message maps to one object key.
 """
@@ -51,8 +53,12 @@ def is_safe_id(value: str) -> bool:
     return _SAFE_ID.fullmatch(value) is not None
 
 
-def build_messages(collection: PayloadCollection, request_id: str, received_at_ms: int) -> list[OutgoingMessage]:
+def build_messages(
+    collection: PayloadCollection, request_id: str, received_at_ms: int, device_id: str | None = None
+) -> list[OutgoingMessage]:
     """One message per payload. Bodies are assembled from the already-serialized payload text.
+
+    ``device_id``: the authenticated device (DEVICE_AUTH=on), written after ``token``; None leaves it out.
 
     Raises a 413 Problem naming the payload (``/data/N``) whose message SQS would refuse for its size,
     before anything is enqueued: such a message would fail on every retry.
@@ -67,6 +73,7 @@ def build_messages(collection: PayloadCollection, request_id: str, received_at_m
         + json.dumps(collection.version)
         + ',"token":'
         + json.dumps(collection.token)
+        + ("" if device_id is None else ',"deviceId":' + json.dumps(device_id))
         + ',"payload":'
     )
     # SQS counts attribute name + data type + value bytes towards the message size.
