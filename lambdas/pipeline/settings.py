@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from pipeline.contract import KnobError, parse_int
 
 OBJECT_MODES = ("payload", "batch")
+SWITCH = ("on", "off")
 
 
 class SettingsError(KnobError):
@@ -33,10 +34,19 @@ class IngestSettings:
     RETRY_AFTER_SECONDS: int = field(metadata={"minimum": 1})
     MAX_QUEUE: int = field(metadata={"minimum": 0})  # 0: no backlog bound (see pipeline/backpressure.py)
     BACKLOG_CHECK_SECONDS: int = field(metadata={"minimum": 1})
+    # "on": every request on the payloads path needs a device key (pipeline/device_auth.py), verified against
+    # the keyring secret DEVICE_KEYS_SECRET (name or ARN; empty when off), re-read every
+    # DEVICE_REVOCATION_TTL_SECONDS.
+    DEVICE_AUTH: str = field(metadata={"choices": SWITCH})
+    DEVICE_REVOCATION_TTL_SECONDS: int = field(metadata={"minimum": 1})
+    DEVICE_KEYS_SECRET: str = field(metadata={"may_be_empty": True})
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> IngestSettings:
-        return _from_env(cls, env)
+        settings = _from_env(cls, env)
+        if settings.DEVICE_AUTH == "on" and not settings.DEVICE_KEYS_SECRET:
+            raise SettingsError("environment variable DEVICE_KEYS_SECRET is required with DEVICE_AUTH=on")
+        return settings
 
     def to_env(self) -> dict[str, str]:
         return _to_env(self)
