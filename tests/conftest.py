@@ -112,6 +112,8 @@ def _clear_caches() -> None:
         settings.ingest_settings,
         settings.consumer_settings,
         aws_clients.sqs_client,
+        aws_clients.secrets_client,
+        aws_clients._botocore_session,
         aws_clients.s3_client,
         ingest_handler._keyring,  # the device keyring (DEVICE_AUTH=on) and its Powertools cache
     ):

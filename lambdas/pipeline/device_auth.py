@@ -213,7 +213,9 @@ def _powertools_fetch() -> Callable[[str, int], object]:
     from aws_lambda_powertools.utilities.parameters import SecretsProvider
     from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError, TransformParameterError
 
-    provider = SecretsProvider()
+    from pipeline.aws_clients import secrets_client
+
+    provider = SecretsProvider(boto3_client=secrets_client())
 
     def fetch(name: str, max_age: int) -> object:
         try:
