@@ -148,6 +148,22 @@ def describe(keyring: Keyring) -> list[str]:
     return lines
 
 
+def revocations_that_fit(device_id_chars: int) -> int:
+    """How many revoked devices with ids of ``device_id_chars`` characters one keyring holds, next to two active
+    generations of 64-character signing keys (README, Authenticating devices; a test keeps the figures there)."""
+    keys = {1: b"k" * 64, 2: b"k" * 64}
+
+    def size(count: int) -> int:
+        revoked = {f"{n:0{device_id_chars}d}": 2 for n in range(count)}
+        return len(keyring_json(Keyring(2, keys, frozenset(), revoked)).encode("utf-8"))
+
+    low, high = 0, SECRET_MAX_BYTES  # size(low) fits, size(high) does not
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if size(middle) <= SECRET_MAX_BYTES else (low, middle)
+    return low
+
+
 def stack_secret(cloudformation: Any, stack_name: str) -> str:
     """The keyring secret's ARN from the stack's outputs."""
     try:
