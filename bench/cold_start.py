@@ -216,7 +216,7 @@ def _event_file(directory: Path, device_auth: bool = False) -> Path:
     """The REST event of P2, or with ``device_auth`` the HTTP API (payload format 2.0) event of P2e/P2f: the
     same body, as the HTTP API passes application/json (text), with a valid device key."""
     from bench.ingest_overhead import collection_body
-    from local_pipeline.events import api_gateway_event
+    from local_pipeline.events import api_gateway_event, http_api_event
     from pipeline.device_auth import Keyring
 
     if not device_auth:
@@ -225,22 +225,8 @@ def _event_file(directory: Path, device_auth: bool = False) -> Path:
         )
     else:
         key = Keyring.from_document(BENCH_KEYRING).issue(BENCH_DEVICE)
-        event = {
-            "version": "2.0",
-            "routeKey": f"ANY {PAYLOADS_PATH}",
-            "rawPath": PAYLOADS_PATH,
-            "rawQueryString": "",
-            "headers": {"content-type": "application/json", "authorization": f"Bearer {key}"},
-            "requestContext": {
-                "http": {"method": "POST", "path": PAYLOADS_PATH, "protocol": "HTTP/1.1"},
-                "requestId": "JKJaXmPLvHcESHA=",
-                "routeKey": f"ANY {PAYLOADS_PATH}",
-                "stage": "$default",
-                "timeEpoch": 1764000000000,
-            },
-            "body": collection_body().decode("utf-8"),
-            "isBase64Encoded": False,
-        }
+        headers = {"content-type": "application/json", "authorization": f"Bearer {key}"}
+        event = http_api_event("POST", PAYLOADS_PATH, collection_body(), headers, request_id="JKJaXmPLvHcESHA=")
     path = directory / f"event-{'http' if device_auth else 'rest'}.json"
     path.write_text(json.dumps(event))
     return path
