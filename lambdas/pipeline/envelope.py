@@ -1,7 +1,9 @@
 """The envelope: what travels on the queue and what lands in S3, one per payload.
 
     {"id": "<requestId>-<index>", "requestId": "...", "receivedAt": "2026-11-26T02:48:09.123Z",
-     "version": "...", "token": "...", "payload": {...the client's object, unchanged...}}
+     "version": "...", "token": "...", "deviceId": "...", "payload": {...the client's object, unchanged...}}
+
+``deviceId`` is there only when DEVICE_AUTH authenticated the request (pipeline/device_auth.py).
 
 The id is deterministic (request id + index), so every redelivery of a message maps to one object key.
 
@@ -63,11 +65,17 @@ def is_safe_id(value: str) -> bool:
 
 
 def build_messages(
-    collection: PayloadCollection, request_id: str, received_at_ms: int, target_bytes: int = 0
+    collection: PayloadCollection,
+    request_id: str,
+    received_at_ms: int,
+    target_bytes: int = 0,
+    device_id: str | None = None,
 ) -> list[OutgoingMessage]:
     """The request's queue messages. ``target_bytes`` 0: one envelope per message. N: the envelopes,
     in payload order, packed greedily into as few messages as fit N bytes each as SQS counts them; an
     envelope larger than N travels alone. Bodies are assembled from the already-serialized payload text.
+
+    ``device_id``: the authenticated device (DEVICE_AUTH=on), written after ``token``; None leaves it out.
 
     Raises a 413 Problem naming the payload (``/data/N``) whose envelope SQS would refuse for its size,
     before anything is enqueued: such a message would fail on every retry.
@@ -82,6 +90,7 @@ def build_messages(
         + json.dumps(collection.version)
         + ',"token":'
         + json.dumps(collection.token)
+        + ("" if device_id is None else ',"deviceId":' + json.dumps(device_id))
         + ',"payload":'
     )
     # SQS counts attribute name + data type + value bytes towards the message size.
@@ -94,7 +103,8 @@ def build_messages(
             raise too_large(
                 "message-too-large",
                 f"data[{index}] does not fit one queue message: with its "
-                f"envelope (id, receivedAt, version, token) it is {size} bytes; "
+                f"envelope (id, receivedAt, version, token{'' if device_id is None else ', deviceId'}) it is "
+                f"{size} bytes; "
                 f"the limit is {SQS_MAX_MESSAGE_BYTES}",
                 f"/data/{index}",
             )
@@ -147,9 +157,11 @@ def request_message_sizes(
     version: str = TYPICAL_VERSION,
     token: str = TYPICAL_TOKEN,
     request_id: str = TYPICAL_REQUEST_ID,
+    device_id: str | None = None,
 ) -> list[MessageSize]:
     """The messages the ingest sends for one request whose payloads serialize to ``payload_bytes``
-    bytes each (compact JSON, as the ingest re-serializes them), with MESSAGE_TARGET_BYTES=``target_bytes``.
+    bytes each (compact JSON, as the ingest re-serializes them), with MESSAGE_TARGET_BYTES=``target_bytes``
+    (and the envelope's ``deviceId`` when ``device_id`` is given, as DEVICE_AUTH=on writes it).
 
     For the capacity and cost model: it runs ``build_messages`` itself, so the model counts the same
     envelopes, packing and SQS sizes as the ingest. Raises ValueError for a payload under 2 bytes (the
@@ -160,7 +172,7 @@ def request_message_sizes(
     collection = PayloadCollection(version, token, ["{" + " " * (size - 2) + "}" for size in payload_bytes])
     return [
         MessageSize(message.size, message.payloads)
-        for message in build_messages(collection, request_id, 0, target_bytes)
+        for message in build_messages(collection, request_id, 0, target_bytes, device_id=device_id)
     ]
 
 

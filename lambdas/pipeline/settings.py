@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from pipeline.contract import SQS_MAX_MESSAGE_BYTES, KnobError, parse_int
 
 OBJECT_MODES = ("payload", "batch")
+SWITCH = ("on", "off")
 
 
 class SettingsError(KnobError):
@@ -36,10 +37,19 @@ class IngestSettings:
     # 0: one payload per message; N: a request's payloads packed into messages of at most N bytes
     # (pipeline/envelope.py build_messages). Never above what SQS accepts in one message.
     MESSAGE_TARGET_BYTES: int = field(metadata={"minimum": 0, "maximum": SQS_MAX_MESSAGE_BYTES})
+    # "on": every request on the payloads path needs a device key (pipeline/device_auth.py), verified against
+    # the keyring secret DEVICE_KEYS_SECRET (name or ARN; empty when off), re-read every
+    # DEVICE_REVOCATION_TTL_SECONDS.
+    DEVICE_AUTH: str = field(metadata={"choices": SWITCH})
+    DEVICE_REVOCATION_TTL_SECONDS: int = field(metadata={"minimum": 1})
+    DEVICE_KEYS_SECRET: str = field(metadata={"may_be_empty": True})
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> IngestSettings:
-        return _from_env(cls, env)
+        settings = _from_env(cls, env)
+        if settings.DEVICE_AUTH == "on" and not settings.DEVICE_KEYS_SECRET:
+            raise SettingsError("environment variable DEVICE_KEYS_SECRET is required with DEVICE_AUTH=on")
+        return settings
 
     def to_env(self) -> dict[str, str]:
         return _to_env(self)
