@@ -29,7 +29,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from infra.config import ConfigError, PipelineConfig
 from local_pipeline.access_log import AccessLog
 from local_pipeline.http_front import IngestFront
-from local_pipeline.lambda_runtime import FaultInjection, FunctionPool
+from local_pipeline.lambda_runtime import FaultInjection, FunctionPool, release_semaphores
 from local_pipeline.local_settings import LocalSettings, stack_config
 from local_pipeline.moto_endpoint import AwsEndpoint, EndpointError, apply_environment
 from local_pipeline.resources import LocalResources, create_resources, lambda_environment
@@ -43,13 +43,18 @@ EXTERNAL_LONG_POLL_SECONDS = 5
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 # How often the main thread looks at the stop flag (a signal also cuts the sleep short).
 STOP_CHECK_SECONDS = 0.2
+# A second SIGINT/SIGTERM this soon after the first of the same kind is the same request (see StopRequest).
+SAME_SIGNAL_SECONDS = 1.0
 
 
 class StopRequest:
-    """The SIGINT/SIGTERM handler. The first signal asks for a graceful stop; the second exits at
-    once, after ``report()`` (what was left undrained) and ``kill()`` (the Lambda environments).
+    """The SIGINT/SIGTERM handler. The first signal asks for a graceful stop; a second one exits at
+    once, after ``report()`` (what was left undrained) and ``kill()`` (the Lambda environments), unless
+    it is the same signal again within SAME_SIGNAL_SECONDS: that is one request delivered twice, not a
+    user insisting. GNU make forwards SIGTERM to its child (so ``kill -TERM -- -PGID`` on `make run`
+    reaches the runner twice), and ``timeout`` or a supervisor signals both the child and the group.
 
-    The handler only sets a plain attribute: taking a lock here (``Event.set``) could deadlock with
+    The handler only sets plain attributes: taking a lock here (``Event.set``) could deadlock with
     the main thread it interrupts."""
 
     def __init__(self, log: AccessLog) -> None:
@@ -57,14 +62,19 @@ class StopRequest:
         self.log = log
         self.report: Callable[[], str] = lambda: "nothing was running yet"
         self.kill: Callable[[], None] = lambda: None
+        self._first: tuple[int, float] | None = None
 
     def __call__(self, signum: int, _frame: FrameType | None) -> None:
-        if not self.requested:
+        now = time.monotonic()
+        if self._first is None:
+            self._first = (signum, now)
             self.requested = True
             return
-        self.log.line(
-            f"{signal.Signals(signum).name} again: exiting now, without draining; left undrained: {self.report()}"
-        )
+        name = signal.Signals(signum).name
+        if self._first[0] == signum and now - self._first[1] < SAME_SIGNAL_SECONDS:
+            self.log.line(f"{name} again within {SAME_SIGNAL_SECONDS:g} s: the same stop request, still draining")
+            return
+        self.log.line(f"{name} again: exiting now, without draining; left undrained: {self.report()}")
         self.kill()
         os._exit(128 + signum)
 
@@ -95,6 +105,8 @@ def function_environment(
         # The handlers' JSON logs at WARNING by default, so the compact access log stays readable.
         "POWERTOOLS_LOG_LEVEL": settings.POWERTOOLS_LOG_LEVEL,
         "POWERTOOLS_TRACE_DISABLED": "true",  # there is no X-Ray daemon locally
+        # The runner reads the consumer's EMF metrics (what it stored) from its output: never off.
+        "POWERTOOLS_METRICS_DISABLED": "false",
     }
 
 
@@ -190,6 +202,7 @@ def _run(
             ingest.kill()
             consumer.kill()
             endpoint.kill()
+            release_semaphores()
 
         stop.kill = kill_all
         log.text(banner(front.url, settings, config, endpoint, resources, visibility))
@@ -202,16 +215,18 @@ def _run(
         workers.drain_and_stop(settings.LOCAL_DRAIN_SECONDS)
         ingest.shutdown()
         consumer.shutdown()
-    log.text(summary(log, sqs, resources))
+    log.text(summary(log, sqs, resources, config.OBJECT_MODE))
     return 0
 
 
 def undrained(log: AccessLog, front: IngestFront, endpoint: AwsEndpoint) -> str:
     """What a forced exit leaves behind, from the runner's own counters (no call to a busy endpoint)."""
     totals = log.snapshot()
-    waiting = max(0, totals.payloads_accepted - totals.records_stored)
     where = "lost with the embedded queue" if endpoint.embedded else f"still in the queue at {endpoint.endpoint_url}"
-    return f"{waiting} accepted payloads not yet stored ({where}), {front.in_flight_count()} HTTP requests in flight"
+    return (
+        f"{totals.payloads_not_yet_stored} accepted payloads not yet stored ({where}), "
+        f"{front.in_flight_count()} HTTP requests in flight"
+    )
 
 
 def _depth(sqs: Any, queue_url: str) -> int | str:
@@ -224,21 +239,26 @@ def _depth(sqs: Any, queue_url: str) -> int | str:
     return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
 
 
-def summary(log: AccessLog, sqs: object, resources: LocalResources) -> str:
+def summary(log: AccessLog, sqs: object, resources: LocalResources, object_mode: str = "payload") -> str:
+    """The shutdown summary. Payloads stored and duplicates come from the consumer's own metrics, so
+    they match the bucket: objects (payload mode) or lines of batch objects written."""
     totals = log.snapshot()
+    written = "new objects" if object_mode == "payload" else "lines of new batch objects"
     lines = [
         "",
         "Summary",
         f"  requests          {totals.requests} ({totals.rejected_requests} answered with an error)",
         f"  payloads accepted {totals.payloads_accepted}",
-        f"  payloads stored   {totals.records_stored} ({totals.batches - totals.failed_batches} of "
-        f"{totals.batches} consumer batches stored in full)",
+        f"  payloads stored   {totals.payloads_stored} ({written} in the bucket)",
+        f"  duplicates        {totals.duplicates_skipped} (already stored, not written again: a retried "
+        "Idempotency-Key, a redelivered or redriven copy)",
+        f"  consumer batches  {totals.batches - totals.failed_batches} of {totals.batches} stored in full",
         f"  failed attempts   {totals.record_failures} (retried after their retry delay)",
         f"  in DLQ            {_depth(sqs, resources.dlq_url)}",
     ]
     left = _depth(sqs, resources.queue_url)
     if left:
-        lines.append(f"  still queued      {left} (not yet stored; the embedded queue ends with this process)")
+        lines.append(f"  still queued      {left} messages (not yet stored; the embedded queue ends with this process)")
     return "\n".join(lines)
 
 

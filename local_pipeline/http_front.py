@@ -278,7 +278,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 front_problem(503, request_id, detail, "local-queue-full"),
             )
         try:
-            response = front.ingest.invoke(event)
+            response = front.ingest.invoke(event).response
         except FunctionError as exc:
             front.log.line(f"ingest handler failed: {exc}\n{exc.stack_trace}")
             return 502, problem_headers, front_problem(502, request_id)

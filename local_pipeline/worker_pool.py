@@ -17,11 +17,11 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from infra.config import PipelineConfig
-from local_pipeline.access_log import AccessLog
+from local_pipeline.access_log import AccessLog, BatchOutcome
 from local_pipeline.events import sqs_event
 from local_pipeline.lambda_runtime import FunctionError, FunctionPool
 from local_pipeline.resources import LocalResources
-from pipeline.contract import SQS_MAX_BATCH_ENTRIES
+from pipeline.contract import SQS_MAX_BATCH_ENTRIES, Metric
 
 # One invocation's payload is limited to 6 MB (AWS); a batch stops growing before that.
 MAX_INVOCATION_BYTES = 6 * 1000 * 1000
@@ -191,15 +191,25 @@ class WorkerPool:
         ids = {message["MessageId"] for message in batch}
         error = ""
         try:
-            response = self._consumer.invoke(sqs_event(batch, self._resources.queue_arn, self._region))
-            failed = failed_ids(response, ids)
-        except (FunctionError, MalformedResponse) as exc:
+            invocation = self._consumer.invoke(sqs_event(batch, self._resources.queue_arn, self._region))
+            metrics = invocation.metrics
+            failed = failed_ids(invocation.response, ids)
+        except FunctionError as exc:
+            failed, error, metrics = ids, batch_error(exc), exc.metrics
+        except MalformedResponse as exc:
             failed, error = ids, batch_error(exc)
         try:
             self._delete([message for message in batch if message["MessageId"] not in failed])
         except (BotoCoreError, ClientError) as exc:
             error = f"delete failed: {exc}"  # the records come back and are found already stored
-        self._log.batch(number, len(batch), len(failed), (time.perf_counter() - started) * 1000, error)
+        # What the consumer wrote, in payloads (however many a message carries): its own metrics.
+        outcome = BatchOutcome(
+            records=len(batch),
+            failures=len(failed),
+            payloads_stored=int(metrics.get(Metric.PAYLOADS_STORED, 0)),
+            duplicates_skipped=int(metrics.get(Metric.DUPLICATES_SKIPPED, 0)),
+        )
+        self._log.batch(number, outcome, (time.perf_counter() - started) * 1000, error)
 
     def _delete(self, messages: list[dict[str, Any]]) -> None:
         for start in range(0, len(messages), SQS_MAX_BATCH_ENTRIES):
