@@ -13,7 +13,7 @@ NODE_STAMP := node_modules/.installed
 CDK := node_modules/.bin/cdk
 
 .DEFAULT_GOAL := help
-.PHONY: help install lint test synth bootstrap preflight deploy destroy clean bench run loadtest verify redrive soak checkov capacity query
+.PHONY: help install lint test check-config synth diff bootstrap preflight deploy destroy clean bench run loadtest verify redrive soak checkov capacity query
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -56,28 +56,41 @@ test: $(PY_STAMP) lint  ## install everything, make lint, then run the whole tes
 bench: $(PY_STAMP)  ## print performance figures P1-P5 vs their baselines, one JSON line each (docs/PERFORMANCE.md)
 	$(PY) -m bench
 
-synth: install  ## write the CloudFormation template to cdk.out/ (offline)
+# The knobs, checked before npm or the CDK CLI start: a bad one is one line naming it (not cdk's
+# "Subprocess exited with error" after it), and seconds sooner. app.py checks them again under cdk.
+check-config: $(PY_STAMP)
+	@$(PY) app.py --check-config
+
+synth: check-config install  ## write the CloudFormation template to cdk.out/ (offline)
 	$(CDK) synth --quiet
 	@echo "template: cdk.out/$$(ls cdk.out | grep -m1 'template.json')"
 
-bootstrap: install  ## cdk bootstrap: once per AWS account and region, before the first deploy
+diff: check-config install  ## cdk diff: what make deploy would change in your AWS profile's account
+	$(CDK) diff
+
+bootstrap: check-config install  ## cdk bootstrap: once per AWS account and region, before the first deploy
 	$(CDK) bootstrap
 
 preflight: $(PY_STAMP)  ## read-only checks of your AWS account for deploy blockers (quota, layer, bootstrap, role)
 	$(PY) -m tools.ops.preflight
 
 # make deploy runs make preflight first; SKIP_PREFLIGHT=1 skips it.
-deploy: install $(if $(filter 1,$(SKIP_PREFLIGHT)),,preflight)  ## make preflight (SKIP_PREFLIGHT=1 skips it), then cdk deploy into your AWS profile's account
+deploy: check-config install $(if $(filter 1,$(SKIP_PREFLIGHT)),,preflight)  ## make preflight (SKIP_PREFLIGHT=1 skips it), then cdk deploy into your AWS profile's account
 	$(CDK) deploy --require-approval broadening
 
-destroy: install  ## cdk destroy (the payload bucket is retained unless DESTROY_ON_REMOVE=true)
+destroy: check-config install  ## cdk destroy (the payload bucket is retained unless DESTROY_ON_REMOVE=true)
 	$(CDK) destroy
 
 clean:  ## remove build output (keeps .venv and node_modules)
 	rm -rf cdk.out .pytest_cache .hypothesis .cache/query
 
+# make run's embedded AWS endpoint, on MOTO_PORT as make run reads it: what make query and make verify
+# read by default (MOTO_PORT=4600 make run, then MOTO_PORT=4600 make query). Empty QUERY_ENDPOINT /
+# VERIFY_ENDPOINT: AWS itself.
+LOCAL_AWS_ENDPOINT = http://127.0.0.1:$(or $(MOTO_PORT),4566)
+
 # SQL over the stored payloads with DuckDB (tools/ops/query.py); defaults: the bucket of make run.
-QUERY_ENDPOINT ?= http://127.0.0.1:4566
+QUERY_ENDPOINT ?= $(LOCAL_AWS_ENDPOINT)
 QUERY_BUCKET ?= ingest-pipeline-local-payloads
 QUERY_FORMAT ?= table
 SQL ?= SELECT count(*) AS payloads FROM payloads
@@ -98,7 +111,7 @@ redrive: $(PY_STAMP)  ## DLQ -> queue (docs/RUNBOOK.md): make redrive ARGS="--st
 
 # --- load test: optional deps (requirements-loadtest.txt) so `make test` stays lean; docs/LOADTEST.md
 LOADTEST_STAMP := $(VENV)/.loadtest-installed
-LOADTEST_HOST ?= http://127.0.0.1:3000
+LOADTEST_HOST ?= http://127.0.0.1:$(or $(PORT),3000)
 LOADTEST_USERS ?= 10
 LOADTEST_RPS ?= 5
 LOADTEST_DURATION ?= 60s
@@ -106,7 +119,7 @@ LOADTEST_PAYLOADS ?= 10
 LOADTEST_PAYLOAD_BYTES ?= 1024
 LOADTEST_RESULTS ?= loadtest-results
 VERIFY_BUCKET ?= ingest-pipeline-local-payloads
-VERIFY_ENDPOINT ?= http://127.0.0.1:4566
+VERIFY_ENDPOINT ?= $(LOCAL_AWS_ENDPOINT)
 VERIFY_WAIT ?= 60
 
 $(LOADTEST_STAMP): requirements-loadtest.txt $(PY_STAMP)
