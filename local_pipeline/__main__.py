@@ -262,6 +262,16 @@ def summary(log: AccessLog, sqs: object, resources: LocalResources, object_mode:
     return "\n".join(lines)
 
 
+# Knobs the banner shows on its `config` line, name=value as resolved (env > context > PROFILE > default):
+# the ones that change what a user sees locally. A knob that does, add here (its value is the config's).
+BANNER_KNOBS: tuple[str, ...] = ("PROFILE", "OBJECT_MODE", "MESSAGE_TARGET_BYTES", "API_KIND", "DEVICE_AUTH")
+
+
+def config_line(config: PipelineConfig) -> str:
+    """``PROFILE=dev OBJECT_MODE=payload ...``: the BANNER_KNOBS as the stack would get them."""
+    return " ".join(f"{name}={getattr(config, name)}" for name in BANNER_KNOBS)
+
+
 def banner(
     url: str,
     settings: LocalSettings,
@@ -288,6 +298,7 @@ def banner(
             f"DLQ after {config.MAX_RECEIVE_COUNT} receives)",
             f"  workers    {config.MAX_WORKERS} pollers, batches of up to {config.BATCH_SIZE} within "
             f"{config.MAX_BATCHING_WINDOW_SECONDS} s",
+            f"  config     {config_line(config)}",
             "",
             "Send payloads:",
             f"  curl -i {url}{PAYLOADS_PATH}{key_header} -H 'content-type: application/json' \\",

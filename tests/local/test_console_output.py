@@ -6,12 +6,15 @@ import contextlib
 import io
 from typing import Any
 
+import pytest
 from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from local_pipeline.__main__ import summary
+from local_pipeline.__main__ import banner, summary
 from local_pipeline.access_log import AccessLog, BatchOutcome
 from local_pipeline.lambda_runtime import FunctionError, MetricLines
+from local_pipeline.local_settings import REPO_ROOT, LocalSettings, stack_config
+from local_pipeline.moto_endpoint import AwsEndpoint
 from local_pipeline.resources import LocalResources
 from local_pipeline.worker_pool import batch_error
 from pipeline.contract import Metric
@@ -83,3 +86,40 @@ def test_a_batch_where_every_record_failed_shows_the_errors_on_its_line() -> Non
     # Then the line carries the records' errors instead of pointing "below" at nothing
     assert "below" not in line and "\n" not in line
     assert "ClientError: An error occurred (InternalError) when calling PutObject (x2)" in line, line
+
+
+def banner_block(document: str) -> list[str]:
+    """The banner as a doc shows it: from its first line to Ready."""
+    lines = document.splitlines()
+    start = lines.index("Ingest pipeline running locally: real handlers, no AWS account, no Docker")
+    return lines[start : lines.index("Ready.", start) + 1]
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/LOCAL.md"])
+def test_the_docs_show_the_banner_make_run_prints_with_the_defaults(doc: str) -> None:
+    # Given the default settings and config, as `make run` resolves them with no knob set
+    config = stack_config({})
+    endpoint = AwsEndpoint(port=4566, region="us-east-1")
+    endpoint.endpoint_url = "http://127.0.0.1:4566"  # what the embedded server reports once started
+    queue = "http://127.0.0.1:4566/123456789012/ingest-pipeline-local"
+    resources = LocalResources(queue, "arn:q", f"{queue}-dlq", "arn:dlq", "ingest-pipeline-local-payloads")
+    # When the runner prints its banner
+    printed = banner(
+        "http://127.0.0.1:3000", LocalSettings(), config, endpoint, resources, config.visibility_timeout_seconds
+    )
+    # Then the doc shows exactly that (object mode, profile and the other config knobs included)
+    assert banner_block((REPO_ROOT / doc).read_text()) == banner_block(printed)
+
+
+def test_local_md_shows_the_summary_the_runner_prints() -> None:
+    # Given the run LOCAL.md shows: a 202 for 2 payloads, a 403, one batch storing both
+    log = AccessLog(io.StringIO())
+    log.request("POST", "/v1/payloads", 202, 2, 52.6)
+    log.request("POST", "/v1/payloads", 403, 0, 0.2)
+    log.batch(4, BatchOutcome(records=2, failures=0, payloads_stored=2), 149.5)
+    # When the runner prints its summary
+    printed = summary(log, _Queues(), LocalResources("q", "arn:q", "dlq", "arn:dlq", "bucket")).splitlines()
+    # Then LOCAL.md shows those lines
+    doc = (REPO_ROOT / "docs/LOCAL.md").read_text().splitlines()
+    start = doc.index("Summary")
+    assert doc[start : start + len(printed) - 1] == printed[1:]

@@ -190,7 +190,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--bucket", required=True, help="the payload bucket (make run: ingest-pipeline-local-payloads)")
     parser.add_argument("--endpoint-url", help="an S3 endpoint such as http://127.0.0.1:4566 (default: AWS)")
     parser.add_argument("--region", help="AWS region (a loopback endpoint defaults to us-east-1)")
-    parser.add_argument("--prefix", help="OBJECT_PREFIX (default: the pipeline's knob, env > cdk.json > payloads/)")
+    parser.add_argument(
+        "--prefix",
+        help="OBJECT_PREFIX (default: the pipeline's knob as synth resolves it: env > context > PROFILE > payloads/)",
+    )
     parser.add_argument(
         "--cache", type=Path, default=DEFAULT_CACHE, help=f"local copy of the objects (default: {DEFAULT_CACHE})"
     )
