@@ -28,6 +28,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from infra.config import ConfigError, PipelineConfig
 from local_pipeline.access_log import AccessLog
+from local_pipeline.events import ApiShape, api_shape_for
 from local_pipeline.http_front import IngestFront
 from local_pipeline.lambda_runtime import FaultInjection, FunctionPool, release_semaphores
 from local_pipeline.local_settings import LocalSettings, stack_config
@@ -114,6 +115,7 @@ def main() -> int:
     try:
         settings = LocalSettings.from_env(os.environ)
         config = stack_config(os.environ)
+        api = api_shape_for(config, settings.API_KEY)
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
@@ -132,13 +134,18 @@ def main() -> int:
         print(exc, file=sys.stderr)
         return 2
     try:
-        return _run(settings, config, endpoint, log, stop)
+        return _run(settings, config, api, endpoint, log, stop)
     finally:
         endpoint.stop()
 
 
 def _run(
-    settings: LocalSettings, config: PipelineConfig, endpoint: AwsEndpoint, log: AccessLog, stop: StopRequest
+    settings: LocalSettings,
+    config: PipelineConfig,
+    api: ApiShape,
+    endpoint: AwsEndpoint,
+    log: AccessLog,
+    stop: StopRequest,
 ) -> int:
     apply_environment(endpoint.environment())  # inherited by the spawned Lambda environments
     sqs = endpoint.client("sqs", max_pool_connections=config.MAX_WORKERS + 4)
@@ -177,14 +184,7 @@ def _run(
     front: IngestFront | None = None
     try:
         try:  # bound first: a busy port fails in a second, before any environment starts
-            front = IngestFront(
-                port=settings.PORT,
-                api_key=settings.API_KEY,
-                require_api_key=config.REQUIRE_API_KEY,
-                ingest=ingest,
-                log=log,
-                stage=config.STAGE,
-            )
+            front = IngestFront(port=settings.PORT, api=api, ingest=ingest, log=log)
         except OSError as exc:
             print(f"cannot listen on 127.0.0.1:{settings.PORT}: {exc} (set PORT to another port)", file=sys.stderr)
             return 2

@@ -1,13 +1,131 @@
-"""Build Lambda events of the real shapes AWS sends, from real HTTP requests and SQS messages."""
+"""Build Lambda events of the real shapes AWS sends, from real HTTP requests and SQS messages.
+
+The local front's seam (local_pipeline/http_front.py does the HTTP; this module what the deployed
+API does with a request): the front reads an ``HttpRequest``, and the ``ApiShape`` of the
+configured ``API_KIND`` (``API_SHAPES``) decides whether the API itself refuses it (``refusal``:
+the REST API's key check), builds the Lambda event (``event``) and turns the function's result into
+HTTP (``response``). A new kind of API is one class with those three methods and one entry in
+``API_SHAPES``; the front does not change.
+"""
 
 from __future__ import annotations
 
 import base64
+import hmac
 import time
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
+from urllib.parse import parse_qs
+
+from infra.config import ConfigError, PipelineConfig
+from pipeline.contract import API_KEY_HEADER, GATEWAY_PROBLEMS, GatewayProblem
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    """One request as the local front read it, framing done: what API Gateway has before it builds the event."""
+
+    method: str
+    path: str  # as sent: no slash collapsing, percent-escapes kept (as API Gateway passes them)
+    query: str  # the raw query string, "" when there is none
+    headers: tuple[tuple[str, str], ...]  # every header line in order, names as sent (case kept)
+    body: bytes
+    request_id: str
+    source_ip: str = "127.0.0.1"
+    received_at: datetime = field(default_factory=lambda: datetime.now(tz=UTC))
+
+    def header(self, name: str) -> str | None:
+        """The last value of header ``name`` (any case), None when absent: what API Gateway's
+        single-value ``headers`` map holds."""
+        values = self.header_values(name)
+        return values[-1] if values else None
+
+    def header_values(self, name: str) -> list[str]:
+        """Every value of header ``name`` (any case), in order."""
+        wanted = name.lower()
+        return [value for header, value in self.headers if header.lower() == wanted]
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+class ApiShape(Protocol):
+    """What one kind of deployed API (API_KIND) does around the ingest Lambda, locally."""
+
+    def refusal(self, request: HttpRequest) -> GatewayProblem | None:
+        """The gateway response the API answers itself (before any Lambda runs), or None."""
+        ...
+
+    def event(self, request: HttpRequest) -> dict[str, Any]:
+        """The Lambda event the API hands the ingest for ``request``."""
+        ...
+
+    def response(self, result: Mapping[str, Any]) -> HttpResponse:
+        """The HTTP answer the API makes of the function's result."""
+        ...
+
+
+@dataclass(frozen=True)
+class RestProxyApi:
+    """API_KIND=rest: a REST API, Lambda proxy integration, binaryMediaTypes */*, and (REQUIRE_API_KEY)
+    an API key checked for every request, whatever its method and path, before the Lambda runs."""
+
+    stage: str
+    api_key: str | None  # None: REQUIRE_API_KEY=false
+
+    def refusal(self, request: HttpRequest) -> GatewayProblem | None:
+        if self.api_key is None:
+            return None
+        sent = request.header(API_KEY_HEADER)
+        if sent is not None and hmac.compare_digest(sent.encode(), self.api_key.encode()):
+            return None
+        return GATEWAY_PROBLEMS["INVALID_API_KEY"]
+
+    def event(self, request: HttpRequest) -> dict[str, Any]:
+        multi_value_headers: dict[str, list[str]] = {}
+        for name, value in request.headers:
+            multi_value_headers.setdefault(name, []).append(value)
+        return api_gateway_event(
+            request.method,
+            request.path,
+            request.body,
+            {name: values[-1] for name, values in multi_value_headers.items()},
+            multi_value_headers=multi_value_headers,
+            request_id=request.request_id,
+            source_ip=request.source_ip,
+            stage=self.stage,
+            api_key=request.header(API_KEY_HEADER),
+            query=parse_qs(request.query, keep_blank_values=True) if request.query else None,
+            received_at=request.received_at,
+        )
+
+    def response(self, result: Mapping[str, Any]) -> HttpResponse:
+        raw = result.get("body") or ""
+        body = base64.b64decode(raw) if result.get("isBase64Encoded") else raw.encode("utf-8")
+        return HttpResponse(int(result["statusCode"]), response_headers(result), body)
+
+
+# API_KIND -> its shape, from the config and make run's API key.
+API_SHAPES: dict[str, Callable[[PipelineConfig, str], ApiShape]] = {
+    "rest": lambda config, api_key: RestProxyApi(config.STAGE, api_key if config.REQUIRE_API_KEY else None),
+}
+
+
+def api_shape_for(config: PipelineConfig, api_key: str) -> ApiShape:
+    """The shape of ``config.API_KIND``; ConfigError naming the knob when make run has none for it."""
+    try:
+        return API_SHAPES[config.API_KIND](config, api_key)
+    except KeyError:
+        raise ConfigError(
+            f"API_KIND={config.API_KIND} is not served by make run yet (it serves: {', '.join(API_SHAPES)})"
+        ) from None
 
 
 def api_gateway_event(
@@ -16,18 +134,21 @@ def api_gateway_event(
     body: bytes | None,
     headers: dict[str, str],
     *,
+    multi_value_headers: dict[str, list[str]] | None = None,
     request_id: str | None = None,
     source_ip: str = "127.0.0.1",
     stage: str = "local",
     api_key: str | None = None,
     query: dict[str, list[str]] | None = None,
+    received_at: datetime | None = None,
 ) -> dict[str, Any]:
     """An API Gateway REST (v1) Lambda proxy event, as sent with binaryMediaTypes ["*/*"]:
     the body is always base64-encoded, byte for byte what the client sent. ``query`` is the parsed
-    query string (``urllib.parse.parse_qs``), None when there is none, as API Gateway sends it."""
-    now = datetime.now(tz=UTC)
+    query string (``urllib.parse.parse_qs``), None when there is none, as API Gateway sends it.
+    ``multi_value_headers`` defaults to one value per name of ``headers``."""
+    now = received_at or datetime.now(tz=UTC)
     request_id = request_id or str(uuid.uuid4())
-    multi_headers = {name: [value] for name, value in headers.items()}
+    multi_headers = multi_value_headers or {name: [value] for name, value in headers.items()}
     return {
         "resource": path,
         "path": path,
@@ -49,7 +170,7 @@ def api_gateway_event(
             "protocol": "HTTP/1.1",
             "stage": stage,
             "domainPrefix": "localhost",
-            "requestTimeEpoch": int(time.time() * 1000),
+            "requestTimeEpoch": int(now.timestamp() * 1000),
             "requestId": request_id,
             "identity": {
                 "sourceIp": source_ip,
@@ -111,7 +232,7 @@ class LambdaContext:
         return max(0, self.deadline_ms - int(time.time() * 1000))
 
 
-def response_headers(response: dict[str, Any]) -> dict[str, str]:
+def response_headers(response: Mapping[str, Any]) -> dict[str, str]:
     """Headers of a Lambda proxy response, merging ``multiValueHeaders`` (Powertools' REST
     resolver uses them) and ``headers`` the way API Gateway does."""
     merged = {name: ", ".join(values) for name, values in (response.get("multiValueHeaders") or {}).items()}
