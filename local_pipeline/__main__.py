@@ -21,6 +21,7 @@ import sys
 import time
 from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
+from multiprocessing import resource_tracker
 from types import FrameType
 from typing import Any
 
@@ -123,6 +124,11 @@ def main() -> int:
     stop = StopRequest(log)
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+    # multiprocessing's resource tracker, started on first use (the pools' first semaphore), blocks
+    # SIGINT/SIGTERM around its spawn and then UNBLOCKS them in the calling thread
+    # (resource_tracker.ensure_running, CPython 3.11): started later, it undid the block below, so
+    # every later thread, and every Lambda environment they spawned, had them unblocked. Started now.
+    resource_tracker.ensure_running()
     # Blocked here, before the first thread starts: every thread inherits the mask, so a signal can
     # only reach the main thread once it unblocks them (see the module docstring).
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
