@@ -60,7 +60,9 @@ class ApiShape(Protocol):
     """What one kind of deployed API (API_KIND) does around the ingest Lambda, locally."""
 
     def refusal(self, request: HttpRequest) -> GatewayProblem | None:
-        """The gateway response the API answers itself (before any Lambda runs), or None."""
+        """The gateway response the API answers itself (before any Lambda runs), or None. Decided on
+        the head, before the body is read (``request.body`` is empty here): a refused body is never
+        read, and a client waiting on ``Expect: 100-continue`` gets the refusal instead of a 100."""
         ...
 
     def event(self, request: HttpRequest) -> dict[str, Any]:

@@ -11,16 +11,19 @@ as sizes (``int(line, 16)``). This module keeps what is API Gateway's, not HTTP'
 (10 MB body), the answers it makes itself, and the local queue. What the deployed API does with a
 request (the key check, the Lambda event, the response) is the ``ApiShape`` of local_pipeline/events.py.
 
-Per request: refuse what API Gateway would not take (a body above 10 MB, a method it has no route
-for, both Content-Length and Transfer-Encoding), read the body, let the API shape refuse it (403
-without the key, for EVERY path: the handler's router decides which paths it serves, so a front that
-checked only the exact path would let ``/v1/payloads/`` through unauthenticated), build its event,
-invoke the handler, and send the response back verbatim. Every error the front writes itself is the
+Per request: refuse a method API Gateway has no route for, let the API shape refuse the request on
+its head (403 without the key, for EVERY path: the handler's router decides which paths it serves,
+so a front that checked only the exact path would let ``/v1/payloads/`` through unauthenticated;
+the body of a refused request is never read, and a client waiting on ``Expect: 100-continue`` gets
+the refusal instead of a 100), refuse what API Gateway would not take (a body above 10 MB, both
+Content-Length and Transfer-Encoding), read the body, build the shape's event, invoke the handler,
+and send the response back verbatim. Every error the front writes itself is the
 handler's RFC 9457 problem+json with a ``requestId``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 import socketserver
@@ -112,6 +115,15 @@ def problem_response(
     )
 
 
+def gateway_response(problem: GatewayProblem, request_id: str) -> HttpResponse:
+    """A gateway response the API answers itself (an ApiShape's refusal), as problem+json."""
+    status = problem.status or 400
+    document = problem_document(status, problem.slug, problem.title, problem.detail, requestId=request_id)
+    return HttpResponse(
+        status, {"Content-Type": PROBLEM_CONTENT_TYPE}, json.dumps(document, separators=(",", ":")).encode()
+    )
+
+
 def split_target(target: str) -> tuple[str, str]:
     """(path, query) of a request target: origin-form as sent (``//v1/payloads`` stays a path,
     percent-escapes stay escaped, as API Gateway passes them), or absolute-form (``http://h/p``)."""
@@ -187,19 +199,8 @@ class IngestFront:
                 self._idle.notify_all()
 
     def answer(self, request: HttpRequest) -> HttpResponse:
-        """What the deployed API answers to a request whose body was read: its own refusal, or the
-        ingest's response; 503 when the local queue is full, 502 when the function failed."""
-        refusal = self.api.refusal(request)
-        if refusal is not None:
-            status = refusal.status or 400
-            return HttpResponse(
-                status,
-                {"Content-Type": PROBLEM_CONTENT_TYPE},
-                json.dumps(
-                    problem_document(status, refusal.slug, refusal.title, refusal.detail, requestId=request.request_id),
-                    separators=(",", ":"),
-                ).encode(),
-            )
+        """The ingest's response to a request the API let through (body read); 503 when the local
+        queue is full, 502 when the function failed."""
         event = self.api.event(request)
         if not self.try_reserve():
             detail = "the local pipeline's ingest environments are all busy and its queue is full; retry after a second"
@@ -311,9 +312,12 @@ class _Connection(socketserver.BaseRequestHandler):
         headers = tuple((name.decode("latin-1"), value.decode("latin-1")) for name, value in head.headers.raw_items())
         if len(headers) > MAX_HEADERS:
             raise Refused(problem_response(431, request_id, f"more than {MAX_HEADERS} header lines"))
+        request = HttpRequest(method, path, query, headers, b"", request_id, self.client_address[0])
+        refusal = front.api.refusal(request)
+        if refusal is not None:  # decided on the head: the body of a refused request is never read
+            raise Refused(gateway_response(refusal, request_id))
         body = self._read_body(connection, head, request_id)
-        request = HttpRequest(method, path, query, headers, body, request_id, self.client_address[0])
-        return front.answer(request)
+        return front.answer(dataclasses.replace(request, body=body))
 
     def _read_body(self, connection: h11.Connection, head: h11.Request, request_id: str) -> bytes:
         """The whole body, at most API Gateway's 10 MB; Refused (400, 413) as soon as it cannot be."""

@@ -122,6 +122,27 @@ def test_doubled_slashes_get_404_as_on_the_deployed_api(local_run: LocalRun, pat
     assert not [r for r in local_run.objects().values() if r.get("token") == "doubled-slash"]
 
 
+def test_expect_100_continue_gets_a_100_or_the_refusal_at_once(local_run: LocalRun) -> None:
+    body = json.dumps(collection(2)).encode()
+    head = (
+        b"POST /v1/payloads HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nExpect: 100-continue\r\n"
+        b"Content-Length: %d\r\n" % len(body)
+    )
+    # Given a client that waits for 100 Continue before sending its body, without the key
+    # When it sends its head, Then it gets the 403 at once (its body is not wanted)
+    assert_problem(*exchange(local_run, head + b"x-api-key: nope\r\n\r\n"), 403, "Forbidden")
+    # And with the key it gets 100 Continue, then the answer to the body it sends next
+    with socket.create_connection(("127.0.0.1", local_run.port), timeout=15) as connection:
+        connection.sendall(head + f"x-api-key: {KEY}\r\n\r\n".encode())
+        interim = b""
+        while b"\r\n\r\n" not in interim:
+            interim += connection.recv(1)
+        assert interim.startswith(b"HTTP/1.1 100 "), interim
+        connection.sendall(body)
+        status, _, answer = read_answer(connection)
+    assert status == 202 and json.loads(answer)["accepted"] == 2, answer
+
+
 # --- framing ------------------------------------------------------------------------------------
 
 
@@ -199,7 +220,7 @@ def test_ambiguous_body_framing_is_refused(local_run: LocalRun, headers: str) ->
     assert_problem(*exchange(local_run, raw, timeout=10), 400, "Bad Request")
 
 
-# --- errors http.server writes itself -------------------------------------------------------------
+# --- errors of the HTTP parser (h11) and the front's own limits ----------------------------------
 
 
 @pytest.mark.parametrize(
