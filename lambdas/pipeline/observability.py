@@ -1,6 +1,7 @@
 """Logger, Tracer and Metrics, created once. Service name and namespace come from the environment
 (POWERTOOLS_SERVICE_NAME, POWERTOOLS_METRICS_NAMESPACE) that the stack sets per function."""
 
+import logging
 import os
 import warnings
 from collections.abc import Callable, Mapping
@@ -32,6 +33,14 @@ class TracingOff:
 
 
 logger = Logger()
+# With the JSON log format, Lambda puts the function's ApplicationLogLevel in AWS_LAMBDA_LOG_LEVEL, and
+# Powertools lets that win over POWERTOOLS_LOG_LEVEL ("AWS Lambda Advanced Logging Controls takes precedence",
+# Logger._determine_log_level; powertools-lambda-python#7220). The stack pins ApplicationLogLevel at INFO (DEBUG
+# with LOG_LEVEL=DEBUG) so that Lambda drops none of our lines (infra/functions.py says why), so the level
+# our lines are cut at is set here, from LOG_LEVEL (the stack's POWERTOOLS_LOG_LEVEL), on the stdlib logger
+# Powertools writes through.
+if os.environ.get("POWERTOOLS_LOG_LEVEL"):
+    logging.getLogger(logger.name).setLevel(os.environ["POWERTOOLS_LOG_LEVEL"].strip().upper())
 # Only botocore is patched (our AWS calls get subsegments): patching every library X-Ray supports
 # imports and wraps modules we never call, at cold-start cost (P2, docs/PERFORMANCE.md).
 tracer: Tracer | TracingOff = Tracer(patch_modules=("botocore",)) if tracing_enabled() else TracingOff()
