@@ -1,12 +1,15 @@
-"""Telemetry knobs in the template: the functions' LoggingConfig."""
+"""Telemetry knobs in the template: the functions' LoggingConfig, and the API access log's format and class."""
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 import pytest
 from aws_cdk.assertions import Template
 
+from infra.access_logs import ACCESS_LOG_FIELDS, ACCESS_LOG_LINE_BYTES, access_log_format, typical_access_log_line
 from tests.infra import synth
 
 QUIET = {"LOG_LEVEL": "WARNING", "SYSTEM_LOG_LEVEL": "WARN"}
@@ -19,7 +22,7 @@ def default() -> Template:
 
 @pytest.fixture(scope="module")
 def quiet() -> Template:
-    return synth(**QUIET)
+    return synth(**QUIET, ACCESS_LOG_CLASS="INFREQUENT_ACCESS")
 
 
 def functions(template: Template) -> list[dict[str, Any]]:
@@ -48,3 +51,34 @@ def test_both_functions_log_json_with_lambda_s_filter_never_above_info(default: 
 
 def test_debug_lines_are_let_through_by_lambda_only_when_log_level_is_debug() -> None:
     assert {f["LoggingConfig"]["ApplicationLogLevel"] for f in functions(synth(LOG_LEVEL="DEBUG"))} == {"DEBUG"}
+
+
+def access_log_group(template: Template) -> dict[str, Any]:
+    [stage] = template.find_resources("AWS::ApiGateway::Stage").values()
+    arn = stage["Properties"]["AccessLogSetting"]["DestinationArn"]
+    return template.to_json()["Resources"][arn["Fn::GetAtt"][0]]["Properties"]
+
+
+def test_the_access_log_is_the_shared_format_in_the_class_asked_for(default: Template, quiet: Template) -> None:
+    [stage] = default.find_resources("AWS::ApiGateway::Stage").values()
+    assert stage["Properties"]["AccessLogSetting"]["Format"] == access_log_format("rest")
+    # STANDARD is left out of the template (the default), so an existing group is never replaced for it
+    assert "LogGroupClass" not in access_log_group(default)
+    assert access_log_group(quiet)["LogGroupClass"] == "INFREQUENT_ACCESS"
+    assert access_log_group(quiet)["RetentionInDays"] == 30
+
+
+@pytest.mark.parametrize("kind", ["rest", "http"])
+def test_an_access_log_line_is_json_with_what_the_on_call_reads_and_its_size_is_measured(kind: str) -> None:
+    line = typical_access_log_line(kind)
+    assert "$context" not in line
+    document = json.loads(line)
+    assert {"requestId", "ip", "status", "latencyMs"} <= set(document) == set(ACCESS_LOG_FIELDS[kind])
+    assert ACCESS_LOG_LINE_BYTES[kind] == len(line.encode())
+    # Every value is quoted: a variable API Gateway leaves as "-" still makes valid JSON
+    assert re.fullmatch(r'\{("[A-Za-z]+":"\$context\.[A-Za-z.]+",?)+\}', access_log_format(kind))
+
+
+def test_an_unknown_api_kind_is_refused() -> None:
+    with pytest.raises(ValueError, match="rest, http"):
+        access_log_format("websocket")
