@@ -18,14 +18,13 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.shared.headers_serializer import MultiValueHeadersSerializer
 
 from pipeline.aws_clients import sqs_client
 from pipeline.contract import PAYLOADS_PATH, PROBLEM_CONTENT_TYPE, Metric
 from pipeline.envelope import is_safe_id
 from pipeline.ingest import EnqueueFailed, IngestRequest, accept_payloads
-from pipeline.observability import count_rejected_request, logger, metrics, tracer
+from pipeline.observability import count_rejected_request, counts, logger, tracer
 from pipeline.problems import Problem
 from pipeline.settings import ingest_settings
 
@@ -119,10 +118,10 @@ def post_payloads(event: Event) -> Response:
     )
     report, request_id = accepted.report, accepted.request_id
     logger.set_correlation_id(request_id)  # derived with an Idempotency-Key: logs follow the 202's id
-    metrics.add_metric(name=Metric.REQUESTS_ACCEPTED, unit=MetricUnit.Count, value=1)
-    metrics.add_metric(name=Metric.PAYLOADS_ACCEPTED, unit=MetricUnit.Count, value=report.sent)
+    counts.add(Metric.REQUESTS_ACCEPTED, 1)
+    counts.add(Metric.PAYLOADS_ACCEPTED, report.sent)
     if report.retried_entries:
-        metrics.add_metric(name=Metric.ENQUEUE_RETRIES, unit=MetricUnit.Count, value=report.retried_entries)
+        counts.add(Metric.ENQUEUE_RETRIES, report.retried_entries)
     logger.info("request accepted", extra={"payloads": report.sent, "retriedEntries": report.retried_entries})
     return _response(202, "application/json", json.dumps({"requestId": request_id, "accepted": report.sent}))
 
@@ -158,7 +157,7 @@ def reject(event: Event, problem: Problem) -> Response:
 
 
 def enqueue_failed(event: Event, error: EnqueueFailed) -> Response:
-    metrics.add_metric(name=Metric.ENQUEUE_FAILURES, unit=MetricUnit.Count, value=error.report.failed_entries)
+    counts.add(Metric.ENQUEUE_FAILURES, error.report.failed_entries)
     logger.error(
         "enqueue failed", extra={"failedEntries": error.report.failed_entries, "error": error.report.last_error}
     )
@@ -167,6 +166,6 @@ def enqueue_failed(event: Event, error: EnqueueFailed) -> Response:
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @tracer.capture_lambda_handler
-@metrics.log_metrics
+@counts.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return route(event)

@@ -1,4 +1,5 @@
-"""Telemetry knobs in the template: the functions' LoggingConfig, and the API access log's format and class."""
+"""Telemetry knobs in the template: the functions' LoggingConfig, the ingest's METRICS_FLUSH_SECONDS, and the
+API access log's format and class."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ import pytest
 from aws_cdk.assertions import Template
 
 from infra.access_logs import ACCESS_LOG_FIELDS, ACCESS_LOG_LINE_BYTES, access_log_format, typical_access_log_line
-from tests.infra import synth
+from tests.infra import only, synth
 
-QUIET = {"LOG_LEVEL": "WARNING", "SYSTEM_LOG_LEVEL": "WARN"}
+QUIET = {"LOG_LEVEL": "WARNING", "SYSTEM_LOG_LEVEL": "WARN", "METRICS_FLUSH_SECONDS": 60}
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +52,13 @@ def test_both_functions_log_json_with_lambda_s_filter_never_above_info(default: 
 
 def test_debug_lines_are_let_through_by_lambda_only_when_log_level_is_debug() -> None:
     assert {f["LoggingConfig"]["ApplicationLogLevel"] for f in functions(synth(LOG_LEVEL="DEBUG"))} == {"DEBUG"}
+
+
+def test_the_ingest_gets_its_metrics_flush_interval(default: Template, quiet: Template) -> None:
+    ingest = only(default, "AWS::Lambda::Function", {"Handler": "ingest_handler.lambda_handler"})
+    assert ingest["Properties"]["Environment"]["Variables"]["METRICS_FLUSH_SECONDS"] == "0"
+    ingest = only(quiet, "AWS::Lambda::Function", {"Handler": "ingest_handler.lambda_handler"})
+    assert ingest["Properties"]["Environment"]["Variables"]["METRICS_FLUSH_SECONDS"] == "60"
 
 
 def access_log_group(template: Template) -> dict[str, Any]:
