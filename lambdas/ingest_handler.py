@@ -17,14 +17,13 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.shared.headers_serializer import MultiValueHeadersSerializer
 
 from pipeline.aws_clients import sqs_client
 from pipeline.contract import PAYLOADS_PATH, PROBLEM_CONTENT_TYPE, Metric
 from pipeline.envelope import is_safe_id
 from pipeline.ingest import EnqueueFailed, IngestRequest, accept_payloads
-from pipeline.observability import count_rejected_request, counts, logger, tracer
+from pipeline.observability import count_rejected_request, counts, log_request_context, logger, tracer
 from pipeline.problems import Problem
 from pipeline.settings import ingest_settings
 
@@ -164,7 +163,7 @@ def enqueue_failed(event: Event, error: EnqueueFailed) -> Response:
     return _problem_response(event, error.problem)
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@log_request_context
 @tracer.capture_lambda_handler
 @counts.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

@@ -60,8 +60,8 @@ def test_log_level_decides_which_lines_are_written_whatever_lambda_s_level(
     result = fresh_interpreter(LOG_BOTH, **env)
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [line["message"] for line in lines] == messages
-    # And every line Lambda receives has the level key Lambda files it under
-    assert all(line["level"] in ("INFO", "WARNING") for line in lines)
+    # And every line Lambda receives has the level key and an RFC 3339 time it can read
+    assert all(line["level"] in ("INFO", "WARNING") and line["timestamp"].endswith("+00:00") for line in lines)
 
 
 def test_the_flush_interval_is_read_at_cold_start_from_the_stack_s_variable() -> None:

@@ -14,7 +14,7 @@ import pytest
 from aws_lambda_powertools.metrics import EphemeralMetrics
 
 from pipeline.contract import Metric
-from pipeline.observability import MetricCounts, MetricsFlushError, flush_seconds_from
+from pipeline.observability import EmfProvider, MetricCounts, MetricsFlushError, flush_seconds_from
 
 NAMESPACE = "CountsTest"
 
@@ -202,3 +202,18 @@ def test_the_interval_comes_from_the_environment_the_stack_sets(raw: dict[str, s
 def test_a_malformed_interval_fails_at_cold_start_naming_the_knob(raw: str) -> None:
     with pytest.raises(MetricsFlushError, match="METRICS_FLUSH_SECONDS"):
         flush_seconds_from({"METRICS_FLUSH_SECONDS": raw})
+
+
+def test_the_ingest_s_emf_provider_writes_powertools_own_blob(capsys: pytest.CaptureFixture[str]) -> None:
+    lines = []
+    for provider in (EmfProvider(), EphemeralMetrics()):
+        provider.namespace, provider.service = NAMESPACE, "ingest"
+        provider.set_default_dimensions(stage="dev")
+        provider.set_timestamp(int(time.time() * 1000))
+        provider.add_metric(name=Metric.REQUESTS_ACCEPTED, unit="Count", value=1)
+        provider.add_metric(name=Metric.PAYLOADS_ACCEPTED, unit="Count", value=7)
+        capsys.readouterr()
+        provider.flush_metrics()
+        lines.append(capsys.readouterr().out)
+        assert not provider.metric_set  # cleared, as Powertools clears it
+    assert lines[0] == lines[1] and lines[0].startswith('{"_aws"')
