@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -90,3 +91,10 @@ def test_an_access_log_line_is_json_with_what_the_on_call_reads_and_its_size_is_
 def test_an_unknown_api_kind_is_refused() -> None:
     with pytest.raises(ValueError, match="rest, http"):
         access_log_format("websocket")
+
+
+def test_the_readme_gives_the_measured_line_sizes() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    stated = re.search(r"A typical line is (\d+) bytes on REST\s+and (\d+) bytes on an HTTP API", readme)
+    assert stated is not None
+    assert (int(stated[1]), int(stated[2])) == (ACCESS_LOG_LINE_BYTES["rest"], ACCESS_LOG_LINE_BYTES["http"])
