@@ -158,7 +158,9 @@ def log_request_context(handler: Callable[..., Any]) -> Callable[..., Any]:
     HTTP API events alike), and ``function_request_id``, Lambda's id for the invocation (the one on its
     platform lines). inject_lambda_context also writes the function's name, ARN and memory size and a
     cold_start flag on every line (about 150 bytes that the log group and the platform.report line already
-    say) and reads the correlation id through JMESPath (bench P1 cuts_us.request_context)."""
+    say) and reads the correlation id through JMESPath (bench P1 cuts_us.request_context). Not kept either:
+    its POWERTOOLS_LOGGER_LOG_EVENT (the whole event, body included, in the log: never wanted here) and the
+    per-invocation redraw of POWERTOOLS_LOGGER_SAMPLE_RATE, neither of which the stack sets."""
 
     @functools.wraps(handler)
     def with_request_context(event: dict[str, Any], context: Any) -> Any:
