@@ -39,10 +39,22 @@ _PAYLOADS_ROUTE = re.compile(f"^{re.escape(PAYLOADS_PATH)}/*$")
 _NOT_ALLOWED_METHODS = frozenset({"GET", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 
 
+# A client may choose API Gateway's request id: "$context.requestId: An ID for the request. Clients can override
+# this request ID" (API Gateway Developer Guide, "Variables for data transformations for API Gateway"), with an
+# X-Amzn-RequestId header. Payload ids derive from the request id, so two requests naming one id (a client that
+# copies a response header into its next request, or one that targets another's id) would share object keys, and
+# the later request's payloads would be skipped as already stored after its 202. A request that names its own id
+# gets a fresh one for its payloads instead; the access log keeps the id it sent (and, on REST, the
+# extendedRequestId no client can set: infra/access_logs.py).
+CLIENT_REQUEST_ID_HEADER = "x-amzn-requestid"
+
+
 def _request_id(request: HttpRequest) -> str:
     # The id becomes part of S3 object keys. REST's is a UUID. The HTTP API's is base64 text ("Ju2fPgpsiYcEMlw="):
     # its URL-safe spelling (+ -> -, / -> _, no padding) is still one-to-one and deterministic, so a repeated
     # invocation of one request keeps its ids. Anything else (a hand-made event) gets a fresh UUID.
+    if CLIENT_REQUEST_ID_HEADER in request.headers:
+        return str(uuid.uuid4())
     if is_safe_id(request.request_id):
         return request.request_id
     url_safe = request.request_id.replace("+", "-").replace("/", "_").rstrip("=")
