@@ -206,10 +206,11 @@ def test_a_malformed_interval_fails_at_cold_start_naming_the_knob(raw: str) -> N
 
 def test_the_ingest_s_emf_provider_writes_powertools_own_blob(capsys: pytest.CaptureFixture[str]) -> None:
     lines = []
+    timestamp_ms = int(time.time() * 1000)  # one instant for both: two clock reads can straddle a millisecond
     for provider in (EmfProvider(), EphemeralMetrics()):
         provider.namespace, provider.service = NAMESPACE, "ingest"
         provider.set_default_dimensions(stage="dev")
-        provider.set_timestamp(int(time.time() * 1000))
+        provider.set_timestamp(timestamp_ms)
         provider.add_metric(name=Metric.REQUESTS_ACCEPTED, unit="Count", value=1)
         provider.add_metric(name=Metric.PAYLOADS_ACCEPTED, unit="Count", value=7)
         capsys.readouterr()
