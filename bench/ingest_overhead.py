@@ -162,6 +162,8 @@ def _cuts(event: dict[str, Any], context: Any) -> dict[str, dict[str, Callable[[
     from aws_lambda_powertools.logging import correlation_paths
     from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
+    from pipeline import collection, ingest, settings
+    from pipeline.http_event import read_event
     from pipeline.observability import EmfProvider, counts, log_request_context, logger, metrics
 
     # Powertools' Logger as the handler had it: default settings, inject_lambda_context's keys, and the
@@ -176,6 +178,12 @@ def _cuts(event: dict[str, Any], context: Any) -> dict[str, dict[str, Callable[[
             defaults.info("request accepted", extra={"payloads": 10, "retriedEntries": 0})
         finally:
             logging._srcfile = None
+
+    limits = ingest.limits_from(settings.ingest_settings())
+    raw = collection.decode_body(event["body"], event["isBase64Encoded"], read_event(event).headers, limits)
+    document = json.loads(raw)
+    # The payload encoder as it was: the same options, with JSONEncoder's default cycle check.
+    circular_checking = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
     def two_counts(_event: dict[str, Any], _context: Any) -> None:
         counts.add(Metric.REQUESTS_ACCEPTED, 1)
@@ -213,5 +221,19 @@ def _cuts(event: dict[str, Any], context: Any) -> dict[str, dict[str, Callable[[
         "count_blob": {
             "emf_provider": lambda: metrics.log_metrics(two_counts_powertools)(event, context),
             "ours": lambda: counts.log_metrics(two_counts)(event, context),
+        },
+        # The body's parse: json.loads with the hooks (a new decoder and scanner per call) vs one decoder.
+        "json_decoder": {
+            "json_loads": lambda: json.loads(
+                raw.decode("utf-8"),
+                object_pairs_hook=collection._object_without_duplicate_keys,
+                parse_constant=collection._reject_constant,
+            ),
+            "ours": lambda: collection._parse_json(raw),
+        },
+        # Each payload's compact re-serialization: the encoder with and without its cycle check.
+        "payload_encoder": {
+            "check_circular": lambda: [circular_checking.encode(payload) for payload in document["data"]],
+            "ours": lambda: [collection._COMPACT_JSON.encode(payload) for payload in document["data"]],
         },
     }

@@ -176,3 +176,14 @@ def test_sqs_forbidden_characters_are_escaped_not_lost() -> None:
     collection = parse_collection(body_of(valid(data=[{"s": "a\uffffb\ufffe"}])), LIMITS)
     assert "\uffff" not in collection.payloads[0] and "\ufffe" not in collection.payloads[0]
     assert json.loads(collection.payloads[0]) == {"s": "a\uffffb\ufffe"}
+
+
+@pytest.mark.parametrize("base64_encoded", [False, True])
+def test_a_byte_order_mark_is_refused_saying_so(base64_encoded: bool) -> None:
+    # Given a valid collection sent with a UTF-8 byte order mark in front
+    raw = b"\xef\xbb\xbf" + body_of(valid())
+    # When it is validated
+    problem = refusal(raw, base64_encoded=base64_encoded)
+    # Then it is a 400 that names the mark, not a bare "Expecting value"
+    assert (problem.status, problem.slug) == (400, "malformed-json")
+    assert "BOM" in problem.detail and "line 1 column 1" in problem.detail
