@@ -18,10 +18,19 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from bench.common import QUEUE_URL, figure, interleaved, median, prepare_environment
-from pipeline.contract import API_KEY_HEADER, PAYLOADS_PATH, SQS_MAX_BATCH_ENTRIES, Metric
+from pipeline.contract import (
+    API_KEY_HEADER,
+    PAYLOADS_PATH,
+    REQUEST_ID_ATTRIBUTE,
+    SQS_MAX_BATCH_ENTRIES,
+    SQS_MAX_MESSAGE_BYTES,
+    Metric,
+    format_received_at,
+)
 
 GOAL_RATIO = 1.3
 PAYLOADS = 10
@@ -162,7 +171,7 @@ def _cuts(event: dict[str, Any], context: Any) -> dict[str, dict[str, Callable[[
     from aws_lambda_powertools.logging import correlation_paths
     from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
-    from pipeline import collection, ingest, settings
+    from pipeline import collection, envelope, ingest, settings
     from pipeline.http_event import read_event
     from pipeline.observability import EmfProvider, counts, log_request_context, logger, metrics
 
@@ -181,6 +190,7 @@ def _cuts(event: dict[str, Any], context: Any) -> dict[str, dict[str, Callable[[
 
     limits = ingest.limits_from(settings.ingest_settings())
     raw = collection.decode_body(event["body"], event["isBase64Encoded"], read_event(event).headers, limits)
+    parsed = collection.parse_collection(raw, limits)
     document = json.loads(raw)
     # The payload encoder as it was: the same options, with JSONEncoder's default cycle check.
     circular_checking = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
@@ -236,4 +246,48 @@ def _cuts(event: dict[str, Any], context: Any) -> dict[str, dict[str, Callable[[
             "check_circular": lambda: [circular_checking.encode(payload) for payload in document["data"]],
             "ours": lambda: [collection._COMPACT_JSON.encode(payload) for payload in document["data"]],
         },
+        # The envelopes: built as before (concatenated bodies, a frozen dataclass each) vs build_messages now.
+        "envelopes": {
+            "concatenated_frozen": lambda: _envelopes_before(parsed, REQUEST_ID, RECEIVED_AT_MS),
+            "ours": lambda: envelope.build_messages(parsed, REQUEST_ID, RECEIVED_AT_MS),
+        },
     }
+
+
+REQUEST_ID = "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"
+RECEIVED_AT_MS = 1764000000000
+
+
+@dataclass(frozen=True)
+class _FrozenMessage:
+    """pipeline.envelope.OutgoingMessage as it was before its P1 cut."""
+
+    body: str
+    request_id: str
+    size: int
+    payloads: int = 1
+
+
+def _envelopes_before(collection: Any, request_id: str, received_at_ms: int) -> list[_FrozenMessage]:
+    """pipeline.envelope.build_messages (one envelope per message) as it was before its P1 cut."""
+    head = (
+        ',"requestId":'
+        + json.dumps(request_id)
+        + ',"receivedAt":"'
+        + format_received_at(received_at_ms)
+        + '"'
+        + ',"version":'
+        + json.dumps(collection.version)
+        + ',"token":'
+        + json.dumps(collection.token)
+        + ',"payload":'
+    )
+    attribute_size = len(REQUEST_ID_ATTRIBUTE) + len("String") + len(request_id.encode())
+    messages = []
+    for index, payload in enumerate(collection.payloads):
+        body = '{"id":"' + request_id + "-" + str(index) + '"' + head + payload + "}"
+        size = len(body.encode("utf-8")) + attribute_size
+        if size > SQS_MAX_MESSAGE_BYTES:
+            raise ValueError(f"data[{index}] does not fit one queue message")
+        messages.append(_FrozenMessage(body, request_id, size))
+    return messages
