@@ -13,6 +13,7 @@ vs the code now), interleaved in the same rounds.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -92,6 +93,7 @@ def run(rounds: int = 31, calls_per_round: int = 40) -> dict[str, Any]:
             baseline()
         samples = interleaved({"real": real, "baseline": baseline}, rounds, calls_per_round, clock=time.process_time)
         parts = interleaved(_parts(event, context, sqs), rounds // 2, calls_per_round, clock=time.process_time)
+        baseline_parts = interleaved(_baseline_parts(event), rounds // 2, calls_per_round, clock=time.process_time)
         cuts = _cuts(event, context)
         cut_samples = interleaved(
             {f"{name}/{side}": run for name, sides in cuts.items() for side, run in sides.items()},
@@ -112,6 +114,7 @@ def run(rounds: int = 31, calls_per_round: int = 40) -> dict[str, Any]:
         real_us=round(real_s * 1e6, 1),
         baseline_us=round(baseline_s * 1e6, 1),
         breakdown_us={name: round(median(values) * 1e6, 1) for name, values in parts.items()},
+        baseline_breakdown_us={name: round(median(values) * 1e6, 1) for name, values in baseline_parts.items()},
         cuts_us={
             name: {side: round(median(cut_samples[f"{name}/{side}"]) * 1e6, 1) for side in sides}
             for name, sides in cuts.items()
@@ -157,6 +160,42 @@ def _parts(event: dict[str, Any], context: Any, sqs: Any) -> dict[str, Callable[
         ),
         "metrics_two_and_emf_flush": lambda: metrics_add_and_flush(event, context),
         "log_request_context": lambda: log_request_context(_nothing)(event, context),
+    }
+
+
+def _baseline_parts(event: dict[str, Any]) -> dict[str, Callable[[], None]]:
+    """The baseline's own steps (bench/baseline_handler.py), the counterparts of the real handler's parts."""
+    body = event["body"]
+    raw = base64.b64decode(body)
+    document = json.loads(raw)
+    request_id = event["requestContext"]["requestId"]
+
+    def envelopes_and_entries() -> None:
+        received_at = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+        [
+            {
+                "Id": str(index),
+                "MessageBody": json.dumps(
+                    {
+                        "id": f"{request_id}-{index}",
+                        "requestId": request_id,
+                        "receivedAt": received_at,
+                        "version": document["version"],
+                        "token": document["token"],
+                        "payload": payload,
+                    }
+                ),
+                "MessageAttributes": {REQUEST_ID_ATTRIBUTE: {"DataType": "String", "StringValue": request_id}},
+            }
+            for index, payload in enumerate(document["data"])
+        ]
+
+    return {
+        "b64decode": lambda: base64.b64decode(body),
+        "json_loads": lambda: json.loads(raw),
+        # The payloads' serialization is in here (json.dumps of each envelope), as it is in the real handler's
+        # validation_parse_collection (each payload's compact JSON) rather than in its envelopes.
+        "envelopes_and_entries": envelopes_and_entries,
     }
 
 
