@@ -1,0 +1,197 @@
+"""The figures the models cannot read from a price list or a quota page: what `make bench` measured, and
+what is assumed about AWS latencies, sizes and counts. Each has its source beside it, and each is a flag of
+`python -m tools.models.capacity` and `python -m tools.models.cost` (`--bench FILE` for the measured ones), so
+a figure measured in AWS (a REPORT line's duration, an access-log line's size) replaces the assumption.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import random
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from types import MappingProxyType
+from typing import Any
+
+FULL_VCPU_MB = 1769  # Lambda gives one full vCPU at 1,769 MB; CPU share scales with memory
+BENCH_BATCH_RECORDS = 100  # the consumer batch C1 and L1 are measured on
+
+
+@dataclass(frozen=True)
+class BenchFigures:
+    """What `make bench` measured. Defaults: its run on 2026-11-26 (P1, C1, L1; docs/PERFORMANCE.md) and
+    2026-12-01 (S1, S2: `python -m bench S1`), CPU time on one full core of the development machine;
+    ``--bench FILE`` reads a fresh run instead."""
+
+    ingest_cpu_ms: float = 0.5  # P1 real_us: the real handler per request, 10 x 1 KiB
+    consumer_cpu_ms_per_record: tuple[float, float] = (0.272, 0.025)  # C1 (payload mode, batch mode)
+    ingest_log_bytes: int = 741  # L1: "request accepted" line + EMF blob, per request
+    ingest_log_lines: int = 2
+    # Of L1's ingest bytes, the EMF blob (two counters, stage and service dimensions): one invocation's stdout,
+    # 308 B, the rest is the "request accepted" line. The consumer's blob (three metrics) is 370 B.
+    ingest_emf_bytes: int = 308
+    consumer_emf_bytes: int = 370
+    consumer_log_bytes_per_payload: float = 661.0  # L1 payload mode: one line per record + EMF
+    consumer_log_bytes_per_batch: int = 973  # L1 batch mode: one line per object + EMF
+    # S1: the consumer's gzip NDJSON batch objects of 2,000 telemetry-like payloads of 1 KiB
+    # (bench/stored_bytes.py): envelope bytes / stored bytes.
+    stored_compression: float = 5.834
+    # S2: the same envelopes as Parquet (zstd): envelope bytes / Parquet bytes, and the compressed bytes per
+    # payload of the columns a typical query reads (they do not grow with the payload).
+    compacted_compression: float = 5.47
+    compacted_column_bytes: Mapping[str, float] = field(
+        default_factory=lambda: MappingProxyType({"id": 2.98, "token": 1.98, "receivedAt": 0.5, "requestId": 2.23})
+    )
+
+    def consumer_cpu_ms(self, object_mode: str) -> float:
+        return self.consumer_cpu_ms_per_record[0 if object_mode == "payload" else 1]
+
+
+MEASURED = BenchFigures()
+
+
+def load_bench(lines: Iterable[str]) -> BenchFigures:
+    """Read `make bench` JSON lines (P1, C1, L1, S1, S2); figures it does not contain keep their defaults."""
+    values: dict[str, Any] = {}
+    cpu = list(MEASURED.consumer_cpu_ms_per_record)
+    for line in lines:
+        if not line.strip().startswith("{"):
+            continue
+        result = json.loads(line)
+        name, mode = result.get("figure"), result.get("object_mode")
+        if name == "P1":
+            values["ingest_cpu_ms"] = result["real_us"] / 1000
+        elif name == "C1":
+            cpu[0 if mode == "payload" else 1] = result["cpu_us_per_record"] / 1000
+        elif name == "L1" and mode is None:
+            values.update(ingest_log_bytes=result["value"], ingest_log_lines=result["lines"])
+        elif name == "L1" and mode == "payload":
+            values["consumer_log_bytes_per_payload"] = result["value"] / BENCH_BATCH_RECORDS
+        elif name == "L1" and mode == "batch":
+            values["consumer_log_bytes_per_batch"] = result["value"]
+        elif name == "S1":
+            values["stored_compression"] = result["value"]
+        elif name == "S2":
+            values["compacted_compression"] = result["ratio_to_envelope"]
+            values["compacted_column_bytes"] = MappingProxyType(dict(result["column_bytes_per_payload"]))
+    return replace(MEASURED, consumer_cpu_ms_per_record=(cpu[0], cpu[1]), **values)
+
+
+# An API Gateway access-log line of the fields issue 19 asks for (request id, status, latency) plus who and
+# when, as compact JSON: what the model prices until the telemetry branch's format replaces it.
+MINIMAL_ACCESS_LOG_LINE = json.dumps(
+    {
+        "requestId": "Wq3Yx2Kb1Lm4Np5=",
+        "ip": "203.0.113.17",
+        "requestTime": "26/Nov/2026:02:48:09 +0000",
+        "routeKey": "POST /v1/payloads",
+        "status": "202",
+        "responseLatency": "12",
+        "responseLength": "64",
+    },
+    separators=(",", ":"),
+)
+# The 202 the client gets: {"requestId": "<uuid>", "accepted": 10} and the gateway's headers (Date,
+# Content-Type, Content-Length, Connection, a request id header), as data transferred out.
+RESPONSE_BODY = json.dumps({"requestId": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef", "accepted": 10})
+RESPONSE_HEADER_BYTES = 220
+
+
+@lru_cache(maxsize=1)
+def log_compression() -> float:
+    """CloudWatch Logs bills archived (stored) log data compressed. The model takes gzip's ratio on a seeded
+    sample of access-log lines (random request ids, addresses, times and latencies) as that compression."""
+    rng = random.Random(11)
+    lines = []
+    for second in range(2000):
+        line = json.loads(MINIMAL_ACCESS_LOG_LINE)
+        line.update(
+            requestId=f"{rng.getrandbits(96):024x}",
+            ip=f"{rng.randrange(1, 224)}.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}",
+            requestTime=f"26/Nov/2026:02:{second // 60 % 60:02d}:{second % 60:02d} +0000",
+            status=rng.choice(("202",) * 50 + ("400", "401", "413", "429")),
+            responseLatency=str(max(4, int(rng.gauss(14, 4)))),
+        )
+        lines.append(json.dumps(line, separators=(",", ":")))
+    text = "\n".join(lines).encode()
+    return len(text) / len(gzip.compress(text))
+
+
+@dataclass(frozen=True)
+class Assumptions:
+    """Per-invocation and per-request figures the models take as given. Defaults and their sources:
+
+    * ``sqs_send_ms`` 8: one SendMessageBatch round trip in-Region. AWS publishes no SQS latency figure; 8 ms
+      is the order of an in-Region HTTPS call on a reused connection. A deployed ingest's REPORT Duration minus
+      its CPU (bench P1) measures it.
+    * ``slow_sqs_send_ms`` 100: the SendMessageBatch latency the ingest's reserved concurrency must absorb (an
+      SQS brownout, 12x the assumed median), which sizes INGEST_RESERVED_CONCURRENCY.
+    * ``put_ms`` 20 / ``batch_put_ms`` 50: one PutObject of a payload / of a batch object. AWS: for requests
+      below 512 KB "median latencies are often in the tens of milliseconds" ("Timeouts and Retries for
+      Latency-Sensitive Applications", S3 performance whitepaper).
+    * ``ingest_ms`` / ``consumer_ms``: when set, replace the modelled durations (a REPORT line's average).
+    * ``device_auth_cpu_ms`` 0.05: verifying a device key (HMAC-SHA256 over ~100 bytes, constant-time compare,
+      base64) on top of P1, until the front door's bench measures it.
+    * ``platform_log_bytes`` 390 over 3 lines: Lambda's START, END and REPORT lines per invocation.
+    * ``access_log_bytes``: MINIMAL_ACCESS_LOG_LINE, until the telemetry branch's access-log format lands.
+    * ``response_bytes``: the 202's body and headers, transferred out to the client.
+    * ``epus_per_poller`` 1: an active SQS event poller is billed as one EPU.
+    * ``environment_hours`` 2: how long a warm execution environment lives before Lambda recycles it (not
+      documented; it counts cold starts, each of which reads the device-key secret once more).
+    * ``compaction_transitions`` 12: Step Functions state transitions per hourly compaction run (start, the
+      CTAS, the partition switch, cleanup, their waits and the end), until the lake's state machine lands.
+    * ``compacted_object_bytes`` 128 MiB: the Parquet objects Athena's CTAS writes, Athena's own advice for
+      file size, until the lake's CTAS settles it.
+    """
+
+    measured: BenchFigures = MEASURED
+    sqs_send_ms: float = 8.0
+    slow_sqs_send_ms: float = 100.0
+    put_ms: float = 20.0
+    batch_put_ms: float = 50.0
+    ingest_ms: float | None = None
+    consumer_ms: float | None = None
+    device_auth_cpu_ms: float = 0.05
+    platform_log_bytes: int = 390
+    platform_log_lines: int = 3
+    access_log_bytes: int = len(MINIMAL_ACCESS_LOG_LINE) + 1
+    response_bytes: int = len(RESPONSE_BODY) + RESPONSE_HEADER_BYTES
+    trace_sampling: float = 0.05  # X-Ray's default rule: 1 request/s, then 5 %
+    custom_metrics: int = 18  # metric name x dimension sets both functions emit
+    alarms: int = 8  # infra/monitoring_construct.py's seven, and the lake's compaction-failure alarm
+    dashboards: int = 1
+    kms_keys: int = 1  # the alarm topic's key
+    epus_per_poller: float = 1.0
+    environment_hours: float = 2.0
+    compaction_transitions: int = 12
+    compacted_object_bytes: int = 128 * 1024**2
+
+
+DEFAULT = Assumptions()
+
+
+def cpu_scale(memory_mb: int) -> float:
+    """How much longer CPU work takes at this memory than on one full core (Lambda gives a full
+    vCPU at 1,769 MB; our handlers are single-threaded for CPU, so more memory does not help)."""
+    return max(1.0, FULL_VCPU_MB / memory_mb)
+
+
+def consumer_batch_ms(
+    object_mode: str,
+    payloads: float,
+    upload_concurrency: int,
+    memory_mb: int,
+    put_ms: float = DEFAULT.put_ms,
+    batch_put_ms: float = DEFAULT.batch_put_ms,
+    measured: BenchFigures = MEASURED,
+) -> float:
+    """Duration of one consumer invocation holding ``payloads`` payloads: its PUTs (in waves of
+    UPLOAD_CONCURRENCY in payload mode, one object in batch mode) plus its CPU, counted without overlap
+    (an upper bound)."""
+    cpu = payloads * measured.consumer_cpu_ms(object_mode) * cpu_scale(memory_mb)
+    if object_mode == "payload":
+        return math.ceil(payloads / upload_concurrency) * put_ms + cpu
+    return batch_put_ms + cpu
