@@ -69,43 +69,59 @@ RENAMED_KNOBS = {"OBJECT_EXPIRATION_DAYS": "RAW_RETENTION_DAYS"}
 PROFILES: dict[str, dict[str, Any]] = {
     "dev": {},  # the dataclass defaults
     "scale": {
-        # S3: one PUT per batch (~1,700 PUT/s), under the 3,500 PUT/s a fresh hour= prefix takes;
-        # payload mode would be 166,667 PUT/s.
+        # Front door (brief decision 5): an HTTP API, $1.00 then $0.90 per million requests against REST's
+        # $3.50..$1.51; devices authenticate with their own keys (an HTTP API has no API keys).
+        "API_KIND": "http",
+        "DEVICE_AUTH": "on",
+        # The account throttle must be raised to 20,000 rps (Service Quotas); the stage and the payloads route
+        # carry the 16,667 rps +20 %. The burst stays at the account's 5,000, which AWS sets and no one can raise.
+        "THROTTLE_RATE_LIMIT": 20_000,
+        "THROTTLE_BURST_LIMIT": 5_000,
+        "STAGE_THROTTLE_RATE_LIMIT": 20_000,
+        "STAGE_THROTTLE_BURST_LIMIT": 5_000,
+        # A request's 10 x 1 KiB payloads travel as one 12 KB message, inside one 64 KB billing chunk: a tenth of
+        # the receives, deletes and messages in flight of one payload per message.
+        "MESSAGE_TARGET_BYTES": 65_536,
+        # S3: one PUT per batch object of 2,000 payloads (~83 PUT/s), far under the 3,500 PUT/s a fresh hour=
+        # prefix takes; payload mode would be 166,667 PUT/s.
         "OBJECT_MODE": "batch",
-        # Event source: a provisioned poller receives at most ~100 messages/s (10 ReceiveMessage
-        # calls/s x 10 messages), so 166,667 messages/s need 1,667 pollers: 2,000 is that + 20 %.
-        # 200 is the highest floor AWS accepts (fewer cold pollers to add on a ramp).
+        # A provisioned poller receives at most 1 MB/s, ~82 messages of 12 KB: 16,667 messages/s need 205
+        # pollers, 245 is that +20 %. 200 is the highest floor AWS accepts: a step to the seed load needs no ramp.
         "PROVISIONED_POLLERS": True,
         "MIN_POLLERS": 200,
-        "MAX_POLLERS": 2000,
-        # A batch takes ~60 ms; 10 s still leaves room for S3 retries. It shortens the visibility
-        # timeout (6 x timeout + window = 61 s), which bounds how long a failed record stays in
-        # flight against SQS's ~120,000 in-flight cap.
+        "MAX_POLLERS": 245,
+        # 200 messages (2,000 payloads, ~2.9 MB of event) per invocation: the S3 PUT line is ~$1,100 a month.
+        # A poller's share fills it in ~2.5 s; the 5 s window closes smaller batches when the load drops.
+        "BATCH_SIZE": 200,
+        "MAX_BATCHING_WINDOW_SECONDS": 5,
+        # A batch takes ~220 ms; 10 s leaves room for S3 retries and keeps the visibility timeout short
+        # (6 x 10 + 5 = 65 s), which bounds how long a failed record stays in flight.
         "CONSUMER_TIMEOUT_SECONDS": 10,
-        # 503 before the backlog outgrows ~10 minutes of load; it drains in < 1 h at 20 % spare capacity.
-        "MAX_QUEUE": 100_000_000,
+        # The consumer reserves 10 x MAX_POLLERS = 2,450 (what its pollers can drive), so an S3 slowdown cannot
+        # take more of the account; the ingest reserves 2,100: its 16,667 rps at 10 per environment, and the
+        # load while a SendMessageBatch takes 100 ms instead of 8. The account then needs 5,000 (Service Quotas).
+        "RESERVED_CONCURRENCY": "on",
+        "INGEST_RESERVED_CONCURRENCY": 2_100,
+        # 503 before the backlog outgrows 10 minutes of load (messages, 10 payloads each); it drains within
+        # the hour at the pollers' spare capacity.
+        "MAX_QUEUE": 10_000_000,
         # The longest the DLQ rule allows: a standard queue keeps the original enqueue time when a
         # message moves to the DLQ, so the DLQ must outlive the queue (max 14 days).
         "QUEUE_RETENTION_DAYS": 13,
         "DLQ_RETENTION_DAYS": 14,
-        # Bounds S3 storage at ~30 days of data (about 500 TB uncompressed at this load).
-        "RAW_RETENTION_DAYS": 30,
-        # The stack makes one API key: its usage plan must carry the whole 16,667 rps (+20 %).
-        "THROTTLE_RATE_LIMIT": 20_000,
-        "THROTTLE_BURST_LIMIT": 10_000,
-        # The stage-wide ceiling stays at or above the one key's limits (a plan cannot exceed it).
-        "STAGE_THROTTLE_RATE_LIMIT": 20_000,
-        "STAGE_THROTTLE_BURST_LIMIT": 10_000,
-        # Provisioned pollers bound the pool (a poller drives <= 10 invokes). Reserving 10 x MAX_POLLERS
-        # = 20,000 would demand a 21,000 concurrency quota for a consumer that needs ~100 (tools.models.capacity);
-        # unreserved, the account quota the ingest's invocation rate needs anyway covers it.
-        "RESERVED_CONCURRENCY": "off",
-        # A 1 s batching window keeps ~93,000 messages in flight at 166,667/s with no failures: 78 % of the
-        # default ~120,000 quota, where the in-flight alarm (80 %) would page in normal operation. Twice
-        # the quota (an AWS Support request, listed by tools.models.capacity) leaves room for failures too.
-        "SQS_IN_FLIGHT_LIMIT": 240_000,
+        # Raw gzip NDJSON is kept a week, long enough to notice and replay a bad compaction; the compacted
+        # Parquet table keeps 30 days for analysts.
+        "RAW_RETENTION_DAYS": 7,
+        "COMPACTED_RETENTION_DAYS": 30,
+        # Telemetry (brief decisions 5 and 6): no per-request INFO line (errors and warnings keep their
+        # correlation id), no START/END/REPORT lines, the ingest's EMF counts summed and flushed once a minute
+        # per container, the access log in the Infrequent Access class (half the ingestion price).
+        "LOG_LEVEL": "WARNING",
+        "SYSTEM_LOG_LEVEL": "WARN",
+        "METRICS_FLUSH_SECONDS": 60,
+        "ACCESS_LOG_CLASS": "INFREQUENT_ACCESS",
         # Lambda's active tracing samples 1 request/s + 5 % and cannot take custom sampling rules:
-        # ~2.4 billion traces a month. Off; metrics, logs and alarms stay.
+        # ~2.2 billion traces a month. Off; metrics, logs and alarms stay.
         "TRACING": False,
     },
 }
