@@ -336,6 +336,8 @@ def test_a_knob_overrides_the_profile_in_the_verdict(capsys: pytest.CaptureFixtu
     ("argv", "environ"),
     [
         (["--rpm", "-5"], {}),
+        (["--rpm", "nan"], {}),
+        (["--rpm", "inf"], {}),
         (["--rpm", "1000", "--failure-rate", "1.5"], {}),
         (["--payloads", "10"], {}),
         (["--rpm", "1000", "--format", "yaml"], {}),

@@ -221,6 +221,13 @@ def test_command_prints_both_object_modes(capsys: pytest.CaptureFixture[str]) ->
     assert "per million payloads" in printed
 
 
+@pytest.mark.parametrize("rpm", ["0", "-1", "nan", "inf"])
+def test_a_load_that_is_not_a_positive_number_exits_2(rpm: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cost.main(["--rpm", rpm])
+    assert exited.value.code == 2 and "--rpm must be a positive number" in capsys.readouterr().err
+
+
 def test_bench_output_feeds_the_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # Given a `make bench` run: 0.8 ms of ingest CPU, consumer CPU 0.5 / 0.04 ms per record, S1 4x, S2 5x
     figures: list[dict[str, Any]] = [

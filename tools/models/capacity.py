@@ -943,7 +943,7 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
         return 0
     if (
         args.rpm is None
-        or args.rpm <= 0
+        or not 0 < args.rpm < math.inf
         or args.payloads < 1
         or args.payload_bytes < 1
         or not 0 <= args.failure_rate < 1

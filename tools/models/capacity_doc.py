@@ -445,7 +445,8 @@ def _assumptions_section(scale: Assessment) -> list[str]:
         (
             "EPU per active poller",
             f"{a.epus_per_poller:g}",
-            "Lambda pricing, provisioned mode; the count of EPUs per SQS poller is not spelled out, so one",
+            'Lambda pricing, provisioned mode (its SQS example: "The EPU price is $0.00925 per EPU-hour"); one EPU per '
+            "active poller is assumed: the mapping of pollers to EPUs for SQS was not found spelled out",
         ),
         (
             "warm ingest environments",
@@ -471,8 +472,10 @@ def _assumptions_section(scale: Assessment) -> list[str]:
     return [
         "## Assumptions and where each figure comes from",
         "",
-        "Everything not on a price list or a quota page, with its source. Each is a flag of both tools (`--bench "
-        "FILE` reads a fresh `make bench` run for the measured ones), so a figure measured in AWS replaces it.",
+        "Everything not on a price list or a quota page, with its source. The latencies, durations and the "
+        "access-log line are flags of both tools (`--bench FILE` reads a fresh `make bench` run for the measured "
+        "figures), so a figure measured in AWS replaces the assumption; the others are named fields of "
+        "`Assumptions` in tools/models/assumptions.py.",
         "",
         "| figure | value | source |",
         "|---|---|---|",

@@ -648,6 +648,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--payload-bytes", type=int, default=1024, help="bytes of one payload (compact JSON)")
     add_assumption_flags(parser)
     args = parser.parse_args(argv)
+    if not 0 < args.rpm < math.inf or args.payloads < 1 or args.payload_bytes < 1:
+        parser.error("--rpm must be a positive number, --payloads and --payload-bytes at least 1")
 
     from infra.config import PipelineConfig, cdk_json_context
 
