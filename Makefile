@@ -13,7 +13,7 @@ NODE_STAMP := node_modules/.installed
 CDK := node_modules/.bin/cdk
 
 .DEFAULT_GOAL := help
-.PHONY: help install lint test synth bootstrap preflight deploy destroy clean bench run loadtest verify redrive soak checkov capacity query
+.PHONY: help install lint test synth bootstrap preflight deploy destroy clean bench bench-client run loadtest verify redrive soak checkov capacity query compact compact-aws
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -45,16 +45,20 @@ install: $(PY_STAMP) $(NODE_STAMP)  ## create .venv and install the CDK CLI
 run: $(PY_STAMP)  ## the whole pipeline on this machine (PORT 3000, embedded moto; no AWS, no Docker); Ctrl-C stops
 	$(PY) -m local_pipeline
 
-lint: $(PY_STAMP)  ## ruff check, ruff format --check and mypy (config: pyproject.toml)
+lint: $(PY_STAMP)  ## ruff check, ruff format --check and mypy (config: pyproject.toml; client/pyproject.toml for the SDK)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	cd client && ../$(VENV)/bin/mypy  # the SDK, with its own config (client/pyproject.toml)
 
 test: $(PY_STAMP) lint  ## install everything, make lint, then run the whole test suite (offline)
 	$(PY) -m pytest
 
-bench: $(PY_STAMP)  ## print performance figures P1-P5 vs their baselines, one JSON line each (docs/PERFORMANCE.md)
+bench: $(PY_STAMP)  ## print performance figures P1-P5, Q1 (lake scan) vs their baselines, one JSON line each (docs/PERFORMANCE.md)
 	$(PY) -m bench
+
+bench-client: $(PY_STAMP)  ## the endpoint SDK: send() p50/p99 vs a bare os.write, memory as the spool grows, payloads/s against make run
+	$(PY) -m bench.client_sdk
 
 synth: install  ## write the CloudFormation template to cdk.out/ (offline)
 	$(CDK) synth --quiet
@@ -63,8 +67,8 @@ synth: install  ## write the CloudFormation template to cdk.out/ (offline)
 bootstrap: install  ## cdk bootstrap: once per AWS account and region, before the first deploy
 	$(CDK) bootstrap
 
-preflight: $(PY_STAMP)  ## read-only checks of your AWS account for deploy blockers (quota, layer, bootstrap, role)
-	$(PY) -m tools.ops.preflight
+preflight: $(PY_STAMP)  ## read-only checks of your AWS account for deploy blockers and the quotas the design load needs
+	$(PY) -m tools.ops.preflight $(ARGS)
 
 # make deploy runs make preflight first; SKIP_PREFLIGHT=1 skips it.
 deploy: install $(if $(filter 1,$(SKIP_PREFLIGHT)),,preflight)  ## make preflight (SKIP_PREFLIGHT=1 skips it), then cdk deploy into your AWS profile's account
@@ -147,3 +151,13 @@ checkov: $(PY_STAMP) $(CHECKOV_STAMP)  ## synthesize, then scan the template wit
 	$(PY) -c 'from infra.application import build_app; build_app(outdir="$(CHECKOV_OUT)")[0].synth()'
 	BC_SKIP_MAPPING=TRUE CKV_SKIP_PACKAGE_UPDATE_CHECK=TRUE $(CHECKOV_VENV)/bin/checkov \
 		--config-file .checkov.yaml -f $(CHECKOV_OUT)/IngestPipeline-*.template.json
+
+# --- the columnar lake (infra/lake_table.py, tools/ops/compact.py) ---------------------------------
+# make run's moto, on MOTO_PORT as make run picks it (default 4566).
+COMPACT_ENDPOINT ?= http://127.0.0.1:$(or $(MOTO_PORT),4566)
+compact: $(PY_STAMP)  ## compact make run's lake into payloads_compacted (Parquet, DuckDB), every hour incl. the current one
+	$(PY) -m tools.ops.compact local --bucket $(QUERY_BUCKET) --endpoint-url $(COMPACT_ENDPOINT)
+
+STACK ?= IngestPipeline-$(or $(STAGE),prod)
+compact-aws: $(PY_STAMP)  ## run the deployed compaction for hours FROM..TO (UTC, YYYY-MM-DDTHH), in order: make compact-aws FROM=2026-11-26T00 TO=2026-11-26T05
+	$(PY) -m tools.ops.compact aws --stack $(STACK) --from $(FROM) $(if $(TO),--to $(TO))

@@ -42,6 +42,9 @@ class IngestApi(Construct):
             timeout_seconds=config.INGEST_TIMEOUT_SECONDS,
             memory_mb=config.INGEST_MEMORY_MB,
             powertools_layer=powertools_layer,
+            # INGEST_RESERVED_CONCURRENCY: a consumer scaling up (S3 slowdown, backlog) cannot take these
+            # executions, so clients keep getting answers (README, Deploy: when to set it).
+            reserved_concurrency=config.ingest_reservation,
         )
         queue.grant_send_messages(self.function)
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from infra.lake_table import COMPACTED_PREFIX
 from pipeline.contract import (
     CONSUMER_SERVICE,
     INGEST_SERVICE,
@@ -34,6 +35,7 @@ from pipeline.settings import OBJECT_MODES, ConsumerSettings, IngestSettings
 
 KIB = 1024
 SQS_IN_FLIGHT_DEFAULT_QUOTA = 120_000  # AWS's approximate in-flight quota of a standard queue (see the knob)
+MAX_POLLERS_DEPLOYABLE = 2000  # provisioned SQS pollers per mapping that CDK synthesizes (see the MAX_POLLERS check)
 IN_FLIGHT_ALARM_FRACTION = 0.8  # the in-flight alarm fires at 80 % of SQS_IN_FLIGHT_LIMIT
 # The largest body that still reaches the ingest Lambda. API Gateway hands it over base64-encoded
 # (binary media types, 4/3 larger) inside the proxy event, and a synchronous Lambda invoke carries at
@@ -109,9 +111,10 @@ PROFILES: dict[str, dict[str, Any]] = {
         # message moves to the DLQ, so the DLQ must outlive the queue (max 14 days).
         "QUEUE_RETENTION_DAYS": 13,
         "DLQ_RETENTION_DAYS": 14,
-        # Raw gzip NDJSON is kept a week, long enough to notice and replay a bad compaction; the compacted
-        # Parquet table keeps 30 days for analysts.
-        "RAW_RETENTION_DAYS": 7,
+        # Raw gzip NDJSON is kept 15 days, the least the lake allows: a DLQ redrive can bring a payload of an
+        # hour back up to DLQ_RETENTION_DAYS (14) later, and re-compacting that hour needs its raw objects.
+        # The compacted Parquet table keeps 30 days for analysts.
+        "RAW_RETENTION_DAYS": 15,
         "COMPACTED_RETENTION_DAYS": 30,
         # Telemetry (brief decisions 5 and 6): no per-request INFO line (errors and warnings keep their
         # correlation id), no START/END/REPORT lines, the ingest's EMF counts summed and flushed once a minute
@@ -195,7 +198,9 @@ class PipelineConfig:
     # --- storage ------------------------------------------------------------------------------
     OBJECT_PREFIX: str = "payloads/"
     OBJECT_MODE: str = "payload"  # "payload": one object per payload; "batch": one gzip NDJSON object per batch
-    RAW_RETENTION_DAYS: int = 0  # expire the raw objects (OBJECT_PREFIX) after N days; 0 keeps them forever
+    # Expire the raw objects (OBJECT_PREFIX) after N days; 0 keeps them forever. With COMPACTION=on, more
+    # than DLQ_RETENTION_DAYS, so an hour can still be re-compacted after the DLQ's last redrive.
+    RAW_RETENTION_DAYS: int = 0
     # --- the columnar lake (payloads_compacted: hourly compaction on Athena) ---------------------
     COMPACTION: str = "on"  # "on": an hourly schedule compacts each closed hour into Parquet; "off": none
     COMPACTION_GRACE_MINUTES: int = 30  # an hour is compacted this long after it closes (late data)
@@ -301,9 +306,36 @@ class PipelineConfig:
             ),
             (self.OBJECT_MODE in OBJECT_MODES, "OBJECT_MODE must be payload or batch"),
             (2 <= self.MIN_POLLERS <= 200, "MIN_POLLERS must be 2..200 (the SQS provisioned mode range)"),
-            (self.MIN_POLLERS <= self.MAX_POLLERS <= 2000, "MAX_POLLERS must be MIN_POLLERS..2000"),
+            # What deploys, not what the API allows. The Lambda API reference accepts 2..10,000 maximum pollers
+            # for SQS ("ProvisionedPollerConfig", https://docs.aws.amazon.com/lambda/latest/api/
+            # API_ProvisionedPollerConfig.html), and so does the CloudFormation registry schema cfn-lint 1.58
+            # ships. The CloudFormation page still says "Maximum: 2000" ("AWS::Lambda::EventSourceMapping
+            # ProvisionedPollerConfig", https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/
+            # aws-properties-lambda-eventsourcemapping-provisionedpollerconfig.html), and CDK 2.275 (the latest)
+            # refuses more at synth: "Maximum provisioned pollers for SQS must be between 2 and 2000 inclusive".
+            # tests/infra/test_worker_pool_modes.py fails once CDK accepts more.
+            (
+                self.MIN_POLLERS <= self.MAX_POLLERS <= MAX_POLLERS_DEPLOYABLE,
+                f"MAX_POLLERS must be MIN_POLLERS..{MAX_POLLERS_DEPLOYABLE} (the most CDK and the CloudFormation page "
+                "accept, though the Lambda API allows 10,000 for SQS)",
+            ),
             (self.RAW_RETENTION_DAYS >= 0, "RAW_RETENTION_DAYS must be >= 0 (0 = keep forever)"),
             (self.COMPACTED_RETENTION_DAYS >= 0, "COMPACTED_RETENTION_DAYS must be >= 0 (0 = keep forever)"),
+            (
+                not self.OBJECT_PREFIX.startswith(COMPACTED_PREFIX),
+                f"OBJECT_PREFIX must not start with {COMPACTED_PREFIX!r}: payloads_compacted lives there",
+            ),
+            (
+                # A compaction run rewrites an hour from its raw objects: a DLQ redrive can bring a payload
+                # of an hour back up to DLQ_RETENTION_DAYS later, and that hour's re-run must still find
+                # every other raw object of it (docs/RUNBOOK.md, re-run an hour).
+                self.COMPACTION == "off"
+                or self.RAW_RETENTION_DAYS == 0
+                or self.RAW_RETENTION_DAYS > self.DLQ_RETENTION_DAYS,
+                f"RAW_RETENTION_DAYS must be 0 (keep) or more than DLQ_RETENTION_DAYS ({self.DLQ_RETENTION_DAYS}) "
+                "with COMPACTION=on: an hour is re-compacted from its raw objects after a DLQ redrive, which can "
+                "come DLQ_RETENTION_DAYS late, so they must outlive the DLQ's messages",
+            ),
             (self.COMPACTION in ("on", "off"), "COMPACTION must be on or off"),
             (0 <= self.COMPACTION_GRACE_MINUTES <= 1440, "COMPACTION_GRACE_MINUTES must be 0..1440"),
             (0 <= self.COMPACTION_LOOKBACK_HOURS <= 168, "COMPACTION_LOOKBACK_HOURS must be 0..168"),
@@ -381,6 +413,11 @@ class PipelineConfig:
         """What the consumer function reserves: consumer_reserved_concurrency, or None (nothing
         reserved) with RESERVED_CONCURRENCY=off."""
         return self.consumer_reserved_concurrency if self.RESERVED_CONCURRENCY == "on" else None
+
+    @property
+    def ingest_reservation(self) -> int | None:
+        """What the ingest function reserves: INGEST_RESERVED_CONCURRENCY, or None (nothing reserved) at 0."""
+        return self.INGEST_RESERVED_CONCURRENCY or None
 
     @property
     def powertools_layer_parameter(self) -> str:

@@ -21,9 +21,10 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
+from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from infra.config import PipelineConfig
+from infra.config import MAX_POLLERS_DEPLOYABLE, PipelineConfig
 from pipeline.contract import CONSUMER_SERVICE, INGEST_SERVICE, Metric
 
 ONE_MINUTE = Duration.minutes(1)
@@ -42,6 +43,8 @@ class MonitoredResources:
     queue: sqs.IQueue
     dead_letter_queue: sqs.IQueue
     bucket: s3.IBucket
+    event_source_mapping_id: str  # the consumer's SQS mapping (its UUID): provisioned mode's pollers metric
+    compaction: sfn.StateMachine | None = None  # COMPACTION=on: the hourly compaction (lake)
 
 
 class PipelineMonitoring(Construct):
@@ -53,7 +56,7 @@ class PipelineMonitoring(Construct):
         self._resources = resources
         self.dashboard_name = f"ingest-pipeline-{config.STAGE}"
         self.topic = self._alarm_topic()
-        self.alarms = self._alarms()
+        self.alarms = {**self._alarms(), **self._compaction_alarms()}
         self.dashboard = cw.Dashboard(
             self,
             "Dashboard",
@@ -79,15 +82,45 @@ class PipelineMonitoring(Construct):
         )
 
     def _consumer_concurrency(self, period: Duration = FIVE_MINUTES) -> cw.Metric:
-        # Published per function because the consumer has reserved concurrency (its pool bound).
+        # Lambda reports ConcurrentExecutions "across a function, version, alias, or AWS Region", reserved
+        # or not ("Types of metrics for Lambda functions", Concurrency metrics:
+        # https://docs.aws.amazon.com/lambda/latest/dg/monitoring-metrics-types.html), so also with
+        # RESERVED_CONCURRENCY=off.
         return self._resources.consumer_function.metric(
             "ConcurrentExecutions", statistic="Maximum", period=period, label="concurrent executions (max)"
         )
 
+    def _provisioned_pollers(self, period: Duration = FIVE_MINUTES) -> cw.Metric:
+        # "ProvisionedPollers – For event source mappings in provisioned mode, the number of event pollers that
+        # are actively running. View this metric using the MAX math." ("Types of metrics for Lambda functions",
+        # Event source mapping metrics, same page as above: listed apart from the metric groups a mapping must
+        # opt in to with MetricsConfig.) Event source mapping metrics carry the mapping's UUID as their
+        # dimension ("Viewing metrics for Lambda functions": by "event source mapping UUID",
+        # https://docs.aws.amazon.com/lambda/latest/dg/monitoring-metrics-view.html).
+        return cw.Metric(
+            namespace="AWS/Lambda",
+            metric_name="ProvisionedPollers",
+            dimensions_map={"EventSourceMappingUUID": self._resources.event_source_mapping_id},
+            statistic="Maximum",
+            period=period,
+            label="event pollers (max)",
+        )
+
     @property
-    def _pool_bound(self) -> int:
-        """The consumer's concurrency bound: MAX_WORKERS, or 10 x MAX_POLLERS in provisioned mode."""
-        return self._config.consumer_reserved_concurrency
+    def _pool_description(self) -> str:
+        config = self._config
+        if config.PROVISIONED_POLLERS:
+            return f"{config.MIN_POLLERS}–{config.MAX_POLLERS} event pollers, ≤ 10 invokes each"
+        return f"≤ {config.MAX_WORKERS} concurrent"
+
+    @property
+    def _saturated_backlog_seconds(self) -> int:
+        """Provisioned mode: how old the oldest message must be, with the pollers at MAX_POLLERS, for the pool
+        to count as saturated. A pool that keeps up takes each message within its batching window (plus a
+        poll), so a minute, or two windows, of waiting means messages queue for pollers that cannot be added;
+        never later than the oldest-message-age alarm."""
+        config = self._config
+        return min(max(60, 2 * config.MAX_BATCHING_WINDOW_SECONDS), config.OLDEST_MESSAGE_AGE_ALARM_SECONDS)
 
     @property
     def _in_flight_threshold(self) -> int:
@@ -232,7 +265,8 @@ class PipelineMonitoring(Construct):
                 comparison=at_least,
                 evaluation_periods=1,
                 what_to_do="The ingest function failed or was throttled: clients got 502/429 and must retry. "
-                "Errors: read the ingest log group (level ERROR). Throttles: raise the account's "
+                "Errors: read the ingest log group (level ERROR). Throttles: if the consumer took the executions, "
+                "set INGEST_RESERVED_CONCURRENCY (or raise it if the ingest sits at it); else raise the account's "
                 "Lambda concurrency or lower the usage-plan THROTTLE_* limits.",
             ),
             "consumer-errors": self._alarm(
@@ -259,18 +293,102 @@ class PipelineMonitoring(Construct):
                 f"Usually failing records waiting out their retry delay: check {Metric.STORE_FAILURES} and the "
                 "consumer log, fix the cause; lower RETRY_MAX_SECONDS to bring them back sooner.",
             ),
-            "worker-pool-saturated": self._alarm(
+            "worker-pool-saturated": self._worker_pool_saturated(),
+        }
+
+    def _worker_pool_saturated(self) -> cw.Alarm:
+        """What saturates depends on the worker-pool mode. Standard mode: the mapping's maximum concurrency, so
+        the consumer's concurrency sits at MAX_WORKERS. Provisioned mode: the pollers (one drives up to 10
+        invokes, but the consumer needs far fewer at the seed load), so their count sits at MAX_POLLERS while
+        messages wait. 10 x MAX_POLLERS concurrent executions is a bound no load near the design reaches."""
+        config = self._config
+        if not config.PROVISIONED_POLLERS:
+            return self._alarm(
                 "WorkerPoolSaturated",
                 "worker-pool-saturated",
                 self._consumer_concurrency(ONE_MINUTE),
-                threshold=self._pool_bound,
-                comparison=at_least,
+                threshold=config.MAX_WORKERS,
+                comparison=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
                 evaluation_periods=SATURATION_MINUTES,
-                what_to_do=f"The consumer has run at its bound ({pool_knob}, {self._pool_bound} concurrent) for "
-                f"{SATURATION_MINUTES} minutes: the queue drains no faster. Raise {pool_knob} "
+                what_to_do=f"The consumer has run at its bound (MAX_WORKERS, {config.MAX_WORKERS} concurrent) for "
+                f"{SATURATION_MINUTES} minutes: the queue drains no faster. Raise MAX_WORKERS "
                 "(and check the account's Lambda concurrency quota).",
-            ),
+            )
+        backlog = self._saturated_backlog_seconds
+        # FLOOR(pollers / MAX_POLLERS) is 1 with every poller running and 0 below (the mapping never runs more),
+        # so the expression is the age of the oldest message while the pool is at its bound, else 0. The pool
+        # alone at its bound is no page (MIN_POLLERS may equal MAX_POLLERS); messages waiting on top of it are.
+        at_bound_age = cw.MathExpression(
+            expression=f"FLOOR(pollers / {config.MAX_POLLERS}) * age",
+            using_metrics={
+                "pollers": self._provisioned_pollers(ONE_MINUTE),
+                "age": self._resources.queue.metric_approximate_age_of_oldest_message(
+                    statistic="Maximum", period=ONE_MINUTE
+                ),
+            },
+            label="age of oldest message while the pollers are at MAX_POLLERS (s)",
+            period=ONE_MINUTE,
+        )
+        return self._alarm(
+            "WorkerPoolSaturated",
+            "worker-pool-saturated",
+            at_bound_age,
+            threshold=backlog,
+            comparison=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            evaluation_periods=SATURATION_MINUTES,
+            what_to_do=f"All {config.MAX_POLLERS} event pollers (MAX_POLLERS) have run for {SATURATION_MINUTES} "
+            f"minutes while messages waited over {backlog} s: the pool cannot grow and the queue drains no "
+            f"faster. Raise MAX_POLLERS (at most {MAX_POLLERS_DEPLOYABLE:,}) after checking consumer errors and "
+            "throttles.",
+        )
+
+    def _compaction_alarms(self) -> dict[str, cw.Alarm]:
+        """compaction-failed (lake): an hourly compaction failed after the state machine's own retries."""
+        compaction = self._resources.compaction
+        if compaction is None:
+            return {}
+        failures = cw.MathExpression(
+            expression="FILL(failed, 0) + FILL(timedout, 0) + FILL(aborted, 0)",
+            using_metrics={
+                "failed": compaction.metric_failed(period=FIVE_MINUTES),
+                "timedout": compaction.metric_timed_out(period=FIVE_MINUTES),
+                "aborted": compaction.metric_aborted(period=FIVE_MINUTES),
+            },
+            label="compaction runs failed, timed out or aborted",
+            period=FIVE_MINUTES,
+        )
+        return {
+            "compaction-failed": self._alarm(
+                "CompactionFailed",
+                "compaction-failed",
+                failures,
+                threshold=1,
+                comparison=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                evaluation_periods=1,
+                what_to_do="An hour of payloads_compacted was not (re)written; the raw lake has the data. Find the "
+                "hour in the failed execution's input (Step Functions console), fix the cause, then "
+                "`make compact-aws FROM=<hour> TO=<hour>`.",
+            )
         }
+
+    def _compaction_widgets(self) -> list[list[cw.IWidget]]:
+        compaction = self._resources.compaction
+        if compaction is None:
+            return []
+        return [
+            [
+                cw.GraphWidget(
+                    title="Hourly compaction into payloads_compacted: runs",
+                    width=24,
+                    left_y_axis=cw.YAxisProps(min=0),
+                    left=[
+                        compaction.metric_succeeded(period=Duration.hours(1), label="succeeded"),
+                        compaction.metric_failed(period=Duration.hours(1), label="failed"),
+                        compaction.metric_timed_out(period=Duration.hours(1), label="timed out"),
+                    ],
+                )
+            ]
+        ]
 
     # --- dashboard -----------------------------------------------------------------------------
     def _header(self) -> cw.TextWidget:
@@ -281,7 +399,7 @@ class PipelineMonitoring(Construct):
         markdown = (
             f"# Ingest pipeline — {self._config.STAGE}\n"
             f"API Gateway → ingest Lambda → [queue]({sqs_console}{r.queue.queue_name}) → consumer Lambda "
-            f"(≤ {self._pool_bound} concurrent) → "
+            f"({self._pool_description}) → "
             f"[bucket](https://s3.console.aws.amazon.com/s3/buckets/{r.bucket.bucket_name}?region={region}) · "
             f"[DLQ]({sqs_console}{r.dead_letter_queue.queue_name}) · {runbook_link} · "
             'redrive: `make redrive ARGS="--stack <stack> --dry-run"`\n\n'
@@ -289,6 +407,31 @@ class PipelineMonitoring(Construct):
             "Where is it stuck? queue, DLQ, consumer."
         )
         return cw.TextWidget(markdown=markdown, width=24, height=3)
+
+    def _pool_widget(self) -> cw.GraphWidget:
+        """The worker pool against the bound that saturates (the worker-pool-saturated alarm's)."""
+        config, zero = self._config, cw.YAxisProps(min=0)
+        if not config.PROVISIONED_POLLERS:
+            return cw.GraphWidget(
+                title="Consumer concurrency vs bound",
+                width=8,
+                left_y_axis=zero,
+                left=[self._consumer_concurrency()],
+                left_annotations=[
+                    cw.HorizontalAnnotation(value=config.MAX_WORKERS, label=f"MAX_WORKERS = {config.MAX_WORKERS}")
+                ],
+            )
+        return cw.GraphWidget(
+            title="Event pollers vs bound; consumer concurrency",
+            width=8,
+            left_y_axis=zero,
+            left=[self._provisioned_pollers()],
+            left_annotations=[
+                cw.HorizontalAnnotation(value=config.MAX_POLLERS, label=f"MAX_POLLERS = {config.MAX_POLLERS}")
+            ],
+            right_y_axis=zero,
+            right=[self._consumer_concurrency()],
+        )
 
     def _widget_rows(self) -> list[list[cw.IWidget]]:
         config, r = self._config, self._resources
@@ -373,20 +516,7 @@ class PipelineMonitoring(Construct):
                 ),
             ],
             [
-                cw.GraphWidget(
-                    title="Consumer concurrency vs bound",
-                    width=8,
-                    left_y_axis=zero,
-                    left=[self._consumer_concurrency()],
-                    left_annotations=[
-                        cw.HorizontalAnnotation(
-                            value=self._pool_bound,
-                            label=f"MAX_WORKERS = {self._pool_bound}"
-                            if not config.PROVISIONED_POLLERS
-                            else f"10 x MAX_POLLERS = {self._pool_bound}",
-                        )
-                    ],
-                ),
+                self._pool_widget(),
                 cw.GraphWidget(
                     title="Consumer errors and throttles",
                     width=8,
@@ -445,6 +575,7 @@ class PipelineMonitoring(Construct):
                     ],
                 ),
             ],
+            *self._compaction_widgets(),
             [
                 cw.LogQueryWidget(
                     title="Latest errors, both functions (correlation_id = the client's requestId)",

@@ -32,6 +32,8 @@ from constructs import Construct
 from infra.config import PipelineConfig
 from infra.lake_table import (
     COLUMNS,
+    COMPACTED_PREFIX,
+    COMPACTED_TABLE_NAME,
     DEDUP_VIEW_NAME,
     DEDUP_VIEW_SQL,
     DT_FORMAT_JAVA,
@@ -43,6 +45,8 @@ from infra.storage_construct import bucket_removal_policy
 
 # Query results are re-runnable and can hold payload data: keep them a week.
 RESULTS_EXPIRATION_DAYS = 7
+# QUERY_SCAN_LIMIT_GB in bytes: the console and the pricing page count GB and TB in powers of ten.
+BYTES_PER_GB = 10**9
 # Nothing is stored before this pipeline existed; later dates are generated up to today (UTC).
 # Filter on dt to prune: a query without it lists every hour since this date.
 DT_RANGE_START = "2026-01-01"
@@ -152,6 +156,10 @@ class PayloadQuery(Construct):
             ),
         )
         self.view.node.add_dependency(self.table)
+        self.compacted_table: glue.CfnTable | None = None
+        if config.COMPACTION == "on":
+            self.compacted_table = self._compacted_table(stack, bucket, partitions)
+            self.compacted_table.node.add_dependency(database)
 
         destroy = config.DESTROY_ON_REMOVE
         self.results_bucket = s3.Bucket(
@@ -181,6 +189,8 @@ class PayloadQuery(Construct):
                 # Clients cannot send results elsewhere or unencrypted.
                 enforce_work_group_configuration=True,
                 publish_cloud_watch_metrics_enabled=True,
+                # A query that would scan more is cancelled (billed for what it scanned until then).
+                bytes_scanned_cutoff_per_query=config.QUERY_SCAN_LIMIT_GB * BYTES_PER_GB,
                 engine_version=athena.CfnWorkGroup.EngineVersionProperty(
                     selected_engine_version="Athena engine version 3"
                 ),
@@ -194,13 +204,43 @@ class PayloadQuery(Construct):
         )
         self.reader_policy = self._reader_policy(stack, bucket, config.OBJECT_PREFIX)
 
+    def _compacted_table(
+        self, stack: Stack, bucket: s3.IBucket, partitions: list[glue.CfnTable.ColumnProperty]
+    ) -> glue.CfnTable:
+        """payloads_compacted: Parquet, partitions registered by each compaction run (ALTER TABLE ... ADD
+        PARTITION / SET LOCATION), not projected: a projected location is a fixed template, and each run
+        writes a fresh directory (infra/compaction_construct.py)."""
+        return glue.CfnTable(
+            self,
+            "CompactedTable",
+            catalog_id=stack.account,
+            database_name=self.database_name,
+            table_input=glue.CfnTable.TableInputProperty(
+                name=COMPACTED_TABLE_NAME,
+                description="One row per payload id, Parquet (zstd), compacted hourly from the raw lake",
+                table_type="EXTERNAL_TABLE",
+                partition_keys=partitions,
+                parameters={"EXTERNAL": "TRUE", "classification": "parquet", "parquet.compression": "ZSTD"},
+                storage_descriptor=glue.CfnTable.StorageDescriptorProperty(
+                    columns=[glue.CfnTable.ColumnProperty(name=name.lower(), type="string") for name in COLUMNS],
+                    location=f"s3://{bucket.bucket_name}/{COMPACTED_PREFIX}",
+                    input_format="org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
+                    output_format="org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat",
+                    serde_info=glue.CfnTable.SerdeInfoProperty(
+                        serialization_library="org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
+                    ),
+                ),
+            ),
+        )
+
     def _reader_policy(self, stack: Stack, bucket: s3.IBucket, prefix: str) -> iam.ManagedPolicy:
         catalog = stack.format_arn(service="glue", resource="catalog")
         database = stack.format_arn(service="glue", resource="database", resource_name=self.database_name)
         tables = [
             stack.format_arn(service="glue", resource="table", resource_name=f"{self.database_name}/{name}")
-            for name in (TABLE_NAME, DEDUP_VIEW_NAME)
+            for name in (TABLE_NAME, DEDUP_VIEW_NAME) + ((COMPACTED_TABLE_NAME,) if self.compacted_table else ())
         ]
+        prefixes = [prefix] + ([COMPACTED_PREFIX] if self.compacted_table else [])
         workgroup = stack.format_arn(service="athena", resource="workgroup", resource_name=self.workgroup_name)
         description = "Query the payloads with Athena: read only"
         return iam.ManagedPolicy(
@@ -233,13 +273,15 @@ class PayloadQuery(Construct):
                     ],
                 ),
                 iam.PolicyStatement(
-                    sid="ReadThePayloads", resources=[bucket.arn_for_objects(f"{prefix}*")], actions=["s3:GetObject"]
+                    sid="ReadThePayloads",
+                    resources=[bucket.arn_for_objects(f"{p}*") for p in dict.fromkeys(prefixes)],
+                    actions=["s3:GetObject"],
                 ),
                 iam.PolicyStatement(
                     sid="ListThePayloads",
                     resources=[bucket.bucket_arn],
                     actions=["s3:ListBucket"],
-                    conditions={"StringLike": {"s3:prefix": [f"{prefix}*"]}} if prefix else None,
+                    conditions={"StringLike": {"s3:prefix": [f"{p}*" for p in prefixes]}} if prefix else None,
                 ),
                 iam.PolicyStatement(
                     sid="LocateThePayloads", resources=[bucket.bucket_arn], actions=["s3:GetBucketLocation"]

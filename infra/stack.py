@@ -11,7 +11,9 @@ from cdk_nag import NagSuppressions
 from constructs import Construct
 
 from infra.api_construct import IngestApi
+from infra.compaction_construct import PayloadCompaction
 from infra.config import PipelineConfig
+from infra.lake_table import COMPACTED_TABLE_NAME
 from infra.monitoring_construct import MonitoredResources, PipelineMonitoring
 from infra.query_construct import PayloadQuery
 from infra.queue_construct import PayloadQueue
@@ -53,6 +55,27 @@ class IngestPipelineStack(Stack):
         CfnOutput(self, "BucketName", value=self.storage.bucket.bucket_name)
         CfnOutput(self, "QueueUrl", value=self.queue.queue.queue_url)
         CfnOutput(self, "DlqUrl", value=self.queue.dead_letter_queue.queue_url)
+        self.query = PayloadQuery(
+            self, "Query", config=config, bucket=self.storage.bucket, access_log_bucket=self.storage.access_log_bucket
+        )
+        self.compaction: PayloadCompaction | None = None
+        if config.COMPACTION == "on":
+            self.compaction = PayloadCompaction(
+                self,
+                "Compaction",
+                config=config,
+                bucket=self.storage.bucket,
+                results_bucket=self.query.results_bucket,
+                database_name=self.query.database_name,
+            )
+            assert self.query.compacted_table is not None  # COMPACTION=on defines it
+            self.compaction.node.add_dependency(self.query.compacted_table)
+            CfnOutput(
+                self,
+                "CompactionStateMachineArn",
+                value=self.compaction.state_machine.state_machine_arn,
+                description="make compact-aws FROM=<YYYY-MM-DDTHH> TO=<...> runs it for a range of hours",
+            )
         self.monitoring = PipelineMonitoring(
             self,
             "Monitoring",
@@ -64,17 +87,23 @@ class IngestPipelineStack(Stack):
                 queue=self.queue.queue,
                 dead_letter_queue=self.queue.dead_letter_queue,
                 bucket=self.storage.bucket,
+                event_source_mapping_id=self.workers.event_source.event_source_mapping_id,
+                compaction=self.compaction.state_machine if self.compaction else None,
             ),
-        )
-        self.query = PayloadQuery(
-            self, "Query", config=config, bucket=self.storage.bucket, access_log_bucket=self.storage.access_log_bucket
         )
         CfnOutput(
             self,
             "QueryTable",
             value=f"{self.query.database_name}.{self.query.table_name}",
-            description="Athena: SELECT ... FROM <this>; <database>.payloads_dedup has one row per id",
+            description="Athena: the raw lake, SELECT ... FROM <this>; <database>.payloads_dedup has one row per id",
         )
+        if self.compaction:
+            CfnOutput(
+                self,
+                "QueryCompactedTable",
+                value=f"{self.query.database_name}.{COMPACTED_TABLE_NAME}",
+                description="Athena: one row per payload id, Parquet, hourly (query this one first)",
+            )
         CfnOutput(
             self,
             "QueryWorkGroup",
@@ -224,6 +253,34 @@ class IngestPipelineStack(Stack):
             ],
             apply_to_children=True,
         )
+        if self.compaction and not self.config.TRACING:
+            NagSuppressions.add_resource_suppressions(
+                self.compaction.state_machine,
+                [
+                    {"id": "AwsSolutions-SF2", "reason": self._TRACING_OFF},
+                    {"id": "Serverless-StepFunctionStateMachineXray", "reason": self._TRACING_OFF},
+                ],
+            )
+        if self.compaction:
+            NagSuppressions.add_resource_suppressions(
+                self.compaction.role,
+                [
+                    {
+                        "id": "AwsSolutions-IAM5",
+                        "reason": "Compaction reads every raw object (OBJECT_PREFIX), writes and deletes run "
+                        "directories under compacted/ and query results under compaction/, with keys known only at "
+                        "run time; each run's CTAS creates and drops its own compaction_<run id> scratch table. Log "
+                        "delivery and X-Ray actions have no resource-level permissions.",
+                        "appliesTo": [
+                            {"regex": "/^Resource::<StoragePayloads.*\\.Arn>/.*\\*$/"},
+                            {"regex": "/^Resource::<QueryResults.*\\.Arn>/compaction/\\*$/"},
+                            {"regex": "/^Resource::arn:<AWS::Partition>:glue:.*:table/.*/compaction_\\*$/"},
+                            "Resource::*",
+                        ],
+                    }
+                ],
+                apply_to_children=True,
+            )
         NagSuppressions.add_resource_suppressions(
             self.query.reader_policy,
             [

@@ -7,6 +7,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from infra.config import PipelineConfig
+from infra.lake_table import COMPACTED_PREFIX
 
 
 def bucket_removal_policy(config: PipelineConfig) -> RemovalPolicy:
@@ -37,12 +38,23 @@ class PayloadStorage(Construct):
         rules = [
             s3.LifecycleRule(id="abort-incomplete-uploads", abort_incomplete_multipart_upload_after=Duration.days(7))
         ]
+        # Expiration counts from each object's creation ("Lifecycle configuration elements": the days
+        # after creation, rounded up to the next midnight UTC). Raw keys always continue with dt=, so
+        # the rule never reaches compacted/, even with an empty OBJECT_PREFIX.
         if config.RAW_RETENTION_DAYS:
             rules.append(
                 s3.LifecycleRule(
                     id="expire-payloads",
-                    prefix=config.OBJECT_PREFIX or None,
+                    prefix=f"{config.OBJECT_PREFIX}dt=",
                     expiration=Duration.days(config.RAW_RETENTION_DAYS),
+                )
+            )
+        if config.COMPACTED_RETENTION_DAYS:
+            rules.append(
+                s3.LifecycleRule(
+                    id="expire-compacted",
+                    prefix=COMPACTED_PREFIX,
+                    expiration=Duration.days(config.COMPACTED_RETENTION_DAYS),
                 )
             )
         self.bucket = s3.Bucket(

@@ -4,6 +4,7 @@ the alarm topic, tracing and log retention, for the defaults and for changed kno
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -239,6 +240,9 @@ def test_one_dashboard_per_stage_and_its_url_is_an_output(template: Template, ch
 
 
 # --- alarms ---------------------------------------------------------------------------------------
+def state_machine_id(template: Template) -> str:
+    [logical_id] = template.find_resources("AWS::StepFunctions::StateMachine")
+    return logical_id
 
 
 def test_each_alarm_watches_the_right_metric_with_its_threshold(template: Template) -> None:
@@ -287,6 +291,16 @@ def test_each_alarm_watches_the_right_metric_with_its_threshold(template: Templa
             15,
             [("AWS/Lambda", "ConcurrentExecutions", "Maximum", f"<{consumer}>")],
         ),
+        # lake: an hourly compaction failed, timed out or was aborted (tests/infra/test_compaction.py)
+        "compaction-failed": (
+            1,
+            "GreaterThanOrEqualToThreshold",
+            1,
+            [
+                ("AWS/States", f"Executions{outcome}", "Sum", f"<{state_machine_id(template)}>")
+                for outcome in ("Failed", "TimedOut", "Aborted")
+            ],
+        ),
     }
     assert set(found) == set(expected)
     for name, (threshold, comparison, periods, metrics) in expected.items():
@@ -316,15 +330,101 @@ def test_thresholds_follow_the_knobs(changed: Template) -> None:
     assert all(props["AlarmName"].startswith("ingest-pipeline-dev-") for props in found.values())
 
 
-def test_with_provisioned_pollers_saturation_means_the_poller_bound() -> None:
-    template = synth(PROVISIONED_POLLERS=True, MAX_POLLERS=6)
+# --- worker-pool-saturated: each mode alarms on what saturates, at a threshold the mode can reach ---------
+
+
+def mapping(template: Template) -> dict[str, Any]:
+    [found] = template.find_resources("AWS::Lambda::EventSourceMapping").values()
+    return dict(found["Properties"])
+
+
+def saturation_value(expression: str, *, pollers: float, age: float) -> float:
+    """The provisioned-mode alarm's expression evaluated for one minute's datapoints, as CloudWatch would."""
+    return float(eval(expression, {"__builtins__": {}, "FLOOR": math.floor, "pollers": pollers, "age": age}))
+
+
+@pytest.mark.parametrize(
+    "knobs",
+    [{}, {"MAX_WORKERS": 25}, {"MAX_WORKERS": 40, "RESERVED_CONCURRENCY": "off"}],
+    ids=["default", "max-workers-25", "unreserved"],
+)
+def test_standard_mode_alarms_when_the_consumer_runs_at_max_workers(knobs: dict[str, Any]) -> None:
+    # Given the standard worker pool: the mapping's maximum concurrency bounds it
+    template = synth(**knobs)
+    bound = mapping(template)["ScalingConfig"]["MaximumConcurrency"]
     saturated = alarms(template)["worker-pool-saturated"]
-    assert saturated["Threshold"] == 60  # reserved concurrency = 10 x MAX_POLLERS
-    assert "Raise MAX_POLLERS" in saturated["AlarmDescription"]
-    widget = next(
-        w for w in dashboard(template)["widgets"] if w["properties"].get("title") == "Consumer concurrency vs bound"
+    consumer = function_id(template, "consumer_handler.lambda_handler")
+    # Then the alarm watches the consumer's concurrency, per minute, with reserved concurrency or without
+    assert alarm_metrics(saturated) == [("AWS/Lambda", "ConcurrentExecutions", "Maximum", f"<{consumer}>")]
+    # And it can fire: at MAX_WORKERS, the most the mapping ever runs, for 15 minutes in a row
+    assert (saturated["Threshold"], saturated["ComparisonOperator"]) == (bound, "GreaterThanOrEqualToThreshold")
+    assert (saturated["EvaluationPeriods"], saturated["DatapointsToAlarm"]) == (15, 15)
+    assert [q["MetricStat"]["Period"] for q in saturated["Metrics"] if "MetricStat" in q] == [60]
+    assert "Raise MAX_WORKERS" in saturated["AlarmDescription"]
+
+
+@pytest.fixture(scope="module")
+def provisioned() -> Template:
+    return synth(PROVISIONED_POLLERS=True, MIN_POLLERS=4, MAX_POLLERS=6)
+
+
+def test_provisioned_mode_alarms_on_the_pollers_at_max_pollers_while_messages_wait(provisioned: Template) -> None:
+    saturated = alarms(provisioned)["worker-pool-saturated"]
+    queue, _ = queue_ids(provisioned)
+    [esm] = provisioned.find_resources("AWS::Lambda::EventSourceMapping")
+    # Then it watches the mapping's pollers (by its UUID) and the queue's oldest message, per minute
+    queries = {q["Id"]: q for q in saturated["Metrics"]}
+    pollers = queries["pollers"]["MetricStat"]
+    assert (pollers["Metric"]["Namespace"], pollers["Metric"]["MetricName"], pollers["Stat"]) == (
+        "AWS/Lambda",
+        "ProvisionedPollers",
+        "Maximum",
     )
-    assert widget["properties"]["annotations"]["horizontal"][0]["label"] == "10 x MAX_POLLERS = 60"
+    assert pollers["Metric"]["Dimensions"] == [{"Name": "EventSourceMappingUUID", "Value": {"Ref": esm}}]
+    assert sorted(alarm_metrics(saturated)) == [
+        ("AWS/Lambda", "ProvisionedPollers", "Maximum", f"<{esm}>"),
+        ("AWS/SQS", "ApproximateAgeOfOldestMessage", "Maximum", f"<{queue}.QueueName>"),
+    ]
+    assert {pollers["Period"], queries["age"]["MetricStat"]["Period"]} == {60}
+    assert (saturated["Threshold"], saturated["ComparisonOperator"]) == (60, "GreaterThanOrEqualToThreshold")
+    assert (saturated["EvaluationPeriods"], saturated["DatapointsToAlarm"]) == (15, 15)
+    assert "Raise MAX_POLLERS" in saturated["AlarmDescription"]
+
+
+@pytest.mark.parametrize(
+    "knobs",
+    [
+        {"PROVISIONED_POLLERS": True, "MIN_POLLERS": 4, "MAX_POLLERS": 6},
+        {"PROVISIONED_POLLERS": True, "MIN_POLLERS": 10, "MAX_POLLERS": 10},  # a fixed pool: always at its bound
+        {"PROFILE": "scale"},
+    ],
+    ids=["4-6-pollers", "fixed-pool", "scale"],
+)
+def test_provisioned_mode_can_fire_at_the_pollers_the_mapping_reaches_and_only_there(knobs: dict[str, Any]) -> None:
+    template = synth(**knobs)
+    bound = mapping(template)["ProvisionedPollerConfig"]["MaximumPollers"]
+    saturated = alarms(template)["worker-pool-saturated"]
+    [expression] = [q["Expression"] for q in saturated["Metrics"] if "Expression" in q]
+    threshold = saturated["Threshold"]
+    # It fires with every poller the mapping may run busy and the oldest message at the threshold
+    assert saturation_value(expression, pollers=bound, age=threshold) >= threshold
+    # It stays quiet one poller below the bound, however old the message (the pool can still grow) ...
+    assert saturation_value(expression, pollers=bound - 1, age=86400) < threshold
+    # ... and at the bound while messages are picked up within the batching window (a fixed pool is no page)
+    assert saturation_value(expression, pollers=bound, age=2) < threshold
+    # And it no longer waits for 10 x MAX_POLLERS concurrent executions (20,000 at PROFILE=scale, ~100 needed)
+    assert "ConcurrentExecutions" not in {metric for _, metric, _, _ in alarm_metrics(saturated)}
+
+
+def test_the_pool_widget_draws_the_bound_that_saturates(provisioned: Template) -> None:
+    widget = next(
+        w
+        for w in dashboard(provisioned)["widgets"]
+        if w["properties"].get("title") == "Event pollers vs bound; consumer concurrency"
+    )
+    assert widget["properties"]["annotations"]["horizontal"][0]["label"] == "MAX_POLLERS = 6"
+    metrics = {line[1] for line in widget["properties"]["metrics"]}
+    assert metrics == {"ProvisionedPollers", "ConcurrentExecutions"}
 
 
 def test_every_alarm_notifies_the_topic_on_alarm_and_on_ok(template: Template) -> None:

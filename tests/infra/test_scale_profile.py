@@ -53,9 +53,11 @@ def test_scale_template_carries_the_profiles_settings(scale: tuple[IngestPipelin
     bucket = only(
         template, "AWS::S3::Bucket", {"LoggingConfiguration": Match.object_like({"LogFilePrefix": "payloads/"})}
     )["Properties"]
-    assert {"ExpirationInDays": 7, "Id": "expire-payloads", "Prefix": "payloads/", "Status": "Enabled"} in bucket[
-        "LifecycleConfiguration"
-    ]["Rules"]
+    rules = bucket["LifecycleConfiguration"]["Rules"]
+    assert {"ExpirationInDays": 15, "Id": "expire-payloads", "Prefix": "payloads/dt=", "Status": "Enabled"} in rules
+    assert {"ExpirationInDays": 30, "Id": "expire-compacted", "Prefix": "compacted/", "Status": "Enabled"} in rules
+    # The ingest reserves what the capacity model sized (a slowed SendMessageBatch, 10 requests/s per environment)
+    assert ingest["ReservedConcurrentExecutions"] == 2_100
 
 
 def test_cdk_nag_reports_no_unsuppressed_findings_on_scale(scale: tuple[IngestPipelineStack, Template]) -> None:

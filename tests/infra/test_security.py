@@ -145,16 +145,38 @@ def test_no_other_role_exists_and_no_policy_uses_wildcards(resources: dict[str, 
         json.dumps(r["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"])
         for r in of_type(resources, "AWS::IAM::Role").values()
     )
-    # the two functions, and API Gateway's account-level CloudWatch logging role
+    # the two functions, API Gateway's account-level CloudWatch logging role, and the compaction's state
+    # machine and the schedule that starts it (tests/infra/test_compaction.py states their rights)
     assert principals == sorted(
-        [json.dumps({"Service": "lambda.amazonaws.com"})] * 2 + [json.dumps({"Service": "apigateway.amazonaws.com"})]
+        [json.dumps({"Service": "lambda.amazonaws.com"})] * 2
+        + [json.dumps({"Service": service}) for service in ("apigateway.amazonaws.com", "states.amazonaws.com")]
+        + [json.dumps({"Service": "scheduler.amazonaws.com"})]
     )
     for policy in of_type(resources, "AWS::IAM::Policy").values():
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
             actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
             assert not any(action == "*" or action.endswith(":*") for action in actions), statement
             if statement["Resource"] == "*":
-                assert set(actions) <= {"xray:PutTelemetryRecords", "xray:PutTraceSegments"}, statement
+                # X-Ray's and (for the state machine) log delivery's actions have no resource-level permissions
+                assert set(actions) <= {"xray:PutTelemetryRecords", "xray:PutTraceSegments"} | {
+                    "xray:GetSamplingRules",
+                    "xray:GetSamplingTargets",
+                    *LOG_DELIVERY_ACTIONS,
+                }, statement
+
+
+# Step Functions' logging to CloudWatch Logs needs these on "*" (Step Functions Developer Guide,
+# "IAM Policies for logging to CloudWatch Logs").
+LOG_DELIVERY_ACTIONS = {
+    "logs:CreateLogDelivery",
+    "logs:GetLogDelivery",
+    "logs:UpdateLogDelivery",
+    "logs:DeleteLogDelivery",
+    "logs:ListLogDeliveries",
+    "logs:PutResourcePolicy",
+    "logs:DescribeResourcePolicies",
+    "logs:DescribeLogGroups",
+}
 
 
 # --- TLS only, encrypted at rest ---------------------------------------------------------------

@@ -110,7 +110,7 @@ def test_dev_opt_out_destroys_the_bucket_and_expires_objects() -> None:
     )
     assert bucket["DeletionPolicy"] == "Delete"
     rules = bucket["Properties"]["LifecycleConfiguration"]["Rules"]
-    assert {"ExpirationInDays": 30, "Id": "expire-payloads", "Prefix": "payloads/", "Status": "Enabled"} in rules
+    assert {"ExpirationInDays": 30, "Id": "expire-payloads", "Prefix": "payloads/dt=", "Status": "Enabled"} in rules
     # and MAX_WORKERS flows to both the mapping's maximum concurrency and the reserved concurrency
     assert consumer(template)["Properties"]["ReservedConcurrentExecutions"] == 25
     mapping = only(template, "AWS::Lambda::EventSourceMapping")

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Template
 
-from infra.config import ConfigError, PipelineConfig
+from infra.config import MAX_POLLERS_DEPLOYABLE, ConfigError, PipelineConfig
 from tests.infra import consumer, only, synth
 
 
@@ -68,3 +68,31 @@ def test_object_mode_reaches_the_consumer_environment(provisioned_mode: Template
 def test_invalid_mode_knobs_are_refused_with_the_knob_named(knobs: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         PipelineConfig.resolve(knobs, environ={})
+
+
+@pytest.mark.parametrize("maximum_pollers", [MAX_POLLERS_DEPLOYABLE, MAX_POLLERS_DEPLOYABLE + 1])
+def test_the_max_pollers_bound_is_what_cdk_synthesizes(maximum_pollers: int) -> None:
+    # The Lambda API allows 10,000 SQS pollers, CDK and the CloudFormation page 2,000 (infra/config.py): the config's
+    # bound is CDK's. When a CDK release accepts more, this fails and the bound can follow it.
+    from aws_cdk import App, Stack
+    from aws_cdk import aws_lambda as lambda_
+    from aws_cdk import aws_lambda_event_sources as event_sources
+    from aws_cdk import aws_sqs as sqs
+
+    stack = Stack(App(), "PollerProbe")
+    function = lambda_.Function(
+        stack,
+        "Probe",
+        runtime=lambda_.Runtime.PYTHON_3_13,
+        handler="index.handler",
+        code=lambda_.Code.from_inline("def handler(event, context): pass"),
+    )
+    queue = sqs.Queue(stack, "Queue")
+    pollers = lambda_.ProvisionedPollerConfig(minimum_pollers=2, maximum_pollers=maximum_pollers)
+    if maximum_pollers <= MAX_POLLERS_DEPLOYABLE:
+        function.add_event_source(event_sources.SqsEventSource(queue, provisioned_poller_config=pollers))
+        mapping = only(Template.from_stack(stack), "AWS::Lambda::EventSourceMapping")["Properties"]
+        assert mapping["ProvisionedPollerConfig"]["MaximumPollers"] == maximum_pollers
+    else:
+        with pytest.raises(Exception, match="Maximum provisioned pollers for SQS must be between 2 and 2000 inclusive"):
+            function.add_event_source(event_sources.SqsEventSource(queue, provisioned_poller_config=pollers))

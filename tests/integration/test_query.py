@@ -197,7 +197,15 @@ def test_the_readme_query_for_athena_and_duckdb_runs_here(pipeline: Pipeline, tm
     # And payloads with temp 20.5, 21.5, 22.5, one of them stored twice
     store(pipeline, 1, 3)
     plant_duplicate(pipeline)
-    # When it runs, Then it counts each payload once by its rounded temperature
+    # When the lake is compacted (make compact) and it runs, over payloads_compacted and payloads_dedup alike
+    from tests.integration.test_compaction_local import compact_lake
+
+    compact_lake(pipeline, tmp_path)
+    assert "FROM payloads_compacted" in sql
+    assert rows(pipeline, tmp_path, sql) == rows(
+        pipeline, tmp_path, sql.replace("payloads_compacted", "payloads_dedup")
+    )
+    # Then it counts each payload once by its rounded temperature
     assert rows(pipeline, tmp_path, sql) == [
         {"temp": 21.0, "payloads": 1},
         {"temp": 22.0, "payloads": 1},

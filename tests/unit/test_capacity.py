@@ -271,7 +271,7 @@ def test_the_seed_load_on_the_scale_profile_as_json(capsys: pytest.CaptureFixtur
     [pollers] = [line for line in document["cost"]["lines"] if line["service"] == "Lambda pollers"]
     assert pollers["usd_per_month"] > 1_000
     assert document["usd_per_million_payloads"] <= 0.20
-    assert round(document["usd_per_million_payloads"], 3) == 0.192  # drifts only with a model or price change
+    assert round(document["usd_per_million_payloads"], 3) == 0.194  # drifts only with a model or price change
 
 
 @pytest.mark.parametrize("device_auth", ["off", "on"])
@@ -280,7 +280,7 @@ def test_the_seed_load_with_the_rest_front_door(capsys: pytest.CaptureFixture[st
     assert code == 0 and document["carried"] is True
     assert "support-case" not in [q["via"] for q in document["quota_increases"]]
     assert document["usd_per_million_payloads"] <= 0.30
-    assert round(document["usd_per_million_payloads"], 3) == 0.295
+    assert round(document["usd_per_million_payloads"], 2) == 0.30  # 0.296 and 0.297: drifts only with a change
 
 
 def test_the_json_schema(capsys: pytest.CaptureFixture[str]) -> None:
@@ -424,11 +424,12 @@ def _cost_per_million(environ: dict[str, str], object_mode: str) -> float:
 @pytest.mark.parametrize("doc", ["docs/PERFORMANCE.md", "README.md"])
 def test_the_cost_figures_in_the_docs_are_the_tools(doc: str) -> None:
     text = (ROOT / doc).read_text()
-    figures = {
-        "scale, HTTP API": _cost_per_million({"PROFILE": "scale"}, "batch"),
-        "scale, REST": _cost_per_million({"PROFILE": "scale", "API_KIND": "rest", "DEVICE_AUTH": "off"}, "batch"),
-        "dev, payload mode": _cost_per_million({}, "payload"),
-        "dev, batch mode": _cost_per_million({}, "batch"),
+    rest = {"PROFILE": "scale", "API_KIND": "rest", "DEVICE_AUTH": "off"}
+    figures = {  # per million payloads at the seed load: the scale profile to the tenth of a cent
+        "scale, HTTP API": f"${_cost_per_million({'PROFILE': 'scale'}, 'batch'):.3f}",
+        "scale, REST": f"${_cost_per_million(rest, 'batch'):.3f}",
+        "dev, payload mode": f"${_cost_per_million({}, 'payload'):.2f}",
+        "dev, batch mode": f"${_cost_per_million({}, 'batch'):.2f}",
     }
-    for name, usd in figures.items():
-        assert f"${usd:.2f}" in text, f"{doc} should quote {name}: ${usd:.2f} per million payloads"
+    for name, quoted in figures.items():
+        assert quoted in text, f"{doc} should quote {name}: {quoted} per million payloads"

@@ -147,11 +147,11 @@ def test_s3_puts_per_object() -> None:
 
 
 def test_raw_storage_is_priced_at_the_stored_size_for_its_retention() -> None:
-    # batch mode stores each 949 B envelope gzip'd (bench S1's ratio), kept 7 days; compacted Parquet 30 days
-    config = PipelineConfig(OBJECT_MODE="batch", RAW_RETENTION_DAYS=7, COMPACTED_RETENTION_DAYS=30)
+    # batch mode stores each 949 B envelope gzip'd (bench S1's ratio), kept 15 days; compacted Parquet 30 days
+    config = PipelineConfig(OBJECT_MODE="batch", RAW_RETENTION_DAYS=15, COMPACTED_RETENTION_DAYS=30)
     found = lines(config)
-    raw = line(found, "S3: raw payloads, gzip NDJSON (7-day expiry)")
-    assert raw.quantity == pytest.approx(432_000 * 949 / MEASURED.stored_compression * 7 / 30 / GB)
+    raw = line(found, "S3: raw payloads, gzip NDJSON (15-day expiry)")
+    assert raw.quantity == pytest.approx(432_000 * 949 / MEASURED.stored_compression * 15 / 30 / GB)
     assert raw.usd == pytest.approx(raw.quantity * 0.023)
     compacted = line(found, "S3: compacted Parquet (30-day expiry)")
     assert compacted.quantity == pytest.approx(432_000 * 949 / MEASURED.compacted_compression / GB)

@@ -23,7 +23,7 @@ BENCH_BATCH_RECORDS = 100  # the consumer batch C1 and L1 are measured on
 @dataclass(frozen=True)
 class BenchFigures:
     """What `make bench` measured. Defaults: its run on 2026-11-26 (P1, C1, L1; docs/PERFORMANCE.md) and
-    2026-12-01 (S1, S2: `python -m bench S1`), CPU time on one full core of the development machine;
+    2026-12-02 (S1, S2: `python -m bench S1`), CPU time on one full core of the development machine;
     ``--bench FILE`` reads a fresh run instead."""
 
     ingest_cpu_ms: float = 0.5  # P1 real_us: the real handler per request, 10 x 1 KiB
@@ -39,11 +39,12 @@ class BenchFigures:
     # S1: the consumer's gzip NDJSON batch objects of 2,000 telemetry-like payloads of 1 KiB
     # (bench/stored_bytes.py): envelope bytes / stored bytes.
     stored_compression: float = 5.834
-    # S2: the same envelopes as Parquet (zstd): envelope bytes / Parquet bytes, and the compressed bytes per
-    # payload of the columns a typical query reads (they do not grow with the payload).
-    compacted_compression: float = 5.47
+    # S2: the same envelopes as Parquet (zstd) in Athena's file order (hashed by id): envelope bytes / Parquet
+    # bytes, and the compressed bytes per payload of the columns a typical query reads (they do not grow with
+    # the payload). Bench Q1 (the lake's) finds the id column at 5.6 B a payload in that order too.
+    compacted_compression: float = 5.08
     compacted_column_bytes: Mapping[str, float] = field(
-        default_factory=lambda: MappingProxyType({"id": 2.98, "token": 1.98, "receivedAt": 0.5, "requestId": 2.23})
+        default_factory=lambda: MappingProxyType({"id": 5.53, "token": 3.18, "receivedAt": 1.75, "requestId": 3.42})
     )
 
     def consumer_cpu_ms(self, object_mode: str) -> float:
@@ -141,10 +142,12 @@ class Assumptions:
     * ``epus_per_poller`` 1: an active SQS event poller is billed as one EPU.
     * ``environment_hours`` 2: how long a warm execution environment lives before Lambda recycles it (not
       documented; it counts cold starts, each of which reads the device-key secret once more).
-    * ``compaction_transitions`` 12: Step Functions state transitions per hourly compaction run (start, the
-      CTAS, the partition switch, cleanup, their waits and the end), until the lake's state machine lands.
-    * ``compacted_object_bytes`` 128 MiB: the Parquet objects Athena's CTAS writes, Athena's own advice for
-      file size, until the lake's CTAS settles it.
+    * ``compaction_transitions`` 12: Step Functions state transitions of a first run of an hour (docs/LAKE.md,
+      "What one run costs"; a re-run adds 4 per superseded directory, waiting 3 a minute).
+    * ``multipart_part_bytes`` 64 MiB: the part size of the multipart uploads Athena writes its Parquet files
+      with (not documented; one PUT request per part).
+    * ``row_group_bytes`` 128 MiB: a Parquet row group, so a file's id column is read in one GET per row group
+      (not documented for Athena's writer).
     """
 
     measured: BenchFigures = MEASURED
@@ -161,13 +164,16 @@ class Assumptions:
     response_bytes: int = len(RESPONSE_BODY) + RESPONSE_HEADER_BYTES
     trace_sampling: float = 0.05  # X-Ray's default rule: 1 request/s, then 5 %
     custom_metrics: int = 18  # metric name x dimension sets both functions emit
-    alarms: int = 8  # infra/monitoring_construct.py's seven, and the lake's compaction-failure alarm
+    # Alarm metrics (CloudWatch bills each metric of an alarm): infra/monitoring_construct.py's eight alarms, the
+    # 5xx rate and the provisioned pool's saturation being metric math over two metrics each.
+    alarms: int = 10
     dashboards: int = 1
     kms_keys: int = 1  # the alarm topic's key
     epus_per_poller: float = 1.0
     environment_hours: float = 2.0
     compaction_transitions: int = 12
-    compacted_object_bytes: int = 128 * 1024**2
+    multipart_part_bytes: int = 64 * 1024**2
+    row_group_bytes: int = 128 * 1024**2
 
 
 DEFAULT = Assumptions()

@@ -11,6 +11,7 @@ import math
 from typing import Any
 
 from infra.config import SQS_IN_FLIGHT_DEFAULT_QUOTA, PipelineConfig
+from infra.lake_table import COMPACTED_BUCKETS
 from tools.models import cost, prices
 from tools.models.assumptions import DEFAULT, MEASURED, log_compression
 from tools.models.capacity import (
@@ -267,8 +268,10 @@ def _lake_section(scale: Assessment) -> list[str]:
         f"* **Objects per hour partition**: {raw_objects:,.0f} raw batch objects of ~{flow.payloads_per_object:,.0f} "
         f"payloads before; {lake.compacted_objects_per_hour:,} Parquet objects after "
         f"({compacted * flow.payloads_per_second * 3600 / 1024**3:,.0f} GB at {compacted:.0f} B a payload, "
-        f"bench S2, in objects of {DEFAULT.compacted_object_bytes // 1024**2} MiB: the size Athena's CTAS is assumed "
-        "to write until the lake's code sets it).",
+        f"bench S2: one file per bucket of the CTAS, `COMPACTED_BUCKETS` in infra/lake_table.py). A run's S3 "
+        "requests are the lake's own count (docs/LAKE.md): a GET per raw object, a LIST per 1,000, each file's "
+        f"multipart PUTs ({DEFAULT.multipart_part_bytes // 1024**2} MiB parts assumed), and for each lookback hour "
+        f"each file's footer and id column ({DEFAULT.row_group_bytes // 1024**2} MiB row groups assumed).",
         '* **A one-hour query** ("payloads per token in one hour", bench Q1), at Athena\'s '
         f"${prices.ATHENA_PER_TB:.0f} per TB and its 10 MB minimum: raw NDJSON.gz of the hour "
         f"${lake.raw_hour_query_usd:,.2f}; through the old `payloads_dedup` view, which scans every raw object kept "
@@ -340,9 +343,10 @@ def _why_scale(scale: Assessment, rest: Assessment) -> list[str]:
         "the queue can keep messages while the DLQ still outlives it (a moved message keeps its enqueue time).",
         f"* `RAW_RETENTION_DAYS={c.RAW_RETENTION_DAYS}`, `COMPACTED_RETENTION_DAYS={c.COMPACTED_RETENTION_DAYS}`: raw "
         f"objects stored at their gzip size (bench S1: {MEASURED.stored_compression:.2f}x on telemetry-like payloads) "
-        f"cost {_money(raw.usd)} a month, a week to replay a compaction; the compacted Parquet, "
-        f"{_money(compacted.usd)} for 30 days of analysis. No storage-class transition: objects kept a week or a month "
-        "would pay minimum storage durations in the IA classes.",
+        f"cost {_money(raw.usd)} a month; {c.RAW_RETENTION_DAYS} days is the least the lake accepts, one more than "
+        "`DLQ_RETENTION_DAYS`, so an hour can be re-compacted after the DLQ's last redrive. The compacted Parquet "
+        f"costs {_money(compacted.usd)} for {c.COMPACTED_RETENTION_DAYS} days of analysis. No storage-class "
+        "transition: objects kept two weeks or a month would pay the IA classes' minimum storage durations.",
         f"* `LOG_LEVEL={c.LOG_LEVEL}`, `SYSTEM_LOG_LEVEL={c.SYSTEM_LOG_LEVEL}`, `METRICS_FLUSH_SECONDS="
         f"{c.METRICS_FLUSH_SECONDS}`, `ACCESS_LOG_CLASS={c.ACCESS_LOG_CLASS}`: see the telemetry section.",
         f"* `TRACING=false`: Lambda's active tracing samples 1 request/s + 5 % and takes no custom sampling rules; at "
@@ -460,13 +464,18 @@ def _assumptions_section(scale: Assessment) -> list[str]:
         ),
         (
             "compaction run",
-            f"{a.compaction_transitions} transitions, {a.compacted_object_bytes // 1024**2} MiB objects",
-            "assumed until the lake's state machine and CTAS land",
+            f"{a.compaction_transitions} transitions, {COMPACTED_BUCKETS} files, 1 billed statement of 4",
+            'docs/LAKE.md "What one run costs" and infra/lake_table.py (a first run of an hour)',
         ),
         (
-            "alarms, dashboards, custom metrics",
+            "Athena's Parquet files",
+            f"{a.multipart_part_bytes // 1024**2} MiB multipart parts, {a.row_group_bytes // 1024**2} MiB row groups",
+            "assumed (not documented): they count S3 requests only",
+        ),
+        (
+            "alarm metrics, dashboards, custom metrics",
             f"{a.alarms}, {a.dashboards}, {a.custom_metrics}",
-            "infra/monitoring_construct.py (+ the lake's failure alarm)",
+            "infra/monitoring_construct.py (a metric-math alarm bills each of its metrics)",
         ),
     ]
     return [

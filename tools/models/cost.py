@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from infra.lake_table import COMPACTED_BUCKETS
 from tools.models import prices
 from tools.models.assumptions import (
     DEFAULT,
@@ -284,17 +285,23 @@ def s3_request_lines(config: PipelineConfig, flow: Flow) -> list[Line]:
 
 
 def _compaction_requests_per_month(config: PipelineConfig, flow: Flow) -> dict[str, float]:
-    """S3 requests an hourly compaction makes: a GET per raw object of the hour and a LIST per 1,000 of them,
-    a PUT per compacted object, and two GETs (footer, id column) per compacted object of the lookback."""
+    """S3 requests an hourly compaction makes (docs/LAKE.md, "What one run costs"): a GET per raw object of
+    the hour and a LIST per 1,000 of them; the CTAS's COMPACTED_BUCKETS files, each a multipart upload (one PUT
+    per part, plus its start and end); and for each of the lookback's hours, each file's footer and its id
+    column, one GET per row group."""
     if config.COMPACTION != "on":
         return {"GET": 0.0, "LIST": 0.0, "PUT": 0.0}
+    assume = flow.assume
     raw_objects = flow.puts_per_second * 3600
-    compacted = compacted_objects_per_hour(flow)
+    files = compacted_objects_per_hour(flow)
+    file_bytes = flow.payloads_per_second * 3600 * compacted_bytes_per_payload(flow) / files
+    puts_per_file = math.ceil(file_bytes / assume.multipart_part_bytes) + 2
+    gets_per_file = 1 + math.ceil(file_bytes / assume.row_group_bytes)
     runs = HOURS_PER_MONTH
     return {
-        "GET": runs * (raw_objects + 2 * compacted * config.COMPACTION_LOOKBACK_HOURS),
+        "GET": runs * (raw_objects + files * gets_per_file * config.COMPACTION_LOOKBACK_HOURS),
         "LIST": runs * math.ceil(raw_objects / 1000),
-        "PUT": runs * compacted,
+        "PUT": runs * files * puts_per_file,
     }
 
 
@@ -310,8 +317,8 @@ def compacted_bytes_per_payload(flow: Flow) -> float:
 
 
 def compacted_objects_per_hour(flow: Flow) -> int:
-    hour = flow.payloads_per_second * 3600 * compacted_bytes_per_payload(flow)
-    return max(1, math.ceil(hour / flow.assume.compacted_object_bytes))
+    """The CTAS writes one file per bucket (infra/lake_table.py COMPACTED_BUCKETS), whatever the hour holds."""
+    return COMPACTED_BUCKETS
 
 
 def storage_lines(config: PipelineConfig, flow: Flow) -> list[Line]:
@@ -343,8 +350,10 @@ def storage_lines(config: PipelineConfig, flow: Flow) -> list[Line]:
 
 
 def athena_bytes_per_compaction(config: PipelineConfig, flow: Flow) -> float:
-    """One hourly run's CTAS scans the raw hour's gzip NDJSON and the id column of COMPACTION_LOOKBACK_HOURS
-    compacted hours (an id already compacted is not added again)."""
+    """One hourly run's CTAS scans the raw hour's gzip NDJSON and the id column of the compacted hours within
+    COMPACTION_LOOKBACK_HOURS (an id already compacted is not added again: infra/lake_table.py
+    compaction_select). The window reaches as far forward, but at the hourly run the later hours are not
+    compacted yet."""
     hour = flow.payloads_per_second * 3600
     raw = hour * stored_bytes_per_payload(config, flow)
     ids = hour * flow.assume.measured.compacted_column_bytes["id"] * config.COMPACTION_LOOKBACK_HOURS
@@ -353,8 +362,8 @@ def athena_bytes_per_compaction(config: PipelineConfig, flow: Flow) -> float:
 
 def compaction_lines(config: PipelineConfig, flow: Flow) -> list[Line]:
     """COMPACTION=on: an EventBridge Scheduler run per hour starts a Step Functions standard workflow whose
-    Athena CTAS writes the hour as Parquet (brief decision 4). DDL (the partition switch) is not billed by
-    Athena."""
+    Athena CTAS writes the hour as Parquet (infra/compaction_construct.py). Of its four statements only the
+    CTAS is billed; Athena does not bill DDL (ADD PARTITION, SET LOCATION, DROP TABLE)."""
     assume = flow.assume
     if config.COMPACTION != "on":
         return []
@@ -501,7 +510,7 @@ def monitoring_lines(config: PipelineConfig, flow: Flow) -> list[Line]:
             "metrics",
             assume.custom_metrics * prices.CLOUDWATCH_CUSTOM_METRIC_MONTH,
         ),
-        Line("CloudWatch", "alarms", assume.alarms, "alarms", assume.alarms * prices.CLOUDWATCH_ALARM_MONTH),
+        Line("CloudWatch", "alarm metrics", assume.alarms, "metrics", assume.alarms * prices.CLOUDWATCH_ALARM_MONTH),
         Line(
             "CloudWatch",
             "dashboards",

@@ -7,9 +7,11 @@ The objects are copied with boto3 into a local cache first (only new ones: store
 change, create-only), so DuckDB reads local files and needs no S3 extension: it works offline and
 against any S3 endpoint. Then DuckDB sees the same table as Athena (infra/lake_table.py):
 
-- ``payloads``: id, requestId, receivedAt, version, token, payload (JSON text), dt, hour, from
-  both object modes (``.json`` and gzip NDJSON ``.ndjson.gz``); dt and hour come from the key.
-- ``payloads_dedup``: one row per id, the same SQL text as the Athena view.
+- ``payloads_compacted``: one row per payload id, from the Parquet files `make compact` (or the
+  deployed compaction) wrote under ``compacted/``: the newest run of each hour.
+- ``payloads``: id, requestId, receivedAt, version, token, deviceId, payload (JSON text), dt, hour,
+  from both object modes (``.json`` and gzip NDJSON ``.ndjson.gz``); dt and hour come from the key.
+- ``payloads_dedup``: one row per id, the same SQL text as the Athena view (it reads everything).
 - ``json_extract_scalar`` and ``from_iso8601_timestamp`` exist as in Athena, so one query runs on both.
 """
 
@@ -18,8 +20,9 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,13 +30,23 @@ from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 from infra.config import PipelineConfig, cdk_json_context
-from infra.lake_table import COLUMNS, DEDUP_VIEW_NAME, DEDUP_VIEW_SQL, TABLE_NAME
+from infra.lake_table import (
+    COLUMNS,
+    COMPACTED_PREFIX,
+    COMPACTED_TABLE_NAME,
+    DEDUP_VIEW_NAME,
+    DEDUP_VIEW_SQL,
+    RUN_KEY,
+    TABLE_NAME,
+)
 from pipeline.contract import BATCH_OBJECT_SUFFIX, PAYLOAD_OBJECT_SUFFIX, parse_object_key
 from tools.ops.cli import Progress, client_options
 
 # dt and hour of a cached file, for DuckDB's regexp_extract: the partition part of the contract's key
 # layout (partition_prefix), which is_lake_object has already checked with parse_object_key.
 _PARTITION = r"dt=(\d{4}-\d{2}-\d{2})/hour=(\d{2})/[^/]+$"
+# A compacted file: compacted/dt=YYYY-MM-DD/hour=HH/run=<run id>/<file> (infra/lake_table.py run_prefix).
+COMPACTED_KEY = re.compile(rf"{COMPACTED_PREFIX}dt=(\d{{4}}-\d{{2}}-\d{{2}})/hour=(\d{{2}})/{RUN_KEY}=([\w-]+)/[^/]+$")
 DEFAULT_CACHE = Path(".cache") / "query"
 DOWNLOADERS = 16
 # Athena (Trino) functions that DuckDB names differently: defined once, so a query runs on both.
@@ -60,14 +73,32 @@ def is_lake_object(key: str, prefix: str) -> bool:
     return parsed is not None and parsed.prefix == prefix
 
 
-def sync_objects(s3: Any, bucket: str, prefix: str, cache: Path, progress: Progress | None = None) -> SyncReport:
+def is_compacted_object(key: str) -> bool:
+    """A file of payloads_compacted: compacted/dt=YYYY-MM-DD/hour=HH/run=<run id>/<file>."""
+    return COMPACTED_KEY.fullmatch(key) is not None and not key.endswith(".part")
+
+
+def sync_objects(
+    s3: Any,
+    bucket: str,
+    prefix: str,
+    cache: Path,
+    progress: Progress | None = None,
+    wants: Callable[[str], bool] | None = None,
+) -> SyncReport:
     """Mirror the lake objects of ``bucket`` under ``cache`` (same relative keys). Objects are written
     once and never changed, so a cached file of the right size is current; files whose object is gone
-    (expired) are removed."""
+    (expired, or a superseded compaction run) are removed. ``wants``: which keys under ``prefix`` to
+    mirror (default: the raw lake's objects)."""
+    if wants is None:
+
+        def wants(key: str) -> bool:
+            return is_lake_object(key, prefix)
+
     wanted: dict[str, int] = {}
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for item in page.get("Contents", []):
-            if is_lake_object(item["Key"], prefix):
+            if wants(item["Key"]):
                 wanted[item["Key"]] = item["Size"]
         if progress:
             progress.show(f"listing s3://{bucket}/{prefix}: {len(wanted):,} objects")
@@ -90,7 +121,7 @@ def sync_objects(s3: Any, bucket: str, prefix: str, cache: Path, progress: Progr
     for path in [p for p in cache.rglob("*") if p.is_file()]:
         key = path.relative_to(cache).as_posix()
         # Only what this tool wrote: copies of lake objects and interrupted downloads.
-        if key not in wanted and (is_lake_object(key, prefix) or key.endswith(".part")):
+        if key not in wanted and key.startswith(prefix) and (wants(key) or key.endswith(".part")):
             path.unlink()
             removed += 1
     if progress:
@@ -102,9 +133,46 @@ def _sql_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def open_lake(root: Path) -> Any:
+def current_compacted_files(compacted_root: Path) -> list[Path]:
+    """The files of payloads_compacted under ``compacted_root`` (a copy of the compacted/ prefix): of
+    each hour, the newest run only. Run ids sort by start time and a local run writes each hour's one
+    file with one PutObject, so the newest run is complete; an older one is superseded (`make compact`
+    deletes it after the new one is stored)."""
+    newest: dict[tuple[str, str], tuple[str, list[Path]]] = {}
+    for path in sorted(compacted_root.rglob("*")):
+        match = COMPACTED_KEY.fullmatch(COMPACTED_PREFIX + path.relative_to(compacted_root).as_posix())
+        if not path.is_file() or match is None or path.name.endswith(".part"):
+            continue
+        dt, hour, run_id = match.groups()
+        current = newest.get((dt, hour))
+        if current is None or run_id > current[0]:
+            newest[(dt, hour)] = (run_id, [path])
+        elif run_id == current[0]:
+            current[1].append(path)
+    return [path for _, paths in sorted(newest.values(), key=lambda item: item[1][0]) for path in paths]
+
+
+def define_compacted_table(connection: Any, compacted_root: Path | None) -> None:
+    """(Re)define `payloads_compacted` over the newest run of each hour under ``compacted_root``."""
+    files = current_compacted_files(compacted_root) if compacted_root and compacted_root.is_dir() else []
+    if not files:  # nothing compacted yet: an empty table with the same columns, not an error
+        empty = ", ".join(f"CAST(NULL AS VARCHAR) AS {name}" for name in (*COLUMNS, "dt", "hour"))
+        connection.execute(f"CREATE OR REPLACE VIEW {COMPACTED_TABLE_NAME} AS SELECT {empty} WHERE false")
+        return
+    pattern = _sql_string(r"dt=(\d{4}-\d{2}-\d{2})/hour=(\d{2})/")
+    connection.execute(
+        f"CREATE OR REPLACE VIEW {COMPACTED_TABLE_NAME} AS SELECT {', '.join(COLUMNS)}, "
+        f"regexp_extract(filename, {pattern}, 1) AS dt, regexp_extract(filename, {pattern}, 2) AS hour "
+        f"FROM read_parquet([{', '.join(_sql_string(path.as_posix()) for path in files)}], filename = true, "
+        "hive_partitioning = false)"
+    )
+
+
+def open_lake(root: Path, compacted_root: Path | None = None) -> Any:
     """An in-memory DuckDB with the `payloads` table and `payloads_dedup` view over the cached objects
-    under ``root`` (the cache directory plus OBJECT_PREFIX). No extension is ever downloaded."""
+    under ``root`` (the cache directory plus OBJECT_PREFIX), and `payloads_compacted` over the cached
+    Parquet files under ``compacted_root`` (the cache directory plus compacted/). No extension is ever
+    downloaded."""
     import duckdb
 
     connection = duckdb.connect(config={"autoinstall_known_extensions": False})
@@ -131,6 +199,7 @@ def open_lake(root: Path) -> Any:
             f"columns = {{{types}}}, filename = true)"
         )
     connection.execute(f"CREATE VIEW {DEDUP_VIEW_NAME} AS {DEDUP_VIEW_SQL}")
+    define_compacted_table(connection, compacted_root)
     return connection
 
 
@@ -186,7 +255,7 @@ def cache_dir_for(base: Path, endpoint_url: str | None, bucket: str) -> Path:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m tools.ops.query", description=__doc__.split("\n\n")[0])
-    parser.add_argument("sql", help="the SQL; tables: payloads, payloads_dedup")
+    parser.add_argument("sql", help="the SQL; tables: payloads_compacted, payloads, payloads_dedup")
     parser.add_argument("--bucket", required=True, help="the payload bucket (make run: ingest-pipeline-local-payloads)")
     parser.add_argument("--endpoint-url", help="an S3 endpoint such as http://127.0.0.1:4566 (default: AWS)")
     parser.add_argument("--region", help="AWS region (a loopback endpoint defaults to us-east-1)")
@@ -214,8 +283,9 @@ def main(argv: list[str] | None = None, s3: Any = None, out: TextIO = sys.stdout
                 config=Config(max_pool_connections=DOWNLOADERS, retries={"mode": "standard"}),
             )
         sync_objects(s3, args.bucket, prefix, cache, Progress())
+        sync_objects(s3, args.bucket, COMPACTED_PREFIX, cache, Progress(), wants=is_compacted_object)
     try:
-        names, rows = run_query(open_lake(cache / prefix), args.sql)
+        names, rows = run_query(open_lake(cache / prefix, cache / COMPACTED_PREFIX), args.sql)
     except QueryError as exc:
         print(f"query failed: {exc}", file=sys.stderr)
         return 1

@@ -1,0 +1,206 @@
+"""Template assertions on the hourly compaction (infra/compaction_construct.py): the schedule, the state
+machine and the SQL it runs, the workgroups, the compacted table, the alarm, the role's exact rights, and
+the retention rules; COMPACTION=off leaves all of it out."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from aws_cdk.assertions import Template
+
+from infra.config import ConfigError, PipelineConfig
+from infra.lake_table import (
+    COMPACTED_BUCKETS,
+    CompactionWindow,
+    add_partition_sql,
+    compaction_select,
+    ctas_sql,
+    drop_scratch_table_sql,
+    switch_partition_sql,
+)
+from tests.infra import only, synth
+
+
+@pytest.fixture(scope="module")
+def template() -> Template:
+    return synth()
+
+
+def state_machine_definition(template: Template) -> dict[str, Any]:
+    """The ASL, with every CloudFormation token written as <token>."""
+    machine = only(template, "AWS::StepFunctions::StateMachine")
+    parts = machine["Properties"]["DefinitionString"]["Fn::Join"][1]
+    return json.loads("".join(part if isinstance(part, str) else "<token>" for part in parts))
+
+
+def template_of(expression: str) -> str:
+    """The SQL template behind a QueryString JSONata concatenation: literals kept, ``$run.x`` -> ``{x}``."""
+    body = expression.removeprefix("{% ").removesuffix(" %}")
+    out = []
+    for part in re.findall(r'"(?:[^"\\]|\\.)*"|\$run\.\w+', body):
+        out.append(json.loads(part) if part.startswith('"') else "{" + part.removeprefix("$run.") + "}")
+    return "".join(out)
+
+
+def test_the_schedule_starts_the_state_machine_every_hour_after_the_grace_period() -> None:
+    for grace, minute in ((30, 30), (0, 0), (90, 30)):
+        schedule = only(synth(COMPACTION_GRACE_MINUTES=grace), "AWS::Scheduler::Schedule")["Properties"]
+        assert schedule["ScheduleExpression"] == f"cron({minute} * * * ? *)"
+        assert schedule["ScheduleExpressionTimezone"] == "Etc/UTC"
+        assert json.loads(schedule["Target"]["Input"]) == {"scheduledTime": "<aws.scheduler.scheduled-time>"}
+    # and the state machine computes the hour from the scheduled time minus that same grace
+    definition = state_machine_definition(synth(COMPACTION_GRACE_MINUTES=90))
+    assert "- 5400000) / 3600000) - 1) * 3600000" in definition["States"]["ResolveHour"]["Assign"]["hourMs"]
+
+
+def test_the_statements_run_on_athena_through_the_sync_integration_with_retries_and_catches(
+    template: Template,
+) -> None:
+    states = state_machine_definition(template)["States"]
+    athena = {
+        name: state for name, state in states.items() if "athena:startQueryExecution" in state.get("Resource", "")
+    }
+    assert set(athena) == {
+        "WriteTheHour",
+        "RegisterTheHour",
+        "SwitchTheHour",
+        "DropScratchTable",
+        "DiscardScratchTable",
+    }
+    for name, state in athena.items():
+        assert state["Resource"].endswith(":states:::athena:startQueryExecution.sync"), name
+        assert state["Arguments"]["WorkGroup"] == "ingest-pipeline-prod-compaction"
+        assert state["Retry"] and state["Catch"], name
+    # a failed CTAS discards its run and tries the hour again; the others fail the execution
+    assert states["WriteTheHour"]["Catch"][0]["Next"] == "DiscardScratchTable"
+    assert states["TryAgain"]["Default"] == "CompactionFailed"
+    assert states["CompactionFailed"]["Type"] == "Fail"
+    # the run order: guard, CTAS, register, switch, drop, clean up
+    chain, name = [], "NameTheRun"
+    while name in states and "Next" in states[name]:
+        name = states[name]["Next"]
+        chain.append(name)
+    assert chain == [
+        "WriteTheHour",
+        "RegisterTheHour",
+        "SwitchTheHour",
+        "DropScratchTable",
+        "ListTheHoursRuns",
+        "DeleteSupersededRuns",
+        "Compacted",
+    ]
+    assert states["OldestRunning"]["Choices"][0]["Condition"] == "{% $oldest = $states.context.Execution.Id %}"
+
+
+def test_the_state_machine_runs_the_sql_that_lake_table_renders(template: Template) -> None:
+    # Given the statements' templates as the state machine holds them
+    states = state_machine_definition(template)["States"]
+    queries = {
+        name: template_of(states[name]["Arguments"]["QueryString"])
+        for name in states
+        if "Arguments" in states[name] and "QueryString" in states[name]["Arguments"]
+    }
+    # When they are filled in as the run's variables would fill them
+    window = CompactionWindow.around(datetime(2026, 11, 26, 2, tzinfo=UTC), 24)
+    values = {**window.__dict__, "table": "compaction_x", "location": "s3://b/compacted/dt=2026-11-26/hour=02/run=x/"}
+    filled = {name: query.format(**values) for name, query in queries.items()}
+    # Then each is exactly what infra/lake_table.py renders, and the CTAS's rows are compaction_select's,
+    # the text tests/integration/test_compaction_local.py runs on DuckDB
+    assert filled["WriteTheHour"] == ctas_sql(window, "compaction_x", values["location"])
+    assert filled["WriteTheHour"].endswith(" AS " + compaction_select(window))
+    assert f"bucket_count = {COMPACTED_BUCKETS}" in filled["WriteTheHour"]
+    assert filled["RegisterTheHour"] == add_partition_sql(window, values["location"])
+    assert filled["SwitchTheHour"] == switch_partition_sql(window, values["location"])
+    assert filled["DropScratchTable"] == filled["DiscardScratchTable"] == drop_scratch_table_sql("compaction_x")
+    assert window.first == "2026-11-25-02" and window.last == "2026-11-27-02"
+
+
+def test_the_workgroups_cutoff_comes_from_query_scan_limit_gb() -> None:
+    template = synth(QUERY_SCAN_LIMIT_GB=250)
+    analysts = only(template, "AWS::Athena::WorkGroup", {"Name": "ingest-pipeline-prod"})
+    assert analysts["Properties"]["WorkGroupConfiguration"]["BytesScannedCutoffPerQuery"] == 250 * 10**9
+    compaction = only(template, "AWS::Athena::WorkGroup", {"Name": "ingest-pipeline-prod-compaction"})
+    assert compaction["Properties"]["WorkGroupConfiguration"]["EnforceWorkGroupConfiguration"] is True
+
+
+def test_payloads_compacted_is_a_parquet_table_partitioned_by_hour(template: Template) -> None:
+    table = only(template, "AWS::Glue::Table", {"TableInput": {"Name": "payloads_compacted"}})["Properties"]
+    table_input = table["TableInput"]
+    assert [c["Name"] for c in table_input["StorageDescriptor"]["Columns"]] == [
+        "id",
+        "requestid",
+        "receivedat",
+        "version",
+        "token",
+        "deviceid",
+        "payload",
+    ]
+    assert [c["Name"] for c in table_input["PartitionKeys"]] == ["dt", "hour"]
+    serde = table_input["StorageDescriptor"]["SerdeInfo"]["SerializationLibrary"]
+    assert serde == "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
+    assert "projection.enabled" not in table_input["Parameters"]  # each run registers its directory
+    raw = only(template, "AWS::Glue::Table", {"TableInput": {"Name": "payloads"}})["Properties"]
+    assert "deviceid" in [c["Name"] for c in raw["TableInput"]["StorageDescriptor"]["Columns"]]
+
+
+def test_a_failed_compaction_raises_an_alarm_on_the_dashboard(template: Template) -> None:
+    alarm = only(template, "AWS::CloudWatch::Alarm", {"AlarmName": "ingest-pipeline-prod-compaction-failed"})
+    props = alarm["Properties"]
+    assert props["Threshold"] == 1
+    assert "make compact-aws" in props["AlarmDescription"] and "#compaction-failed" in props["AlarmDescription"]
+    names = {m.get("MetricStat", {}).get("Metric", {}).get("MetricName") for m in props["Metrics"]}
+    assert {"ExecutionsFailed", "ExecutionsTimedOut", "ExecutionsAborted"} <= names
+
+
+def _policy_statements(template: Template) -> list[dict[str, Any]]:
+    policies = template.find_resources("AWS::IAM::Policy")
+    [policy] = [p for name, p in policies.items() if name.startswith("CompactionRole")]
+    return list(policy["Properties"]["PolicyDocument"]["Statement"])
+
+
+def test_the_role_reads_raw_writes_compacted_and_uses_its_own_workgroup_only(template: Template) -> None:
+    statements = {s["Sid"]: s for s in _policy_statements(template)}
+    actions = {a for s in statements.values() for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+    # nothing that could drop the raw table, the database or the compacted table
+    assert not {"glue:DeleteDatabase", "glue:CreateDatabase", "glue:UpdateTable", "s3:*", "glue:*"} & actions
+    assert "compaction_*" in json.dumps(statements["CreateAndDropScratchTables"]["Resource"])
+    assert "payloads/*" in json.dumps(statements["ReadTheRawPayloads"]["Resource"])
+    assert statements["ReadTheRawPayloads"]["Action"] == "s3:GetObject"
+    assert "compacted/*" in json.dumps(statements["WriteAndTidyTheCompactedPayloads"]["Resource"])
+    assert "ingest-pipeline-prod-compaction" in json.dumps(statements["RunStatementsInItsWorkgroup"]["Resource"])
+
+
+def test_retention_rules_for_raw_and_compacted() -> None:
+    template = synth(RAW_RETENTION_DAYS=30, COMPACTED_RETENTION_DAYS=400)
+    buckets = template.find_resources("AWS::S3::Bucket")
+    rules = [
+        rule
+        for bucket in buckets.values()
+        for rule in bucket["Properties"].get("LifecycleConfiguration", {}).get("Rules", [])
+    ]
+    assert {"ExpirationInDays": 30, "Id": "expire-payloads", "Prefix": "payloads/dt=", "Status": "Enabled"} in rules
+    assert {"ExpirationInDays": 400, "Id": "expire-compacted", "Prefix": "compacted/", "Status": "Enabled"} in rules
+
+
+def test_raw_retention_shorter_than_a_redrive_needs_is_refused_naming_why() -> None:
+    with pytest.raises(ConfigError, match="RAW_RETENTION_DAYS must be 0 .* more than DLQ_RETENTION_DAYS"):
+        PipelineConfig(RAW_RETENTION_DAYS=7, DLQ_RETENTION_DAYS=14)
+    assert PipelineConfig(RAW_RETENTION_DAYS=15, DLQ_RETENTION_DAYS=14).RAW_RETENTION_DAYS == 15
+    assert PipelineConfig(RAW_RETENTION_DAYS=7, COMPACTION="off").RAW_RETENTION_DAYS == 7
+    with pytest.raises(ConfigError, match="OBJECT_PREFIX must not start with 'compacted/'"):
+        PipelineConfig(OBJECT_PREFIX="compacted/raw/")
+
+
+def test_compaction_off_leaves_out_the_schedule_state_machine_table_and_alarm() -> None:
+    template = synth(COMPACTION="off")
+    for kind in ("AWS::Scheduler::Schedule", "AWS::StepFunctions::StateMachine"):
+        assert template.find_resources(kind) == {}
+    assert (
+        template.find_resources("AWS::Glue::Table", {"Properties": {"TableInput": {"Name": "payloads_compacted"}}})
+        == {}
+    )
+    assert "CompactionStateMachineArn" not in template.find_outputs("*")
