@@ -13,7 +13,7 @@ NODE_STAMP := node_modules/.installed
 CDK := node_modules/.bin/cdk
 
 .DEFAULT_GOAL := help
-.PHONY: help install lint test synth bootstrap preflight deploy destroy clean bench bench-client run loadtest verify redrive soak checkov capacity query compact compact-aws
+.PHONY: help install lint test synth bootstrap preflight deploy destroy clean bench bench-client run loadtest verify redrive soak checkov capacity query compact compact-aws device-key revoke-device
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -90,6 +90,19 @@ query: export QUERY_SQL = $(value SQL)
 query: $(PY_STAMP)  ## SQL over the lake (DuckDB, offline): make query SQL="select count(*) from payloads" [QUERY_FORMAT=csv|json]
 	$(PY) -m tools.ops.query --bucket $(QUERY_BUCKET) $(if $(QUERY_ENDPOINT),--endpoint-url $(QUERY_ENDPOINT)) \
 		--format $(QUERY_FORMAT) "$$QUERY_SQL"
+
+# Device keys (DEVICE_AUTH=on, tools/ops/devices.py): make run's keyring by default (its embedded AWS on
+# MOTO_PORT); DEVICES_STACK=IngestPipeline-prod for a deployment (your AWS profile).
+MOTO_PORT ?= 4566
+DEVICES_STACK ?=
+DEVICES_WHERE = $(if $(DEVICES_STACK),--stack $(DEVICES_STACK),--endpoint-url http://127.0.0.1:$(MOTO_PORT))
+device-key: $(PY_STAMP)  ## mint a device key, printed alone: make device-key DEVICE=device-1 [DEVICES_STACK=IngestPipeline-prod]
+	@test -n "$(DEVICE)" || { echo "name the device: make device-key DEVICE=<device id>" >&2; exit 2; }
+	@$(PY) -m tools.ops.devices $(DEVICES_WHERE) issue "$(DEVICE)"
+
+revoke-device: $(PY_STAMP)  ## refuse a device's keys within DEVICE_REVOCATION_TTL_SECONDS: make revoke-device DEVICE=device-1
+	@test -n "$(DEVICE)" || { echo "name the device: make revoke-device DEVICE=<device id>" >&2; exit 2; }
+	@$(PY) -m tools.ops.devices $(DEVICES_WHERE) revoke "$(DEVICE)"
 
 RPM ?= 1000000
 PAYLOADS ?= 10

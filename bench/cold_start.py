@@ -23,7 +23,10 @@ reports its own import and first-request times: the breakdown of where the diffe
 
 The ingest runs four ways: TRACING on and off (the X-Ray SDK is loaded only when on), each from the
 asset without and with bytecode. P2 is the default configuration with the asset as infra/functions.py
-ships it today; the other three say what each choice is worth.
+ships it today; the other three say what each choice is worth. P2e/P2f are the HTTP API front door with
+device keys (API_KIND=http, DEVICE_AUTH=on; TRACING on, then off as the scale profile runs it): a payload
+format 2.0 event with a valid device key, whose first request also reads the keyring from Secrets Manager
+(GetSecretValue, answered by the same local endpoint) through Powertools Parameters.
 """
 
 from __future__ import annotations
@@ -82,13 +85,35 @@ print(json.dumps({"import_s": imported - start, "first_request_s": answered - im
 """
 
 
-class _SqsEndpoint(BaseHTTPRequestHandler):
-    """Answers SendMessageBatch (SQS's JSON protocol) with every entry accepted."""
+# The device keyring the DEVICE_AUTH=on contenders read (a fixed bench key: nothing here is secret).
+BENCH_KEYRING = {"format": 1, "current": 1, "k1": "b" * 64, "retired": [], "revoked": {}}
+BENCH_SECRET = "bench-device-keys"
+BENCH_DEVICE = "bench-device-0001"
+
+
+class _AwsEndpoint(BaseHTTPRequestHandler):
+    """Answers SendMessageBatch (SQS's JSON protocol) with every entry accepted, and GetSecretValue (Secrets
+    Manager's JSON protocol) with the bench keyring."""
 
     def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
         request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        if self.headers.get("X-Amz-Target") != "AmazonSQS.SendMessageBatch":
-            self.send_error(400, f"unexpected call {self.headers.get('X-Amz-Target')}")
+        target = self.headers.get("X-Amz-Target")
+        if target == "secretsmanager.GetSecretValue":
+            self._answer(
+                json.dumps(
+                    {
+                        "ARN": f"arn:aws:secretsmanager:us-east-1:123456789012:secret:{BENCH_SECRET}-AbCdEf",
+                        "Name": BENCH_SECRET,
+                        "VersionId": "6f1f5a1a-0000-4000-8000-000000000001",
+                        "SecretString": json.dumps(BENCH_KEYRING),
+                        "VersionStages": ["AWSCURRENT"],
+                        "CreatedDate": 1764000000.0,
+                    }
+                ).encode()
+            )
+            return
+        if target != "AmazonSQS.SendMessageBatch":
+            self.send_error(400, f"unexpected call {target}")
             return
         body = json.dumps(
             {
@@ -103,6 +128,9 @@ class _SqsEndpoint(BaseHTTPRequestHandler):
                 "Failed": [],
             }
         ).encode()
+        self._answer(body)
+
+    def _answer(self, body: bytes) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "application/x-amz-json-1.0")
         self.send_header("Content-Length", str(len(body)))
@@ -115,8 +143,8 @@ class _SqsEndpoint(BaseHTTPRequestHandler):
 
 @contextmanager
 def sqs_endpoint() -> Iterator[str]:
-    """A local SQS endpoint on 127.0.0.1 for the duration of the block; yields its URL."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _SqsEndpoint)
+    """A local SQS (and Secrets Manager) endpoint on 127.0.0.1 for the duration of the block; yields its URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _AwsEndpoint)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -137,13 +165,18 @@ def stage_asset(target: Path, bytecode: bool = False) -> Path:
     return target
 
 
-def child_environment(asset: Path, endpoint: str, tracing: bool) -> dict[str, str]:
+def child_environment(asset: Path, endpoint: str, tracing: bool, device_auth: bool = False) -> dict[str, str]:
+    from infra.config import PipelineConfig
+
     env = {
         key: value
         for key, value in os.environ.items()
         if not key.startswith(("AWS_", "POWERTOOLS_", "PYTHON", "_X_AMZN"))
     }
-    env.update(lambda_environment())
+    config = PipelineConfig(API_KIND="http", DEVICE_AUTH="on") if device_auth else None
+    env.update(lambda_environment(config))
+    if device_auth:
+        env.update({"DEVICE_KEYS_SECRET": BENCH_SECRET, "AWS_ENDPOINT_URL_SECRETS_MANAGER": endpoint})
     env.update(
         {
             "PYTHONPATH": str(asset),
@@ -179,35 +212,45 @@ def sample(module: str, event_file: Path, env: dict[str, str], cwd: Path) -> dic
     return {"cpu_s": cpu, "wall_s": wall, **json.loads(result.stderr.strip().splitlines()[-1])}
 
 
-def _event_file(directory: Path) -> Path:
+def _event_file(directory: Path, device_auth: bool = False) -> Path:
+    """The REST event of P2, or with ``device_auth`` the HTTP API (payload format 2.0) event of P2e/P2f: the
+    same body, as the HTTP API passes application/json (text), with a valid device key."""
     from bench.ingest_overhead import collection_body
-    from local_pipeline.events import api_gateway_event
+    from local_pipeline.events import api_gateway_event, http_api_event
+    from pipeline.device_auth import Keyring
 
-    event = api_gateway_event(
-        "POST", PAYLOADS_PATH, collection_body(), {"Content-Type": "application/json", API_KEY_HEADER: "bench"}
-    )
-    path = directory / "event.json"
+    if not device_auth:
+        event = api_gateway_event(
+            "POST", PAYLOADS_PATH, collection_body(), {"Content-Type": "application/json", API_KEY_HEADER: "bench"}
+        )
+    else:
+        key = Keyring.from_document(BENCH_KEYRING).issue(BENCH_DEVICE)
+        headers = {"content-type": "application/json", "authorization": f"Bearer {key}"}
+        event = http_api_event("POST", PAYLOADS_PATH, collection_body(), headers, request_id="JKJaXmPLvHcESHA=")
+    path = directory / f"event-{'http' if device_auth else 'rest'}.json"
     path.write_text(json.dumps(event))
     return path
 
 
-def measure(contenders: dict[str, tuple[str, bool, bool]], rounds: int) -> dict[str, list[dict[str, float]]]:
-    """``contenders``: name -> (module, tracing, bytecode). Interleaved samples per contender."""
+def measure(contenders: dict[str, tuple[str, bool, bool, bool]], rounds: int) -> dict[str, list[dict[str, float]]]:
+    """``contenders``: name -> (module, tracing, bytecode, device auth over the HTTP API). Interleaved samples."""
     samples: dict[str, list[dict[str, float]]] = {name: [] for name in contenders}
     names = list(contenders)
     with tempfile.TemporaryDirectory(prefix="bench-p2-") as scratch, sqs_endpoint() as endpoint:
         assets = {compiled: stage_asset(Path(scratch) / f"asset-{compiled}", compiled) for compiled in (False, True)}
-        event_file = _event_file(Path(scratch))
+        events = {device: _event_file(Path(scratch), device) for device in (False, True)}
         runs = {
-            name: (module, child_environment(assets[compiled], endpoint, tracing), assets[compiled])
-            for name, (module, tracing, compiled) in contenders.items()
+            name: (module, child_environment(assets[compiled], endpoint, tracing, device), assets[compiled], device)
+            for name, (module, tracing, compiled, device) in contenders.items()
         }
         for name in names:  # warm the OS page cache, as a warm Lambda host would have it
-            sample(runs[name][0], event_file, runs[name][1], runs[name][2])
+            module, env, asset, device = runs[name]
+            sample(module, events[device], env, asset)
         for round_number in range(rounds):
             shift = round_number % len(names)
             for name in names[shift:] + names[:shift]:
-                samples[name].append(sample(runs[name][0], event_file, runs[name][1], runs[name][2]))
+                module, env, asset, device = runs[name]
+                samples[name].append(sample(module, events[device], env, asset))
     return samples
 
 
@@ -219,28 +262,32 @@ def run(rounds: int = 12) -> list[dict[str, Any]]:
     from infra.config import PipelineConfig
 
     default_tracing = PipelineConfig().TRACING
-    # (figure, tracing, bytecode): the default configuration and asset first.
+    # (figure, tracing, bytecode, HTTP API + device keys): the default configuration and asset first.
     variants = [
-        ("P2", default_tracing, False),
-        ("P2b", not default_tracing, False),
-        ("P2c", default_tracing, True),
-        ("P2d", not default_tracing, True),
+        ("P2", default_tracing, False, False),
+        ("P2b", not default_tracing, False, False),
+        ("P2c", default_tracing, True, False),
+        ("P2d", not default_tracing, True, False),
+        ("P2e", default_tracing, False, True),
+        ("P2f", False, False, True),
     ]
     contenders = {
-        "baseline": (BASELINE_MODULE, False, False),
-        **{name: ("ingest_handler", tracing, compiled) for name, tracing, compiled in variants},
+        "baseline": (BASELINE_MODULE, False, False, False),
+        **{name: ("ingest_handler", tracing, compiled, device) for name, tracing, compiled, device in variants},
     }
     samples = measure(contenders, rounds)
     baseline, baseline_wall = _ms(samples["baseline"], "cpu_s"), _ms(samples["baseline"], "wall_s")
     results = []
-    for name, tracing, compiled in variants:
+    for name, tracing, compiled, device in variants:
         cpu, wall = _ms(samples[name], "cpu_s"), _ms(samples[name], "wall_s")
         ratio = cpu / baseline
         default = " (default config, asset as shipped)" if name == "P2" else ""
+        front = "API_KIND=http DEVICE_AUTH=on (keyring read included), " if device else ""
         results.append(
             figure(
                 name,
-                f"cold start, fresh process: import + first request (10 x 1 KiB), TRACING={str(tracing).lower()}, "
+                f"cold start, fresh process: import + first request (10 x 1 KiB), {front}"
+                f"TRACING={str(tracing).lower()}, "
                 f"{'with' if compiled else 'no'} bytecode{default} vs minimal boto3 handler",
                 ratio,
                 "x baseline",
@@ -248,6 +295,8 @@ def run(rounds: int = 12) -> list[dict[str, Any]]:
                 ratio <= GOAL_RATIO,
                 tracing=tracing,
                 bytecode=compiled,
+                api_kind="http" if device else "rest",
+                device_auth="on" if device else "off",
                 handler_cpu_ms=cpu,
                 baseline_cpu_ms=baseline,
                 handler_wall_ms=wall,

@@ -103,12 +103,12 @@ def _parts(event: dict[str, Any], context: Any, sqs: Any) -> dict[str, Callable[
     from aws_lambda_powertools.logging import correlation_paths
     from aws_lambda_powertools.metrics import MetricUnit
 
-    import ingest_handler
     from pipeline import collection, enqueue, envelope, ingest, settings
+    from pipeline.http_event import read_event
     from pipeline.observability import logger, metrics
 
     limits = ingest.limits_from(settings.ingest_settings())
-    raw = collection.decode_body(event["body"], event["isBase64Encoded"], ingest_handler._headers(event), limits)
+    raw = collection.decode_body(event["body"], event["isBase64Encoded"], read_event(event).headers, limits)
     parsed = collection.parse_collection(raw, limits)
     request_id = event["requestContext"]["requestId"]
     messages = envelope.build_messages(parsed, request_id, 1764000000000)
@@ -127,7 +127,7 @@ def _parts(event: dict[str, Any], context: Any, sqs: Any) -> dict[str, Callable[
         # Both handlers pay this one: botocore building, signing and parsing one SendMessageBatch.
         "send_message_batch_10_entries": lambda: sqs.send_message_batch(QueueUrl=QUEUE_URL, Entries=entries),
         "validation_decode_body": lambda: collection.decode_body(
-            event["body"], event["isBase64Encoded"], ingest_handler._headers(event), limits
+            event["body"], event["isBase64Encoded"], read_event(event).headers, limits
         ),
         "validation_parse_collection": lambda: collection.parse_collection(raw, limits),
         "envelopes_and_entries": lambda: [

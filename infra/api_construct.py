@@ -1,5 +1,6 @@
-"""REST API: every method on /v1/payloads -> ingest Lambda (POST ingests, the rest 405), API key + usage plan,
-stage-wide throttle, problem+json gateway errors."""
+"""REST API (API_KIND=rest): every method on /v1/payloads -> ingest Lambda (POST ingests, the rest 405), API key +
+usage plan, stage-wide throttle, problem+json gateway errors. Also the ingest function both front doors share
+(``ingest_function``; the HTTP API is infra/http_api_construct.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.config import PipelineConfig
+from infra.device_keys_construct import DeviceKeys
 from infra.functions import log_group, log_retention, pipeline_function
 from pipeline import contract
 
@@ -20,6 +22,37 @@ from pipeline import contract
 # requirement: GET, PUT, ... then get the handler's 405 + Allow: POST, as `make run` answers, instead
 # of API Gateway's MISSING_AUTHENTICATION_TOKEN for a method the resource lacks.
 PAYLOAD_METHODS = ("POST", "GET", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+
+
+def ingest_function(
+    scope: Construct,
+    *,
+    config: PipelineConfig,
+    queue: sqs.IQueue,
+    powertools_layer: lambda_.ILayerVersion | None,
+    device_keys: DeviceKeys | None,
+) -> lambda_.Function:
+    """The ingest Lambda: may send to the queue and, with DEVICE_AUTH=on, read the device keyring. Its construct
+    id is "Ingest" under either front door's "Api", so switching API_KIND keeps the function and its log group."""
+    function = pipeline_function(
+        scope,
+        "Ingest",
+        config=config,
+        handler="ingest_handler.lambda_handler",
+        environment=config.ingest_environment(
+            queue.queue_url, device_keys.secret.secret_arn if device_keys is not None else ""
+        ),
+        timeout_seconds=config.INGEST_TIMEOUT_SECONDS,
+        memory_mb=config.INGEST_MEMORY_MB,
+        powertools_layer=powertools_layer,
+        # INGEST_RESERVED_CONCURRENCY: a consumer scaling up (S3 slowdown, backlog) cannot take these
+        # executions, so clients keep getting answers (README, Deploy: when to set it).
+        reserved_concurrency=config.ingest_reservation,
+    )
+    queue.grant_send_messages(function)
+    if device_keys is not None:
+        device_keys.grant_read(function)
+    return function
 
 
 class IngestApi(Construct):
@@ -31,22 +64,12 @@ class IngestApi(Construct):
         config: PipelineConfig,
         queue: sqs.IQueue,
         powertools_layer: lambda_.ILayerVersion | None,
+        device_keys: DeviceKeys | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.function = pipeline_function(
-            self,
-            "Ingest",
-            config=config,
-            handler="ingest_handler.lambda_handler",
-            environment=config.ingest_environment(queue.queue_url),
-            timeout_seconds=config.INGEST_TIMEOUT_SECONDS,
-            memory_mb=config.INGEST_MEMORY_MB,
-            powertools_layer=powertools_layer,
-            # INGEST_RESERVED_CONCURRENCY: a consumer scaling up (S3 slowdown, backlog) cannot take these
-            # executions, so clients keep getting answers (README, Deploy: when to set it).
-            reserved_concurrency=config.ingest_reservation,
+        self.function = ingest_function(
+            self, config=config, queue=queue, powertools_layer=powertools_layer, device_keys=device_keys
         )
-        queue.grant_send_messages(self.function)
 
         # The stage's default method throttling: a ceiling above every key's usage plan, so the stage is
         # bounded even if a plan is misconfigured. Without keys there is no per-client plan, so the
@@ -133,6 +156,7 @@ class IngestApi(Construct):
         self.api_key = self.api.add_api_key("ApiKey", api_key_name=f"ingest-pipeline-{config.STAGE}")
         self.usage_plan.add_api_key(self.api_key)
         self.payloads_url = self.api.url_for_path(contract.PAYLOADS_PATH)
+        self.stage: apigw.Stage = self.api.deployment_stage  # what the dashboard and alarms watch
 
 
 def _problem_template(problem: contract.GatewayProblem, body_limit: int) -> str:

@@ -424,7 +424,8 @@ class PipelineConfig:
         """Public SSM parameter holding the layer ARN of this exact Powertools release."""
         return f"/aws/service/powertools/python/arm64/python{self.PYTHON_VERSION}/{self.POWERTOOLS_VERSION}"
 
-    def ingest_environment(self, queue_url: str) -> dict[str, str]:
+    def ingest_environment(self, queue_url: str, device_keys_secret: str = "") -> dict[str, str]:
+        """``device_keys_secret``: the keyring secret's name or ARN (DEVICE_AUTH=on)."""
         settings = IngestSettings(
             QUEUE_URL=queue_url,
             MAX_BODY_BYTES=self.MAX_BODY_BYTES,
@@ -435,6 +436,10 @@ class PipelineConfig:
             RETRY_AFTER_SECONDS=self.RETRY_AFTER_SECONDS,
             MAX_QUEUE=self.MAX_QUEUE,
             BACKLOG_CHECK_SECONDS=self.BACKLOG_CHECK_SECONDS,
+            MESSAGE_TARGET_BYTES=self.MESSAGE_TARGET_BYTES,
+            DEVICE_AUTH=self.DEVICE_AUTH,
+            DEVICE_REVOCATION_TTL_SECONDS=self.DEVICE_REVOCATION_TTL_SECONDS,
+            DEVICE_KEYS_SECRET=device_keys_secret,
         )
         return {**settings.to_env(), **self._powertools_environment(INGEST_SERVICE)}
 

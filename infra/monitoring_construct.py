@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from aws_cdk import Aws, Duration, RemovalPolicy
 from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_iam as iam
@@ -37,7 +38,7 @@ RUNBOOK_PATH = "docs/RUNBOOK.md"
 class MonitoredResources:
     """What the dashboard and alarms watch (the other constructs' resources)."""
 
-    api: apigw.RestApi
+    api_stage: apigw.Stage | apigwv2.HttpStage  # either front door's stage (API_KIND): the same four metrics
     ingest_function: lambda_.Function  # Function, not IFunction: the dashboard reads its log group
     consumer_function: lambda_.Function
     queue: sqs.IQueue
@@ -247,7 +248,7 @@ class PipelineMonitoring(Construct):
             "api-5xx-rate": self._alarm(
                 "Api5xxRate",
                 "api-5xx-rate",
-                r.api.deployment_stage.metric_server_error(
+                r.api_stage.metric_server_error(
                     statistic="Average", period=FIVE_MINUTES, label="5xx rate (fraction of requests)"
                 ),
                 threshold=config.API_5XX_RATE_ALARM_PERCENT / 100,
@@ -435,7 +436,7 @@ class PipelineMonitoring(Construct):
 
     def _widget_rows(self) -> list[list[cw.IWidget]]:
         config, r = self._config, self._resources
-        stage = r.api.deployment_stage
+        stage = r.api_stage
         ingest, consumer = r.ingest_function, r.consumer_function
         zero = cw.YAxisProps(min=0)
         return [

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aws_cdk import CfnOutput, Stack
+from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_ssm as ssm
 from cdk_nag import NagSuppressions
@@ -13,6 +14,8 @@ from constructs import Construct
 from infra.api_construct import IngestApi
 from infra.compaction_construct import PayloadCompaction
 from infra.config import PipelineConfig
+from infra.device_keys_construct import DeviceKeys
+from infra.http_api_construct import IngestHttpApi
 from infra.lake_table import COMPACTED_TABLE_NAME
 from infra.monitoring_construct import MonitoredResources, PipelineMonitoring
 from infra.query_construct import PayloadQuery
@@ -35,7 +38,28 @@ class IngestPipelineStack(Stack):
 
         self.storage = PayloadStorage(self, "Storage", config=config)
         self.queue = PayloadQueue(self, "Buffer", config=config)
-        self.api = IngestApi(self, "Api", config=config, queue=self.queue.queue, powertools_layer=powertools)
+        # DEVICE_AUTH=on: the device keyring; API_KIND picks the front door (config: http needs device auth).
+        self.device_keys = DeviceKeys(self, "DeviceKeys", config=config) if config.DEVICE_AUTH == "on" else None
+        self.api: IngestApi | IngestHttpApi
+        if config.API_KIND == "http":
+            assert self.device_keys is not None  # PipelineConfig refuses API_KIND=http without DEVICE_AUTH=on
+            self.api = IngestHttpApi(
+                self,
+                "Api",
+                config=config,
+                queue=self.queue.queue,
+                powertools_layer=powertools,
+                device_keys=self.device_keys,
+            )
+        else:
+            self.api = IngestApi(
+                self,
+                "Api",
+                config=config,
+                queue=self.queue.queue,
+                powertools_layer=powertools,
+                device_keys=self.device_keys,
+            )
         self.workers = WorkerPool(
             self,
             "Workers",
@@ -46,12 +70,20 @@ class IngestPipelineStack(Stack):
         )
 
         CfnOutput(self, "ApiUrl", value=self.api.payloads_url, description="POST collections here")
-        CfnOutput(
-            self,
-            "ApiKeyId",
-            value=self.api.api_key.key_id,
-            description="aws apigateway get-api-key --include-value --api-key <id> prints the key",
-        )
+        if isinstance(self.api, IngestApi):
+            CfnOutput(
+                self,
+                "ApiKeyId",
+                value=self.api.api_key.key_id,
+                description="aws apigateway get-api-key --include-value --api-key <id> prints the key",
+            )
+        if self.device_keys is not None:
+            CfnOutput(
+                self,
+                "DeviceKeysSecretArn",
+                value=self.device_keys.secret.secret_arn,
+                description="The device keyring: python -m tools.ops.devices --stack <stack> issue <device id>",
+            )
         CfnOutput(self, "BucketName", value=self.storage.bucket.bucket_name)
         CfnOutput(self, "QueueUrl", value=self.queue.queue.queue_url)
         CfnOutput(self, "DlqUrl", value=self.queue.dead_letter_queue.queue_url)
@@ -81,7 +113,7 @@ class IngestPipelineStack(Stack):
             "Monitoring",
             config=config,
             resources=MonitoredResources(
-                api=self.api.api,
+                api_stage=self.api.stage,
                 ingest_function=self.api.function,
                 consumer_function=self.workers.function,
                 queue=self.queue.queue,
@@ -131,11 +163,21 @@ class IngestPipelineStack(Stack):
     )
 
     def _suppress_nag_findings(self) -> None:
-        if not self.config.TRACING:
+        if isinstance(self.api, IngestApi):
+            self._suppress_rest_api_findings(self.api)
+        else:
+            self._suppress_http_api_findings(self.api)
+        if self.device_keys is not None:
             NagSuppressions.add_resource_suppressions(
-                self.api.api,
-                [{"id": "Serverless-APIGWXrayEnabled", "reason": self._TRACING_OFF}],
-                apply_to_children=True,
+                self.device_keys.secret,
+                [
+                    {
+                        "id": "AwsSolutions-SMG4",
+                        "reason": "The keyring is rotated by operators (python -m tools.ops.devices rotate, then "
+                        "retire), never by a schedule: every device must be re-issued a key between the two, and "
+                        "the previous generation keeps verifying until then (README, Authenticating devices).",
+                    }
+                ],
             )
         NagSuppressions.add_resource_suppressions(
             self.storage.access_log_bucket,
@@ -145,49 +187,6 @@ class IngestPipelineStack(Stack):
                     "reason": "This is the server-access-log target; logging it to itself would loop.",
                 }
             ],
-        )
-        NagSuppressions.add_resource_suppressions(
-            self.api.api,
-            [
-                {
-                    "id": "AwsSolutions-APIG2",
-                    "reason": "The ingest Lambda validates every body and answers RFC 9457 "
-                    "problem+json; API Gateway's validator would answer in a different error format.",
-                },
-                {
-                    "id": "AwsSolutions-APIG3",
-                    "reason": "WAF is optional and billed per request; usage-plan throttling "
-                    "per API key is the default protection. Attach a WebACL to the stage if you need one.",
-                },
-            ],
-            apply_to_children=True,
-        )
-        for method in self.api.methods.values():
-            NagSuppressions.add_resource_suppressions(
-                method,
-                [
-                    {
-                        "id": "AwsSolutions-APIG4",
-                        "reason": "Clients are identified and throttled by an API key bound "
-                        "to a usage plan (REQUIRE_API_KEY). Keys are not authentication: docs/SECURITY.md names the "
-                        "options (Lambda or JWT authorizer, mTLS, WAF).",
-                    },
-                    {"id": "AwsSolutions-COG4", "reason": "No Cognito users: clients are devices holding API keys."},
-                ],
-            )
-        NagSuppressions.add_resource_suppressions(
-            self.api.api,
-            [
-                {
-                    "id": "AwsSolutions-IAM4",
-                    "reason": "API Gateway's account-level CloudWatch role uses the AWS managed "
-                    "AmazonAPIGatewayPushToCloudWatchLogs policy, as AWS documents.",
-                    "appliesTo": [
-                        "Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs"
-                    ],
-                }
-            ],
-            apply_to_children=True,
         )
         for function in (self.api.function, self.workers.function):
             assert function.role is not None  # CDK made one: no role is passed in
@@ -296,3 +295,70 @@ class IngestPipelineStack(Stack):
                 }
             ],
         )
+
+    def _suppress_rest_api_findings(self, api: IngestApi) -> None:
+        if not self.config.TRACING:
+            NagSuppressions.add_resource_suppressions(
+                api.api,
+                [{"id": "Serverless-APIGWXrayEnabled", "reason": self._TRACING_OFF}],
+                apply_to_children=True,
+            )
+        NagSuppressions.add_resource_suppressions(
+            api.api,
+            [
+                {
+                    "id": "AwsSolutions-APIG2",
+                    "reason": "The ingest Lambda validates every body and answers RFC 9457 "
+                    "problem+json; API Gateway's validator would answer in a different error format.",
+                },
+                {
+                    "id": "AwsSolutions-APIG3",
+                    "reason": "WAF is optional and billed per request; usage-plan throttling "
+                    "per API key is the default protection. Attach a WebACL to the stage if you need one.",
+                },
+            ],
+            apply_to_children=True,
+        )
+        for method in api.methods.values():
+            NagSuppressions.add_resource_suppressions(
+                method,
+                [
+                    {
+                        "id": "AwsSolutions-APIG4",
+                        "reason": "Clients are identified and throttled by an API key bound "
+                        "to a usage plan (REQUIRE_API_KEY). Keys are not authentication: docs/SECURITY.md names the "
+                        "options (Lambda or JWT authorizer, mTLS, WAF).",
+                    },
+                    {"id": "AwsSolutions-COG4", "reason": "No Cognito users: clients are devices holding API keys."},
+                ],
+            )
+        NagSuppressions.add_resource_suppressions(
+            api.api,
+            [
+                {
+                    "id": "AwsSolutions-IAM4",
+                    "reason": "API Gateway's account-level CloudWatch role uses the AWS managed "
+                    "AmazonAPIGatewayPushToCloudWatchLogs policy, as AWS documents.",
+                    "appliesTo": [
+                        "Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs"
+                    ],
+                }
+            ],
+            apply_to_children=True,
+        )
+
+    def _suppress_http_api_findings(self, api: IngestHttpApi) -> None:
+        for route in api.api.node.find_all():
+            if isinstance(route, apigwv2.HttpRoute):
+                NagSuppressions.add_resource_suppressions(
+                    route,
+                    [
+                        {
+                            "id": "AwsSolutions-APIG4",
+                            "reason": "Every request is authenticated by the ingest with the device's own key "
+                            "(DEVICE_AUTH=on, required with API_KIND=http: HMAC against the keyring, no per-request "
+                            "call), which answers 401/403 problem+json; a gateway authorizer would answer in another "
+                            "format, and a Lambda authorizer would add an invocation per uncached device.",
+                        }
+                    ],
+                )

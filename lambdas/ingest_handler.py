@@ -1,12 +1,13 @@
-"""API Gateway (REST, proxy) -> ingest Lambda. Thin: routing and responses only.
+"""API Gateway (REST or HTTP API, Lambda proxy) -> ingest Lambda. Thin: routing and responses only.
 
 The function serves one resource, so the route is matched here instead of by Powertools'
 APIGatewayRestResolver: importing `aws_lambda_powertools.event_handler` loads every resolver the package
 ships (AppSync with asyncio, Bedrock, VPC Lattice...), ~80 ms CPU of each cold start here (P2, docs/PERFORMANCE.md).
 The answers are the ones that resolver gave: its REST rule (the path plus any trailing slashes, the
-method upper-cased) and Powertools' own multi-value header serializer. The event is read as the dict
-Lambda passes: Powertools' event classes live in a package whose import loads all of its ~30 event
-types (~25 ms), for the five fields read here.
+method upper-cased) and Powertools' own multi-value header serializer. Both payload formats (REST's 1.0,
+the HTTP API's 2.0) are read by pipeline/http_event.py. With DEVICE_AUTH=on every method on the payloads
+path needs a device key first (pipeline/device_auth.py, imported only then), as the REST API's key check
+comes before the method's answer.
 """
 
 from __future__ import annotations
@@ -15,15 +16,16 @@ import json
 import re
 import time
 import uuid
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.shared.headers_serializer import MultiValueHeadersSerializer
 
 from pipeline.aws_clients import sqs_client
 from pipeline.contract import PAYLOADS_PATH, PROBLEM_CONTENT_TYPE, Metric
 from pipeline.envelope import is_safe_id
+from pipeline.http_event import HttpRequest, Response, proxy_response, read_event
 from pipeline.ingest import EnqueueFailed, IngestRequest, accept_payloads
 from pipeline.observability import count_rejected_request, logger, metrics, tracer
 from pipeline.problems import Problem
@@ -32,87 +34,90 @@ from pipeline.settings import ingest_settings
 if TYPE_CHECKING:  # annotations only: no import added to the cold start
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
+    from pipeline.device_auth import SecretKeyring
+
 # APIGatewayRestResolver's rule for this path: trailing slashes are ignored.
 _PAYLOADS_ROUTE = re.compile(f"^{re.escape(PAYLOADS_PATH)}/*$")
 # Every other method API Gateway routes here gets a 405; an unknown method (TRACE...) a 404, as before.
 _NOT_ALLOWED_METHODS = frozenset({"GET", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
-_HEADERS = MultiValueHeadersSerializer()  # a REST proxy answer carries multiValueHeaders
-
-Event = dict[str, Any]  # API Gateway REST proxy event
-Response = dict[str, Any]
 
 
-def _response(status: int, content_type: str, body: str, headers: dict[str, str] | None = None) -> Response:
-    """The Lambda proxy answer, shaped as Powertools' resolver shaped it for a REST API."""
-    return {
-        "statusCode": status,
-        "body": body,
-        "isBase64Encoded": False,
-        **_HEADERS.serialize(headers={**(headers or {}), "Content-Type": content_type}, cookies=[]),
-    }
+def _request_id(request: HttpRequest) -> str:
+    # The id becomes part of S3 object keys. REST's is a UUID. The HTTP API's is base64 text ("Ju2fPgpsiYcEMlw="):
+    # its URL-safe spelling (+ -> -, / -> _, no padding) is still one-to-one and deterministic, so a repeated
+    # invocation of one request keeps its ids. Anything else (a hand-made event) gets a fresh UUID.
+    if is_safe_id(request.request_id):
+        return request.request_id
+    url_safe = request.request_id.replace("+", "-").replace("/", "_").rstrip("=")
+    return url_safe if is_safe_id(url_safe) else str(uuid.uuid4())
 
 
-def _headers(event: Event) -> dict[str, str]:
-    """Request headers by lower-case name (HTTP names are case-insensitive; API Gateway keeps the client's)."""
-    return {name.lower(): value for name, value in (event.get("headers") or {}).items()}
-
-
-def _request_context(event: Event) -> dict[str, Any]:
-    return event.get("requestContext") or {}
-
-
-def _request_id(event: Event) -> str:
-    # API Gateway's id is a UUID. Anything else (a hand-made event) gets a fresh one, because the id
-    # becomes part of S3 object keys.
-    request_id = _request_context(event).get("requestId") or ""
-    return request_id if is_safe_id(request_id) else str(uuid.uuid4())
-
-
-def _api_key_id(event: Event) -> str:
-    # The client identity for Idempotency-Key ids; absent when the stage requires no API key.
-    return (_request_context(event).get("identity") or {}).get("apiKeyId") or ""
-
-
-def _problem_response(event: Event, problem: Problem) -> Response:
-    request_id = _request_context(event).get("requestId")
+def _problem_response(request: HttpRequest, problem: Problem) -> Response:
     body = problem.body()
-    if request_id:
-        body["requestId"] = request_id
-    return _response(problem.status, PROBLEM_CONTENT_TYPE, json.dumps(body, separators=(",", ":")), problem.headers)
+    if request.request_id:
+        body["requestId"] = request.request_id
+    return proxy_response(
+        request, problem.status, PROBLEM_CONTENT_TYPE, json.dumps(body, separators=(",", ":")), problem.headers
+    )
 
 
-def route(event: Event) -> Response:
+def route(event: dict[str, Any]) -> Response:
     """POST /v1/payloads accepts; another method there is a 405; anything else a 404."""
+    request = read_event(event)
     try:
-        if _PAYLOADS_ROUTE.match(event["path"]):
-            method = event["httpMethod"].upper()
-            if method == "POST":
-                return post_payloads(event)
-            if method in _NOT_ALLOWED_METHODS:
-                return method_not_allowed(event)
-        return not_found(event)
+        if _PAYLOADS_ROUTE.match(request.path):
+            device_id = authenticated_device(request)
+            if request.method == "POST":
+                return post_payloads(request, device_id)
+            if request.method in _NOT_ALLOWED_METHODS:
+                return method_not_allowed(request)
+        return not_found(request)
     except Problem as problem:
-        return reject(event, problem)
+        return reject(request, problem)
     except EnqueueFailed as error:
-        return enqueue_failed(event, error)
+        return enqueue_failed(request, error)
+
+
+def authenticated_device(request: HttpRequest) -> str | None:
+    """The device the request's key proves (DEVICE_AUTH=on), None when device auth is off; Problem 401/403/503."""
+    settings = ingest_settings()
+    if settings.DEVICE_AUTH != "on":
+        return None
+    from pipeline.device_auth import DeviceKeysUnavailable, authenticate
+
+    try:
+        return authenticate(
+            request.authorization,
+            _keyring(settings.DEVICE_KEYS_SECRET, settings.DEVICE_REVOCATION_TTL_SECONDS),
+            settings.RETRY_AFTER_SECONDS,
+        )
+    except DeviceKeysUnavailable as error:
+        logger.error("device keys unavailable", extra={"error": str(error)})
+        raise error.problem from error
+
+
+@lru_cache(maxsize=1)
+def _keyring(secret_name: str, ttl_seconds: int) -> SecretKeyring:
+    from pipeline.device_auth import SecretKeyring
+
+    return SecretKeyring(secret_name, ttl_seconds)
 
 
 # No @tracer.capture_method here: this route is all the handler does, so its subsegment would
 # duplicate "## lambda_handler" and cost a subsegment per request (P1 in docs/PERFORMANCE.md).
 # The SQS call still gets its own subsegment from the patched botocore.
-def post_payloads(event: Event) -> Response:
-    request_id = _request_id(event)
+def post_payloads(request: HttpRequest, device_id: str | None) -> Response:
     # API Gateway's receive time (ms) when present, so receivedAt is the edge's clock, not ours.
-    epoch_ms = _request_context(event).get("requestTimeEpoch")
-    received_at_ms = epoch_ms if isinstance(epoch_ms, int) and epoch_ms > 0 else int(time.time() * 1000)
+    received_at_ms = request.received_at_ms or int(time.time() * 1000)
     accepted = accept_payloads(
         IngestRequest(
-            event.get("body"),
-            bool(event.get("isBase64Encoded")),
-            _headers(event),
-            request_id,
+            request.body,
+            request.is_base64_encoded,
+            request.headers,
+            _request_id(request),
             received_at_ms,
-            _api_key_id(event),
+            request.api_key_id,
+            device_id,
         ),
         ingest_settings(),
         sqs_client,
@@ -123,48 +128,54 @@ def post_payloads(event: Event) -> Response:
     metrics.add_metric(name=Metric.PAYLOADS_ACCEPTED, unit=MetricUnit.Count, value=report.sent)
     if report.retried_entries:
         metrics.add_metric(name=Metric.ENQUEUE_RETRIES, unit=MetricUnit.Count, value=report.retried_entries)
-    logger.info("request accepted", extra={"payloads": report.sent, "retriedEntries": report.retried_entries})
-    return _response(202, "application/json", json.dumps({"requestId": request_id, "accepted": report.sent}))
+    extra: dict[str, Any] = {"payloads": report.sent, "retriedEntries": report.retried_entries}
+    if device_id is not None:
+        extra["deviceId"] = device_id  # the id the key proved; the key itself is never logged
+    logger.info("request accepted", extra=extra)
+    return proxy_response(
+        request, 202, "application/json", json.dumps({"requestId": request_id, "accepted": report.sent})
+    )
 
 
-# Every other method API Gateway knows is routed here too (infra/api_construct.py PAYLOAD_METHODS), so
-# AWS and make run both answer 405.
-def method_not_allowed(event: Event) -> Response:
+# Every other method API Gateway knows is routed here too (infra/api_construct.py PAYLOAD_METHODS; the HTTP
+# API's ANY route), so AWS and make run both answer 405.
+def method_not_allowed(request: HttpRequest) -> Response:
     problem = Problem(
         405,
         "method-not-allowed",
         "Method Not Allowed",
-        f"{event['httpMethod']} is not allowed on {PAYLOADS_PATH}; use POST",
+        f"{request.method} is not allowed on {PAYLOADS_PATH}; use POST",
         headers={"Allow": "POST"},
     )
-    response = reject(event, problem)
-    if event["httpMethod"].upper() == "HEAD":
+    response = reject(request, problem)
+    if request.method == "HEAD":
         response["body"] = ""  # a HEAD answer has a GET's status and headers, never a body (RFC 9110, 9.3.2)
     return response
 
 
-def not_found(event: Event) -> Response:
+def not_found(request: HttpRequest) -> Response:
     return reject(
-        event,
-        Problem(404, "not-found", "Not Found", f"no resource at {event['path']}; payloads go to POST {PAYLOADS_PATH}"),
+        request,
+        Problem(404, "not-found", "Not Found", f"no resource at {request.path}; payloads go to POST {PAYLOADS_PATH}"),
     )
 
 
-def reject(event: Event, problem: Problem) -> Response:
+def reject(request: HttpRequest, problem: Problem) -> Response:
     count_rejected_request(problem.status)
     # The detail can quote client data (a key name), so only the status and reason are logged.
     logger.info("request rejected", extra={"status": problem.status, "reason": problem.slug})
-    return _problem_response(event, problem)
+    return _problem_response(request, problem)
 
 
-def enqueue_failed(event: Event, error: EnqueueFailed) -> Response:
+def enqueue_failed(request: HttpRequest, error: EnqueueFailed) -> Response:
     metrics.add_metric(name=Metric.ENQUEUE_FAILURES, unit=MetricUnit.Count, value=error.report.failed_entries)
     logger.error(
         "enqueue failed", extra={"failedEntries": error.report.failed_entries, "error": error.report.last_error}
     )
-    return _problem_response(event, error.problem)
+    return _problem_response(request, error.problem)
 
 
+# requestContext.requestId in both payload formats (correlation_paths.API_GATEWAY_HTTP is the same path).
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @tracer.capture_lambda_handler
 @metrics.log_metrics

@@ -131,7 +131,8 @@ def _run(
     apply_environment(endpoint.environment())  # inherited by the spawned Lambda environments
     sqs = endpoint.client("sqs", max_pool_connections=config.MAX_WORKERS + 4)
     s3 = endpoint.client("s3")
-    resources = create_resources(sqs, s3, config, name=RESOURCE_NAME)
+    secretsmanager = endpoint.client("secretsmanager") if config.DEVICE_AUTH == "on" else None
+    resources = create_resources(sqs, s3, config, name=RESOURCE_NAME, secretsmanager=secretsmanager)
     visibility = settings.visibility_timeout_seconds(config)
     if visibility != config.visibility_timeout_seconds:
         sqs.set_queue_attributes(QueueUrl=resources.queue_url, Attributes={"VisibilityTimeout": str(visibility)})
@@ -172,6 +173,7 @@ def _run(
                 ingest=ingest,
                 log=log,
                 stage=config.STAGE,
+                api_kind=config.API_KIND,
             )
         except OSError as exc:
             print(f"cannot listen on 127.0.0.1:{settings.PORT}: {exc} (set PORT to another port)", file=sys.stderr)
@@ -255,13 +257,44 @@ def banner(
     visibility_note = "" if visibility == config.visibility_timeout_seconds else " (LOCAL_VISIBILITY_TIMEOUT_SECONDS)"
     if visibility < config.MAX_BATCHING_WINDOW_SECONDS + 2:
         visibility_note += "; WARNING: below window + 2 s, a record may be delivered again while it is being stored"
-    key_header = f" -H 'x-api-key: {settings.API_KEY}'" if config.REQUIRE_API_KEY else ""
+    http_api = config.API_KIND == "http"
+    key_header = f" -H 'x-api-key: {settings.API_KEY}'" if config.REQUIRE_API_KEY and not http_api else ""
+    access = (
+        "  front door HTTP API (API_KIND=http: payload format 2.0, no API key)"
+        if http_api
+        else f"  API key    {settings.API_KEY if config.REQUIRE_API_KEY else '(not required: REQUIRE_API_KEY=false)'}"
+    )
+    device_lines: list[str] = []
+    if config.DEVICE_AUTH == "on":
+        # The make targets reach make run's embedded AWS on MOTO_PORT; an AWS_ENDPOINT_URL needs the tool itself.
+        if endpoint.embedded:
+            mint = f"make -s device-key DEVICE=device-1 MOTO_PORT={settings.MOTO_PORT}"
+            revoke = f"make revoke-device DEVICE=device-1 MOTO_PORT={settings.MOTO_PORT}"
+        else:
+            tool = (
+                f"python -m tools.ops.devices --endpoint-url {endpoint.endpoint_url} "
+                f"--secret-id {resources.device_keys_secret}"
+            )
+            mint, revoke = f"{tool} issue device-1", f"{tool} revoke device-1"
+        key_header += ' -H "Authorization: Bearer $KEY"'
+        device_lines = [
+            f"Device keys (DEVICE_AUTH=on, keyring {resources.device_keys_secret}): mint one, then send with it:",
+            f"  KEY=$({mint})",
+            "",
+        ]
+        device_lines_after = [
+            f"Revoke it (refused within DEVICE_REVOCATION_TTL_SECONDS={config.DEVICE_REVOCATION_TTL_SECONDS}):",
+            f"  {revoke}",
+            "",
+        ]
+    else:
+        device_lines_after = []
     return "\n".join(
         [
             "",
             "Ingest pipeline running locally: real handlers, no AWS account, no Docker",
             f"  endpoint   POST {url}{PAYLOADS_PATH}",
-            f"  API key    {settings.API_KEY if config.REQUIRE_API_KEY else '(not required: REQUIRE_API_KEY=false)'}",
+            access,
             f"  AWS        {endpoint.endpoint_url} ({endpoint_kind}, region {endpoint.region})",
             f"  bucket     {resources.bucket}",
             f"  queue      {resources.queue_url.rsplit('/', 1)[-1]} (visibility {visibility} s{visibility_note}, "
@@ -269,10 +302,12 @@ def banner(
             f"  workers    {config.MAX_WORKERS} pollers, batches of up to {config.BATCH_SIZE} within "
             f"{config.MAX_BATCHING_WINDOW_SECONDS} s",
             "",
+            *device_lines,
             "Send payloads:",
             f"  curl -i {url}{PAYLOADS_PATH}{key_header} -H 'content-type: application/json' \\",
             """    -d '{"version":"1.0","token":"device-1","data":[{"temp":21.5},{"temp":22.1}]}'""",
             "",
+            *device_lines_after,
             "List the stored objects:",
             f"  {cli_env}aws --endpoint-url {endpoint.endpoint_url} --region {endpoint.region} "
             f"s3 ls s3://{resources.bucket}/ --recursive",

@@ -18,7 +18,7 @@ class Totals:
     payloads_accepted: int = 0
     batches: int = 0
     failed_batches: int = 0  # batches with at least one failed record
-    records_stored: int = 0  # deleted from the queue after the consumer reported success
+    records_stored: int = 0  # payloads of the records deleted from the queue after the consumer reported success
     record_failures: int = 0  # record deliveries that failed (they come back after the visibility timeout)
 
 
@@ -50,11 +50,14 @@ class AccessLog:
             self.totals.payloads_accepted += payloads
         self.line(f"{method} {path} {status} payloads={payloads} {elapsed_ms:.1f}ms")
 
-    def batch(self, worker: int, records: int, failures: int, elapsed_ms: float, error: str = "") -> None:
+    def batch(
+        self, worker: int, records: int, failures: int, elapsed_ms: float, error: str = "", payloads: int | None = None
+    ) -> None:
+        """``payloads``: those the stored records carry (a packed record carries several); default one each."""
         with self._lock:
             self.totals.batches += 1
             self.totals.failed_batches += 1 if failures else 0
-            self.totals.records_stored += records - failures
+            self.totals.records_stored += records - failures if payloads is None else payloads
             self.totals.record_failures += failures
         suffix = f" error={error}" if error else ""
         self.line(f"batch worker={worker} records={records} failures={failures} {elapsed_ms:.1f}ms{suffix}")

@@ -1,9 +1,11 @@
-"""The local stand-in for API Gateway (REST, Lambda proxy) in front of the real ingest handler.
+"""The local stand-in for API Gateway (REST or HTTP API, Lambda proxy) in front of the real ingest handler.
 
 Per request it does what the deployed gateway does before and after the Lambda: refuse a body above
-API Gateway's 10 MB, check ``x-api-key`` (403 problem+json, the deployed gateway response's shape),
-build a REST proxy event (body base64, as binaryMediaTypes */* makes it), invoke the handler, and send
-its response back verbatim. Routing (404 for unknown paths, 405 for other methods) is the handler's.
+API Gateway's 10 MB, check ``x-api-key`` (REST only: 403 problem+json, the deployed gateway response's shape),
+build the proxy event (REST: payload format 1.0, body base64, as binaryMediaTypes */* makes it; API_KIND=http:
+payload format 2.0, body text or base64 by content type, repeated headers joined, cookies apart), invoke the
+handler, and send its response back verbatim. Routing (404 for unknown paths, 405 for other methods) is the
+handler's; with API_KIND=http the answers the HTTP API makes itself are its bare ``{"message": ...}``.
 
 The key is checked for EVERY request before the handler sees it, whatever its path: the handler's
 router decides which paths it serves (``/v1/payloads/``, say), so a front that checked only the
@@ -29,7 +31,7 @@ from typing import Any, Final
 from urllib.parse import parse_qs, urlsplit
 
 from local_pipeline.access_log import AccessLog
-from local_pipeline.events import api_gateway_event, response_headers
+from local_pipeline.events import api_gateway_event, http_api_event, http_api_request_id, response_headers
 from local_pipeline.lambda_runtime import FunctionError, FunctionPool
 from local_pipeline.local_settings import API_GATEWAY_MAX_BODY_BYTES
 from pipeline.contract import (
@@ -98,6 +100,14 @@ def front_problem(status: int, request_id: str, detail: str | None = None, slug:
     return json.dumps(body, separators=(",", ":")).encode()
 
 
+# API_KIND=http: the HTTP API's own answers cannot be customised (README, The HTTP API front door).
+HTTP_API_MESSAGES: Final[Mapping[int, str]] = {413: "Request Entity Too Large", 500: "Internal Server Error"}
+
+
+def http_api_message(status: int) -> bytes:
+    return json.dumps({"message": HTTP_API_MESSAGES[status]}, separators=(",", ":")).encode()
+
+
 def split_target(target: str) -> tuple[str, str]:
     """(path, query) of a request target: origin-form as sent (``//v1/payloads`` stays a path,
     percent-escapes stay escaped, as API Gateway passes them), or absolute-form (``http://h/p``)."""
@@ -119,10 +129,19 @@ class IngestFront:
     """``POST /v1/payloads`` on http://127.0.0.1:PORT, one thread per connection."""
 
     def __init__(
-        self, *, port: int, api_key: str, require_api_key: bool, ingest: FunctionPool, log: AccessLog, stage: str
+        self,
+        *,
+        port: int,
+        api_key: str,
+        require_api_key: bool,
+        ingest: FunctionPool,
+        log: AccessLog,
+        stage: str,
+        api_kind: str = "rest",
     ) -> None:
         self.api_key = api_key
-        self.require_api_key = require_api_key
+        self.http_api = api_kind == "http"  # an HTTP API: no API key, payload format 2.0, its own bare errors
+        self.require_api_key = require_api_key and not self.http_api
         self.ingest = ingest
         self.log = log
         self.stage = stage
@@ -227,7 +246,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         front = self.server.front
         started = time.perf_counter()
-        request_id = str(uuid.uuid4())
+        request_id = http_api_request_id() if front.http_api else str(uuid.uuid4())
         path, query = split_target(self.path)
         with front.in_flight():
             if front.closing:
@@ -253,22 +272,31 @@ class _RequestHandler(BaseHTTPRequestHandler):
             body = self._read_body()
         except BodyRefused as refused:
             self.close_connection = True  # the unread rest of the body must not be parsed as a request
+            if front.http_api and refused.status == 413:
+                return 413, {"Content-Type": "application/json"}, http_api_message(413)
             return refused.status, problem_headers, front_problem(refused.status, request_id, refused.detail)
         key = self.headers.get(API_KEY_HEADER)
         # Every method and path: which paths reach the handler is the router's business, not the front's.
         valid_key = key is not None and hmac.compare_digest(key.encode(), front.api_key.encode())
         if front.require_api_key and not valid_key:
             return 403, problem_headers, front_problem(403, request_id)
-        event = api_gateway_event(
-            self.command,
-            path,
-            body,
-            {name: value for name, value in self.headers.items()},
-            request_id=request_id,
-            source_ip=self.client_address[0],
-            stage=front.stage,
-            api_key=key,
-            query=parse_qs(query, keep_blank_values=True) if query else None,
+        headers = list(self.headers.items())  # a repeated header stays repeated, as API Gateway receives it
+        event = (
+            http_api_event(
+                self.command, path, body, headers, request_id=request_id, source_ip=self.client_address[0], query=query
+            )
+            if front.http_api
+            else api_gateway_event(
+                self.command,
+                path,
+                body,
+                headers,
+                request_id=request_id,
+                source_ip=self.client_address[0],
+                stage=front.stage,
+                api_key=key,
+                query=parse_qs(query, keep_blank_values=True) if query else None,
+            )
         )
         if not front.try_reserve():
             detail = "the local pipeline's ingest environments are all busy and its queue is full; retry after a second"
@@ -281,6 +309,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
             response = front.ingest.invoke(event)
         except FunctionError as exc:
             front.log.line(f"ingest handler failed: {exc}\n{exc.stack_trace}")
+            if front.http_api:
+                return 500, {"Content-Type": "application/json"}, http_api_message(500)
             return 502, problem_headers, front_problem(502, request_id)
         finally:
             front.release()

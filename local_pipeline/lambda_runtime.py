@@ -181,11 +181,14 @@ def _ping() -> bool:
 def _invoke(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     global _doomed_bodies
     if _fault.first_attempts:
+        # A payload object holds the record's body, or one line of it when the ingest packed it.
         _doomed_bodies = frozenset(
-            record["body"].encode("utf-8")
+            text.encode("utf-8")
             for record in event.get("Records", [])
             if int(record["attributes"].get("ApproximateReceiveCount", "1")) <= _fault.first_attempts
             and _fault.match in record["body"]
+            for text in (record["body"], *record["body"].split("\n"))
+            if _fault.match in text
         )
     try:
         return {"response": _handler(event, context)}

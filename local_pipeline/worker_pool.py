@@ -22,6 +22,7 @@ from local_pipeline.events import sqs_event
 from local_pipeline.lambda_runtime import FunctionError, FunctionPool
 from local_pipeline.resources import LocalResources
 from pipeline.contract import SQS_MAX_BATCH_ENTRIES
+from pipeline.envelope import EnvelopeError, parse_envelopes
 
 # One invocation's payload is limited to 6 MB (AWS); a batch stops growing before that.
 MAX_INVOCATION_BYTES = 6 * 1000 * 1000
@@ -31,6 +32,14 @@ IDLE_POLL_SECONDS = (0.05, 1.0)
 DRAIN_RECHECK_SECONDS = 0.5  # while draining, how often a poller looks again for records in their retry delay
 # While a batching window is open and the queue is momentarily empty, look again this often.
 WINDOW_POLL_SECONDS = 0.2
+
+
+def payloads_in(body: str) -> int:
+    """The payloads a record the consumer reported stored carries: one, or a packed request's several."""
+    try:
+        return len(parse_envelopes(body))
+    except EnvelopeError:
+        return 1  # not reported failed, yet not our envelope: count the record
 
 
 class MalformedResponse(ValueError):
@@ -195,11 +204,14 @@ class WorkerPool:
             failed = failed_ids(response, ids)
         except (FunctionError, MalformedResponse) as exc:
             failed, error = ids, batch_error(exc)
+        succeeded = [message for message in batch if message["MessageId"] not in failed]
         try:
-            self._delete([message for message in batch if message["MessageId"] not in failed])
+            self._delete(succeeded)
         except (BotoCoreError, ClientError) as exc:
             error = f"delete failed: {exc}"  # the records come back and are found already stored
-        self._log.batch(number, len(batch), len(failed), (time.perf_counter() - started) * 1000, error)
+        # The summary counts payloads: a packed record (MESSAGE_TARGET_BYTES) carries several.
+        stored = sum(payloads_in(message["Body"]) for message in succeeded)
+        self._log.batch(number, len(batch), len(failed), (time.perf_counter() - started) * 1000, error, stored)
 
     def _delete(self, messages: list[dict[str, Any]]) -> None:
         for start in range(0, len(messages), SQS_MAX_BATCH_ENTRIES):

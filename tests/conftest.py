@@ -108,7 +108,15 @@ class Pipeline:
 
 
 def _clear_caches() -> None:
-    for cached in (settings.ingest_settings, settings.consumer_settings, aws_clients.sqs_client, aws_clients.s3_client):
+    for cached in (
+        settings.ingest_settings,
+        settings.consumer_settings,
+        aws_clients.sqs_client,
+        aws_clients.secrets_client,
+        aws_clients._botocore_session,
+        aws_clients.s3_client,
+        ingest_handler._keyring,  # the device keyring (DEVICE_AUTH=on) and its Powertools cache
+    ):
         cached.cache_clear()
 
 

@@ -12,13 +12,27 @@ _creating = threading.Lock()
 
 
 @lru_cache(maxsize=1)
+def _botocore_session() -> Any:
+    import botocore.session
+
+    return botocore.session.get_session()
+
+
+@lru_cache(maxsize=1)
 def sqs_client() -> Any:
     # Straight from botocore: boto3.client() only delegates to this, and importing boto3 (resources,
     # S3 transfer helpers the ingest never uses) adds ~15 ms to its cold start (P2, docs/PERFORMANCE.md).
-    import botocore.session
-
     with _creating:
-        return botocore.session.get_session().create_client("sqs")
+        return _botocore_session().create_client("sqs")
+
+
+@lru_cache(maxsize=1)
+def secrets_client() -> Any:
+    """Secrets Manager, for the device keyring (DEVICE_AUTH=on). From the SQS client's botocore session, whose
+    loader already holds the endpoint and partition data: ~27 ms CPU of a cold start instead of ~70 ms for the
+    boto3 session and client Powertools' SecretsProvider makes by default (measured side by side here)."""
+    with _creating:
+        return _botocore_session().create_client("secretsmanager")
 
 
 # Attempts per PutObject (the first one included). botocore's standard mode retries 503 SlowDown and

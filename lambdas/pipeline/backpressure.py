@@ -3,7 +3,8 @@
 The Go original bounded its in-memory job queue; here the buffer is SQS, which never fills up, so a
 stalled worker pool would otherwise let the backlog grow for QUEUE_RETENTION_DAYS and then expire.
 The backlog is ``ApproximateNumberOfMessages``: messages waiting for a worker (the Go original's
-buffered jobs). Messages in flight are already with a worker, so they do not count.
+buffered jobs). Messages in flight are already with a worker, so they do not count. It counts
+messages, not payloads: with MESSAGE_TARGET_BYTES a message carries several payloads of one request.
 
 Reading the backlog costs a GetQueueAttributes call, so each container reads it at most once per
 BACKLOG_CHECK_SECONDS and answers from that reading in between (SQS's own figure is approximate and
@@ -76,7 +77,7 @@ def refuse_if_backlogged(
     # The reading cannot change for check_seconds, so a retry sooner would be refused again.
     raise service_unavailable(
         "backlog-full",
-        f"the queue holds about {backlog} payloads waiting for a worker (MAX_QUEUE is {max_queue}); "
+        f"the queue holds about {backlog} messages waiting for a worker (MAX_QUEUE is {max_queue}); "
         "retry the whole request later",
         max(retry_after_seconds, check_seconds),
     )

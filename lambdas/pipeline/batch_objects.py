@@ -2,24 +2,26 @@
 
 OBJECT_MODE=batch: one gzip NDJSON object per hour partition of a consumer batch. At telemetry scale
 S3 PUTs dominate the bill (one object per payload is ~$5 per million payloads); with BATCH_SIZE=100
-this mode makes ~1 PUT per 100 payloads. OBJECT_MODE=payload is the same flow with one record per
+this mode makes ~1 PUT per 100 payloads. OBJECT_MODE=payload is the same flow with one envelope per
 object: the envelope, verbatim, at its payload's key (``plan_payload_objects``). Design
 (docs/OBJECT_MODES.md):
 
-1. Plan: parse every record of the batch. A record that is not our envelope is rejected on its own
-   (reported failed, retried, then dead-lettered) and never blocks the others. The good ones are
-   grouped by the hour partition of their receivedAt, so the ``dt=/hour=`` layout is the same as in
-   payload mode; each group becomes one object.
+1. Plan: parse every record of the batch into its envelopes: one, or several of one request when the
+   ingest packed them (MESSAGE_TARGET_BYTES; pipeline/envelope.py parse_envelopes). A record that is
+   not our envelope(s) is rejected on its own (reported failed, retried, then dead-lettered) and never
+   blocks the others. The envelopes are grouped by the hour partition of their receivedAt, so the
+   ``dt=/hour=`` layout is the same as in payload mode; each group becomes one object.
 2. Store: each object is written create-only (If-None-Match: *) at a key derived from the sorted
    payload ids it holds, so an identical redelivered group maps to the same key and is not stored
    twice (412 = already stored). Objects are written concurrently on the consumer's upload pool.
-3. Report: all-or-nothing per object. If its PUT fails, every record in it is reported failed, so
-   SQS redelivers exactly those. Powertools' BatchProcessor turns the per-record outcomes into
-   ``batchItemFailures`` (consumer_handler.py; pipeline/consume.py runs the three steps).
+3. Report: all-or-nothing per object, and per record: a record is reported failed if any object
+   holding one of its envelopes was not stored, so SQS redelivers exactly those records. Powertools'
+   BatchProcessor turns the per-record outcomes into ``batchItemFailures`` (consumer_handler.py;
+   pipeline/consume.py runs the three steps).
 
 What redelivery can duplicate: a record redelivered with *different* neighbours (after a timeout or a
 crash after the PUT, or an SQS at-least-once duplicate) forms a different group, hence a different
-key, so that payload can appear in two objects. Readers dedupe by the payload ``id``. What it cannot
+key, so its payloads can appear in two objects. Readers dedupe by the payload ``id``. What it cannot
 duplicate: an identical group (same payload ids) always maps to one key.
 """
 
@@ -39,7 +41,7 @@ from pipeline.contract import (
     encode_batch_object,
     payload_object_key,
 )
-from pipeline.envelope import EnvelopeError, StoredEnvelope, parse_envelope
+from pipeline.envelope import EnvelopeError, StoredEnvelope, parse_envelopes
 from pipeline.storage import StoreOutcome, put_create_only
 
 
@@ -49,23 +51,24 @@ class ObjectNotStoredError(RuntimeError):
 
 @dataclass(frozen=True)
 class BatchRecord:
-    """One good record of the batch: its SQS message id, envelope fields and body as SQS carried it."""
+    """One envelope of a good record: the record's SQS message id, the envelope's fields, and its text
+    as the message carried it (the whole body, or its line of a packed body)."""
 
     message_id: str
     envelope: StoredEnvelope
-    body: str
+    text: str
 
     @property
     def line(self) -> bytes:
-        """The record as one NDJSON line of a batch object."""
-        return _ndjson_line(self.body)
+        """The envelope as one NDJSON line of a batch object."""
+        return _ndjson_line(self.text)
 
 
 @dataclass(frozen=True)
 class ObjectGroup:
-    """The records that go into one object. ``records`` may hold one payload id twice (an SQS
+    """The envelopes that go into one object. ``records`` may hold one payload id twice (an SQS
     duplicate inside one batch); the object holds it once and both messages share its outcome.
-    A payload object (OBJECT_MODE=payload) holds exactly one record."""
+    A payload object (OBJECT_MODE=payload) holds exactly one envelope."""
 
     key: str
     records: tuple[BatchRecord, ...]
@@ -74,7 +77,7 @@ class ObjectGroup:
     def content(self) -> tuple[bytes, str]:
         """The object's bytes and Content-Type."""
         if self.payload_object:
-            return self.records[0].body.encode("utf-8"), PAYLOAD_CONTENT_TYPE
+            return self.records[0].text.encode("utf-8"), PAYLOAD_CONTENT_TYPE
         return encode_batch_object(
             {record.envelope.payload_id: record.line for record in self.records}
         ), BATCH_CONTENT_TYPE
@@ -102,12 +105,12 @@ class ObjectResult:
     finished_at: datetime | None = None  # when the PUT answered: the end of the payloads' end-to-end latency
 
 
-def _ndjson_line(body: str) -> bytes:
+def _ndjson_line(text: str) -> bytes:
     # Envelopes are written compact by the ingest (never a raw newline); re-serialize defensively
-    # so one record is always exactly one line.
-    if "\n" in body or "\r" in body:
-        body = json.dumps(json.loads(body), ensure_ascii=False, separators=(",", ":"))
-    return body.encode("utf-8") + b"\n"
+    # so one envelope is always exactly one line.
+    if "\n" in text or "\r" in text:
+        text = json.dumps(json.loads(text), ensure_ascii=False, separators=(",", ":"))
+    return text.encode("utf-8") + b"\n"
 
 
 def _parse_records(messages: Iterable[tuple[str, str]]) -> tuple[list[BatchRecord], dict[str, EnvelopeError]]:
@@ -116,14 +119,17 @@ def _parse_records(messages: Iterable[tuple[str, str]]) -> tuple[list[BatchRecor
     rejected: dict[str, EnvelopeError] = {}
     for message_id, body in messages:
         try:
-            records.append(BatchRecord(message_id, parse_envelope(body), body))
+            envelopes = parse_envelopes(body)
         except EnvelopeError as exc:
             rejected[message_id] = exc
+            continue
+        records.extend(BatchRecord(message_id, envelope, text) for envelope, text in envelopes)
     return records, rejected
 
 
 def plan_batch_objects(messages: Iterable[tuple[str, str]], prefix: str) -> BatchPlan:
-    """Group ``(message_id, body)`` pairs into objects, one per hour partition; reject poison records."""
+    """Group the envelopes of ``(message_id, body)`` pairs into objects, one per hour partition;
+    reject poison records."""
     records, rejected = _parse_records(messages)
     partitions: dict[datetime, list[BatchRecord]] = {}
     for record in records:
@@ -137,9 +143,9 @@ def plan_batch_objects(messages: Iterable[tuple[str, str]], prefix: str) -> Batc
 
 
 def plan_payload_objects(messages: Iterable[tuple[str, str]], prefix: str) -> BatchPlan:
-    """OBJECT_MODE=payload: one object per ``(message_id, body)`` pair, at its payload's key; poison
-    records are rejected as in batch mode. Two deliveries of one payload are two objects at one key:
-    the create-only write stores it once."""
+    """OBJECT_MODE=payload: one object per envelope of the ``(message_id, body)`` pairs, at its
+    payload's key; poison records are rejected as in batch mode. Two deliveries of one payload are two
+    objects at one key: the create-only write stores it once."""
     records, rejected = _parse_records(messages)
     groups = [
         ObjectGroup(
@@ -173,25 +179,37 @@ class BatchReport:
 
     plan: BatchPlan
     results: list[ObjectResult]
-    _by_message: dict[str, ObjectResult] = field(init=False, repr=False)
+    _by_message: dict[str, list[ObjectResult]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        by_message = {record.message_id: result for result in self.results for record in result.group.records}
+        by_message: dict[str, list[ObjectResult]] = {}
+        for result in self.results:
+            for record in result.group.records:
+                results = by_message.setdefault(record.message_id, [])
+                if all(known is not result for known in results):  # a packed record's envelopes can share one
+                    results.append(result)
         object.__setattr__(self, "_by_message", by_message)
 
     def outcome_for(self, message_id: str) -> str:
+        """A record succeeds only when every object holding one of its envelopes was stored (or was
+        already stored); else it raises the reason, and SQS redelivers the whole record."""
         if message_id in self.plan.rejected:
             raise self.plan.rejected[message_id]
-        result = self._by_message.get(message_id)
-        if result is None:  # cannot happen: every record is either rejected or in a group
+        results = self._by_message.get(message_id)
+        if not results:  # cannot happen: every record is either rejected or in a group
             raise ObjectNotStoredError(f"message {message_id} was not part of any object")
-        if result.outcome is None:
-            if result.group.payload_object and result.error is not None:
-                raise result.error  # the record's own object: its own error, as a single upload reports it
+        failed = [result for result in results if result.outcome is None]
+        if failed:
+            first = failed[0]
+            if len(results) == 1 and first.group.payload_object and first.error is not None:
+                raise first.error  # the record's own object: its own error, as a single upload reports it
+            more = f" (and {len(failed) - 1} more of this record's objects)" if len(failed) > 1 else ""
             raise ObjectNotStoredError(
-                f"object {result.group.key} ({len(result.group.payload_ids)} payloads) was not stored: {result.error!r}"
-            ) from result.error
-        return result.outcome.value
+                f"object {first.group.key} ({len(first.group.payload_ids)} payloads) was not stored{more}: "
+                f"{first.error!r}"
+            ) from first.error
+        stored = any(result.outcome is StoreOutcome.STORED for result in results)
+        return (StoreOutcome.STORED if stored else StoreOutcome.ALREADY_STORED).value
 
     def record_handler(self) -> Callable[[Any], str]:
         """A Powertools record handler (it receives an SQSRecord) backed by these outcomes."""

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import cast
 
-from pipeline.contract import MAX_TOKEN_CHARS, MAX_VERSION_CHARS
+from pipeline.contract import BINARY_JSON_CONTENT_TYPE, MAX_TOKEN_CHARS, MAX_VERSION_CHARS
 from pipeline.problems import Problem, bad_request, too_large, unsupported_media_type
 
 _ALLOWED_FIELDS = frozenset({"version", "token", "data"})
@@ -181,6 +181,14 @@ def decode_body(body: str | None, is_base64_encoded: bool, headers: Mapping[str,
             f"Content-Encoding {encoding!r} is not supported; use gzip or none",
         )
     gzipped = encoding != "identity"
+    if gzipped and body and not is_base64_encoded:
+        # gzip is bytes, not text: a gateway that passed it as text (an HTTP API does for application/json) has
+        # already altered it. Say how to send it instead of "invalid gzip".
+        raise unsupported_media_type(
+            "this API passes an application/json body as text, which cannot carry gzip bytes; send gzip bodies "
+            f"with Content-Type {BINARY_JSON_CONTENT_TYPE}",
+            slug="gzip-needs-binary-content-type",
+        )
     raw = _raw_body(body, is_base64_encoded, 0 if gzipped else limits.max_body_bytes)
     if gzipped:
         raw = _gunzip(raw, limits.max_body_bytes)

@@ -1,10 +1,12 @@
 """Consumer logic: one invocation's records -> create-only S3 objects, each outcome logged and counted.
 
-Both object modes run one flow (pipeline/batch_objects.py): plan the objects (OBJECT_MODE=payload:
-one per record, at its payload's key; batch: one gzip NDJSON object per hour partition), write them
-create-only on the upload pool, UPLOAD_CONCURRENCY at once, and report each record's outcome. What
-the on-call engineer reads stays per mode: payload mode logs and counts each payload, with its
-record's correlation id; batch mode each object. Then failed records get their short retry delay
+Both object modes run one flow (pipeline/batch_objects.py): read each record's envelopes (one, or
+several of one request when the ingest packs them), plan the objects (OBJECT_MODE=payload: one per
+envelope, at its payload's key; batch: one gzip NDJSON object per hour partition), write them
+create-only on the upload pool, UPLOAD_CONCURRENCY at once, and report each record's outcome (failed
+if any of its envelopes was not stored). What the on-call engineer reads stays per mode: payload
+mode logs and counts each payload, with its record's correlation id; batch mode each object; the
+metrics count payloads either way. Then failed records get their short retry delay
 (pipeline/redelivery.py).
 
 Metrics and log lines are written on the invocation's thread, never from upload threads.
@@ -120,7 +122,7 @@ def _payload_outcome(result: ObjectResult) -> None:
 
 class BatchObjectOutcomes:
     """OBJECT_MODE=batch: a line per object, naming the request ids of its payloads; the metrics
-    count payloads (and objects), and a failed object counts each of its records."""
+    count payloads (and objects), and a failed object counts each of its payloads."""
 
     def rejected(self, message_id: str, error: EnvelopeError) -> None:
         metrics.add_metric(name=Metric.STORE_FAILURES, unit=MetricUnit.Count, value=1)
@@ -135,7 +137,7 @@ class BatchObjectOutcomes:
         detail = {
             "key": group.key,
             "payloads": len(group.payload_ids),
-            "messages": len(group.records),
+            "messages": len({record.message_id for record in group.records}),
             "requestIds": sorted({record.envelope.request_id for record in group.records}),
         }
         if result.outcome is None:

@@ -26,6 +26,10 @@ PROBLEM_CONTENT_TYPE: Final = "application/problem+json"
 PROBLEM_TYPE_PREFIX: Final = "urn:ingest-pipeline:problem:"
 # Request headers, as clients spell them (HTTP field names are case-insensitive: servers compare lower-cased).
 API_KEY_HEADER: Final = "x-api-key"  # API Gateway's usage-plan key header
+DEVICE_KEY_HEADER: Final = "Authorization"  # "Bearer <device key>" with DEVICE_AUTH=on (pipeline/device_auth.py)
+# A JSON media type (the ingest takes any application/*+json) that an HTTP API passes base64-encoded, so gzip and
+# any byte reach the ingest exactly: the HTTP API hands application/json bodies over as text (README, HTTP API).
+BINARY_JSON_CONTENT_TYPE: Final = "application/vnd.ingest-pipeline+json"
 IDEMPOTENCY_KEY_HEADER: Final = "Idempotency-Key"  # pipeline/idempotency.py
 
 
@@ -183,9 +187,12 @@ def pack_batches(items: Sequence[T], size: Callable[[T], int]) -> list[list[T]]:
 MAX_VERSION_CHARS: Final = 64
 MAX_TOKEN_CHARS: Final = 1024
 MAX_REQUEST_ID_CHARS: Final = 128  # pipeline/envelope.py is_safe_id
+# The authenticated device id (DEVICE_AUTH=on, pipeline/device_auth.py): ASCII letters, digits, "_" and "-",
+# so JSON writes it unescaped, one byte per character.
+MAX_DEVICE_ID_CHARS: Final = 64
 MAX_PAYLOADS_CEILING: Final = 10_000  # so a payload index has at most 4 digits
 _MAX_ESCAPED_CHAR_BYTES = 12
-_ENVELOPE_LITERALS = '{"id":"","requestId":,"receivedAt":"","version":,"token":,"payload":}'
+_ENVELOPE_LITERALS = '{"id":"","requestId":,"receivedAt":"","version":,"token":,"deviceId":"","payload":}'
 _RECEIVED_AT_CHARS = len("2026-11-26T02:48:09.123Z")
 ENVELOPE_OVERHEAD_BYTES: Final = (
     len(_ENVELOPE_LITERALS)
@@ -194,11 +201,12 @@ ENVELOPE_OVERHEAD_BYTES: Final = (
     + _RECEIVED_AT_CHARS
     + (_MAX_ESCAPED_CHAR_BYTES * MAX_VERSION_CHARS + 2)
     + (_MAX_ESCAPED_CHAR_BYTES * MAX_TOKEN_CHARS + 2)
+    + MAX_DEVICE_ID_CHARS  # "deviceId", present only when DEVICE_AUTH authenticated the request
     + len(REQUEST_ID_ATTRIBUTE)
     + len("String")
     + MAX_REQUEST_ID_CHARS  # the message attribute
-)  # 13,559 bytes
-MAX_PAYLOAD_BYTES_CEILING: Final = SQS_MAX_MESSAGE_BYTES - ENVELOPE_OVERHEAD_BYTES  # 1,035,017
+)  # 13,637 bytes
+MAX_PAYLOAD_BYTES_CEILING: Final = SQS_MAX_MESSAGE_BYTES - ENVELOPE_OVERHEAD_BYTES  # 1,034,939
 
 
 # --- the envelope's receivedAt: API Gateway's receive time, UTC, to the millisecond -----------------

@@ -4,7 +4,8 @@ The header follows the IETF httpapi Idempotency-Key draft and Stripe's conventio
 a unique key per logical request and sends it again, unchanged, on every retry. The pipeline keeps
 no state at the ingest; instead the request id is *derived* from what identifies the request:
 
-    client identity (API Gateway's API key id, plus the collection's token), the key, and the
+    client identity (the authenticated device with DEVICE_AUTH=on, else API Gateway's API key id; plus the
+    collection's token), the key, and the
     SHA-256 of the decoded body (after base64 and gzip decoding)
 
 A retry of the same request therefore gets the same request id (and ``<requestId>-<index>`` ids);
@@ -47,7 +48,7 @@ def idempotency_key_from(headers: Mapping[str, str]) -> str | None:
     return key
 
 
-def idempotent_request_id(api_key_id: str, token: str, key: str, body: bytes) -> str:
+def idempotent_request_id(client_identity: str, token: str, key: str, body: bytes) -> str:
     """The request id of a keyed request: a UUID (version 8) derived from all four inputs.
 
     UUID-shaped like API Gateway's own request ids, so ids stay safe object names
@@ -56,7 +57,7 @@ def idempotent_request_id(api_key_id: str, token: str, key: str, body: bytes) ->
     digest = hashlib.sha256()
     # Length-prefixed fields: no two different tuples hash the same bytes.
     for field in (
-        api_key_id.encode(),
+        client_identity.encode(),
         token.encode("utf-8", "surrogatepass"),
         key.encode("ascii"),
         hashlib.sha256(body).digest(),

@@ -24,6 +24,14 @@ class IngestRequest:
     received_at_ms: int
     # API Gateway's API key id (requestContext.identity.apiKeyId); empty when the stage needs no key.
     api_key_id: str = ""
+    # The device its key proved (DEVICE_AUTH=on, pipeline/device_auth.py); None when device auth is off.
+    device_id: str | None = None
+
+    @property
+    def client_identity(self) -> str:
+        """Who sent it, for Idempotency-Key ids: the authenticated device when there is one, else the API key id
+        (prefixed, so a device id can never collide with an API key id)."""
+        return f"device:{self.device_id}" if self.device_id is not None else self.api_key_id
 
 
 @dataclass(frozen=True)
@@ -38,11 +46,14 @@ class EnqueueFailed(Exception):
     """SQS did not accept every payload; the client must retry the whole request (503)."""
 
     def __init__(self, report: EnqueueReport, retry_after_seconds: int) -> None:
-        super().__init__(f"{report.failed_entries} payload(s) not accepted by SQS: {report.last_error}")
+        super().__init__(
+            f"{report.failed_payloads} payload(s) in {report.failed_entries} message(s) not accepted by SQS: "
+            f"{report.last_error}"
+        )
         self.report = report
         self.problem = service_unavailable(
             "enqueue-failed",
-            f"the queue did not accept {report.failed_entries} of {report.sent + report.failed_entries} payloads; "
+            f"the queue did not accept {report.failed_payloads} of {report.sent + report.failed_payloads} payloads; "
             "retry the whole request",
             retry_after_seconds,
         )
@@ -66,8 +77,10 @@ def accept_payloads(request: IngestRequest, settings: IngestSettings, sqs: Calla
     collection = parse_collection(raw, limits)
     request_id = request.request_id
     if key is not None:
-        request_id = idempotent_request_id(request.api_key_id, collection.token, key, raw)
-    messages = build_messages(collection, request_id, request.received_at_ms)
+        request_id = idempotent_request_id(request.client_identity, collection.token, key, raw)
+    messages = build_messages(
+        collection, request_id, request.received_at_ms, settings.MESSAGE_TARGET_BYTES, device_id=request.device_id
+    )
     # After validation, so a bad request still gets its 4xx; before enqueueing anything.
     refuse_if_backlogged(
         sqs, settings.QUEUE_URL, settings.MAX_QUEUE, settings.BACKLOG_CHECK_SECONDS, settings.RETRY_AFTER_SECONDS

@@ -48,6 +48,8 @@ if os.environ.get("STAGE"):
 # data and never the fine-grained slug (that is in the "request rejected" log line).
 _REJECTION_CLASSES = {
     400: "invalid",
+    401: "unauthorized",  # DEVICE_AUTH=on: no or malformed device key
+    403: "unauthorized",  # DEVICE_AUTH=on: a device key this deployment refuses
     404: "route",
     405: "route",
     413: "too-large",

@@ -45,8 +45,8 @@ def too_large(slug: str, detail: str, pointer: str | None = None) -> Problem:
     return Problem(413, slug, "Content Too Large", detail, pointer)
 
 
-def unsupported_media_type(detail: str) -> Problem:
-    return Problem(415, "unsupported-media-type", "Unsupported Media Type", detail)
+def unsupported_media_type(detail: str, slug: str = "unsupported-media-type") -> Problem:
+    return Problem(415, slug, "Unsupported Media Type", detail)
 
 
 def service_unavailable(slug: str, detail: str, retry_after_seconds: int) -> Problem:

@@ -13,9 +13,10 @@ from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from typing import Any, TypeVar
 
-from pipeline.contract import KnobError, parse_int
+from pipeline.contract import SQS_MAX_MESSAGE_BYTES, KnobError, parse_int
 
 OBJECT_MODES = ("payload", "batch")
+SWITCH = ("on", "off")
 
 
 class SettingsError(KnobError):
@@ -33,10 +34,22 @@ class IngestSettings:
     RETRY_AFTER_SECONDS: int = field(metadata={"minimum": 1})
     MAX_QUEUE: int = field(metadata={"minimum": 0})  # 0: no backlog bound (see pipeline/backpressure.py)
     BACKLOG_CHECK_SECONDS: int = field(metadata={"minimum": 1})
+    # 0: one payload per message; N: a request's payloads packed into messages of at most N bytes
+    # (pipeline/envelope.py build_messages). Never above what SQS accepts in one message.
+    MESSAGE_TARGET_BYTES: int = field(metadata={"minimum": 0, "maximum": SQS_MAX_MESSAGE_BYTES})
+    # "on": every request on the payloads path needs a device key (pipeline/device_auth.py), verified against
+    # the keyring secret DEVICE_KEYS_SECRET (name or ARN; empty when off), re-read every
+    # DEVICE_REVOCATION_TTL_SECONDS.
+    DEVICE_AUTH: str = field(metadata={"choices": SWITCH})
+    DEVICE_REVOCATION_TTL_SECONDS: int = field(metadata={"minimum": 1})
+    DEVICE_KEYS_SECRET: str = field(metadata={"may_be_empty": True})
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> IngestSettings:
-        return _from_env(cls, env)
+        settings = _from_env(cls, env)
+        if settings.DEVICE_AUTH == "on" and not settings.DEVICE_KEYS_SECRET:
+            raise SettingsError("environment variable DEVICE_KEYS_SECRET is required with DEVICE_AUTH=on")
+        return settings
 
     def to_env(self) -> dict[str, str]:
         return _to_env(self)
@@ -77,7 +90,9 @@ def _from_env(cls: type[S], env: Mapping[str, str]) -> S:
         if not raw:
             raise SettingsError(f"environment variable {knob.name} is required (set by the stack)")
         if knob.type == "int":
-            values[knob.name] = parse_int(knob.name, raw, knob.metadata["minimum"], error=SettingsError)
+            values[knob.name] = parse_int(
+                knob.name, raw, knob.metadata["minimum"], knob.metadata.get("maximum"), error=SettingsError
+            )
         elif "choices" in knob.metadata and raw not in knob.metadata["choices"]:
             raise SettingsError(f"{knob.name}={raw!r} is not one of {', '.join(knob.metadata['choices'])}")
         else:

@@ -64,3 +64,29 @@ def test_the_spec_limits_are_the_config_defaults(spec: dict[str, Any], pipeline:
         MAX_VERSION_CHARS,
         MAX_TOKEN_CHARS,
     )
+
+
+def test_device_key_answers_match_the_spec(spec: dict[str, Any], pipeline: Pipeline, monkeypatch: Any) -> None:
+    # Given DEVICE_AUTH=on with a keyring
+    import secrets
+
+    import boto3
+
+    from pipeline.device_auth import new_keyring_document
+    from tests.conftest import _clear_caches
+
+    boto3.client("secretsmanager").create_secret(
+        Name="spec-keys", SecretString=json.dumps(new_keyring_document(secrets.token_urlsafe(48)))
+    )
+    monkeypatch.setenv("DEVICE_AUTH", "on")
+    monkeypatch.setenv("DEVICE_KEYS_SECRET", "spec-keys")
+    _clear_caches()
+    responses = spec["paths"]["/v1/payloads"]["post"]["responses"]
+    # Then a missing key and a refused key answer as the spec says, with the headers it names
+    for authorization, status in ((None, 401), ("Bearer dk1.device-1.1." + "A" * 43, 403)):
+        headers = dict(JSON_HEADERS) if authorization is None else {**JSON_HEADERS, "Authorization": authorization}
+        response = pipeline.post(collection(1), headers=headers)
+        assert response.status == status
+        jsonschema.validate(response.body, schema(spec, "Problem"))
+        declared = spec["components"]["responses"][responses[str(status)]["$ref"].rsplit("/", 1)[1]]
+        assert set(declared.get("headers", {})) <= set(response.headers)

@@ -16,9 +16,11 @@ import boto3
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
+from infra.config import PipelineConfig
 from pipeline import aws_clients
 from tests.conftest import Pipeline, collection
 from tests.faults import FailingSendMessageBatch, fail_put_object
+from tests.integration.test_previous_release import records as previous_release_records
 from tools.ops import redrive
 
 FAILING = ("-0.json", "-2.json", "-4.json")
@@ -308,3 +310,104 @@ def test_an_earlier_finished_task_is_not_mistaken_for_the_new_one(pipeline: Pipe
     assert len(fake.started) == 1
     assert (result.status, result.moved) == ("COMPLETED", 3)
     assert pipeline.queue_depth() == 3 and pipeline.queue_depth(queues.dlq_url) == 0
+
+
+# --- both message layouts: previous-release messages and packed messages (MESSAGE_TARGET_BYTES) ------
+
+
+def both_layouts_in_the_dlq(pipeline: Pipeline, previous: int = 22) -> tuple[str, list[dict[str, Any]]]:
+    """The DLQ holds the previous release's one-payload messages (its first ``previous``, verbatim: body
+    and requestId attribute) and this release's packed message of a request of 6 whose payload 4 S3
+    kept refusing."""
+    for record in previous_release_records()[:previous]:
+        attribute = record["messageAttributes"]["requestId"]
+        pipeline.sqs.send_message(
+            QueueUrl=pipeline.resources.dlq_url,
+            MessageBody=record["body"],
+            MessageAttributes={
+                "requestId": {"DataType": attribute["dataType"], "StringValue": attribute["stringValue"]}
+            },
+        )
+    fail_put_object(aws_clients.s3_client(pipeline.config.UPLOAD_CONCURRENCY), lambda key: key.endswith("-4.json"))
+    request_id = pipeline.post(collection(6)).body["requestId"]
+    for _ in range(pipeline.config.MAX_RECEIVE_COUNT + 1):
+        messages = pipeline.receive()
+        if not messages:
+            break
+        try:
+            pipeline.consume(messages)
+        except BatchProcessingError:  # its only record failed: Lambda errors, the ESM retries it
+            pass
+        for message in messages:
+            pipeline.sqs.change_message_visibility(
+                QueueUrl=pipeline.resources.queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+            )
+    dlq = sorted(
+        pipeline.receive(queue_url=pipeline.resources.dlq_url), key=lambda m: (m["Body"].count("\n"), m["Body"])
+    )
+    for message in dlq:  # visible again for the redrive
+        pipeline.sqs.change_message_visibility(
+            QueueUrl=pipeline.resources.dlq_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+        )
+    assert len(dlq) == previous + 1 and dlq[-1]["Body"].count("\n") == 5  # the packed message: 6 lines
+    return request_id, dlq
+
+
+def layouts(messages: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """What a redrive must keep: each message's body and requestId attribute, verbatim."""
+    return sorted((m["Body"], m["MessageAttributes"]["requestId"]["StringValue"]) for m in messages)
+
+
+def assert_every_payload_stored_once(pipeline: Pipeline, request_id: str) -> None:
+    previous = [json.loads(record["body"])["id"] for record in previous_release_records()]
+    ids = sorted([*previous, *(f"{request_id}-{i}" for i in range(6))])
+    assert stored_ids(pipeline) == ids
+    versions = pipeline.s3.list_object_versions(Bucket=pipeline.resources.bucket).get("Versions", [])
+    assert len(versions) == len(ids)
+
+
+@pytest.mark.parametrize("config", [pytest.param(PipelineConfig(MESSAGE_TARGET_BYTES=65536), id="packing")])
+def test_redrive_moves_both_layouts_back_verbatim_and_each_payload_is_stored_once(pipeline: Pipeline) -> None:
+    # Given the DLQ holds previous-release messages and a packed message
+    request_id, dead = both_layouts_in_the_dlq(pipeline)
+    # When the cause is fixed and the operator redrives (moto: the copy method)
+    heal_s3(pipeline)
+    code, out, err = run("--queue-url", pipeline.resources.queue_url)
+    assert code == 0, err
+    assert "copy: moved 23 message(s)" in out
+    # Then the queue holds the same 23 messages, bodies and requestId attributes unchanged
+    back = pipeline.receive()
+    assert layouts(back) == layouts(dead)
+    # And the consumer stores every payload once (the packed message's five stored payloads are skipped)
+    assert pipeline.consume(back) == {"batchItemFailures": []}
+    assert_every_payload_stored_once(pipeline, request_id)
+
+
+@pytest.mark.parametrize("config", [pytest.param(PipelineConfig(MESSAGE_TARGET_BYTES=65536), id="packing")])
+def test_the_move_task_moves_both_layouts_back_verbatim(pipeline: Pipeline) -> None:
+    # Given the same DLQ, and an endpoint with the move task API (the fake over moto)
+    request_id, dead = both_layouts_in_the_dlq(pipeline)
+    heal_s3(pipeline)
+    queues = redrive.resolve_queues(pipeline.sqs, None, queue_url=pipeline.resources.queue_url)
+    fake = FakeMoveTasks(pipeline.sqs, queues)
+    # When the operator redrives
+    result = redrive.move_with_task(
+        fake, queues, rate=None, progress=redrive.Progress(io.StringIO()), emulated=False, sleep=lambda _: None
+    )
+    # Then all 23 are back, unchanged, and stored once
+    assert (result.status, result.moved) == ("COMPLETED", 23)
+    back = pipeline.receive()
+    assert layouts(back) == layouts(dead)
+    assert pipeline.consume(back) == {"batchItemFailures": []}
+    assert_every_payload_stored_once(pipeline, request_id)
+
+
+@pytest.mark.parametrize("config", [pytest.param(PipelineConfig(MESSAGE_TARGET_BYTES=65536), id="packing")])
+def test_dry_run_samples_a_packed_message_by_its_first_payload_and_count(pipeline: Pipeline) -> None:
+    request_id, _ = both_layouts_in_the_dlq(pipeline, previous=3)
+    code, out, _ = run("--queue-url", pipeline.resources.queue_url, "--dry-run", "--sample", "4")
+    assert code == 0 and "4 message(s) visible" in out
+    [packed] = [line for line in out.splitlines() if f"request {request_id}" in line]
+    assert f"payload {request_id}-0 (+5 more)" in packed
+    assert sum("more)" in line for line in out.splitlines()) == 1
+    assert "device-token" not in out

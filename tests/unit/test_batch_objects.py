@@ -140,3 +140,17 @@ def test_report_is_all_or_nothing_per_object_and_poison_fails_alone() -> None:
     # And the poison record fails with its own reason
     with pytest.raises(EnvelopeError):
         report.outcome_for("m3")
+
+
+def test_a_packed_record_spanning_two_hours_fails_if_either_object_fails() -> None:
+    # Given a hand-made packed record whose lines fall in two hours, and S3 refusing the 03h object
+    packed = "\n".join([envelope("a-0", "2026-11-26T02:59:59.999Z"), envelope("a-1", "2026-11-26T03:00:00.000Z")])
+    plan = plan_batch_objects(messages(packed, envelope("b-0", "2026-11-26T02:10:00.000Z")), "p/")
+    assert [group.payload_ids for group in plan.groups] == [["a-0", "b-0"], ["a-1"]]
+    s3 = FakeS3(failing={plan.groups[1].key})
+    with ThreadPoolExecutor(2) as pool:
+        report = BatchReport(plan, list(store_objects(plan, "bucket", s3, pool)))
+    # Then the packed record fails (one of its objects was not stored); the other record succeeds
+    with pytest.raises(ObjectNotStoredError, match="1 payloads"):
+        report.outcome_for("m0")
+    assert report.outcome_for("m1") == StoreOutcome.STORED.value

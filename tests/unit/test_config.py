@@ -31,6 +31,8 @@ def test_booleans_accept_cli_strings(raw: object) -> None:
         ({"RETRY_BASE_SECONDS": 0}, "RETRY_BASE_SECONDS"),
         ({"RETRY_BASE_SECONDS": 200, "RETRY_MAX_SECONDS": 100}, "RETRY_BASE_SECONDS"),
         ({"RETRY_MAX_SECONDS": 43201}, "RETRY_MAX_SECONDS"),
+        ({"MESSAGE_TARGET_BYTES": 1023}, "MESSAGE_TARGET_BYTES"),
+        ({"MESSAGE_TARGET_BYTES": 1024 * 1024 + 1}, "MESSAGE_TARGET_BYTES"),
     ],
 )
 def test_invalid_knobs_fail_fast_naming_the_knob(knobs: dict[str, object], named: str) -> None:
@@ -62,6 +64,15 @@ def test_the_retry_delay_never_exceeds_the_visibility_timeout() -> None:
     # Then the consumer is told 61 s: a longer delay would bring a record back later than without one
     assert config.consumer_environment("bucket", "https://queue")["RETRY_MAX_SECONDS"] == "61"
     assert PipelineConfig().consumer_environment("bucket", "https://queue")["RETRY_MAX_SECONDS"] == "180"
+
+
+def test_the_ingest_gets_message_target_bytes_and_refuses_one_sqs_would_refuse() -> None:
+    assert IngestSettings.from_env(PipelineConfig().ingest_environment("q")).MESSAGE_TARGET_BYTES == 0
+    environment = PipelineConfig(MESSAGE_TARGET_BYTES=65536).ingest_environment("q")
+    assert IngestSettings.from_env(environment).MESSAGE_TARGET_BYTES == 65536
+    # Set by hand past SQS's 1 MiB message, it fails at cold start, naming the variable
+    with pytest.raises(SettingsError, match="MESSAGE_TARGET_BYTES=1048577 is above its maximum"):
+        IngestSettings.from_env({**environment, "MESSAGE_TARGET_BYTES": str(1024 * 1024 + 1)})
 
 
 def test_a_missing_lambda_variable_fails_at_cold_start_naming_it() -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from pipeline.batch_objects import BatchReport, plan_payload_objects, store_objects
+from pipeline.batch_objects import BatchReport, ObjectNotStoredError, plan_payload_objects, store_objects
 from pipeline.envelope import EnvelopeError
 from pipeline.storage import StoreOutcome
 
@@ -74,3 +74,27 @@ def test_a_failed_upload_fails_its_own_record_with_its_own_error_and_poison_fail
     with pytest.raises(EnvelopeError):
         report.outcome_for("m2")
     assert list(s3.objects) == ["p/dt=2026-11-26/hour=02/r-0.json"]
+
+
+def test_a_packed_record_is_one_object_per_line_and_fails_if_any_line_is_not_stored() -> None:
+    # Given a packed record of three envelopes (one per line), a one-envelope record, and S3 refusing r-1
+    packed = "\n".join(envelope(f"r-{i}") for i in range(3))
+    s3 = FakeS3(failing={"p/dt=2026-11-26/hour=02/r-1.json"})
+    report = store([("packed", packed), ("single", envelope("s-0"))], s3)
+    # Then each line is its own object, verbatim, and the packed record fails, naming the object
+    assert s3.objects == {
+        "p/dt=2026-11-26/hour=02/r-0.json": (envelope("r-0").encode(), "application/json"),
+        "p/dt=2026-11-26/hour=02/r-2.json": (envelope("r-2").encode(), "application/json"),
+        "p/dt=2026-11-26/hour=02/s-0.json": (envelope("s-0").encode(), "application/json"),
+    }
+    with pytest.raises(ObjectNotStoredError, match="r-1.json") as failure:
+        report.outcome_for("packed")
+    assert isinstance(failure.value.__cause__, ClientError)
+    assert report.outcome_for("single") == StoreOutcome.STORED.value
+    # When it comes back with S3 healed, Then the missing line is stored and the others are skipped
+    s3.failing.clear()
+    again = store([("packed", packed)], s3)
+    assert again.outcome_for("packed") == StoreOutcome.STORED.value
+    assert len(s3.objects) == 4
+    # And a third delivery finds every line stored
+    assert store([("packed", packed)], s3).outcome_for("packed") == StoreOutcome.ALREADY_STORED.value

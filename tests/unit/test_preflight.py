@@ -18,6 +18,7 @@ import pytest
 from botocore.stub import Stubber
 
 from infra.config import PROFILES, PipelineConfig
+from pipeline.contract import MAX_PAYLOAD_BYTES_CEILING
 from tools.models import capacity
 from tools.ops import preflight
 from tools.ops.preflight import Clients
@@ -308,7 +309,10 @@ def test_a_load_this_configuration_cannot_carry_names_make_capacity() -> None:
         (["--rpm", "many"], "argument --rpm: invalid float value: 'many'"),
         (["--payloads", "-1"], "--payloads must be a number above 0"),
         (["--payload-bytes", "0"], "--payload-bytes must be a number above 0"),
-        (["--payload-bytes", "1035018"], "--payload-bytes must be at most 1035017 (one SQS message with its envelope)"),
+        (
+            ["--payload-bytes", str(MAX_PAYLOAD_BYTES_CEILING + 1)],
+            f"--payload-bytes must be at most {MAX_PAYLOAD_BYTES_CEILING} (one SQS message with its envelope)",
+        ),
     ],
 )
 def test_a_load_the_model_cannot_judge_is_refused_in_one_line(

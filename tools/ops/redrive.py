@@ -4,6 +4,10 @@
     python -m tools.ops.redrive --stack IngestPipeline-prod             # move them all back
     python -m tools.ops.redrive --queue-url URL [--dlq-url URL] [--endpoint-url http://127.0.0.1:4566]
 
+Messages move verbatim (body and message attributes), so both layouts the consumer reads go back as
+they came: one payload per message, and a request's payloads packed one per line
+(MESSAGE_TARGET_BYTES).
+
 It uses SQS's message move task (StartMessageMoveTask), as the console's "Start DLQ redrive" does,
 and follows its progress. A move task already running for the DLQ is followed, not duplicated, so
 running this twice is safe. Where the API does not exist (moto, and so `make run`'s local AWS) it
@@ -29,6 +33,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
 from pipeline.contract import SQS_MAX_BATCH_ENTRIES, pack_batches
+from pipeline.envelope import EnvelopeError, parse_envelopes
 from tools.ops.cli import MISSING_CREDENTIALS, MISSING_REGION, session_options
 
 MOVE_TASK_DONE = ("COMPLETED", "CANCELLED", "FAILED")
@@ -60,7 +65,9 @@ class Queues:
 
 @dataclass(frozen=True)
 class Sample:
-    """What is safe to show about a DLQ message: identifiers, counts and sizes, never the body."""
+    """What is safe to show about a DLQ message: identifiers, counts and sizes, never the body.
+    ``payload_id`` is the message's first payload; ``payloads`` how many it carries (more than one
+    when the ingest packed them, MESSAGE_TARGET_BYTES; 0 when the body is not our envelopes)."""
 
     message_id: str
     payload_id: str | None
@@ -68,6 +75,7 @@ class Sample:
     received_at: str | None
     receive_count: int
     size_bytes: int
+    payloads: int = 1
 
 
 @dataclass
@@ -172,11 +180,13 @@ def count_messages(sqs: Any, url: str) -> tuple[int, int]:
 
 def _sample(message: dict[str, Any]) -> Sample:
     envelope: dict[str, Any] = {}
+    payloads = 0
     try:
-        parsed = json.loads(message["Body"])
-        envelope = parsed if isinstance(parsed, dict) else {}
-    except ValueError:
-        pass  # not our envelope: a poison message; its identifiers are all we show
+        # Either layout: one envelope, or a packed request's envelopes, one per line.
+        envelopes = parse_envelopes(message["Body"])
+        envelope, payloads = json.loads(envelopes[0][1]), len(envelopes)
+    except EnvelopeError:
+        pass  # not our envelope(s): a poison message; its identifiers are all we show
     attribute = (message.get("MessageAttributes") or {}).get("requestId") or {}
 
     def text(value: Any) -> str | None:
@@ -189,6 +199,7 @@ def _sample(message: dict[str, Any]) -> Sample:
         received_at=text(envelope.get("receivedAt")),
         receive_count=int((message.get("Attributes") or {}).get("ApproximateReceiveCount", 0)),
         size_bytes=len(message["Body"].encode("utf-8")),
+        payloads=payloads,
     )
 
 
@@ -435,8 +446,10 @@ def _print_samples(samples: Sequence[Sample], out: TextIO) -> None:
     out.write("sample (identifiers only; bodies hold tokens and payloads):\n")
     for s in samples:
         out.write(
-            f"  message {s.message_id}  payload {s.payload_id or '-'}  request {s.request_id or '-'}  "
-            f"receivedAt {s.received_at or '-'}  receives {s.receive_count}  {s.size_bytes} bytes\n"
+            f"  message {s.message_id}  payload {s.payload_id or '-'}"
+            + (f" (+{s.payloads - 1} more)" if s.payloads > 1 else "")
+            + f"  request {s.request_id or '-'}  receivedAt {s.received_at or '-'}  receives {s.receive_count}  "
+            f"{s.size_bytes} bytes\n"
         )
 
 
