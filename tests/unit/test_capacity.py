@@ -29,13 +29,13 @@ SEED = ["--rpm", "1000000", "--payloads", "10", "--payload-bytes", "1024"]
 
 
 def assess(rpm: float, *, payloads: int = 10, failure_rate: float = 0.0, **knobs: Any) -> capacity.Assessment:
-    load = Load(rpm, payloads, 1_000, failure_rate, message_bytes=1_000)
+    load = Load(rpm, payloads, 1_000, failure_rate)
     return capacity.assess(PipelineConfig(**knobs), load, ASSUME)
 
 
 def stage(stage_function: Any, rpm: float, **knobs: Any) -> list[capacity.Check]:
     """One stage function's checks, alone."""
-    config, load = PipelineConfig(**knobs), Load(rpm, 10, 1_000, message_bytes=1_000)
+    config, load = PipelineConfig(**knobs), Load(rpm, 10, 1_000)
     return list(stage_function(config, load, flow_of(config, load, ASSUME)))
 
 
@@ -51,7 +51,7 @@ def seed_json(capsys: pytest.CaptureFixture[str], **environ: str) -> tuple[int, 
 
 
 def test_the_assessment_is_the_concatenation_of_the_stages() -> None:
-    config, load = PipelineConfig(), Load(60_000, 10, 1_000, message_bytes=1_000)
+    config, load = PipelineConfig(), Load(60_000, 10, 1_000)
     shaped = flow_of(config, load, ASSUME)
     expected = [c for stage_function in capacity.STAGES for c in stage_function(config, load, shaped)]
     assert capacity.assess(config, load, ASSUME).checks == expected
@@ -113,7 +113,7 @@ def test_ingest_concurrency_is_rate_times_duration() -> None:
 
 def test_the_ingests_reservation_must_hold_a_slow_send_and_ten_requests_per_environment() -> None:
     # 1,000 rps; CPU 0.5 ms x 1769/512; SendMessageBatch slowed to 100 ms: 103.5 executions
-    config, load = PipelineConfig(INGEST_RESERVED_CONCURRENCY=150), Load(60_000, 10, 1_000, message_bytes=1_000)
+    config, load = PipelineConfig(INGEST_RESERVED_CONCURRENCY=150), Load(60_000, 10, 1_000)
     shaped = flow_of(config, load, Assumptions(slow_sqs_send_ms=100))
     rows = capacity.ingest_checks(config, load, shaped)
     slow = check(rows, "Ingest Lambda", "reserved concurrency holds a slow")
@@ -156,7 +156,7 @@ def test_in_flight_is_judged_against_the_quota_and_the_alarm() -> None:
     # 6,000 messages/s x (0.5 + 0.2) s + 1 % failing held 10 s
     rows = capacity.sqs_checks(
         PipelineConfig(),
-        load := Load(36_000, 10, 1_000, 0.01, 1_000),
+        load := Load(36_000, 10, 1_000, 0.01),
         flow_of(PipelineConfig(), load, ASSUME),
     )
     in_flight = check(rows, "SQS", "in flight")
@@ -199,7 +199,7 @@ def test_a_batch_above_6_mb_is_a_named_risk() -> None:
     # 100 KB messages take ~108.5 KB each in the event (escaped body + the record's fields): BATCH_SIZE 100 would
     # be ~10.9 MB; the mapping closes batches at 6 MB instead, 55 records
     config = PipelineConfig(MAX_PAYLOAD_BYTES=200_000, MAX_BODY_BYTES=2_000_000)
-    load = Load(600, 10, 100_000, message_bytes=100_000)
+    load = Load(600, 10, 100_000)
     rows = capacity.event_source_checks(config, load, flow_of(config, load, ASSUME))
     event = check(rows, "Event source mapping", "one invocation's event")
     assert event.status == capacity.WARN and event.need > 6_000_000
@@ -337,6 +337,7 @@ def test_a_knob_overrides_the_profile_in_the_verdict(capsys: pytest.CaptureFixtu
     [
         (["--rpm", "-5"], {}),
         (["--rpm", "nan"], {}),
+        (["--rpm", "1000", "--payload-bytes", "1"], {}),
         (["--rpm", "inf"], {}),
         (["--rpm", "1000", "--failure-rate", "1.5"], {}),
         (["--payloads", "10"], {}),

@@ -13,14 +13,16 @@ import pytest
 from infra.config import PipelineConfig
 from tools.models import cost, prices
 from tools.models.assumptions import MEASURED, Assumptions, load_bench, log_compression
-from tools.models.flow import SECONDS_PER_MONTH, Load, flow_of
+from tools.models.flow import REQUEST_ID_ATTRIBUTE_BYTES, SECONDS_PER_MONTH, Load, flow_of, one_message_bytes
 
 M = 1_000_000
 GB = 1024**3
 # Explicit durations, so the hand computations below do not move when the measured defaults are refreshed.
 ASSUME = Assumptions(ingest_ms=10.0, consumer_ms=60.0)
-# 1 request/min of 10 payloads of 1,000 B (in their envelope): 43,200 requests and 432,000 payloads a month
-SMALL = Load(requests_per_minute=1, payloads_per_request=10, payload_bytes=1_000, message_bytes=1_000)
+# 1 request/min of 10 payloads of 1,000 B: 43,200 requests and 432,000 payloads a month, each payload's envelope
+# 1,194 B (the ingest's own: pipeline.envelope), 1,245 B as a message with its requestId attribute
+ENVELOPE = 1_194
+SMALL = Load(requests_per_minute=1, payloads_per_request=10, payload_bytes=1_000)
 
 
 def lines(config: PipelineConfig, load: Load = SMALL, assume: Assumptions = ASSUME) -> dict[str, cost.Line]:
@@ -68,7 +70,7 @@ def test_http_api_is_priced_per_512_kb_of_request() -> None:
     config = PipelineConfig(API_KIND="http", DEVICE_AUTH="on")
     assert line(lines(config), "API Gateway: HTTP").usd == pytest.approx(43_200 * 1.00 / M)
     # Given 2 payloads of 300 KB: a 600 KB body is metered as two requests
-    big = Load(1, 2, 300_000, message_bytes=300_100)
+    big = Load(1, 2, 300_000)
     metered = line(lines(dataclasses.replace(config, MAX_BODY_BYTES=700_000, MAX_PAYLOAD_BYTES=300_000), big), "API")
     assert metered.quantity == 2 * 43_200
 
@@ -81,7 +83,7 @@ def test_answers_to_clients_are_data_transferred_out() -> None:
 
 def test_device_keys_read_the_secret_once_per_ttl_per_warm_ingest() -> None:
     # 1,000 rps x 10 ms = 10 concurrent, +20 % = 12 warm ingests; each reads every 60 s and once per 2 h cold start
-    found = lines(PipelineConfig(DEVICE_AUTH="on"), Load(60_000, 10, 1_000, message_bytes=1_000))
+    found = lines(PipelineConfig(DEVICE_AUTH="on"), Load(60_000, 10, 1_000))
     reads = line(found, "Secrets Manager: GetSecretValue")
     assert reads.quantity == pytest.approx(12 * (SECONDS_PER_MONTH / 60 + 720 / 2))
     assert reads.usd == pytest.approx(reads.quantity * 0.05 / 10_000)
@@ -123,7 +125,7 @@ def test_sqs_send_receive_delete_by_hand() -> None:
 
 
 def test_packing_bills_a_tenth_of_the_receives_and_deletes() -> None:
-    load = Load(60_000, 10, 1_000, message_bytes=1_000)
+    load = Load(60_000, 10, 1_000)
     one = lines(PipelineConfig(OBJECT_MODE="batch"), load)
     packed = lines(PipelineConfig(OBJECT_MODE="batch", MESSAGE_TARGET_BYTES=65_536), load)
     assert line(packed, "SQS: DeleteMessageBatch").quantity == pytest.approx(
@@ -133,7 +135,7 @@ def test_packing_bills_a_tenth_of_the_receives_and_deletes() -> None:
 
 
 def test_the_backlog_check_is_billed_when_max_queue_is_set() -> None:
-    found = lines(PipelineConfig(MAX_QUEUE=1_000), Load(60_000, 10, 1_000, message_bytes=1_000))
+    found = lines(PipelineConfig(MAX_QUEUE=1_000), Load(60_000, 10, 1_000))
     # 12 warm ingests (see above) each read the queue's depth every 5 s
     assert line(found, "SQS: GetQueueAttributes").quantity == pytest.approx(12 * SECONDS_PER_MONTH / 5)
 
@@ -147,17 +149,18 @@ def test_s3_puts_per_object() -> None:
 
 
 def test_raw_storage_is_priced_at_the_stored_size_for_its_retention() -> None:
-    # batch mode stores each 949 B envelope gzip'd (bench S1's ratio), kept 15 days; compacted Parquet 30 days
+    # batch mode stores each envelope gzip'd (bench S1's ratio), kept 15 days; compacted Parquet 30 days
+    assert ENVELOPE == one_message_bytes(1_000) - REQUEST_ID_ATTRIBUTE_BYTES  # the ingest's own envelope
     config = PipelineConfig(OBJECT_MODE="batch", RAW_RETENTION_DAYS=15, COMPACTED_RETENTION_DAYS=30)
     found = lines(config)
     raw = line(found, "S3: raw payloads, gzip NDJSON (15-day expiry)")
-    assert raw.quantity == pytest.approx(432_000 * 949 / MEASURED.stored_compression * 15 / 30 / GB)
+    assert raw.quantity == pytest.approx(432_000 * ENVELOPE / MEASURED.stored_compression * 15 / 30 / GB)
     assert raw.usd == pytest.approx(raw.quantity * 0.023)
     compacted = line(found, "S3: compacted Parquet (30-day expiry)")
-    assert compacted.quantity == pytest.approx(432_000 * 949 / MEASURED.compacted_compression / GB)
+    assert compacted.quantity == pytest.approx(432_000 * ENVELOPE / MEASURED.compacted_compression / GB)
     # payload mode stores the envelope verbatim; nothing expiring is priced at month 12
     kept = line(lines(PipelineConfig(COMPACTION="off")), "S3: raw payloads, JSON (month 12")
-    assert kept.quantity == pytest.approx(12 * 432_000 * 949 / GB)
+    assert kept.quantity == pytest.approx(12 * 432_000 * ENVELOPE / GB)
     assert not [key for key in lines(PipelineConfig(COMPACTION="off")) if "compacted" in key]
 
 
@@ -170,10 +173,10 @@ def test_compaction_scans_the_raw_hour_and_the_lookbacks_ids() -> None:
     # 600 payloads an hour: raw gzip lines + the id column of 24 compacted hours
     config = PipelineConfig(OBJECT_MODE="batch", COMPACTION_LOOKBACK_HOURS=24)
     shaped = flow_of(config, SMALL, ASSUME)
-    raw = 600 * 949 / MEASURED.stored_compression
+    raw = 600 * ENVELOPE / MEASURED.stored_compression
     ids = 600 * MEASURED.compacted_column_bytes["id"] * 24
     assert cost.athena_bytes_per_compaction(config, shaped) == prices.ATHENA_MINIMUM_BYTES  # the 10 MB minimum
-    big = Load(60_000, 10, 1_000, message_bytes=1_000)  # 36 M payloads an hour
+    big = Load(60_000, 10, 1_000)  # 36 M payloads an hour
     scanned = cost.athena_bytes_per_compaction(config, flow_of(config, big, ASSUME))
     assert scanned == pytest.approx(60_000 * (raw + ids))
     athena = line(lines(config, big), "Athena")
@@ -184,7 +187,7 @@ def test_compaction_scans_the_raw_hour_and_the_lookbacks_ids() -> None:
 
 # --- telemetry ----------------------------------------------------------------------------------------------
 def test_log_levels_price_what_the_functions_still_write() -> None:
-    load = Load(60_000, 10, 1_000, message_bytes=1_000)  # 1,000 rps; 100 batches/s in payload mode
+    load = Load(60_000, 10, 1_000)  # 1,000 rps; 100 batches/s in payload mode
     requests, batches = 60_000 * 43_200, 100 * SECONDS_PER_MONTH
     platform = 390 + 3 * 26
     quiet = PipelineConfig(LOG_LEVEL="WARNING", SYSTEM_LOG_LEVEL="WARN", METRICS_FLUSH_SECONDS=60)
@@ -238,6 +241,7 @@ def test_bench_output_feeds_the_model(tmp_path: Path, capsys: pytest.CaptureFixt
         {"figure": "L1", "object_mode": "payload", "value": 70000, "lines": 102},
         {"figure": "L1", "object_mode": "batch", "value": 900, "lines": 2},
         {"figure": "S1", "value": 4.0},
+        {"figure": "D1", "value": 12.0},
         {"figure": "S2", "ratio_to_envelope": 5.0, "column_bytes_per_payload": {"id": 3.5, "token": 2.5}},
     ]
     bench = tmp_path / "figures.jsonl"
@@ -246,6 +250,7 @@ def test_bench_output_feeds_the_model(tmp_path: Path, capsys: pytest.CaptureFixt
     assert (measured.ingest_cpu_ms, measured.consumer_cpu_ms("batch")) == (pytest.approx(0.8), pytest.approx(0.04))
     assert measured.consumer_log_bytes_per_payload == pytest.approx(700)
     assert (measured.stored_compression, measured.compacted_column_bytes["id"]) == (4.0, 3.5)
+    assert measured.device_auth_cpu_ms == pytest.approx(0.012)
     # When the command reads it (default config: 512 MB, BATCH_SIZE 100, UPLOAD_CONCURRENCY 16)
     cost.main(["--rpm", "60", "--bench", str(bench), "--sqs-send-ms", "8", "--put-ms", "20", "--batch-put-ms", "50"])
     printed = capsys.readouterr().out

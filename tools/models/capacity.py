@@ -55,6 +55,7 @@ from tools.models.flow import (
     ESM_MAX_WINDOW_SECONDS,
     HEADROOM,
     LAMBDA_SYNC_PAYLOAD_BYTES,
+    MIN_PAYLOAD_BYTES,
     POLLER_CONCURRENT_INVOKES,
     SQS_RECEIVE_MAX,
     Flow,
@@ -89,7 +90,7 @@ LAMBDA_UNRESERVED_MINIMUM = 100
 # PUT/COPY/POST/DELETE per second per partitioned prefix; a new prefix starts unsplit and S3 splits it
 # gradually, answering 503 SlowDown meanwhile. Every hour= starts a new prefix (both object modes).
 S3_PUT_PER_PREFIX = 3_500
-COLLECTION_JSON = '{"version":"1.4.2","token":"device-token-123","data":[]}'  # as flow.sqs_message_bytes builds it
+COLLECTION_JSON = '{"version":"1.4.2","token":"device-token-123","data":[]}'  # pipeline.envelope's typical request
 
 QUOTAS = {
     "apigw-rate": "API Gateway: Throttle rate (Service Quotas console, Amazon API Gateway; Region)",
@@ -945,12 +946,13 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
         args.rpm is None
         or not 0 < args.rpm < math.inf
         or args.payloads < 1
-        or args.payload_bytes < 1
+        or args.payload_bytes < MIN_PAYLOAD_BYTES
         or not 0 <= args.failure_rate < 1
     ):
         parser.print_usage(sys.stderr)
         print(
-            "capacity: --rpm > 0, --payloads >= 1, --payload-bytes >= 1 and 0 <= --failure-rate < 1 are needed",
+            "capacity: --rpm > 0, --payloads >= 1, --payload-bytes >= 2 (a JSON object) and 0 <= --failure-rate < 1 "
+            "are needed",
             file=sys.stderr,
         )
         return 2

@@ -34,6 +34,7 @@ from tools.models.assumptions import (
     log_compression,
 )
 from tools.models.flow import (
+    MIN_PAYLOAD_BYTES,
     REQUEST_ID_ATTRIBUTE_BYTES,
     SECONDS_PER_MONTH,
     SQS_RECEIVE_MAX,
@@ -657,8 +658,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--payload-bytes", type=int, default=1024, help="bytes of one payload (compact JSON)")
     add_assumption_flags(parser)
     args = parser.parse_args(argv)
-    if not 0 < args.rpm < math.inf or args.payloads < 1 or args.payload_bytes < 1:
-        parser.error("--rpm must be a positive number, --payloads and --payload-bytes at least 1")
+    if not 0 < args.rpm < math.inf or args.payloads < 1 or args.payload_bytes < MIN_PAYLOAD_BYTES:
+        parser.error(
+            "--rpm must be a positive number, --payloads at least 1, --payload-bytes at least 2 (a JSON object)"
+        )
 
     from infra.config import PipelineConfig, cdk_json_context
 

@@ -55,14 +55,13 @@ REQUEST_ID_ATTRIBUTE_BYTES = len(REQUEST_ID_ATTRIBUTE) + len("String") + REQUEST
 
 @dataclass(frozen=True)
 class Load:
-    """The offered load: requests per minute of ``payloads_per_request`` payloads of ``payload_bytes`` each.
-    ``message_bytes``: one payload in its envelope as SQS counts it alone (body + requestId attribute)."""
+    """The offered load: requests per minute of ``payloads_per_request`` payloads of ``payload_bytes`` each
+    (compact JSON, as the ingest re-serializes them)."""
 
     requests_per_minute: float
     payloads_per_request: int
     payload_bytes: int
     failure_rate: float = 0.0
-    message_bytes: int = 0
 
     @property
     def rps(self) -> float:
@@ -80,21 +79,34 @@ class Load:
     def payloads_per_month(self) -> float:
         return self.payloads_per_second * SECONDS_PER_MONTH
 
-
-def sqs_message_bytes(payload_bytes: int, token: str = "device-token-123", version: str = "1.4.2") -> int:
-    """Size SQS counts for one payload's message (one payload per message), built by the ingest's own
-    envelope code."""
-    from pipeline.collection import PayloadCollection
-    from pipeline.envelope import build_messages
-
-    payload = '{"pad":"' + "x" * max(0, payload_bytes - 10) + '"}'
-    request_id = "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"
-    message = build_messages(PayloadCollection(version, token, [payload]), request_id, 1_764_115_200_000)[0]
-    return message.size
+    @property
+    def message_bytes(self) -> int:
+        """One payload alone in its message (today's layout), as SQS counts it: body + requestId attribute."""
+        return one_message_bytes(self.payload_bytes)
 
 
 def load_of(rpm: float, payloads: int, payload_bytes: int, failure_rate: float = 0.0) -> Load:
-    return Load(rpm, payloads, payload_bytes, failure_rate, sqs_message_bytes(payload_bytes))
+    return Load(rpm, payloads, payload_bytes, failure_rate)
+
+
+MIN_PAYLOAD_BYTES = 2  # the smallest JSON object, {}
+# Requests up to this size are packed exactly as the ingest packs them (MAX_BODY_BYTES stops at 4.3 MB); larger
+# ones, which the HTTP contract refuses anyway, are extrapolated from their first messages.
+EXACT_REQUEST_BYTES = 16 * 1024**2
+
+
+@lru_cache(maxsize=256)
+def _request_messages(payload_bytes: int, payloads: int, target_bytes: int) -> tuple[tuple[int, int], ...]:
+    """(size as SQS counts it, payloads) of each message the ingest sends for ``payloads`` payloads of
+    ``payload_bytes``: its own envelope and packing code (pipeline.envelope.request_message_sizes)."""
+    from pipeline.envelope import request_message_sizes
+
+    return tuple((m.size, m.payloads) for m in request_message_sizes([payload_bytes] * payloads, target_bytes))
+
+
+def one_message_bytes(payload_bytes: int) -> int:
+    [(size, _)] = _request_messages(payload_bytes, 1, 0)
+    return size
 
 
 # --- message layouts ------------------------------------------------------------------------------------
@@ -117,15 +129,18 @@ def one_payload_per_message(config: PipelineConfig, load: Load) -> MessageLayout
 def packed_messages(config: PipelineConfig, load: Load) -> MessageLayout:
     """MESSAGE_TARGET_BYTES=N (brief decision 2): a request's envelopes joined by newlines into as few
     messages as fit N bytes as SQS counts them (body + requestId attribute); an envelope larger than N
-    travels alone. Only payloads of one request share a message."""
-    line = load.message_bytes - REQUEST_ID_ATTRIBUTE_BYTES  # one envelope: an NDJSON line of the body
-    per_message = max(1, (config.MESSAGE_TARGET_BYTES - REQUEST_ID_ATTRIBUTE_BYTES + 1) // (line + 1))
-    payloads = load.payloads_per_request
-    messages = math.ceil(payloads / per_message)
-    total = payloads * line + (payloads - messages) + messages * REQUEST_ID_ATTRIBUTE_BYTES
-    return MessageLayout(
-        f"packed to {config.MESSAGE_TARGET_BYTES:,} B", messages, total / messages, payloads / messages
-    )
+    travels alone. Only payloads of one request share a message. Sized by the ingest's own packing code; a
+    request larger than any the ingest accepts (over EXACT_REQUEST_BYTES) from two messages' worth of it."""
+    target, payloads, size = config.MESSAGE_TARGET_BYTES, load.payloads_per_request, load.payload_bytes
+    if payloads * size <= EXACT_REQUEST_BYTES:
+        messages = _request_messages(size, payloads, target)
+        total, count = sum(m[0] for m in messages), len(messages)
+    else:
+        full_bytes, per_message = _request_messages(size, min(payloads, 2 * (target // size + 1)), target)[0]
+        full, rest = divmod(payloads, per_message)
+        total = full * full_bytes + (sum(m[0] for m in _request_messages(size, rest, target)) if rest else 0)
+        count = full + (1 if rest else 0)
+    return MessageLayout(f"packed to {target:,} B", count, total / count, payloads / count)
 
 
 LAYOUTS: dict[bool, Callable[[PipelineConfig, Load], MessageLayout]] = {
@@ -193,7 +208,7 @@ def record_overhead() -> tuple[int, float]:
 
     [(token, payloads)] = list(telemetry_requests(1, 10, 1024))
     envelopes = build_messages(PayloadCollection(VERSION, token, payloads), "c6af9ac6-7b61-11e6-9a41-93e8deadbeef", 0)
-    body = "\n".join(message.body for message in envelopes)
+    body = "\n".join(message.body for message in envelopes)  # one packed message of ten
     empty = len(json.dumps(_example_record(""))) + 1  # + the comma between records
     return empty, (len(json.dumps(body)) - 2) / len(body.encode())
 
@@ -302,8 +317,8 @@ class Flow:
 
 
 def ingest_cpu_ms(config: PipelineConfig, assume: Assumptions) -> float:
-    """CPU per request at the ingest's memory: bench P1, plus the device-key check when DEVICE_AUTH is on."""
-    auth = assume.device_auth_cpu_ms if config.DEVICE_AUTH == "on" else 0.0
+    """CPU per request at the ingest's memory: bench P1, plus the device-key check (bench D1) when DEVICE_AUTH is on."""
+    auth = assume.measured.device_auth_cpu_ms if config.DEVICE_AUTH == "on" else 0.0
     return (assume.measured.ingest_cpu_ms + auth) * cpu_scale(config.INGEST_MEMORY_MB)
 
 
