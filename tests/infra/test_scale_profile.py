@@ -37,15 +37,14 @@ def test_scale_template_carries_the_profiles_settings(scale: tuple[IngestPipelin
     assert source["VisibilityTimeout"] == 65  # 6 x 10 s + the 5 s window
     ingest = only(template, "AWS::Lambda::Function", {"Handler": "ingest_handler.lambda_handler"})["Properties"]
     assert ingest["Environment"]["Variables"]["MAX_QUEUE"] == "10000000"
-    # The front door's throttles: 20,000 rps, bursts at the account's 5,000 (a REST API until API_KIND is wired)
-    assert only(template, "AWS::ApiGateway::UsagePlan")["Properties"]["Throttle"] == {
-        "BurstLimit": 5000,
-        "RateLimit": 20000,
+    # The front door: an HTTP API (no REST API, no usage plan), its stage and routes at 20,000 rps, bursts at the
+    # account's 5,000
+    assert not template.find_resources("AWS::ApiGateway::RestApi")
+    stage = only(template, "AWS::ApiGatewayV2::Stage")["Properties"]
+    assert stage["DefaultRouteSettings"] == {"ThrottlingBurstLimit": 5000, "ThrottlingRateLimit": 20000}
+    assert {json.dumps(route, sort_keys=True) for route in stage["RouteSettings"].values()} == {
+        json.dumps({"ThrottlingBurstLimit": 5000, "ThrottlingRateLimit": 20000}, sort_keys=True)
     }
-    stage = only(template, "AWS::ApiGateway::Stage")["Properties"]
-    assert [
-        (m["ThrottlingRateLimit"], m["ThrottlingBurstLimit"]) for m in stage["MethodSettings"] if m["HttpMethod"] == "*"
-    ] == [(20000, 5000)]
     in_flight = only(
         template, "AWS::CloudWatch::Alarm", {"AlarmName": Match.string_like_regexp(".*in-flight-near-cap")}
     )

@@ -27,6 +27,8 @@ class BenchFigures:
     ``--bench FILE`` reads a fresh run instead."""
 
     ingest_cpu_ms: float = 0.5  # P1 real_us: the real handler per request, 10 x 1 KiB
+    # D1 (2026-12-02): checking a device key with the keyring cached (DEVICE_AUTH=on adds it to P1)
+    device_auth_cpu_ms: float = 0.0048
     consumer_cpu_ms_per_record: tuple[float, float] = (0.272, 0.025)  # C1 (payload mode, batch mode)
     ingest_log_bytes: int = 741  # L1: "request accepted" line + EMF blob, per request
     ingest_log_lines: int = 2
@@ -55,7 +57,7 @@ MEASURED = BenchFigures()
 
 
 def load_bench(lines: Iterable[str]) -> BenchFigures:
-    """Read `make bench` JSON lines (P1, C1, L1, S1, S2); figures it does not contain keep their defaults."""
+    """Read `make bench` JSON lines (P1, C1, L1, S1, S2, D1); figures it does not contain keep their defaults."""
     values: dict[str, Any] = {}
     cpu = list(MEASURED.consumer_cpu_ms_per_record)
     for line in lines:
@@ -73,6 +75,8 @@ def load_bench(lines: Iterable[str]) -> BenchFigures:
             values["consumer_log_bytes_per_payload"] = result["value"] / BENCH_BATCH_RECORDS
         elif name == "L1" and mode == "batch":
             values["consumer_log_bytes_per_batch"] = result["value"]
+        elif name == "D1":
+            values["device_auth_cpu_ms"] = result["value"] / 1000
         elif name == "S1":
             values["stored_compression"] = result["value"]
         elif name == "S2":
@@ -134,8 +138,6 @@ class Assumptions:
       below 512 KB "median latencies are often in the tens of milliseconds" ("Timeouts and Retries for
       Latency-Sensitive Applications", S3 performance whitepaper).
     * ``ingest_ms`` / ``consumer_ms``: when set, replace the modelled durations (a REPORT line's average).
-    * ``device_auth_cpu_ms`` 0.05: verifying a device key (HMAC-SHA256 over ~100 bytes, constant-time compare,
-      base64) on top of P1, until the front door's bench measures it.
     * ``platform_log_bytes`` 390 over 3 lines: Lambda's START, END and REPORT lines per invocation.
     * ``access_log_bytes``: MINIMAL_ACCESS_LOG_LINE, until the telemetry branch's access-log format lands.
     * ``response_bytes``: the 202's body and headers, transferred out to the client.
@@ -157,7 +159,6 @@ class Assumptions:
     batch_put_ms: float = 50.0
     ingest_ms: float | None = None
     consumer_ms: float | None = None
-    device_auth_cpu_ms: float = 0.05
     platform_log_bytes: int = 390
     platform_log_lines: int = 3
     access_log_bytes: int = len(MINIMAL_ACCESS_LOG_LINE) + 1

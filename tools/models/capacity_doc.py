@@ -383,8 +383,8 @@ def _assumptions_section(scale: Assessment) -> list[str]:
     rows = [
         (
             "ingest CPU per request",
-            f"{m.ingest_cpu_ms} ms (one core)",
-            "bench P1 (`python -m bench P1`), x 1,769 / memory MB",
+            f"{m.ingest_cpu_ms} ms (one core), + {m.device_auth_cpu_ms * 1000:.1f} µs with device keys",
+            "bench P1 and D1 (`python -m bench P1 D1`), x 1,769 / memory MB",
         ),
         (
             "consumer CPU per payload",
