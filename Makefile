@@ -13,7 +13,7 @@ NODE_STAMP := node_modules/.installed
 CDK := node_modules/.bin/cdk
 
 .DEFAULT_GOAL := help
-.PHONY: help install lint test synth bootstrap preflight deploy destroy clean bench bench-client run loadtest verify redrive soak checkov capacity query compact compact-aws device-key revoke-device
+.PHONY: help install lint test check-config synth diff bootstrap preflight deploy destroy clean bench bench-client run loadtest verify redrive soak checkov capacity query compact compact-aws device-key revoke-device
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -60,28 +60,41 @@ bench: $(PY_STAMP)  ## print performance figures P1-P5, Q1 (lake scan) vs their 
 bench-client: $(PY_STAMP)  ## the endpoint SDK: send() p50/p99 vs a bare os.write, memory as the spool grows, payloads/s against make run
 	$(PY) -m bench.client_sdk
 
-synth: install  ## write the CloudFormation template to cdk.out/ (offline)
+# The knobs, checked before npm or the CDK CLI start: a bad one is one line naming it (not cdk's
+# "Subprocess exited with error" after it), and seconds sooner. app.py checks them again under cdk.
+check-config: $(PY_STAMP)
+	@$(PY) app.py --check-config
+
+synth: check-config install  ## write the CloudFormation template to cdk.out/ (offline)
 	$(CDK) synth --quiet
 	@echo "template: cdk.out/$$(ls cdk.out | grep -m1 'template.json')"
 
-bootstrap: install  ## cdk bootstrap: once per AWS account and region, before the first deploy
+diff: check-config install  ## cdk diff: what make deploy would change in your AWS profile's account
+	$(CDK) diff
+
+bootstrap: check-config install  ## cdk bootstrap: once per AWS account and region, before the first deploy
 	$(CDK) bootstrap
 
 preflight: $(PY_STAMP)  ## read-only checks of your AWS account for deploy blockers and the quotas the design load needs
 	$(PY) -m tools.ops.preflight $(ARGS)
 
 # make deploy runs make preflight first; SKIP_PREFLIGHT=1 skips it.
-deploy: install $(if $(filter 1,$(SKIP_PREFLIGHT)),,preflight)  ## make preflight (SKIP_PREFLIGHT=1 skips it), then cdk deploy into your AWS profile's account
+deploy: check-config install $(if $(filter 1,$(SKIP_PREFLIGHT)),,preflight)  ## make preflight (SKIP_PREFLIGHT=1 skips it), then cdk deploy into your AWS profile's account
 	$(CDK) deploy --require-approval broadening
 
-destroy: install  ## cdk destroy (the payload bucket is retained unless DESTROY_ON_REMOVE=true)
+destroy: check-config install  ## cdk destroy (the payload bucket is retained unless DESTROY_ON_REMOVE=true)
 	$(CDK) destroy
 
 clean:  ## remove build output (keeps .venv and node_modules)
 	rm -rf cdk.out .pytest_cache .hypothesis .cache/query
 
+# make run's embedded AWS endpoint, on MOTO_PORT as make run reads it: what make query and make verify
+# read by default (MOTO_PORT=4600 make run, then MOTO_PORT=4600 make query). Empty QUERY_ENDPOINT /
+# VERIFY_ENDPOINT: AWS itself.
+LOCAL_AWS_ENDPOINT = http://127.0.0.1:$(or $(MOTO_PORT),4566)
+
 # SQL over the stored payloads with DuckDB (tools/ops/query.py); defaults: the bucket of make run.
-QUERY_ENDPOINT ?= http://127.0.0.1:4566
+QUERY_ENDPOINT ?= $(LOCAL_AWS_ENDPOINT)
 QUERY_BUCKET ?= ingest-pipeline-local-payloads
 QUERY_FORMAT ?= table
 SQL ?= SELECT count(*) AS payloads FROM payloads
@@ -93,9 +106,8 @@ query: $(PY_STAMP)  ## SQL over the lake (DuckDB, offline): make query SQL="sele
 
 # Device keys (DEVICE_AUTH=on, tools/ops/devices.py): make run's keyring by default (its embedded AWS on
 # MOTO_PORT); DEVICES_STACK=IngestPipeline-prod for a deployment (your AWS profile).
-MOTO_PORT ?= 4566
 DEVICES_STACK ?=
-DEVICES_WHERE = $(if $(DEVICES_STACK),--stack $(DEVICES_STACK),--endpoint-url http://127.0.0.1:$(MOTO_PORT))
+DEVICES_WHERE = $(if $(DEVICES_STACK),--stack $(DEVICES_STACK),--endpoint-url $(LOCAL_AWS_ENDPOINT))
 device-key: $(PY_STAMP)  ## mint a device key, printed alone: make device-key DEVICE=device-1 [DEVICES_STACK=IngestPipeline-prod]
 	@test -n "$(DEVICE)" || { echo "name the device: make device-key DEVICE=<device id>" >&2; exit 2; }
 	@$(PY) -m tools.ops.devices $(DEVICES_WHERE) issue "$(DEVICE)"
@@ -115,7 +127,7 @@ redrive: $(PY_STAMP)  ## DLQ -> queue (docs/RUNBOOK.md): make redrive ARGS="--st
 
 # --- load test: optional deps (requirements-loadtest.txt) so `make test` stays lean; docs/LOADTEST.md
 LOADTEST_STAMP := $(VENV)/.loadtest-installed
-LOADTEST_HOST ?= http://127.0.0.1:3000
+LOADTEST_HOST ?= http://127.0.0.1:$(or $(PORT),3000)
 LOADTEST_USERS ?= 10
 LOADTEST_RPS ?= 5
 LOADTEST_DURATION ?= 60s
@@ -123,7 +135,7 @@ LOADTEST_PAYLOADS ?= 10
 LOADTEST_PAYLOAD_BYTES ?= 1024
 LOADTEST_RESULTS ?= loadtest-results
 VERIFY_BUCKET ?= ingest-pipeline-local-payloads
-VERIFY_ENDPOINT ?= http://127.0.0.1:4566
+VERIFY_ENDPOINT ?= $(LOCAL_AWS_ENDPOINT)
 VERIFY_WAIT ?= 60
 
 $(LOADTEST_STAMP): requirements-loadtest.txt $(PY_STAMP)
@@ -167,7 +179,7 @@ checkov: $(PY_STAMP) $(CHECKOV_STAMP)  ## synthesize, then scan the template wit
 
 # --- the columnar lake (infra/lake_table.py, tools/ops/compact.py) ---------------------------------
 # make run's moto, on MOTO_PORT as make run picks it (default 4566).
-COMPACT_ENDPOINT ?= http://127.0.0.1:$(or $(MOTO_PORT),4566)
+COMPACT_ENDPOINT ?= $(LOCAL_AWS_ENDPOINT)
 compact: $(PY_STAMP)  ## compact make run's lake into payloads_compacted (Parquet, DuckDB), every hour incl. the current one
 	$(PY) -m tools.ops.compact local --bucket $(QUERY_BUCKET) --endpoint-url $(COMPACT_ENDPOINT)
 

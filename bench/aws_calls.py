@@ -174,6 +174,48 @@ def _stdout_of(action: Any) -> tuple[int, int]:
     return len(written), written.count(b"\n")
 
 
+SCALE_WINDOW_REQUESTS = 100  # requests one ingest container serves in one METRICS_FLUSH_SECONDS window here
+
+
+def _ingest_log_bytes_at_scale(request: Any) -> dict[str, Any]:
+    """L1 with the scale profile's telemetry (LOG_LEVEL=WARNING, METRICS_FLUSH_SECONDS > 0): what one ingest
+    container writes per flush window of accepted requests, i.e. one EMF blob of summed counts and no log
+    line. Set in this process the way the function's cold start would read LOG_LEVEL and the interval."""
+    import logging
+
+    from pipeline.observability import counts, logger
+
+    level = logging.getLogger(logger.name)
+    saved_level, saved_interval, saved_clock = level.level, counts.flush_seconds, counts._clock
+    now = [0.0]
+    level.setLevel(logging.WARNING)
+    counts.flush_seconds, counts._clock = 60, lambda: now[0]
+
+    def one_window() -> None:
+        for _ in range(SCALE_WINDOW_REQUESTS):
+            request()
+        now[0] += 60
+        counts.flush_if_due()
+
+    try:
+        window_bytes, window_lines = _stdout_of(one_window)
+    finally:
+        level.setLevel(saved_level)
+        counts.flush_seconds, counts._clock = saved_interval, saved_clock
+    # Its own name: tools.models.cost reads the default profile's ingest figure from the "L1" lines.
+    return figure(
+        "L1s",
+        f"ingest at LOG_LEVEL=WARNING, METRICS_FLUSH_SECONDS > 0: stdout bytes per flush window "
+        f"({SCALE_WINDOW_REQUESTS} accepted requests of 10 x 1 KiB)",
+        window_bytes,
+        "bytes/window",
+        "input to tools.models.cost",
+        True,
+        lines=window_lines,
+        requests=SCALE_WINDOW_REQUESTS,
+    )
+
+
 def run_log_bytes() -> list[dict[str, Any]]:
     """L1: what each invocation writes to CloudWatch Logs (input to tools.models.cost, not a goal)."""
     prepare_environment()
@@ -202,7 +244,8 @@ def run_log_bytes() -> list[dict[str, Any]]:
             "input to tools.models.cost",
             True,
             lines=ingest_lines,
-        )
+        ),
+        _ingest_log_bytes_at_scale(lambda: ingest_handler.lambda_handler(event, LambdaContext(function_name="ingest"))),
     ]
     for mode in ("payload", "batch"):
         prepare_environment(PipelineConfig(OBJECT_MODE=mode))

@@ -6,12 +6,15 @@ figure is our Python plus botocore's request building, nothing else. Timed with 
 clock (``time.process_time``), which other processes on the shared cores do not inflate.
 
 The same run also times the parts of the real handler one by one (``breakdown_us``), so a ratio
-above the goal comes with where the difference goes.
+above the goal comes with where the difference goes, and each cut made for P1 side by side with what it
+replaced (``cuts_us``: Powertools' defaults vs pipeline/observability.py, interleaved in the same rounds.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -79,6 +82,13 @@ def run(rounds: int = 31, calls_per_round: int = 40) -> dict[str, Any]:
             baseline()
         samples = interleaved({"real": real, "baseline": baseline}, rounds, calls_per_round, clock=time.process_time)
         parts = interleaved(_parts(event, context, sqs), rounds // 2, calls_per_round, clock=time.process_time)
+        cuts = _cuts(event, context)
+        cut_samples = interleaved(
+            {f"{name}/{side}": run for name, sides in cuts.items() for side, run in sides.items()},
+            rounds // 2,
+            calls_per_round,
+            clock=time.process_time,
+        )
 
     real_s, baseline_s = median(samples["real"]), median(samples["baseline"])
     ratio = real_s / baseline_s
@@ -92,6 +102,10 @@ def run(rounds: int = 31, calls_per_round: int = 40) -> dict[str, Any]:
         real_us=round(real_s * 1e6, 1),
         baseline_us=round(baseline_s * 1e6, 1),
         breakdown_us={name: round(median(values) * 1e6, 1) for name, values in parts.items()},
+        cuts_us={
+            name: {side: round(median(cut_samples[f"{name}/{side}"]) * 1e6, 1) for side in sides}
+            for name, sides in cuts.items()
+        },
         rounds=rounds,
         calls_per_round=calls_per_round,
         clock="process_time",
@@ -100,12 +114,9 @@ def run(rounds: int = 31, calls_per_round: int = 40) -> dict[str, Any]:
 
 def _parts(event: dict[str, Any], context: Any, sqs: Any) -> dict[str, Callable[[], None]]:
     """The real handler's steps, each on its own, with the same inputs as one request."""
-    from aws_lambda_powertools.logging import correlation_paths
-    from aws_lambda_powertools.metrics import MetricUnit
-
     from pipeline import collection, enqueue, envelope, ingest, settings
     from pipeline.http_event import read_event
-    from pipeline.observability import logger, metrics
+    from pipeline.observability import counts, log_request_context, logger, metrics
 
     limits = ingest.limits_from(settings.ingest_settings())
     raw = collection.decode_body(event["body"], event["isBase64Encoded"], read_event(event).headers, limits)
@@ -115,14 +126,10 @@ def _parts(event: dict[str, Any], context: Any, sqs: Any) -> dict[str, Callable[
     entries = [enqueue._entry(str(index), message) for index, message in enumerate(messages)]
 
     def metrics_add_and_flush() -> None:
-        metrics.add_metric(name=Metric.REQUESTS_ACCEPTED, unit=MetricUnit.Count, value=1)
-        metrics.add_metric(name=Metric.PAYLOADS_ACCEPTED, unit=MetricUnit.Count, value=len(messages))
+        counts.add(Metric.REQUESTS_ACCEPTED, 1)
+        counts.add(Metric.PAYLOADS_ACCEPTED, len(messages))
         metrics.flush_metrics()
 
-    def nothing(_event: dict[str, Any], _context: Any) -> None:
-        return None
-
-    with_log_context = logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)(nothing)
     return {
         # Both handlers pay this one: botocore building, signing and parsing one SendMessageBatch.
         "send_message_batch_10_entries": lambda: sqs.send_message_batch(QueueUrl=QUEUE_URL, Entries=entries),
@@ -138,5 +145,56 @@ def _parts(event: dict[str, Any], context: Any, sqs: Any) -> dict[str, Callable[
             "request accepted", extra={"payloads": 10, "retriedEntries": 0}
         ),
         "metrics_two_and_emf_flush": metrics_add_and_flush,
-        "logger_inject_lambda_context": lambda: with_log_context(event, context),
+        "log_request_context": lambda: log_request_context(_nothing)(event, context),
+    }
+
+
+def _nothing(_event: dict[str, Any], _context: Any) -> None:
+    return None
+
+
+def _cuts(event: dict[str, Any], context: Any) -> dict[str, dict[str, Callable[[], None]]]:
+    """Each P1 cut as "powertools" (what the handler used before) and "ours", on the same inputs."""
+    from aws_lambda_powertools import Logger
+    from aws_lambda_powertools.logging import correlation_paths
+    from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+
+    from pipeline.observability import EmfProvider, log_request_context, logger, metrics
+
+    # Powertools' Logger as the handler had it: default settings, inject_lambda_context's keys, and the
+    # stdlib's caller lookup (pipeline/observability.py turns it off process-wide, so it is on for this call).
+    defaults = Logger(service="p1-powertools-defaults")
+    defaults.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)(_nothing)(event, context)
+    caller_lookup = os.path.normcase(logging.addLevelName.__code__.co_filename)
+
+    def powertools_line() -> None:
+        logging._srcfile = caller_lookup
+        try:
+            defaults.info("request accepted", extra={"payloads": 10, "retriedEntries": 0})
+        finally:
+            logging._srcfile = None
+
+    def emf(provider: EphemeralMetrics) -> Callable[[], None]:
+        provider.namespace, provider.service = metrics.namespace, metrics.service
+        provider.set_default_dimensions(**metrics.default_dimensions)
+
+        def add_two_and_flush() -> None:
+            provider.add_metric(name=Metric.REQUESTS_ACCEPTED, unit=MetricUnit.Count, value=1)
+            provider.add_metric(name=Metric.PAYLOADS_ACCEPTED, unit=MetricUnit.Count, value=PAYLOADS)
+            provider.flush_metrics()
+
+        return add_two_and_flush
+
+    return {
+        "log_line": {
+            "powertools": powertools_line,
+            "ours": lambda: logger.info("request accepted", extra={"payloads": 10, "retriedEntries": 0}),
+        },
+        "request_context": {
+            "powertools": lambda: defaults.inject_lambda_context(
+                correlation_id_path=correlation_paths.API_GATEWAY_REST
+            )(_nothing)(event, context),
+            "ours": lambda: log_request_context(_nothing)(event, context),
+        },
+        "emf_flush": {"powertools": emf(EphemeralMetrics()), "ours": emf(EmfProvider())},
     }

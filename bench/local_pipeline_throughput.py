@@ -153,14 +153,14 @@ def raw_payloads_per_second(aws: dict[str, Any], threads: int, seconds: float, p
 
 
 def _stored_records(console: Path) -> int:
-    """Records the runner's pollers reported stored (its "batch ... records=N failures=F" lines).
+    """Payloads the consumer reported stored (the runner's "batch ... stored=N" lines, from its metrics).
     Read from its console, not by listing the bucket: a listing holds moto (one request at a time)
     for hundreds of ms once thousands of objects are stored, which would slow the pipeline measured."""
     stored = 0
     for line in console.read_text(errors="replace").splitlines():
         fields = dict(part.split("=", 1) for part in line.split() if "=" in part)
-        if " batch worker=" in line and "records" in fields and "failures" in fields:
-            stored += int(fields["records"]) - int(fields["failures"])
+        if " batch worker=" in line and "stored" in fields:
+            stored += int(fields["stored"])
     return stored
 
 

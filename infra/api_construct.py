@@ -13,9 +13,10 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from infra.access_logs import access_log_format, access_log_group
 from infra.config import PipelineConfig
 from infra.device_keys_construct import DeviceKeys
-from infra.functions import log_group, log_retention, pipeline_function
+from infra.functions import log_retention, pipeline_function
 from pipeline import contract
 
 # Every method API Gateway REST knows, each routed to the ingest function with the same key
@@ -90,18 +91,8 @@ class IngestApi(Construct):
             deploy_options=apigw.StageOptions(
                 stage_name=config.STAGE,
                 tracing_enabled=config.TRACING,
-                access_log_destination=apigw.LogGroupLogDestination(log_group(self, "AccessLogs", config)),
-                access_log_format=apigw.AccessLogFormat.json_with_standard_fields(
-                    caller=False,
-                    http_method=True,
-                    ip=True,
-                    protocol=True,
-                    request_time=True,
-                    resource_path=True,
-                    response_length=True,
-                    status=True,
-                    user=False,
-                ),
+                access_log_destination=apigw.LogGroupLogDestination(access_log_group(self, "AccessLogs", config)),
+                access_log_format=apigw.AccessLogFormat.custom(access_log_format("rest")),
                 logging_level=apigw.MethodLoggingLevel.ERROR,
                 throttling_rate_limit=throttling_rate_limit,
                 throttling_burst_limit=throttling_burst_limit,

@@ -441,7 +441,9 @@ class PipelineConfig:
             DEVICE_REVOCATION_TTL_SECONDS=self.DEVICE_REVOCATION_TTL_SECONDS,
             DEVICE_KEYS_SECRET=device_keys_secret,
         )
-        return {**settings.to_env(), **self._powertools_environment(INGEST_SERVICE)}
+        # Read by pipeline/observability.py (MetricCounts) at cold start, like Powertools' own variables.
+        telemetry = {"METRICS_FLUSH_SECONDS": str(self.METRICS_FLUSH_SECONDS)}
+        return {**settings.to_env(), **self._powertools_environment(INGEST_SERVICE), **telemetry}
 
     def consumer_environment(self, bucket_name: str, queue_url: str | None = None) -> dict[str, str]:
         """``queue_url``: the consumer sets its failed records' retry delay on that queue. Callers

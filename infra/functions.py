@@ -12,6 +12,7 @@ from infra.config import PipelineConfig
 from infra.lambda_asset import lambda_code
 
 _RUNTIMES = {"3.13": lambda_.Runtime.PYTHON_3_13, "3.14": lambda_.Runtime.PYTHON_3_14}
+_SYSTEM_LOG_LEVELS = {level.value: level for level in lambda_.SystemLogLevel}  # DEBUG, INFO, WARN
 _RETENTION = {
     1: logs.RetentionDays.ONE_DAY,
     3: logs.RetentionDays.THREE_DAYS,
@@ -39,6 +40,20 @@ def log_retention(days: int) -> logs.RetentionDays:
     return _RETENTION[days]
 
 
+def application_log_level(config: PipelineConfig) -> lambda_.ApplicationLogLevel:
+    """Lambda's own filter on the functions' lines (LoggingConfig ApplicationLogLevel): never above INFO.
+
+    With the JSON log format, Lambda gives every line without a ``level`` key the level INFO ("If the
+    "level" value field is invalid or missing, Lambda will assign the log output the level INFO", "Log-level
+    filtering", https://docs.aws.amazon.com/lambda/latest/dg/monitoring-cloudwatchlogs-log-level.html). Our
+    EMF metric lines have no level key, and the runtime's own lines for an uncaught error carry ``log_level``,
+    not ``level`` (aws/aws-lambda-python-runtime-interface-client#202), so a WARN here would drop every metric
+    and every crash report. The functions' own lines are cut in Powertools instead, at LOG_LEVEL
+    (pipeline/observability.py). DEBUG only when LOG_LEVEL is DEBUG, so that Lambda keeps those lines too.
+    """
+    return lambda_.ApplicationLogLevel.DEBUG if config.LOG_LEVEL == "DEBUG" else lambda_.ApplicationLogLevel.INFO
+
+
 def log_group(scope: Construct, construct_id: str, config: PipelineConfig) -> logs.LogGroup:
     return logs.LogGroup(
         scope, construct_id, retention=log_retention(config.LOG_RETENTION_DAYS), removal_policy=RemovalPolicy.DESTROY
@@ -62,6 +77,12 @@ def pipeline_function(
     ``powertools_layer`` is None when Powertools is bundled into the asset (POWERTOOLS_SOURCE=bundle).
     Its role may write only to the function's own log group: the default role's
     AWSLambdaBasicExecutionRole grants log writes on every log group (``*``). Tracing adds X-Ray's grant.
+
+    Logs are JSON: Lambda's own lines (platform.start, platform.report, ...) become JSON objects that
+    SYSTEM_LOG_LEVEL can filter (WARN drops START/END/REPORT), and ours, already JSON, pass unchanged
+    ("Lambda doesn't double-encode any logs that are already JSON encoded", "Configuring JSON and plain text
+    log formats", https://docs.aws.amazon.com/lambda/latest/dg/monitoring-cloudwatchlogs-logformat.html),
+    EMF lines included, so CloudWatch still extracts their metrics. See application_log_level for the rest.
     """
     function_logs = log_group(scope, f"{construct_id}Logs", config)
     role = iam.Role(
@@ -85,5 +106,8 @@ def pipeline_function(
         reserved_concurrent_executions=reserved_concurrency,
         tracing=lambda_.Tracing.ACTIVE if config.TRACING else lambda_.Tracing.DISABLED,
         log_group=function_logs,
+        logging_format=lambda_.LoggingFormat.JSON,
+        system_log_level_v2=_SYSTEM_LOG_LEVELS[config.SYSTEM_LOG_LEVEL],
+        application_log_level_v2=application_log_level(config),
         role=role,
     )

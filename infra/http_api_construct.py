@@ -23,7 +23,6 @@ Why this shape, with the AWS pages that decide it:
 
 from __future__ import annotations
 
-import json
 from typing import Final
 
 import jsii
@@ -34,35 +33,14 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from infra.access_logs import access_log_format, access_log_group
 from infra.api_construct import ingest_function
 from infra.config import PipelineConfig
 from infra.device_keys_construct import DeviceKeys
-from infra.functions import log_group
 from pipeline import contract
 
 DEFAULT_ROUTE: Final = "$default"
 PAYLOADS_ROUTE: Final = f"ANY {contract.PAYLOADS_PATH}"
-# The access log line ("Customize HTTP API access logs",
-# https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-logging-variables.html): the request id (the
-# ingest's correlation id, and in URL-safe spelling its 202 requestId), status and latency, and why the HTTP API
-# answered itself (error.message, integrationErrorMessage). No header, no body, no key: nothing a device sends
-# in Authorization can reach this log.
-ACCESS_LOG_FORMAT: Final = {
-    "requestId": "$context.requestId",
-    "ip": "$context.identity.sourceIp",
-    "requestTime": "$context.requestTime",
-    "httpMethod": "$context.httpMethod",
-    "path": "$context.path",
-    "routeKey": "$context.routeKey",
-    "protocol": "$context.protocol",
-    "status": "$context.status",
-    "responseLength": "$context.responseLength",
-    "responseLatency": "$context.responseLatency",
-    "integrationLatency": "$context.integrationLatency",
-    "integrationStatus": "$context.integrationStatus",
-    "errorMessage": "$context.error.message",
-    "integrationErrorMessage": "$context.integrationErrorMessage",
-}
 
 
 class IngestHttpApi(Construct):
@@ -104,8 +82,9 @@ class IngestHttpApi(Construct):
                 rate_limit=config.STAGE_THROTTLE_RATE_LIMIT, burst_limit=config.STAGE_THROTTLE_BURST_LIMIT
             ),
             access_log_settings=_AccessLogs(
-                destination=apigwv2.LogGroupLogDestination(log_group(self, "AccessLogs", config)),
-                format=apigw.AccessLogFormat.custom(json.dumps(ACCESS_LOG_FORMAT, separators=(",", ":"))),
+                # The one access-log format of both front doors (infra/access_logs.py), in ACCESS_LOG_CLASS.
+                destination=apigwv2.LogGroupLogDestination(access_log_group(self, "AccessLogs", config)),
+                format=apigw.AccessLogFormat.custom(access_log_format("http")),
             ),
         )
         # Route throttling has no L2 property. RouteSettings is a JSON map in CloudFormation (route key -> settings),

@@ -19,15 +19,12 @@ import uuid
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.metrics import MetricUnit
-
 from pipeline.aws_clients import sqs_client
 from pipeline.contract import PAYLOADS_PATH, PROBLEM_CONTENT_TYPE, Metric
 from pipeline.envelope import is_safe_id
 from pipeline.http_event import HttpRequest, Response, proxy_response, read_event
 from pipeline.ingest import EnqueueFailed, IngestRequest, accept_payloads
-from pipeline.observability import count_rejected_request, logger, metrics, tracer
+from pipeline.observability import count_rejected_request, counts, log_request_context, logger, tracer
 from pipeline.problems import Problem
 from pipeline.settings import ingest_settings
 
@@ -42,10 +39,22 @@ _PAYLOADS_ROUTE = re.compile(f"^{re.escape(PAYLOADS_PATH)}/*$")
 _NOT_ALLOWED_METHODS = frozenset({"GET", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 
 
+# A client may choose API Gateway's request id: "$context.requestId: An ID for the request. Clients can override
+# this request ID" (API Gateway Developer Guide, "Variables for data transformations for API Gateway"), with an
+# X-Amzn-RequestId header. Payload ids derive from the request id, so two requests naming one id (a client that
+# copies a response header into its next request, or one that targets another's id) would share object keys, and
+# the later request's payloads would be skipped as already stored after its 202. A request that names its own id
+# gets a fresh one for its payloads instead; the access log keeps the id it sent (and, on REST, the
+# extendedRequestId no client can set: infra/access_logs.py).
+CLIENT_REQUEST_ID_HEADER = "x-amzn-requestid"
+
+
 def _request_id(request: HttpRequest) -> str:
     # The id becomes part of S3 object keys. REST's is a UUID. The HTTP API's is base64 text ("Ju2fPgpsiYcEMlw="):
     # its URL-safe spelling (+ -> -, / -> _, no padding) is still one-to-one and deterministic, so a repeated
     # invocation of one request keeps its ids. Anything else (a hand-made event) gets a fresh UUID.
+    if CLIENT_REQUEST_ID_HEADER in request.headers:
+        return str(uuid.uuid4())
     if is_safe_id(request.request_id):
         return request.request_id
     url_safe = request.request_id.replace("+", "-").replace("/", "_").rstrip("=")
@@ -124,10 +133,10 @@ def post_payloads(request: HttpRequest, device_id: str | None) -> Response:
     )
     report, request_id = accepted.report, accepted.request_id
     logger.set_correlation_id(request_id)  # derived with an Idempotency-Key: logs follow the 202's id
-    metrics.add_metric(name=Metric.REQUESTS_ACCEPTED, unit=MetricUnit.Count, value=1)
-    metrics.add_metric(name=Metric.PAYLOADS_ACCEPTED, unit=MetricUnit.Count, value=report.sent)
+    counts.add(Metric.REQUESTS_ACCEPTED, 1)
+    counts.add(Metric.PAYLOADS_ACCEPTED, report.sent)
     if report.retried_entries:
-        metrics.add_metric(name=Metric.ENQUEUE_RETRIES, unit=MetricUnit.Count, value=report.retried_entries)
+        counts.add(Metric.ENQUEUE_RETRIES, report.retried_entries)
     extra: dict[str, Any] = {"payloads": report.sent, "retriedEntries": report.retried_entries}
     if device_id is not None:
         extra["deviceId"] = device_id  # the id the key proved; the key itself is never logged
@@ -168,16 +177,16 @@ def reject(request: HttpRequest, problem: Problem) -> Response:
 
 
 def enqueue_failed(request: HttpRequest, error: EnqueueFailed) -> Response:
-    metrics.add_metric(name=Metric.ENQUEUE_FAILURES, unit=MetricUnit.Count, value=error.report.failed_entries)
+    counts.add(Metric.ENQUEUE_FAILURES, error.report.failed_entries)
     logger.error(
         "enqueue failed", extra={"failedEntries": error.report.failed_entries, "error": error.report.last_error}
     )
     return _problem_response(request, error.problem)
 
 
-# requestContext.requestId in both payload formats (correlation_paths.API_GATEWAY_HTTP is the same path).
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+# requestContext.requestId in both payload formats: the correlation id until the 202's id is known.
+@log_request_context
 @tracer.capture_lambda_handler
-@metrics.log_metrics
+@counts.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return route(event)

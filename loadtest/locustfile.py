@@ -45,12 +45,13 @@ def _options(parser: Any) -> None:
     parser.add_argument("--ack-dir", default="loadtest-results", help="where acks-<pid>.jsonl is written")
 
 
-def collection_body(payloads: int, payload_bytes: int) -> bytes:
-    """One collection; each payload is padded so its compact JSON is about ``payload_bytes``."""
+def collection_body(payloads: int, payload_bytes: int) -> str:
+    """One collection; each payload is padded so its compact JSON is about ``payload_bytes``. A str
+    (ASCII JSON): locust's FastHttpSession takes ``str | dict`` data, and sends a str as UTF-8."""
     base = len(json.dumps({"seq": payloads, "device": "loadtest", "pad": ""}, separators=(",", ":")))
     pad = "x" * max(0, payload_bytes - base)
     data = [{"seq": index, "device": "loadtest", "pad": pad} for index in range(payloads)]
-    return json.dumps({"version": "1.0", "token": "loadtest", "data": data}, separators=(",", ":")).encode()
+    return json.dumps({"version": "1.0", "token": "loadtest", "data": data}, separators=(",", ":"))
 
 
 class AckLog:
@@ -75,13 +76,14 @@ class AckLog:
 
 
 ACKS: AckLog | None = None
-BODY = b""
+BODY = ""
 
 
 @events.test_start.add_listener
 def _start(environment: Environment, **_: Any) -> None:
     global ACKS, BODY
     options = environment.parsed_options
+    assert options is not None  # parsed before any test starts (typed Optional by locust)
     BODY = collection_body(options.payloads, options.payload_bytes)
     ACKS = AckLog(options.ack_dir)
 
@@ -93,6 +95,7 @@ def _quit(environment: Environment, **_: Any) -> None:
     ACKS.close()
     elapsed = max(1e-3, time.monotonic() - ACKS.started)
     sent = ACKS.acknowledged + ACKS.rejected
+    assert environment.parsed_options is not None
     asked = environment.parsed_options.rps
     print(
         f"\nacknowledged {ACKS.acknowledged} requests / {ACKS.payloads} payloads, "

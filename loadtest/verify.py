@@ -15,7 +15,8 @@ promised id is stored or ``--wait`` runs out, showing progress, then reports:
   a resolution of +-500 ms;
 - throughput over time, plotted with p50/p99 latency (``--plot``).
 
-Exit status: 0 when nothing is lost, 1 when payloads are lost, 2 on usage errors.
+Exit status: 0 when nothing is lost, 1 when payloads are lost, 2 on usage errors or when the bucket
+cannot be read (one line naming the problem and its fix).
 
 Lost and duplicated are judged by loadtest/reconcile.py, the reconciler ``make soak`` and the
 reliability tests use too; keys and batch objects are read through the pipeline's contract.
@@ -38,7 +39,7 @@ from typing import Any
 
 from loadtest.reconcile import StoredCopy, copy_of, envelopes_in, promised_ids, reconcile
 from pipeline.contract import parse_object_key, partition_prefix
-from tools.ops.cli import MISSING_CREDENTIALS, MISSING_REGION, Progress, client_options
+from tools.ops.cli import AWS_PROBLEMS, Progress, client_options, describe_aws_problem
 
 
 # --- what the load test recorded ------------------------------------------------------------------
@@ -360,14 +361,16 @@ def dlq_depth(queue_url: str, endpoint_url: str | None, region: str | None) -> i
 
 
 def main(argv: list[str] | None = None, s3: Any = None) -> int:
-    from botocore.exceptions import NoCredentialsError, NoRegionError
-
+    args = parse_args(argv)
     try:
-        return _verify(parse_args(argv), s3)
-    except NoRegionError:
-        print(f"verify: {MISSING_REGION}", file=sys.stderr)
-    except NoCredentialsError:
-        print(f"verify: {MISSING_CREDENTIALS}", file=sys.stderr)
+        return _verify(args, s3)
+    except AWS_PROBLEMS as exc:
+        # No region or credentials, nothing answering, no such bucket: one line with the fix.
+        option = "--endpoint-url (make verify: VERIFY_ENDPOINT; empty for AWS)"
+        print(
+            f"verify: {describe_aws_problem(exc, args.endpoint_url, endpoint_option=option, bucket=args.bucket)}",
+            file=sys.stderr,
+        )
     return 2
 
 

@@ -21,6 +21,7 @@ import sys
 import time
 from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
+from multiprocessing import resource_tracker
 from types import FrameType
 from typing import Any
 
@@ -28,8 +29,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from infra.config import ConfigError, PipelineConfig
 from local_pipeline.access_log import AccessLog
+from local_pipeline.events import ApiShape, api_shape_for
 from local_pipeline.http_front import IngestFront
-from local_pipeline.lambda_runtime import FaultInjection, FunctionPool
+from local_pipeline.lambda_runtime import FaultInjection, FunctionPool, release_semaphores
 from local_pipeline.local_settings import LocalSettings, stack_config
 from local_pipeline.moto_endpoint import AwsEndpoint, EndpointError, apply_environment
 from local_pipeline.resources import LocalResources, create_resources, lambda_environment
@@ -43,13 +45,18 @@ EXTERNAL_LONG_POLL_SECONDS = 5
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 # How often the main thread looks at the stop flag (a signal also cuts the sleep short).
 STOP_CHECK_SECONDS = 0.2
+# A second SIGINT/SIGTERM this soon after the first of the same kind is the same request (see StopRequest).
+SAME_SIGNAL_SECONDS = 1.0
 
 
 class StopRequest:
-    """The SIGINT/SIGTERM handler. The first signal asks for a graceful stop; the second exits at
-    once, after ``report()`` (what was left undrained) and ``kill()`` (the Lambda environments).
+    """The SIGINT/SIGTERM handler. The first signal asks for a graceful stop; a second one exits at
+    once, after ``report()`` (what was left undrained) and ``kill()`` (the Lambda environments), unless
+    it is the same signal again within SAME_SIGNAL_SECONDS: that is one request delivered twice, not a
+    user insisting. GNU make forwards SIGTERM to its child (so ``kill -TERM -- -PGID`` on `make run`
+    reaches the runner twice), and ``timeout`` or a supervisor signals both the child and the group.
 
-    The handler only sets a plain attribute: taking a lock here (``Event.set``) could deadlock with
+    The handler only sets plain attributes: taking a lock here (``Event.set``) could deadlock with
     the main thread it interrupts."""
 
     def __init__(self, log: AccessLog) -> None:
@@ -57,14 +64,19 @@ class StopRequest:
         self.log = log
         self.report: Callable[[], str] = lambda: "nothing was running yet"
         self.kill: Callable[[], None] = lambda: None
+        self._first: tuple[int, float] | None = None
 
     def __call__(self, signum: int, _frame: FrameType | None) -> None:
-        if not self.requested:
+        now = time.monotonic()
+        if self._first is None:
+            self._first = (signum, now)
             self.requested = True
             return
-        self.log.line(
-            f"{signal.Signals(signum).name} again: exiting now, without draining; left undrained: {self.report()}"
-        )
+        name = signal.Signals(signum).name
+        if self._first[0] == signum and now - self._first[1] < SAME_SIGNAL_SECONDS:
+            self.log.line(f"{name} again within {SAME_SIGNAL_SECONDS:g} s: the same stop request, still draining")
+            return
+        self.log.line(f"{name} again: exiting now, without draining; left undrained: {self.report()}")
         self.kill()
         os._exit(128 + signum)
 
@@ -95,6 +107,8 @@ def function_environment(
         # The handlers' JSON logs at WARNING by default, so the compact access log stays readable.
         "POWERTOOLS_LOG_LEVEL": settings.POWERTOOLS_LOG_LEVEL,
         "POWERTOOLS_TRACE_DISABLED": "true",  # there is no X-Ray daemon locally
+        # The runner reads the consumer's EMF metrics (what it stored) from its output: never off.
+        "POWERTOOLS_METRICS_DISABLED": "false",
     }
 
 
@@ -102,6 +116,7 @@ def main() -> int:
     try:
         settings = LocalSettings.from_env(os.environ)
         config = stack_config(os.environ)
+        api = api_shape_for(config, settings.API_KEY)
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
@@ -109,6 +124,11 @@ def main() -> int:
     stop = StopRequest(log)
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+    # multiprocessing's resource tracker, started on first use (the pools' first semaphore), blocks
+    # SIGINT/SIGTERM around its spawn and then UNBLOCKS them in the calling thread
+    # (resource_tracker.ensure_running, CPython 3.11): started later, it undid the block below, so
+    # every later thread, and every Lambda environment they spawned, had them unblocked. Started now.
+    resource_tracker.ensure_running()
     # Blocked here, before the first thread starts: every thread inherits the mask, so a signal can
     # only reach the main thread once it unblocks them (see the module docstring).
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
@@ -120,13 +140,18 @@ def main() -> int:
         print(exc, file=sys.stderr)
         return 2
     try:
-        return _run(settings, config, endpoint, log, stop)
+        return _run(settings, config, api, endpoint, log, stop)
     finally:
         endpoint.stop()
 
 
 def _run(
-    settings: LocalSettings, config: PipelineConfig, endpoint: AwsEndpoint, log: AccessLog, stop: StopRequest
+    settings: LocalSettings,
+    config: PipelineConfig,
+    api: ApiShape,
+    endpoint: AwsEndpoint,
+    log: AccessLog,
+    stop: StopRequest,
 ) -> int:
     apply_environment(endpoint.environment())  # inherited by the spawned Lambda environments
     sqs = endpoint.client("sqs", max_pool_connections=config.MAX_WORKERS + 4)
@@ -166,15 +191,7 @@ def _run(
     front: IngestFront | None = None
     try:
         try:  # bound first: a busy port fails in a second, before any environment starts
-            front = IngestFront(
-                port=settings.PORT,
-                api_key=settings.API_KEY,
-                require_api_key=config.REQUIRE_API_KEY,
-                ingest=ingest,
-                log=log,
-                stage=config.STAGE,
-                api_kind=config.API_KIND,
-            )
+            front = IngestFront(port=settings.PORT, api=api, ingest=ingest, log=log)
         except OSError as exc:
             print(f"cannot listen on 127.0.0.1:{settings.PORT}: {exc} (set PORT to another port)", file=sys.stderr)
             return 2
@@ -192,6 +209,7 @@ def _run(
             ingest.kill()
             consumer.kill()
             endpoint.kill()
+            release_semaphores()
 
         stop.kill = kill_all
         log.text(banner(front.url, settings, config, endpoint, resources, visibility))
@@ -204,16 +222,18 @@ def _run(
         workers.drain_and_stop(settings.LOCAL_DRAIN_SECONDS)
         ingest.shutdown()
         consumer.shutdown()
-    log.text(summary(log, sqs, resources))
+    log.text(summary(log, sqs, resources, config.OBJECT_MODE))
     return 0
 
 
 def undrained(log: AccessLog, front: IngestFront, endpoint: AwsEndpoint) -> str:
     """What a forced exit leaves behind, from the runner's own counters (no call to a busy endpoint)."""
     totals = log.snapshot()
-    waiting = max(0, totals.payloads_accepted - totals.records_stored)
     where = "lost with the embedded queue" if endpoint.embedded else f"still in the queue at {endpoint.endpoint_url}"
-    return f"{waiting} accepted payloads not yet stored ({where}), {front.in_flight_count()} HTTP requests in flight"
+    return (
+        f"{totals.payloads_not_yet_stored} accepted payloads not yet stored ({where}), "
+        f"{front.in_flight_count()} HTTP requests in flight"
+    )
 
 
 def _depth(sqs: Any, queue_url: str) -> int | str:
@@ -226,22 +246,37 @@ def _depth(sqs: Any, queue_url: str) -> int | str:
     return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
 
 
-def summary(log: AccessLog, sqs: object, resources: LocalResources) -> str:
+def summary(log: AccessLog, sqs: object, resources: LocalResources, object_mode: str = "payload") -> str:
+    """The shutdown summary. Payloads stored and duplicates come from the consumer's own metrics, so
+    they match the bucket: objects (payload mode) or lines of batch objects written."""
     totals = log.snapshot()
+    written = "new objects" if object_mode == "payload" else "lines of new batch objects"
     lines = [
         "",
         "Summary",
         f"  requests          {totals.requests} ({totals.rejected_requests} answered with an error)",
         f"  payloads accepted {totals.payloads_accepted}",
-        f"  payloads stored   {totals.records_stored} ({totals.batches - totals.failed_batches} of "
-        f"{totals.batches} consumer batches stored in full)",
+        f"  payloads stored   {totals.payloads_stored} ({written} in the bucket)",
+        f"  duplicates        {totals.duplicates_skipped} (already stored, not written again: a retried "
+        "Idempotency-Key, a redelivered or redriven copy)",
+        f"  consumer batches  {totals.batches - totals.failed_batches} of {totals.batches} stored in full",
         f"  failed attempts   {totals.record_failures} (retried after their retry delay)",
         f"  in DLQ            {_depth(sqs, resources.dlq_url)}",
     ]
     left = _depth(sqs, resources.queue_url)
     if left:
-        lines.append(f"  still queued      {left} (not yet stored; the embedded queue ends with this process)")
+        lines.append(f"  still queued      {left} messages (not yet stored; the embedded queue ends with this process)")
     return "\n".join(lines)
+
+
+# Knobs the banner shows on its `config` line, name=value as resolved (env > context > PROFILE > default):
+# the ones that change what a user sees locally. A knob that does, add here (its value is the config's).
+BANNER_KNOBS: tuple[str, ...] = ("PROFILE", "OBJECT_MODE", "MESSAGE_TARGET_BYTES", "API_KIND", "DEVICE_AUTH")
+
+
+def config_line(config: PipelineConfig) -> str:
+    """``PROFILE=dev OBJECT_MODE=payload ...``: the BANNER_KNOBS as the stack would get them."""
+    return " ".join(f"{name}={getattr(config, name)}" for name in BANNER_KNOBS)
 
 
 def banner(
@@ -301,6 +336,7 @@ def banner(
             f"DLQ after {config.MAX_RECEIVE_COUNT} receives)",
             f"  workers    {config.MAX_WORKERS} pollers, batches of up to {config.BATCH_SIZE} within "
             f"{config.MAX_BATCHING_WINDOW_SECONDS} s",
+            f"  config     {config_line(config)}",
             "",
             *device_lines,
             "Send payloads:",

@@ -15,11 +15,31 @@ class Totals:
 
     requests: int = 0
     rejected_requests: int = 0  # answered 4xx/5xx
-    payloads_accepted: int = 0
+    payloads_accepted: int = 0  # as the 202 answers counted them (a retried Idempotency-Key counts again)
     batches: int = 0
     failed_batches: int = 0  # batches with at least one failed record
-    records_stored: int = 0  # payloads of the records deleted from the queue after the consumer reported success
+    records_deleted: int = 0  # messages deleted from the queue after the consumer reported success
     record_failures: int = 0  # record deliveries that failed (they come back after the visibility timeout)
+    # From the consumer's own metrics, in payloads: new objects (payload mode) or lines of new batch
+    # objects written, and payloads whose object already existed (412: a retried Idempotency-Key, a
+    # redelivered or redriven copy), which were not written again.
+    payloads_stored: int = 0
+    duplicates_skipped: int = 0
+
+    @property
+    def payloads_not_yet_stored(self) -> int:
+        """Accepted payloads the consumer has not yet seen through (stored, or found already stored)."""
+        return max(0, self.payloads_accepted - self.payloads_stored - self.duplicates_skipped)
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    """One consumer batch: records (SQS messages) in it and failed, payloads stored and skipped."""
+
+    records: int
+    failures: int
+    payloads_stored: int = 0
+    duplicates_skipped: int = 0
 
 
 class AccessLog:
@@ -50,17 +70,19 @@ class AccessLog:
             self.totals.payloads_accepted += payloads
         self.line(f"{method} {path} {status} payloads={payloads} {elapsed_ms:.1f}ms")
 
-    def batch(
-        self, worker: int, records: int, failures: int, elapsed_ms: float, error: str = "", payloads: int | None = None
-    ) -> None:
-        """``payloads``: those the stored records carry (a packed record carries several); default one each."""
+    def batch(self, worker: int, outcome: BatchOutcome, elapsed_ms: float, error: str = "") -> None:
         with self._lock:
             self.totals.batches += 1
-            self.totals.failed_batches += 1 if failures else 0
-            self.totals.records_stored += records - failures if payloads is None else payloads
-            self.totals.record_failures += failures
+            self.totals.failed_batches += 1 if outcome.failures else 0
+            self.totals.records_deleted += outcome.records - outcome.failures
+            self.totals.record_failures += outcome.failures
+            self.totals.payloads_stored += outcome.payloads_stored
+            self.totals.duplicates_skipped += outcome.duplicates_skipped
         suffix = f" error={error}" if error else ""
-        self.line(f"batch worker={worker} records={records} failures={failures} {elapsed_ms:.1f}ms{suffix}")
+        self.line(
+            f"batch worker={worker} records={outcome.records} failures={outcome.failures} "
+            f"stored={outcome.payloads_stored} duplicates={outcome.duplicates_skipped} {elapsed_ms:.1f}ms{suffix}"
+        )
 
     def snapshot(self) -> Totals:
         with self._lock:

@@ -1,53 +1,225 @@
-"""Build Lambda events of the real shapes AWS sends, from real HTTP requests and SQS messages."""
+"""Build Lambda events of the real shapes AWS sends, from real HTTP requests and SQS messages.
+
+The local front's seam (local_pipeline/http_front.py does the HTTP; this module what the deployed
+API does with a request): the front reads an ``HttpRequest``, and the ``ApiShape`` of the
+configured ``API_KIND`` (``API_SHAPES``) names the request (``new_request_id``), decides whether the
+API itself refuses it (``refusal``: the REST API's key check), builds the Lambda event (``event``),
+turns the function's result into HTTP (``response``) and shapes the few errors the gateway makes
+itself (``own_answer``). A new kind of API is one class with those methods and one entry in
+``API_SHAPES``; the front does not change.
+"""
 
 from __future__ import annotations
 
 import base64
+import hmac
+import json
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
+from urllib.parse import parse_qs
 
-Headers = Mapping[str, str] | Sequence[tuple[str, str]]  # a repeated header: one pair per occurrence
+from infra.config import ConfigError, PipelineConfig
+from pipeline.contract import API_KEY_HEADER, GATEWAY_PROBLEMS, GatewayProblem
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    """One request as the local front read it, framing done: what API Gateway has before it builds the event."""
+
+    method: str
+    path: str  # as sent: no slash collapsing, percent-escapes kept (as API Gateway passes them)
+    query: str  # the raw query string, "" when there is none
+    headers: tuple[tuple[str, str], ...]  # every header line in order, names as sent (case kept)
+    body: bytes
+    request_id: str
+    source_ip: str = "127.0.0.1"
+    received_at: datetime = field(default_factory=lambda: datetime.now(tz=UTC))
+
+    def header(self, name: str) -> str | None:
+        """The last value of header ``name`` (any case), None when absent: what API Gateway's
+        single-value ``headers`` map holds."""
+        values = self.header_values(name)
+        return values[-1] if values else None
+
+    def header_values(self, name: str) -> list[str]:
+        """Every value of header ``name`` (any case), in order."""
+        wanted = name.lower()
+        return [value for header, value in self.headers if header.lower() == wanted]
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+class ApiShape(Protocol):
+    """What one kind of deployed API (API_KIND) does around the ingest Lambda, locally."""
+
+    def new_request_id(self) -> str:
+        """The id the API gives a request (its requestContext.requestId and x-amzn-RequestId)."""
+        ...
+
+    def refusal(self, request: HttpRequest) -> GatewayProblem | None:
+        """The gateway response the API answers itself (before any Lambda runs), or None. Decided on
+        the head, before the body is read (``request.body`` is empty here): a refused body is never
+        read, and a client waiting on ``Expect: 100-continue`` gets the refusal instead of a 100."""
+        ...
+
+    def event(self, request: HttpRequest) -> dict[str, Any]:
+        """The Lambda event the API hands the ingest for ``request``."""
+        ...
+
+    def response(self, result: Mapping[str, Any]) -> HttpResponse:
+        """The HTTP answer the API makes of the function's result."""
+        ...
+
+    def own_answer(self, status: int) -> HttpResponse | None:
+        """The API's own answer to an error it makes itself (413: the body is above its limit; 502: the
+        function failed) when that is not the front's problem+json (an HTTP API's bare ``{"message"}``);
+        None: the front's problem+json, as the REST API's gateway responses give it."""
+        ...
+
+
+@dataclass(frozen=True)
+class RestProxyApi:
+    """API_KIND=rest: a REST API, Lambda proxy integration, binaryMediaTypes */*, and (REQUIRE_API_KEY)
+    an API key checked for every request, whatever its method and path, before the Lambda runs."""
+
+    stage: str
+    api_key: str | None  # None: REQUIRE_API_KEY=false
+
+    def new_request_id(self) -> str:
+        return str(uuid.uuid4())  # a REST API's request ids are UUIDs
+
+    def own_answer(self, status: int) -> HttpResponse | None:
+        return None  # the stack's gateway responses are problem+json (infra/api_construct.py)
+
+    def refusal(self, request: HttpRequest) -> GatewayProblem | None:
+        if self.api_key is None:
+            return None
+        sent = request.header(API_KEY_HEADER)
+        if sent is not None and hmac.compare_digest(sent.encode(), self.api_key.encode()):
+            return None
+        return GATEWAY_PROBLEMS["INVALID_API_KEY"]
+
+    def event(self, request: HttpRequest) -> dict[str, Any]:
+        multi_value_headers: dict[str, list[str]] = {}
+        for name, value in request.headers:
+            multi_value_headers.setdefault(name, []).append(value)
+        return api_gateway_event(
+            request.method,
+            request.path,
+            request.body,
+            {name: values[-1] for name, values in multi_value_headers.items()},
+            multi_value_headers=multi_value_headers,
+            request_id=request.request_id,
+            source_ip=request.source_ip,
+            stage=self.stage,
+            api_key=request.header(API_KEY_HEADER),
+            query=parse_qs(request.query, keep_blank_values=True) if request.query else None,
+            received_at=request.received_at,
+        )
+
+    def response(self, result: Mapping[str, Any]) -> HttpResponse:
+        raw = result.get("body") or ""
+        body = base64.b64decode(raw) if result.get("isBase64Encoded") else raw.encode("utf-8")
+        return HttpResponse(int(result["statusCode"]), response_headers(result), body)
+
+
 # The content types an HTTP API passes as text; it base64-encodes every other body. AWS documents only that the
 # choice follows the content type; this split is what an emulator's maintainers measured against AWS
 # (ministackorg/ministack#766; README, The HTTP API front door).
 HTTP_API_TEXT_TYPES = ("application/json", "application/xml", "application/javascript")
+# The answers an HTTP API makes itself cannot be customised: {"message": ...} (README, The HTTP API front door).
+HTTP_API_MESSAGES: dict[int, str] = {413: "Request Entity Too Large", 500: "Internal Server Error"}
 
 
-def _pairs(headers: Headers) -> list[tuple[str, str]]:
-    return list(headers.items()) if isinstance(headers, Mapping) else list(headers)
+@dataclass(frozen=True)
+class HttpApi:
+    """API_KIND=http: an HTTP API, Lambda proxy integration with payload format 2.0, every route to the ingest.
+    No API key (devices authenticate in the ingest: DEVICE_AUTH=on), its own bare answers."""
+
+    def new_request_id(self) -> str:
+        return http_api_request_id()
+
+    def refusal(self, request: HttpRequest) -> GatewayProblem | None:
+        return None  # an HTTP API has no API keys: every request reaches the ingest
+
+    def event(self, request: HttpRequest) -> dict[str, Any]:
+        return http_api_event(
+            request.method,
+            request.path,
+            request.body,
+            request.headers,
+            request_id=request.request_id,
+            source_ip=request.source_ip,
+            query=request.query,
+            received_at=request.received_at,
+        )
+
+    def response(self, result: Mapping[str, Any]) -> HttpResponse:
+        raw = result.get("body") or ""
+        body = base64.b64decode(raw) if result.get("isBase64Encoded") else raw.encode("utf-8")
+        return HttpResponse(int(result["statusCode"]), response_headers(result), body)
+
+    def own_answer(self, status: int) -> HttpResponse | None:
+        status = 500 if status == 502 else status  # an HTTP API answers a failed function 500
+        message = HTTP_API_MESSAGES.get(status)
+        if message is None:
+            return None
+        body = json.dumps({"message": message}, separators=(",", ":")).encode()
+        return HttpResponse(status, {"Content-Type": "application/json"}, body)
+
+
+# API_KIND -> its shape, from the config and make run's API key.
+API_SHAPES: dict[str, Callable[[PipelineConfig, str], ApiShape]] = {
+    "rest": lambda config, api_key: RestProxyApi(config.STAGE, api_key if config.REQUIRE_API_KEY else None),
+    "http": lambda config, api_key: HttpApi(),
+}
+
+
+def api_shape_for(config: PipelineConfig, api_key: str) -> ApiShape:
+    """The shape of ``config.API_KIND``; ConfigError naming the knob when make run has none for it."""
+    try:
+        return API_SHAPES[config.API_KIND](config, api_key)
+    except KeyError:
+        raise ConfigError(
+            f"API_KIND={config.API_KIND} is not served by make run yet (it serves: {', '.join(API_SHAPES)})"
+        ) from None
 
 
 def api_gateway_event(
     method: str,
     path: str,
     body: bytes | None,
-    headers: Headers,
+    headers: dict[str, str],
     *,
+    multi_value_headers: dict[str, list[str]] | None = None,
     request_id: str | None = None,
     source_ip: str = "127.0.0.1",
     stage: str = "local",
     api_key: str | None = None,
     query: dict[str, list[str]] | None = None,
+    received_at: datetime | None = None,
 ) -> dict[str, Any]:
     """An API Gateway REST (v1) Lambda proxy event, as sent with binaryMediaTypes ["*/*"]:
     the body is always base64-encoded, byte for byte what the client sent. ``query`` is the parsed
-    query string (``urllib.parse.parse_qs``), None when there is none, as API Gateway sends it."""
-    now = datetime.now(tz=UTC)
+    query string (``urllib.parse.parse_qs``), None when there is none, as API Gateway sends it.
+    ``multi_value_headers`` defaults to one value per name of ``headers``."""
+    now = received_at or datetime.now(tz=UTC)
     request_id = request_id or str(uuid.uuid4())
-    pairs = _pairs(headers)
-    multi_headers: dict[str, list[str]] = {}
-    for name, value in pairs:
-        multi_headers.setdefault(name, []).append(value)
-    single = {name: value for name, value in pairs}  # a repeated header: its last value, multiValueHeaders has all
+    multi_headers = multi_value_headers or {name: [value] for name, value in headers.items()}
     return {
         "resource": path,
         "path": path,
         "httpMethod": method,
-        "headers": single,
+        "headers": dict(headers),
         "multiValueHeaders": multi_headers,
         "queryStringParameters": {name: values[-1] for name, values in query.items()} if query else None,
         "multiValueQueryStringParameters": {name: list(values) for name, values in query.items()} if query else None,
@@ -64,11 +236,11 @@ def api_gateway_event(
             "protocol": "HTTP/1.1",
             "stage": stage,
             "domainPrefix": "localhost",
-            "requestTimeEpoch": int(time.time() * 1000),
+            "requestTimeEpoch": int(now.timestamp() * 1000),
             "requestId": request_id,
             "identity": {
                 "sourceIp": source_ip,
-                "userAgent": single.get("user-agent") or single.get("User-Agent"),
+                "userAgent": headers.get("user-agent") or headers.get("User-Agent"),
                 "apiKey": api_key,
                 "apiKeyId": "local" if api_key else None,
             },
@@ -78,6 +250,9 @@ def api_gateway_event(
         "body": base64.b64encode(body).decode("ascii") if body else None,
         "isBase64Encoded": bool(body),
     }
+
+
+Headers = Mapping[str, str] | Sequence[tuple[str, str]]  # a repeated header: one pair per occurrence
 
 
 def http_api_request_id() -> str:
@@ -94,13 +269,14 @@ def http_api_event(
     request_id: str | None = None,
     source_ip: str = "127.0.0.1",
     query: str = "",
+    received_at: datetime | None = None,
 ) -> dict[str, Any]:
     """An HTTP API Lambda proxy event, payload format 2.0, ``$default`` stage ("Create AWS Lambda proxy
     integrations for HTTP APIs"): header names lower-cased, a repeated header's values joined with commas,
     Cookie headers moved to ``cookies``, the body text for a text content type and base64 for any other."""
     joined: dict[str, str] = {}
     cookies: list[str] = []
-    for name, value in _pairs(headers):
+    for name, value in headers.items() if isinstance(headers, Mapping) else headers:
         key = name.lower()
         if key == "cookie":
             cookies.extend(part.strip() for part in value.split(";") if part.strip())
@@ -108,7 +284,7 @@ def http_api_event(
         joined[key] = f"{joined[key]},{value}" if key in joined else value
     media_type = joined.get("content-type", "").split(";")[0].strip().lower()
     as_text = media_type.startswith("text/") or media_type in HTTP_API_TEXT_TYPES
-    now = datetime.now(tz=UTC)
+    now = received_at or datetime.now(tz=UTC)
     request_id = request_id or http_api_request_id()
     event: dict[str, Any] = {
         "version": "2.0",
@@ -132,7 +308,7 @@ def http_api_event(
             "routeKey": "$default",
             "stage": "$default",
             "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
-            "timeEpoch": int(time.time() * 1000),
+            "timeEpoch": int(now.timestamp() * 1000),
         },
         "isBase64Encoded": bool(body) and not as_text,
     }
@@ -190,7 +366,7 @@ class LambdaContext:
         return max(0, self.deadline_ms - int(time.time() * 1000))
 
 
-def response_headers(response: dict[str, Any]) -> dict[str, str]:
+def response_headers(response: Mapping[str, Any]) -> dict[str, str]:
     """Headers of a Lambda proxy response, merging ``multiValueHeaders`` (Powertools' REST
     resolver uses them) and ``headers`` the way API Gateway does."""
     merged = {name: ", ".join(values) for name, values in (response.get("multiValueHeaders") or {}).items()}

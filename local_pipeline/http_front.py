@@ -1,47 +1,50 @@
-"""The local stand-in for API Gateway (REST or HTTP API, Lambda proxy) in front of the real ingest handler.
+"""The local stand-in for API Gateway in front of the real ingest handler: HTTP/1.1 on 127.0.0.1:PORT.
 
-Per request it does what the deployed gateway does before and after the Lambda: refuse a body above
-API Gateway's 10 MB, check ``x-api-key`` (REST only: 403 problem+json, the deployed gateway response's shape),
-build the proxy event (REST: payload format 1.0, body base64, as binaryMediaTypes */* makes it; API_KIND=http:
-payload format 2.0, body text or base64 by content type, repeated headers joined, cookies apart), invoke the
-handler, and send its response back verbatim. Routing (404 for unknown paths, 405 for other methods) is the
-handler's; with API_KIND=http the answers the HTTP API makes itself are its bare ``{"message": ...}``.
+HTTP framing is h11's (https://h11.readthedocs.io, python-hyper: a pure-Python, sans-I/O HTTP/1.1
+implementation, the parser under httpcore and uvicorn): request line, headers, Content-Length and
+chunked bodies, keep-alive. It replaces a hand-written layer on http.server, which collapsed a
+leading ``//`` in the path (CPython's open-redirect guard in ``parse_request``) before the project's
+code saw it, so ``//v1/payloads`` reached the handler as ``/v1/payloads``. werkzeug's server (here
+through moto) was not an option: it is built on the same http.server request handler (so the same
+collapse), and its docs call it a development server; its chunked decoder accepts ``0x5`` and ``+5``
+as sizes (``int(line, 16)``). This module keeps what is API Gateway's, not HTTP's: the limits
+(10 MB body), the answers it makes itself, and the local queue. What the deployed API does with a
+request (the key check, the Lambda event, the response) is the ``ApiShape`` of local_pipeline/events.py.
 
-The key is checked for EVERY request before the handler sees it, whatever its path: the handler's
-router decides which paths it serves (``/v1/payloads/``, say), so a front that checked only the
-exact path would let those through unauthenticated. Every error the front writes itself, including
-http.server's own (bad request line, 414, 431), is the handler's RFC 9457 problem+json with a
-``requestId``.
+Per request: refuse a method API Gateway has no route for, let the API shape refuse the request on
+its head (403 without the key, for EVERY path: the handler's router decides which paths it serves,
+so a front that checked only the exact path would let ``/v1/payloads/`` through unauthenticated;
+the body of a refused request is never read, and a client waiting on ``Expect: 100-continue`` gets
+the refusal instead of a 100), refuse what API Gateway would not take (a body above 10 MB, both
+Content-Length and Transfer-Encoding), read the body, build the shape's event, invoke the handler,
+and send the response back verbatim. Every error the front writes itself is the
+handler's RFC 9457 problem+json with a ``requestId``, except those the API kind answers in its own shape
+(``ApiShape.own_answer``: an HTTP API's bare ``{"message": ...}`` for a body above its limit or a failed
+function).
 """
 
 from __future__ import annotations
 
-import base64
-import hmac
+import dataclasses
 import json
-import re
+import socket
+import socketserver
 import threading
 import time
-import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from email.utils import formatdate
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
+
+import h11
 
 from local_pipeline.access_log import AccessLog
-from local_pipeline.events import api_gateway_event, http_api_event, http_api_request_id, response_headers
+from local_pipeline.events import ApiShape, HttpRequest, HttpResponse
 from local_pipeline.lambda_runtime import FunctionError, FunctionPool
 from local_pipeline.local_settings import API_GATEWAY_MAX_BODY_BYTES
-from pipeline.contract import (
-    API_KEY_HEADER,
-    GATEWAY_PROBLEMS,
-    PAYLOADS_PATH,
-    PROBLEM_CONTENT_TYPE,
-    GatewayProblem,
-    problem_document,
-)
+from pipeline.contract import GATEWAY_PROBLEMS, PAYLOADS_PATH, PROBLEM_CONTENT_TYPE, GatewayProblem, problem_document
 
 # The errors the front answers as the deployed API Gateway does, with its gateway responses' bodies.
 GATEWAY_RESPONSES: Final[Mapping[int, GatewayProblem]] = {
@@ -50,20 +53,20 @@ GATEWAY_RESPONSES: Final[Mapping[int, GatewayProblem]] = {
 }
 # Errors only this front answers (same problem+json shape, its own slugs): status -> (slug, detail).
 LOCAL_FRONT_PROBLEMS: Final[Mapping[int, tuple[str, str]]] = {
-    # http.server's parse errors and the front's body-framing checks; not one of API Gateway's response types.
-    400: ("bad-request", "the request could not be read"),
-    # A method http.server has no do_* for (TRACE, BREW...); the handler's router answers the others.
-    405: ("method-not-allowed", f"use POST {PAYLOADS_PATH}"),
-    414: ("uri-too-long", "the request line is too long"),  # http.server's request-line limit
-    431: ("headers-too-large", "the request headers are too large or too many"),  # http.server's header limits
+    400: ("bad-request", "the request could not be read"),  # h11's framing errors and the front's checks
+    405: ("method-not-allowed", f"use POST {PAYLOADS_PATH}"),  # a method API Gateway has no route for
+    414: ("uri-too-long", "the request line is too long"),
+    431: ("headers-too-large", "the request headers are too large or too many"),
     # Locally a 502 only means the Lambda environment died (no 6 MB invoke limit here), so not DEFAULT_5_XX's
     # text about body size; no promise that a retry helps, as the gateway's texts make none.
     502: ("ingest-unavailable", "the ingest function failed; the cause may be temporary"),
     503: ("shutting-down", "the local pipeline is shutting down"),  # Ctrl-C: a deployed API has no such moment
-    505: ("http-version-not-supported", "use HTTP/1.1"),  # http.server's version check
+    505: ("http-version-not-supported", "use HTTP/1.1"),
 }
 # RFC 9110's names where Python's HTTPStatus still has the older RFC 7231 ones ("Request-URI Too Long").
 TITLES = {413: "Content Too Large", 414: "URI Too Long", 422: "Unprocessable Content"}
+# The methods a REST API can route (ANY stands for these); another method gets 405 before anything else.
+API_METHODS = frozenset({"DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT"})
 # Requests allowed to wait for a free ingest environment, per environment. Beyond that the front
 # answers 503 + Retry-After at once (as a throttled API Gateway answers 429): a client that backs
 # off gets through, and the front never stalls accepting connections behind a long local queue.
@@ -72,10 +75,13 @@ RETRY_AFTER_SECONDS = 1
 # Pending connections the kernel holds while the front is busy (listen backlog). The stdlib's 5
 # reset connections from load tests; Linux caps it at net.core.somaxconn (4096 by default).
 LISTEN_BACKLOG = 1024
-# Chunked framing (RFC 9112 section 7.1): a chunk-size line is hex digits, optional ";extensions",
-# CRLF. 8 hex digits (4 GiB) is more than any body the front accepts; longer is bad framing.
-CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,8}")
-MAX_CHUNK_LINE_BYTES = 4096
+# Request line and headers together, at most (h11 holds an incomplete head up to this much), and
+# header lines: the limits the front had on http.server (64 KiB a line, 100 headers).
+MAX_HEAD_BYTES = 64 * 1024
+MAX_HEADERS = 100
+IDLE_SECONDS = 60  # a connection that sends nothing for this long is closed
+RECEIVE_BYTES = 64 * 1024
+HEAD_SLICE_BYTES = 4 * 1024  # see _Connection._receive_head
 
 
 def title_of(status: int) -> str:
@@ -100,12 +106,23 @@ def front_problem(status: int, request_id: str, detail: str | None = None, slug:
     return json.dumps(body, separators=(",", ":")).encode()
 
 
-# API_KIND=http: the HTTP API's own answers cannot be customised (README, The HTTP API front door).
-HTTP_API_MESSAGES: Final[Mapping[int, str]] = {413: "Request Entity Too Large", 500: "Internal Server Error"}
+def problem_response(
+    status: int, request_id: str, detail: str | None = None, slug: str | None = None, **headers: str
+) -> HttpResponse:
+    return HttpResponse(
+        status,
+        {"Content-Type": PROBLEM_CONTENT_TYPE, **headers},
+        front_problem(status, request_id, detail, slug),
+    )
 
 
-def http_api_message(status: int) -> bytes:
-    return json.dumps({"message": HTTP_API_MESSAGES[status]}, separators=(",", ":")).encode()
+def gateway_response(problem: GatewayProblem, request_id: str) -> HttpResponse:
+    """A gateway response the API answers itself (an ApiShape's refusal), as problem+json."""
+    status = problem.status or 400
+    document = problem_document(status, problem.slug, problem.title, problem.detail, requestId=request_id)
+    return HttpResponse(
+        status, {"Content-Type": PROBLEM_CONTENT_TYPE}, json.dumps(document, separators=(",", ":")).encode()
+    )
 
 
 def split_target(target: str) -> tuple[str, str]:
@@ -118,38 +135,28 @@ def split_target(target: str) -> tuple[str, str]:
     return path.partition("#")[0], query.partition("#")[0]
 
 
-class BodyRefused(Exception):
-    def __init__(self, status: int, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
+class Refused(Exception):
+    """The request gets ``response`` and its connection closes (what is left of it is not read)."""
+
+    def __init__(self, response: HttpResponse) -> None:
+        super().__init__(response.status)
+        self.response = response
 
 
 class IngestFront:
-    """``POST /v1/payloads`` on http://127.0.0.1:PORT, one thread per connection."""
+    """The deployed API's stand-in on http://127.0.0.1:PORT, one thread per connection.
 
-    def __init__(
-        self,
-        *,
-        port: int,
-        api_key: str,
-        require_api_key: bool,
-        ingest: FunctionPool,
-        log: AccessLog,
-        stage: str,
-        api_kind: str = "rest",
-    ) -> None:
-        self.api_key = api_key
-        self.http_api = api_kind == "http"  # an HTTP API: no API key, payload format 2.0, its own bare errors
-        self.require_api_key = require_api_key and not self.http_api
+    ``api`` is what the deployed API does with a request (events.ApiShape, chosen by API_KIND)."""
+
+    def __init__(self, *, port: int, api: ApiShape, ingest: FunctionPool, log: AccessLog) -> None:
+        self.api = api
         self.ingest = ingest
         self.log = log
-        self.stage = stage
         self.closing = False
         self._waiting = threading.BoundedSemaphore(ingest.concurrency * WAITING_REQUESTS_PER_ENVIRONMENT)
         self._in_flight = 0
         self._idle = threading.Condition()
-        self._server = _Server(("127.0.0.1", port), _RequestHandler)
+        self._server = _Server(("127.0.0.1", port), _Connection)
         self._server.front = self
         self._thread = threading.Thread(target=self._server.serve_forever, name="http-front", daemon=True)
 
@@ -192,229 +199,189 @@ class IngestFront:
                 self._in_flight -= 1
                 self._idle.notify_all()
 
+    def answer(self, request: HttpRequest) -> HttpResponse:
+        """The ingest's response to a request the API let through (body read); 503 when the local
+        queue is full, 502 when the function failed."""
+        event = self.api.event(request)
+        if not self.try_reserve():
+            detail = "the local pipeline's ingest environments are all busy and its queue is full; retry after a second"
+            return problem_response(
+                503, request.request_id, detail, "local-queue-full", **{"Retry-After": str(RETRY_AFTER_SECONDS)}
+            )
+        try:
+            result = self.ingest.invoke(event).response
+        except FunctionError as exc:
+            self.log.line(f"ingest handler failed: {exc}\n{exc.stack_trace}")
+            return self.api.own_answer(502) or problem_response(502, request.request_id)
+        finally:
+            self.release()
+        return self.api.response(result)
 
-class _Server(ThreadingHTTPServer):
+
+class _Server(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = LISTEN_BACKLOG
     front: IngestFront
 
 
-class _RequestHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as API Gateway offers
-    server_version = "ingest-pipeline-local"
-    sys_version = ""
-    timeout = 60  # an idle kept-alive connection is closed after this
-    # Headers and body leave in two writes; with Nagle's algorithm the body then waits for the
-    # client's delayed ACK (40 ms on Linux) on every response.
-    disable_nagle_algorithm = True
+class _Connection(socketserver.BaseRequestHandler):
+    """One client connection: h11 frames its requests, one after another (keep-alive)."""
+
+    request: socket.socket
     server: _Server
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-        self._serve()
-
-    do_GET = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_POST  # noqa: N815 - http.server's naming
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - overrides the stdlib's signature
-        """Silenced: the access log prints one compact line per request instead."""
-
-    def parse_request(self) -> bool:
-        if not super().parse_request():
-            return False
-        if self.request_version == "HTTP/0.9":  # "GET /": an answer without status line or headers
-            self.send_error(400, None, "HTTP/0.9 requests are not supported; use HTTP/1.1")
-            return False
-        return True
-
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """http.server's own refusals (bad request line, unknown method, huge headers) as problem+json."""
-        self.close_connection = True
-        # A request line http.server could not read leaves HTTP/0.9, which has no status line at all.
-        self.request_version = self.protocol_version
-        request_id = str(uuid.uuid4())
-        headers = {"Content-Type": PROBLEM_CONTENT_TYPE, "Connection": "close", "x-amzn-RequestId": request_id}
-        slug = None
-        if code == 501:  # a method http.server has no do_* for (TRACE, CONNECT...): 405, like the handler's
-            code, explain = 405, f"{self.command} is not allowed on {PAYLOADS_PATH}; use POST"
-            headers["Allow"] = "POST"
-        elif code == 400:
-            slug = "bad-request-line" if not self.command else "bad-request"
-        self._write(code, headers, front_problem(code, request_id, explain or message, slug))
-        self.server.front.log.request(self.command or "-", split_target(self.path or "")[0] or "-", code, 0, 0.0)
-
-    # --- one request ---------------------------------------------------------------------------
-    def _serve(self) -> None:
-        front = self.server.front
-        started = time.perf_counter()
-        request_id = http_api_request_id() if front.http_api else str(uuid.uuid4())
-        path, query = split_target(self.path)
-        with front.in_flight():
-            if front.closing:
-                self.close_connection = True
-                status, headers, body = (
-                    503,
-                    {
-                        "Content-Type": PROBLEM_CONTENT_TYPE,
-                        "Connection": "close",
-                        "Retry-After": str(RETRY_AFTER_SECONDS),
-                    },
-                    front_problem(503, request_id),
-                )
-            else:
-                status, headers, body = self._answer(front, path, query, request_id)
-            headers["x-amzn-RequestId"] = request_id
-            self._write(status, headers, body)
-        front.log.request(self.command, path, status, _accepted(status, body), (time.perf_counter() - started) * 1000)
-
-    def _answer(self, front: IngestFront, path: str, query: str, request_id: str) -> tuple[int, dict[str, str], bytes]:
-        problem_headers = {"Content-Type": PROBLEM_CONTENT_TYPE}
+    def handle(self) -> None:
+        self.request.settimeout(IDLE_SECONDS)
+        # Headers and body leave in one write here, but a client's next request would otherwise wait
+        # for its delayed ACK (40 ms on Linux) behind Nagle's algorithm.
+        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        connection = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
         try:
-            body = self._read_body()
-        except BodyRefused as refused:
-            self.close_connection = True  # the unread rest of the body must not be parsed as a request
-            if front.http_api and refused.status == 413:
-                return 413, {"Content-Type": "application/json"}, http_api_message(413)
-            return refused.status, problem_headers, front_problem(refused.status, request_id, refused.detail)
-        key = self.headers.get(API_KEY_HEADER)
-        # Every method and path: which paths reach the handler is the router's business, not the front's.
-        valid_key = key is not None and hmac.compare_digest(key.encode(), front.api_key.encode())
-        if front.require_api_key and not valid_key:
-            return 403, problem_headers, front_problem(403, request_id)
-        headers = list(self.headers.items())  # a repeated header stays repeated, as API Gateway receives it
-        event = (
-            http_api_event(
-                self.command, path, body, headers, request_id=request_id, source_ip=self.client_address[0], query=query
-            )
-            if front.http_api
-            else api_gateway_event(
-                self.command,
-                path,
-                body,
-                headers,
-                request_id=request_id,
-                source_ip=self.client_address[0],
-                stage=front.stage,
-                api_key=key,
-                query=parse_qs(query, keep_blank_values=True) if query else None,
-            )
-        )
-        if not front.try_reserve():
-            detail = "the local pipeline's ingest environments are all busy and its queue is full; retry after a second"
-            return (
-                503,
-                {**problem_headers, "Retry-After": str(RETRY_AFTER_SECONDS)},
-                front_problem(503, request_id, detail, "local-queue-full"),
-            )
-        try:
-            response = front.ingest.invoke(event)
-        except FunctionError as exc:
-            front.log.line(f"ingest handler failed: {exc}\n{exc.stack_trace}")
-            if front.http_api:
-                return 500, {"Content-Type": "application/json"}, http_api_message(500)
-            return 502, problem_headers, front_problem(502, request_id)
-        finally:
-            front.release()
-        return _http_response(response)
+            while self._exchange(connection):
+                connection.start_next_cycle()
+        except (OSError, h11.LocalProtocolError):
+            pass  # the client went away, timed out, or the connection cannot carry another answer
 
-    def _read_body(self) -> bytes:
-        encodings = self.headers.get_all("Transfer-Encoding") or []
-        lengths = self.headers.get_all("Content-Length") or []
-        if encodings:
-            if lengths:  # RFC 9112 section 6.3: ambiguous framing, a request-smuggling vector
-                raise BodyRefused(400, "both Transfer-Encoding and Content-Length are set")
-            if ",".join(encodings).strip().lower() != "chunked":
-                raise BodyRefused(400, f"Transfer-Encoding {','.join(encodings)!r} is not supported; use chunked")
-            return self._read_chunked()
-        if not lengths:
-            return b""
-        if len(set(lengths)) > 1:
-            raise BodyRefused(400, "conflicting Content-Length headers")
-        raw_length = lengths[0].strip()
-        if not raw_length.isascii() or not raw_length.isdigit():  # int() would take "+5", " 5", "1_0"
-            raise BodyRefused(400, f"Content-Length {raw_length[:32]!r} is not a number")
-        length = int(raw_length)
-        if length > API_GATEWAY_MAX_BODY_BYTES:
-            raise BodyRefused(
-                413, f"the body is {length} bytes; API Gateway accepts at most {API_GATEWAY_MAX_BODY_BYTES}"
-            )
-        body = self.rfile.read(length)
-        if len(body) < length:
-            raise BodyRefused(400, f"the body ended after {len(body)} of {length} bytes")
-        return body
+    def _receive_head(self, connection: h11.Connection) -> Any:
+        """The next request head (or ConnectionClosed), reading from the socket as needed.
 
-    def _read_chunked(self) -> bytes:
-        """A chunked body, strictly: every byte read (sizes, extensions, CRLFs, trailers, data) counts
-        towards API Gateway's limit, so no framing trick reads more than that."""
-        limit = API_GATEWAY_MAX_BODY_BYTES
-        chunks: list[bytes] = []
-        read = 0
+        h11 refuses a head still incomplete beyond MAX_HEAD_BYTES, but checks only while it waits for
+        more: bytes are handed over in slices of HEAD_SLICE_BYTES, so a head that would complete in
+        the same read as it passes the limit is refused too."""
+        pending = b""
         while True:
-            line = self._framing_line(limit - read)
-            read += len(line)
-            size_field = line[:-2].split(b";", 1)[0]
-            if b";" in line:
-                size_field = size_field.rstrip(b" \t")  # RFC 9112 allows whitespace before an extension
-            if not CHUNK_SIZE.fullmatch(size_field):
-                raise BodyRefused(400, f"malformed chunked body: chunk size {size_field[:20]!r} is not 1-8 hex digits")
-            size = int(size_field, 16)
-            if size == 0:
-                break
-            if read + size + 2 > limit:
-                raise BodyRefused(413, f"the body is above {limit} bytes, more than API Gateway accepts")
-            chunk = self.rfile.read(size)
-            if len(chunk) < size:
-                raise BodyRefused(400, "malformed chunked body: it ended inside a chunk")
-            if self.rfile.read(2) != b"\r\n":
-                raise BodyRefused(400, "malformed chunked body: a chunk is not followed by CRLF")
-            read += size + 2
-            chunks.append(chunk)
-        while (line := self._framing_line(limit - read)) != b"\r\n":  # trailer fields, up to the empty line
-            read += len(line)
-        return b"".join(chunks)
+            event = connection.next_event()
+            if event is not h11.NEED_DATA:
+                if pending:
+                    connection.receive_data(pending)  # the rest of what was read: the body, or the next request
+                return event
+            if not pending:
+                pending = self.request.recv(RECEIVE_BYTES)
+                if not pending:
+                    connection.receive_data(b"")  # the client closed its side
+                    continue
+            connection.receive_data(pending[:HEAD_SLICE_BYTES])
+            pending = pending[HEAD_SLICE_BYTES:]
 
-    def _framing_line(self, budget: int) -> bytes:
-        """One CRLF-terminated line of chunked framing, at most MAX_CHUNK_LINE_BYTES and ``budget``."""
-        if budget <= 0:
-            raise BodyRefused(
-                413, f"the body is above {API_GATEWAY_MAX_BODY_BYTES} bytes, more than API Gateway accepts"
-            )
-        line = self.rfile.readline(min(MAX_CHUNK_LINE_BYTES, budget) + 1)
-        if not line.endswith(b"\r\n"):
-            if len(line) > min(MAX_CHUNK_LINE_BYTES, budget):
-                raise BodyRefused(
-                    413 if budget < MAX_CHUNK_LINE_BYTES else 400, "malformed chunked body: a framing line is too long"
-                )
-            raise BodyRefused(400, "malformed chunked body: a framing line does not end with CRLF")
-        return line
-
-    def _write(self, status: int, headers: dict[str, str], body: bytes) -> None:
+    def _exchange(self, connection: h11.Connection) -> bool:
+        """Read one request and answer it; False when the connection is done."""
+        front = self.server.front
+        request_id = front.api.new_request_id()
         try:
-            self.send_response_only(status, title_of(status))
-            self.send_header("Date", self.date_time_string())
-            for name, value in headers.items():
-                if name.lower() not in ("content-length", "transfer-encoding"):
-                    self.send_header(name, value)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(body)
-            self.wfile.flush()
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True  # the client went away; nothing to answer
+            head = self._receive_head(connection)
+        except h11.RemoteProtocolError as exc:
+            # The head could not be read (bad request line or header, or too long): nothing to route.
+            status = exc.error_status_hint
+            if status == 431 and b"\n" not in connection.trailing_data[0]:
+                status = 414  # the request line alone is longer than the limit
+            status = status if status in (414, 431) else 400
+            self._send(
+                connection,
+                problem_response(status, request_id, str(exc), Connection="close", **{"x-amzn-RequestId": request_id}),
+            )
+            front.log.request("-", "-", status, 0, 0.0)
+            return False
+        if not isinstance(head, h11.Request):
+            return False  # ConnectionClosed: the client closed between requests
+        started = time.perf_counter()
+        method = head.method.decode("ascii", "replace")
+        path, query = split_target(head.target.decode("latin-1"))
+        with front.in_flight():
+            try:
+                response = self._answer(connection, head, method, path, query, request_id)
+            except Refused as refused:
+                response = refused.response
+                response.headers["Connection"] = "close"
+            response.headers["x-amzn-RequestId"] = request_id
+            self._send(connection, response, head=method == "HEAD")
+        front.log.request(method, path, response.status, _accepted(response), (time.perf_counter() - started) * 1000)
+        return connection.our_state is h11.DONE and connection.their_state is h11.DONE
+
+    def _answer(
+        self, connection: h11.Connection, head: h11.Request, method: str, path: str, query: str, request_id: str
+    ) -> HttpResponse:
+        front = self.server.front
+        if front.closing:
+            raise Refused(problem_response(503, request_id, **{"Retry-After": str(RETRY_AFTER_SECONDS)}))
+        if head.http_version not in (b"1.0", b"1.1"):
+            raise Refused(problem_response(505, request_id))
+        if method not in API_METHODS:
+            raise Refused(
+                problem_response(405, request_id, f"{method} is not allowed on {PAYLOADS_PATH}; use POST", Allow="POST")
+            )
+        headers = tuple((name.decode("latin-1"), value.decode("latin-1")) for name, value in head.headers.raw_items())
+        if len(headers) > MAX_HEADERS:
+            raise Refused(problem_response(431, request_id, f"more than {MAX_HEADERS} header lines"))
+        request = HttpRequest(method, path, query, headers, b"", request_id, self.client_address[0])
+        refusal = front.api.refusal(request)
+        if refusal is not None:  # decided on the head: the body of a refused request is never read
+            raise Refused(gateway_response(refusal, request_id))
+        body = self._read_body(connection, head, request_id)
+        return front.answer(dataclasses.replace(request, body=body))
+
+    def _read_body(self, connection: h11.Connection, head: h11.Request, request_id: str) -> bytes:
+        """The whole body, at most API Gateway's 10 MB; Refused (400, 413) as soon as it cannot be."""
+        names = {name for name, _ in head.headers}
+        if b"transfer-encoding" in names and b"content-length" in names:
+            # RFC 9112 section 6.3: ambiguous framing, a request-smuggling vector; h11 would let chunked win.
+            raise Refused(problem_response(400, request_id, "both Transfer-Encoding and Content-Length are set"))
+        limit = API_GATEWAY_MAX_BODY_BYTES
+        too_large = f"the body is above {limit} bytes, more than API Gateway accepts"
+        length = next((int(value) for name, value in head.headers if name == b"content-length"), None)
+        if length is not None and length > limit:  # refused before a byte of it is read
+            raise Refused(
+                self.server.front.api.own_answer(413)
+                or problem_response(413, request_id, f"the body is {length} bytes; API Gateway accepts at most {limit}")
+            )
+        if connection.they_are_waiting_for_100_continue:
+            self.request.sendall(connection.send(h11.InformationalResponse(status_code=100, headers=[])))
+        chunks: list[bytes] = []
+        # Every byte the client sends for the body counts, framing included (chunk sizes, extensions,
+        # trailers): no framing trick makes the front read more than the limit.
+        received = len(connection.trailing_data[0])  # what came in the same reads as the head
+        while True:
+            try:
+                event = connection.next_event()
+            except h11.RemoteProtocolError as exc:
+                raise Refused(problem_response(400, request_id, f"the body could not be read: {exc}")) from exc
+            if event is h11.NEED_DATA:
+                data = self.request.recv(RECEIVE_BYTES)
+                received += len(data)
+                if received > limit:  # refused before h11 parses past the limit
+                    raise Refused(self.server.front.api.own_answer(413) or problem_response(413, request_id, too_large))
+                connection.receive_data(data)
+            elif isinstance(event, h11.Data):
+                chunks.append(event.data)
+            elif isinstance(event, h11.EndOfMessage):
+                return b"".join(chunks)
+            else:  # nothing else comes in a body (h11 raises for a connection closed mid-body)
+                raise Refused(problem_response(400, request_id, "the body ended early"))
+
+    def _send(self, connection: h11.Connection, response: HttpResponse, head: bool = False) -> None:
+        headers = [(name, value) for name, value in response.headers.items() if name.lower() not in _FRAMING]
+        headers += [("Date", formatdate(usegmt=True)), ("Content-Length", str(len(response.body)))]
+        try:
+            wire = connection.send(
+                h11.Response(status_code=response.status, headers=headers, reason=title_of(response.status))
+            )
+            if not head and response.body:
+                wire += connection.send(h11.Data(data=response.body))
+            wire += connection.send(h11.EndOfMessage())
+        except h11.LocalProtocolError:
+            return  # h11 cannot answer this connection (it already answered, or the request line was unreadable)
+        self.request.sendall(wire)
 
 
-def _http_response(response: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
-    """A Lambda proxy response as API Gateway turns it into HTTP."""
-    raw = response.get("body") or ""
-    body = base64.b64decode(raw) if response.get("isBase64Encoded") else raw.encode("utf-8")
-    return int(response["statusCode"]), response_headers(response), body
+# Framing is the front's (h11's) business: a Lambda response's own framing headers are not passed on.
+_FRAMING = frozenset({"content-length", "transfer-encoding"})
 
 
-def _accepted(status: int, body: bytes) -> int:
-    if not 200 <= status < 300:
+def _accepted(response: HttpResponse) -> int:
+    if not 200 <= response.status < 300:
         return 0
     try:
-        accepted = json.loads(body).get("accepted", 0)
+        accepted = json.loads(response.body).get("accepted", 0)
     except (ValueError, AttributeError):
         return 0
     return accepted if isinstance(accepted, int) else 0

@@ -10,7 +10,9 @@ then runs invocations one after another; a pool adds environments on demand up t
 from __future__ import annotations
 
 import io
+import json
 import multiprocessing
+import multiprocessing.util
 import os
 import signal
 import sys
@@ -18,9 +20,10 @@ import threading
 import time
 import traceback
 import warnings
+from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import import_module
 from pathlib import Path
 from typing import Any
@@ -34,10 +37,25 @@ LAMBDA_SOURCE = REPO_ROOT / "lambdas"
 class FunctionError(RuntimeError):
     """The handler raised: what Lambda reports as an unhandled function error."""
 
-    def __init__(self, error_type: str, message: str, stack_trace: str) -> None:
+    def __init__(
+        self, error_type: str, message: str, stack_trace: str, metrics: Mapping[str, float] | None = None
+    ) -> None:
         super().__init__(f"{error_type}: {message}")
         self.error_type = error_type
         self.stack_trace = stack_trace
+        self.metrics: Mapping[str, float] = metrics or {}
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """What one invocation returned, and the EMF metrics it printed (summed per metric name).
+
+    Lambda ships stdout to CloudWatch, which turns EMF documents into metrics; locally the runner
+    reads them instead: the consumer's PayloadsStored and DuplicatesSkipped are its own account of
+    what it wrote, per payload, however many payloads a message carries."""
+
+    response: Any
+    metrics: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -83,8 +101,9 @@ class FunctionPool:
         """Start one environment now, so a broken handler import fails at start-up, not on a request."""
         self._executor.submit(_ping).result()
 
-    def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
-        """Run one invocation, waiting for a free environment. Raises FunctionError if the handler raised."""
+    def invoke(self, event: dict[str, Any]) -> Invocation:
+        """Run one invocation, waiting for a free environment. Raises FunctionError if the handler raised
+        (its ``metrics``: what the invocation counted before it failed)."""
         context = LambdaContext(
             function_name=self.name,
             memory_limit_in_mb=self._memory_mb,
@@ -103,8 +122,10 @@ class FunctionPool:
             executor.shutdown(wait=False, cancel_futures=True)
             raise FunctionError("Runtime.ExitError", f"an execution environment exited: {exc}", "") from exc
         if "errorType" in outcome:
-            raise FunctionError(outcome["errorType"], outcome["errorMessage"], outcome["stackTrace"])
-        return outcome["response"]
+            raise FunctionError(
+                outcome["errorType"], outcome["errorMessage"], outcome["stackTrace"], outcome["metrics"]
+            )
+        return Invocation(outcome["response"], outcome["metrics"])
 
     def shutdown(self) -> None:
         """Let running invocations finish, then stop every environment."""
@@ -113,24 +134,34 @@ class FunctionPool:
     def kill(self) -> None:
         """Stop every environment now (a second Ctrl-C): SIGKILL, as Lambda ends a timed-out one."""
         # ProcessPoolExecutor has no public way to reach its processes.
-        for process in list(getattr(self._executor, "_processes", {}).values()):
+        for process in list((getattr(self._executor, "_processes", None) or {}).values()):  # None once shut down
             process.kill()
+
+
+def release_semaphores() -> None:
+    """Before ``os._exit`` (a second Ctrl-C): unlink the semaphores of the pools' queues now.
+
+    os._exit skips multiprocessing's exit hook, which unlinks them; the resource tracker then cleans
+    them up itself but warns "leaked semaphore objects". This runs the hook's first step (every
+    finalizer of exit priority >= 0: the semaphores' unlink, the queues' close), as the hook does."""
+    multiprocessing.util._run_finalizers(0)  # type: ignore[attr-defined]  # not in typeshed
 
 
 # --- inside an environment (a child process) -------------------------------------------------
 _handler: Any = None
+_metric_lines: MetricLines | None = None
 _fault = FaultInjection()
 _doomed_bodies: frozenset[bytes] = frozenset()
 
 
 def _start_environment(handler: str, environment: dict[str, str], fault: FaultInjection) -> None:
-    global _handler, _fault
-    # Ctrl-C reaches the whole process group; the parent decides when environments stop, so an
-    # in-flight batch is never cut in half.
+    global _handler, _fault, _metric_lines
+    # Ctrl-C and a SIGTERM to the process group (kill -- -PGID, timeout, a supervisor) reach every
+    # environment too; the runner decides when environments stop, after its drain, so an in-flight
+    # batch is never cut in half and the backlog is stored first.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # The runner blocks SIGINT/SIGTERM in its threads and a spawned process inherits that mask:
-    # unblock, so SIGTERM (and the pool's terminate()) still ends an environment.
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    _obey_sigterm_from(os.getppid())
     for name, value in environment.items():
         if value:
             os.environ[name] = value
@@ -138,7 +169,8 @@ def _start_environment(handler: str, environment: dict[str, str], fault: FaultIn
             os.environ.pop(name, None)
     # Lambda ships stdout to CloudWatch, which turns EMF lines into metrics. Locally there is no
     # CloudWatch, and one EMF document per invocation would bury the access log: drop them.
-    sys.stdout = _WithoutMetricLines(sys.stdout)
+    _metric_lines = MetricLines(sys.stdout)
+    sys.stdout = _metric_lines
     warnings.filterwarnings("ignore", message="No application metrics to publish")
     _fault = fault
     if fault.first_attempts:
@@ -153,15 +185,52 @@ def _start_environment(handler: str, environment: dict[str, str], fault: FaultIn
     _handler = getattr(module, function_name)
 
 
-class _WithoutMetricLines(io.TextIOBase):
-    """A stdout that drops Powertools' EMF documents (printed as one line starting with {"_aws")."""
+def _obey_sigterm_from(runner: int) -> None:
+    """End this environment on SIGTERM from the runner only.
+
+    ProcessPoolExecutor.terminate()s the environments of a broken pool (one died holding a queue
+    lock), so SIGTERM cannot simply be ignored; but a SIGTERM sent to the whole process group must
+    not end an environment before the runner's drain. SIGTERM stays blocked (the spawned process
+    inherits the runner's mask; every thread of this process inherits it in turn) and one thread
+    takes it with sigwaitinfo(), which says who sent it (siginfo's si_pid)."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+
+    def wait_for_the_runners() -> None:
+        while True:
+            if signal.sigwaitinfo({signal.SIGTERM}).si_pid == runner:
+                os._exit(128 + signal.SIGTERM)
+
+    threading.Thread(target=wait_for_the_runners, name="sigterm-from-runner", daemon=True).start()
+
+
+class MetricLines(io.TextIOBase):
+    """A stdout that takes Powertools' EMF documents (printed as one line starting with {"_aws") out
+    of the console and sums their metric values per name until ``take()``."""
 
     def __init__(self, stream: Any) -> None:
         self._stream = stream
         self._dropped_line = False
+        self._metrics: dict[str, float] = {}
+
+    def take(self) -> dict[str, float]:
+        """The metric values printed since the last take()."""
+        taken, self._metrics = self._metrics, {}
+        return taken
+
+    def _add(self, document: str) -> bool:
+        try:
+            emf = json.loads(document)
+            for directive in emf["_aws"]["CloudWatchMetrics"]:
+                for metric in directive["Metrics"]:
+                    values = emf.get(metric["Name"], [])
+                    total = sum(values) if isinstance(values, list) else values
+                    self._metrics[metric["Name"]] = self._metrics.get(metric["Name"], 0) + total
+        except (ValueError, KeyError, TypeError):
+            return False  # not an EMF document after all: shown as printed
+        return True
 
     def write(self, text: str) -> int:
-        if text.startswith('{"_aws"'):
+        if text.startswith('{"_aws"') and self._add(text):
             self._dropped_line = True
             return len(text)
         if self._dropped_line and text == "\n":  # print()'s separate newline after the dropped line
@@ -190,10 +259,18 @@ def _invoke(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             for text in (record["body"], *record["body"].split("\n"))
             if _fault.match in text
         )
+    assert _metric_lines is not None  # set by _start_environment
+    _metric_lines.take()  # nothing of an earlier invocation
     try:
-        return {"response": _handler(event, context)}
+        response = _handler(event, context)
     except Exception as exc:  # noqa: BLE001 - reported to the caller like Lambda's errorType/errorMessage
-        return {"errorType": type(exc).__name__, "errorMessage": str(exc), "stackTrace": traceback.format_exc()}
+        return {
+            "errorType": type(exc).__name__,
+            "errorMessage": str(exc),
+            "stackTrace": traceback.format_exc(),
+            "metrics": _metric_lines.take(),
+        }
+    return {"response": response, "metrics": _metric_lines.take()}
 
 
 def _install_put_object_fault() -> None:

@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,15 +94,18 @@ def start_local_pipeline(
     aws_port: int,
     env: Mapping[str, str] | None = None,
     timeout: float = START_TIMEOUT_SECONDS,
+    command: Sequence[str] = (sys.executable, "-m", "local_pipeline"),
 ) -> LocalRun:
     """Start the runner on ``port`` (HTTP) and ``aws_port`` (embedded moto, never AWS_ENDPOINT_URL)
     with ``env`` on top of this process's environment, writing its console to ``console``; return
-    once it prints Ready. LaunchError if it exits or times out first (nothing of it is left running)."""
+    once it prints Ready. LaunchError if it exits or times out first (nothing of it is left running).
+    ``command`` may wrap the runner as a user would (``make run``, ``timeout 30 make run``): the
+    handle's process is then the wrapper, leader of the group."""
     environment = {**os.environ, "PORT": str(port), "MOTO_PORT": str(aws_port), "PYTHONUNBUFFERED": "1", **(env or {})}
     environment.pop("AWS_ENDPOINT_URL", None)
     with console.open("wb") as sink:
         process = subprocess.Popen(
-            [sys.executable, "-m", "local_pipeline"],
+            list(command),
             cwd=REPO_ROOT,
             env=environment,
             stdout=sink,

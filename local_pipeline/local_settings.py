@@ -1,8 +1,8 @@
 """Settings of the local runner itself (ports, API key, local-only overrides), and the stack's config.
 
 The pipeline's own knobs (MAX_WORKERS, BATCH_SIZE, MAX_RECEIVE_COUNT...) are NOT defined here: they
-come from infra/config.py exactly as `cdk synth` resolves them (env var > cdk.json context > default),
-so `make run` and the deployed stack cannot drift.
+come from infra/config.py exactly as `cdk synth` resolves them (env var > CDK context, cdk.json's >
+PROFILE preset > default), so `make run` and the deployed stack cannot drift.
 """
 
 from __future__ import annotations

@@ -57,6 +57,7 @@ class AwsEndpoint:
         self._server = subprocess.Popen(
             [sys.executable, "-m", "local_pipeline.moto_endpoint", str(self._port)],
             cwd=REPO_ROOT,
+            stdin=subprocess.PIPE,  # closed by stop(), or by the kernel when the runner dies: the server ends
             stdout=subprocess.PIPE,
         )
         assert self._server.stdout is not None
@@ -71,7 +72,8 @@ class AwsEndpoint:
     def stop(self) -> None:
         """Stop the embedded server (and so free its port); what it held is gone."""
         if self._server is not None:
-            self._server.terminate()
+            assert self._server.stdin is not None
+            self._server.stdin.close()  # the server's signal to stop (it ignores SIGINT and SIGTERM)
             try:
                 self._server.wait(10)
             except subprocess.TimeoutExpired:
@@ -117,8 +119,11 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def _serve(port: int) -> None:
-    """The embedded server's process: serve until SIGTERM, or until the runner is gone."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group; the runner decides when to stop
+    """The embedded server's process: serve until its stdin ends (the runner closed it, or died)."""
+    # Ctrl-C and a SIGTERM to the process group (kill -- -PGID, timeout, a supervisor) reach this
+    # process too; the runner still drains the queue from it, so only the runner ends it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})  # the runner's mask is inherited
     # werkzeug logs every request moto serves; the runner prints its own compact lines instead.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
@@ -127,9 +132,9 @@ def _serve(port: int) -> None:
     host, bound = server.get_host_and_port()
     print(host, bound, flush=True)  # the runner waits for this line
     sys.stdout.close()
-    parent = os.getppid()
-    while os.getppid() == parent:  # a runner killed with SIGKILL must not leave its port taken
-        time.sleep(1)
+    # Until the runner closes this pipe; a runner killed with SIGKILL closes it too, so its port is freed.
+    while sys.stdin.buffer.read(4096):
+        pass
     server.stop()
 
 
@@ -178,7 +183,6 @@ def _cheap_sqs_clock() -> None:
     message. moto's clock, ``unix_time()``, builds datetimes and imports a module on each call: a
     10-message SendMessageBatch with 200 messages in flight costs ~60 ms of CPU. Without an
     argument it is the current POSIX time, which ``time.time()`` returns directly."""
-    import time
 
     from moto.core import utils as moto_utils
     from moto.sqs import models as sqs_models

@@ -17,12 +17,11 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from infra.config import PipelineConfig
-from local_pipeline.access_log import AccessLog
+from local_pipeline.access_log import AccessLog, BatchOutcome
 from local_pipeline.events import sqs_event
 from local_pipeline.lambda_runtime import FunctionError, FunctionPool
 from local_pipeline.resources import LocalResources
-from pipeline.contract import SQS_MAX_BATCH_ENTRIES
-from pipeline.envelope import EnvelopeError, parse_envelopes
+from pipeline.contract import SQS_MAX_BATCH_ENTRIES, Metric
 
 # One invocation's payload is limited to 6 MB (AWS); a batch stops growing before that.
 MAX_INVOCATION_BYTES = 6 * 1000 * 1000
@@ -32,14 +31,6 @@ IDLE_POLL_SECONDS = (0.05, 1.0)
 DRAIN_RECHECK_SECONDS = 0.5  # while draining, how often a poller looks again for records in their retry delay
 # While a batching window is open and the queue is momentarily empty, look again this often.
 WINDOW_POLL_SECONDS = 0.2
-
-
-def payloads_in(body: str) -> int:
-    """The payloads a record the consumer reported stored carries: one, or a packed request's several."""
-    try:
-        return len(parse_envelopes(body))
-    except EnvelopeError:
-        return 1  # not reported failed, yet not our envelope: count the record
 
 
 class MalformedResponse(ValueError):
@@ -200,18 +191,26 @@ class WorkerPool:
         ids = {message["MessageId"] for message in batch}
         error = ""
         try:
-            response = self._consumer.invoke(sqs_event(batch, self._resources.queue_arn, self._region))
-            failed = failed_ids(response, ids)
-        except (FunctionError, MalformedResponse) as exc:
+            invocation = self._consumer.invoke(sqs_event(batch, self._resources.queue_arn, self._region))
+            metrics = invocation.metrics
+            failed = failed_ids(invocation.response, ids)
+        except FunctionError as exc:
+            failed, error, metrics = ids, batch_error(exc), exc.metrics
+        except MalformedResponse as exc:
             failed, error = ids, batch_error(exc)
         succeeded = [message for message in batch if message["MessageId"] not in failed]
         try:
             self._delete(succeeded)
         except (BotoCoreError, ClientError) as exc:
             error = f"delete failed: {exc}"  # the records come back and are found already stored
-        # The summary counts payloads: a packed record (MESSAGE_TARGET_BYTES) carries several.
-        stored = sum(payloads_in(message["Body"]) for message in succeeded)
-        self._log.batch(number, len(batch), len(failed), (time.perf_counter() - started) * 1000, error, stored)
+        # What the consumer wrote, in payloads (however many a message carries): its own metrics.
+        outcome = BatchOutcome(
+            records=len(batch),
+            failures=len(failed),
+            payloads_stored=int(metrics.get(Metric.PAYLOADS_STORED, 0)),
+            duplicates_skipped=int(metrics.get(Metric.DUPLICATES_SKIPPED, 0)),
+        )
+        self._log.batch(number, outcome, (time.perf_counter() - started) * 1000, error)
 
     def _delete(self, messages: list[dict[str, Any]]) -> None:
         for start in range(0, len(messages), SQS_MAX_BATCH_ENTRIES):

@@ -94,7 +94,8 @@ def test_a_request_carries_gzip_the_key_and_the_credential(
     assert client.flush(10)
     request = endpoint.received[0]
     assert request.headers["content-encoding"] == "gzip"
-    assert request.headers["content-type"] == "application/json"
+    # A +json type every front door passes byte-exact (an HTTP API would hand application/json over as text)
+    assert request.headers["content-type"] == "application/vnd.ingest-pipeline+json"
     assert request.headers["x-api-key"] == "key-1"
     assert request.headers["authorization"] == "Bearer dev.abc"
     assert 1 <= len(request.key) <= 255 and request.key.isprintable() and request.key.isascii()

@@ -1,15 +1,25 @@
 """Logger, Tracer and Metrics, created once. Service name and namespace come from the environment
-(POWERTOOLS_SERVICE_NAME, POWERTOOLS_METRICS_NAMESPACE) that the stack sets per function."""
+(POWERTOOLS_SERVICE_NAME, POWERTOOLS_METRICS_NAMESPACE) that the stack sets per function.
 
+What each setting below saves is measured side by side, in one run, by bench P1 (`python -m bench P1`,
+its ``cuts_us``: the same call with Powertools' defaults and with ours, in the handler's process).
+"""
+
+import functools
+import json
+import logging
 import os
+import time
 import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.logging.formatter import RESERVED_LOG_ATTRS, LambdaPowertoolsFormatter
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit, single_metric
+from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
-from pipeline.contract import Metric
+from pipeline.contract import KnobError, Metric, parse_int
 
 _Handler = TypeVar("_Handler", bound=Callable[..., Any])
 _TRUTHY = frozenset({"1", "y", "yes", "t", "true", "on"})  # what Powertools reads as true
@@ -31,11 +41,108 @@ class TracingOff:
         return handler
 
 
-logger = Logger()
+def _message_as_is(message: Any) -> Any:
+    return message
+
+
+_RESERVED = frozenset(RESERVED_LOG_ATTRS)
+
+
+class LogLineFormatter(LambdaPowertoolsFormatter):
+    """Powertools' JSON formatter, with the line of a plain message (no exception, no %-arguments) built
+    in one pass: the same keys, values and order as ``LambdaPowertoolsFormatter.format`` gives it
+    (tests/unit/test_log_line.py), without its copy of every record attribute, its scan of them against a
+    tuple of reserved names and a second pass to drop empty keys (bench P1 cuts_us.log_line). Any other
+    record, and any key templated on a record attribute other than the level and the time, goes to
+    Powertools' own format."""
+
+    def format(self, record: logging.LogRecord) -> str:  # noqa: A003 - logging.Formatter's name
+        if record.args or record.exc_info or record.stack_info or not isinstance(record.msg, str):
+            return super().format(record)
+        line: dict[str, Any] = {}
+        for key, value in self.log_format.items():
+            if key == "message":
+                line[key] = record.msg
+            elif value is None or key not in _RESERVED:
+                line[key] = value
+            elif value == "%(levelname)s":
+                line[key] = record.levelname
+            elif value == "%(asctime)s":
+                line[key] = self.formatTime(record)
+            else:
+                return super().format(record)
+        line["message"] = record.msg
+        line.update(self.thread_safe_get_current_keys())  # Logger.thread_safe_append_keys (the consumer's)
+        for key, value in vars(record).items():
+            if key not in _RESERVED:
+                line[key] = value
+        line["xray_trace_id"] = self._get_latest_trace_id()
+        return self.serialize(log={key: value for key, value in line.items() if value is not None})
+
+
+# Powertools' Logger with four of its own settings changed (bench P1 cuts_us.log_line):
+# * json_deserializer: Powertools tries json.loads on every string message (a failed parse and an
+#   exception per line) to embed JSON-text messages; ours are plain sentences, so the message is kept as is;
+# * json_serializer: one encoder built once, with Powertools' options (compact, ensure_ascii=False,
+#   default=str), instead of json.dumps building a new encoder for every line;
+# * location=None: "function:line" of each call; every message is written at one place, and an error
+#   carries its stack trace. (The stdlib still looks the caller up; only the key goes.)
+# * timestamp in RFC 3339, UTC: what Lambda's JSON log format reads as the line's own time
+#   ("Log-level filtering", https://docs.aws.amazon.com/lambda/latest/dg/monitoring-cloudwatchlogs-log-level.html:
+#   "For Lambda to use the timestamp field, you must specify the time in valid RFC 3339 timestamp format").
+# And no xray_trace_id key when tracing is off: there is no trace to find (an environment read per line).
+_LOG_LINE = json.JSONEncoder(default=str, separators=(",", ":"), ensure_ascii=False)
+# With no location key, nothing reads the caller the stdlib looks up for every record: the Logging HOWTO's
+# own switch for that ("Optimization": "Set logging._srcfile to None. This avoids calling sys._getframe()",
+# https://docs.python.org/3/howto/logging.html#optimization). Process-wide: no other logger here formats
+# funcName or lineno either.
+logging._srcfile = None
+logger = Logger(
+    logger_formatter=LogLineFormatter(
+        json_serializer=_LOG_LINE.encode,
+        json_deserializer=_message_as_is,
+        use_rfc3339=True,
+        utc=True,
+        location=None,
+    )
+)
+if not tracing_enabled():
+    logger.append_keys(xray_trace_id=None)  # None: Powertools' way to leave a key out
+# With the JSON log format, Lambda puts the function's ApplicationLogLevel in AWS_LAMBDA_LOG_LEVEL, and
+# Powertools lets that win over POWERTOOLS_LOG_LEVEL ("AWS Lambda Advanced Logging Controls takes precedence",
+# Logger._determine_log_level; powertools-lambda-python#7220). The stack pins ApplicationLogLevel at INFO (DEBUG
+# with LOG_LEVEL=DEBUG) so that Lambda drops none of our lines (infra/functions.py says why), so the level
+# our lines are cut at is set here, from LOG_LEVEL (the stack's POWERTOOLS_LOG_LEVEL), on the stdlib logger
+# Powertools writes through.
+if os.environ.get("POWERTOOLS_LOG_LEVEL"):
+    logging.getLogger(logger.name).setLevel(os.environ["POWERTOOLS_LOG_LEVEL"].strip().upper())
+
 # Only botocore is patched (our AWS calls get subsegments): patching every library X-Ray supports
 # imports and wraps modules we never call, at cold-start cost (P2, docs/PERFORMANCE.md).
 tracer: Tracer | TracingOff = Tracer(patch_modules=("botocore",)) if tracing_enabled() else TracingOff()
-metrics = Metrics()
+# Powertools' EMF serializer options (compact separators, ASCII), in one encoder built once.
+_EMF_LINE = json.JSONEncoder(separators=(",", ":"))
+
+
+class EmfProvider(EphemeralMetrics):
+    """Powertools' EMF provider, writing each blob with one JSON encoder built once and with
+    POWERTOOLS_METRICS_DISABLED and POWERTOOLS_DEV read once (a container's environment never changes):
+    Powertools' flush builds a new encoder and reads both variables on every call (bench P1
+    cuts_us.emf_flush). The blob is Powertools' own serialize_metric_set, byte for byte."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._disabled = is_metrics_disabled()
+
+    def flush_metrics(self, raise_on_empty_metrics: bool = False) -> None:
+        if not self.metric_set or self._disabled:
+            super().flush_metrics(raise_on_empty_metrics)  # Powertools' own warning, error and disabled paths
+            return
+        print(_EMF_LINE.encode(self.serialize_metric_set()))
+        self.clear_metrics()
+
+
+metrics = Metrics(provider=EmfProvider())
 # A rejected request's only metric is its own single_metric blob (below), so the invocation's
 # metric set is empty by design; Powertools would warn about that on every container.
 warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
@@ -43,6 +150,26 @@ warnings.filterwarnings("ignore", message="No application metrics to publish", c
 # on one stage's dashboard or alarms. Low cardinality: one value per deployment.
 if os.environ.get("STAGE"):
     metrics.set_default_dimensions(stage=os.environ["STAGE"])
+
+
+def log_request_context(handler: Callable[..., Any]) -> Callable[..., Any]:
+    """Powertools' ``inject_lambda_context``, cut to the two keys the ingest's lines are searched by:
+    ``correlation_id``, the request id API Gateway assigned (``requestContext.requestId`` in REST and
+    HTTP API events alike), and ``function_request_id``, Lambda's id for the invocation (the one on its
+    platform lines). inject_lambda_context also writes the function's name, ARN and memory size and a
+    cold_start flag on every line (about 150 bytes that the log group and the platform.report line already
+    say) and reads the correlation id through JMESPath (bench P1 cuts_us.request_context). Not kept either:
+    its POWERTOOLS_LOGGER_LOG_EVENT (the whole event, body included, in the log: never wanted here) and the
+    per-invocation redraw of POWERTOOLS_LOGGER_SAMPLE_RATE, neither of which the stack sets."""
+
+    @functools.wraps(handler)
+    def with_request_context(event: dict[str, Any], context: Any) -> Any:
+        request_context = event.get("requestContext") or {}
+        logger.append_keys(correlation_id=request_context.get("requestId"), function_request_id=context.aws_request_id)
+        return handler(event, context)
+
+    return with_request_context
+
 
 # RequestsRejected's `reason` dimension: a handful of classes by HTTP status, never the client's
 # data and never the fine-grained slug (that is in the "request rejected" log line).
@@ -64,15 +191,132 @@ def rejection_class(status: int) -> str:
     return _REJECTION_CLASSES.get(status, "other")
 
 
+class MetricsFlushError(KnobError):
+    """METRICS_FLUSH_SECONDS in the function's environment is not an integer of 0..300."""
+
+
+def flush_seconds_from(env: Mapping[str, str]) -> int:
+    """METRICS_FLUSH_SECONDS as the stack sets it on the ingest (absent: 0, as on the consumer)."""
+    return parse_int("METRICS_FLUSH_SECONDS", env.get("METRICS_FLUSH_SECONDS", "0"), 0, 300, error=MetricsFlushError)
+
+
+class MetricCounts:
+    """The ingest's Count metrics (RequestsAccepted, PayloadsAccepted, RequestsRejected by reason, ...),
+    written as EMF by Powertools Metrics.
+
+    ``flush_seconds`` 0 (METRICS_FLUSH_SECONDS' default): each count goes into the invocation's EMF blob,
+    which Powertools' log_metrics flushes when the invocation ends; a rejection is its own blob, with its
+    ``reason`` dimension (single_metric). One value per request, exactly as before this knob existed.
+
+    ``flush_seconds`` N > 0: counts are summed in the container, by metric and reason, and written when
+    the container's window of sums is N seconds old, at the end of an invocation (or, after an idle
+    spell, before the next request is counted): one blob for the plain counts and one per rejection
+    reason, carrying the same dimensions (service, stage; reason), stamped with the time of the window's
+    last count. CloudWatch's Sum per period is what it was (the dashboard and alarms read Sum); only
+    SampleCount changes, to one per flush. Summed counts stay one value per metric per blob, so
+    Powertools' own limit (a blob is flushed at 100 metrics or 100 values of one metric) never splits
+    one; should it, Powertools flushes by itself and nothing is counted twice.
+
+    What N > 0 can lose: Lambda gives a function no notice when it retires an execution environment
+    (a runtime gets SIGTERM at shutdown only when an extension is registered: "Lambda Extensions API",
+    Shutdown phase, https://docs.aws.amazon.com/lambda/latest/dg/runtimes-extensions-api.html), so the
+    open window of a retired container is never written: at most N seconds of that one container's
+    requests, missing from the metrics (never from the queue: the 202s were answered). A timeout or a
+    crash that restarts the runtime loses the same.
+    """
+
+    def __init__(
+        self,
+        metrics: Metrics | EphemeralMetrics,
+        flush_seconds: int,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.metrics = metrics
+        self.flush_seconds = flush_seconds
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._sums: dict[tuple[str, str | None], float] = {}
+        self._window_opened = 0.0
+        self._last_count_ms = 0
+
+    def add(self, name: str, value: float = 1, reason: str | None = None) -> None:
+        """Count ``value`` of metric ``name`` (with a ``reason`` dimension when given)."""
+        if not self.flush_seconds:
+            if reason is None:
+                self.metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+            else:
+                self._single_blob(name, value, reason)
+            return
+        self.flush_if_due()  # after an idle spell, the old window goes out under its own time
+        if not self._sums:
+            self._window_opened = self._clock()
+        key = (name, reason)
+        self._sums[key] = self._sums.get(key, 0) + value
+        self._last_count_ms = int(self._wall_clock() * 1000)
+
+    def flush_if_due(self) -> None:
+        """Write the summed counts if their window is ``flush_seconds`` old (N > 0 only)."""
+        if self._sums and self._clock() - self._window_opened >= self.flush_seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write every summed count now, and start a new window (nothing is written twice)."""
+        sums, self._sums = self._sums, {}
+        plain = {name: value for (name, reason), value in sums.items() if reason is None}
+        if plain:
+            blob = self._blob()
+            for name, value in plain.items():
+                blob.add_metric(name=name, unit=MetricUnit.Count, value=value)
+            blob.flush_metrics()
+        for (name, reason), value in sums.items():
+            if reason is not None:
+                blob = self._blob()
+                blob.add_dimension(name="reason", value=reason)
+                blob.add_metric(name=name, unit=MetricUnit.Count, value=value)
+                blob.flush_metrics()
+
+    def _blob(self) -> EphemeralMetrics:
+        # A blob of its own (Powertools' EphemeralMetrics shares no state with `metrics`), carrying the same
+        # namespace, service and default dimensions, stamped with the window's last count.
+        blob = EphemeralMetrics(namespace=self.metrics.namespace, service=self.metrics.service)
+        blob.set_default_dimensions(**self.metrics.default_dimensions)
+        blob.set_timestamp(self._last_count_ms)
+        return blob
+
+    def _single_blob(self, name: str, value: float, reason: str) -> None:
+        # Its own EMF blob (Powertools' single_metric): the invocation's other metrics must not get the
+        # reason dimension. Namespace and service from the shared Metrics object, so both blobs agree.
+        with single_metric(
+            name=name,
+            unit=MetricUnit.Count,
+            value=value,
+            namespace=self.metrics.namespace,
+            default_dimensions={"service": self.metrics.service, **self.metrics.default_dimensions},
+        ) as metric:
+            metric.add_dimension(name="reason", value=reason)
+
+    def log_metrics(self, handler: Callable[..., Any]) -> Callable[..., Any]:
+        """The handler decorator: Powertools' log_metrics (flush every invocation) when
+        ``flush_seconds`` is 0, else write the sums when their window is due."""
+        flushed_every_invocation = self.metrics.log_metrics(handler)
+
+        @functools.wraps(handler)
+        def with_metrics(event: dict[str, Any], context: Any) -> Any:
+            if not self.flush_seconds:
+                return flushed_every_invocation(event, context)
+            try:
+                return handler(event, context)
+            finally:
+                self.flush_if_due()
+
+        return with_metrics
+
+
+# The ingest's counts; METRICS_FLUSH_SECONDS is read at cold start, as Powertools reads its settings.
+counts = MetricCounts(metrics, flush_seconds_from(os.environ))
+
+
 def count_rejected_request(status: int) -> None:
-    """Emit RequestsRejected with a `reason` dimension. A separate EMF blob (Powertools'
-    single_metric), because the invocation's other metrics must not get that dimension."""
-    # Namespace and service from the shared Metrics object, so both blobs always agree.
-    with single_metric(
-        name=Metric.REQUESTS_REJECTED,
-        unit=MetricUnit.Count,
-        value=1,
-        namespace=metrics.namespace,
-        default_dimensions={"service": metrics.service, **metrics.default_dimensions},
-    ) as metric:
-        metric.add_dimension(name="reason", value=rejection_class(status))
+    """Count one RequestsRejected, with its low-cardinality ``reason`` dimension."""
+    counts.add(Metric.REQUESTS_REJECTED, 1, reason=rejection_class(status))

@@ -202,3 +202,33 @@ def test_the_request_id_is_the_correlation_id_in_the_consumers_log(
     lines = [json.loads(formatter.format(r)) for r in caplog.records if r.name == consumer_handler.logger.name]
     stored = [line for line in lines if line["message"] == "payload stored"]
     assert stored and {line["correlation_id"] for line in stored} == {request_id}
+
+
+@pytest.mark.parametrize("http_api", [False, True])
+def test_a_request_id_the_client_chose_never_makes_two_requests_share_payload_ids(
+    pipeline: Pipeline, http_api: bool
+) -> None:
+    # Given two clients whose requests carry the same X-Amzn-RequestId, which API Gateway then reports as the
+    # request id of both ("Clients can override this request ID")
+    chosen = "c0ffee00-0000-4000-8000-000000000001"
+    ids = []
+    for payloads in (2, 3):
+        body = json.dumps(collection(payloads)).encode()
+        if http_api:
+            event = payloads_event(body, requestContext={"requestId": chosen})
+            event["headers"]["x-amzn-requestid"] = chosen
+            response = invoke(event)
+            assert response["statusCode"] == 202
+            ids.append(json.loads(response["body"])["requestId"])
+        else:
+            headers = {"Content-Type": "application/json", "X-Amzn-RequestId": chosen}
+            result = pipeline.post(collection(payloads), headers=headers, request_id=chosen)
+            assert result.status == 202
+            ids.append(result.body["requestId"])
+    # When the consumer stores what both enqueued
+    messages = pipeline.receive()
+    assert pipeline.consume(messages) == {"batchItemFailures": []}
+    # Then each request got ids of its own, and all five payloads are stored
+    assert len(set(ids)) == 2 and chosen not in ids
+    stored = [key for key in pipeline.objects() if any(request_id in key for request_id in ids)]
+    assert len(stored) == 5

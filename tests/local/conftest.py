@@ -7,7 +7,7 @@ import json
 import signal
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,10 +58,13 @@ class LocalRun(launch.LocalRun):
         return stored
 
 
-def start_local_pipeline(tmp_path: Path, **env: str) -> LocalRun:
-    """Start the runner with ``env`` on top of the test's environment; return once it prints Ready."""
+def start_local_pipeline(tmp_path: Path, command: Sequence[str] = (), **env: str) -> LocalRun:
+    """Start the runner with ``env`` on top of the test's environment (through ``command``, e.g.
+    ``make run``, when given); return once it prints Ready."""
     port, aws_port = free_port(), free_port()
-    run = launch.start_local_pipeline(tmp_path / f"console-{port}.log", port, aws_port, env)
+    run = launch.start_local_pipeline(
+        tmp_path / f"console-{port}.log", port, aws_port, env, **({"command": command} if command else {})
+    )
     return LocalRun(run.process, run.port, run.aws_port, run.console)
 
 

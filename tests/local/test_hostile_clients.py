@@ -111,6 +111,38 @@ def test_every_path_variant_is_refused_without_the_api_key(local_run: LocalRun, 
     assert not [r for r in local_run.objects().values() if r.get("token") == "must-not-be-stored"]
 
 
+@pytest.mark.parametrize("path", ["//v1/payloads", "/v1//payloads", "///v1/payloads"])
+def test_doubled_slashes_get_404_as_on_the_deployed_api(local_run: LocalRun, path: str) -> None:
+    # Given a POST with a valid key to the payload path with a slash doubled
+    body = json.dumps({**collection(1), "token": "doubled-slash"}).encode()
+    # When it reaches the front, Then the path reaches the router as sent: 404, as the deployed API answers
+    problem = assert_problem(*exchange(local_run, post(path, body, KEY)), 404, "Not Found")
+    assert problem["type"] == "urn:ingest-pipeline:problem:not-found", problem
+    # And nothing of it is stored
+    assert not [r for r in local_run.objects().values() if r.get("token") == "doubled-slash"]
+
+
+def test_expect_100_continue_gets_a_100_or_the_refusal_at_once(local_run: LocalRun) -> None:
+    body = json.dumps(collection(2)).encode()
+    head = (
+        b"POST /v1/payloads HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nExpect: 100-continue\r\n"
+        b"Content-Length: %d\r\n" % len(body)
+    )
+    # Given a client that waits for 100 Continue before sending its body, without the key
+    # When it sends its head, Then it gets the 403 at once (its body is not wanted)
+    assert_problem(*exchange(local_run, head + b"x-api-key: nope\r\n\r\n"), 403, "Forbidden")
+    # And with the key it gets 100 Continue, then the answer to the body it sends next
+    with socket.create_connection(("127.0.0.1", local_run.port), timeout=15) as connection:
+        connection.sendall(head + f"x-api-key: {KEY}\r\n\r\n".encode())
+        interim = b""
+        while b"\r\n\r\n" not in interim:
+            interim += connection.recv(1)
+        assert interim.startswith(b"HTTP/1.1 100 "), interim
+        connection.sendall(body)
+        status, _, answer = read_answer(connection)
+    assert status == 202 and json.loads(answer)["accepted"] == 2, answer
+
+
 # --- framing ------------------------------------------------------------------------------------
 
 
@@ -123,13 +155,11 @@ def test_every_path_variant_is_refused_without_the_api_key(local_run: LocalRun, 
         (b"0x5\r\nhello\r\n0\r\n\r\n", 400),
         (b"zz\r\n", 400),
         (b"\r\n", 400),  # no size at all
-        (b"1ffffffff\r\n", 400),  # more than 8 hex digits
-        (b"0000000000000000000005\r\nhello\r\n", 400),  # leading zeros do not make a size longer
-        (b"FFFFFFFF\r\n", 413),  # 4 GiB: far above API Gateway's 10 MB
-        (b"a00001\r\n", 413),  # 10 MiB + 1 in a single chunk
+        (b"0000000000000000000005\r\nhello\r\n", 400),  # more than 20 hex digits (h11's bound)
         (b"5\r\nhelloXX", 400),  # data not followed by CRLF
         (b"5\nhello\r\n", 400),  # size line ended by a bare LF
-        (b"5" + b" " * 5000 + b"\r\n", 400),  # an endless size line
+        (b"5" + b" " * 70_000, 400),  # an endless size line
+        (b"5;" + b"x" * 70_000, 400),  # an endless chunk extension
     ],
     ids=lambda value: repr(value)[:40],
 )
@@ -142,6 +172,27 @@ def test_bad_chunked_framing_is_refused_at_once(local_run: LocalRun, framing: by
         "Bad Request" if status == 400 else "Content Too Large",
     )
     assert problem["detail"], problem
+
+
+@pytest.mark.parametrize(
+    "size_line", [b"FFFFFFFF\r\n", b"1ffffffff\r\n", b"a00001\r\n"], ids=["4 GiB", "8 GiB", "10 MiB + 1"]
+)
+def test_a_chunk_above_api_gateways_limit_is_refused_once_the_limit_is_read(
+    local_run: LocalRun, size_line: bytes
+) -> None:
+    # Given a chunk announced above API Gateway's 10 MB, and a client that goes on sending its bytes
+    with socket.create_connection(("127.0.0.1", local_run.port), timeout=30) as connection:
+        connection.sendall(chunked_post(size_line))
+        block = b"x" * 65536
+        try:
+            for _ in range(10 * 1024 * 1024 // len(block) + 2):  # 10 MiB and a bit
+                connection.sendall(block)
+        except OSError:
+            pass  # the front answered and closed before the client was done: what we wait for
+        # When the front has read 10 MiB of it, Then it answers 413 without reading the rest
+        status, headers, body = read_answer(connection)
+    problem = assert_problem(status, headers, body, 413, "Content Too Large")
+    assert problem["type"] == "urn:ingest-pipeline:problem:body-too-large", problem
 
 
 def test_a_well_formed_chunked_body_is_accepted(local_run: LocalRun) -> None:
@@ -169,7 +220,7 @@ def test_ambiguous_body_framing_is_refused(local_run: LocalRun, headers: str) ->
     assert_problem(*exchange(local_run, raw, timeout=10), 400, "Bad Request")
 
 
-# --- errors http.server writes itself -------------------------------------------------------------
+# --- errors of the HTTP parser (h11) and the front's own limits ----------------------------------
 
 
 @pytest.mark.parametrize(
@@ -182,7 +233,7 @@ def test_ambiguous_body_framing_is_refused(local_run: LocalRun, headers: str) ->
         (b"BREW /v1/payloads HTTP/1.1\r\nHost: x\r\n\r\n", 405, "Method Not Allowed"),
         (b"POST /" + b"a" * 70_000 + b" HTTP/1.1\r\n\r\n", 414, "URI Too Long"),
         (
-            b"POST /v1/payloads HTTP/1.1\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(101)) + b"\r\n",
+            b"POST /v1/payloads HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(100)) + b"\r\n",
             431,
             "Request Header Fields Too Large",
         ),

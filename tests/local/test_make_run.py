@@ -226,3 +226,29 @@ def test_a_busy_port_is_a_clear_error() -> None:
     # Then it says which port and which knob, and exits non-zero
     assert result.returncode == 2, result.stdout + result.stderr
     assert f"cannot listen on 127.0.0.1:{busy}" in result.stderr and "PORT" in result.stderr
+
+
+def blocked_signals(pid: int) -> dict[int, int]:
+    """Thread id -> its blocked-signal mask (SigBlk in /proc)."""
+    masks = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        status = (task / "status").read_text()
+        masks[int(task.name)] = int(status.split("SigBlk:")[1].split()[0], 16)
+    return masks
+
+
+def test_only_the_runners_main_thread_takes_ctrl_c_and_sigterm(local_run: LocalRun) -> None:
+    # Given a runner that has served requests (HTTP threads, pollers and environments all started)
+    assert requests.post(f"{local_run.url}/v1/payloads", json=collection(2), headers=KEY, timeout=30).status_code == 202
+    stop_signals = (1 << (signal.SIGINT - 1)) | (1 << (signal.SIGTERM - 1))
+    # When we look at which of its threads a SIGINT or SIGTERM can land on
+    masks = blocked_signals(local_run.process.pid)
+    main = masks.pop(local_run.process.pid)
+    # Then only the main thread, which runs the handler (the others block both, so the kernel
+    # never hands a signal to a thread where CPython cannot run it)
+    assert main & stop_signals == 0
+    assert masks and all(mask & stop_signals == stop_signals for mask in masks.values()), masks
+    # And every Lambda environment blocks SIGTERM in every thread but the one that checks its sender
+    for pid in environment_pids(local_run.process.pid):
+        blocked = [mask & (1 << (signal.SIGTERM - 1)) for mask in blocked_signals(pid).values()]
+        assert blocked.count(0) <= 1, (pid, blocked)

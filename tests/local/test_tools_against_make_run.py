@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from local_pipeline.launch import free_port
 from local_pipeline.local_settings import REPO_ROOT
 from tests.local.conftest import BUCKET, QUEUE, LocalRun
 
@@ -105,3 +106,73 @@ def test_missing_region_or_credentials_is_one_line_naming_what_to_set(
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and missing in lines[0], result.stderr
     assert ("AWS_REGION" in lines[0]) if missing == "no AWS region" else ("AWS_PROFILE" in lines[0]), lines[0]
+
+
+def test_make_query_and_verify_follow_moto_port(local_run: LocalRun, tmp_path: Path) -> None:
+    # Given make run started on another AWS port (MOTO_PORT), and a user with no AWS set-up
+    environment = bare_environment(tmp_path, MOTO_PORT=str(local_run.aws_port))
+    # When they query it through make, naming only MOTO_PORT
+    result = subprocess.run(
+        ["make", "-s", "--no-print-directory", "query", "SQL=select count(*) as n from payloads", "QUERY_FORMAT=csv"],
+        cwd=REPO_ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    # Then the query reads make run's bucket on that port
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines()[0] == "n", result.stdout
+    # And make verify defaults to the same endpoint
+    dry = subprocess.run(
+        ["make", "-n", "--no-print-directory", "verify"], cwd=REPO_ROOT, env=environment, capture_output=True, text=True
+    )
+    assert f"--endpoint-url http://127.0.0.1:{local_run.aws_port} " in dry.stdout, dry.stdout
+
+
+def unreachable_endpoint() -> str:
+    return f"http://127.0.0.1:{free_port()}"
+
+
+@pytest.mark.parametrize("module", ["tools.ops.query", "loadtest.verify"])
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("nothing on the port", "nothing answers at http://127.0.0.1:"),
+        ("no such bucket", "no bucket 'nobucket' at http://127.0.0.1:"),
+        ("no credentials", "no AWS credentials"),
+    ],
+)
+def test_query_and_verify_say_what_is_wrong_in_one_line(
+    local_run: LocalRun, tmp_path: Path, module: str, case: str, expected: str
+) -> None:
+    # Given a user with no AWS set-up, and an endpoint where nothing answers, a bucket that does not
+    # exist, or AWS itself without credentials
+    endpoint = {"nothing on the port": unreachable_endpoint(), "no such bucket": local_run.aws_url}.get(case)
+    bucket = "nobucket" if case == "no such bucket" else BUCKET
+    where = ["--endpoint-url", endpoint] if endpoint else ["--region", "eu-west-1"]
+    args = (
+        ["--bucket", bucket, *where, "--cache", str(tmp_path), "select 1"]
+        if module == "tools.ops.query"
+        else ["--bucket", bucket, *where, "--acks", str(one_acknowledgement(tmp_path)), "--wait", "0"]
+    )
+    # When the tool runs
+    result = run_tool(module, args, bare_environment(tmp_path))
+    # Then it exits 2 with one line naming the problem and what to do, not a traceback
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert "Traceback" not in result.stderr and len(lines) == 1 and expected in lines[0], result.stderr
+    if case == "nothing on the port":
+        assert "make run" in lines[0] and "MOTO_PORT" in lines[0], lines[0]
+
+
+def test_redrive_says_nothing_answered_rather_than_aws_refused(tmp_path: Path) -> None:
+    # Given an endpoint where nothing listens
+    result = run_tool(
+        "tools.ops.redrive",
+        ["--endpoint-url", unreachable_endpoint(), "--queue-name", QUEUE, "--dry-run"],
+        bare_environment(tmp_path),
+    )
+    # Then it does not call that a refusal
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "nothing answers at" in result.stderr and "refused" not in result.stderr, result.stderr

@@ -12,7 +12,7 @@ import pytest
 
 from infra.config import PipelineConfig
 from local_pipeline.access_log import AccessLog
-from local_pipeline.lambda_runtime import FunctionError
+from local_pipeline.lambda_runtime import FunctionError, Invocation
 from local_pipeline.worker_pool import WorkerPool
 from tests.conftest import Pipeline
 
@@ -26,9 +26,9 @@ class StandInConsumer:
         self.respond = respond
         self.events: list[dict[str, Any]] = []
 
-    def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
+    def invoke(self, event: dict[str, Any]) -> Invocation:
         self.events.append(event)
-        return self.respond([record["messageId"] for record in event["Records"]])
+        return Invocation(self.respond([record["messageId"] for record in event["Records"]]))
 
 
 def run_pool_once(pipeline: Pipeline, respond: Respond, messages: int = 3) -> tuple[StandInConsumer, str]:

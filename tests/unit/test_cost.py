@@ -193,7 +193,7 @@ def test_log_levels_price_what_the_functions_still_write() -> None:
     quiet = PipelineConfig(LOG_LEVEL="WARNING", SYSTEM_LOG_LEVEL="WARN", METRICS_FLUSH_SECONDS=60)
     ingest, consumer = cost.lambda_log_bytes(quiet, flow_of(quiet, load, ASSUME))
     # no request line, no START/END/REPORT: an EMF blob per warm ingest (12) a minute, one per batch
-    assert ingest == pytest.approx(12 * SECONDS_PER_MONTH / 60 * (MEASURED.ingest_emf_bytes + 26))
+    assert ingest == pytest.approx(12 * SECONDS_PER_MONTH / 60 * (MEASURED.ingest_window_emf_bytes + 26))
     assert consumer == pytest.approx(batches * (MEASURED.consumer_emf_bytes + 26))
     loud = PipelineConfig()  # INFO, INFO, EMF every request
     ingest, _ = cost.lambda_log_bytes(loud, flow_of(loud, load, ASSUME))
@@ -201,7 +201,9 @@ def test_log_levels_price_what_the_functions_still_write() -> None:
 
 
 def test_access_logs_are_priced_by_their_class_and_stored_compressed() -> None:
-    per_gb = 43_200 * (ASSUME.access_log_bytes + 26) / GB
+    # the access-log format's own line (infra/access_logs.py), 166 B on REST, and its newline
+    assert cost.access_log_bytes(PipelineConfig(), flow_of(PipelineConfig(), SMALL, ASSUME)) == 167
+    per_gb = 43_200 * (167 + 26) / GB
     standard = lines(PipelineConfig())
     assert line(standard, "CloudWatch: access logs ingested").usd == pytest.approx(per_gb * 0.50)
     infrequent = lines(PipelineConfig(ACCESS_LOG_CLASS="INFREQUENT_ACCESS"))
@@ -209,6 +211,12 @@ def test_access_logs_are_priced_by_their_class_and_stored_compressed() -> None:
     stored = line(infrequent, "CloudWatch: access logs stored")
     assert stored.quantity == pytest.approx(per_gb / log_compression())  # 30 days kept, compressed
     assert 3 < log_compression() < 15
+    # the HTTP API's line is shorter (no extendedRequestId); --access-log-bytes prices another
+    http = PipelineConfig(API_KIND="http", DEVICE_AUTH="on")
+    assert cost.access_log_bytes(http, flow_of(http, SMALL, ASSUME)) == 108
+    assert line(lines(http, assume=Assumptions(access_log_bytes=300)), "CloudWatch: access logs ingested").quantity == (
+        pytest.approx(43_200 * (300 + 26) / GB)
+    )
 
 
 def test_tracing_is_priced_only_when_on() -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from infra.config import PipelineConfig
 from tools.models import flow
-from tools.models.assumptions import Assumptions
+from tools.models.assumptions import MEASURED, Assumptions
 
 ATTRIBUTE = flow.REQUEST_ID_ATTRIBUTE_BYTES  # "requestId" + "String" + a 36-character request id = 51
 ASSUME = Assumptions(ingest_ms=10.0, consumer_ms=200.0)
@@ -149,10 +149,11 @@ def test_a_batch_object_holds_a_batch_and_straddles_an_hour_with_the_fill_time()
 
 
 def test_the_ingest_while_sqs_is_slow() -> None:
-    # 1,000 rps; CPU 0.5 ms x 1769/512 at 512 MB; one SendMessageBatch of 100 ms
+    # 1,000 rps; CPU (bench P1) x 1769/512 at 512 MB; one SendMessageBatch of 100 ms
     shaped = flow.flow_of(PipelineConfig(), load(), Assumptions(slow_sqs_send_ms=100))
-    assert shaped.slow_ingest_concurrency == pytest.approx(1_000 * (0.5 * 1769 / 512 + 100) / 1000)
-    assert shaped.ingest_ms == pytest.approx(0.5 * 1769 / 512 + 8)  # the assumed 8 ms otherwise
+    cpu = MEASURED.ingest_cpu_ms * 1769 / 512
+    assert shaped.slow_ingest_concurrency == pytest.approx(1_000 * (cpu + 100) / 1000)
+    assert shaped.ingest_ms == pytest.approx(cpu + 8)  # the assumed 8 ms otherwise
 
 
 def test_device_auth_adds_its_cpu_to_the_ingest() -> None:

@@ -10,6 +10,7 @@ import gzip
 import json
 import math
 import random
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -22,22 +23,24 @@ BENCH_BATCH_RECORDS = 100  # the consumer batch C1 and L1 are measured on
 
 @dataclass(frozen=True)
 class BenchFigures:
-    """What `make bench` measured. Defaults: its run on 2026-11-26 (P1, C1, L1; docs/PERFORMANCE.md) and
-    2026-12-02 (S1, S2: `python -m bench S1`), CPU time on one full core of the development machine;
+    """What `make bench` measured. Defaults: its runs of 2026-11-26 (C1), 2026-12-01 (P1) and 2026-12-02 (L1,
+    L1s, S1, S2, D1; docs/PERFORMANCE.md), CPU time on one full core of the development machine;
     ``--bench FILE`` reads a fresh run instead."""
 
-    ingest_cpu_ms: float = 0.5  # P1 real_us: the real handler per request, 10 x 1 KiB
+    ingest_cpu_ms: float = 0.585  # P1 real_us: the real handler per request, 10 x 1 KiB (2026-12-01)
     # D1 (2026-12-02): checking a device key with the keyring cached (DEVICE_AUTH=on adds it to P1)
     device_auth_cpu_ms: float = 0.0048
     consumer_cpu_ms_per_record: tuple[float, float] = (0.272, 0.025)  # C1 (payload mode, batch mode)
-    ingest_log_bytes: int = 741  # L1: "request accepted" line + EMF blob, per request
+    ingest_log_bytes: int = 567  # L1: "request accepted" line + EMF blob, per request (2026-12-02)
     ingest_log_lines: int = 2
-    # Of L1's ingest bytes, the EMF blob (two counters, stage and service dimensions): one invocation's stdout,
-    # 308 B, the rest is the "request accepted" line. The consumer's blob (three metrics) is 370 B.
+    # Of L1's ingest bytes, the EMF blob (two counters, stage and service dimensions): 308 B of one invocation's
+    # stdout, the rest is the "request accepted" line. L1s: the one blob of summed counts an ingest container
+    # writes per METRICS_FLUSH_SECONDS window at LOG_LEVEL=WARNING. The consumer's blob (three metrics) is 348 B.
     ingest_emf_bytes: int = 308
-    consumer_emf_bytes: int = 370
-    consumer_log_bytes_per_payload: float = 661.0  # L1 payload mode: one line per record + EMF
-    consumer_log_bytes_per_batch: int = 973  # L1 batch mode: one line per object + EMF
+    ingest_window_emf_bytes: int = 312
+    consumer_emf_bytes: int = 348
+    consumer_log_bytes_per_payload: float = 627.95  # L1 payload mode: one line per record + EMF
+    consumer_log_bytes_per_batch: int = 918  # L1 batch mode: one line per object + EMF
     # S1: the consumer's gzip NDJSON batch objects of 2,000 telemetry-like payloads of 1 KiB
     # (bench/stored_bytes.py): envelope bytes / stored bytes.
     stored_compression: float = 5.834
@@ -57,7 +60,8 @@ MEASURED = BenchFigures()
 
 
 def load_bench(lines: Iterable[str]) -> BenchFigures:
-    """Read `make bench` JSON lines (P1, C1, L1, S1, S2, D1); figures it does not contain keep their defaults."""
+    """Read `make bench` JSON lines (P1, C1, L1, L1s, S1, S2, D1); figures it does not contain keep their
+    defaults."""
     values: dict[str, Any] = {}
     cpu = list(MEASURED.consumer_cpu_ms_per_record)
     for line in lines:
@@ -75,6 +79,8 @@ def load_bench(lines: Iterable[str]) -> BenchFigures:
             values["consumer_log_bytes_per_payload"] = result["value"] / BENCH_BATCH_RECORDS
         elif name == "L1" and mode == "batch":
             values["consumer_log_bytes_per_batch"] = result["value"]
+        elif name == "L1s":
+            values["ingest_window_emf_bytes"] = result["value"]
         elif name == "D1":
             values["device_auth_cpu_ms"] = result["value"] / 1000
         elif name == "S1":
@@ -85,20 +91,6 @@ def load_bench(lines: Iterable[str]) -> BenchFigures:
     return replace(MEASURED, consumer_cpu_ms_per_record=(cpu[0], cpu[1]), **values)
 
 
-# An API Gateway access-log line of the fields issue 19 asks for (request id, status, latency) plus who and
-# when, as compact JSON: what the model prices until the telemetry branch's format replaces it.
-MINIMAL_ACCESS_LOG_LINE = json.dumps(
-    {
-        "requestId": "Wq3Yx2Kb1Lm4Np5=",
-        "ip": "203.0.113.17",
-        "requestTime": "26/Nov/2026:02:48:09 +0000",
-        "routeKey": "POST /v1/payloads",
-        "status": "202",
-        "responseLatency": "12",
-        "responseLength": "64",
-    },
-    separators=(",", ":"),
-)
 # The 202 the client gets: {"requestId": "<uuid>", "accepted": 10} and the gateway's headers (Date,
 # Content-Type, Content-Length, Connection, a request id header), as data transferred out.
 RESPONSE_BODY = json.dumps({"requestId": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef", "accepted": 10})
@@ -109,16 +101,19 @@ RESPONSE_HEADER_BYTES = 220
 def log_compression() -> float:
     """CloudWatch Logs bills archived (stored) log data compressed. The model takes gzip's ratio on a seeded
     sample of access-log lines (random request ids, addresses, times and latencies) as that compression."""
+    from infra.access_logs import typical_access_log_line
+
     rng = random.Random(11)
     lines = []
-    for second in range(2000):
-        line = json.loads(MINIMAL_ACCESS_LOG_LINE)
+    for _ in range(2000):
+        line = json.loads(typical_access_log_line("rest"))
+        request_id = str(uuid.UUID(int=rng.getrandbits(128)))
         line.update(
-            requestId=f"{rng.getrandbits(96):024x}",
+            requestId=request_id,
+            extendedRequestId=f"{rng.getrandbits(80):020x}",
             ip=f"{rng.randrange(1, 224)}.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}",
-            requestTime=f"26/Nov/2026:02:{second // 60 % 60:02d}:{second % 60:02d} +0000",
             status=rng.choice(("202",) * 50 + ("400", "401", "413", "429")),
-            responseLatency=str(max(4, int(rng.gauss(14, 4)))),
+            latencyMs=str(max(4, int(rng.gauss(14, 4)))),
         )
         lines.append(json.dumps(line, separators=(",", ":")))
     text = "\n".join(lines).encode()
@@ -139,7 +134,8 @@ class Assumptions:
       Latency-Sensitive Applications", S3 performance whitepaper).
     * ``ingest_ms`` / ``consumer_ms``: when set, replace the modelled durations (a REPORT line's average).
     * ``platform_log_bytes`` 390 over 3 lines: Lambda's START, END and REPORT lines per invocation.
-    * ``access_log_bytes``: MINIMAL_ACCESS_LOG_LINE, until the telemetry branch's access-log format lands.
+    * ``access_log_bytes``: None takes the access-log format's own typical line for the API_KIND
+      (infra/access_logs.py ACCESS_LOG_LINE_BYTES: REST 166 B, HTTP API 107 B), plus its newline.
     * ``response_bytes``: the 202's body and headers, transferred out to the client.
     * ``epus_per_poller`` 1: an active SQS event poller is billed as one EPU.
     * ``environment_hours`` 2: how long a warm execution environment lives before Lambda recycles it (not
@@ -161,7 +157,7 @@ class Assumptions:
     consumer_ms: float | None = None
     platform_log_bytes: int = 390
     platform_log_lines: int = 3
-    access_log_bytes: int = len(MINIMAL_ACCESS_LOG_LINE) + 1
+    access_log_bytes: int | None = None
     response_bytes: int = len(RESPONSE_BODY) + RESPONSE_HEADER_BYTES
     trace_sampling: float = 0.05  # X-Ray's default rule: 1 request/s, then 5 %
     custom_metrics: int = 18  # metric name x dimension sets both functions emit

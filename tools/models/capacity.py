@@ -744,7 +744,10 @@ def _headroom(check: Check) -> str:
         return ""
     if math.isinf(check.ratio):
         return "∞"
-    return f"{check.ratio - 1:+.0%}"
+    headroom = check.ratio - 1
+    text = f"{headroom:+.0%}"
+    # 501 needed against 500 is -0.2 %, not "-0%": below 1 %, one decimal keeps the sign honest.
+    return f"{headroom:+.1%}" if text in ("+0%", "-0%") and headroom else text
 
 
 def _limit(check: Check) -> str:

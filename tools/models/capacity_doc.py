@@ -10,6 +10,7 @@ import dataclasses
 import math
 from typing import Any
 
+from infra.access_logs import ACCESS_LOG_LINE_BYTES
 from infra.config import SQS_IN_FLIGHT_DEFAULT_QUOTA, PipelineConfig
 from infra.lake_table import COMPACTED_BUCKETS
 from tools.models import cost, prices
@@ -186,6 +187,7 @@ def _telemetry_section(scale: Assessment) -> list[str]:
     """What each telemetry choice costs at the seed load, against the scale profile's."""
     config = scale.config
     access = _line(scale, "CloudWatch", "access logs ingested")
+    line_bytes = cost.access_log_bytes(config, scale.flow)
     rows: list[tuple[str, dict[str, Any]]] = [
         ('`LOG_LEVEL=INFO` (a "request accepted" line per request, a line per object)', {"LOG_LEVEL": "INFO"}),
         ("`SYSTEM_LOG_LEVEL=INFO` (Lambda's START/END/REPORT per invocation)", {"SYSTEM_LOG_LEVEL": "INFO"}),
@@ -211,9 +213,10 @@ def _telemetry_section(scale: Assessment) -> list[str]:
         f"flushes the ingest's EMF counts once per warm container every {config.METRICS_FLUSH_SECONDS} s (the consumer "
         f"flushes per batch), and keeps one access-log line per request in the "
         f"`{config.ACCESS_LOG_CLASS}` class: {_money(access.usd)}/month for {access.quantity:,.0f} GB of "
-        f"{DEFAULT.access_log_bytes} B lines (request id, status, latency, who, when: the line the model prices until "
-        "the telemetry branch's format lands; `--access-log-bytes` prices another). Request logs come back with one "
-        "knob (`LOG_LEVEL=INFO`, one deploy). Each row below is the monthly cost of changing one knob back:",
+        f"{line_bytes} B lines (request id, client address, status, latency: infra/access_logs.py's format, "
+        f"{ACCESS_LOG_LINE_BYTES['rest']} B a line on REST; `--access-log-bytes` prices another). Request logs come "
+        "back with one knob (`LOG_LEVEL=INFO`, one deploy). Each row below is the monthly cost of changing one knob "
+        "back:",
         "",
         "| choice | change per month |",
         "|---|---:|",
@@ -227,7 +230,7 @@ def _telemetry_section(scale: Assessment) -> list[str]:
         f"(${prices.CLOUDWATCH_LOGS_STANDARD_PER_GB:.2f} against "
         f"${prices.CLOUDWATCH_LOGS_INFREQUENT_ACCESS_PER_GB:.2f} "
         "per GB ingested); every 100 B more per line adds "
-        f"{_money(access.usd * 100 / (DEFAULT.access_log_bytes + prices.CLOUDWATCH_LOG_EVENT_OVERHEAD_BYTES))} "
+        f"{_money(access.usd * 100 / (line_bytes + prices.CLOUDWATCH_LOG_EVENT_OVERHEAD_BYTES))} "
         "in the Infrequent Access class. Turning the access log off saves that line but loses the only record of "
         "who was answered what; the Infrequent Access class keeps Logs Insights queries. Stored logs are billed "
         f"compressed: the model divides by {log_compression():.1f}, gzip's ratio on a seeded sample of access-log "
@@ -393,9 +396,10 @@ def _assumptions_section(scale: Assessment) -> list[str]:
         ),
         (
             "log bytes",
-            f"ingest {m.ingest_log_bytes} B a request (EMF {m.ingest_emf_bytes} B), consumer "
+            f"ingest {m.ingest_log_bytes} B a request (EMF {m.ingest_emf_bytes} B), {m.ingest_window_emf_bytes} B a "
+            "flush window at the scale profile's levels, consumer "
             f"{m.consumer_log_bytes_per_batch} B a batch (EMF {m.consumer_emf_bytes} B)",
-            "bench L1 (`python -m bench L1`); the EMF blobs from one invocation's stdout",
+            "bench L1 and L1s (`python -m bench L1`); the EMF blobs from one invocation's stdout",
         ),
         (
             "raw storage",
@@ -442,8 +446,8 @@ def _assumptions_section(scale: Assessment) -> list[str]:
         ),
         (
             "access-log line",
-            f"{a.access_log_bytes} B (`--access-log-bytes`)",
-            "a minimal JSON line (tools/models/assumptions.py) until the telemetry branch's format",
+            f"{cost.access_log_bytes(scale.config, f)} B (`--access-log-bytes`)",
+            "the format's typical line and its newline (infra/access_logs.py ACCESS_LOG_LINE_BYTES, by API_KIND)",
         ),
         ("answer to a client", f"{a.response_bytes} B", "the 202's body + ~220 B of headers, transferred out"),
         (

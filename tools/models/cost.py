@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from infra.access_logs import ACCESS_LOG_LINE_BYTES
 from infra.lake_table import COMPACTED_BUCKETS
 from tools.models import prices
 from tools.models.assumptions import (
@@ -427,11 +428,11 @@ def lambda_log_bytes(config: PipelineConfig, flow: Flow) -> tuple[float, float]:
     ingest = 0.0
     if _logs_request_lines(config):
         ingest += requests * (measured.ingest_log_bytes - measured.ingest_emf_bytes + CLOUDWATCH_EVENT_BYTES)
-    emf = measured.ingest_emf_bytes + CLOUDWATCH_EVENT_BYTES
     if config.METRICS_FLUSH_SECONDS:
-        ingest += flow.ingest_environments * month / config.METRICS_FLUSH_SECONDS * emf
+        windows = flow.ingest_environments * month / config.METRICS_FLUSH_SECONDS
+        ingest += windows * (measured.ingest_window_emf_bytes + CLOUDWATCH_EVENT_BYTES)
     else:
-        ingest += requests * emf
+        ingest += requests * (measured.ingest_emf_bytes + CLOUDWATCH_EVENT_BYTES)
     consumer = batches * (measured.consumer_emf_bytes + CLOUDWATCH_EVENT_BYTES)
     if _logs_request_lines(config) and config.OBJECT_MODE == "payload":
         consumer = (
@@ -477,16 +478,24 @@ ACCESS_LOG_PRICES = {
 }
 
 
+def access_log_bytes(config: PipelineConfig, flow: Flow) -> int:
+    """One access-log line: the format's typical line for the API kind (infra/access_logs.py) and its newline,
+    or ``--access-log-bytes``."""
+    if flow.assume.access_log_bytes is not None:
+        return flow.assume.access_log_bytes
+    return ACCESS_LOG_LINE_BYTES[config.API_KIND] + 1
+
+
 def access_log_lines(config: PipelineConfig, flow: Flow) -> list[Line]:
     """API Gateway's access log: one line per request, priced by ACCESS_LOG_CLASS, kept LOG_RETENTION_DAYS
     (compressed, as for the functions' logs)."""
-    assume = flow.assume
-    gb = flow.load.requests_per_month * (assume.access_log_bytes + CLOUDWATCH_EVENT_BYTES) / prices.GB
+    line = access_log_bytes(config, flow)
+    gb = flow.load.requests_per_month * (line + CLOUDWATCH_EVENT_BYTES) / prices.GB
     kept = gb * config.LOG_RETENTION_DAYS / 30 / log_compression()
     return [
         Line(
             "CloudWatch",
-            f"access logs ingested ({config.ACCESS_LOG_CLASS}, {assume.access_log_bytes} B a line)",
+            f"access logs ingested ({config.ACCESS_LOG_CLASS}, {line} B a line)",
             gb,
             "GB",
             gb * ACCESS_LOG_PRICES[config.ACCESS_LOG_CLASS],
@@ -631,7 +640,9 @@ def add_assumption_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ingest-ms", type=float, help="ingest duration per request (instead of the model)")
     parser.add_argument("--consumer-ms", type=float, help="consumer duration per batch (instead of the model)")
     parser.add_argument("--trace-sampling", type=float, default=defaults.trace_sampling)
-    parser.add_argument("--access-log-bytes", type=int, default=defaults.access_log_bytes, help="one access-log line")
+    parser.add_argument(
+        "--access-log-bytes", type=int, help="one access-log line (default: the format's typical line for API_KIND)"
+    )
     parser.add_argument("--bench", type=Path, help="`make bench` output (JSON lines) to take P1/C1/L1/S1/S2 from")
 
 

@@ -9,6 +9,18 @@ import time
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    NoRegionError,
+    PartialCredentialsError,
+    ReadTimeoutError,
+)
+
 # What `make run`'s banner gives the AWS CLI for its embedded moto: any region, fixed fake keys
 # (moto accepts any; fixed ones mean a real key is never sent to, or signed for, a local endpoint).
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -21,11 +33,53 @@ MISSING_CREDENTIALS = (
 )
 
 
+# Problems reaching AWS: the tools print describe_aws_problem's one line instead of a traceback.
+AWS_PROBLEMS = (BotoCoreError, ClientError)
+NOTHING_ANSWERS = (EndpointConnectionError, ConnectionClosedError, ConnectTimeoutError, ReadTimeoutError)
+
+
+def is_loopback(endpoint_url: str | None) -> bool:
+    """An endpoint on this machine: `make run`'s embedded moto (or LocalStack)."""
+    return bool(endpoint_url) and urlsplit(endpoint_url).hostname in LOCAL_HOSTS
+
+
+def describe_aws_problem(
+    exc: Exception, endpoint_url: str | None, *, endpoint_option: str = "--endpoint-url", bucket: str | None = None
+) -> str:
+    """One line naming what went wrong reaching AWS (or `make run`) and what to do about it.
+
+    ``endpoint_option`` is how the user names the endpoint (``--endpoint-url``, or a make variable);
+    ``bucket`` the bucket asked for, if any."""
+    if isinstance(exc, NoRegionError):
+        return MISSING_REGION
+    if isinstance(exc, NoCredentialsError | PartialCredentialsError):
+        return MISSING_CREDENTIALS
+    if isinstance(exc, NOTHING_ANSWERS):
+        if endpoint_url and is_loopback(endpoint_url):
+            port = urlsplit(endpoint_url).port
+            return (
+                f"nothing answers at {endpoint_url}: start `make run` (with MOTO_PORT={port} if it is not its "
+                f"default 4566), or set {endpoint_option} to the AWS endpoint its banner prints"
+            )
+        return f"could not connect to {endpoint_url or 'AWS'} ({exc}): check the network, or set {endpoint_option}"
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code, message = error.get("Code", "?"), error.get("Message", "")
+        if code == "NoSuchBucket" and bucket is not None:
+            where = endpoint_url or "this AWS account and region"
+            return (
+                f"no bucket {bucket!r} at {where}: name the stack's BucketName output "
+                "(make run's is ingest-pipeline-local-payloads)"
+            )
+        return f"AWS refused {exc.operation_name}: {code}: {message}"
+    return f"could not ask AWS: {exc}"
+
+
 def session_options(endpoint_url: str | None, region: str | None) -> dict[str, Any]:
     """boto3 Session arguments for ``endpoint_url``: on a loopback endpoint (`make run`), region and
     fake credentials default as in the banner's AWS CLI line; elsewhere, the usual chain (flags,
     environment, profile)."""
-    if endpoint_url and urlsplit(endpoint_url).hostname in LOCAL_HOSTS:
+    if is_loopback(endpoint_url):
         region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or LOCAL_REGION
         return {"region_name": region, **LOCAL_CREDENTIALS}
     # boto3 reads AWS_DEFAULT_REGION only; Lambda and the AWS CLI v2 docs also use AWS_REGION.

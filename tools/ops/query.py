@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
-from infra.config import PipelineConfig, cdk_json_context
+from infra.config import ConfigError, PipelineConfig, cdk_json_context
 from infra.lake_table import (
     COLUMNS,
     COMPACTED_PREFIX,
@@ -40,7 +40,7 @@ from infra.lake_table import (
     TABLE_NAME,
 )
 from pipeline.contract import BATCH_OBJECT_SUFFIX, PAYLOAD_OBJECT_SUFFIX, parse_object_key
-from tools.ops.cli import Progress, client_options
+from tools.ops.cli import AWS_PROBLEMS, Progress, client_options, describe_aws_problem
 
 # dt and hour of a cached file, for DuckDB's regexp_extract: the partition part of the contract's key
 # layout (partition_prefix), which is_lake_object has already checked with parse_object_key.
@@ -259,7 +259,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--bucket", required=True, help="the payload bucket (make run: ingest-pipeline-local-payloads)")
     parser.add_argument("--endpoint-url", help="an S3 endpoint such as http://127.0.0.1:4566 (default: AWS)")
     parser.add_argument("--region", help="AWS region (a loopback endpoint defaults to us-east-1)")
-    parser.add_argument("--prefix", help="OBJECT_PREFIX (default: the pipeline's knob, env > cdk.json > payloads/)")
+    parser.add_argument(
+        "--prefix",
+        help="OBJECT_PREFIX (default: the pipeline's knob as synth resolves it: env > context > PROFILE > payloads/)",
+    )
     parser.add_argument(
         "--cache", type=Path, default=DEFAULT_CACHE, help=f"local copy of the objects (default: {DEFAULT_CACHE})"
     )
@@ -268,22 +271,40 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+# How a user names the endpoint: the flag, or make query's variable.
+ENDPOINT_OPTION = "--endpoint-url (make query: QUERY_ENDPOINT; empty for AWS)"
+
+
+def _s3_client(endpoint_url: str | None, region: str | None) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3",
+        **client_options(endpoint_url, region),
+        config=Config(max_pool_connections=DOWNLOADERS, retries={"mode": "standard"}),
+    )
+
+
 def main(argv: list[str] | None = None, s3: Any = None, out: TextIO = sys.stdout) -> int:
+    """0: the result is printed; 1: the SQL failed; 2: bad arguments or configuration, or the bucket
+    could not be read (one line on stderr naming the problem and its fix)."""
     args = parse_args(argv)
-    prefix = args.prefix if args.prefix is not None else PipelineConfig.resolve(cdk_json_context()).OBJECT_PREFIX
+    try:
+        prefix = args.prefix if args.prefix is not None else PipelineConfig.resolve(cdk_json_context()).OBJECT_PREFIX
+    except ConfigError as exc:
+        print(f"query: configuration error: {exc}", file=sys.stderr)
+        return 2
     cache = cache_dir_for(args.cache, args.endpoint_url, args.bucket)
     if not args.offline:
-        if s3 is None:
-            import boto3
-            from botocore.config import Config
-
-            s3 = boto3.client(
-                "s3",
-                **client_options(args.endpoint_url, args.region),
-                config=Config(max_pool_connections=DOWNLOADERS, retries={"mode": "standard"}),
-            )
-        sync_objects(s3, args.bucket, prefix, cache, Progress())
-        sync_objects(s3, args.bucket, COMPACTED_PREFIX, cache, Progress(), wants=is_compacted_object)
+        try:
+            client = s3 or _s3_client(args.endpoint_url, args.region)
+            sync_objects(client, args.bucket, prefix, cache, Progress())
+            sync_objects(client, args.bucket, COMPACTED_PREFIX, cache, Progress(), wants=is_compacted_object)
+        except AWS_PROBLEMS as exc:
+            problem = describe_aws_problem(exc, args.endpoint_url, endpoint_option=ENDPOINT_OPTION, bucket=args.bucket)
+            print(f"query: {problem}", file=sys.stderr)
+            return 2
     try:
         names, rows = run_query(open_lake(cache / prefix, cache / COMPACTED_PREFIX), args.sql)
     except QueryError as exc:

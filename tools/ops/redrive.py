@@ -34,7 +34,7 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, 
 
 from pipeline.contract import SQS_MAX_BATCH_ENTRIES, pack_batches
 from pipeline.envelope import EnvelopeError, parse_envelopes
-from tools.ops.cli import MISSING_CREDENTIALS, MISSING_REGION, session_options
+from tools.ops.cli import MISSING_CREDENTIALS, MISSING_REGION, describe_aws_problem, session_options
 
 MOVE_TASK_DONE = ("COMPLETED", "CANCELLED", "FAILED")
 # A received message stays hidden this long; if we die before deleting it, it reappears in the DLQ.
@@ -500,8 +500,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout, err: TextI
     except NoCredentialsError:
         err.write(f"redrive: {MISSING_CREDENTIALS}\n")
         return 2
-    except (ClientError, BotoCoreError) as exc:
-        err.write(f"redrive: AWS refused: {exc}\n")
+    except (ClientError, BotoCoreError) as exc:  # "AWS refused" only when it answered (describe_aws_problem)
+        err.write(f"redrive: {describe_aws_problem(exc, endpoint)}\n")
         return 1
     out.write(
         f"{result.method}: moved {result.moved} message(s) to {queues.source_url}; status {result.status}"
