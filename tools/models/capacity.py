@@ -885,7 +885,7 @@ def render_json(assessment: Assessment) -> dict[str, Any]:
             ],
             "total_usd_per_month": assessment.total_usd,
         },
-        "payloads_per_month": load.payloads_per_month,
+        "payloads_per_month": round(load.payloads_per_month),  # a count: 432e9 at the seed, not 432e9 + float noise
         "usd_per_million_payloads": assessment.usd_per_million_payloads,
         "flow": {
             "messages_per_request": flow.layout.messages_per_request,
