@@ -13,7 +13,7 @@ from bench.common import emit, prepare_environment, quiet_stdout
 
 
 def _figures() -> dict[str, Callable[[], list[dict[str, Any]]]]:
-    from bench import aws_calls, cold_start, ingest_overhead, lake_scan, worker_parallelism
+    from bench import aws_calls, cold_start, device_keys, ingest_overhead, lake_scan, stored_bytes, worker_parallelism
 
     return {
         "P1": lambda: [ingest_overhead.run()],
@@ -23,6 +23,8 @@ def _figures() -> dict[str, Callable[[], list[dict[str, Any]]]]:
         "P5": aws_calls.run_s3,
         "L1": aws_calls.run_log_bytes,
         "C1": worker_parallelism.run_cpu,
+        "S1": stored_bytes.run,
+        "D1": device_keys.run,
         "Q1": lake_scan.run,
     }
 

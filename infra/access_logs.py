@@ -24,14 +24,13 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from aws_cdk import RemovalPolicy
-from aws_cdk import aws_logs as logs
-from constructs import Construct
+if TYPE_CHECKING:  # the format and its size import no CDK: tools.models reads them without starting jsii
+    from aws_cdk import aws_logs as logs
+    from constructs import Construct
 
-from infra.config import PipelineConfig
-from infra.functions import log_retention
+    from infra.config import PipelineConfig
 
 API_KINDS: Final = ("rest", "http")
 
@@ -97,6 +96,11 @@ def access_log_group(scope: Construct, construct_id: str, config: PipelineConfig
     changing ACCESS_LOG_CLASS replaces the group, and the lines in the old one go with it. STANDARD is
     left unset in the template (it is the default), so a stack deployed before this knob keeps its group.
     """
+    from aws_cdk import RemovalPolicy
+    from aws_cdk import aws_logs as logs
+
+    from infra.functions import log_retention
+
     infrequent = config.ACCESS_LOG_CLASS == "INFREQUENT_ACCESS"
     return logs.LogGroup(
         scope,

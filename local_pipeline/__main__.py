@@ -324,6 +324,17 @@ def banner(
         ]
     else:
         device_lines_after = []
+    # make query and make compact read make run's embedded AWS on MOTO_PORT (tools/ops/query.py, compact.py).
+    lake_lines = (
+        [
+            "Query them with SQL (DuckDB, offline), and compact them into Parquet (payloads_compacted):",
+            f"""  make query SQL="select token, count(*) from payloads group by 1" MOTO_PORT={settings.MOTO_PORT}""",
+            f"  make compact MOTO_PORT={settings.MOTO_PORT}",
+            "",
+        ]
+        if endpoint.embedded
+        else []
+    )
     return "\n".join(
         [
             "",
@@ -348,6 +359,7 @@ def banner(
             f"  {cli_env}aws --endpoint-url {endpoint.endpoint_url} --region {endpoint.region} "
             f"s3 ls s3://{resources.bucket}/ --recursive",
             "",
+            *lake_lines,
             "Ctrl-C stops: no new requests, the queue is drained, a summary is printed.",
             "Ready.",
             "",

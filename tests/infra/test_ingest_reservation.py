@@ -26,8 +26,8 @@ def test_by_default_the_ingest_reserves_nothing() -> None:
 
 @pytest.fixture(scope="module")
 def scale_reserved() -> tuple[IngestPipelineStack, Template]:
-    # The case the knob is for: PROFILE=scale leaves the consumer unreserved (up to 10 x MAX_POLLERS invokes)
-    _, stack = build(environ={"PROFILE": "scale", "INGEST_RESERVED_CONCURRENCY": "400"})
+    # The case the knob is for: an unreserved consumer in provisioned mode (up to 10 x MAX_POLLERS invokes)
+    _, stack = build(environ={"PROFILE": "scale", "RESERVED_CONCURRENCY": "off", "INGEST_RESERVED_CONCURRENCY": "400"})
     return stack, Template.from_stack(stack)
 
 

@@ -22,38 +22,41 @@ def scale() -> tuple[IngestPipelineStack, Template]:
 def test_scale_template_carries_the_profiles_settings(scale: tuple[IngestPipelineStack, Template]) -> None:
     _, template = scale
     mapping = only(template, "AWS::Lambda::EventSourceMapping")["Properties"]
-    assert mapping["ProvisionedPollerConfig"] == {"MinimumPollers": 200, "MaximumPollers": 2000}
+    assert mapping["ProvisionedPollerConfig"] == {"MinimumPollers": 200, "MaximumPollers": 245}
     assert "ScalingConfig" not in mapping
+    assert (mapping["BatchSize"], mapping["MaximumBatchingWindowInSeconds"]) == (200, 5)
     consumer = only(template, "AWS::Lambda::Function", {"Handler": "consumer_handler.lambda_handler"})["Properties"]
     assert consumer["Environment"]["Variables"]["OBJECT_MODE"] == "batch"
-    # RESERVED_CONCURRENCY=off: the pollers bound the pool; no 20,000 reservation to ask a quota for
-    assert "ReservedConcurrentExecutions" not in consumer and consumer["Timeout"] == 10
+    # RESERVED_CONCURRENCY=on: the consumer reserves what its pollers can drive (10 x 245), no more
+    assert consumer["ReservedConcurrentExecutions"] == 2_450 and consumer["Timeout"] == 10
     assert consumer.get("TracingConfig", {}).get("Mode") != "Active"  # TRACING=false
     queues = template.find_resources("AWS::SQS::Queue")
     source = next(q for q in queues.values() if "RedrivePolicy" in q["Properties"])["Properties"]
     dlq = next(q for q in queues.values() if "RedrivePolicy" not in q["Properties"])["Properties"]
     assert (source["MessageRetentionPeriod"], dlq["MessageRetentionPeriod"]) == (13 * 86400, 14 * 86400)
-    assert source["VisibilityTimeout"] == 61
+    assert source["VisibilityTimeout"] == 65  # 6 x 10 s + the 5 s window
     ingest = only(template, "AWS::Lambda::Function", {"Handler": "ingest_handler.lambda_handler"})["Properties"]
-    assert ingest["Environment"]["Variables"]["MAX_QUEUE"] == "100000000"
-    assert only(template, "AWS::ApiGateway::UsagePlan")["Properties"]["Throttle"] == {
-        "BurstLimit": 10000,
-        "RateLimit": 20000,
+    assert ingest["Environment"]["Variables"]["MAX_QUEUE"] == "10000000"
+    # The front door: an HTTP API (no REST API, no usage plan), its stage and routes at 20,000 rps, bursts at the
+    # account's 5,000
+    assert not template.find_resources("AWS::ApiGateway::RestApi")
+    stage = only(template, "AWS::ApiGatewayV2::Stage")["Properties"]
+    assert stage["DefaultRouteSettings"] == {"ThrottlingBurstLimit": 5000, "ThrottlingRateLimit": 20000}
+    assert {json.dumps(route, sort_keys=True) for route in stage["RouteSettings"].values()} == {
+        json.dumps({"ThrottlingBurstLimit": 5000, "ThrottlingRateLimit": 20000}, sort_keys=True)
     }
-    stage = only(template, "AWS::ApiGateway::Stage")["Properties"]
-    assert [
-        (m["ThrottlingRateLimit"], m["ThrottlingBurstLimit"]) for m in stage["MethodSettings"] if m["HttpMethod"] == "*"
-    ] == [(20000, 10000)]
     in_flight = only(
         template, "AWS::CloudWatch::Alarm", {"AlarmName": Match.string_like_regexp(".*in-flight-near-cap")}
     )
-    assert in_flight["Properties"]["Threshold"] == 192_000  # 80 % of SQS_IN_FLIGHT_LIMIT=240,000
+    assert in_flight["Properties"]["Threshold"] == 96_000  # 80 % of the default quota: no AWS Support case
     bucket = only(
         template, "AWS::S3::Bucket", {"LoggingConfiguration": Match.object_like({"LogFilePrefix": "payloads/"})}
     )["Properties"]
-    assert {"ExpirationInDays": 30, "Id": "expire-payloads", "Prefix": "payloads/dt=", "Status": "Enabled"} in bucket[
-        "LifecycleConfiguration"
-    ]["Rules"]
+    rules = bucket["LifecycleConfiguration"]["Rules"]
+    assert {"ExpirationInDays": 15, "Id": "expire-payloads", "Prefix": "payloads/dt=", "Status": "Enabled"} in rules
+    assert {"ExpirationInDays": 30, "Id": "expire-compacted", "Prefix": "compacted/", "Status": "Enabled"} in rules
+    # The ingest reserves what the capacity model sized (a slowed SendMessageBatch, 10 requests/s per environment)
+    assert ingest["ReservedConcurrentExecutions"] == 2_100
 
 
 def test_cdk_nag_reports_no_unsuppressed_findings_on_scale(scale: tuple[IngestPipelineStack, Template]) -> None:

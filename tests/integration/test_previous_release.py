@@ -28,8 +28,19 @@ PAYLOAD_IDS = sorted(json.loads(record["body"])["id"] for record in MESSAGES["re
 
 
 def scale_config(**knobs: str) -> PipelineConfig:
-    """PROFILE=scale as a deployment resolves it (batch objects), packing at 64 KiB."""
-    return PipelineConfig.resolve({}, environ={"PROFILE": "scale", "MESSAGE_TARGET_BYTES": "65536", **knobs})
+    """PROFILE=scale as a deployment resolves it (batch objects), packing at 64 KiB, behind the REST front door
+    without device keys: these tests are about the queue and the consumer; the scale profile's HTTP API with
+    device keys has its own (tests/unit/test_device_auth.py, tests/local/test_device_keys_make_run.py)."""
+    return PipelineConfig.resolve(
+        {},
+        environ={
+            "PROFILE": "scale",
+            "API_KIND": "rest",
+            "DEVICE_AUTH": "off",
+            "MESSAGE_TARGET_BYTES": "65536",
+            **knobs,
+        },
+    )
 
 
 CONFIGS = [

@@ -229,10 +229,14 @@ def test_a_busy_port_is_a_clear_error() -> None:
 
 
 def blocked_signals(pid: int) -> dict[int, int]:
-    """Thread id -> its blocked-signal mask (SigBlk in /proc)."""
+    """Thread id -> its blocked-signal mask (SigBlk in /proc), for the threads alive while we read (a
+    connection's thread may end between the listing and the read)."""
     masks = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
-        status = (task / "status").read_text()
+        try:
+            status = (task / "status").read_text()
+        except FileNotFoundError:
+            continue
         masks[int(task.name)] = int(status.split("SigBlk:")[1].split()[0], 16)
     return masks
 

@@ -1,118 +1,169 @@
-"""tools.models.capacity: each stage's arithmetic by hand, the verdict and exit codes, and docs/CAPACITY.md in sync.
+"""tools.models.capacity: each stage's arithmetic by hand, the verdict, the JSON schema and exit codes, the
+scale profile as the model sizes it, and the docs in sync with the tools.
 
-AWS figures used below (the module cites each page): API Gateway 10,000 rps / 5,000 burst per account
-and Region; Lambda 1,000 concurrent executions, 10 x that in invocations/s, 100 kept unreserved; SQS
-~120,000 messages in flight per standard queue, <= 10 per receive; a provisioned poller <= 10 polls/s,
-1 MB/s, 10 concurrent invokes; S3 3,500 PUT/s per (fresh) prefix.
+AWS figures used below (the module cites each page): API Gateway 10,000 rps per account and Region for REST
+and HTTP APIs, burst 5,000 set by AWS; Lambda 1,000 concurrent executions, 10 x that in invocations/s, 100
+kept unreserved, ~10 requests/s per environment; SQS ~120,000 messages in flight per standard queue, <= 10
+per receive; a provisioned poller <= 10 polls/s, 1 MB/s, 10 concurrent invokes; S3 3,500 PUT/s per (fresh)
+prefix; Lambda's 6 MB invoke payload.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from infra.config import PipelineConfig
-from tools.models import capacity, cost
+from infra.config import PROFILES, SQS_IN_FLIGHT_DEFAULT_QUOTA, PipelineConfig
+from tools.models import capacity, capacity_doc, cost
+from tools.models.assumptions import MEASURED, Assumptions
+from tools.models.flow import Load, flow_of, load_of
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "CAPACITY.md"
+ROOT = Path(__file__).resolve().parents[2]
+DOC = ROOT / "docs" / "CAPACITY.md"
 # Explicit durations so the hand computations do not move when the measured defaults are refreshed.
-ASSUME = cost.Assumptions(ingest_ms=10.0, consumer_ms_payload_mode=200.0, consumer_ms_batch_mode=50.0)
+ASSUME = Assumptions(ingest_ms=10.0, consumer_ms=200.0)
+SEED = ["--rpm", "1000000", "--payloads", "10", "--payload-bytes", "1024"]
 
 
 def assess(rpm: float, *, payloads: int = 10, failure_rate: float = 0.0, **knobs: Any) -> capacity.Assessment:
-    load = capacity.Load(rpm, payloads, 1_000, failure_rate, message_bytes=1_000)
+    load = Load(rpm, payloads, 1_000, failure_rate)
     return capacity.assess(PipelineConfig(**knobs), load, ASSUME)
 
 
-def check(assessment: capacity.Assessment, stage: str, starts: str) -> capacity.Check:
-    [found] = [c for c in assessment.checks if c.stage == stage and c.item.startswith(starts)]
+def stage(stage_function: Any, rpm: float, **knobs: Any) -> list[capacity.Check]:
+    """One stage function's checks, alone."""
+    config, load = PipelineConfig(**knobs), Load(rpm, 10, 1_000)
+    return list(stage_function(config, load, flow_of(config, load, ASSUME)))
+
+
+def check(checks: capacity.Assessment | list[capacity.Check], stage_name: str, starts: str) -> capacity.Check:
+    rows = checks.checks if isinstance(checks, capacity.Assessment) else checks
+    [found] = [c for c in rows if c.stage == stage_name and c.item.startswith(starts)]
     return found
 
 
-# --- API Gateway ----------------------------------------------------------------------------------
+def seed_json(capsys: pytest.CaptureFixture[str], **environ: str) -> tuple[int, dict[str, Any]]:
+    code = capacity.main([*SEED, "--format", "json"], environ=environ)
+    return code, json.loads(capsys.readouterr().out)
 
 
-def test_api_gateway_account_throttle_is_a_quota_and_the_key_throttle_is_config() -> None:
+def test_the_assessment_is_the_concatenation_of_the_stages() -> None:
+    config, load = PipelineConfig(), Load(60_000, 10, 1_000)
+    shaped = flow_of(config, load, ASSUME)
+    expected = [c for stage_function in capacity.STAGES for c in stage_function(config, load, shaped)]
+    assert capacity.assess(config, load, ASSUME).checks == expected
+
+
+# --- HTTP contract ------------------------------------------------------------------------------------------
+def test_a_request_the_ingest_refuses_is_not_carried() -> None:
+    rows = stage(capacity.http_contract_checks, 60, MAX_PAYLOADS=5)
+    assert check(rows, "HTTP contract", "payloads per request").status == capacity.FAIL
+    assert check(rows, "HTTP contract", "request body").need == len(capacity.COLLECTION_JSON) + 10 * 1_001 - 1
+
+
+# --- the front door, by kind --------------------------------------------------------------------------------
+def test_rest_account_throttle_is_a_quota_and_the_key_throttle_is_config() -> None:
     # Given 1.2 M requests/min = 20,000 rps against the default key throttle of 1,000 rps
-    result = assess(1_200_000)
-    account = check(result, "API Gateway", "account throttle")
-    key = check(result, "API Gateway", "per-key")
+    rows = stage(capacity.front_door_checks, 1_200_000)
+    account = check(rows, "API Gateway", "account throttle")
+    key = check(rows, "API Gateway", "per-key")
     # Then the account's 10,000 rps needs a quota increase (to 20,000 x 1.2), the key's 1,000 is a ✗
     assert (account.need, account.limit, account.status, account.request) == (20_000, 10_000, capacity.QUOTA, 24_000)
     assert (key.need, key.limit, key.status) == (20_000, 1_000, capacity.FAIL)
 
 
-def test_account_burst_must_cover_the_configured_burst() -> None:
-    assert check(assess(60), "API Gateway", "account burst").status == capacity.OK  # 2,000 <= 5,000
-    burst = check(
-        assess(60, THROTTLE_BURST_LIMIT=8_000, STAGE_THROTTLE_BURST_LIMIT=8_000), "API Gateway", "account burst"
+def test_a_burst_above_the_accounts_is_a_hard_limit_not_a_quota_to_request() -> None:
+    assert check(stage(capacity.front_door_checks, 60), "API Gateway", "account burst").status == capacity.OK
+    rows = stage(capacity.front_door_checks, 60, THROTTLE_BURST_LIMIT=8_000, STAGE_THROTTLE_BURST_LIMIT=8_000)
+    burst = check(rows, "API Gateway", "account burst")
+    assert (burst.need, burst.kind, burst.status) == (8_000, "hard", capacity.FAIL)
+    assert "apigw-burst" not in capacity.QUOTAS  # AWS sets it from the rate quota; no one can request it
+
+
+def test_without_api_keys_the_rest_stage_throttle_is_throttle_rate_limit() -> None:
+    rows = stage(capacity.front_door_checks, 120_000, REQUIRE_API_KEY=False, THROTTLE_RATE_LIMIT=1_500)  # 2,000 rps
+    stage_row = check(rows, "API Gateway", "stage throttle")
+    assert (stage_row.need, stage_row.limit, stage_row.source, stage_row.status) == (
+        2_000,
+        1_500,
+        "THROTTLE_RATE_LIMIT",
+        capacity.FAIL,
     )
-    assert (burst.need, burst.status, burst.request) == (8_000, capacity.QUOTA, 10_000)  # 8,000 x 1.2, rounded up
+    assert not [c for c in rows if c.item.startswith("per-key")]
 
 
-def test_without_api_keys_the_stage_throttle_is_judged() -> None:
-    result = assess(120_000, REQUIRE_API_KEY=False, THROTTLE_RATE_LIMIT=1_500)  # 2,000 rps
-    stage = check(result, "API Gateway", "stage throttle")
-    assert (stage.need, stage.limit, stage.status) == (2_000, 1_500, capacity.FAIL)
-    assert not [c for c in result.checks if c.item.startswith("per-key")]
+def test_the_http_api_judges_its_stage_and_route_throttles_and_shares_the_account_quota() -> None:
+    knobs = dict(API_KIND="http", DEVICE_AUTH="on", THROTTLE_RATE_LIMIT=1_500, STAGE_THROTTLE_RATE_LIMIT=5_000)
+    rows = stage(capacity.front_door_checks, 120_000, **knobs)  # 2,000 rps
+    assert check(rows, "API Gateway", "HTTP API stage throttle").status == capacity.OK
+    route = check(rows, "API Gateway", "HTTP API payloads route")
+    assert (route.limit, route.source, route.status) == (1_500, "THROTTLE_RATE_LIMIT", capacity.FAIL)
+    assert check(rows, "API Gateway", "account throttle (REST and HTTP APIs)").quota == "apigw-rate"
+    assert not [c for c in rows if c.item.startswith("per-key")]  # no API keys on an HTTP API
 
 
-# --- Lambda ---------------------------------------------------------------------------------------
-
-
+# --- Lambda -------------------------------------------------------------------------------------------------
 def test_ingest_concurrency_is_rate_times_duration() -> None:
     # 60,000 requests/min = 1,000 rps x 10 ms = 10 concurrent executions
-    assert check(assess(60_000), "Ingest Lambda", "concurrency").need == pytest.approx(10)
+    assert check(stage(capacity.ingest_checks, 60_000), "Ingest Lambda", "concurrency").need == pytest.approx(10)
 
 
-def test_account_concurrency_holds_ingest_reserved_and_the_unreserved_100() -> None:
-    # 1,000 rps x 10 ms = 10, + MAX_WORKERS 950 reserved + 100 unreserved = 1,060 > 1,000
-    account = check(assess(60_000, MAX_WORKERS=950), "Lambda account", "concurrency")
-    assert account.need == pytest.approx(1_060)
-    assert account.status == capacity.QUOTA
-    assert check(assess(60_000, MAX_WORKERS=800), "Lambda account", "concurrency").status == capacity.OK
+def test_the_ingests_reservation_must_hold_a_slow_send_and_ten_requests_per_environment() -> None:
+    # 1,000 rps; CPU (bench P1) x 1769/512; SendMessageBatch slowed to 100 ms: ~102 executions
+    config, load = PipelineConfig(INGEST_RESERVED_CONCURRENCY=150), Load(60_000, 10, 1_000)
+    shaped = flow_of(config, load, Assumptions(slow_sqs_send_ms=100))
+    rows = capacity.ingest_checks(config, load, shaped)
+    slow = check(rows, "Ingest Lambda", "reserved concurrency holds a slow")
+    cpu = MEASURED.ingest_cpu_ms * 1769 / 512
+    assert (slow.need, slow.limit, slow.status) == (pytest.approx(1_000 * (cpu + 100) / 1000), 150, "✓")
+    assert "up to 148 ms" in slow.note  # 150 executions / 1,000 rps = 150 ms, less the CPU
+    per_environment = check(rows, "Ingest Lambda", "reserved concurrency x 10")
+    assert (per_environment.need, per_environment.limit) == (1_000, 1_500)
+    small = capacity.ingest_checks(PipelineConfig(INGEST_RESERVED_CONCURRENCY=90), load, shaped)
+    assert {c.status for c in small if "reserved" in c.item} == {capacity.FAIL}
+
+
+def test_the_account_holds_the_ingest_the_consumers_worst_case_and_the_unreserved_100() -> None:
+    # 1,000 rps x 10 ms = 10 (+20 %) + MAX_WORKERS 950 reserved + 100 unreserved = 1,062 > 1,000
+    account = check(stage(capacity.lambda_account_checks, 60_000, MAX_WORKERS=950), "Lambda account", "concurrency")
+    assert (account.need, account.status) == (pytest.approx(1_062), capacity.QUOTA)
+    assert check(stage(capacity.lambda_account_checks, 60_000, MAX_WORKERS=800), "Lambda account", "conc").ok
+
+
+def test_an_unreserved_consumer_counts_at_what_its_pollers_can_drive() -> None:
+    # Given provisioned pollers and no reservation: an S3 slowdown lets the consumer take 10 x MAX_POLLERS
+    knobs = dict(OBJECT_MODE="batch", PROVISIONED_POLLERS=True, MAX_POLLERS=150, RESERVED_CONCURRENCY="off")
+    account = check(stage(capacity.lambda_account_checks, 60_000, **knobs), "Lambda account", "concurrency")
+    # Then the account must hold 12 + 1,500 + 100, or the consumer can starve the ingest
+    assert account.need == pytest.approx(12 + 1_500 + 100)
+    assert "worst case 1,500 (unreserved)" in account.item
+    # With the ingest reserved, its reservation counts instead of its need
+    reserved = stage(capacity.lambda_account_checks, 60_000, INGEST_RESERVED_CONCURRENCY=200, **knobs)
+    assert check(reserved, "Lambda account", "concurrency").need == 200 + 1_500 + 100
 
 
 def test_invocation_rate_is_capped_at_ten_times_the_concurrency_quota() -> None:
     # 12,000 rps + 120,000 messages/s / 100 per batch = 13,200 invocations/s > 10 x 1,000
-    invocations = check(assess(720_000), "Lambda account", "invocations")
+    invocations = check(stage(capacity.lambda_account_checks, 720_000), "Lambda account", "invocations")
     assert (invocations.need, invocations.limit) == (pytest.approx(13_200), 10_000)
-    assert invocations.status == capacity.QUOTA
-    assert invocations.request >= 13_200 / 10  # the concurrency quota that lifts it
+    assert invocations.status == capacity.QUOTA and invocations.request >= 13_200 * 1.2 / 10
 
 
-def test_without_a_reservation_the_account_holds_the_consumers_actual_concurrency() -> None:
-    load = capacity.Load(60_000, 10, 1_000, message_bytes=1_000)
-    # 1,000 rps x 10 ms + 100 batches/s x 200 ms x 1.2 + 100 = 10 + 24 + 100
-    off = capacity.assess(PipelineConfig(RESERVED_CONCURRENCY="off", MAX_WORKERS=950), load, ASSUME)
-    assert check(off, "Lambda account", "concurrency").need == pytest.approx(134)
-    on = capacity.assess(PipelineConfig(MAX_WORKERS=950), load, ASSUME)
-    assert check(on, "Lambda account", "concurrency").need == pytest.approx(1_060)
-
-
-def test_a_stage_throttle_knob_is_judged_with_its_name() -> None:
-    load = capacity.Load(600_000, 10, 1_000, message_bytes=1_000)  # 10,000 rps
-    stage = check(capacity.assess(PipelineConfig(), load, ASSUME), "API Gateway", "stage throttle")
-    assert (stage.need, stage.limit, stage.source, stage.status) == (
-        10_000,
-        5_000,
-        "STAGE_THROTTLE_RATE_LIMIT",
-        capacity.FAIL,
+# --- SQS ----------------------------------------------------------------------------------------------------
+def test_in_flight_is_judged_against_the_quota_and_the_alarm() -> None:
+    # 6,000 messages/s x (0.5 + 0.2) s + 1 % failing held 10 s
+    rows = capacity.sqs_checks(
+        PipelineConfig(),
+        load := Load(36_000, 10, 1_000, 0.01),
+        flow_of(PipelineConfig(), load, ASSUME),
     )
-
-
-# --- SQS ------------------------------------------------------------------------------------------
-
-
-def test_in_flight_is_batching_plus_processing_plus_failures_times_their_retry_delay() -> None:
-    # Given 6,000 messages/s, standard mode (a batch fills for the whole 1 s window), payload mode 200 ms,
-    # and 1 % failing once: a failed record is back after its first retry delay, RETRY_BASE_SECONDS = 10 s
-    in_flight = check(assess(36_000, failure_rate=0.01), "SQS", "in flight")
-    # Then 6,000 x (0.5 + 0.2) + 6,000 x 0.01 x 10
+    in_flight = check(rows, "SQS", "in flight")
     assert in_flight.need == pytest.approx(6_000 * 0.7 + 6_000 * 0.01 * 10)
     assert in_flight.limit == 120_000 and in_flight.source.startswith("SQS_IN_FLIGHT_LIMIT")
+    assert check(rows, "SQS", "in-flight alarm").limit == 96_000
 
 
 def test_a_failure_rate_that_overfills_the_in_flight_cap_is_not_carried() -> None:
@@ -124,97 +175,156 @@ def test_a_failure_rate_that_overfills_the_in_flight_cap_is_not_carried() -> Non
     assert result.exit_code == 1
 
 
-# --- event source mapping and consumer ------------------------------------------------------------
+def test_a_granted_in_flight_quota_is_a_support_case() -> None:
+    raised = assess(60_000, SQS_IN_FLIGHT_LIMIT=240_000)
+    assert raised.quota_increases["sqs-in-flight"] == 240_000
+    assert capacity.QUOTA_VIA["sqs-in-flight"] == "support-case"
+    assert "sqs-in-flight" not in assess(60_000).quota_increases
 
 
+# --- event source mapping and consumer ----------------------------------------------------------------------
 def test_standard_mode_carries_max_workers_times_batch_over_duration() -> None:
-    # batch mode: 10 workers x 100 messages / 50 ms = 20,000 messages/s
-    esm = check(assess(60_000, OBJECT_MODE="batch"), "Event source mapping", "messages/s")
-    assert esm.limit == pytest.approx(20_000)
+    # 10 workers x 100 messages / 200 ms = 5,000 messages/s
+    rows = stage(capacity.event_source_checks, 60_000)
+    assert check(rows, "Event source mapping", "messages/s").limit == pytest.approx(5_000)
 
 
 def test_provisioned_pollers_are_bounded_by_ten_polls_of_ten_messages() -> None:
-    # 1,000 B messages: 1 MB/s would allow 1,000/s, 10 invokes x 100 / 50 ms = 20,000/s; 10 polls x 10 = 100/s binds
-    esm = check(
-        assess(60_000, OBJECT_MODE="batch", PROVISIONED_POLLERS=True, MIN_POLLERS=2, MAX_POLLERS=10),
-        "Event source mapping",
-        "messages/s",
-    )
-    assert esm.limit == pytest.approx(10 * 100)
-    assert esm.status == capacity.FAIL  # 10,000 messages/s need 100 pollers
-    assert esm.note == "100 pollers needed"
+    # 1,000 B messages: 1 MB/s would allow 1,000/s, 10 invokes x 100 / 200 ms = 5,000/s; 10 polls x 10 = 100/s binds
+    knobs = dict(OBJECT_MODE="batch", PROVISIONED_POLLERS=True, MIN_POLLERS=2, MAX_POLLERS=10)
+    esm = check(stage(capacity.event_source_checks, 60_000, **knobs), "Event source mapping", "messages/s")
+    assert (esm.limit, esm.status, esm.note) == (pytest.approx(10 * 100), capacity.FAIL, "100 pollers needed")
 
 
-def test_provisioned_batches_close_at_the_window_when_pollers_outnumber_the_load() -> None:
-    # 3,000 messages/s over (at least) 200 pollers: 15 messages/s each, so a 1 s window closes batches of 15
-    result = assess(18_000, OBJECT_MODE="batch", PROVISIONED_POLLERS=True, MIN_POLLERS=200, MAX_POLLERS=300)
-    assert result.figures["batch"] == pytest.approx(15)
-    assert result.figures["batches_per_s"] == pytest.approx(200)
+def test_a_batch_above_6_mb_is_a_named_risk() -> None:
+    # 100 KB messages take ~108.5 KB each in the event (escaped body + the record's fields): BATCH_SIZE 100 would
+    # be ~10.9 MB; the mapping closes batches at 6 MB instead, 55 records
+    config = PipelineConfig(MAX_PAYLOAD_BYTES=200_000, MAX_BODY_BYTES=2_000_000)
+    load = Load(600, 10, 100_000)
+    rows = capacity.event_source_checks(config, load, flow_of(config, load, ASSUME))
+    event = check(rows, "Event source mapping", "one invocation's event")
+    assert event.status == capacity.WARN and event.need > 6_000_000
+    assert "batches close at 55 records" in event.note
+
+
+def test_the_batch_fill_time_is_the_latency_a_payload_adds() -> None:
+    rows = stage(capacity.event_source_checks, 60_000)  # standard mode: a full batch over the 1 s window
+    fill = check(rows, "Event source mapping", "a batch of 100 messages")
+    assert (fill.need, fill.limit, fill.kind) == (1.0, 1, "info")
+    assert "waits up to 1.2 s" in fill.note  # 1 s + 200 ms
 
 
 def test_consumer_concurrency_is_batches_per_second_times_duration() -> None:
     # 10,000 messages/s / 100 = 100 batches/s x 200 ms = 20 executions against MAX_WORKERS 10
-    consumer = check(assess(60_000), "Consumer Lambda", "concurrency")
+    consumer = check(stage(capacity.consumer_checks, 60_000), "Consumer Lambda", "concurrency")
     assert (consumer.need, consumer.limit, consumer.status) == (pytest.approx(20), 10, capacity.FAIL)
 
 
-# --- S3 -------------------------------------------------------------------------------------------
-
-
+# --- S3 and the backlog -------------------------------------------------------------------------------------
 def test_payload_mode_above_a_fresh_prefix_rate_is_not_carried_and_says_use_batch_mode() -> None:
     # 30,000 requests/min x 10 = 5,000 payloads/s = 5,000 PUT/s > 3,500 in one fresh hour= prefix
-    result = assess(30_000, MAX_WORKERS=100)
-    payload = check(result, "S3", "PUT/s into a fresh hour= prefix, OBJECT_MODE=payload")
-    batch = check(result, "S3", "PUT/s into a fresh hour= prefix, OBJECT_MODE=batch")
+    rows = stage(capacity.s3_checks, 30_000)
+    payload = check(rows, "S3", "PUT/s into a fresh hour= prefix, OBJECT_MODE=payload")
+    batch = check(rows, "S3", "PUT/s into a fresh hour= prefix, OBJECT_MODE=batch")
     assert (payload.need, payload.status) == (pytest.approx(5_000), capacity.FAIL)
     assert "use OBJECT_MODE=batch" in payload.note and "21,000 requests/min" in payload.note
-    # batch mode is shown, not judged, while payload mode is configured: 5,000 / 100 = 50 PUT/s
-    assert (batch.need, batch.kind) == (pytest.approx(50), "info")
-
-
-def test_payload_mode_carries_loads_below_the_prefix_rate() -> None:
-    assert capacity.payload_mode_max_rpm(10) == 21_000  # 3,500 PUT/s / 10 payloads x 60
-    result = assess(20_000, MAX_WORKERS=50)  # 3,333 PUT/s
-    assert check(result, "S3", "PUT/s into a fresh hour= prefix, OBJECT_MODE=payload").status == capacity.OK
-
-
-# --- backlog --------------------------------------------------------------------------------------
+    assert (batch.need, batch.kind) == (pytest.approx(50), "info")  # shown, not judged
+    assert capacity.payload_mode_max_rpm(10) == 21_000
 
 
 def test_max_queue_backlog_drains_at_the_spare_capacity() -> None:
-    # batch mode, 10 workers: 20,000 messages/s capacity; load 10,000/s; MAX_QUEUE 1 M plus one 5 s check
-    # interval of overshoot (50,000) drains in 1,050,000 / 10,000 = 105 s
-    drain = check(assess(60_000, OBJECT_MODE="batch", MAX_QUEUE=1_000_000), "Backlog", "drain")
-    assert drain.need == pytest.approx(105)
+    # batch mode, 10 workers x 100 / 200 ms = 5,000 messages/s; load 1,000/s; MAX_QUEUE 1 M plus one 5 s check
+    # interval of overshoot (5,000) drains in 1,005,000 / 4,000 s
+    drain = check(stage(capacity.backlog_checks, 6_000, OBJECT_MODE="batch", MAX_QUEUE=1_000_000), "Backlog", "drain")
+    assert drain.need == pytest.approx(1_005_000 / 4_000)
     assert drain.limit == 4 * 86_400 and drain.status == capacity.OK
 
 
 def test_without_max_queue_a_backlog_is_a_named_risk_or_a_failure() -> None:
-    backlog = check(assess(600, MAX_WORKERS=10), "Backlog", "MAX_QUEUE off")
-    assert backlog.status == capacity.WARN and "set MAX_QUEUE" in backlog.note
-    # a consumer slower than the load grows the backlog until payloads expire
-    assert check(assess(600_000), "Backlog", "MAX_QUEUE off").status == capacity.FAIL
+    assert check(stage(capacity.backlog_checks, 600), "Backlog", "MAX_QUEUE off").status == capacity.WARN
+    assert check(stage(capacity.backlog_checks, 600_000), "Backlog", "MAX_QUEUE off").status == capacity.FAIL
 
 
-# --- verdict and the command ----------------------------------------------------------------------
+def test_the_binding_stage_is_one_whose_need_grows_with_the_load() -> None:
+    binding = assess(600).binding
+    assert "burst" not in binding.item and binding.scales
 
 
+# --- the command: text, JSON, markdown, exit codes ----------------------------------------------------------
 def test_dev_profile_fails_the_seed_load_naming_the_binding_stage(capsys: pytest.CaptureFixture[str]) -> None:
-    code = capacity.main(["--rpm", "1000000", "--payloads", "10", "--payload-bytes", "1024"], environ={})
+    code = capacity.main(SEED, environ={})
     printed = capsys.readouterr().out
     assert code == 1
     assert "binding stage: S3, PUT/s into a fresh hour= prefix, OBJECT_MODE=payload" in printed
     assert "NOT carried by this configuration" in printed and "THROTTLE_RATE_LIMIT" in printed
 
 
-def test_scale_profile_carries_the_seed_load_after_quota_increases(capsys: pytest.CaptureFixture[str]) -> None:
-    code = capacity.main(
-        ["--rpm", "1000000", "--payloads", "10", "--payload-bytes", "1024"], environ={"PROFILE": "scale"}
-    )
-    printed = capsys.readouterr().out
-    assert code == 0
-    assert "API Gateway: Throttle rate" in printed and "Lambda: Concurrent executions" in printed
-    assert "monthly cost" in printed and "payload storage (30-day expiry)" in printed
+def test_the_seed_load_on_the_scale_profile_as_json(capsys: pytest.CaptureFixture[str]) -> None:
+    # issue 18's "done when": carried, no support case, a priced pollers line, <= $0.20 per million (HTTP API)
+    code, document = seed_json(capsys, PROFILE="scale")
+    assert code == 0 and document["carried"] is True and document["exit_code"] == 0
+    assert document["api_kind"] == "http" and document["profile"] == "scale"
+    assert [q["via"] for q in document["quota_increases"]] == ["service-quotas", "service-quotas"]
+    assert {q["quota"]: q["figure"] for q in document["quota_increases"]} == {
+        "apigw-rate": 20_000,
+        "lambda-concurrency": 5_000,
+    }
+    [pollers] = [line for line in document["cost"]["lines"] if line["service"] == "Lambda pollers"]
+    assert pollers["usd_per_month"] > 1_000
+    assert document["usd_per_million_payloads"] <= 0.20
+    assert round(document["usd_per_million_payloads"], 3) == 0.193  # drifts only with a model or price change
+
+
+@pytest.mark.parametrize("device_auth", ["off", "on"])
+def test_the_seed_load_with_the_rest_front_door(capsys: pytest.CaptureFixture[str], device_auth: str) -> None:
+    code, document = seed_json(capsys, PROFILE="scale", API_KIND="rest", DEVICE_AUTH=device_auth)
+    assert code == 0 and document["carried"] is True
+    assert "support-case" not in [q["via"] for q in document["quota_increases"]]
+    assert document["usd_per_million_payloads"] <= 0.30
+    assert round(document["usd_per_million_payloads"], 2) == 0.30  # 0.296 and 0.297: drifts only with a change
+
+
+def test_the_json_schema(capsys: pytest.CaptureFixture[str]) -> None:
+    _, document = seed_json(capsys, PROFILE="scale")
+    assert set(document) == {
+        "schema",
+        "profile",
+        "api_kind",
+        "object_mode",
+        "load",
+        "carried",
+        "exit_code",
+        "binding",
+        "binding_check",
+        "checks",
+        "quota_increases",
+        "cost",
+        "payloads_per_month",
+        "usd_per_million_payloads",
+        "flow",
+        "lake",
+    }
+    assert document["schema"] == 1
+    assert document["binding"] == document["binding_check"]["stage"] == "Lambda account"
+    check_fields = {"stage", "item", "status", "kind", "need", "limit", "unit", "source", "quota", "note"}
+    assert all(set(row) == check_fields for row in document["checks"])
+    assert {row["kind"] for row in document["checks"]} <= {"config", "quota", "hard", "info"}
+    assert all(set(q) == {"quota", "name", "figure", "via"} for q in document["quota_increases"])
+    line_fields = {"service", "item", "quantity", "unit", "usd_per_month"}
+    assert all(set(line) == line_fields for line in document["cost"]["lines"])
+    total = sum(line["usd_per_month"] for line in document["cost"]["lines"])
+    assert document["cost"]["total_usd_per_month"] == pytest.approx(total)
+    assert document["payloads_per_month"] == pytest.approx(432_000_000_000)
+    assert document["usd_per_million_payloads"] == pytest.approx(total / 432_000)
+    # JSON has no infinity: an unbounded limit is null
+    assert None in [row["limit"] for row in document["checks"]]
+    assert set(document["lake"]) == {
+        "compaction_usd_per_month",
+        "compacted_objects_per_hour",
+        "athena_tb_per_run",
+        "query_usd",
+    }
+    assert set(document["flow"]) >= {"messages_per_request", "pollers", "batch_payloads", "in_flight", "latency_s"}
 
 
 def test_a_knob_overrides_the_profile_in_the_verdict(capsys: pytest.CaptureFixture[str]) -> None:
@@ -227,8 +337,12 @@ def test_a_knob_overrides_the_profile_in_the_verdict(capsys: pytest.CaptureFixtu
     ("argv", "environ"),
     [
         (["--rpm", "-5"], {}),
+        (["--rpm", "nan"], {}),
+        (["--rpm", "1000", "--payload-bytes", "1"], {}),
+        (["--rpm", "inf"], {}),
         (["--rpm", "1000", "--failure-rate", "1.5"], {}),
         (["--payloads", "10"], {}),
+        (["--rpm", "1000", "--format", "yaml"], {}),
         (["--rpm", "1000"], {"PROFILE": "huge"}),
         (["--rpm", "1000"], {"MAX_WORKERS": "many"}),
     ],
@@ -237,60 +351,87 @@ def test_bad_arguments_or_knobs_exit_2(
     argv: list[str], environ: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert capacity.main(argv, environ=environ) == 2
-    assert capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert captured.err and not captured.out
 
 
-def test_the_scale_profile_is_what_the_model_sizes_for_the_seed_load() -> None:
-    # Given the seed load and the scale profile
-    load = capacity.load_of(*capacity.SEED)
-    result = capacity.assess(capacity.resolve_config({"PROFILE": "scale"}), load)
-    # Then MAX_POLLERS is the pollers the per-poller limit needs, +20 % (within AWS's 2,000)
-    needed = load.messages_per_second / result.figures["poller_receive"]
-    assert result.config.MAX_POLLERS == min(2_000, round(needed * capacity.HEADROOM))
-    # and MAX_QUEUE drains within an hour at the spare capacity
-    assert check(result, "Backlog", "drain").need < 3_600
-
-
-def test_committed_capacity_doc_is_the_tools_output() -> None:
-    assert DOC.read_text() == capacity.render_markdown(), (
-        "docs/CAPACITY.md is stale: python -m tools.models.capacity --markdown > docs/CAPACITY.md"
+def test_markdown_is_the_committed_doc_and_the_old_flag_still_works(capsys: pytest.CaptureFixture[str]) -> None:
+    assert capacity.main(["--format", "markdown"]) == 0
+    by_format = capsys.readouterr().out
+    assert capacity.main(["--markdown"]) == 0
+    assert capsys.readouterr().out == by_format
+    assert DOC.read_text() == by_format == capacity_doc.render_markdown(), (
+        "docs/CAPACITY.md is stale: python -m tools.models.capacity --format markdown > docs/CAPACITY.md"
     )
 
 
-def test_the_binding_stage_is_one_whose_need_grows_with_the_load() -> None:
-    # At 10 rps nothing is close; the fixed 2,000 burst (of 5,000) must not be named as binding
-    binding = assess(600).binding
-    assert "burst" not in binding.item and binding.scales
+# --- the scale profile, as the model sizes it ---------------------------------------------------------------
+@pytest.fixture(scope="module")
+def scale() -> capacity.Assessment:
+    return capacity.assess(capacity.resolve_config({"PROFILE": "scale"}), load_of(*capacity.SEED))
+
+
+def test_the_scale_profile_packs_pollers_and_reservations_as_the_model_sizes_them(scale: capacity.Assessment) -> None:
+    config, shaped = scale.config, scale.flow
+    assert config.MESSAGE_TARGET_BYTES == 65_536 and shaped.layout.messages_per_request == 1
+    assert config.MAX_POLLERS == capacity.pollers_for(shaped) <= 2_000  # what CloudFormation deploys
+    assert config.INGEST_RESERVED_CONCURRENCY == capacity.ingest_reservation_for(shaped)
+    assert config.RESERVED_CONCURRENCY == "on" and config.consumer_reserved_concurrency == 10 * config.MAX_POLLERS
+
+
+def test_the_scale_profiles_batch_objects_are_sized_for_s3(scale: capacity.Assessment) -> None:
+    shaped = scale.flow
+    assert shaped.payloads_per_object >= 1_000  # issue 18 §2
+    [put] = [line for line in scale.lines if line.service == "S3" and line.item.startswith("PUT")]
+    assert put.usd <= 2_500
+    assert scale.config.BATCH_SIZE * shaped.record_bytes <= 6_000_000  # one invocation's event, records counted
+    assert shaped.fill_s < scale.config.MAX_BATCHING_WINDOW_SECONDS  # batches close full at the seed load
+
+
+def test_the_scale_profile_stays_under_the_in_flight_alarm_of_the_default_quota(scale: capacity.Assessment) -> None:
+    assert scale.config.SQS_IN_FLIGHT_LIMIT == SQS_IN_FLIGHT_DEFAULT_QUOTA
+    assert "SQS_IN_FLIGHT_LIMIT" not in PROFILES["scale"]
+    assert scale.flow.in_flight_ok < scale.config.in_flight_alarm_threshold
+    assert "sqs-in-flight" not in scale.quota_increases
+
+
+def test_the_scale_profile_keeps_the_ingest_safe_from_the_consumer(scale: capacity.Assessment) -> None:
+    # the quota requested holds the ingest's reservation, the consumer's worst case and the 100 unreserved
+    config = scale.config
+    assert scale.quota_increases["lambda-concurrency"] >= (
+        config.INGEST_RESERVED_CONCURRENCY + 10 * config.MAX_POLLERS + 100
+    )
+    assert check(scale, "Ingest Lambda", "reserved concurrency holds a slow").ok
+
+
+def test_the_dev_profile_is_unchanged_by_the_scale_work() -> None:
+    assert PROFILES["dev"] == {}
+    dev = capacity.resolve_config({"PROFILE": "dev"})
+    assert (dev.MESSAGE_TARGET_BYTES, dev.API_KIND, dev.OBJECT_MODE, dev.LOG_LEVEL) == (0, "rest", "payload", "INFO")
 
 
 def test_dev_carries_payload_mode_up_to_the_fresh_prefix_rate() -> None:
-    # dev's 10 workers take 4,274 payloads/s, so S3's 3,500 PUT/s (21,000 requests/min x 10) binds first
     ceiling = capacity.max_carried_rpm(capacity.resolve_config({}), 10, 1024)
-    assert 21_000 * 0.99 <= ceiling <= 21_000
+    assert 21_000 * 0.97 <= ceiling <= 21_000
 
 
-def test_the_in_flight_alarm_must_stay_quiet_when_nothing_fails() -> None:
-    # Given 1M requests/min x 10 in batch mode with provisioned pollers: ~93,000 in flight with no failures
-    scale = dict(
-        OBJECT_MODE="batch",
-        PROVISIONED_POLLERS=True,
-        MIN_POLLERS=200,
-        MAX_POLLERS=2_000,
-        CONSUMER_TIMEOUT_SECONDS=10,
-        THROTTLE_RATE_LIMIT=20_000,
-        THROTTLE_BURST_LIMIT=10_000,
-        STAGE_THROTTLE_RATE_LIMIT=20_000,
-        STAGE_THROTTLE_BURST_LIMIT=10_000,
-        MAX_QUEUE=100_000_000,
-    )
-    # When the queue has the default ~120,000 quota, the alarm (80 %: 96,000) sits just above normal operation
-    quiet = check(assess(1_000_000, **scale), "SQS", "in-flight alarm")
-    assert (quiet.limit, quiet.status) == (96_000, capacity.OK) and quiet.need > 90_000
-    # And a load 5 % higher would page in normal operation: a configuration failure, named
-    louder = assess(1_050_000, **scale)
-    assert check(louder, "SQS", "in-flight alarm").status == capacity.FAIL
-    # Then a granted quota of 240,000 (SQS_IN_FLIGHT_LIMIT) moves the alarm and is listed as a support request
-    raised = assess(1_000_000, SQS_IN_FLIGHT_LIMIT=240_000, **scale)
-    assert check(raised, "SQS", "in-flight alarm").limit == 192_000
-    assert raised.quota_increases["sqs-in-flight"] == 240_000
-    assert "sqs-in-flight" not in assess(1_000_000, **scale).quota_increases
+# --- the docs quote the tools -------------------------------------------------------------------------------
+def _cost_per_million(environ: dict[str, str], object_mode: str) -> float:
+    config = PipelineConfig.resolve({}, environ={**environ, "OBJECT_MODE": object_mode})
+    load = load_of(*capacity.SEED)
+    lines = cost.monthly_lines(config, load)
+    return cost.total(lines) / load.payloads_per_month * 1e6
+
+
+@pytest.mark.parametrize("doc", ["docs/PERFORMANCE.md", "README.md"])
+def test_the_cost_figures_in_the_docs_are_the_tools(doc: str) -> None:
+    text = (ROOT / doc).read_text()
+    rest = {"PROFILE": "scale", "API_KIND": "rest", "DEVICE_AUTH": "off"}
+    figures = {  # per million payloads at the seed load: the scale profile to the tenth of a cent
+        "scale, HTTP API": f"${_cost_per_million({'PROFILE': 'scale'}, 'batch'):.3f}",
+        "scale, REST": f"${_cost_per_million(rest, 'batch'):.3f}",
+        "dev, payload mode": f"${_cost_per_million({}, 'payload'):.2f}",
+        "dev, batch mode": f"${_cost_per_million({}, 'batch'):.2f}",
+    }
+    for name, quoted in figures.items():
+        assert quoted in text, f"{doc} should quote {name}: {quoted} per million payloads"

@@ -221,7 +221,7 @@ def test_a_healthy_account_passes_every_check_and_exits_0() -> None:
 
 
 def test_the_scale_profile_in_a_default_account_names_the_quotas_the_model_asks_for() -> None:
-    # Given PROFILE=scale (nothing reserved) in an account with AWS's default quotas
+    # Given PROFILE=scale (both functions reserved) in an account with AWS's default quotas
     code, lines = run_preflight(Account(), PROFILE="scale")
     # Then the capacity model carries the seed load only after increases, and preflight names each one
     wanted = model(1_000_000, PROFILE="scale").quota_increases
@@ -235,16 +235,19 @@ def test_the_scale_profile_in_a_default_account_names_the_quotas_the_model_asks_
         f"increase it lists). Fix: request a quota of at least {lambda_quota:,} "
         '(Service Quotas console > AWS services > AWS Lambda > "Concurrent executions").'
     )
-    # RESERVED_CONCURRENCY=off: no reservation can block the deploy, but the load's need is still checked
-    assert line(lines, "Lambda reservations").startswith("✓ Lambda reservations: nothing reserved")
+    # The consumer's 10 x MAX_POLLERS and the ingest's reservation do not fit the default quota either
+    assert line(lines, "Lambda reservations").startswith(
+        "✗ Lambda reservations: account quota 1,000, 1,000 unreserved; reserving 2450 for the consumer and 2100 for "
+        "the ingest"
+    )
     throttle = line(lines, "API Gateway throttle")
     assert throttle.startswith(
         "✗ API Gateway throttle: account throttle 10,000 requests/s, burst 5,000; the stage asks 20,000/s, burst "
-        f"10,000 (STAGE_THROTTLE_RATE_LIMIT, STAGE_THROTTLE_BURST_LIMIT), the capacity model "
+        f"5,000 (STAGE_THROTTLE_RATE_LIMIT, STAGE_THROTTLE_BURST_LIMIT), the capacity model "
         f"{wanted['apigw-rate']:,.0f}/s at {SEED_LOAD}: more than the account allows. Fix: request a throttle rate "
         f"of at least {wanted['apigw-rate']:,.0f} requests/s"
     )
-    assert "set STAGE_THROTTLE_BURST_LIMIT and THROTTLE_BURST_LIMIT to at most 5,000" in throttle
+    assert "BURST_LIMIT" not in throttle.split("Fix:")[1]  # the profile's bursts stay within the account's 5,000
 
 
 def test_the_scale_profile_passes_once_the_quotas_are_raised() -> None:
@@ -271,12 +274,13 @@ def test_a_new_account_with_a_quota_of_10_is_short_of_what_the_model_assumes_eve
 
 
 def test_the_flags_replace_the_design_load() -> None:
-    # Given PROFILE=scale in an account with AWS's default Lambda quota, asked about a tenth of the seed load
-    code, lines = run_preflight(
-        Account(**RAISED | {"quota": 1000, "unreserved": 1000}), "--rpm", "100000", PROFILE="scale"
-    )
+    # Given PROFILE=scale sized down for a tenth of the seed load (pollers for it, nothing reserved) in an account
+    # with AWS's default Lambda quota, asked about that tenth
+    smaller = {"PROFILE": "scale", "MIN_POLLERS": "20", "MAX_POLLERS": "30", "RESERVED_CONCURRENCY": "off"}
+    smaller |= {"INGEST_RESERVED_CONCURRENCY": "0"}
+    code, lines = run_preflight(Account(**RAISED | {"quota": 1000, "unreserved": 1000}), "--rpm", "100000", **smaller)
     # Then the model carries it on the default quota: the Lambda line passes where the seed load's does not
-    assert "lambda-concurrency" not in model(100_000, PROFILE="scale").quota_increases
+    assert "lambda-concurrency" not in model(100_000, **smaller).quota_increases
     assert code == 0, lines
     assert line(lines, "Lambda concurrency") == (
         "✓ Lambda concurrency: account quota 1,000; the capacity model needs 1,000 at 100,000 requests/min x 10 "
@@ -372,10 +376,11 @@ def test_the_ingest_reservation_counts_with_the_consumers() -> None:
 
 
 def test_an_ingest_reservation_alone_is_checked_when_the_consumer_is_unreserved() -> None:
-    # Given PROFILE=scale (consumer unreserved) with the ingest reserving 950 of a quota of 1,000
+    # Given PROFILE=scale with the consumer unreserved and the ingest reserving 950 of a quota of 1,000
     code, lines = run_preflight(
         Account(**RAISED | {"quota": 1000, "unreserved": 1000}),
         PROFILE="scale",
+        RESERVED_CONCURRENCY="off",
         INGEST_RESERVED_CONCURRENCY="950",
     )
     found = line(lines, "Lambda reservations")

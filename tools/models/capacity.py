@@ -2,96 +2,107 @@
 quota increases to request, and the monthly cost.
 
     python -m tools.models.capacity --rpm 1000000 --payloads 10 --payload-bytes 1024 [--failure-rate 0.001]
-    PROFILE=scale python -m tools.models.capacity --rpm 1000000 --payloads 10 --payload-bytes 1024
-    python -m tools.models.capacity --markdown > docs/CAPACITY.md
+    PROFILE=scale python -m tools.models.capacity --rpm 1000000 --payloads 10 --payload-bytes 1024 --format json
+    python -m tools.models.capacity --format markdown > docs/CAPACITY.md     (--markdown is the same)
 
 The config is resolved exactly as the stack resolves it (environment, cdk.json context, PROFILE preset,
 default). Exit 0: carried (possibly after the listed quota increases, which AWS grants on request);
-1: this configuration cannot carry it; 2: bad arguments or knobs.
-Durations come from tools.models.cost's model (`make bench` CPU figures plus assumed AWS latencies).
+1: this configuration cannot carry it; 2: bad arguments or knobs. Rates and sizes come from
+tools.models.flow, durations from tools.models.assumptions (`make bench` CPU figures plus assumed AWS
+latencies, each a flag: --sqs-send-ms, --slow-sqs-send-ms, --put-ms, --batch-put-ms, --ingest-ms,
+--consumer-ms, --bench FILE).
+
+Each stage is one function ``(config, load, flow) -> list[Check]`` (``STAGES``; the front door by
+API_KIND in ``FRONT_DOORS``); ``assess`` is their concatenation.
+
+--format json prints one object (schema 1):
+
+    schema                    1
+    profile, api_kind, object_mode   the resolved knobs
+    load                      {requests_per_minute, payloads_per_request, payload_bytes, failure_rate}
+    carried                   true when exit code 0 (carried, possibly after the quota increases)
+    exit_code                 0 or 1
+    binding                   the binding stage (e.g. "Lambda account")
+    binding_check             that stage's check, as in checks
+    checks                    [{stage, item, status, kind, need, limit, unit, source, quota, note}]; kind is
+                              config | quota | hard | info; limit null means unbounded
+    quota_increases           [{quota, name, figure, via}]: quota is a QUOTAS key, figure the value to ask
+                              for, via "service-quotas" (the Service Quotas console) or "support-case"
+    cost                      {lines: [{service, item, quantity, unit, usd_per_month}], total_usd_per_month}
+    payloads_per_month        the load's payloads in a 30-day month
+    usd_per_million_payloads  cost.total_usd_per_month per million payloads
+    flow                      {messages_per_request, message_bytes, pollers, batch_messages, batch_payloads,
+                              batch_fill_s, consumer_ms, in_flight, latency_s, payloads_per_object}
+    lake                      {compaction_usd_per_month, compacted_objects_per_hour, query_usd:
+                              {raw_hour, dedup_view, parquet_column}} (null with COMPACTION=off)
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from infra.config import (
-    LAMBDA_SYNC_PAYLOAD_BYTES,  # one ESM invocation's event, batch included
-    SQS_IN_FLIGHT_DEFAULT_QUOTA,
-    ConfigError,
-    PipelineConfig,
-    cdk_json_context,
-)
-from pipeline.contract import SQS_MAX_BATCH_ENTRIES
+from infra.config import SQS_IN_FLIGHT_DEFAULT_QUOTA, ConfigError, PipelineConfig, cdk_json_context
 from tools.models import cost, prices
+from tools.models.assumptions import DEFAULT, Assumptions
+from tools.models.flow import (
+    ESM_MAX_BATCH_SIZE,
+    ESM_MAX_WINDOW_SECONDS,
+    HEADROOM,
+    LAMBDA_SYNC_PAYLOAD_BYTES,
+    MIN_PAYLOAD_BYTES,
+    POLLER_CONCURRENT_INVOKES,
+    SQS_RECEIVE_MAX,
+    Flow,
+    Load,
+    flow_of,
+    load_of,
+)
 
 # --- AWS figures, each from the page cited --------------------------------------------------------
-# API Gateway quotas (https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html):
-# "Throttle quota per account, per Region": 10,000 rps, burst (token bucket) 5,000; adjustable.
+# API Gateway quotas (https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html): "Throttle quota
+# per account, per Region across HTTP APIs, REST APIs, WebSocket APIs, and WebSocket callback APIs": 10,000 rps
+# (adjustable), one quota for both front doors, with a token-bucket burst of 5,000 that "is determined by the API
+# Gateway service team based on the overall RPS quota ... It is not a quota that a customer can control or
+# request changes to". So the configured bursts are judged against 5,000, and no burst increase is requested.
 APIGW_ACCOUNT_RPS = 10_000
 APIGW_ACCOUNT_BURST = 5_000
 # Lambda quotas (https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html): 1,000 concurrent
-# executions per Region (adjustable); synchronous invocation requests per Region are capped at
-# 10 x the concurrency quota; a reservation must leave at least 100 unreserved
-# (https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html).
+# executions per Region (adjustable in Service Quotas); invocation requests per Region are capped at 10 x the
+# concurrency quota; a reservation must leave at least 100 unreserved
+# (https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html). An execution environment
+# serves about 10 requests/s: "1,000 execution environment instances every 10 seconds (or 10,000 requests per
+# second every 10 seconds)" (https://docs.aws.amazon.com/lambda/latest/dg/scaling-behavior.html), so a
+# function's reserved concurrency is also read as capping it at 10 x that in requests/s (the conservative
+# reading).
 LAMBDA_ACCOUNT_CONCURRENCY = 1_000
 LAMBDA_INVOCATIONS_PER_CONCURRENCY = 10
 LAMBDA_UNRESERVED_MINIMUM = 100
-# SQS quotas (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/quotas-queues.html):
-# ~120,000 in-flight messages per standard queue (past it ReceiveMessage returns nothing; "To request a
-# quota increase, submit a support request": SQS_IN_FLIGHT_LIMIT says what was granted); standard
-# queues support a nearly unlimited number of API calls per second; a receive returns <= 10 messages
-# (contract.SQS_MAX_BATCH_ENTRIES).
-SQS_RECEIVE_MAX = SQS_MAX_BATCH_ENTRIES
-# Provisioned SQS event pollers (https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-parameters.html,
-# ProvisionedPollerConfig: "Each poller can handle up to 1 MB/sec of throughput and 10 concurrent
-# invokes"; https://docs.aws.amazon.com/lambda/latest/dg/with-sqs.html#sqs-provisioned-mode: up to
-# 10 SQS polling API calls per second per poller, each returning <= 10 messages: ~100 messages/s).
-POLLER_POLLS_PER_SECOND = 10
-POLLER_BYTES_PER_SECOND = 1_000_000
-POLLER_CONCURRENT_INVOKES = 10
+# Provisioned pollers: the Lambda API reference (ProvisionedPollerConfig) accepts 2..10,000 maximum pollers for
+# SQS, while CloudFormation and CDK (aws_lambda.ProvisionedPollerConfig: "For Amazon SQS: Minimum value of 2.
+# Maximum value of 2000") take 2,000: MAX_POLLERS stops at 2,000, what deploys.
 # S3 (https://docs.aws.amazon.com/AmazonS3/latest/userguide/optimizing-performance.html): 3,500
 # PUT/COPY/POST/DELETE per second per partitioned prefix; a new prefix starts unsplit and S3 splits it
 # gradually, answering 503 SlowDown meanwhile. Every hour= starts a new prefix (both object modes).
 S3_PUT_PER_PREFIX = 3_500
-HEADROOM = 1.2  # what a quota request adds above the need
-COLLECTION_JSON = '{"version":"1.4.2","token":"device-token-123","data":[]}'  # as cost.sqs_message_bytes builds it
+COLLECTION_JSON = '{"version":"1.4.2","token":"device-token-123","data":[]}'  # pipeline.envelope's typical request
 
 QUOTAS = {
     "apigw-rate": "API Gateway: Throttle rate (Service Quotas console, Amazon API Gateway; Region)",
-    "apigw-burst": "API Gateway: Throttle burst rate (Service Quotas console, Amazon API Gateway; Region)",
     "lambda-concurrency": "Lambda: Concurrent executions (Service Quotas console, AWS Lambda; Region)",
     "sqs-in-flight": "SQS: in-flight messages per standard queue (AWS Support case, Amazon SQS; then set "
     "SQS_IN_FLIGHT_LIMIT)",
 }
+# How each quota is raised: the Service Quotas console, or only an AWS Support case ("To request a quota increase,
+# submit a support request": Amazon SQS quotas).
+QUOTA_VIA = {"apigw-rate": "service-quotas", "lambda-concurrency": "service-quotas", "sqs-in-flight": "support-case"}
 
 OK, QUOTA, FAIL, WARN, INFO = "✓", "✗ quota", "✗", "!", "·"
-
-
-@dataclass(frozen=True)
-class Load:
-    requests_per_minute: float
-    payloads_per_request: int
-    payload_bytes: int
-    failure_rate: float = 0.0
-    message_bytes: int = 0  # one SQS message: the payload in its envelope (cost.sqs_message_bytes)
-
-    @property
-    def rps(self) -> float:
-        return self.requests_per_minute / 60
-
-    @property
-    def messages_per_second(self) -> float:
-        return self.rps * self.payloads_per_request
-
-
-def load_of(rpm: float, payloads: int, payload_bytes: int, failure_rate: float = 0.0) -> Load:
-    return Load(rpm, payloads, payload_bytes, failure_rate, cost.sqs_message_bytes(payload_bytes))
 
 
 @dataclass(frozen=True)
@@ -139,7 +150,8 @@ class Assessment:
     config: PipelineConfig
     load: Load
     checks: list[Check]
-    figures: dict[str, float] = field(default_factory=dict)
+    flow: Flow
+    lines: list[cost.Line] = field(default_factory=list)
 
     @property
     def failures(self) -> list[Check]:
@@ -147,6 +159,7 @@ class Assessment:
 
     @property
     def quota_increases(self) -> dict[str, float]:
+        """QUOTAS key -> the value to request (the largest any check needs)."""
         wanted: dict[str, float] = {}
         for check in self.checks:
             if check.status == QUOTA:
@@ -171,63 +184,24 @@ class Assessment:
     def exit_code(self) -> int:
         return 1 if self.failures else 0
 
+    @property
+    def total_usd(self) -> float:
+        return cost.total(self.lines)
+
+    @property
+    def usd_per_million_payloads(self) -> float:
+        return self.total_usd / self.load.payloads_per_month * 1e6
+
 
 def _round_up(value: float, step: int = 1000) -> float:
     return math.ceil(value / step) * step
 
 
-def consumer_model(config: PipelineConfig, load: Load, assume: cost.Assumptions) -> dict[str, float]:
-    """How the event source mapping batches this load, and what one batch costs in time.
-
-    Provisioned mode: a poller takes at most min(10 polls/s x 10 messages, 1 MB/s / message) messages/s;
-    the mapping runs about as many pollers as that needs (within MIN/MAX_POLLERS), and a poller's batch
-    closes at BATCH_SIZE or after the batching window. Standard mode: the poller count is not documented,
-    so batches are taken as full. A batch never exceeds Lambda's 6 MB synchronous event.
-    """
-    rate = load.messages_per_second
-    window = config.MAX_BATCHING_WINDOW_SECONDS
-    cap = min(config.BATCH_SIZE, LAMBDA_SYNC_PAYLOAD_BYTES // load.message_bytes)
-    poller_receive = min(POLLER_POLLS_PER_SECOND * SQS_RECEIVE_MAX, POLLER_BYTES_PER_SECOND / load.message_bytes)
-    if config.PROVISIONED_POLLERS:
-        active = min(max(math.ceil(rate / poller_receive), config.MIN_POLLERS), config.MAX_POLLERS)
-        arrival = rate / active
-        batch = min(cap, arrival * window) if window else min(cap, SQS_RECEIVE_MAX)
-        fill_s = batch / arrival if arrival else 0.0
-    else:
-        active = 0
-        batch = cap if window else min(cap, SQS_RECEIVE_MAX)
-        fill_s = float(window)
-    batch = max(1.0, batch)
-    mode_ms = assume.consumer_ms_payload_mode if config.OBJECT_MODE == "payload" else assume.consumer_ms_batch_mode
-    # tools.models.cost's duration is for a full BATCH_SIZE; a smaller batch (closed by the window) is re-modelled
-    duration_ms = (
-        mode_ms
-        if round(batch) >= config.BATCH_SIZE
-        else cost.consumer_batch_ms(
-            config.OBJECT_MODE, round(batch), config.UPLOAD_CONCURRENCY, config.CONSUMER_MEMORY_MB
-        )
-    )
-    return {
-        "batch": batch,
-        "fill_s": fill_s,
-        "duration_s": duration_ms / 1000,
-        "active_pollers": active,
-        "poller_receive": poller_receive,
-        "batches_per_s": rate / batch,
-    }
-
-
-def assess(config: PipelineConfig, load: Load, assume: cost.Assumptions | None = None) -> Assessment:
-    """Every stage's need and limit for this load under this configuration."""
-    assume = assume or cost.assumptions_for(config)
-    rate, rps = load.messages_per_second, load.rps
-    model = consumer_model(config, load, assume)
-    batch, duration_s, batches_s = model["batch"], model["duration_s"], model["batches_per_s"]
-    checks: list[Check] = []
-
-    # HTTP contract: a request the ingest rejects is never carried. The body: the collection around the payloads.
+# --- the stages: each (config, load, flow) -> list[Check] -----------------------------------------------------
+def http_contract_checks(config: PipelineConfig, load: Load, flow: Flow) -> list[Check]:
+    """A request the ingest rejects is never carried. The body: the collection around the payloads."""
     body = len(COLLECTION_JSON) + load.payloads_per_request * (load.payload_bytes + 1) - 1
-    checks += [
+    return [
         Check(
             "HTTP contract",
             "payloads per request",
@@ -253,44 +227,59 @@ def assess(config: PipelineConfig, load: Load, assume: cost.Assumptions | None =
         ),
     ]
 
-    # API Gateway: the account throttle, the stage throttle, and the one API key's usage plan.
-    key_burst = config.THROTTLE_BURST_LIMIT if config.REQUIRE_API_KEY else 0
-    stage_rate, stage_burst = _stage_throttle(config)
-    checks.append(
+
+def _account_throttle_checks(load: Load, bursts: dict[str, int]) -> list[Check]:
+    """The account's throttle, one for REST and HTTP APIs: its rate is a quota, its burst is AWS's to set."""
+    knob, burst = max(bursts.items(), key=lambda item: item[1])
+    return [
         Check(
             "API Gateway",
-            "account throttle, steady",
-            rps,
+            "account throttle (REST and HTTP APIs), steady",
+            load.rps,
             APIGW_ACCOUNT_RPS,
             "rps",
             "AWS default quota",
             "quota",
             "apigw-rate",
-            _round_up(rps * HEADROOM),
-        )
-    )
-    burst_need = max(key_burst, stage_burst)
-    checks.append(
+            _round_up(load.rps * HEADROOM),
+        ),
         Check(
             "API Gateway",
-            "account burst (>= the configured bursts)",
-            burst_need,
+            f"account burst >= the configured burst ({knob})",
+            burst,
             APIGW_ACCOUNT_BURST,
             "requests",
-            "AWS default quota",
-            "quota",
-            "apigw-burst",
-            _round_up(burst_need * HEADROOM),
+            "AWS sets it; not requestable",
+            "hard",
             scales=False,
+        ),
+    ]
+
+
+def rest_api_checks(config: PipelineConfig, load: Load, flow: Flow) -> list[Check]:
+    """API_KIND=rest: the account throttle, the stage throttle, and the usage plan of the stack's one API key.
+    The stage throttle is STAGE_THROTTLE_* above the keys' usage plans, or THROTTLE_* when there are no API keys
+    (infra/api_construct.py)."""
+    if config.REQUIRE_API_KEY:
+        stage_knob, stage_rate, stage_burst = (
+            "STAGE_THROTTLE_RATE_LIMIT",
+            config.STAGE_THROTTLE_RATE_LIMIT,
+            "STAGE_THROTTLE_BURST_LIMIT",
         )
-    )
-    checks.append(Check("API Gateway", "stage throttle", rps, stage_rate, "rps", _stage_source(config), "config"))
+        bursts = {stage_burst: config.STAGE_THROTTLE_BURST_LIMIT, "THROTTLE_BURST_LIMIT": config.THROTTLE_BURST_LIMIT}
+    else:
+        stage_knob, stage_rate = "THROTTLE_RATE_LIMIT", config.THROTTLE_RATE_LIMIT
+        bursts = {"THROTTLE_BURST_LIMIT": config.THROTTLE_BURST_LIMIT}
+    checks = [
+        *_account_throttle_checks(load, bursts),
+        Check("API Gateway", "stage throttle", load.rps, stage_rate, "rps", stage_knob, "config"),
+    ]
     if config.REQUIRE_API_KEY:
         checks.append(
             Check(
                 "API Gateway",
                 "per-key throttle (the stack's one API key)",
-                rps,
+                load.rps,
                 config.THROTTLE_RATE_LIMIT,
                 "rps",
                 "THROTTLE_RATE_LIMIT",
@@ -298,70 +287,172 @@ def assess(config: PipelineConfig, load: Load, assume: cost.Assumptions | None =
                 note="usage-plan throttling is best effort",
             )
         )
+    return checks
 
-    # Lambda: the ingest's concurrency (Little's law), then the account's concurrency and invocation rate.
-    ingest_concurrency = rps * assume.ingest_ms / 1000
-    consumer_concurrency = batches_s * duration_s
-    pool_bound = config.consumer_reserved_concurrency  # MAX_WORKERS, or 10 x MAX_POLLERS
-    reserved = _consumer_reservation(config)
-    consumer_share = reserved if reserved else consumer_concurrency * HEADROOM
-    account_need = ingest_concurrency + consumer_share + LAMBDA_UNRESERVED_MINIMUM
-    invocations = rps + batches_s
-    concurrency_request = _round_up(
-        max(
-            ingest_concurrency * HEADROOM + consumer_share + LAMBDA_UNRESERVED_MINIMUM,
-            invocations * HEADROOM / LAMBDA_INVOCATIONS_PER_CONCURRENCY,
-        )
-    )
-    consumer_item = f"consumer reserved {reserved:,}" if reserved else "consumer (unreserved) +20 %"
-    checks += [
+
+def http_api_checks(config: PipelineConfig, load: Load, flow: Flow) -> list[Check]:
+    """API_KIND=http: the account throttle (shared with REST APIs), the stage's default route throttle
+    (STAGE_THROTTLE_*) and the payloads routes' own throttle (THROTTLE_*); an HTTP API has no usage plans."""
+    bursts = {
+        "STAGE_THROTTLE_BURST_LIMIT": config.STAGE_THROTTLE_BURST_LIMIT,
+        "THROTTLE_BURST_LIMIT": config.THROTTLE_BURST_LIMIT,
+    }
+    return [
+        *_account_throttle_checks(load, bursts),
         Check(
-            "Ingest Lambda",
-            f"concurrency = {rps:,.0f} rps x {assume.ingest_ms:.1f} ms",
-            ingest_concurrency,
-            LAMBDA_ACCOUNT_CONCURRENCY,
-            "executions",
-            "AWS default quota (account, shared)",
-            "quota",
-            "lambda-concurrency",
-            concurrency_request,
+            "API Gateway",
+            "HTTP API stage throttle",
+            load.rps,
+            config.STAGE_THROTTLE_RATE_LIMIT,
+            "rps",
+            "STAGE_THROTTLE_RATE_LIMIT",
+            "config",
         ),
         Check(
+            "API Gateway",
+            "HTTP API payloads route throttle",
+            load.rps,
+            config.THROTTLE_RATE_LIMIT,
+            "rps",
+            "THROTTLE_RATE_LIMIT",
+            "config",
+        ),
+    ]
+
+
+FRONT_DOORS: dict[str, Callable[[PipelineConfig, Load, Flow], list[Check]]] = {
+    "rest": rest_api_checks,
+    "http": http_api_checks,
+}
+
+
+def front_door_checks(config: PipelineConfig, load: Load, flow: Flow) -> list[Check]:
+    return FRONT_DOORS[config.API_KIND](config, load, flow)
+
+
+def ingest_reservation_for(flow: Flow) -> int:
+    """The INGEST_RESERVED_CONCURRENCY that absorbs a slowed SendMessageBatch and the load's requests/s at
+    10 per execution environment, +20 %, in hundreds."""
+    need = max(flow.slow_ingest_concurrency, flow.rps / LAMBDA_INVOCATIONS_PER_CONCURRENCY)
+    return int(_round_up(need * HEADROOM, 100))
+
+
+def ingest_checks(config: PipelineConfig, load: Load, flow: Flow) -> list[Check]:
+    """The ingest's concurrency (Little's law), and what its reservation must hold: the load while SQS is slow
+    (so a consumer scaling up during an S3 slowdown cannot turn client requests into 5xx), and the requests/s
+    an environment serves."""
+    reserved = config.INGEST_RESERVED_CONCURRENCY
+    checks = [
+        Check(
+            "Ingest Lambda",
+            f"concurrency = {load.rps:,.0f} rps x {flow.ingest_ms:.1f} ms",
+            flow.ingest_concurrency,
+            reserved or LAMBDA_ACCOUNT_CONCURRENCY,
+            "executions",
+            "INGEST_RESERVED_CONCURRENCY" if reserved else "AWS default quota (account, shared)",
+            "config" if reserved else "quota",
+            "" if reserved else "lambda-concurrency",
+            0.0 if reserved else _account_request(config, flow),
+        )
+    ]
+    if not reserved:
+        return checks
+    slow_ms = flow.assume.slow_sqs_send_ms
+    absorbs = (reserved * 1000 / load.rps - flow.ingest_cpu_ms) / flow.send_calls_per_request if load.rps else math.inf
+    return [
+        *checks,
+        Check(
+            "Ingest Lambda",
+            f"reserved concurrency holds a slow SendMessageBatch ({slow_ms:.0f} ms)",
+            flow.slow_ingest_concurrency,
+            reserved,
+            "executions",
+            "INGEST_RESERVED_CONCURRENCY",
+            "config",
+            note=f"absorbs SendMessageBatch up to {absorbs:,.0f} ms",
+        ),
+        Check(
+            "Ingest Lambda",
+            "reserved concurrency x 10 requests/s per environment",
+            load.rps,
+            reserved * LAMBDA_INVOCATIONS_PER_CONCURRENCY,
+            "rps",
+            "INGEST_RESERVED_CONCURRENCY x 10",
+            "config",
+        ),
+    ]
+
+
+def consumer_worst_case(config: PipelineConfig) -> int:
+    """The most concurrent executions the consumer can take: its reservation, or with none the pool's bound
+    (MAX_WORKERS, or 10 invokes per provisioned poller x MAX_POLLERS), which an S3 slowdown fills."""
+    return config.consumer_reserved_concurrency
+
+
+def _account_need(config: PipelineConfig, flow: Flow) -> float:
+    """The account concurrency this configuration needs: the ingest (its reservation, or its need +20 %),
+    the consumer's worst case (reserved or not: unreserved, an S3 slowdown lets it take that much, starving
+    the ingest of the rest), and the 100 Lambda keeps unreserved."""
+    ingest = config.INGEST_RESERVED_CONCURRENCY or flow.ingest_concurrency * HEADROOM
+    return ingest + consumer_worst_case(config) + LAMBDA_UNRESERVED_MINIMUM
+
+
+def _account_request(config: PipelineConfig, flow: Flow) -> float:
+    invocations = flow.rps + flow.batches_per_second
+    return _round_up(max(_account_need(config, flow), invocations * HEADROOM / LAMBDA_INVOCATIONS_PER_CONCURRENCY))
+
+
+def lambda_account_checks(config: PipelineConfig, load: Load, flow: Flow) -> list[Check]:
+    """The account's concurrency must hold the ingest beside the consumer's worst case, and its invocation
+    rate is capped at 10 x the concurrency quota."""
+    reserved = config.INGEST_RESERVED_CONCURRENCY
+    ingest = f"ingest reserved {reserved:,}" if reserved else "ingest +20 %"
+    worst = consumer_worst_case(config)
+    consumer = (
+        f"consumer reserved {worst:,}"
+        if config.RESERVED_CONCURRENCY == "on"
+        else f"consumer's worst case {worst:,} (unreserved)"
+    )
+    request = _account_request(config, flow)
+    return [
+        Check(
             "Lambda account",
-            f"concurrency: ingest + {consumer_item} + 100 unreserved",
-            account_need,
+            f"concurrency: {ingest} + {consumer} + 100 unreserved",
+            _account_need(config, flow),
             LAMBDA_ACCOUNT_CONCURRENCY,
             "executions",
             "AWS default quota",
             "quota",
             "lambda-concurrency",
-            concurrency_request,
+            request,
         ),
         Check(
             "Lambda account",
             "invocations/s (ingest + consumer batches) <= 10 x concurrency quota",
-            invocations,
+            flow.rps + flow.batches_per_second,
             LAMBDA_ACCOUNT_CONCURRENCY * LAMBDA_INVOCATIONS_PER_CONCURRENCY,
             "invocations/s",
             "AWS default quota x 10",
             "quota",
             "lambda-concurrency",
-            concurrency_request,
+            request,
         ),
     ]
 
-    # SQS: calls are unlimited on a standard queue; messages in flight are not.
-    sends = rps * math.ceil(load.payloads_per_request / SQS_RECEIVE_MAX)
-    in_flight_ok = rate * (model["fill_s"] / 2 + duration_s)
-    in_flight_failed = rate * load.failure_rate * _failed_hold_seconds(config)
-    checks += [
-        Check(
-            "SQS", "SendMessageBatch calls/s", sends, math.inf, "calls/s", "standard queue: nearly unlimited", "info"
-        ),
+
+def tolerated_failure_rate(config: PipelineConfig, flow: Flow) -> float:
+    return max(0.0, (config.SQS_IN_FLIGHT_LIMIT - flow.in_flight_ok) / (flow.messages_per_second * flow.hold_failed_s))
+
+
+def sqs_checks(config: PipelineConfig, load: Load, flow: Flow) -> list[Check]:
+    """Calls are unlimited on a standard queue; messages in flight are not (~120,000 per standard queue: past it
+    ReceiveMessage returns nothing; https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/
+    quotas-messages.html). In flight counts messages, so packing divides it by the payloads per message."""
+    checks = [
         Check(
             "SQS",
-            "ReceiveMessage + DeleteMessageBatch calls/s",
-            2 * rate / SQS_RECEIVE_MAX,
+            f"SendMessageBatch calls/s ({flow.layout.name})",
+            load.rps * flow.send_calls_per_request,
             math.inf,
             "calls/s",
             "standard queue: nearly unlimited",
@@ -369,21 +460,28 @@ def assess(config: PipelineConfig, load: Load, assume: cost.Assumptions | None =
         ),
         Check(
             "SQS",
-            f"in flight: batching + processing, + {load.failure_rate:.2%} failed x "
-            f"{_failed_hold_seconds(config)} s retry delay",
-            in_flight_ok + in_flight_failed,
+            "ReceiveMessage + DeleteMessageBatch calls/s",
+            flow.receives_per_second + flow.messages_per_second / SQS_RECEIVE_MAX,
+            math.inf,
+            "calls/s",
+            "standard queue: nearly unlimited",
+            "info",
+        ),
+        Check(
+            "SQS",
+            f"in flight: batching + processing, + {load.failure_rate:.2%} failed x {flow.hold_failed_s} s retry delay",
+            flow.in_flight,
             config.SQS_IN_FLIGHT_LIMIT,
             "messages",
             "SQS_IN_FLIGHT_LIMIT, the queue's in-flight quota",
             "config",
-            note=f"tolerates a failure rate up to {_tolerated_failure_rate(config, rate, in_flight_ok):.2%}; "
-            "above it, ask AWS Support for a higher in-flight quota and raise SQS_IN_FLIGHT_LIMIT",
+            note=f"tolerates a failure rate up to {tolerated_failure_rate(config, flow):.2%}",
         ),
         # The in-flight-near-cap alarm must not page in normal operation (no failures).
         Check(
             "SQS",
             "in-flight alarm stays quiet: in flight with no failures",
-            in_flight_ok,
+            flow.in_flight_ok,
             config.in_flight_alarm_threshold,
             "messages",
             "80 % of SQS_IN_FLIGHT_LIMIT",
@@ -405,54 +503,106 @@ def assess(config: PipelineConfig, load: Load, assume: cost.Assumptions | None =
                 scales=False,
             )
         )
+    return checks
 
-    # Event source mapping and consumer: messages/s the pool can take, and its concurrency.
+
+def mapping_capacity(config: PipelineConfig, flow: Flow) -> tuple[float, float]:
+    """(messages/s the event source mapping can take, messages/s one poller or worker takes)."""
     if config.PROVISIONED_POLLERS:
-        per_poller = min(model["poller_receive"], POLLER_CONCURRENT_INVOKES * batch / duration_s)
-        esm_limit = config.MAX_POLLERS * per_poller
-        checks.append(
-            Check(
-                "Event source mapping",
-                f"messages/s: MAX_POLLERS x {per_poller:,.0f}/poller",
-                rate,
-                esm_limit,
-                "messages/s",
-                "MAX_POLLERS (provisioned)",
-                "config",
-                note=f"{math.ceil(rate / per_poller):,} pollers needed",
-            )
+        per_poller = min(flow.poller_receive, POLLER_CONCURRENT_INVOKES * flow.batch / flow.duration_s)
+        return config.MAX_POLLERS * per_poller, per_poller
+    per_worker = flow.batch / flow.duration_s
+    return config.MAX_WORKERS * per_worker, per_worker
+
+
+def pollers_for(flow: Flow) -> int:
+    """MAX_POLLERS for this flow: the pollers its messages/s need, +20 %."""
+    return math.ceil(flow.messages_per_second / flow.poller_receive * HEADROOM)
+
+
+def event_source_checks(config: PipelineConfig, load: Load, flow: Flow) -> list[Check]:
+    """The event source mapping's messages/s, one invocation's event against Lambda's 6 MB, and how long a batch
+    takes to form (BATCH_SIZE up to 10,000 and a window up to 300 s: services-sqs-parameters)."""
+    capacity, per_unit = mapping_capacity(config, flow)
+    if config.PROVISIONED_POLLERS:
+        throughput = Check(
+            "Event source mapping",
+            f"messages/s: MAX_POLLERS x {per_unit:,.0f}/poller",
+            flow.messages_per_second,
+            capacity,
+            "messages/s",
+            "MAX_POLLERS (provisioned)",
+            "config",
+            note=f"{math.ceil(flow.messages_per_second / per_unit):,} pollers needed",
         )
     else:
-        esm_limit = config.MAX_WORKERS * batch / duration_s
-        item = f"messages/s: MAX_WORKERS x {batch:,.0f} / {duration_s * 1000:.0f} ms"
-        checks.append(
-            Check(
-                "Event source mapping",
-                item,
-                rate,
-                esm_limit,
-                "messages/s",
-                "MAX_WORKERS (maximum concurrency)",
-                "config",
-            )
+        throughput = Check(
+            "Event source mapping",
+            f"messages/s: MAX_WORKERS x {flow.batch:,.0f} / {flow.duration_s * 1000:.0f} ms",
+            flow.messages_per_second,
+            capacity,
+            "messages/s",
+            "MAX_WORKERS (maximum concurrency)",
+            "config",
         )
-    bound_by = "reserved concurrency (derived)" if reserved else "the mapping's bound (unreserved)"
-    checks.append(
+    full_event = config.BATCH_SIZE * flow.record_bytes
+    return [
+        throughput,
+        Check(
+            "Event source mapping",
+            f"one invocation's event: BATCH_SIZE x {flow.record_bytes:,.0f} B a record",
+            full_event,
+            LAMBDA_SYNC_PAYLOAD_BYTES,
+            "B",
+            "Lambda's 6 MB invoke payload",
+            "config",
+            warn=full_event > LAMBDA_SYNC_PAYLOAD_BYTES,
+            note=f"batches close at {flow.batch_cap:,} records, below BATCH_SIZE"
+            if full_event > LAMBDA_SYNC_PAYLOAD_BYTES
+            else "",
+            scales=False,
+        ),
+        Check(
+            "Event source mapping",
+            f"a batch of {flow.batch:,.0f} messages ({flow.payloads_per_batch:,.0f} payloads) forms in",
+            flow.fill_s,
+            config.MAX_BATCHING_WINDOW_SECONDS or math.inf,
+            "s",
+            f"MAX_BATCHING_WINDOW_SECONDS (<= {ESM_MAX_WINDOW_SECONDS}; BATCH_SIZE <= {ESM_MAX_BATCH_SIZE:,})",
+            "info",
+            note=f"a payload waits up to {flow.latency_s:.1f} s for its object",
+        ),
+    ]
+
+
+def consumer_checks(config: PipelineConfig, load: Load, flow: Flow) -> list[Check]:
+    """The consumer's concurrency against the pool's bound: its reservation, or the mapping's."""
+    bound_by = (
+        "reserved concurrency (derived)" if config.RESERVED_CONCURRENCY == "on" else "the mapping's bound (unreserved)"
+    )
+    return [
         Check(
             "Consumer Lambda",
-            f"concurrency = {batches_s:,.0f} batches/s x {duration_s * 1000:.0f} ms",
-            consumer_concurrency,
-            pool_bound,
+            f"concurrency = {flow.batches_per_second:,.0f} batches/s x {flow.duration_s * 1000:.0f} ms",
+            flow.consumer_concurrency,
+            config.consumer_reserved_concurrency,
             "executions",
             bound_by,
             "config",
         )
-    )
-    capacity = min(esm_limit, pool_bound * batch / duration_s)
+    ]
 
-    # S3: PUT/s into one fresh hour= prefix, in each object mode; the configured one is judged.
-    for mode, puts in (("payload", rate), ("batch", batches_s)):
-        judged = mode == config.OBJECT_MODE
+
+def payload_mode_max_rpm(payloads_per_request: int) -> float:
+    """The highest request rate payload mode carries: one PUT per payload into a fresh prefix."""
+    return S3_PUT_PER_PREFIX / payloads_per_request * 60
+
+
+def s3_checks(config: PipelineConfig, load: Load, flow: Flow) -> list[Check]:
+    """PUT/s into one fresh hour= prefix, in each object mode; the configured one is judged."""
+    checks = []
+    batch_puts = flow.puts_per_second if config.OBJECT_MODE == "batch" else flow.batches_per_second
+    for mode, puts in (("payload", load.payloads_per_second), ("batch", batch_puts)):
         note = ""
         if mode == "payload" and puts > S3_PUT_PER_PREFIX:
             note = (
@@ -468,121 +618,121 @@ def assess(config: PipelineConfig, load: Load, assume: cost.Assumptions | None =
                 S3_PUT_PER_PREFIX,
                 "PUT/s",
                 "AWS per-prefix rate",
-                "hard" if judged else "info",
+                "hard" if mode == config.OBJECT_MODE else "info",
                 note=note,
             )
         )
+    return checks
 
-    # Backlog: MAX_QUEUE bounds it; it must drain (at the spare capacity) well within the retention.
+
+def backlog_checks(config: PipelineConfig, load: Load, flow: Flow) -> list[Check]:
+    """MAX_QUEUE (in messages: SQS's ApproximateNumberOfMessages) bounds the backlog; it must drain, at the
+    consumer's spare capacity, well within the retention."""
     retention_s = config.QUEUE_RETENTION_DAYS * 86400
-    spare = capacity - rate
+    capacity, _ = mapping_capacity(config, flow)
+    capacity = min(capacity, config.consumer_reserved_concurrency * flow.batch / flow.duration_s)
+    spare = capacity - flow.messages_per_second
     if config.MAX_QUEUE:
-        overshoot = rps * load.payloads_per_request * config.BACKLOG_CHECK_SECONDS  # one check interval late
+        overshoot = flow.messages_per_second * config.BACKLOG_CHECK_SECONDS  # one check interval late
         drain = (config.MAX_QUEUE + overshoot) / spare if spare > 0 else math.inf
-        checks.append(
+        return [
             Check(
                 "Backlog",
-                f"drain MAX_QUEUE={config.MAX_QUEUE:,} at {max(spare, 0):,.0f} spare msg/s",
+                f"drain MAX_QUEUE={config.MAX_QUEUE:,} messages at {max(spare, 0):,.0f} spare msg/s",
                 drain,
                 retention_s,
                 "s",
                 "QUEUE_RETENTION_DAYS",
                 "config",
             )
+        ]
+    return [
+        Check(
+            "Backlog",
+            "MAX_QUEUE off: unbounded backlog",
+            math.inf if spare <= 0 else 0.0,
+            retention_s,
+            "s",
+            "QUEUE_RETENTION_DAYS",
+            "config",
+            warn=spare > 0,
+            note="acknowledged payloads expire silently if a backlog outlives the retention; set MAX_QUEUE",
         )
-    else:
-        drain = math.inf if spare <= 0 else 0.0
-        checks.append(
-            Check(
-                "Backlog",
-                "MAX_QUEUE off: unbounded backlog",
-                drain,
-                retention_s,
-                "s",
-                "QUEUE_RETENTION_DAYS",
-                "config",
-                warn=spare > 0,
-                note="acknowledged payloads expire silently if a backlog outlives the retention; set MAX_QUEUE",
-            )
-        )
-    figures = {
-        **model,
-        "capacity": capacity,
-        "ingest_concurrency": ingest_concurrency,
-        "in_flight": in_flight_ok + in_flight_failed,
-    }
-    return Assessment(config, load, checks, figures)
+    ]
 
 
-def _consumer_reservation(config: PipelineConfig) -> int:
-    """The consumer's reserved concurrency as the stack sets it (0 with RESERVED_CONCURRENCY=off)."""
-    return 0 if config.RESERVED_CONCURRENCY == "off" else config.consumer_reserved_concurrency
+STAGES: tuple[Callable[[PipelineConfig, Load, Flow], list[Check]], ...] = (
+    http_contract_checks,
+    front_door_checks,
+    ingest_checks,
+    lambda_account_checks,
+    sqs_checks,
+    event_source_checks,
+    consumer_checks,
+    s3_checks,
+    backlog_checks,
+)
 
 
-def _stage_throttle(config: PipelineConfig) -> tuple[float, float]:
-    """The stage-wide throttle exactly as infra/api_construct.py sets it: STAGE_THROTTLE_* above the keys'
-    usage plans, or THROTTLE_* when there are no API keys (and so no plan)."""
-    if config.REQUIRE_API_KEY:
-        return config.STAGE_THROTTLE_RATE_LIMIT, config.STAGE_THROTTLE_BURST_LIMIT
-    return config.THROTTLE_RATE_LIMIT, config.THROTTLE_BURST_LIMIT
+def assess(config: PipelineConfig, load: Load, assume: Assumptions | None = None) -> Assessment:
+    """Every stage's need and limit for this load under this configuration, and the monthly cost."""
+    flow = flow_of(config, load, assume or DEFAULT)
+    checks = [check for stage in STAGES for check in stage(config, load, flow)]
+    return Assessment(config, load, checks, flow, cost.monthly_lines(config, load, flow.assume, flow))
 
 
-def _stage_source(config: PipelineConfig) -> str:
-    return "STAGE_THROTTLE_RATE_LIMIT" if config.REQUIRE_API_KEY else "THROTTLE_RATE_LIMIT"
-
-
-def _failed_hold_seconds(config: PipelineConfig) -> int:
-    """How long a record that failed once stays in flight: its first retry delay, at most RETRY_BASE_SECONDS
-    (lambdas/pipeline/redelivery.py sets it with ChangeMessageVisibilityBatch), not the visibility timeout.
-    (Should that call fail, the record waits the whole visibility timeout: the alarm on messages in
-    flight covers that case.)"""
-    return min(config.RETRY_BASE_SECONDS, config.visibility_timeout_seconds)
-
-
-def _tolerated_failure_rate(config: PipelineConfig, rate: float, in_flight_ok: float) -> float:
-    return max(0.0, (config.SQS_IN_FLIGHT_LIMIT - in_flight_ok) / (rate * _failed_hold_seconds(config)))
-
-
-def max_carried_rpm(config: PipelineConfig, payloads: int, payload_bytes: int, ceiling: float = 1e9) -> float:
+def max_carried_rpm(
+    config: PipelineConfig, payloads: int, payload_bytes: int, ceiling: float = 1e9, assume: Assumptions | None = None
+) -> float:
     """The highest requests/min this configuration carries (exit 0, quota increases allowed), to 1 %."""
     low, high = 0.0, ceiling
     while high - low > max(1.0, low * 0.01):
         middle = (low + high) / 2
-        low, high = (
-            (middle, high) if assess(config, load_of(middle, payloads, payload_bytes)).exit_code == 0 else (low, middle)
-        )
+        carried = _checks_only(config, load_of(middle, payloads, payload_bytes), assume).exit_code == 0
+        low, high = (middle, high) if carried else (low, middle)
     return low
 
 
-def payload_mode_max_rpm(payloads_per_request: int) -> float:
-    """The highest request rate payload mode carries: one PUT per payload into a fresh prefix."""
-    return S3_PUT_PER_PREFIX / payloads_per_request * 60
+def _checks_only(config: PipelineConfig, load: Load, assume: Assumptions | None = None) -> Assessment:
+    flow = flow_of(config, load, assume or DEFAULT)
+    return Assessment(config, load, [c for stage in STAGES for c in stage(config, load, flow)], flow)
 
 
-def monthly_cost(assessment: Assessment, assume: cost.Assumptions | None = None) -> list[cost.Line]:
-    config, load = assessment.config, assessment.load
-    assume = assume or cost.assumptions_for(config)
-    # price the batches the mapping actually forms (consumer_model), not a full BATCH_SIZE
-    batch_ms = assessment.figures["duration_s"] * 1000
-    assume = replace(assume, consumer_ms_payload_mode=batch_ms, consumer_ms_batch_mode=batch_ms)
-    workload = cost.Workload(load.requests_per_minute, load.payloads_per_request, load.message_bytes)
-    return cost.monthly_lines(
-        workload,
-        config.OBJECT_MODE,
-        ingest_memory_mb=config.INGEST_MEMORY_MB,
-        consumer_memory_mb=config.CONSUMER_MEMORY_MB,
-        batch_size=round(assessment.figures["batch"]),
-        alarms=6,
-        dashboards=1,
-        assume=assume,
-        object_expiration_days=config.RAW_RETENTION_DAYS,
-        access_log_expiration_days=config.ACCESS_LOG_EXPIRATION_DAYS,
+# --- the lake: what compaction costs and what a query scans ------------------------------------------------------
+@dataclass(frozen=True)
+class LakeFigures:
+    compaction_usd_per_month: float
+    compacted_objects_per_hour: int
+    athena_tb_per_run: float
+    raw_hour_query_usd: float  # a one-hour query over the raw NDJSON.gz
+    dedup_view_query_usd: float  # the old dedup view: every raw object kept, whatever the filter
+    parquet_column_query_usd: float  # a one-hour query reading one column of the compacted table
+
+
+def athena_usd(scanned_bytes: float) -> float:
+    return max(scanned_bytes, prices.ATHENA_MINIMUM_BYTES) / (prices.GB * prices.TB_GB) * prices.ATHENA_PER_TB
+
+
+def lake_figures(config: PipelineConfig, flow: Flow, column: str = "token") -> LakeFigures | None:
+    """COMPACTION=on: its monthly cost, the compacted objects per hour partition, and the scan cost of a
+    typical one-hour query ("payloads per token in one hour", bench Q1) before and after."""
+    if config.COMPACTION != "on":
+        return None
+    compaction = [line for line in cost.compaction_lines(config, flow)]
+    hour = flow.payloads_per_second * 3600
+    raw_hour = hour * cost.stored_bytes_per_payload(config, flow)
+    kept_hours = (config.RAW_RETENTION_DAYS * 24) if config.RAW_RETENTION_DAYS else 12 * 30 * 24
+    return LakeFigures(
+        compaction_usd_per_month=cost.total(compaction),
+        compacted_objects_per_hour=cost.compacted_objects_per_hour(flow),
+        athena_tb_per_run=cost.athena_bytes_per_compaction(config, flow) / (prices.GB * prices.TB_GB),
+        raw_hour_query_usd=athena_usd(raw_hour),
+        dedup_view_query_usd=athena_usd(raw_hour * kept_hours),
+        parquet_column_query_usd=athena_usd(hour * flow.assume.measured.compacted_column_bytes[column]),
     )
 
 
 # --- rendering ---------------------------------------------------------------------------------------
-
-
 def _num(value: float) -> str:
     if math.isinf(value):
         return "∞"
@@ -604,14 +754,20 @@ def _limit(check: Check) -> str:
     return f"{_num(check.limit)} ({check.source})"
 
 
+def _money(usd: float) -> str:
+    return f"${usd:,.0f}"
+
+
+def _per_million(assessment: Assessment) -> str:
+    return f"${assessment.usd_per_million_payloads:,.3f}"
+
+
 def verdict_lines(assessment: Assessment) -> list[str]:
     binding = assessment.binding
     # A quota row's request is in the quota's own unit (the invocation rate follows the concurrency quota).
     limit = (
-        (
-            f"{_num(binding.limit)} ({binding.source}) until {QUOTAS[binding.quota].split(' (')[0]} is raised "
-            f"to {_num(binding.request)}"
-        )
+        f"{_num(binding.limit)} ({binding.source}) until {QUOTAS[binding.quota].split(' (')[0]} is raised "
+        f"to {_num(binding.request)}"
         if binding.status == QUOTA
         else f"{_num(binding.limit)} ({binding.source})"
     )
@@ -627,310 +783,143 @@ def verdict_lines(assessment: Assessment) -> list[str]:
         out.append("carried (exit 0)" + (" after the quota increases below" if assessment.quota_increases else ""))
     if assessment.quota_increases:
         out.append("quota increases to request (AWS grants them on request; allow days):")
-        out += [f"  - {QUOTAS[key]}: at least {_num(value)}" for key, value in assessment.quota_increases.items()]
+        out += [
+            f"  - {QUOTAS[key]}: at least {_num(value)} (via {QUOTA_VIA[key]})"
+            for key, value in assessment.quota_increases.items()
+        ]
     out += [f"  ! {c.stage}: {c.note}" for c in assessment.checks if c.status == WARN]
     return out
 
 
-def render_text(assessment: Assessment, lines: list[cost.Line]) -> str:
-    config, load = assessment.config, assessment.load
+def render_text(assessment: Assessment) -> str:
+    config, load, flow = assessment.config, assessment.load, assessment.flow
     out = [
-        f"PROFILE={config.PROFILE} OBJECT_MODE={config.OBJECT_MODE}: {load.requests_per_minute:,.0f} requests/min "
-        f"= {load.rps:,.0f} rps x {load.payloads_per_request} payloads of {load.payload_bytes:,} B = "
-        f"{load.messages_per_second:,.0f} messages/s ({load.message_bytes:,} B each), "
+        f"PROFILE={config.PROFILE} API_KIND={config.API_KIND} OBJECT_MODE={config.OBJECT_MODE}: "
+        f"{load.requests_per_minute:,.0f} requests/min = {load.rps:,.0f} rps x {load.payloads_per_request} payloads "
+        f"of {load.payload_bytes:,} B = {load.payloads_per_second:,.0f} payloads/s in "
+        f"{flow.messages_per_second:,.0f} messages/s ({flow.layout.name}, {flow.layout.message_bytes:,.0f} B each), "
         f"failure rate {load.failure_rate:.2%}",
         "",
+        f"{'':8}{'stage':<21}{'check':<62}{'needs':>14}  {'limit':<48}{'headroom':>9}",
     ]
-    out.append(f"{'':8}{'stage':<21}{'check':<62}{'needs':>14}  {'limit':<48}{'headroom':>9}")
     for c in assessment.checks:
         out.append(
             f"{c.status:<8}{c.stage:<21}{c.item[:61]:<62}{_num(c.need):>14}  {_limit(c)[:47]:<48}"
-            f"{_headroom(c):>9}" + (f"  {c.note}" if c.note and c.status not in (OK,) else "")
+            f"{_headroom(c):>9}" + (f"  {c.note}" if c.note and c.status != OK else "")
         )
-    out += ["", *verdict_lines(assessment), "", _cost_text(lines, config)]
-    return "\n".join(out)
-
-
-def _cost_text(lines: list[cost.Line], config: PipelineConfig) -> str:
-    out = [
+    out += ["", *verdict_lines(assessment), ""]
+    out.append(
         f"monthly cost ({prices.REGION} list prices checked {prices.PRICES_CHECKED}, 30-day month, "
-        f"OBJECT_MODE={config.OBJECT_MODE}):"
-    ]
-    out += [f"  {line.service:<16} {line.item:<56} {_money(line.usd):>14}" for line in lines]
-    out.append(f"  {'total':<73} {_money(sum(line.usd for line in lines)):>14}")
-    if config.PROVISIONED_POLLERS:
-        out.append("  (provisioned event pollers are billed per hour on top; not priced here)")
+        f"API_KIND={config.API_KIND}, OBJECT_MODE={config.OBJECT_MODE}):"
+    )
+    out += [f"  {line.service:<16} {line.item[:70]:<70} {_money(line.usd):>12}" for line in assessment.lines]
+    out.append(f"  {'total':<87} {_money(assessment.total_usd):>12}")
+    out.append(
+        f"  {'per million payloads':<87} {_per_million(assessment):>12}"
+        f"  ({load.payloads_per_month:,.0f} payloads a month)"
+    )
+    lake = lake_figures(config, flow)
+    if lake:
+        out.append(
+            f"lake: compaction ${lake.compaction_usd_per_month:,.0f}/month ({lake.athena_tb_per_run:.3f} TB scanned an "
+            f"hour), {lake.compacted_objects_per_hour:,} compacted objects per hour partition; a one-hour query scans "
+            f"${lake.raw_hour_query_usd:,.2f} of raw NDJSON.gz, ${lake.dedup_view_query_usd:,.0f} through the old "
+            f"dedup view, ${lake.parquet_column_query_usd:,.4f} of one Parquet column"
+        )
     return "\n".join(out)
 
 
-def _money(usd: float) -> str:
-    return f"${usd:,.0f}"
+def _finite(value: float) -> float | None:
+    return None if math.isinf(value) or math.isnan(value) else value
+
+
+def _check_json(check: Check) -> dict[str, Any]:
+    return {
+        "stage": check.stage,
+        "item": check.item,
+        "status": check.status,
+        "kind": check.kind,
+        "need": _finite(check.need),
+        "limit": _finite(check.limit),
+        "unit": check.unit,
+        "source": check.source,
+        "quota": check.quota or None,
+        "note": check.note,
+    }
+
+
+def render_json(assessment: Assessment) -> dict[str, Any]:
+    """The --format json document (schema in the module docstring)."""
+    config, load, flow = assessment.config, assessment.load, assessment.flow
+    lake = lake_figures(config, flow)
+    return {
+        "schema": 1,
+        "profile": config.PROFILE,
+        "api_kind": config.API_KIND,
+        "object_mode": config.OBJECT_MODE,
+        "load": {
+            "requests_per_minute": load.requests_per_minute,
+            "payloads_per_request": load.payloads_per_request,
+            "payload_bytes": load.payload_bytes,
+            "failure_rate": load.failure_rate,
+        },
+        "carried": assessment.exit_code == 0,
+        "exit_code": assessment.exit_code,
+        "binding": assessment.binding.stage,
+        "binding_check": _check_json(assessment.binding),
+        "checks": [_check_json(check) for check in assessment.checks],
+        "quota_increases": [
+            {"quota": key, "name": QUOTAS[key], "figure": value, "via": QUOTA_VIA[key]}
+            for key, value in assessment.quota_increases.items()
+        ],
+        "cost": {
+            "lines": [
+                {
+                    "service": line.service,
+                    "item": line.item,
+                    "quantity": line.quantity,
+                    "unit": line.unit,
+                    "usd_per_month": line.usd,
+                }
+                for line in assessment.lines
+            ],
+            "total_usd_per_month": assessment.total_usd,
+        },
+        "payloads_per_month": round(load.payloads_per_month),  # a count: 432e9 at the seed, not 432e9 + float noise
+        "usd_per_million_payloads": assessment.usd_per_million_payloads,
+        "flow": {
+            "messages_per_request": flow.layout.messages_per_request,
+            "message_bytes": flow.layout.message_bytes,
+            "pollers": flow.pollers,
+            "batch_messages": flow.batch,
+            "batch_payloads": flow.payloads_per_batch,
+            "batch_fill_s": flow.fill_s,
+            "consumer_ms": flow.duration_s * 1000,
+            "in_flight": flow.in_flight,
+            "latency_s": flow.latency_s,
+            "payloads_per_object": flow.payloads_per_object,
+        },
+        "lake": None
+        if lake is None
+        else {
+            "compaction_usd_per_month": lake.compaction_usd_per_month,
+            "compacted_objects_per_hour": lake.compacted_objects_per_hour,
+            "athena_tb_per_run": lake.athena_tb_per_run,
+            "query_usd": {
+                "raw_hour": lake.raw_hour_query_usd,
+                "dedup_view": lake.dedup_view_query_usd,
+                "parquet_column": lake.parquet_column_query_usd,
+            },
+        },
+    }
+
+
+def resolve_config(environ: Mapping[str, str] | None = None, **context: Any) -> PipelineConfig:
+    """The config the stack would deploy: environment, cdk.json context (plus ``context``), PROFILE, default."""
+    return PipelineConfig.resolve({**cdk_json_context(), **context}, environ)
 
 
 SEED = (1_000_000, 10, 1024)  # the Go original's load: rpm, payloads per request, bytes per payload
-SOURCES = [
-    ("API Gateway quotas", "https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html"),
-    ("Lambda quotas", "https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html"),
-    ("Lambda reserved concurrency", "https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html"),
-    (
-        "SQS message quotas (in flight)",
-        "https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/quotas-messages.html",
-    ),
-    (
-        "SQS event source parameters (provisioned pollers)",
-        "https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-parameters.html",
-    ),
-    ("Lambda with SQS, provisioned mode", "https://docs.aws.amazon.com/lambda/latest/dg/with-sqs.html"),
-    (
-        "S3 performance (per-prefix rates)",
-        "https://docs.aws.amazon.com/AmazonS3/latest/userguide/optimizing-performance.html",
-    ),
-    ("S3 server access logging (pricing)", "https://docs.aws.amazon.com/AmazonS3/latest/userguide/ServerLogs.html"),
-    (
-        "S3 lifecycle transitions (128 KB minimum)",
-        "https://docs.aws.amazon.com/AmazonS3/latest/userguide/lifecycle-transition-general-considerations.html",
-    ),
-    (
-        "X-Ray sampling rules (API Gateway, not Lambda)",
-        "https://docs.aws.amazon.com/xray/latest/devguide/xray-console-sampling.html",
-    ),
-    (
-        "SQS dead-letter queues (enqueue time kept)",
-        "https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-dead-letter-queues.html",
-    ),
-]
-
-
-def _md_table(assessment: Assessment) -> list[str]:
-    out = ["| | stage | check | needs | limit | headroom | note |", "|---|---|---|---:|---|---:|---|"]
-    for c in assessment.checks:
-        out.append(
-            f"| {c.status} | {c.stage} | {c.item} | {_num(c.need)} {c.unit} | {_limit(c)} | {_headroom(c)} | {c.note} |"
-        )
-    return out
-
-
-def _md_cost(lines: list[cost.Line]) -> list[str]:
-    out = ["| service | item | quantity | per month |", "|---|---|---:|---:|"]
-    out += [
-        f"| {line.service} | {line.item} | {_num(line.quantity)} {line.unit} | {_money(line.usd)} |" for line in lines
-    ]
-    out.append(f"| **total** | | | **{_money(sum(line.usd for line in lines))}** |")
-    return out
-
-
-def _md_ceiling(assessment: Assessment) -> str:
-    load = assessment.load
-    ceiling = max_carried_rpm(assessment.config, load.payloads_per_request, load.payload_bytes)
-    step = 10 ** (int(math.log10(ceiling)) - 2)  # three significant digits, rounded down
-    above = assess(assessment.config, load_of(ceiling * 1.02, load.payloads_per_request, load.payload_bytes))
-    return (
-        f"With {load.payloads_per_request} payloads of {load.payload_bytes:,} B per request, "
-        f"`PROFILE={assessment.config.PROFILE}` carries up to ~{math.floor(ceiling / step) * step:,.0f} "
-        f"requests/min (quota increases allowed); above that, {above.binding.stage} fails first: "
-        f"{above.binding.item}."
-    )
-
-
-def render_markdown() -> str:
-    """docs/CAPACITY.md: the seed load against both profiles, every figure from this module."""
-    load = load_of(*SEED)
-    dev = assess(resolve_config({"PROFILE": "dev"}), load)
-    scale = assess(resolve_config({"PROFILE": "scale"}), load)
-    scale_cost = monthly_cost(scale)
-    traced = resolve_config({"PROFILE": "scale", "TRACING": "true"})
-    xray = sum(line.usd for line in monthly_cost(assess(traced, load)) if line.service == "X-Ray")
-    by_item = {f"{line.service}: {line.item.split(' (')[0]}": line for line in scale_cost}
-    total = sum(line.usd for line in scale_cost)
-    telemetry = sum(line.usd for line in scale_cost if line.service in ("CloudWatch", "X-Ray"))
-    biggest = max(scale_cost, key=lambda line: line.usd)
-    f, c = scale.figures, scale.config
-    dev_assume = cost.assumptions_for(dev.config)
-    dev_payload_ms, dev_batch_ms = dev_assume.consumer_ms_payload_mode, dev_assume.consumer_ms_batch_mode
-    in_flight = next(x for x in scale.checks if x.item.startswith("in flight"))
-    drain = next(x for x in scale.checks if x.stage == "Backlog")
-    return "\n".join(
-        [
-            "# Capacity: does a configuration carry a load?",
-            "",
-            "<!-- Generated by `python -m tools.models.capacity --markdown > docs/CAPACITY.md`; "
-            "tests/unit/test_capacity.py keeps this file equal to the tool's output. "
-            "Edit tools/models/capacity.py. -->",
-            "",
-            f"The seed load is the Go original's: **{SEED[0]:,} requests/min = {load.rps:,.0f} requests/s**, "
-            f"{SEED[1]} payloads of {SEED[2]:,} B each, so **{load.messages_per_second:,.0f} SQS messages/s** of "
-            f"{load.message_bytes:,} B (the payload in the ingest's own envelope). Check your own load and "
-            "configuration "
-            "(resolved as the stack resolves it: environment, cdk.json context, `PROFILE` preset, default):",
-            "",
-            "    python -m tools.models.capacity --rpm N --payloads N --payload-bytes N [--failure-rate F]",
-            "    make capacity RPM=1000000 PAYLOADS=10 PAYLOAD_BYTES=1024   # PROFILE=scale make capacity ...",
-            "",
-            "Exit 0: carried, possibly after the listed quota increases (AWS grants those on request); 1: this "
-            "configuration cannot carry it; 2: bad arguments or knobs. Legend: ✓ within the limit; ✗ quota: above an "
-            "AWS default quota to raise; ✗ above a configured or hard limit; ! works, with a risk named; · shown, "
-            "not judged. Durations come from `tools.models.cost` (`make bench` CPU figures scaled to Lambda's CPU "
-            "share, plus assumed AWS latencies: SendMessageBatch 8 ms, PutObject 20 ms, a batch object 50 ms).",
-            "",
-            "## How each stage is judged",
-            "",
-            "* **API Gateway**: requests/s against the account throttle (10,000 rps, burst 5,000, per Region), the "
-            "stage throttle (if set) and the usage plan of the stack's one API key (`THROTTLE_RATE_LIMIT`; AWS "
-            "applies usage-plan throttles best effort). The account burst must cover the configured bursts.",
-            "* **Lambda**: ingest concurrency = requests/s x ingest duration (Little's law). The account quota "
-            "(1,000 by default) must hold the ingest, the consumer's reserved concurrency and the 100 executions "
-            "Lambda keeps unreserved; synchronous invocations/s are capped at 10 x the concurrency quota.",
-            "* **SQS**: a standard queue takes a nearly unlimited number of calls/s; messages in flight (received, not "
-            f"deleted) are capped at ~{SQS_IN_FLIGHT_DEFAULT_QUOTA:,} per standard queue unless AWS Support raised it "
-            "(`SQS_IN_FLIGHT_LIMIT`). In flight = messages/s x (half the batch fill time + the batch's duration) + "
-            "messages/s x failure rate x the first retry delay (`RETRY_BASE_SECONDS`: the consumer sets it on each "
-            "failed record). The in-flight alarm fires at 80 % of `SQS_IN_FLIGHT_LIMIT`, so the failure-free figure "
-            "must stay below that.",
-            "* **Event source mapping**: standard mode carries `MAX_WORKERS` x batch / duration messages/s. A "
-            f"provisioned poller takes at most {POLLER_POLLS_PER_SECOND} ReceiveMessage calls/s of {SQS_RECEIVE_MAX} "
-            f"messages, {POLLER_BYTES_PER_SECOND // 1_000_000} MB/s and {POLLER_CONCURRENT_INVOKES} concurrent "
-            "invokes, "
-            "so `MAX_POLLERS` x min(100, 1 MB/s / message, 10 x batch / duration) messages/s.",
-            "* **Consumer Lambda**: batches/s x batch duration against its reserved concurrency (`MAX_WORKERS`, or "
-            "10 x `MAX_POLLERS` in provisioned mode).",
-            f"* **S3**: PUT/s into one prefix. Every hour starts a fresh, unsplit `hour=` prefix that takes "
-            f"{S3_PUT_PER_PREFIX:,} PUT/s until S3 splits it (503 SlowDown meanwhile). Payload mode PUTs once per "
-            "payload, batch mode once per batch; both modes are shown, the configured one is judged.",
-            "* **Backlog**: with `MAX_QUEUE` the ingest answers 503 before the backlog passes it; a full backlog must "
-            "drain, at the consumer's spare capacity, well within `QUEUE_RETENTION_DAYS`. Without `MAX_QUEUE`, "
-            "acknowledged payloads expire silently once a backlog outlives the retention.",
-            "",
-            "## `PROFILE=dev` (the default): not carried",
-            "",
-            _md_ceiling(dev),
-            "",
-            *_md_table(dev),
-            "",
-            "```",
-            *verdict_lines(dev),
-            "```",
-            "",
-            "## `PROFILE=scale`: carried after quota increases",
-            "",
-            _md_ceiling(scale),
-            "",
-            *_md_table(scale),
-            "",
-            "```",
-            *verdict_lines(scale),
-            "```",
-            "",
-            "Ask for the increases in the Service Quotas console (or AWS Support) of the deployment's Region before a "
-            "test at this load: API Gateway's throttle rate and burst, and Lambda's concurrent executions (the "
-            "invocation rate follows it at 10x). Any reserved concurrency must leave 100 unreserved, so the stack "
-            "fails to deploy until the concurrency increase is granted.",
-            "",
-            "### Why each `scale` setting (infra/config.py `PROFILES`)",
-            "",
-            f"* `OBJECT_MODE=batch`: {f['batches_per_s']:,.0f} PUT/s into a fresh prefix instead of "
-            f"{load.messages_per_second:,.0f} (see the payload-mode section).",
-            f"* `PROVISIONED_POLLERS=true`, `MAX_POLLERS={c.MAX_POLLERS:,}`: a poller receives at most "
-            f"{f['poller_receive']:,.0f} messages/s, so the load needs "
-            f"{math.ceil(load.messages_per_second / f['poller_receive']):,} pollers; {c.MAX_POLLERS:,} adds 20 % "
-            f"(standard mode's `MAX_WORKERS` stops at 1,000). `MIN_POLLERS={c.MIN_POLLERS}` is the highest floor AWS "
-            "accepts, for a faster ramp.",
-            f"* `RESERVED_CONCURRENCY={c.RESERVED_CONCURRENCY}`: reserving 10 x `MAX_POLLERS` "
-            f"({c.consumer_reserved_concurrency:,}) would make the account need a concurrency quota above that; the "
-            f"consumer itself runs ~{f['batches_per_s'] * f['duration_s']:,.0f} executions at this load, which the "
-            "quota that the ingest's invocation rate needs anyway covers.",
-            f"* `BATCH_SIZE={c.BATCH_SIZE}`, `MAX_BATCHING_WINDOW_SECONDS={c.MAX_BATCHING_WINDOW_SECONDS}` "
-            "(defaults): a "
-            f"poller fills a batch of ~{f['batch']:,.0f} in {f['fill_s']:.1f} s, so {in_flight.need:,.0f} messages are "
-            f"in flight. A smaller batch would exceed the per-prefix PUT rate, a longer "
-            "window the in-flight cap.",
-            f"* `SQS_IN_FLIGHT_LIMIT={c.SQS_IN_FLIGHT_LIMIT:,}`: with no failures {in_flight.need:,.0f} "
-            "messages are in "
-            f"flight, {in_flight.need / SQS_IN_FLIGHT_DEFAULT_QUOTA:.0%} of the default "
-            f"~{SQS_IN_FLIGHT_DEFAULT_QUOTA:,} "
-            "quota, where the in-flight alarm (80 %) would page in normal operation and a small failure rate would "
-            "stall the consumer. So the profile assumes a doubled quota: an AWS Support request, listed above.",
-            f"* `CONSUMER_TIMEOUT_SECONDS={c.CONSUMER_TIMEOUT_SECONDS}`: a batch takes "
-            f"~{f['duration_s'] * 1000:.0f} ms. "
-            f"The visibility timeout becomes {c.visibility_timeout_seconds} s; a failed record comes back after "
-            "its retry "
-            f"delay (at most `RETRY_BASE_SECONDS={c.RETRY_BASE_SECONDS}` on its first failure), and the in-flight cap "
-            "then tolerates a "
-            f"failure rate up to {_tolerated_failure_rate(c, load.messages_per_second, in_flight.need):.2%} "
-            "(check yours with `--failure-rate`).",
-            f"* `MAX_QUEUE={c.MAX_QUEUE:,}` (~{c.MAX_QUEUE / load.messages_per_second / 60:,.0f} minutes of load): it "
-            f"drains in {drain.need / 60:,.0f} minutes at the {f['capacity'] - load.messages_per_second:,.0f} "
-            "messages/s "
-            "of spare consumer capacity, far within the retention, and the ingest answers 503 before payloads could "
-            "expire.",
-            f"* `QUEUE_RETENTION_DAYS={c.QUEUE_RETENTION_DAYS}`, `DLQ_RETENTION_DAYS={c.DLQ_RETENTION_DAYS}`: "
-            "the longest "
-            "the queue can keep messages while the DLQ still outlives it. A standard queue keeps a message's original "
-            "enqueue time when it moves to the DLQ, so a DLQ with the queue's retention would drop old messages on "
-            "arrival.",
-            f"* `RAW_RETENTION_DAYS={c.RAW_RETENTION_DAYS}`: bounds storage at "
-            f"{by_item['S3: payload storage'].quantity / 1024:,.0f} TB (uncompressed; gzip makes batch objects "
-            "smaller), "
-            f"{_money(by_item['S3: payload storage'].usd)}/month; without expiry it grows by that every month. No "
-            "storage-class transition: batch objects of ~100 payloads are below 128 KB, which lifecycle rules do not "
-            "transition by default and which IA classes bill as 128 KB.",
-            f"* `THROTTLE_RATE_LIMIT={c.THROTTLE_RATE_LIMIT:,}`, "
-            f"`THROTTLE_BURST_LIMIT={c.THROTTLE_BURST_LIMIT:,}`: the "
-            "stack's one API key carries the whole load, +20 %; `STAGE_THROTTLE_RATE_LIMIT` and "
-            "`STAGE_THROTTLE_BURST_LIMIT`, the stage-wide ceiling above every key, are set to the same.",
-            f"* `TRACING=false`: Lambda's active tracing samples 1 request/s + 5 % and takes no custom sampling rules "
-            "(X-Ray sampling rules apply to API Gateway, AppSync, Step Functions and SDK/ADOT-instrumented "
-            "code); at this "
-            f"load that is {_money(xray)}/month of traces nobody reads. Metrics, logs and alarms stay.",
-            "* Server access logs stay on: in batch mode they are one record per PUT, "
-            f"{_money(by_item['S3: server access logs'].usd)}/month at `ACCESS_LOG_EXPIRATION_DAYS="
-            f"{c.ACCESS_LOG_EXPIRATION_DAYS}` (delivery is free; the log objects pay storage). API Gateway's access "
-            f"log stays on too ({_money(by_item['CloudWatch: API Gateway access logs ingested'].usd)}/month): one line "
-            "per request is the only record of who was answered what. Lambda logs are one line per batch in batch "
-            "mode, not per payload. CloudWatch Logs storage (`LOG_RETENTION_DAYS`, billed compressed) is not priced.",
-            "",
-            f"## Payload mode is for loads below {S3_PUT_PER_PREFIX:,} payloads/s",
-            "",
-            f"Payload mode PUTs one object per payload under `dt=/hour=/`, and every hour starts an unsplit prefix "
-            f"that takes {S3_PUT_PER_PREFIX:,} PUT/s. Above that every hour begins with 503 SlowDown storms (retried, "
-            "then redelivered; create-only writes keep them duplicate-free) until S3 splits the prefix. So "
-            "payload mode "
-            f"is for loads below {S3_PUT_PER_PREFIX:,} payloads/s: "
-            f"{payload_mode_max_rpm(SEED[1]):,.0f} requests/min at {SEED[1]} payloads each "
-            f"({payload_mode_max_rpm(1):,.0f} at one). `tools.models.capacity` marks S3 ✗ in payload mode above it "
-            "and says to use `OBJECT_MODE=batch`. The key layout stays as it is.",
-            "",
-            "## Sizing the worker pool for another load",
-            "",
-            f"* **Standard mode** (`MAX_WORKERS`, 2–1,000) carries `MAX_WORKERS` x batch / duration messages/s. A "
-            f"payload-mode batch of {dev.config.BATCH_SIZE} takes ~{dev_payload_ms:.0f} ms at "
-            f"{dev.config.CONSUMER_MEMORY_MB} MB (ceil(`BATCH_SIZE` / `UPLOAD_CONCURRENCY`) waves of 20 ms PUTs plus "
-            f"CPU), so one worker carries ~{dev.config.BATCH_SIZE / dev_payload_ms * 1000:,.0f} payloads/s; a "
-            "batch-mode "
-            f"batch ~{dev_batch_ms:.0f} ms, ~{dev.config.BATCH_SIZE / dev_batch_ms * 1000:,.0f} payloads/s. When a "
-            "worker is CPU-bound, raise `CONSUMER_MEMORY_MB` (CPU share grows with memory up to 1,769 MB) before "
-            "`UPLOAD_CONCURRENCY`. Standard mode adds pollers as the backlog grows, so a step from idle takes about a "
-            "minute to absorb.",
-            f"* **Provisioned pollers** (`PROVISIONED_POLLERS=true`): when the load needs more than 1,000 workers, or "
-            "arrives in steps that a one-minute ramp would turn into backlog. A poller takes at most "
-            f"~{POLLER_POLLS_PER_SECOND * SQS_RECEIVE_MAX} messages/s, so `MAX_POLLERS` >= messages/s / 100 (+20 %); "
-            "`MIN_POLLERS` stay warm and are billed per hour whether used or not. Provisioned mode cannot be combined "
-            "with maximum concurrency, so the stack reserves 10 x `MAX_POLLERS` for the consumer.",
-            "",
-            f"## Monthly cost, `PROFILE=scale` ({prices.REGION} list prices checked {prices.PRICES_CHECKED})",
-            "",
-            *_md_cost(scale_cost),
-            "",
-            f"The largest line is {biggest.service} ({biggest.item}, {_money(biggest.usd)}); telemetry (CloudWatch "
-            f"Logs, metrics, alarms, dashboard) is {_money(telemetry)} of {_money(total)}. Provisioned event pollers "
-            "are billed per hour on top and are not priced here. `python -m tools.models.cost` prices both object "
-            "modes for any load.",
-            "",
-            "## Sources",
-            "",
-            *[f"* {title}: {url}" for title, url in SOURCES],
-            "",
-        ]
-    )
 
 
 def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
@@ -944,21 +933,29 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
         default=0.0,
         help="share of records that fail once and wait out their first retry delay (0..1)",
     )
-    parser.add_argument("--markdown", action="store_true", help="print docs/CAPACITY.md (the seed load, both profiles)")
-    args = parser.parse_args(argv)
-    if args.markdown:
-        print(render_markdown(), end="")
+    parser.add_argument("--format", choices=("text", "json", "markdown"), default="text")
+    parser.add_argument("--markdown", action="store_true", help="the same as --format markdown (docs/CAPACITY.md)")
+    cost.add_assumption_flags(parser)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse's own errors (exit 2) and --help (exit 0)
+        return int(exc.code or 0)
+    if args.markdown or args.format == "markdown":
+        from tools.models import capacity_doc
+
+        print(capacity_doc.render_markdown(), end="")
         return 0
     if (
         args.rpm is None
-        or args.rpm <= 0
+        or not 0 < args.rpm < math.inf
         or args.payloads < 1
-        or args.payload_bytes < 1
+        or args.payload_bytes < MIN_PAYLOAD_BYTES
         or not 0 <= args.failure_rate < 1
     ):
         parser.print_usage(sys.stderr)
         print(
-            "capacity: --rpm > 0, --payloads >= 1, --payload-bytes >= 1 and 0 <= --failure-rate < 1 are needed",
+            "capacity: --rpm > 0, --payloads >= 1, --payload-bytes >= 2 (a JSON object) and 0 <= --failure-rate < 1 "
+            "are needed",
             file=sys.stderr,
         )
         return 2
@@ -967,14 +964,14 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
     except ConfigError as exc:
         print(f"capacity: {exc}", file=sys.stderr)
         return 2
-    assessment = assess(config, load_of(args.rpm, args.payloads, args.payload_bytes, args.failure_rate))
-    print(render_text(assessment, monthly_cost(assessment)))
+    assessment = assess(
+        config, load_of(args.rpm, args.payloads, args.payload_bytes, args.failure_rate), cost.assumptions_from(args)
+    )
+    if args.format == "json":
+        print(json.dumps(render_json(assessment), indent=2))
+    else:
+        print(render_text(assessment))
     return assessment.exit_code
-
-
-def resolve_config(environ: Mapping[str, str] | None = None, **context: Any) -> PipelineConfig:
-    """The config the stack would deploy: environment, cdk.json context (plus ``context``), PROFILE, default."""
-    return PipelineConfig.resolve({**cdk_json_context(), **context}, environ)
 
 
 if __name__ == "__main__":

@@ -2,137 +2,55 @@
 
     python -m tools.models.cost --rpm 1000000 --payloads 10 --payload-bytes 1024
 
-Prints one line per billed item for both OBJECT_MODEs (payload: one S3 object per payload; batch:
-one object per consumer batch of BATCH_SIZE). Memory sizes, BATCH_SIZE and alarm counts come from
-PipelineConfig, resolved as the stack resolves it (environment, cdk.json context, PROFILE preset,
-default: e.g. ``BATCH_SIZE=1000 python -m tools.models.cost ...``); durations and log volumes are
-`make bench` figures scaled to Lambda's CPU share, overridable by flags. A month is 30 days.
-Free tiers are ignored. See docs/CAPACITY.md for the reasoning behind each line.
+Prices the configuration as the stack resolves it (environment, cdk.json context, PROFILE preset, default:
+e.g. ``PROFILE=scale python -m tools.models.cost ...``) in both OBJECT_MODEs (payload: one S3 object per
+payload; batch: one gzip NDJSON object per consumer batch). Every billed item is one Line; each service or
+stage is one function ``(config, flow, assume) -> list[Line]`` (``COST_STAGES``) and ``monthly_lines`` is their
+concatenation, so a new front door or a new lake step is one function plus its tests. Rates and sizes come
+from tools.models.flow (what the capacity model judges), durations and log volumes from `make bench`
+(tools.models.assumptions, each figure a flag). A month is 30 days. Free tiers are ignored. See
+docs/CAPACITY.md for the reasoning behind each line.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import dataclasses
 import math
+import re
 import sys
-from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from pipeline.contract import SQS_MAX_BATCH_BYTES, SQS_MAX_BATCH_ENTRIES
+from infra.access_logs import ACCESS_LOG_LINE_BYTES
+from infra.lake_table import COMPACTED_BUCKETS
 from tools.models import prices
+from tools.models.assumptions import (
+    DEFAULT,
+    MEASURED,
+    Assumptions,
+    load_bench,
+    log_compression,
+)
+from tools.models.flow import (
+    MIN_PAYLOAD_BYTES,
+    REQUEST_ID_ATTRIBUTE_BYTES,
+    SECONDS_PER_MONTH,
+    SQS_RECEIVE_MAX,
+    Flow,
+    Load,
+    chunks,
+    flow_of,
+    load_of,
+)
 
-MINUTES_PER_MONTH = 30 * 24 * 60
-FULL_VCPU_MB = 1769  # Lambda gives one full vCPU at 1,769 MB; CPU share scales with memory
+if TYPE_CHECKING:
+    from infra.config import PipelineConfig
 
-
-@dataclass(frozen=True)
-class Workload:
-    requests_per_minute: float
-    payloads_per_request: int
-    message_bytes: int  # one SQS message: the payload in its envelope, plus the requestId attribute
-
-    @property
-    def requests(self) -> float:
-        return self.requests_per_minute * MINUTES_PER_MONTH
-
-    @property
-    def payloads(self) -> float:
-        return self.requests * self.payloads_per_request
-
-
-BENCH_BATCH_RECORDS = 100  # the consumer batch C1 and L1 are measured on
-
-
-@dataclass(frozen=True)
-class BenchFigures:
-    """What `make bench` measured. Defaults: its run on 2026-11-26 (docs/PERFORMANCE.md), CPU time
-    on one full core of the development machine; ``--bench FILE`` reads a fresh run instead."""
-
-    ingest_cpu_ms: float = 0.5  # P1 real_us: the real handler per request, 10 x 1 KiB
-    consumer_cpu_ms_per_record: tuple[float, float] = (0.272, 0.025)  # C1 (payload mode, batch mode)
-    ingest_log_bytes: int = 741  # L1: "request accepted" line + EMF blob, per request
-    ingest_log_lines: int = 2
-    consumer_log_bytes_per_payload: float = 661.0  # L1 payload mode: one line per record + EMF
-    consumer_log_bytes_per_batch: int = 973  # L1 batch mode: one line per object + EMF
-
-    def consumer_cpu_ms(self, object_mode: str) -> float:
-        return self.consumer_cpu_ms_per_record[0 if object_mode == "payload" else 1]
-
-
-MEASURED = BenchFigures()
-
-
-def load_bench(lines: Iterable[str]) -> BenchFigures:
-    """Read `make bench` JSON lines (P1, C1, L1); figures it does not contain keep their defaults."""
-    values: dict[str, Any] = {}
-    cpu = list(MEASURED.consumer_cpu_ms_per_record)
-    for line in lines:
-        if not line.strip().startswith("{"):
-            continue
-        result = json.loads(line)
-        name, mode = result.get("figure"), result.get("object_mode")
-        if name == "P1":
-            values["ingest_cpu_ms"] = result["real_us"] / 1000
-        elif name == "C1":
-            cpu[0 if mode == "payload" else 1] = result["cpu_us_per_record"] / 1000
-        elif name == "L1" and mode is None:
-            values.update(ingest_log_bytes=result["value"], ingest_log_lines=result["lines"])
-        elif name == "L1" and mode == "payload":
-            values["consumer_log_bytes_per_payload"] = result["value"] / BENCH_BATCH_RECORDS
-        elif name == "L1" and mode == "batch":
-            values["consumer_log_bytes_per_batch"] = result["value"]
-    return replace(MEASURED, consumer_cpu_ms_per_record=(cpu[0], cpu[1]), **values)
-
-
-# Assumed AWS latencies (not measurable offline).
-SQS_SEND_MS = 8.0  # one SendMessageBatch round trip in-Region
-PUT_MS = 20.0  # one small PutObject (P3 uses the same figure)
-BATCH_PUT_MS = 50.0  # one gzip NDJSON object of a batch
-
-
-def cpu_scale(memory_mb: int) -> float:
-    """How much longer CPU work takes at this memory than on one full core (Lambda gives a full
-    vCPU at 1,769 MB; our handlers are single-threaded for CPU, so more memory does not help)."""
-    return max(1.0, FULL_VCPU_MB / memory_mb)
-
-
-def consumer_batch_ms(
-    object_mode: str,
-    batch_size: int,
-    upload_concurrency: int,
-    memory_mb: int,
-    put_ms: float = PUT_MS,
-    batch_put_ms: float = BATCH_PUT_MS,
-    measured: BenchFigures = MEASURED,
-) -> float:
-    """Duration of one consumer invocation: its PUTs (in waves of UPLOAD_CONCURRENCY in payload
-    mode, one object in batch mode) plus its CPU, counted without overlap (an upper bound)."""
-    cpu = batch_size * measured.consumer_cpu_ms(object_mode) * cpu_scale(memory_mb)
-    if object_mode == "payload":
-        return math.ceil(batch_size / upload_concurrency) * put_ms + cpu
-    return batch_put_ms + cpu
-
-
-@dataclass(frozen=True)
-class Assumptions:
-    """Per-invocation figures; assumptions_for() derives them from a PipelineConfig and `make bench`."""
-
-    ingest_ms: float = MEASURED.ingest_cpu_ms * cpu_scale(512) + SQS_SEND_MS
-    consumer_ms_payload_mode: float = consumer_batch_ms("payload", 100, 16, 512)
-    consumer_ms_batch_mode: float = consumer_batch_ms("batch", 100, 16, 512)
-    ingest_log_bytes: int = MEASURED.ingest_log_bytes
-    ingest_log_lines: int = MEASURED.ingest_log_lines
-    consumer_log_bytes_per_payload: float = MEASURED.consumer_log_bytes_per_payload
-    consumer_log_bytes_per_batch: int = MEASURED.consumer_log_bytes_per_batch
-    platform_log_bytes: int = 390  # Lambda's START, END and REPORT lines (with X-Ray ids), per invocation
-    platform_log_lines: int = 3
-    access_log_bytes: int = 260  # API Gateway access log, JSON standard fields, per request
-    trace_sampling: float = 0.05  # X-Ray default rule: 1 request/s, then 5 %
-    custom_metrics: int = 18  # metric name x dimension sets both functions emit
-    tracing: bool = True
+HOURS_PER_MONTH = SECONDS_PER_MONTH / 3600
+CLOUDWATCH_EVENT_BYTES = prices.CLOUDWATCH_LOG_EVENT_OVERHEAD_BYTES
 
 
 @dataclass(frozen=True)
@@ -144,7 +62,7 @@ class Line:
     usd: float
 
 
-def tiered(quantity: float, tiers: list[tuple[float | None, float]]) -> float:
+def tiered(quantity: float, tiers: Sequence[tuple[float | None, float]]) -> float:
     """Cost of ``quantity`` units under volume tiers [(upper bound or None, price per unit)]."""
     cost, lower = 0.0, 0.0
     for upper, price in tiers:
@@ -157,17 +75,16 @@ def tiered(quantity: float, tiers: list[tuple[float | None, float]]) -> float:
     return cost
 
 
-def _chunks(size_bytes: float) -> int:
-    return max(1, math.ceil(size_bytes / prices.SQS_CHUNK_BYTES))
-
-
-def send_requests_per_request(payloads: int, message_bytes: int) -> int:
-    """Billed SQS requests for one ingest request: SendMessageBatch calls packed as the ingest packs
-    them (10 entries, 1 MiB per call), each billed per started 64 KB chunk."""
-    per_call = max(1, min(SQS_MAX_BATCH_ENTRIES, SQS_MAX_BATCH_BYTES // message_bytes))
-    full_calls, rest = divmod(payloads, per_call)
-    billed = full_calls * _chunks(per_call * message_bytes)
-    return billed + (_chunks(rest * message_bytes) if rest else 0)
+def shared_tiers(
+    parts: Sequence[tuple[str, str, float, str]], tiers: Sequence[tuple[float | None, float]]
+) -> list[Line]:
+    """Lines (service, item, quantity, unit) that share one account-wide tier ladder, priced pro rata."""
+    total = sum(quantity for _, _, quantity, _ in parts)
+    usd = tiered(total, tiers)
+    return [
+        Line(service, item, quantity, unit, usd * quantity / total if total else 0.0)
+        for service, item, quantity, unit in parts
+    ]
 
 
 def lambda_gb_seconds(invocations: float, duration_ms: float, memory_mb: int) -> float:
@@ -175,101 +92,427 @@ def lambda_gb_seconds(invocations: float, duration_ms: float, memory_mb: int) ->
     return invocations * billed_ms / 1000 * memory_mb / 1024
 
 
-def monthly_lines(
-    workload: Workload,
-    object_mode: str,
-    *,
-    ingest_memory_mb: int,
-    consumer_memory_mb: int,
-    batch_size: int,
-    alarms: int,
-    dashboards: int,
-    assume: Assumptions,
-    object_expiration_days: int = 0,
-    access_log_expiration_days: int = 90,
-) -> list[Line]:
-    """Every billed item for one month at this workload, in one OBJECT_MODE. Storage is priced at its
-    steady state under the expiry rules (RAW_RETENTION_DAYS, ACCESS_LOG_EXPIRATION_DAYS); objects
-    that never expire are priced at month 12 of growth."""
-    requests, payloads = workload.requests, workload.payloads
-    batches = payloads / batch_size
-    consumer_ms = assume.consumer_ms_payload_mode if object_mode == "payload" else assume.consumer_ms_batch_mode
-    lines: list[Line] = [
+def stored_months(retention_days: int) -> float:
+    """Months of data held at steady state: the retention, or 12 months of growth when nothing expires."""
+    return retention_days / 30 if retention_days else 12.0
+
+
+def _held(retention_days: int) -> str:
+    return f"{retention_days}-day expiry" if retention_days else "month 12, never expires"
+
+
+def _envelope_bytes(flow: Flow) -> float:
+    """One payload's envelope: a line of a batch object, or a payload object."""
+    return flow.load.message_bytes - REQUEST_ID_ATTRIBUTE_BYTES
+
+
+def request_body_bytes(load: Load) -> int:
+    """The POST body: the collection around the payloads."""
+    collection = '{"version":"1.4.2","token":"device-token-123","data":[]}'
+    return len(collection) + load.payloads_per_request * (load.payload_bytes + 1) - 1
+
+
+# --- the front door, by kind ---------------------------------------------------------------------------------
+def rest_api_lines(config: PipelineConfig, flow: Flow) -> list[Line]:
+    requests = flow.load.requests_per_month
+    return [
         Line(
             "API Gateway",
-            "REST requests (tiered)",
+            "REST API requests (tiered)",
             requests,
             "requests",
             tiered(requests, prices.API_GATEWAY_REST_TIERS),
         )
     ]
 
-    # Lambda: GB-s tiers are account-wide, so both functions share them, pro rata.
-    ingest_gbs = lambda_gb_seconds(requests, assume.ingest_ms, ingest_memory_mb)
-    consumer_gbs = lambda_gb_seconds(batches, consumer_ms, consumer_memory_mb)
-    compute = tiered(ingest_gbs + consumer_gbs, prices.LAMBDA_ARM64_GB_SECOND_TIERS)
-    share = ingest_gbs / (ingest_gbs + consumer_gbs) if ingest_gbs + consumer_gbs else 0.0
-    lines += [
-        Line("Lambda ingest", f"compute arm64 {ingest_memory_mb} MB", ingest_gbs, "GB-s", compute * share),
+
+def http_api_lines(config: PipelineConfig, flow: Flow) -> list[Line]:
+    """HTTP APIs are metered in 512 KB increments: a request of 513 KB is two."""
+    per_request = math.ceil(max(1, request_body_bytes(flow.load)) / prices.API_GATEWAY_HTTP_METERING_BYTES)
+    metered = flow.load.requests_per_month * per_request
+    return [
+        Line(
+            "API Gateway",
+            "HTTP API requests (tiered, per 512 KB)",
+            metered,
+            "requests",
+            tiered(metered, prices.API_GATEWAY_HTTP_TIERS),
+        )
+    ]
+
+
+FRONT_DOOR_COSTS: dict[str, Callable[[PipelineConfig, Flow], list[Line]]] = {
+    "rest": rest_api_lines,
+    "http": http_api_lines,
+}
+
+
+def front_door_lines(config: PipelineConfig, flow: Flow) -> list[Line]:
+    return FRONT_DOOR_COSTS[config.API_KIND](config, flow)
+
+
+def data_transfer_lines(config: PipelineConfig, flow: Flow) -> list[Line]:
+    assume = flow.assume
+    gb = flow.load.requests_per_month * assume.response_bytes / prices.GB
+    return [
+        Line(
+            "Data transfer",
+            f"answers out to the clients ({assume.response_bytes} B each)",
+            gb,
+            "GB",
+            tiered(gb, prices.DATA_TRANSFER_OUT_TIERS_PER_GB),
+        )
+    ]
+
+
+def device_auth_lines(config: PipelineConfig, flow: Flow) -> list[Line]:
+    """DEVICE_AUTH=on: each warm ingest environment reads the device-key secret once per
+    DEVICE_REVOCATION_TTL_SECONDS (Powertools' cache max_age), and once more on each cold start."""
+    assume = flow.assume
+    if config.DEVICE_AUTH != "on":
+        return []
+    environments = flow.ingest_environments
+    reads = environments * (
+        SECONDS_PER_MONTH / config.DEVICE_REVOCATION_TTL_SECONDS + HOURS_PER_MONTH / assume.environment_hours
+    )
+    return [
+        Line(
+            "Secrets Manager",
+            f"GetSecretValue, every {config.DEVICE_REVOCATION_TTL_SECONDS} s in {environments:,.0f} warm ingests",
+            reads,
+            "calls",
+            reads * prices.SECRETS_MANAGER_CALL,
+        ),
+        Line("Secrets Manager", "the device-key signing secret", 1, "secrets", prices.SECRETS_MANAGER_SECRET_MONTH),
+    ]
+
+
+# --- compute ------------------------------------------------------------------------------------------------
+def lambda_lines(config: PipelineConfig, flow: Flow) -> list[Line]:
+    """Both functions' GB-seconds share the account's tiers (pro rata); invocations are per request."""
+    requests = flow.load.requests_per_month
+    batches = flow.batches_per_second * SECONDS_PER_MONTH
+    ingest_gbs = lambda_gb_seconds(requests, flow.ingest_ms, config.INGEST_MEMORY_MB)
+    consumer_gbs = lambda_gb_seconds(batches, flow.duration_s * 1000, config.CONSUMER_MEMORY_MB)
+    ingest, consumer = shared_tiers(
+        [
+            (
+                "Lambda ingest",
+                f"compute arm64 {config.INGEST_MEMORY_MB} MB, {flow.ingest_ms:.1f} ms",
+                ingest_gbs,
+                "GB-s",
+            ),
+            (
+                "Lambda consumer",
+                f"compute arm64 {config.CONSUMER_MEMORY_MB} MB, {flow.duration_s * 1000:.0f} ms per batch",
+                consumer_gbs,
+                "GB-s",
+            ),
+        ],
+        prices.LAMBDA_ARM64_GB_SECOND_TIERS,
+    )
+    return [
+        ingest,
         Line("Lambda ingest", "invocations", requests, "requests", requests * prices.LAMBDA_REQUEST),
-        Line("Lambda consumer", f"compute arm64 {consumer_memory_mb} MB", consumer_gbs, "GB-s", compute * (1 - share)),
+        consumer,
         Line(
             "Lambda consumer",
-            f"invocations (batches of {batch_size})",
+            f"invocations (batches of {flow.payloads_per_batch:,.0f} payloads)",
             batches,
             "requests",
             batches * prices.LAMBDA_REQUEST,
         ),
     ]
 
-    # SQS: send (ingest), then receive and delete by the event source mapping, 10 messages a call.
-    sends = requests * send_requests_per_request(workload.payloads_per_request, workload.message_bytes)
-    receives = payloads / SQS_MAX_BATCH_ENTRIES * _chunks(SQS_MAX_BATCH_ENTRIES * workload.message_bytes)
-    deletes = payloads / SQS_MAX_BATCH_ENTRIES
-    sqs_requests = sends + receives + deletes
-    lines.append(
+
+def poller_lines(config: PipelineConfig, flow: Flow) -> list[Line]:
+    """Provisioned mode: the active event pollers, billed per EPU-hour whether busy or not."""
+    assume = flow.assume
+    if not config.PROVISIONED_POLLERS:
+        return []
+    epu_hours = flow.pollers * assume.epus_per_poller * HOURS_PER_MONTH
+    return [
         Line(
-            "SQS",
-            "send + receive + delete (64 KB chunks, batched)",
-            sqs_requests,
-            "requests",
-            tiered(sqs_requests, prices.SQS_STANDARD_TIERS),
+            "Lambda pollers",
+            f"provisioned mode, {flow.pollers:,} event pollers (EPU-hours)",
+            epu_hours,
+            "EPU-hours",
+            epu_hours * prices.LAMBDA_EPU_HOUR,
         )
-    )
+    ]
 
-    puts = payloads if object_mode == "payload" else batches
-    lines.append(Line("S3", f"PUT ({object_mode} mode)", puts, "requests", puts * prices.S3_PUT))
-    lines += storage_lines(payloads * workload.message_bytes, puts, object_expiration_days, access_log_expiration_days)
 
-    # CloudWatch Logs: every stdout line of both functions plus Lambda's own lines, and access logs.
-    per_event = prices.CLOUDWATCH_LOG_EVENT_OVERHEAD_BYTES
-    ingest_log = requests * (
-        assume.ingest_log_bytes
-        + assume.platform_log_bytes
-        + per_event * (assume.ingest_log_lines + assume.platform_log_lines)
+# --- the queue ----------------------------------------------------------------------------------------------
+def sqs_lines(config: PipelineConfig, flow: Flow) -> list[Line]:
+    """Every request SQS bills, per 64 KB chunk: the ingest's sends, the mapping's receives and deletes, and
+    the ingest's backlog check (MAX_QUEUE); the queue's tiers are shared."""
+    month = SECONDS_PER_MONTH
+    sends = flow.load.requests_per_month * flow.send_billed_per_request
+    receive_bytes = flow.messages_per_receive * flow.layout.message_bytes
+    receives = flow.receives_per_second * month * chunks(receive_bytes)
+    deletes = flow.messages_per_second / SQS_RECEIVE_MAX * month
+    parts = [
+        ("SQS", f"SendMessageBatch ({flow.layout.name}, 64 KB chunks)", sends, "requests"),
+        (
+            "SQS",
+            f"ReceiveMessage ({flow.messages_per_receive:.1f} messages a call, 64 KB chunks)",
+            receives,
+            "requests",
+        ),
+        ("SQS", "DeleteMessageBatch (10 a call)", deletes, "requests"),
+    ]
+    if config.MAX_QUEUE:
+        checks = flow.ingest_environments * month / config.BACKLOG_CHECK_SECONDS
+        parts.append(
+            ("SQS", f"GetQueueAttributes (backlog check every {config.BACKLOG_CHECK_SECONDS} s)", checks, "requests")
+        )
+    if flow.load.failure_rate:
+        retries = flow.messages_per_second * flow.load.failure_rate / SQS_RECEIVE_MAX * month
+        parts.append(("SQS", "ChangeMessageVisibilityBatch (failed records' retry delay)", retries, "requests"))
+    return shared_tiers(parts, prices.SQS_STANDARD_TIERS)
+
+
+# --- storage and the lake -------------------------------------------------------------------------------------
+def s3_request_lines(config: PipelineConfig, flow: Flow) -> list[Line]:
+    puts = flow.puts_per_second * SECONDS_PER_MONTH
+    return [
+        Line(
+            "S3",
+            f"PUT ({config.OBJECT_MODE} mode, {flow.payloads_per_object:,.0f} payloads an object)",
+            puts,
+            "requests",
+            puts * prices.S3_PUT,
+        )
+    ]
+
+
+def _compaction_requests_per_month(config: PipelineConfig, flow: Flow) -> dict[str, float]:
+    """S3 requests an hourly compaction makes (docs/LAKE.md, "What one run costs"): a GET per raw object of
+    the hour and a LIST per 1,000 of them; the CTAS's COMPACTED_BUCKETS files, each a multipart upload (one PUT
+    per part, plus its start and end); and for each of the lookback's hours, each file's footer and its id
+    column, one GET per row group."""
+    if config.COMPACTION != "on":
+        return {"GET": 0.0, "LIST": 0.0, "PUT": 0.0}
+    assume = flow.assume
+    raw_objects = flow.puts_per_second * 3600
+    files = compacted_objects_per_hour(flow)
+    file_bytes = flow.payloads_per_second * 3600 * compacted_bytes_per_payload(flow) / files
+    puts_per_file = math.ceil(file_bytes / assume.multipart_part_bytes) + 2
+    gets_per_file = 1 + math.ceil(file_bytes / assume.row_group_bytes)
+    runs = HOURS_PER_MONTH
+    return {
+        "GET": runs * (raw_objects + files * gets_per_file * config.COMPACTION_LOOKBACK_HOURS),
+        "LIST": runs * math.ceil(raw_objects / 1000),
+        "PUT": runs * files * puts_per_file,
+    }
+
+
+def stored_bytes_per_payload(config: PipelineConfig, flow: Flow) -> float:
+    """Raw bytes one payload keeps in S3: its gzip NDJSON line (bench S1) in batch mode, its envelope verbatim
+    in payload mode."""
+    envelope = _envelope_bytes(flow)
+    return envelope if config.OBJECT_MODE == "payload" else envelope / flow.assume.measured.stored_compression
+
+
+def compacted_bytes_per_payload(flow: Flow) -> float:
+    return _envelope_bytes(flow) / flow.assume.measured.compacted_compression
+
+
+def compacted_objects_per_hour(flow: Flow) -> int:
+    """The CTAS writes one file per bucket (infra/lake_table.py COMPACTED_BUCKETS), whatever the hour holds."""
+    return COMPACTED_BUCKETS
+
+
+def storage_lines(config: PipelineConfig, flow: Flow) -> list[Line]:
+    """S3 Standard storage at steady state under the expiry rules: raw objects at their stored size
+    (RAW_RETENTION_DAYS), compacted Parquet (COMPACTED_RETENTION_DAYS), and the server access log records
+    (one per request to the payload bucket, ACCESS_LOG_EXPIRATION_DAYS). The tiers count the account's
+    volume, so all three share them."""
+    payloads = flow.load.payloads_per_month
+    raw_gb = payloads * stored_bytes_per_payload(config, flow) * stored_months(config.RAW_RETENTION_DAYS)
+    compaction = _compaction_requests_per_month(config, flow)
+    records = flow.puts_per_second * SECONDS_PER_MONTH + sum(compaction.values())
+    log_gb = records * prices.S3_ACCESS_LOG_RECORD_BYTES * stored_months(config.ACCESS_LOG_EXPIRATION_DAYS)
+    raw_kind = "gzip NDJSON" if config.OBJECT_MODE == "batch" else "JSON"
+    parts = [("S3", f"raw payloads, {raw_kind} ({_held(config.RAW_RETENTION_DAYS)})", raw_gb / prices.GB, "GB-month")]
+    if config.COMPACTION == "on":
+        compacted_gb = payloads * compacted_bytes_per_payload(flow) * stored_months(config.COMPACTED_RETENTION_DAYS)
+        parts.append(
+            (
+                "S3",
+                f"compacted Parquet ({_held(config.COMPACTED_RETENTION_DAYS)})",
+                compacted_gb / prices.GB,
+                "GB-month",
+            )
+        )
+    parts.append(
+        ("S3", f"server access logs ({_held(config.ACCESS_LOG_EXPIRATION_DAYS)})", log_gb / prices.GB, "GB-month")
     )
-    if object_mode == "payload":
-        consumer_app = payloads * (assume.consumer_log_bytes_per_payload + per_event)
+    return shared_tiers(parts, prices.S3_STANDARD_STORAGE_TIERS_PER_GB)
+
+
+def athena_bytes_per_compaction(config: PipelineConfig, flow: Flow) -> float:
+    """One hourly run's CTAS scans the raw hour's gzip NDJSON and the id column of the compacted hours within
+    COMPACTION_LOOKBACK_HOURS (an id already compacted is not added again: infra/lake_table.py
+    compaction_select). The window reaches as far forward, but at the hourly run the later hours are not
+    compacted yet."""
+    hour = flow.payloads_per_second * 3600
+    raw = hour * stored_bytes_per_payload(config, flow)
+    ids = hour * flow.assume.measured.compacted_column_bytes["id"] * config.COMPACTION_LOOKBACK_HOURS
+    return max(float(prices.ATHENA_MINIMUM_BYTES), raw + ids)
+
+
+def compaction_lines(config: PipelineConfig, flow: Flow) -> list[Line]:
+    """COMPACTION=on: an EventBridge Scheduler run per hour starts a Step Functions standard workflow whose
+    Athena CTAS writes the hour as Parquet (infra/compaction_construct.py). Of its four statements only the
+    CTAS is billed; Athena does not bill DDL (ADD PARTITION, SET LOCATION, DROP TABLE)."""
+    assume = flow.assume
+    if config.COMPACTION != "on":
+        return []
+    runs = HOURS_PER_MONTH
+    scanned_tb = runs * athena_bytes_per_compaction(config, flow) / (prices.GB * prices.TB_GB)
+    requests = _compaction_requests_per_month(config, flow)
+    transitions = runs * assume.compaction_transitions
+    return [
+        Line(
+            "Athena", "compaction scans (raw hour + lookback ids)", scanned_tb, "TB", scanned_tb * prices.ATHENA_PER_TB
+        ),
+        Line(
+            "S3",
+            "compaction GET (raw objects, lookback footers and ids)",
+            requests["GET"],
+            "requests",
+            requests["GET"] * prices.S3_GET,
+        ),
+        Line(
+            "S3",
+            "compaction LIST and PUT",
+            requests["LIST"] + requests["PUT"],
+            "requests",
+            requests["LIST"] * prices.S3_LIST + requests["PUT"] * prices.S3_PUT,
+        ),
+        Line(
+            "Step Functions",
+            f"standard transitions ({assume.compaction_transitions} a run, hourly)",
+            transitions,
+            "transitions",
+            transitions * prices.STEP_FUNCTIONS_STANDARD_TRANSITION,
+        ),
+        Line(
+            "EventBridge",
+            "Scheduler invocations (hourly)",
+            runs,
+            "invocations",
+            runs * prices.EVENTBRIDGE_SCHEDULER_INVOCATION,
+        ),
+    ]
+
+
+# --- telemetry ----------------------------------------------------------------------------------------------
+def _logs_request_lines(config: PipelineConfig) -> bool:
+    """Whether the functions write their per-request/per-object INFO lines (Powertools LOG_LEVEL)."""
+    return config.LOG_LEVEL in ("DEBUG", "INFO")
+
+
+def lambda_log_bytes(config: PipelineConfig, flow: Flow) -> tuple[float, float]:
+    """Bytes per month (ingest, consumer) the functions write to CloudWatch Logs, with each event's 26 B.
+
+    Ingest: the "request accepted" line (LOG_LEVEL INFO or DEBUG); its EMF blob per request
+    (METRICS_FLUSH_SECONDS=0) or one per warm environment every N seconds; Lambda's START/END/REPORT
+    unless SYSTEM_LOG_LEVEL=WARN. Consumer: a line per object or payload (INFO) and an EMF blob per batch.
+    """
+    assume = flow.assume
+    measured, month = assume.measured, SECONDS_PER_MONTH
+    requests, batches = flow.load.requests_per_month, flow.batches_per_second * month
+    platform = assume.platform_log_bytes + CLOUDWATCH_EVENT_BYTES * assume.platform_log_lines
+    ingest = 0.0
+    if _logs_request_lines(config):
+        ingest += requests * (measured.ingest_log_bytes - measured.ingest_emf_bytes + CLOUDWATCH_EVENT_BYTES)
+    if config.METRICS_FLUSH_SECONDS:
+        windows = flow.ingest_environments * month / config.METRICS_FLUSH_SECONDS
+        ingest += windows * (measured.ingest_window_emf_bytes + CLOUDWATCH_EVENT_BYTES)
     else:
-        consumer_app = batches * (assume.consumer_log_bytes_per_batch + 2 * per_event)
-    consumer_log = consumer_app + batches * (assume.platform_log_bytes + per_event * assume.platform_log_lines)
-    lambda_log_gb = (ingest_log + consumer_log) / prices.GB
-    access_log_gb = requests * (assume.access_log_bytes + per_event) / prices.GB
-    lines += [
+        ingest += requests * (measured.ingest_emf_bytes + CLOUDWATCH_EVENT_BYTES)
+    consumer = batches * (measured.consumer_emf_bytes + CLOUDWATCH_EVENT_BYTES)
+    if _logs_request_lines(config) and config.OBJECT_MODE == "payload":
+        consumer = (
+            batches * flow.payloads_per_batch * (measured.consumer_log_bytes_per_payload + CLOUDWATCH_EVENT_BYTES)
+        )
+    elif _logs_request_lines(config):
+        lines = measured.consumer_log_bytes_per_batch - measured.consumer_emf_bytes + CLOUDWATCH_EVENT_BYTES
+        consumer += batches * flow.objects_per_batch * lines
+    if config.SYSTEM_LOG_LEVEL != "WARN":
+        ingest += requests * platform
+        consumer += batches * platform
+    return ingest, consumer
+
+
+def lambda_log_lines(config: PipelineConfig, flow: Flow) -> list[Line]:
+    """Lambda's logs: ingestion in Lambda's volume tiers, storage for LOG_RETENTION_DAYS, compressed
+    (assumptions.log_compression)."""
+    ingest, consumer = lambda_log_bytes(config, flow)
+    gb = (ingest + consumer) / prices.GB
+    kept = gb * config.LOG_RETENTION_DAYS / 30 / log_compression()
+    levels = f"LOG_LEVEL={config.LOG_LEVEL}, SYSTEM_LOG_LEVEL={config.SYSTEM_LOG_LEVEL}"
+    return [
         Line(
             "CloudWatch",
-            "Lambda logs ingested (tiered)",
-            lambda_log_gb,
+            f"Lambda logs ingested ({levels})",
+            gb,
             "GB",
-            tiered(lambda_log_gb, prices.CLOUDWATCH_LAMBDA_LOGS_TIERS_PER_GB),
+            tiered(gb, prices.CLOUDWATCH_LAMBDA_LOGS_TIERS_PER_GB),
         ),
         Line(
             "CloudWatch",
-            "API Gateway access logs ingested",
-            access_log_gb,
-            "GB",
-            access_log_gb * prices.CLOUDWATCH_LOGS_STANDARD_PER_GB,
+            f"Lambda logs stored ({config.LOG_RETENTION_DAYS} days)",
+            kept,
+            "GB-month",
+            kept * prices.CLOUDWATCH_LOGS_STORAGE_PER_GB_MONTH,
         ),
+    ]
+
+
+ACCESS_LOG_PRICES = {
+    "STANDARD": prices.CLOUDWATCH_LOGS_STANDARD_PER_GB,
+    "INFREQUENT_ACCESS": prices.CLOUDWATCH_LOGS_INFREQUENT_ACCESS_PER_GB,
+}
+
+
+def access_log_bytes(config: PipelineConfig, flow: Flow) -> int:
+    """One access-log line: the format's typical line for the API kind (infra/access_logs.py) and its newline,
+    or ``--access-log-bytes``."""
+    if flow.assume.access_log_bytes is not None:
+        return flow.assume.access_log_bytes
+    return ACCESS_LOG_LINE_BYTES[config.API_KIND] + 1
+
+
+def access_log_lines(config: PipelineConfig, flow: Flow) -> list[Line]:
+    """API Gateway's access log: one line per request, priced by ACCESS_LOG_CLASS, kept LOG_RETENTION_DAYS
+    (compressed, as for the functions' logs)."""
+    line = access_log_bytes(config, flow)
+    gb = flow.load.requests_per_month * (line + CLOUDWATCH_EVENT_BYTES) / prices.GB
+    kept = gb * config.LOG_RETENTION_DAYS / 30 / log_compression()
+    return [
+        Line(
+            "CloudWatch",
+            f"access logs ingested ({config.ACCESS_LOG_CLASS}, {line} B a line)",
+            gb,
+            "GB",
+            gb * ACCESS_LOG_PRICES[config.ACCESS_LOG_CLASS],
+        ),
+        Line(
+            "CloudWatch",
+            f"access logs stored ({config.LOG_RETENTION_DAYS} days)",
+            kept,
+            "GB-month",
+            kept * prices.CLOUDWATCH_LOGS_STORAGE_PER_GB_MONTH,
+        ),
+    ]
+
+
+def monitoring_lines(config: PipelineConfig, flow: Flow) -> list[Line]:
+    assume = flow.assume
+    return [
         Line(
             "CloudWatch",
             "custom metrics (EMF)",
@@ -277,120 +520,146 @@ def monthly_lines(
             "metrics",
             assume.custom_metrics * prices.CLOUDWATCH_CUSTOM_METRIC_MONTH,
         ),
-        Line("CloudWatch", "alarms", alarms, "alarms", alarms * prices.CLOUDWATCH_ALARM_MONTH),
-        Line("CloudWatch", "dashboards", dashboards, "dashboards", dashboards * prices.CLOUDWATCH_DASHBOARD_MONTH),
-    ]
-    if assume.tracing:
-        traces = (requests + batches) * assume.trace_sampling
-        lines.append(
-            Line(
-                "X-Ray",
-                f"traces recorded ({assume.trace_sampling:.0%} sampled)",
-                traces,
-                "traces",
-                traces * prices.XRAY_TRACE_RECORDED,
-            )
-        )
-    return lines
-
-
-def stored_months(expiration_days: int) -> float:
-    """Months of data held at steady state: the expiry, or 12 months of growth when nothing expires."""
-    return expiration_days / 30 if expiration_days else 12.0
-
-
-def storage_lines(
-    payload_bytes_per_month: float, puts_per_month: float, object_expiration_days: int, access_log_expiration_days: int
-) -> list[Line]:
-    """S3 Standard storage of the payloads (uncompressed size: an upper bound for batch mode's gzip
-    objects) and of the server access log records (one per PUT) in the access-log bucket. Storage
-    tiers count the account's volume, so both buckets share them pro rata."""
-    payload_gb = payload_bytes_per_month * stored_months(object_expiration_days) / prices.GB
-    log_gb = puts_per_month * prices.S3_ACCESS_LOG_RECORD_BYTES * stored_months(access_log_expiration_days) / prices.GB
-    total = tiered(payload_gb + log_gb, prices.S3_STANDARD_STORAGE_TIERS_PER_GB)
-    share = payload_gb / (payload_gb + log_gb) if payload_gb + log_gb else 0.0
-    held = f"{object_expiration_days}-day expiry" if object_expiration_days else "month 12, never expires"
-    return [
-        Line("S3", f"payload storage ({held})", payload_gb, "GB-month", total * share),
+        Line("CloudWatch", "alarm metrics", assume.alarms, "metrics", assume.alarms * prices.CLOUDWATCH_ALARM_MONTH),
         Line(
-            "S3",
-            f"server access logs ({access_log_expiration_days}-day expiry)",
-            log_gb,
-            "GB-month",
-            total * (1 - share),
+            "CloudWatch",
+            "dashboards",
+            assume.dashboards,
+            "dashboards",
+            assume.dashboards * prices.CLOUDWATCH_DASHBOARD_MONTH,
+        ),
+        Line(
+            "KMS",
+            "customer managed keys (the alarm topic's)",
+            assume.kms_keys,
+            "keys",
+            assume.kms_keys * prices.KMS_KEY_MONTH,
         ),
     ]
 
 
-def assumptions_for(
-    config: Any,
-    measured: BenchFigures = MEASURED,
-    *,
-    sqs_send_ms: float = SQS_SEND_MS,
-    put_ms: float = PUT_MS,
-    batch_put_ms: float = BATCH_PUT_MS,
-    trace_sampling: float = Assumptions.trace_sampling,
-) -> Assumptions:
-    """The per-invocation figures for a PipelineConfig: memory sizes, BATCH_SIZE, UPLOAD_CONCURRENCY
-    and TRACING from the config, CPU and log volumes from `make bench`."""
-    batch = (config.BATCH_SIZE, config.UPLOAD_CONCURRENCY, config.CONSUMER_MEMORY_MB)
-
-    def consumer_ms(object_mode: str) -> float:
-        return consumer_batch_ms(object_mode, *batch, put_ms=put_ms, batch_put_ms=batch_put_ms, measured=measured)
-
-    return Assumptions(
-        ingest_ms=measured.ingest_cpu_ms * cpu_scale(config.INGEST_MEMORY_MB) + sqs_send_ms,
-        consumer_ms_payload_mode=consumer_ms("payload"),
-        consumer_ms_batch_mode=consumer_ms("batch"),
-        ingest_log_bytes=measured.ingest_log_bytes,
-        ingest_log_lines=measured.ingest_log_lines,
-        consumer_log_bytes_per_payload=measured.consumer_log_bytes_per_payload,
-        consumer_log_bytes_per_batch=measured.consumer_log_bytes_per_batch,
-        trace_sampling=trace_sampling,
-        tracing=config.TRACING,
-    )
+def xray_lines(config: PipelineConfig, flow: Flow) -> list[Line]:
+    """TRACING=true: Lambda's active tracing records 5 % of requests and batches (X-Ray's default rule)."""
+    assume = flow.assume
+    if not config.TRACING:
+        return []
+    traces = (flow.load.requests_per_month + flow.batches_per_second * SECONDS_PER_MONTH) * assume.trace_sampling
+    return [
+        Line(
+            "X-Ray",
+            f"traces recorded ({assume.trace_sampling:.0%} sampled)",
+            traces,
+            "traces",
+            traces * prices.XRAY_TRACE_RECORDED,
+        )
+    ]
 
 
-def sqs_message_bytes(payload_bytes: int, token: str = "device-token-123", version: str = "1.4.2") -> int:
-    """Size SQS counts for one message, built by the ingest's own envelope code."""
-    from pipeline.collection import PayloadCollection
-    from pipeline.envelope import build_messages
+COST_STAGES: tuple[Callable[[PipelineConfig, Flow], list[Line]], ...] = (
+    front_door_lines,
+    data_transfer_lines,
+    device_auth_lines,
+    lambda_lines,
+    poller_lines,
+    sqs_lines,
+    s3_request_lines,
+    storage_lines,
+    compaction_lines,
+    lambda_log_lines,
+    access_log_lines,
+    monitoring_lines,
+    xray_lines,
+)
 
-    payload = '{"pad":"' + "x" * max(0, payload_bytes - 10) + '"}'
-    request_id = "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"
-    message = build_messages(PayloadCollection(version, token, [payload]), request_id, 1_764_115_200_000)[0]
-    return message.size
+
+def monthly_lines(
+    config: PipelineConfig, load: Load, assume: Assumptions = DEFAULT, flow: Flow | None = None
+) -> list[Line]:
+    """Every billed item for one month of this load under this configuration."""
+    flow = flow or flow_of(config, load, assume)
+    return [line for stage in COST_STAGES for line in stage(config, flow)]
+
+
+def total(lines: Sequence[Line]) -> float:
+    return sum(line.usd for line in lines)
 
 
 def _money(usd: float) -> str:
     return f"${usd:,.2f}"
 
 
-def render(workload: Workload, by_mode: dict[str, list[Line]], assume: Assumptions) -> str:
+def render(load: Load, by_mode: dict[str, list[Line]], flows: dict[str, Flow], config: PipelineConfig) -> str:
     modes = list(by_mode)
+    flow = flows[modes[0]]
     out = [
         f"Monthly cost, {prices.REGION}, list prices checked {prices.PRICES_CHECKED} (tools/models/prices.py), "
-        "30-day month",
-        f"load: {workload.requests_per_minute:,.0f} requests/min = {workload.requests_per_minute / 60:,.0f} rps, "
-        f"{workload.payloads_per_request} payloads/request, {workload.message_bytes:,} B per SQS message",
-        f"      {workload.requests:,.0f} requests and {workload.payloads:,.0f} payloads per month",
-        f"durations: ingest {assume.ingest_ms:.1f} ms/request; consumer {assume.consumer_ms_payload_mode:.1f} ms "
-        f"(payload mode) / {assume.consumer_ms_batch_mode:.1f} ms (batch mode) per batch",
+        f"30-day month, PROFILE={config.PROFILE} API_KIND={config.API_KIND}",
+        f"load: {load.requests_per_minute:,.0f} requests/min = {load.rps:,.0f} rps, {load.payloads_per_request} "
+        f"payloads/request, {flow.layout.messages_per_request} SQS message(s) of {flow.layout.message_bytes:,.0f} B "
+        "per request",
+        f"      {load.requests_per_month:,.0f} requests and {load.payloads_per_month:,.0f} payloads per month",
+        "durations: ingest {:.1f} ms/request; consumer {} per batch".format(
+            flow.ingest_ms,
+            " / ".join(f"{flows[m].duration_s * 1000:.1f} ms ({m} mode)" for m in modes),
+        ),
         "",
-        f"{'service':<16} {'item':<52} " + " ".join(f"{'OBJECT_MODE=' + m:>20}" for m in modes),
+        f"{'service':<16} {'item':<64} " + " ".join(f"{'OBJECT_MODE=' + m:>20}" for m in modes),
     ]
-    for index, line in enumerate(by_mode[modes[0]]):
-        row = [by_mode[m][index] for m in modes]
-        item = line.item if all(r.item == line.item for r in row) else line.item.replace(f"({modes[0]} mode)", "")
-        out.append(f"{line.service:<16} {item:<52} " + " ".join(f"{_money(r.usd):>20}" for r in row))
-    totals = {m: sum(line.usd for line in by_mode[m]) for m in modes}
+
+    def kind(line: Line) -> tuple[str, str]:  # the line without its mode's details ("raw payloads, JSON (...)")
+        return line.service, re.split(r" \(|, ", line.item)[0]
+
+    keys = list(dict.fromkeys(kind(line) for mode in modes for line in by_mode[mode]))
+    for service, item in keys:
+        cells = [f"{_money(sum(li.usd for li in by_mode[m] if kind(li) == (service, item))):>20}" for m in modes]
+        out.append(f"{service:<16} {item[:64]:<64} " + " ".join(cells))
+    totals = {m: total(by_mode[m]) for m in modes}
     out += [
         "",
-        f"{'total per month':<69} " + " ".join(f"{_money(totals[m]):>20}" for m in modes),
-        f"{'per million payloads':<69} "
-        + " ".join(f"{_money(totals[m] / workload.payloads * 1e6):>20}" for m in modes),
+        f"{'total per month':<81} " + " ".join(f"{_money(totals[m]):>20}" for m in modes),
+        f"{'per million payloads':<81} "
+        + " ".join(f"{_money(totals[m] / load.payloads_per_month * 1e6):>20}" for m in modes),
     ]
     return "\n".join(out)
+
+
+def add_assumption_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags that replace an assumption (tools.models.assumptions), shared by capacity and cost."""
+    defaults = DEFAULT
+    parser.add_argument("--sqs-send-ms", type=float, default=defaults.sqs_send_ms, help="SendMessageBatch latency")
+    parser.add_argument(
+        "--slow-sqs-send-ms",
+        type=float,
+        default=defaults.slow_sqs_send_ms,
+        help="the SendMessageBatch latency the ingest's reserved concurrency must absorb",
+    )
+    parser.add_argument("--put-ms", type=float, default=defaults.put_ms, help="PutObject latency, payload mode")
+    parser.add_argument(
+        "--batch-put-ms", type=float, default=defaults.batch_put_ms, help="PutObject latency, batch mode"
+    )
+    parser.add_argument("--ingest-ms", type=float, help="ingest duration per request (instead of the model)")
+    parser.add_argument("--consumer-ms", type=float, help="consumer duration per batch (instead of the model)")
+    parser.add_argument("--trace-sampling", type=float, default=defaults.trace_sampling)
+    parser.add_argument(
+        "--access-log-bytes", type=int, help="one access-log line (default: the format's typical line for API_KIND)"
+    )
+    parser.add_argument("--bench", type=Path, help="`make bench` output (JSON lines) to take P1/C1/L1/S1/S2 from")
+
+
+def assumptions_from(args: argparse.Namespace) -> Assumptions:
+    measured = load_bench(args.bench.read_text().splitlines()) if args.bench else MEASURED
+    return dataclasses.replace(
+        DEFAULT,
+        measured=measured,
+        sqs_send_ms=args.sqs_send_ms,
+        slow_sqs_send_ms=args.slow_sqs_send_ms,
+        put_ms=args.put_ms,
+        batch_put_ms=args.batch_put_ms,
+        ingest_ms=args.ingest_ms,
+        consumer_ms=args.consumer_ms,
+        trace_sampling=args.trace_sampling,
+        access_log_bytes=args.access_log_bytes,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -398,55 +667,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rpm", type=float, required=True, help="HTTP requests per minute")
     parser.add_argument("--payloads", type=int, default=10, help="payloads per request")
     parser.add_argument("--payload-bytes", type=int, default=1024, help="bytes of one payload (compact JSON)")
-    defaults = Assumptions()
-    parser.add_argument("--sqs-send-ms", type=float, default=SQS_SEND_MS, help="SendMessageBatch latency")
-    parser.add_argument("--put-ms", type=float, default=PUT_MS, help="PutObject latency, payload mode")
-    parser.add_argument("--batch-put-ms", type=float, default=BATCH_PUT_MS, help="PutObject latency, batch mode")
-    parser.add_argument("--ingest-ms", type=float, help="ingest duration per request (instead of the model)")
-    parser.add_argument("--consumer-ms-payload", type=float, help="consumer duration per batch, payload mode")
-    parser.add_argument("--consumer-ms-batch", type=float, help="consumer duration per batch, batch mode")
-    parser.add_argument("--trace-sampling", type=float, default=defaults.trace_sampling)
-    # The stack's monitoring (infra/monitoring_construct.py) creates six alarms and one dashboard.
-    parser.add_argument("--alarms", type=int, default=6)
-    parser.add_argument("--bench", type=Path, help="`make bench` output (JSON lines) to take P1/C1/L1 from")
-    parser.add_argument("--dashboards", type=int, default=1)
+    add_assumption_flags(parser)
     args = parser.parse_args(argv)
+    if not 0 < args.rpm < math.inf or args.payloads < 1 or args.payload_bytes < MIN_PAYLOAD_BYTES:
+        parser.error(
+            "--rpm must be a positive number, --payloads at least 1, --payload-bytes at least 2 (a JSON object)"
+        )
 
     from infra.config import PipelineConfig, cdk_json_context
 
     config = PipelineConfig.resolve(cdk_json_context())  # as the stack resolves it, PROFILE included
-    measured = load_bench(args.bench.read_text().splitlines()) if args.bench else MEASURED
-    modelled = assumptions_for(
-        config,
-        measured,
-        sqs_send_ms=args.sqs_send_ms,
-        put_ms=args.put_ms,
-        batch_put_ms=args.batch_put_ms,
-        trace_sampling=args.trace_sampling,
-    )
-    assume = replace(
-        modelled,
-        ingest_ms=args.ingest_ms or modelled.ingest_ms,
-        consumer_ms_payload_mode=args.consumer_ms_payload or modelled.consumer_ms_payload_mode,
-        consumer_ms_batch_mode=args.consumer_ms_batch or modelled.consumer_ms_batch_mode,
-    )
-    workload = Workload(args.rpm, args.payloads, sqs_message_bytes(args.payload_bytes))
-    by_mode = {
-        mode: monthly_lines(
-            workload,
-            mode,
-            ingest_memory_mb=config.INGEST_MEMORY_MB,
-            consumer_memory_mb=config.CONSUMER_MEMORY_MB,
-            batch_size=config.BATCH_SIZE,
-            alarms=args.alarms,
-            dashboards=args.dashboards,
-            assume=assume,
-            object_expiration_days=config.RAW_RETENTION_DAYS,
-            access_log_expiration_days=config.ACCESS_LOG_EXPIRATION_DAYS,
-        )
-        for mode in ("payload", "batch")
-    }
-    print(render(workload, by_mode, assume))
+    assume = assumptions_from(args)
+    load = load_of(args.rpm, args.payloads, args.payload_bytes)
+    configs = {mode: dataclasses.replace(config, OBJECT_MODE=mode) for mode in ("payload", "batch")}
+    flows = {mode: flow_of(c, load, assume) for mode, c in configs.items()}
+    by_mode = {mode: monthly_lines(configs[mode], load, assume, flows[mode]) for mode in configs}
+    print(render(load, by_mode, flows, config))
     return 0
 
 

@@ -7,7 +7,7 @@ Tiers are (units up to which the price applies, price per unit); ``None`` means 
 
 from __future__ import annotations
 
-PRICES_CHECKED = "2026-11-26"
+PRICES_CHECKED = "2026-12-01"
 REGION = "us-east-1"
 MILLION = 1_000_000
 GB = 1024**3
@@ -20,6 +20,12 @@ SOURCES = {
     "s3": "https://aws.amazon.com/s3/pricing/",
     "cloudwatch": "https://aws.amazon.com/cloudwatch/pricing/",
     "xray": "https://aws.amazon.com/xray/pricing/",
+    "secrets_manager": "https://aws.amazon.com/secrets-manager/pricing/",
+    "athena": "https://aws.amazon.com/athena/pricing/",
+    "step_functions": "https://aws.amazon.com/step-functions/pricing/",
+    "eventbridge": "https://aws.amazon.com/eventbridge/pricing/",
+    "data_transfer": "https://aws.amazon.com/ec2/pricing/on-demand/#Data_Transfer",
+    "kms": "https://aws.amazon.com/kms/pricing/",
 }
 
 # API Gateway REST API, per request, by monthly requests.
@@ -30,6 +36,23 @@ API_GATEWAY_REST_TIERS: list[tuple[float | None, float]] = [
     (None, 1.51 / MILLION),  # over 20 B
 ]
 
+# API Gateway HTTP API, per request, by monthly requests; "HTTP APIs are metered in 512 KB increments" (a
+# 513 KB request is two), pricing page and "Choose between REST APIs and HTTP APIs"
+# (https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-vs-rest.html).
+API_GATEWAY_HTTP_TIERS: list[tuple[float | None, float]] = [
+    (300 * MILLION, 1.00 / MILLION),
+    (None, 0.90 / MILLION),  # over 300 M
+]
+API_GATEWAY_HTTP_METERING_BYTES = 512 * 1024
+# Data transfer out to the internet (API Gateway answers: "you pay only for the API calls you receive and the amount
+# of data transferred out"), per GB by monthly volume: first 10 TB, next 40 TB, next 100 TB, over 150 TB.
+DATA_TRANSFER_OUT_TIERS_PER_GB: list[tuple[float | None, float]] = [
+    (10 * TB_GB, 0.09),
+    (50 * TB_GB, 0.085),
+    (150 * TB_GB, 0.07),
+    (None, 0.05),
+]
+
 # Lambda on arm64 (Graviton): per GB-second by monthly GB-s (account-wide), plus per request.
 LAMBDA_ARM64_GB_SECOND_TIERS: list[tuple[float | None, float]] = [
     (7.5e9, 0.0000133334),
@@ -38,6 +61,10 @@ LAMBDA_ARM64_GB_SECOND_TIERS: list[tuple[float | None, float]] = [
 ]
 LAMBDA_REQUEST = 0.20 / MILLION
 LAMBDA_BILLING_GRANULARITY_MS = 1
+# Provisioned mode for event source mappings is billed in event poller units (EPU) per hour. The pricing page's
+# SQS example: "The EPU price is $0.00925 per EPU-hour" (us-east-1). The model counts one EPU per active SQS
+# poller (Assumptions.epus_per_poller), the unit the provisioned-mode limits are stated in.
+LAMBDA_EPU_HOUR = 0.00925
 
 # SQS standard queue, per request; each 64 KB chunk of a request's payload is billed as one request.
 SQS_STANDARD_TIERS: list[tuple[float | None, float]] = [
@@ -47,8 +74,10 @@ SQS_STANDARD_TIERS: list[tuple[float | None, float]] = [
 ]
 SQS_CHUNK_BYTES = 64 * 1024
 
-# S3 Standard: PUT, COPY, POST, LIST requests.
+# S3 Standard: PUT, COPY, POST, LIST requests; GET, SELECT and all other requests.
 S3_PUT = 0.005 / 1000
+S3_LIST = 0.005 / 1000
+S3_GET = 0.0004 / 1000
 # S3 Standard storage per GB-month, by the account's stored volume: first 50 TB, next 450 TB, over 500 TB.
 S3_STANDARD_STORAGE_TIERS_PER_GB: list[tuple[float | None, float]] = [
     (50 * TB_GB, 0.023),
@@ -68,6 +97,8 @@ CLOUDWATCH_LAMBDA_LOGS_TIERS_PER_GB: list[tuple[float | None, float]] = [
     (None, 0.05),
 ]
 CLOUDWATCH_LOGS_STANDARD_PER_GB = 0.50
+CLOUDWATCH_LOGS_INFREQUENT_ACCESS_PER_GB = 0.25  # the Infrequent Access log class: half the standard ingestion
+CLOUDWATCH_LOGS_STORAGE_PER_GB_MONTH = 0.03  # archived log data (CloudWatch bills it compressed)
 CLOUDWATCH_LOG_EVENT_OVERHEAD_BYTES = 26  # counted per log event on top of its message
 CLOUDWATCH_CUSTOM_METRIC_MONTH = 0.30  # first 10,000 metrics
 CLOUDWATCH_ALARM_MONTH = 0.10  # standard resolution, one metric
@@ -75,3 +106,18 @@ CLOUDWATCH_DASHBOARD_MONTH = 3.00
 
 # X-Ray: traces recorded.
 XRAY_TRACE_RECORDED = 5.00 / MILLION
+
+# Secrets Manager: per secret per month, and per 10,000 API calls (GetSecretValue).
+SECRETS_MANAGER_SECRET_MONTH = 0.40
+SECRETS_MANAGER_CALL = 0.05 / 10_000
+
+# Athena (SQL queries): "$5.00 per TB of data scanned", rounded up to the nearest megabyte, "with a 10 MB minimum
+# per query".
+ATHENA_PER_TB = 5.00
+ATHENA_MINIMUM_BYTES = 10 * 1024**2
+# Step Functions Standard workflows: per state transition.
+STEP_FUNCTIONS_STANDARD_TRANSITION = 0.025 / 1000
+# EventBridge Scheduler: per invocation (the first 14 M a month are free; free tiers are ignored here).
+EVENTBRIDGE_SCHEDULER_INVOCATION = 1.00 / MILLION
+# KMS: a customer managed key per month (the alarm topic's key).
+KMS_KEY_MONTH = 1.00
