@@ -129,7 +129,7 @@ def _parts(event: dict[str, Any], context: Any, sqs: Any) -> dict[str, Callable[
     """The real handler's steps, each on its own, with the same inputs as one request."""
     from pipeline import collection, enqueue, envelope, ingest, settings
     from pipeline.http_event import read_event
-    from pipeline.observability import counts, log_request_context, logger
+    from pipeline.observability import counts, info_line, log_request_context
 
     limits = ingest.limits_from(settings.ingest_settings())
     raw = collection.decode_body(event["body"], event["isBase64Encoded"], read_event(event).headers, limits)
@@ -155,9 +155,7 @@ def _parts(event: dict[str, Any], context: Any, sqs: Any) -> dict[str, Callable[
             enqueue._entry(str(index), message)
             for index, message in enumerate(envelope.build_messages(parsed, request_id, 1764000000000))
         ],
-        "log_line_request_accepted": lambda: logger.info(
-            "request accepted", extra={"payloads": 10, "retriedEntries": 0}
-        ),
+        "log_line_request_accepted": lambda: info_line("request accepted", {"payloads": 10, "retriedEntries": 0}),
         "metrics_two_and_emf_flush": lambda: metrics_add_and_flush(event, context),
         "log_request_context": lambda: log_request_context(_nothing)(event, context),
     }
@@ -212,7 +210,7 @@ def _cuts(event: dict[str, Any], context: Any) -> dict[str, dict[str, Callable[[
 
     from pipeline import collection, envelope, ingest, settings
     from pipeline.http_event import read_event
-    from pipeline.observability import EmfProvider, counts, log_request_context, logger, metrics
+    from pipeline.observability import EmfProvider, counts, info_line, log_request_context, logger, metrics
 
     # Powertools' Logger as the handler had it: default settings, inject_lambda_context's keys, and the
     # stdlib's caller lookup (pipeline/observability.py turns it off process-wide, so it is on for this call).
@@ -257,6 +255,11 @@ def _cuts(event: dict[str, Any], context: Any) -> dict[str, dict[str, Callable[[
         "log_line": {
             "powertools": powertools_line,
             "ours": lambda: logger.info("request accepted", extra={"payloads": 10, "retriedEntries": 0}),
+        },
+        # The per-request line: through logging (logger.info) vs written by info_line, the same line byte for byte.
+        "info_line": {
+            "logger_info": lambda: logger.info("request accepted", extra={"payloads": 10, "retriedEntries": 0}),
+            "ours": lambda: info_line("request accepted", {"payloads": 10, "retriedEntries": 0}),
         },
         "request_context": {
             "powertools": lambda: defaults.inject_lambda_context(

@@ -5,6 +5,7 @@ What each setting below saves is measured side by side, in one run, by bench P1 
 its ``cuts_us``: the same call with Powertools' defaults and with ours, in the handler's process).
 """
 
+import contextlib
 import functools
 import json
 import logging
@@ -12,9 +13,11 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.logging.filters import SuppressFilter
 from aws_lambda_powertools.logging.formatter import RESERVED_LOG_ATTRS, LambdaPowertoolsFormatter
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit, single_metric
 from aws_lambda_powertools.metrics.exceptions import SchemaValidationError
@@ -60,23 +63,30 @@ class LogLineFormatter(LambdaPowertoolsFormatter):
     def format(self, record: logging.LogRecord) -> str:  # noqa: A003 - logging.Formatter's name
         if record.args or record.exc_info or record.stack_info or not isinstance(record.msg, str):
             return super().format(record)
+        extra = {key: value for key, value in vars(record).items() if key not in _RESERVED}
+        line = self.plain_line(record.levelname, record.msg, lambda: self.formatTime(record), extra)
+        return super().format(record) if line is None else line
+
+    def plain_line(
+        self, levelname: str, message: str, timestamp: Callable[[], str], extra: Mapping[str, Any]
+    ) -> str | None:
+        """The line of a plain message with ``extra``'s keys, or None when a key is templated on a record
+        attribute other than the level and the time (only Powertools' format knows those)."""
         line: dict[str, Any] = {}
         for key, value in self.log_format.items():
             if key == "message":
-                line[key] = record.msg
+                line[key] = message
             elif value is None or key not in _RESERVED:
                 line[key] = value
             elif value == "%(levelname)s":
-                line[key] = record.levelname
+                line[key] = levelname
             elif value == "%(asctime)s":
-                line[key] = self.formatTime(record)
+                line[key] = timestamp()
             else:
-                return super().format(record)
-        line["message"] = record.msg
+                return None
+        line["message"] = message
         line.update(self.thread_safe_get_current_keys())  # Logger.thread_safe_append_keys (the consumer's)
-        for key, value in vars(record).items():
-            if key not in _RESERVED:
-                line[key] = value
+        line.update(extra)
         line["xray_trace_id"] = self._get_latest_trace_id()
         return self.serialize(log={key: value for key, value in line.items() if value is not None})
 
@@ -121,6 +131,69 @@ if os.environ.get("POWERTOOLS_LOG_LEVEL"):
 # Only botocore is patched (our AWS calls get subsegments): patching every library X-Ray supports
 # imports and wraps modules we never call, at cold-start cost (P2, docs/PERFORMANCE.md).
 tracer: Tracer | TracingOff = Tracer(patch_modules=("botocore",)) if tracing_enabled() else TracingOff()
+_STDLIB_LOGGER = logging.getLogger(logger.name)  # the logger Powertools writes through
+_NO_LOCK = contextlib.nullcontext()
+
+
+def _rfc3339_utc_now() -> str:
+    # Powertools' formatTime with use_rfc3339 and utc, from the clock a LogRecord's created reads
+    return datetime.fromtimestamp(time.time(), tz=timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _writes_only_to(handler: logging.Handler) -> bool:
+    """Whether an INFO record of ``logger`` would reach ``handler`` alone, unfiltered: no logger filter, no other
+    handler, and any handler above it (the Lambda runtime's, on the root logger) refusing it by Powertools' own
+    SuppressFilter, which Logger adds there for this service."""
+    if _STDLIB_LOGGER.filters or handler.filters or _STDLIB_LOGGER.handlers != [handler]:
+        return False
+    if not _STDLIB_LOGGER.propagate:
+        return True
+    parent = _STDLIB_LOGGER.parent
+    while parent is not None:
+        for other in parent.handlers:
+            if not any(isinstance(f, SuppressFilter) and f.logger in _STDLIB_LOGGER.name for f in other.filters):
+                return False
+        if not parent.propagate:
+            break
+        parent = parent.parent
+    return True
+
+
+def info_line(message: str, extra: Mapping[str, Any]) -> None:
+    """``logger.info(message, extra=extra)`` for the ingest's per-request line: the same line, byte for byte
+    (LogLineFormatter.plain_line writes both; tests/unit/test_log_line.py), written to the handler's stream
+    directly: a measured exception to using Powertools' path as it is. That path (Powertools' wrapper, a LogRecord,
+    the logger's and handler's filters and lock, the walk to the root logger's handlers) cost 51-62 µs of each
+    request inside the ingest (the handler with and without the line, interleaved), the largest part of P1's
+    overhead the validator does not account for. Alone: 25-27 µs through logger.info, 11-14 this way (bench P1
+    cuts_us.info_line); P1 1.31-1.35x before, 1.26-1.29x after, in 5 interleaved pairs of runs (2026-12-02, load
+    average 0.7-0.8). Any configuration this does not reproduce (another handler, formatter or filter, a root
+    handler without Powertools' SuppressFilter, as under pytest, log buffering, a non-UTC or non-RFC 3339 time)
+    goes through ``logger.info``."""
+    if not _STDLIB_LOGGER.isEnabledFor(logging.INFO):
+        return
+    handler = logger.registered_handler
+    formatter = handler.formatter
+    if (
+        type(handler) is logging.StreamHandler
+        and isinstance(formatter, LogLineFormatter)
+        and formatter.use_rfc3339_iso8601
+        and formatter.utc
+        and not logger._buffer_config
+        and _writes_only_to(handler)
+    ):
+        line = formatter.plain_line("INFO", message, _rfc3339_utc_now, extra)
+        if line is not None:
+            try:
+                with handler.lock or _NO_LOCK:
+                    handler.stream.write(line + handler.terminator)  # StreamHandler.emit, then its flush
+                    handler.stream.flush()
+                return
+            except Exception:  # noqa: BLE001 - a log line never fails a request: logging's own path handles it
+                pass
+    logger.info(message, extra=extra)
+
+
 # Powertools' EMF serializer options (compact separators, ASCII), in one encoder built once.
 _EMF_LINE = json.JSONEncoder(separators=(",", ":"))
 
