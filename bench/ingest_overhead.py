@@ -7,20 +7,31 @@ clock (``time.process_time``), which other processes on the shared cores do not 
 
 The same run also times the parts of the real handler one by one (``breakdown_us``), so a ratio
 above the goal comes with where the difference goes, and each cut made for P1 side by side with what it
-replaced (``cuts_us``: Powertools' defaults vs pipeline/observability.py, interleaved in the same rounds.
+replaced (``cuts_us``: Powertools' defaults vs pipeline/observability.py, and the code before each later cut
+vs the code now), interleaved in the same rounds.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from bench.common import QUEUE_URL, figure, interleaved, median, prepare_environment
-from pipeline.contract import API_KEY_HEADER, PAYLOADS_PATH, SQS_MAX_BATCH_ENTRIES, Metric
+from pipeline.contract import (
+    API_KEY_HEADER,
+    PAYLOADS_PATH,
+    REQUEST_ID_ATTRIBUTE,
+    SQS_MAX_BATCH_ENTRIES,
+    SQS_MAX_MESSAGE_BYTES,
+    Metric,
+    format_received_at,
+)
 
 GOAL_RATIO = 1.3
 PAYLOADS = 10
@@ -82,6 +93,7 @@ def run(rounds: int = 31, calls_per_round: int = 40) -> dict[str, Any]:
             baseline()
         samples = interleaved({"real": real, "baseline": baseline}, rounds, calls_per_round, clock=time.process_time)
         parts = interleaved(_parts(event, context, sqs), rounds // 2, calls_per_round, clock=time.process_time)
+        baseline_parts = interleaved(_baseline_parts(event), rounds // 2, calls_per_round, clock=time.process_time)
         cuts = _cuts(event, context)
         cut_samples = interleaved(
             {f"{name}/{side}": run for name, sides in cuts.items() for side, run in sides.items()},
@@ -102,6 +114,7 @@ def run(rounds: int = 31, calls_per_round: int = 40) -> dict[str, Any]:
         real_us=round(real_s * 1e6, 1),
         baseline_us=round(baseline_s * 1e6, 1),
         breakdown_us={name: round(median(values) * 1e6, 1) for name, values in parts.items()},
+        baseline_breakdown_us={name: round(median(values) * 1e6, 1) for name, values in baseline_parts.items()},
         cuts_us={
             name: {side: round(median(cut_samples[f"{name}/{side}"]) * 1e6, 1) for side in sides}
             for name, sides in cuts.items()
@@ -116,7 +129,7 @@ def _parts(event: dict[str, Any], context: Any, sqs: Any) -> dict[str, Callable[
     """The real handler's steps, each on its own, with the same inputs as one request."""
     from pipeline import collection, enqueue, envelope, ingest, settings
     from pipeline.http_event import read_event
-    from pipeline.observability import counts, log_request_context, logger, metrics
+    from pipeline.observability import counts, info_line, log_request_context
 
     limits = ingest.limits_from(settings.ingest_settings())
     raw = collection.decode_body(event["body"], event["isBase64Encoded"], read_event(event).headers, limits)
@@ -125,10 +138,11 @@ def _parts(event: dict[str, Any], context: Any, sqs: Any) -> dict[str, Callable[
     messages = envelope.build_messages(parsed, request_id, 1764000000000)
     entries = [enqueue._entry(str(index), message) for index, message in enumerate(messages)]
 
-    def metrics_add_and_flush() -> None:
+    def count_two(_event: dict[str, Any], _context: Any) -> None:
         counts.add(Metric.REQUESTS_ACCEPTED, 1)
         counts.add(Metric.PAYLOADS_ACCEPTED, len(messages))
-        metrics.flush_metrics()
+
+    metrics_add_and_flush = counts.log_metrics(count_two)  # the blob is written as the invocation ends
 
     return {
         # Both handlers pay this one: botocore building, signing and parsing one SendMessageBatch.
@@ -141,11 +155,45 @@ def _parts(event: dict[str, Any], context: Any, sqs: Any) -> dict[str, Callable[
             enqueue._entry(str(index), message)
             for index, message in enumerate(envelope.build_messages(parsed, request_id, 1764000000000))
         ],
-        "log_line_request_accepted": lambda: logger.info(
-            "request accepted", extra={"payloads": 10, "retriedEntries": 0}
-        ),
-        "metrics_two_and_emf_flush": metrics_add_and_flush,
+        "log_line_request_accepted": lambda: info_line("request accepted", {"payloads": 10, "retriedEntries": 0}),
+        "metrics_two_and_emf_flush": lambda: metrics_add_and_flush(event, context),
         "log_request_context": lambda: log_request_context(_nothing)(event, context),
+    }
+
+
+def _baseline_parts(event: dict[str, Any]) -> dict[str, Callable[[], None]]:
+    """The baseline's own steps (bench/baseline_handler.py), the counterparts of the real handler's parts."""
+    body = event["body"]
+    raw = base64.b64decode(body)
+    document = json.loads(raw)
+    request_id = event["requestContext"]["requestId"]
+
+    def envelopes_and_entries() -> None:
+        received_at = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+        [
+            {
+                "Id": str(index),
+                "MessageBody": json.dumps(
+                    {
+                        "id": f"{request_id}-{index}",
+                        "requestId": request_id,
+                        "receivedAt": received_at,
+                        "version": document["version"],
+                        "token": document["token"],
+                        "payload": payload,
+                    }
+                ),
+                "MessageAttributes": {REQUEST_ID_ATTRIBUTE: {"DataType": "String", "StringValue": request_id}},
+            }
+            for index, payload in enumerate(document["data"])
+        ]
+
+    return {
+        "b64decode": lambda: base64.b64decode(body),
+        "json_loads": lambda: json.loads(raw),
+        # The payloads' serialization is in here (json.dumps of each envelope), as it is in the real handler's
+        # validation_parse_collection (each payload's compact JSON) rather than in its envelopes.
+        "envelopes_and_entries": envelopes_and_entries,
     }
 
 
@@ -154,12 +202,15 @@ def _nothing(_event: dict[str, Any], _context: Any) -> None:
 
 
 def _cuts(event: dict[str, Any], context: Any) -> dict[str, dict[str, Callable[[], None]]]:
-    """Each P1 cut as "powertools" (what the handler used before) and "ours", on the same inputs."""
+    """Each P1 cut as what the handler ran before ("powertools", or the name of the code replaced) and "ours",
+    on the same inputs."""
     from aws_lambda_powertools import Logger
     from aws_lambda_powertools.logging import correlation_paths
     from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
-    from pipeline.observability import EmfProvider, log_request_context, logger, metrics
+    from pipeline import collection, envelope, ingest, settings
+    from pipeline.http_event import read_event
+    from pipeline.observability import EmfProvider, counts, info_line, log_request_context, logger, metrics
 
     # Powertools' Logger as the handler had it: default settings, inject_lambda_context's keys, and the
     # stdlib's caller lookup (pipeline/observability.py turns it off process-wide, so it is on for this call).
@@ -173,6 +224,21 @@ def _cuts(event: dict[str, Any], context: Any) -> dict[str, dict[str, Callable[[
             defaults.info("request accepted", extra={"payloads": 10, "retriedEntries": 0})
         finally:
             logging._srcfile = None
+
+    limits = ingest.limits_from(settings.ingest_settings())
+    raw = collection.decode_body(event["body"], event["isBase64Encoded"], read_event(event).headers, limits)
+    parsed = collection.parse_collection(raw, limits)
+    document = json.loads(raw)
+    # The payload encoder as it was: the same options, with JSONEncoder's default cycle check.
+    circular_checking = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+    def two_counts(_event: dict[str, Any], _context: Any) -> None:
+        counts.add(Metric.REQUESTS_ACCEPTED, 1)
+        counts.add(Metric.PAYLOADS_ACCEPTED, PAYLOADS)
+
+    def two_counts_powertools(_event: dict[str, Any], _context: Any) -> None:
+        metrics.add_metric(name=Metric.REQUESTS_ACCEPTED, unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=Metric.PAYLOADS_ACCEPTED, unit=MetricUnit.Count, value=PAYLOADS)
 
     def emf(provider: EphemeralMetrics) -> Callable[[], None]:
         provider.namespace, provider.service = metrics.namespace, metrics.service
@@ -190,6 +256,11 @@ def _cuts(event: dict[str, Any], context: Any) -> dict[str, dict[str, Callable[[
             "powertools": powertools_line,
             "ours": lambda: logger.info("request accepted", extra={"payloads": 10, "retriedEntries": 0}),
         },
+        # The per-request line: through logging (logger.info) vs written by info_line, the same line byte for byte.
+        "info_line": {
+            "logger_info": lambda: logger.info("request accepted", extra={"payloads": 10, "retriedEntries": 0}),
+            "ours": lambda: info_line("request accepted", {"payloads": 10, "retriedEntries": 0}),
+        },
         "request_context": {
             "powertools": lambda: defaults.inject_lambda_context(
                 correlation_id_path=correlation_paths.API_GATEWAY_REST
@@ -197,4 +268,68 @@ def _cuts(event: dict[str, Any], context: Any) -> dict[str, dict[str, Callable[[
             "ours": lambda: log_request_context(_nothing)(event, context),
         },
         "emf_flush": {"powertools": emf(EphemeralMetrics()), "ours": emf(EmfProvider())},
+        # The ingest's two counts: Powertools' Metrics (add_metric, then log_metrics' flush through EmfProvider)
+        # vs MetricCounts writing the same blob itself (observability.count_blob).
+        "count_blob": {
+            "emf_provider": lambda: metrics.log_metrics(two_counts_powertools)(event, context),
+            "ours": lambda: counts.log_metrics(two_counts)(event, context),
+        },
+        # The body's parse: json.loads with the hooks (a new decoder and scanner per call) vs one decoder.
+        "json_decoder": {
+            "json_loads": lambda: json.loads(
+                raw.decode("utf-8"),
+                object_pairs_hook=collection._object_without_duplicate_keys,
+                parse_constant=collection._reject_constant,
+            ),
+            "ours": lambda: collection._parse_json(raw),
+        },
+        # Each payload's compact re-serialization: the encoder with and without its cycle check.
+        "payload_encoder": {
+            "check_circular": lambda: [circular_checking.encode(payload) for payload in document["data"]],
+            "ours": lambda: [collection._COMPACT_JSON.encode(payload) for payload in document["data"]],
+        },
+        # The envelopes: built as before (concatenated bodies, a frozen dataclass each) vs build_messages now.
+        "envelopes": {
+            "concatenated_frozen": lambda: _envelopes_before(parsed, REQUEST_ID, RECEIVED_AT_MS),
+            "ours": lambda: envelope.build_messages(parsed, REQUEST_ID, RECEIVED_AT_MS),
+        },
     }
+
+
+REQUEST_ID = "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"
+RECEIVED_AT_MS = 1764000000000
+
+
+@dataclass(frozen=True)
+class _FrozenMessage:
+    """pipeline.envelope.OutgoingMessage as it was before its P1 cut."""
+
+    body: str
+    request_id: str
+    size: int
+    payloads: int = 1
+
+
+def _envelopes_before(collection: Any, request_id: str, received_at_ms: int) -> list[_FrozenMessage]:
+    """pipeline.envelope.build_messages (one envelope per message) as it was before its P1 cut."""
+    head = (
+        ',"requestId":'
+        + json.dumps(request_id)
+        + ',"receivedAt":"'
+        + format_received_at(received_at_ms)
+        + '"'
+        + ',"version":'
+        + json.dumps(collection.version)
+        + ',"token":'
+        + json.dumps(collection.token)
+        + ',"payload":'
+    )
+    attribute_size = len(REQUEST_ID_ATTRIBUTE) + len("String") + len(request_id.encode())
+    messages = []
+    for index, payload in enumerate(collection.payloads):
+        body = '{"id":"' + request_id + "-" + str(index) + '"' + head + payload + "}"
+        size = len(body.encode("utf-8")) + attribute_size
+        if size > SQS_MAX_MESSAGE_BYTES:
+            raise ValueError(f"data[{index}] does not fit one queue message")
+        messages.append(_FrozenMessage(body, request_id, size))
+    return messages

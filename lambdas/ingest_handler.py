@@ -24,7 +24,7 @@ from pipeline.contract import PAYLOADS_PATH, PROBLEM_CONTENT_TYPE, Metric
 from pipeline.envelope import is_safe_id
 from pipeline.http_event import HttpRequest, Response, proxy_response, read_event
 from pipeline.ingest import EnqueueFailed, IngestRequest, accept_payloads
-from pipeline.observability import count_rejected_request, counts, log_request_context, logger, tracer
+from pipeline.observability import count_rejected_request, counts, info_line, log_request_context, logger, tracer
 from pipeline.problems import Problem
 from pipeline.settings import ingest_settings
 
@@ -140,7 +140,7 @@ def post_payloads(request: HttpRequest, device_id: str | None) -> Response:
     extra: dict[str, Any] = {"payloads": report.sent, "retriedEntries": report.retried_entries}
     if device_id is not None:
         extra["deviceId"] = device_id  # the id the key proved; the key itself is never logged
-    logger.info("request accepted", extra=extra)
+    info_line("request accepted", extra)  # logger.info's line, at less cost (pipeline/observability.py)
     return proxy_response(
         request, 202, "application/json", json.dumps({"requestId": request_id, "accepted": report.sent})
     )

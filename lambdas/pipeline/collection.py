@@ -20,8 +20,9 @@ from pipeline.problems import Problem, bad_request, too_large, unsupported_media
 _ALLOWED_FIELDS = frozenset({"version", "token", "data"})
 # U+FFFE/U+FFFF are legal in JSON strings but refused by SQS; a JSON escape keeps the value identical.
 _SQS_UNSAFE = str.maketrans({"\ufffe": "\\ufffe", "\uffff": "\\uffff"})
-# Built once: json.dumps with non-default options builds a new encoder on every call.
-_COMPACT_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+# Built once: json.dumps with non-default options builds a new encoder on every call. No cycle check: a payload
+# json.loads built holds no cycle (36.1 vs 38.4 µs for bench P1's 10 payloads, cuts_us.payload_encoder).
+_COMPACT_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False, check_circular=False)
 
 
 @dataclass(frozen=True)
@@ -197,13 +198,20 @@ def decode_body(body: str | None, is_base64_encoded: bool, headers: Mapping[str,
     return raw
 
 
+# Built once, as _COMPACT_JSON: json.loads with hooks builds a new decoder and its scanner on every call
+# (19.6 vs 22.9 µs for bench P1's body, cuts_us.json_decoder).
+_STRICT_JSON = json.JSONDecoder(object_pairs_hook=_object_without_duplicate_keys, parse_constant=_reject_constant)
+
+
 def _parse_json(raw: bytes) -> object:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise bad_request("invalid-utf8", f"the body is not valid UTF-8 (byte offset {exc.start})") from exc
     try:
-        return json.loads(text, object_pairs_hook=_object_without_duplicate_keys, parse_constant=_reject_constant)
+        if text.startswith("\ufeff"):  # json.loads' own check, which the decoder leaves to it
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        return _STRICT_JSON.decode(text)
     except _DuplicateKey as exc:
         pointer = _payload_pointer(text, exc.key)
         where = f" in data[{pointer.rsplit('/', 1)[1]}]" if pointer else ""

@@ -5,6 +5,7 @@ What each setting below saves is measured side by side, in one run, by bench P1 
 its ``cuts_us``: the same call with Powertools' defaults and with ours, in the handler's process).
 """
 
+import contextlib
 import functools
 import json
 import logging
@@ -12,11 +13,14 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.logging.filters import SuppressFilter
 from aws_lambda_powertools.logging.formatter import RESERVED_LOG_ATTRS, LambdaPowertoolsFormatter
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit, single_metric
+from aws_lambda_powertools.metrics.exceptions import SchemaValidationError
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
 from pipeline.contract import KnobError, Metric, parse_int
@@ -59,23 +63,30 @@ class LogLineFormatter(LambdaPowertoolsFormatter):
     def format(self, record: logging.LogRecord) -> str:  # noqa: A003 - logging.Formatter's name
         if record.args or record.exc_info or record.stack_info or not isinstance(record.msg, str):
             return super().format(record)
+        extra = {key: value for key, value in vars(record).items() if key not in _RESERVED}
+        line = self.plain_line(record.levelname, record.msg, lambda: self.formatTime(record), extra)
+        return super().format(record) if line is None else line
+
+    def plain_line(
+        self, levelname: str, message: str, timestamp: Callable[[], str], extra: Mapping[str, Any]
+    ) -> str | None:
+        """The line of a plain message with ``extra``'s keys, or None when a key is templated on a record
+        attribute other than the level and the time (only Powertools' format knows those)."""
         line: dict[str, Any] = {}
         for key, value in self.log_format.items():
             if key == "message":
-                line[key] = record.msg
+                line[key] = message
             elif value is None or key not in _RESERVED:
                 line[key] = value
             elif value == "%(levelname)s":
-                line[key] = record.levelname
+                line[key] = levelname
             elif value == "%(asctime)s":
-                line[key] = self.formatTime(record)
+                line[key] = timestamp()
             else:
-                return super().format(record)
-        line["message"] = record.msg
+                return None
+        line["message"] = message
         line.update(self.thread_safe_get_current_keys())  # Logger.thread_safe_append_keys (the consumer's)
-        for key, value in vars(record).items():
-            if key not in _RESERVED:
-                line[key] = value
+        line.update(extra)
         line["xray_trace_id"] = self._get_latest_trace_id()
         return self.serialize(log={key: value for key, value in line.items() if value is not None})
 
@@ -120,6 +131,69 @@ if os.environ.get("POWERTOOLS_LOG_LEVEL"):
 # Only botocore is patched (our AWS calls get subsegments): patching every library X-Ray supports
 # imports and wraps modules we never call, at cold-start cost (P2, docs/PERFORMANCE.md).
 tracer: Tracer | TracingOff = Tracer(patch_modules=("botocore",)) if tracing_enabled() else TracingOff()
+_STDLIB_LOGGER = logging.getLogger(logger.name)  # the logger Powertools writes through
+_NO_LOCK = contextlib.nullcontext()
+
+
+def _rfc3339_utc_now() -> str:
+    # Powertools' formatTime with use_rfc3339 and utc, from the clock a LogRecord's created reads
+    return datetime.fromtimestamp(time.time(), tz=timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _writes_only_to(handler: logging.Handler) -> bool:
+    """Whether an INFO record of ``logger`` would reach ``handler`` alone, unfiltered: no logger filter, no other
+    handler, and any handler above it (the Lambda runtime's, on the root logger) refusing it by Powertools' own
+    SuppressFilter, which Logger adds there for this service."""
+    if _STDLIB_LOGGER.filters or handler.filters or _STDLIB_LOGGER.handlers != [handler]:
+        return False
+    if not _STDLIB_LOGGER.propagate:
+        return True
+    parent = _STDLIB_LOGGER.parent
+    while parent is not None:
+        for other in parent.handlers:
+            if not any(isinstance(f, SuppressFilter) and f.logger in _STDLIB_LOGGER.name for f in other.filters):
+                return False
+        if not parent.propagate:
+            break
+        parent = parent.parent
+    return True
+
+
+def info_line(message: str, extra: Mapping[str, Any]) -> None:
+    """``logger.info(message, extra=extra)`` for the ingest's per-request line: the same line, byte for byte
+    (LogLineFormatter.plain_line writes both; tests/unit/test_log_line.py), written to the handler's stream
+    directly: a measured exception to using Powertools' path as it is. That path (Powertools' wrapper, a LogRecord,
+    the logger's and handler's filters and lock, the walk to the root logger's handlers) cost 51-62 µs of each
+    request inside the ingest (the handler with and without the line, interleaved), the largest part of P1's
+    overhead the validator does not account for. Alone: 25-27 µs through logger.info, 11-14 this way (bench P1
+    cuts_us.info_line); P1 1.31-1.35x before, 1.26-1.29x after, in 5 interleaved pairs of runs (2026-12-02, load
+    average 0.7-0.8). Any configuration this does not reproduce (another handler, formatter or filter, a root
+    handler without Powertools' SuppressFilter, as under pytest, log buffering, a non-UTC or non-RFC 3339 time)
+    goes through ``logger.info``."""
+    if not _STDLIB_LOGGER.isEnabledFor(logging.INFO):
+        return
+    handler = logger.registered_handler
+    formatter = handler.formatter
+    if (
+        type(handler) is logging.StreamHandler
+        and isinstance(formatter, LogLineFormatter)
+        and formatter.use_rfc3339_iso8601
+        and formatter.utc
+        and not logger._buffer_config
+        and _writes_only_to(handler)
+    ):
+        line = formatter.plain_line("INFO", message, _rfc3339_utc_now, extra)
+        if line is not None:
+            try:
+                with handler.lock or _NO_LOCK:
+                    handler.stream.write(line + handler.terminator)  # StreamHandler.emit, then its flush
+                    handler.stream.flush()
+                return
+            except Exception:  # noqa: BLE001 - a log line never fails a request: logging's own path handles it
+                pass
+    logger.info(message, extra=extra)
+
+
 # Powertools' EMF serializer options (compact separators, ASCII), in one encoder built once.
 _EMF_LINE = json.JSONEncoder(separators=(",", ":"))
 
@@ -202,20 +276,23 @@ def flush_seconds_from(env: Mapping[str, str]) -> int:
 
 class MetricCounts:
     """The ingest's Count metrics (RequestsAccepted, PayloadsAccepted, RequestsRejected by reason, ...),
-    written as EMF by Powertools Metrics.
+    written as the EMF blobs Powertools Metrics writes (``count_blob``), with the namespace, service and
+    default dimensions of ``metrics``.
 
     ``flush_seconds`` 0 (METRICS_FLUSH_SECONDS' default): each count goes into the invocation's EMF blob,
-    which Powertools' log_metrics flushes when the invocation ends; a rejection is its own blob, with its
-    ``reason`` dimension (single_metric). One value per request, exactly as before this knob existed.
+    written when the invocation ends (as Powertools' log_metrics flushed it); a rejection is its own blob,
+    with its ``reason`` dimension (single_metric). One value per request, exactly as before this knob existed.
 
     ``flush_seconds`` N > 0: counts are summed in the container, by metric and reason, and written when
     the container's window of sums is N seconds old, at the end of an invocation (or, after an idle
     spell, before the next request is counted): one blob for the plain counts and one per rejection
     reason, carrying the same dimensions (service, stage; reason), stamped with the time of the window's
     last count. CloudWatch's Sum per period is what it was (the dashboard and alarms read Sum); only
-    SampleCount changes, to one per flush. Summed counts stay one value per metric per blob, so
-    Powertools' own limit (a blob is flushed at 100 metrics or 100 values of one metric) never splits
-    one; should it, Powertools flushes by itself and nothing is counted twice.
+    SampleCount changes, to one per flush.
+
+    Either way a blob holds at most the ingest's four plain counts (one per rejection reason), one value each
+    per request or per window: Powertools' own limit, at which it splits a blob (100 metrics, or 100 values of
+    one metric), is never near.
 
     What N > 0 can lose: Lambda gives a function no notice when it retires an execution environment
     (a runtime gets SIGTERM at shutdown only when an extension is registered: "Lambda Extensions API",
@@ -239,12 +316,14 @@ class MetricCounts:
         self._sums: dict[tuple[str, str | None], float] = {}
         self._window_opened = 0.0
         self._last_count_ms = 0
+        self._invocation: dict[str, list[float]] = {}  # flush_seconds 0: this invocation's values, by metric
+        self._disabled = is_metrics_disabled()  # Powertools' switch, read once: a container's environment is fixed
 
     def add(self, name: str, value: float = 1, reason: str | None = None) -> None:
         """Count ``value`` of metric ``name`` (with a ``reason`` dimension when given)."""
         if not self.flush_seconds:
             if reason is None:
-                self.metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+                self._invocation.setdefault(name, []).append(float(value))  # written when the invocation ends
             else:
                 self._single_blob(name, value, reason)
             return
@@ -263,26 +342,12 @@ class MetricCounts:
     def flush(self) -> None:
         """Write every summed count now, and start a new window (nothing is written twice)."""
         sums, self._sums = self._sums, {}
-        plain = {name: value for (name, reason), value in sums.items() if reason is None}
+        plain = {name: [float(value)] for (name, reason), value in sums.items() if reason is None}
         if plain:
-            blob = self._blob()
-            for name, value in plain.items():
-                blob.add_metric(name=name, unit=MetricUnit.Count, value=value)
-            blob.flush_metrics()
+            self._write(plain, self._last_count_ms)
         for (name, reason), value in sums.items():
             if reason is not None:
-                blob = self._blob()
-                blob.add_dimension(name="reason", value=reason)
-                blob.add_metric(name=name, unit=MetricUnit.Count, value=value)
-                blob.flush_metrics()
-
-    def _blob(self) -> EphemeralMetrics:
-        # A blob of its own (Powertools' EphemeralMetrics shares no state with `metrics`), carrying the same
-        # namespace, service and default dimensions, stamped with the window's last count.
-        blob = EphemeralMetrics(namespace=self.metrics.namespace, service=self.metrics.service)
-        blob.set_default_dimensions(**self.metrics.default_dimensions)
-        blob.set_timestamp(self._last_count_ms)
-        return blob
+                self._write({name: [float(value)]}, self._last_count_ms, reason)
 
     def _single_blob(self, name: str, value: float, reason: str) -> None:
         # Its own EMF blob (Powertools' single_metric): the invocation's other metrics must not get the
@@ -297,20 +362,59 @@ class MetricCounts:
             metric.add_dimension(name="reason", value=reason)
 
     def log_metrics(self, handler: Callable[..., Any]) -> Callable[..., Any]:
-        """The handler decorator: Powertools' log_metrics (flush every invocation) when
-        ``flush_seconds`` is 0, else write the sums when their window is due."""
-        flushed_every_invocation = self.metrics.log_metrics(handler)
+        """The handler decorator: write the invocation's counts when it ends (``flush_seconds`` 0), else the
+        sums when their window is due; either way also when the handler raises."""
 
         @functools.wraps(handler)
         def with_metrics(event: dict[str, Any], context: Any) -> Any:
-            if not self.flush_seconds:
-                return flushed_every_invocation(event, context)
             try:
                 return handler(event, context)
             finally:
-                self.flush_if_due()
+                if self.flush_seconds:
+                    self.flush_if_due()
+                elif self._invocation:
+                    values, self._invocation = self._invocation, {}
+                    self._write(values, int(self._wall_clock() * 1000))
 
         return with_metrics
+
+    def _write(self, values: dict[str, list[float]], timestamp_ms: int, reason: str | None = None) -> None:
+        """One blob of ``values``, with the namespace, default dimensions and service of ``metrics`` (and ``reason``),
+        in the order Powertools' serialize_metric_set gives them."""
+        if self._disabled:
+            return
+        dimensions = {name: str(value) for name, value in self.metrics.default_dimensions.items()}
+        if reason is not None:
+            dimensions["reason"] = reason
+        if self.metrics.service:
+            dimensions.setdefault("service", self.metrics.service)
+        print(count_blob(self.metrics.namespace, dimensions, values, timestamp_ms))
+
+
+@functools.lru_cache(maxsize=64)
+def _json_text(value: str | tuple[str, ...]) -> str:
+    # A namespace, metric name or dimension, as JSON: a handful of constants per container, encoded once.
+    return _EMF_LINE.encode(list(value) if isinstance(value, tuple) else value)
+
+
+def count_blob(
+    namespace: str | None, dimensions: Mapping[str, str], values: Mapping[str, list[float]], timestamp_ms: int
+) -> str:
+    """The EMF blob Powertools writes for Count metrics ``values`` (its serialize_metric_set, as compact JSON), byte
+    for byte (tests/unit/test_metric_counts.py). Written here because the ingest writes one per request: its two
+    counts and their blob take 8.5 µs this way, 30 through Powertools' add_metric, log_metrics and EmfProvider's
+    flush (bench P1 cuts_us.count_blob, 2026-12-02). The names, namespace and dimensions are a handful of constants
+    per container, so their JSON text is encoded once: 3.7 µs per blob, where building the blob as a dict and
+    encoding it took 7.6 (side by side, the same day). Counts are finite floats, which JSON writes as repr does."""
+    if namespace is None:
+        raise SchemaValidationError("Must contain a metric namespace.")  # Powertools' own refusal
+    definitions = ",".join('{"Name":' + _json_text(name) + ',"Unit":"Count"}' for name in values)
+    members = [_json_text(name) + ":" + _json_text(value) for name, value in dimensions.items()]
+    members += [_json_text(name) + ":[" + ",".join(map(repr, value)) + "]" for name, value in values.items()]
+    return (
+        f'{{"_aws":{{"Timestamp":{timestamp_ms},"CloudWatchMetrics":[{{"Namespace":{_json_text(namespace)},'
+        f'"Dimensions":[{_json_text(tuple(dimensions))}],"Metrics":[{definitions}]}}]}},{",".join(members)}}}'
+    )
 
 
 # The ingest's counts; METRICS_FLUSH_SECONDS is read at cold start, as Powertools reads its settings.

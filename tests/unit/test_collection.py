@@ -176,3 +176,28 @@ def test_sqs_forbidden_characters_are_escaped_not_lost() -> None:
     collection = parse_collection(body_of(valid(data=[{"s": "a\uffffb\ufffe"}])), LIMITS)
     assert "\uffff" not in collection.payloads[0] and "\ufffe" not in collection.payloads[0]
     assert json.loads(collection.payloads[0]) == {"s": "a\uffffb\ufffe"}
+
+
+@pytest.mark.parametrize("base64_encoded", [False, True])
+def test_a_byte_order_mark_is_refused_saying_so(base64_encoded: bool) -> None:
+    # Given a valid collection sent with a UTF-8 byte order mark in front
+    raw = b"\xef\xbb\xbf" + body_of(valid())
+    # When it is validated
+    problem = refusal(raw, base64_encoded=base64_encoded)
+    # Then it is a 400 that names the mark, not a bare "Expecting value"
+    assert (problem.status, problem.slug) == (400, "malformed-json")
+    assert "BOM" in problem.detail and "line 1 column 1" in problem.detail
+
+
+def test_brackets_inside_strings_do_not_make_a_payload_too_deep() -> None:
+    # 40 "{" and "[" in a string: more brackets than MAX_NESTING_DEPTH (32), but the payload nests 2 levels
+    payload = {"text": "{[" * 20, "inner": {"list": [1, 2]}}
+    assert parse_collection(body_of(valid(data=[payload])), LIMITS).payloads == [
+        json.dumps(payload, separators=(",", ":"))
+    ]
+
+
+def test_a_too_deep_payload_with_an_out_of_range_number_is_refused_as_too_deep() -> None:
+    raw = b'{"version": "1", "token": "t", "data": [{}, ' + b'{"a":' * 40 + b"1e999" + b"}" * 40 + b"]}"
+    problem = refusal(raw)
+    assert (problem.status, problem.slug, problem.pointer) == (400, "too-deep", "/data/1")

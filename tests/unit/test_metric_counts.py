@@ -6,15 +6,17 @@ Read from stdout as CloudWatch reads EMF from a Lambda log stream; the clock is 
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections import Counter
 from typing import Any
 
 import pytest
 from aws_lambda_powertools.metrics import EphemeralMetrics
+from aws_lambda_powertools.metrics.exceptions import SchemaValidationError
 
 from pipeline.contract import Metric
-from pipeline.observability import EmfProvider, MetricCounts, MetricsFlushError, flush_seconds_from
+from pipeline.observability import EmfProvider, MetricCounts, MetricsFlushError, count_blob, flush_seconds_from
 
 NAMESPACE = "CountsTest"
 
@@ -206,10 +208,11 @@ def test_a_malformed_interval_fails_at_cold_start_naming_the_knob(raw: str) -> N
 
 def test_the_ingest_s_emf_provider_writes_powertools_own_blob(capsys: pytest.CaptureFixture[str]) -> None:
     lines = []
+    timestamp_ms = int(time.time() * 1000)  # one instant for both: two clock reads can straddle a millisecond
     for provider in (EmfProvider(), EphemeralMetrics()):
         provider.namespace, provider.service = NAMESPACE, "ingest"
         provider.set_default_dimensions(stage="dev")
-        provider.set_timestamp(int(time.time() * 1000))
+        provider.set_timestamp(timestamp_ms)
         provider.add_metric(name=Metric.REQUESTS_ACCEPTED, unit="Count", value=1)
         provider.add_metric(name=Metric.PAYLOADS_ACCEPTED, unit="Count", value=7)
         capsys.readouterr()
@@ -217,3 +220,90 @@ def test_the_ingest_s_emf_provider_writes_powertools_own_blob(capsys: pytest.Cap
         lines.append(capsys.readouterr().out)
         assert not provider.metric_set  # cleared, as Powertools clears it
     assert lines[0] == lines[1] and lines[0].startswith('{"_aws"')
+
+
+def powertools_blob(
+    capsys: pytest.CaptureFixture[str], namespace: str, service: str, dimensions: dict[str, str], **values: Any
+) -> str:
+    """What Powertools writes for these counts: EphemeralMetrics' add_metric, add_dimension and flush."""
+    blob = EphemeralMetrics(namespace=namespace, service=service)
+    blob.set_default_dimensions(**dimensions)
+    blob.set_timestamp(int(time.time() * 1000))
+    for name, value in values.items():
+        if name == "reason":
+            blob.add_dimension(name="reason", value=value)
+            continue
+        for one in value if isinstance(value, list) else [value]:
+            blob.add_metric(name=name, unit="Count", value=one)
+    capsys.readouterr()
+    blob.flush_metrics()
+    return capsys.readouterr().out
+
+
+SHAPES = {
+    "the ingest's request": ("CountsTest", "ingest", {"stage": "dev"}),
+    "no stage": ("CountsTest", "ingest", {}),
+    "no service and no stage": ("CountsTest", "", {}),
+    "two default dimensions": ("CountsTest", "ingest", {"stage": "dev", "team": "data"}),
+    "characters JSON escapes": ('Ingest/Pipeline "ü"', 'svc "✓"', {"stage": "dév"}),
+}
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_an_invocation_s_counts_are_powertools_own_blob_byte_for_byte(
+    shape: str, clock: Clock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given the counts of one invocation: one count, one that is never an integer, and one counted twice
+    namespace, service, dimensions = SHAPES[shape]
+    metrics = EphemeralMetrics(namespace=namespace, service=service)
+    metrics.set_default_dimensions(**dimensions)
+    counts = MetricCounts(metrics, 0, clock=clock, wall_clock=clock.wall)
+    adds = [
+        (Metric.REQUESTS_ACCEPTED, 1, None),
+        (Metric.PAYLOADS_ACCEPTED, 2.5, None),
+        (Metric.ENQUEUE_RETRIES, 3, None),
+    ]
+    capsys.readouterr()
+    # When the invocation ends
+    handler_counting(counts, *adds, (Metric.ENQUEUE_RETRIES, 1, None))({}, None)
+    ours = capsys.readouterr().out
+    # Then the line is the one Powertools writes for them, at the same time
+    clock_ms = int(clock.wall() * 1000)
+    theirs = powertools_blob(
+        capsys,
+        namespace,
+        service,
+        dimensions,
+        **{Metric.REQUESTS_ACCEPTED: 1, Metric.PAYLOADS_ACCEPTED: 2.5, Metric.ENQUEUE_RETRIES: [3, 1]},
+    )
+    assert ours == re.sub(r'"Timestamp":\d+', f'"Timestamp":{clock_ms}', theirs)
+    assert ours.count("\n") == 1
+
+
+def test_a_window_s_sums_are_powertools_own_blobs_byte_for_byte(
+    metrics: EphemeralMetrics, clock: Clock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given METRICS_FLUSH_SECONDS=10, two accepted requests and a rejection in one window
+    counts = MetricCounts(metrics, 10, clock=clock, wall_clock=clock.wall)
+    handler_counting(counts, (Metric.REQUESTS_ACCEPTED, 1, None), (Metric.PAYLOADS_ACCEPTED, 3, None))({}, None)
+    handler_counting(counts, (Metric.REQUESTS_ACCEPTED, 1, None), (Metric.PAYLOADS_ACCEPTED, 4, None))({}, None)
+    handler_counting(counts, (Metric.REQUESTS_REJECTED, 1, "invalid"))({}, None)
+    last_count_ms = int(clock.wall() * 1000)
+    capsys.readouterr()
+    # When the window is written
+    counts.flush()
+    ours = capsys.readouterr().out.splitlines(keepends=True)
+    # Then each blob is the one Powertools writes for those sums, stamped with the window's last count
+    plain = powertools_blob(
+        capsys, NAMESPACE, "ingest", {"stage": "dev"}, **{Metric.REQUESTS_ACCEPTED: 2, Metric.PAYLOADS_ACCEPTED: 7}
+    )
+    rejected = powertools_blob(
+        capsys, NAMESPACE, "ingest", {"stage": "dev"}, **{Metric.REQUESTS_REJECTED: 1, "reason": "invalid"}
+    )
+    stamped = [re.sub(r'"Timestamp":\d+', f'"Timestamp":{last_count_ms}', line) for line in (plain, rejected)]
+    assert ours == stamped
+
+
+def test_a_count_blob_needs_a_namespace_as_powertools_does() -> None:
+    with pytest.raises(SchemaValidationError, match="namespace"):
+        count_blob(None, {"service": "ingest"}, {Metric.REQUESTS_ACCEPTED: [1.0]}, 0)
