@@ -36,7 +36,6 @@ import json
 import re
 
 from aws_cdk import ArnFormat, Duration, Stack
-from aws_cdk import aws_athena as athena
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_scheduler as scheduler
@@ -58,6 +57,7 @@ from infra.lake_table import (
     drop_scratch_table_sql,
     switch_partition_sql,
 )
+from infra.query_construct import athena_workgroup
 
 HOUR_MS = 3_600_000
 MINUTE_MS = 60_000
@@ -110,25 +110,12 @@ class PayloadCompaction(Construct):
         results_prefix = "compaction/"
         # Its own workgroup: no per-query scan cutoff (QUERY_SCAN_LIMIT_GB guards analysts' queries; a
         # compaction scans one raw hour and the lookback's ids, ~100+ GB at the seed's load, by design).
-        self.workgroup = athena.CfnWorkGroup(
+        self.workgroup = athena_workgroup(
             self,
-            "WorkGroup",
-            name=self.workgroup_name,
-            description="Hourly compaction of the payloads into payloads_compacted (Step Functions)",
-            recursive_delete_option=True,
-            work_group_configuration=athena.CfnWorkGroup.WorkGroupConfigurationProperty(
-                enforce_work_group_configuration=True,
-                publish_cloud_watch_metrics_enabled=True,
-                engine_version=athena.CfnWorkGroup.EngineVersionProperty(
-                    selected_engine_version="Athena engine version 3"
-                ),
-                result_configuration=athena.CfnWorkGroup.ResultConfigurationProperty(
-                    output_location=f"s3://{results_bucket.bucket_name}/{results_prefix}",
-                    encryption_configuration=athena.CfnWorkGroup.EncryptionConfigurationProperty(
-                        encryption_option="SSE_S3"
-                    ),
-                ),
-            ),
+            self.workgroup_name,
+            "Hourly compaction of the payloads into payloads_compacted (Step Functions)",
+            f"s3://{results_bucket.bucket_name}/{results_prefix}",
+            None,
         )
         self.role = iam.Role(
             self,

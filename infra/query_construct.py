@@ -47,6 +47,34 @@ from infra.storage_construct import bucket_removal_policy
 RESULTS_EXPIRATION_DAYS = 7
 # QUERY_SCAN_LIMIT_GB in bytes: the console and the pricing page count GB and TB in powers of ten.
 BYTES_PER_GB = 10**9
+
+
+def athena_workgroup(
+    scope: Construct, name: str, description: str, output_location: str, scan_cutoff_bytes: int | None
+) -> athena.CfnWorkGroup:
+    """An Athena engine 3 workgroup whose settings clients cannot override: results only to ``output_location``,
+    SSE-S3 encrypted, CloudWatch metrics on, and each query cancelled past ``scan_cutoff_bytes`` (None: no cutoff)."""
+    return athena.CfnWorkGroup(
+        scope,
+        "WorkGroup",
+        name=name,
+        description=description,
+        recursive_delete_option=True,
+        work_group_configuration=athena.CfnWorkGroup.WorkGroupConfigurationProperty(
+            enforce_work_group_configuration=True,
+            publish_cloud_watch_metrics_enabled=True,
+            bytes_scanned_cutoff_per_query=scan_cutoff_bytes,
+            engine_version=athena.CfnWorkGroup.EngineVersionProperty(selected_engine_version="Athena engine version 3"),
+            result_configuration=athena.CfnWorkGroup.ResultConfigurationProperty(
+                output_location=output_location,
+                encryption_configuration=athena.CfnWorkGroup.EncryptionConfigurationProperty(
+                    encryption_option="SSE_S3"
+                ),
+            ),
+        ),
+    )
+
+
 # Nothing is stored before this pipeline existed; later dates are generated up to today (UTC).
 # Filter on dt to prune: a query without it lists every hour since this date.
 DT_RANGE_START = "2026-01-01"
@@ -179,28 +207,13 @@ class PayloadQuery(Construct):
             removal_policy=bucket_removal_policy(config),
             auto_delete_objects=destroy,
         )
-        self.workgroup = athena.CfnWorkGroup(
+        # A query that would scan more than QUERY_SCAN_LIMIT_GB is cancelled (billed for what it scanned until then).
+        self.workgroup = athena_workgroup(
             self,
-            "WorkGroup",
-            name=self.workgroup_name,
-            description="Queries over the ingest pipeline's payloads",
-            recursive_delete_option=True,
-            work_group_configuration=athena.CfnWorkGroup.WorkGroupConfigurationProperty(
-                # Clients cannot send results elsewhere or unencrypted.
-                enforce_work_group_configuration=True,
-                publish_cloud_watch_metrics_enabled=True,
-                # A query that would scan more is cancelled (billed for what it scanned until then).
-                bytes_scanned_cutoff_per_query=config.QUERY_SCAN_LIMIT_GB * BYTES_PER_GB,
-                engine_version=athena.CfnWorkGroup.EngineVersionProperty(
-                    selected_engine_version="Athena engine version 3"
-                ),
-                result_configuration=athena.CfnWorkGroup.ResultConfigurationProperty(
-                    output_location=f"s3://{self.results_bucket.bucket_name}/",
-                    encryption_configuration=athena.CfnWorkGroup.EncryptionConfigurationProperty(
-                        encryption_option="SSE_S3"
-                    ),
-                ),
-            ),
+            self.workgroup_name,
+            "Queries over the ingest pipeline's payloads",
+            f"s3://{self.results_bucket.bucket_name}/",
+            config.QUERY_SCAN_LIMIT_GB * BYTES_PER_GB,
         )
         self.reader_policy = self._reader_policy(stack, bucket, config.OBJECT_PREFIX)
 
