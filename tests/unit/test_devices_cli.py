@@ -13,11 +13,13 @@ from pathlib import Path
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError, NoCredentialsError, NoRegionError
 
 from local_pipeline.local_settings import REPO_ROOT
 from pipeline.device_auth import Keyring, new_keyring_document
 from tests.local.test_tools_against_make_run import bare_environment
 from tools.ops import devices
+from tools.ops.cli import MISSING_CREDENTIALS, MISSING_REGION, aws_problem_exit
 
 SECRET = "cli-device-keys"
 
@@ -105,6 +107,19 @@ def test_no_keyring_named_is_one_line(aws: None) -> None:
     out, err = io.StringIO(), io.StringIO()
     assert devices.main(["list"], out=out, err=err) == 1
     assert err.getvalue().count("\n") == 1 and "--stack" in err.getvalue()
+
+
+def test_aws_refusing_or_the_set_up_missing_is_one_line_and_its_exit_status() -> None:
+    # The one place devices and redrive turn a botocore error into their line and exit status
+    refused = ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "GetSecretValue")
+    for error, status, line in [
+        (refused, 1, "devices: AWS refused GetSecretValue: AccessDeniedException: no\n"),
+        (NoRegionError(), 2, f"devices: {MISSING_REGION}\n"),
+        (NoCredentialsError(), 2, f"devices: {MISSING_CREDENTIALS}\n"),
+    ]:
+        err = io.StringIO()
+        assert aws_problem_exit("devices", error, err, None) == status
+        assert err.getvalue() == line
 
 
 @pytest.mark.parametrize(

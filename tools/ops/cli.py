@@ -75,6 +75,13 @@ def describe_aws_problem(
     return f"could not ask AWS: {exc}"
 
 
+def aws_problem_exit(tool: str, exc: BotoCoreError | ClientError, err: TextIO, endpoint_url: str | None) -> int:
+    """Write ``tool``'s one line for ``exc`` (describe_aws_problem) and return the exit status: 2 when this machine's
+    set-up is missing (no region, no credentials), 1 when AWS (or make run) refused or could not be reached."""
+    err.write(f"{tool}: {describe_aws_problem(exc, endpoint_url)}\n")
+    return 2 if isinstance(exc, NoRegionError | NoCredentialsError | PartialCredentialsError) else 1
+
+
 def session_options(endpoint_url: str | None, region: str | None) -> dict[str, Any]:
     """boto3 Session arguments for ``endpoint_url``: on a loopback endpoint (`make run`), region and
     fake credentials default as in the banner's AWS CLI line; elsewhere, the usual chain (flags,

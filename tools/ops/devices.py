@@ -25,10 +25,10 @@ from typing import Any, Final, TextIO
 from urllib.parse import urlsplit
 
 import boto3
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from pipeline.device_auth import DEVICE_ID, Keyring, KeyringError, keyring_json
-from tools.ops.cli import LOCAL_HOSTS, MISSING_CREDENTIALS, MISSING_REGION, session_options
+from tools.ops.cli import LOCAL_HOSTS, aws_problem_exit, session_options
 
 # "Secret value size: 65,536 bytes" (AWS Secrets Manager quotas,
 # https://docs.aws.amazon.com/secretsmanager/latest/userguide/reference_limits.html): the whole keyring, so the
@@ -244,15 +244,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout, err: TextI
     except DevicesError as exc:
         err.write(f"devices: {exc}\n")
         return 1
-    except NoRegionError:
-        err.write(f"devices: {MISSING_REGION}\n")
-        return 2
-    except NoCredentialsError:
-        err.write(f"devices: {MISSING_CREDENTIALS}\n")
-        return 2
     except (ClientError, BotoCoreError) as exc:
-        err.write(f"devices: AWS refused: {exc}\n")
-        return 1
+        return aws_problem_exit("devices", exc, err, endpoint)
     return 0
 
 

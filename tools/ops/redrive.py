@@ -30,11 +30,11 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 import boto3
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from pipeline.contract import SQS_MAX_BATCH_ENTRIES, pack_batches
 from pipeline.envelope import EnvelopeError, parse_envelopes
-from tools.ops.cli import MISSING_CREDENTIALS, MISSING_REGION, describe_aws_problem, session_options
+from tools.ops.cli import aws_problem_exit, session_options
 
 MOVE_TASK_DONE = ("COMPLETED", "CANCELLED", "FAILED")
 # A received message stays hidden this long; if we die before deleting it, it reappears in the DLQ.
@@ -494,15 +494,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout, err: TextI
     except RedriveError as exc:
         err.write(f"redrive: {exc}\n")
         return 1
-    except NoRegionError:
-        err.write(f"redrive: {MISSING_REGION}\n")
-        return 2
-    except NoCredentialsError:
-        err.write(f"redrive: {MISSING_CREDENTIALS}\n")
-        return 2
     except (ClientError, BotoCoreError) as exc:  # "AWS refused" only when it answered (describe_aws_problem)
-        err.write(f"redrive: {describe_aws_problem(exc, endpoint)}\n")
-        return 1
+        return aws_problem_exit("redrive", exc, err, endpoint)
     out.write(
         f"{result.method}: moved {result.moved} message(s) to {queues.source_url}; status {result.status}"
         + (f"; {result.not_moved} not moved ({result.detail or 'run again'})" if result.not_moved else "")
