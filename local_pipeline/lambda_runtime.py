@@ -86,6 +86,7 @@ class FunctionPool:
         self._memory_mb = memory_mb
         self._start_args = (handler, environment, fault or FaultInjection())
         self._replace_lock = threading.Lock()
+        self._killed = False  # a second Ctrl-C: no fresh environments after it
         self._executor = self._new_executor()
 
     def _new_executor(self) -> ProcessPoolExecutor:
@@ -117,7 +118,7 @@ class FunctionPool:
             # An environment died mid-invocation (killed, out of memory): Lambda reports
             # Runtime.ExitError and starts fresh environments; so do we.
             with self._replace_lock:
-                if self._executor is executor:
+                if self._executor is executor and not self._killed:
                     self._executor = self._new_executor()
             executor.shutdown(wait=False, cancel_futures=True)
             raise FunctionError("Runtime.ExitError", f"an execution environment exited: {exc}", "") from exc
@@ -132,7 +133,11 @@ class FunctionPool:
         self._executor.shutdown(wait=True, cancel_futures=True)
 
     def kill(self) -> None:
-        """Stop every environment now (a second Ctrl-C): SIGKILL, as Lambda ends a timed-out one."""
+        """Stop every environment now (a second Ctrl-C): SIGKILL, as Lambda ends a timed-out one. No fresh
+        environments start after it: an invocation the kill interrupts would otherwise replace the pool, whose
+        new queues' semaphores, made after release_semaphores ran, were then "leaked" at the exit."""
+        with self._replace_lock:
+            self._killed = True
         # ProcessPoolExecutor has no public way to reach its processes.
         for process in list((getattr(self._executor, "_processes", None) or {}).values()):  # None once shut down
             process.kill()
