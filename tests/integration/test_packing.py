@@ -19,26 +19,11 @@ from tests.conftest import Pipeline, collection
 from tests.faults import FailingSendMessageBatch, fail_put_object
 from tests.integration import test_telemetry
 from tests.integration.test_previous_release import records as previous_release_records
+from tests.integration.test_previous_release import scale_config
 from tests.integration.test_telemetry import LogLines, emf_metrics
 
-TARGET = 65536
+TARGET = 65536  # the scale profile's MESSAGE_TARGET_BYTES (scale_config)
 log_lines = test_telemetry.log_lines  # the fixture reading the Powertools log lines
-
-
-def scale_config(**knobs: str) -> PipelineConfig:
-    """PROFILE=scale as a deployment resolves it (batch objects), packing at 64 KiB, behind the REST front door
-    without device keys: these tests are about the queue and the consumer; the scale profile's HTTP API with
-    device keys has its own (tests/unit/test_device_auth.py, tests/local/test_device_keys_make_run.py)."""
-    return PipelineConfig.resolve(
-        {},
-        environ={
-            "PROFILE": "scale",
-            "API_KIND": "rest",
-            "DEVICE_AUTH": "off",
-            "MESSAGE_TARGET_BYTES": str(TARGET),
-            **knobs,
-        },
-    )
 
 
 PACKING = [
