@@ -38,13 +38,14 @@ from pipeline.problems import Problem, service_unavailable
 
 KEY_PREFIX: Final = "dk1"
 KEYRING_FORMAT: Final = 1
-DEVICE_ID = re.compile(f"[A-Za-z0-9_-]{{1,{MAX_DEVICE_ID_CHARS}}}")
+_BASE64URL = "[A-Za-z0-9_-]"  # a device id's characters, and the signature's
+DEVICE_ID = re.compile(f"{_BASE64URL}{{1,{MAX_DEVICE_ID_CHARS}}}")
 _SIGNATURE_CHARS = 43  # 32 bytes of HMAC-SHA256, base64url without padding
 _MAX_GENERATION_DIGITS = 9
 _DEVICE_KEY = re.compile(
-    rf"{KEY_PREFIX}\.(?P<device>[A-Za-z0-9_-]{{1,{MAX_DEVICE_ID_CHARS}}})"
+    rf"{KEY_PREFIX}\.(?P<device>{DEVICE_ID.pattern})"
     rf"\.(?P<generation>[1-9][0-9]{{0,{_MAX_GENERATION_DIGITS - 1}}})"
-    rf"\.(?P<signature>[A-Za-z0-9_-]{{{_SIGNATURE_CHARS}}})"
+    rf"\.(?P<signature>{_BASE64URL}{{{_SIGNATURE_CHARS}}})"
 )
 # The longest Authorization value worth parsing: "Bearer " + the longest key, with room to spare. Anything
 # longer is refused before a regular expression or HMAC sees it.
