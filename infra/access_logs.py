@@ -32,7 +32,6 @@ if TYPE_CHECKING:  # the format and its size import no CDK: tools.models reads t
 
     from infra.config import PipelineConfig
 
-API_KINDS: Final = ("rest", "http")
 
 # Field -> API Gateway $context variable, per API kind (config.API_KIND).
 ACCESS_LOG_FIELDS: Final[dict[str, dict[str, str]]] = {
@@ -50,6 +49,7 @@ ACCESS_LOG_FIELDS: Final[dict[str, dict[str, str]]] = {
         "latencyMs": "$context.responseLatency",
     },
 }
+API_KINDS: Final = tuple(ACCESS_LOG_FIELDS)  # config.API_KIND's choices
 
 # What the variables hold on a typical line, to size one (ACCESS_LOG_LINE_BYTES). Every value is quoted in
 # the format, so a variable API Gateway leaves as "-" still makes valid JSON.
@@ -96,16 +96,9 @@ def access_log_group(scope: Construct, construct_id: str, config: PipelineConfig
     changing ACCESS_LOG_CLASS replaces the group, and the lines in the old one go with it. STANDARD is
     left unset in the template (it is the default), so a stack deployed before this knob keeps its group.
     """
-    from aws_cdk import RemovalPolicy
     from aws_cdk import aws_logs as logs
 
-    from infra.functions import log_retention
+    from infra.functions import log_group
 
     infrequent = config.ACCESS_LOG_CLASS == "INFREQUENT_ACCESS"
-    return logs.LogGroup(
-        scope,
-        construct_id,
-        retention=log_retention(config.LOG_RETENTION_DAYS),
-        log_group_class=logs.LogGroupClass.INFREQUENT_ACCESS if infrequent else None,
-        removal_policy=RemovalPolicy.DESTROY,
-    )
+    return log_group(scope, construct_id, config, logs.LogGroupClass.INFREQUENT_ACCESS if infrequent else None)

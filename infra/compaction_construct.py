@@ -105,8 +105,8 @@ class PayloadCompaction(Construct):
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
         stage = config.STAGE.lower()
-        self.workgroup_name = f"ingest-pipeline-{stage}-compaction"
-        self.state_machine_name = f"ingest-pipeline-{stage}-compaction"
+        # The workgroup and the state machine share one name
+        self.workgroup_name = self.state_machine_name = f"ingest-pipeline-{stage}-compaction"
         results_prefix = "compaction/"
         # Its own workgroup: no per-query scan cutoff (QUERY_SCAN_LIMIT_GB guards analysts' queries; a
         # compaction scans one raw hour and the lookback's ids, ~100+ GB at the seed's load, by design).

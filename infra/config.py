@@ -20,6 +20,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from infra.access_logs import API_KINDS
 from infra.lake_table import COMPACTED_PREFIX
 from pipeline.contract import (
     CONSUMER_SERVICE,
@@ -345,7 +346,7 @@ class PipelineConfig:
                 f"MESSAGE_TARGET_BYTES must be 0 (one payload per message) or 1024..{SQS_MAX_MESSAGE_BYTES}",
             ),
             (self.INGEST_RESERVED_CONCURRENCY >= 0, "INGEST_RESERVED_CONCURRENCY must be >= 0 (0 = none reserved)"),
-            (self.API_KIND in ("rest", "http"), "API_KIND must be rest or http"),
+            (self.API_KIND in API_KINDS, "API_KIND must be rest or http"),
             (self.DEVICE_AUTH in ("on", "off"), "DEVICE_AUTH must be on or off"),
             (
                 self.API_KIND != "http" or self.DEVICE_AUTH == "on",

@@ -12,7 +12,6 @@ from infra.config import PipelineConfig
 from infra.lambda_asset import lambda_code
 
 _RUNTIMES = {"3.13": lambda_.Runtime.PYTHON_3_13, "3.14": lambda_.Runtime.PYTHON_3_14}
-_SYSTEM_LOG_LEVELS = {level.value: level for level in lambda_.SystemLogLevel}  # DEBUG, INFO, WARN
 _RETENTION = {
     1: logs.RetentionDays.ONE_DAY,
     3: logs.RetentionDays.THREE_DAYS,
@@ -54,9 +53,16 @@ def application_log_level(config: PipelineConfig) -> lambda_.ApplicationLogLevel
     return lambda_.ApplicationLogLevel.DEBUG if config.LOG_LEVEL == "DEBUG" else lambda_.ApplicationLogLevel.INFO
 
 
-def log_group(scope: Construct, construct_id: str, config: PipelineConfig) -> logs.LogGroup:
+def log_group(
+    scope: Construct, construct_id: str, config: PipelineConfig, log_group_class: logs.LogGroupClass | None = None
+) -> logs.LogGroup:
+    """A log group kept LOG_RETENTION_DAYS, deleted with the stack; ``log_group_class`` None: STANDARD, left unset."""
     return logs.LogGroup(
-        scope, construct_id, retention=log_retention(config.LOG_RETENTION_DAYS), removal_policy=RemovalPolicy.DESTROY
+        scope,
+        construct_id,
+        retention=log_retention(config.LOG_RETENTION_DAYS),
+        log_group_class=log_group_class,
+        removal_policy=RemovalPolicy.DESTROY,
     )
 
 
@@ -107,7 +113,7 @@ def pipeline_function(
         tracing=lambda_.Tracing.ACTIVE if config.TRACING else lambda_.Tracing.DISABLED,
         log_group=function_logs,
         logging_format=lambda_.LoggingFormat.JSON,
-        system_log_level_v2=_SYSTEM_LOG_LEVELS[config.SYSTEM_LOG_LEVEL],
+        system_log_level_v2=lambda_.SystemLogLevel(config.SYSTEM_LOG_LEVEL),  # DEBUG, INFO, WARN
         application_log_level_v2=application_log_level(config),
         role=role,
     )

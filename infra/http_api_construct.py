@@ -52,7 +52,7 @@ class IngestHttpApi(Construct):
         config: PipelineConfig,
         queue: sqs.IQueue,
         powertools_layer: lambda_.ILayerVersion | None,
-        device_keys: DeviceKeys,
+        device_keys: DeviceKeys | None,  # PipelineConfig refuses API_KIND=http without DEVICE_AUTH=on
     ) -> None:
         super().__init__(scope, construct_id)
         self.function = ingest_function(

@@ -40,26 +40,15 @@ class IngestPipelineStack(Stack):
         self.queue = PayloadQueue(self, "Buffer", config=config)
         # DEVICE_AUTH=on: the device keyring; API_KIND picks the front door (config: http needs device auth).
         self.device_keys = DeviceKeys(self, "DeviceKeys", config=config) if config.DEVICE_AUTH == "on" else None
-        self.api: IngestApi | IngestHttpApi
-        if config.API_KIND == "http":
-            assert self.device_keys is not None  # PipelineConfig refuses API_KIND=http without DEVICE_AUTH=on
-            self.api = IngestHttpApi(
-                self,
-                "Api",
-                config=config,
-                queue=self.queue.queue,
-                powertools_layer=powertools,
-                device_keys=self.device_keys,
-            )
-        else:
-            self.api = IngestApi(
-                self,
-                "Api",
-                config=config,
-                queue=self.queue.queue,
-                powertools_layer=powertools,
-                device_keys=self.device_keys,
-            )
+        front_door = IngestHttpApi if config.API_KIND == "http" else IngestApi
+        self.api = front_door(
+            self,
+            "Api",
+            config=config,
+            queue=self.queue.queue,
+            powertools_layer=powertools,
+            device_keys=self.device_keys,
+        )
         self.workers = WorkerPool(
             self,
             "Workers",
