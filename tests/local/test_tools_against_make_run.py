@@ -176,3 +176,17 @@ def test_redrive_says_nothing_answered_rather_than_aws_refused(tmp_path: Path) -
     # Then it does not call that a refusal
     assert result.returncode == 1, result.stdout + result.stderr
     assert "nothing answers at" in result.stderr and "refused" not in result.stderr, result.stderr
+
+
+def test_make_compact_says_nothing_answered_in_one_line(tmp_path: Path) -> None:
+    # Given make run is not running where make compact looks
+    result = run_tool(
+        "tools.ops.compact",
+        ["local", "--bucket", BUCKET, "--endpoint-url", unreachable_endpoint(), "--cache", str(tmp_path)],
+        bare_environment(tmp_path),
+    )
+    # Then it says so in one line naming what to do, not a traceback
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert "Traceback" not in result.stderr and len(lines) == 1, result.stderr
+    assert lines[0].startswith("compact: nothing answers at http://127.0.0.1:") and "make run" in lines[0], lines[0]

@@ -75,10 +75,18 @@ def describe_aws_problem(
     return f"could not ask AWS: {exc}"
 
 
-def aws_problem_exit(tool: str, exc: BotoCoreError | ClientError, err: TextIO, endpoint_url: str | None) -> int:
+def aws_problem_exit(
+    tool: str,
+    exc: BotoCoreError | ClientError,
+    err: TextIO,
+    endpoint_url: str | None,
+    *,
+    endpoint_option: str = "--endpoint-url",
+    bucket: str | None = None,
+) -> int:
     """Write ``tool``'s one line for ``exc`` (describe_aws_problem) and return the exit status: 2 when this machine's
     set-up is missing (no region, no credentials), 1 when AWS (or make run) refused or could not be reached."""
-    err.write(f"{tool}: {describe_aws_problem(exc, endpoint_url)}\n")
+    err.write(f"{tool}: {describe_aws_problem(exc, endpoint_url, endpoint_option=endpoint_option, bucket=bucket)}\n")
     return 2 if isinstance(exc, NoRegionError | NoCredentialsError | PartialCredentialsError) else 1
 
 

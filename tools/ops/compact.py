@@ -35,9 +35,10 @@ from infra.lake_table import (
     TABLE_NAME,
     CompactionWindow,
     compaction_select,
+    hour_prefix,
     run_prefix,
 )
-from tools.ops.cli import Progress, client_options
+from tools.ops.cli import AWS_PROBLEMS, Progress, aws_problem_exit, client_options, describe_aws_problem
 from tools.ops.query import (
     COMPACTED_KEY,
     DEFAULT_CACHE,
@@ -88,9 +89,10 @@ def new_run_id(now: datetime) -> str:
     return f"{now:{RUN_ID_TIME_FORMAT}}_{now.microsecond:06d}00"
 
 
-def _runs_by_hour(s3: Any, bucket: str) -> dict[tuple[str, str], dict[str, list[str]]]:
+def _runs_by_hour(s3: Any, bucket: str, prefix: str = COMPACTED_PREFIX) -> dict[tuple[str, str], dict[str, list[str]]]:
+    """The compacted runs under ``prefix`` (every hour's, or one hour's ``hour_prefix``): run id -> keys, by hour."""
     runs: dict[tuple[str, str], dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=COMPACTED_PREFIX):
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for item in page.get("Contents", []):
             match = COMPACTED_KEY.fullmatch(item["Key"])
             if match:
@@ -158,7 +160,9 @@ def compact_local(
         partial.replace(target)
         # The new run is stored: the runs it supersedes go, in S3 and in the cache.
         superseded = [
-            stale for run_keys in _runs_by_hour(s3, bucket).get((dt, hour), {}).values() for stale in run_keys
+            stale
+            for run_keys in _runs_by_hour(s3, bucket, hour_prefix(dt, hour)).get((dt, hour), {}).values()
+            for stale in run_keys
         ]
         superseded = [stale for stale in superseded if stale != key]
         _delete_keys(s3, bucket, superseded)
@@ -208,8 +212,8 @@ def state_machine_of(cloudformation: Any, stack: str) -> str:
     """The compaction state machine's ARN from the stack's outputs."""
     try:
         stacks = cloudformation.describe_stacks(StackName=stack)["Stacks"]
-    except Exception as exc:  # botocore's ClientError and connection errors alike: say which stack
-        raise CompactionError(f"cannot read stack {stack}: {exc}") from exc
+    except AWS_PROBLEMS as exc:  # say which stack
+        raise CompactionError(f"cannot read stack {stack}: {describe_aws_problem(exc, None)}") from exc
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
     if STATE_MACHINE_OUTPUT not in outputs:
         raise CompactionError(
@@ -313,6 +317,10 @@ def main(
     except CompactionError as exc:
         print(f"compact: {exc}", file=err)
         return 2 if isinstance(exc, BadHours) else 1
+    except AWS_PROBLEMS as exc:  # make run stopped, no credentials, AWS refused: one line, no traceback
+        option = "--endpoint-url (make compact: COMPACT_ENDPOINT)"
+        bucket = getattr(args, "bucket", None)  # local mode
+        return aws_problem_exit("compact", exc, err, args.endpoint_url, endpoint_option=option, bucket=bucket)
     failed = [result for result in results if result.status != "SUCCEEDED"]
     if failed:
         left = len(hours) - len(results)
