@@ -18,7 +18,6 @@ class Totals:
     payloads_accepted: int = 0  # as the 202 answers counted them (a retried Idempotency-Key counts again)
     batches: int = 0
     failed_batches: int = 0  # batches with at least one failed record
-    records_deleted: int = 0  # messages deleted from the queue after the consumer reported success
     record_failures: int = 0  # record deliveries that failed (they come back after the visibility timeout)
     # From the consumer's own metrics, in payloads: new objects (payload mode) or lines of new batch
     # objects written, and payloads whose object already existed (412: a retried Idempotency-Key, a
@@ -74,7 +73,6 @@ class AccessLog:
         with self._lock:
             self.totals.batches += 1
             self.totals.failed_batches += 1 if outcome.failures else 0
-            self.totals.records_deleted += outcome.records - outcome.failures
             self.totals.record_failures += outcome.failures
             self.totals.payloads_stored += outcome.payloads_stored
             self.totals.duplicates_skipped += outcome.duplicates_skipped

@@ -75,10 +75,6 @@ class ApiShape(Protocol):
         """The Lambda event the API hands the ingest for ``request``."""
         ...
 
-    def response(self, result: Mapping[str, Any]) -> HttpResponse:
-        """The HTTP answer the API makes of the function's result."""
-        ...
-
     def own_answer(self, status: int) -> HttpResponse | None:
         """The API's own answer to an error it makes itself (413: the body is above its limit; 502: the
         function failed) when that is not the front's problem+json (an HTTP API's bare ``{"message"}``);
@@ -126,11 +122,6 @@ class RestProxyApi:
             received_at=request.received_at,
         )
 
-    def response(self, result: Mapping[str, Any]) -> HttpResponse:
-        raw = result.get("body") or ""
-        body = base64.b64decode(raw) if result.get("isBase64Encoded") else raw.encode("utf-8")
-        return HttpResponse(int(result["statusCode"]), response_headers(result), body)
-
 
 # The content types an HTTP API passes as text; it base64-encodes every other body. AWS documents only that the
 # choice follows the content type; this split is what an emulator's maintainers measured against AWS
@@ -162,11 +153,6 @@ class HttpApi:
             query=request.query,
             received_at=request.received_at,
         )
-
-    def response(self, result: Mapping[str, Any]) -> HttpResponse:
-        raw = result.get("body") or ""
-        body = base64.b64decode(raw) if result.get("isBase64Encoded") else raw.encode("utf-8")
-        return HttpResponse(int(result["statusCode"]), response_headers(result), body)
 
     def own_answer(self, status: int) -> HttpResponse | None:
         status = 500 if status == 502 else status  # an HTTP API answers a failed function 500
@@ -364,6 +350,13 @@ class LambdaContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return max(0, self.deadline_ms - int(time.time() * 1000))
+
+
+def http_response(result: Mapping[str, Any]) -> HttpResponse:
+    """What API Gateway (either kind) sends the client for a Lambda proxy answer."""
+    raw = result.get("body") or ""
+    body = base64.b64decode(raw) if result.get("isBase64Encoded") else raw.encode("utf-8")
+    return HttpResponse(int(result["statusCode"]), response_headers(result), body)
 
 
 def response_headers(response: Mapping[str, Any]) -> dict[str, str]:

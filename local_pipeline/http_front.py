@@ -41,7 +41,7 @@ from urllib.parse import urlsplit
 import h11
 
 from local_pipeline.access_log import AccessLog
-from local_pipeline.events import ApiShape, HttpRequest, HttpResponse
+from local_pipeline.events import ApiShape, HttpRequest, HttpResponse, http_response
 from local_pipeline.lambda_runtime import FunctionError, FunctionPool
 from local_pipeline.local_settings import API_GATEWAY_MAX_BODY_BYTES
 from pipeline.contract import GATEWAY_PROBLEMS, PAYLOADS_PATH, PROBLEM_CONTENT_TYPE, GatewayProblem, problem_document
@@ -215,7 +215,7 @@ class IngestFront:
             return self.api.own_answer(502) or problem_response(502, request.request_id)
         finally:
             self.release()
-        return self.api.response(result)
+        return http_response(result)
 
 
 class _Server(socketserver.ThreadingTCPServer):

@@ -22,13 +22,12 @@ import secrets
 import sys
 from collections.abc import Sequence
 from typing import Any, Final, TextIO
-from urllib.parse import urlsplit
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from pipeline.device_auth import DEVICE_ID, Keyring, KeyringError, keyring_json
-from tools.ops.cli import LOCAL_HOSTS, aws_problem_exit, session_options
+from tools.ops.cli import aws_problem_exit, is_loopback, session_options
 
 # "Secret value size: 65,536 bytes" (AWS Secrets Manager quotas,
 # https://docs.aws.amazon.com/secretsmanager/latest/userguide/reference_limits.html): the whole keyring, so the
@@ -201,7 +200,7 @@ def _secret_id(args: argparse.Namespace, endpoint: str | None, session: boto3.Se
         return str(args.secret_id)
     if args.stack:
         return stack_secret(session.client("cloudformation", endpoint_url=endpoint), args.stack)
-    if endpoint and urlsplit(endpoint).hostname in LOCAL_HOSTS:
+    if is_loopback(endpoint):
         return LOCAL_SECRET_NAME
     raise DevicesError("name the keyring: --stack STACK or --secret-id NAME (or --endpoint-url of make run)")
 

@@ -52,7 +52,7 @@ APIGW_RATE_WHERE = 'Service Quotas console > AWS services > Amazon API Gateway >
 # The load each profile is sized for, as (requests/min, payloads per request, bytes per payload). scale: the Go
 # original's 1M requests/min of 10 x 1 KiB (infra/config.py PROFILES, docs/CAPACITY.md). dev: what
 # `make loadtest` sends, 5 requests/s of 10 x 1 KiB (docs/LOADTEST.md).
-DESIGN_LOADS: dict[str, tuple[float, int, int]] = {"dev": (300, 10, 1024), "scale": (1_000_000, 10, 1024)}
+DESIGN_LOADS: dict[str, tuple[float, int, int]] = {"dev": (300, 10, 1024), "scale": capacity.SEED}
 # The stack's function resources, by the start of their logical ids (construct paths Workers/Consumer and
 # Api/Ingest in infra/stack.py; tests/unit/test_preflight.py synthesizes the stack to keep these true).
 CONSUMER_LOGICAL_ID = "WorkersConsumer"
