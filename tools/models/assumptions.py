@@ -104,9 +104,10 @@ def log_compression() -> float:
     from infra.access_logs import typical_access_log_line
 
     rng = random.Random(11)
+    typical = json.loads(typical_access_log_line("rest"))
     lines = []
     for _ in range(2000):
-        line = json.loads(typical_access_log_line("rest"))
+        line = dict(typical)
         request_id = str(uuid.UUID(int=rng.getrandbits(128)))
         line.update(
             requestId=request_id,

@@ -676,9 +676,9 @@ STAGES: tuple[Callable[[PipelineConfig, Load, Flow], list[Check]], ...] = (
 
 def assess(config: PipelineConfig, load: Load, assume: Assumptions | None = None) -> Assessment:
     """Every stage's need and limit for this load under this configuration, and the monthly cost."""
-    flow = flow_of(config, load, assume or DEFAULT)
-    checks = [check for stage in STAGES for check in stage(config, load, flow)]
-    return Assessment(config, load, checks, flow, cost.monthly_lines(config, load, flow.assume, flow))
+    assessment = _checks_only(config, load, assume)
+    assessment.lines = cost.monthly_lines(config, load, assessment.flow.assume, assessment.flow)
+    return assessment
 
 
 def max_carried_rpm(

@@ -26,6 +26,7 @@ from tools.models.capacity import (
     SEED,
     Assessment,
     Check,
+    _num,
     assess,
     consumer_worst_case,
     ingest_reservation_for,
@@ -108,12 +109,6 @@ SOURCES = [
         "https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-dead-letter-queues.html",
     ),
 ]
-
-
-def _num(value: float) -> str:
-    if math.isinf(value):
-        return "∞"
-    return f"{value:,.0f}" if abs(value) >= 10 or value == int(value) else f"{value:,.2f}"
 
 
 def _money(usd: float) -> str:

@@ -14,12 +14,14 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
+from infra.config import LAMBDA_SYNC_PAYLOAD_BYTES  # Lambda's 6 MB invoke payload, as 6,000,000 bytes
 from pipeline.contract import (
     REQUEST_ID_ATTRIBUTE,
     SQS_MAX_BATCH_BYTES,
     SQS_MAX_BATCH_ENTRIES,
 )
 from tools.models.assumptions import DEFAULT, Assumptions, consumer_batch_ms, cpu_scale
+from tools.models.prices import SQS_CHUNK_BYTES  # SQS bills every 64 KB chunk of a request as one request
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -38,15 +40,12 @@ POLLER_POLLS_PER_SECOND = 10
 POLLER_BYTES_PER_SECOND = 1_000_000
 POLLER_CONCURRENT_INVOKES = 10
 SQS_RECEIVE_MAX = SQS_MAX_BATCH_ENTRIES  # ReceiveMessage and DeleteMessageBatch: <= 10 messages a call
-SQS_CHUNK_BYTES = 64 * 1024  # SQS bills every 64 KB chunk of a request's payload as one request
 # The event source mapping's batch (https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-parameters.html,
 # BatchSize and MaximumBatchingWindowInSeconds; "Lambda reads messages in batches and invokes your function
 # once for each batch" until the batch size, the window or the 6 MB invoke payload is reached): up to 10,000
 # records (above 10 only with a window), a window of up to 300 s.
 ESM_MAX_BATCH_SIZE = 10_000
 ESM_MAX_WINDOW_SECONDS = 300
-# Lambda's synchronous invoke payload, 6 MB, read as 6,000,000 bytes (infra/config.py says why).
-LAMBDA_SYNC_PAYLOAD_BYTES = 6_000_000
 # A receipt handle is counted at 1 KiB in each record: real ones are a few hundred characters.
 RECEIPT_HANDLE_CHARS = 1024
 REQUEST_ID_CHARS = 36  # API Gateway's request id, a UUID: the requestId attribute's value

@@ -13,21 +13,6 @@ MILLION = 1_000_000
 GB = 1024**3
 TB_GB = 1024  # CloudWatch Logs tiers are stated in TB of ingested data
 
-SOURCES = {
-    "api_gateway": "https://aws.amazon.com/api-gateway/pricing/",
-    "lambda": "https://aws.amazon.com/lambda/pricing/",
-    "sqs": "https://aws.amazon.com/sqs/pricing/",
-    "s3": "https://aws.amazon.com/s3/pricing/",
-    "cloudwatch": "https://aws.amazon.com/cloudwatch/pricing/",
-    "xray": "https://aws.amazon.com/xray/pricing/",
-    "secrets_manager": "https://aws.amazon.com/secrets-manager/pricing/",
-    "athena": "https://aws.amazon.com/athena/pricing/",
-    "step_functions": "https://aws.amazon.com/step-functions/pricing/",
-    "eventbridge": "https://aws.amazon.com/eventbridge/pricing/",
-    "data_transfer": "https://aws.amazon.com/ec2/pricing/on-demand/#Data_Transfer",
-    "kms": "https://aws.amazon.com/kms/pricing/",
-}
-
 # API Gateway REST API, per request, by monthly requests.
 API_GATEWAY_REST_TIERS: list[tuple[float | None, float]] = [
     (333 * MILLION, 3.50 / MILLION),
