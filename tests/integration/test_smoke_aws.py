@@ -198,6 +198,20 @@ def test_rows_missing_from_the_compacted_table_fail_the_query_step(pipeline: Pip
     assert status == 1
 
 
+def test_an_unreachable_api_fails_the_send_step_without_a_traceback(pipeline: Pipeline, rest_api_key: str) -> None:
+    # Given an ApiUrl nothing answers at (the real urllib sender, a closed port on this machine)
+    def unreachable(url: str, body: bytes, headers: Mapping[str, str]) -> tuple[int, bytes]:
+        return smoke.post("http://127.0.0.1:9/v1/payloads", body, headers, timeout_s=2)
+
+    # When the smoke test runs
+    status, out, err = smoke_aws(Fakes(), unreachable, lambda _s: None)
+
+    # Then the send step fails saying there was no answer, and nothing else is printed
+    send = out.splitlines()[2]
+    assert send.startswith("FAILED") and "got no answer" in send and "#smoke-aws-send" in send
+    assert status == 1 and err == ""
+
+
 def test_a_stack_without_compaction_fails_the_outputs_step(aws: None) -> None:
     # Given a stack deployed with COMPACTION=off (no state machine, no compacted table)
     deploy_stack(CompactionStateMachineArn="", QueryCompactedTable="")

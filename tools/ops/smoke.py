@@ -136,7 +136,10 @@ def send_collection(
 ) -> Sent:
     run_id = now().strftime("smoke-%Y%m%dT%H%M%SZ")
     before = now()
-    status, raw = send(deployment.api_url, json.dumps(smoke_collection(run_id, payloads)).encode(), headers)
+    try:
+        status, raw = send(deployment.api_url, json.dumps(smoke_collection(run_id, payloads)).encode(), headers)
+    except OSError as exc:  # urllib's URLError, a timeout, a refused connection: no answer at all
+        raise StepFailed(f"POST {deployment.api_url} got no answer: {exc}") from exc
     after = now()
     try:
         answer = json.loads(raw or b"null")
