@@ -9,8 +9,8 @@ A flood here is requests without a valid credential, or to unknown paths, from a
   APIs"); no authorizer is configured (devices authenticate in the ingest), so every flood request is a billed
   HTTP API request *and* a Lambda invocation that answers 401/404, until the stage throttle answers 429.
 - **REST API** (``API_KIND=rest``): a request without the API key is refused by API Gateway (403) before the
-  ingest runs; AWS WAF can be attached to the stage. Whether AWS bills refused requests is not stated in the
-  developer guide: the model prices them as billed, the upper bound.
+  ingest runs; AWS WAF can be attached to the stage. The model does not count on AWS waiving refused requests:
+  it prices them as billed, the upper bound (check the API Gateway pricing page for what is waived).
 - **CloudFront + AWS WAF** in front (an operator's addition, not in this stack): a rate-based rule blocks a client
   address past its limit at the edge, so blocked requests never reach API Gateway; CloudFront bills the request
   and WAF its inspection.
@@ -198,7 +198,7 @@ def capacity_section(config: PipelineConfig, device_rps: float) -> list[str]:
         f"{prices.REGION} list prices (first tiers), for `PROFILE={config.PROFILE}` (`python -m tools.models.flood "
         "--rps N` for any rate). The HTTP API bills each one and invokes the ingest for each one under the stage "
         f"throttle ({REFUSED_INGEST_MS:.0f} ms, assumed); REST refuses a missing API key before the ingest runs "
-        "(priced as billed: AWS does not say otherwise); CloudFront with an AWS WAF rate-based rule blocks a client "
+        "(priced as billed, the upper bound); CloudFront with an AWS WAF rate-based rule blocks a client "
         "address past its limit at the edge, before API Gateway.",
         "",
         *flood_markdown(config, device_rps),
