@@ -13,7 +13,7 @@ NODE_STAMP := node_modules/.installed
 CDK := node_modules/.bin/cdk
 
 .DEFAULT_GOAL := help
-.PHONY: help install lint test check-config synth diff bootstrap preflight deploy destroy clean bench bench-client run loadtest verify redrive soak checkov capacity query compact compact-aws device-key revoke-device
+.PHONY: help install lint test check-config synth diff bootstrap preflight deploy destroy clean bench bench-client run loadtest verify redrive soak checkov capacity query compact compact-aws smoke-aws device-key revoke-device
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -186,3 +186,7 @@ compact: $(PY_STAMP)  ## compact make run's lake into payloads_compacted (Parque
 STACK ?= IngestPipeline-$(or $(STAGE),prod)
 compact-aws: $(PY_STAMP)  ## run the deployed compaction for hours FROM..TO (UTC, YYYY-MM-DDTHH), in order: make compact-aws FROM=2026-11-26T00 TO=2026-11-26T05
 	$(PY) -m tools.ops.compact aws --stack $(STACK) --from $(FROM) $(if $(TO),--to $(TO))
+
+# After make deploy: the deployed AWS half end to end (tools/ops/smoke.py; README "Deploy and tear down").
+smoke-aws: check-config  ## after make deploy: POST payloads, wait for them in S3, compact this hour, read them back via Athena (STACK)
+	$(PY) -m tools.ops.smoke --stack $(STACK) $(ARGS)

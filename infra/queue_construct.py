@@ -7,6 +7,13 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.config import PipelineConfig
+from pipeline.contract import SQS_MAX_MESSAGE_BYTES
+
+# Set, never left to the default: the code packs up to SQS_MAX_MESSAGE_BYTES per message (pipeline/contract.py),
+# and some providers still document the attribute's default as 262,144 bytes. MaximumMessageSize takes 1,024 to
+# 1,048,576 bytes, the SQS maximum (Amazon SQS API Reference, CreateQueue; "Amazon SQS message quotas",
+# https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/quotas-messages.html). The DLQ gets
+# the same: a message the queue accepted must fit the queue it is moved to.
 
 
 class PayloadQueue(Construct):
@@ -17,6 +24,7 @@ class PayloadQueue(Construct):
             "DeadLetterQueue",
             encryption=sqs.QueueEncryption.SQS_MANAGED,
             enforce_ssl=True,
+            max_message_size_bytes=SQS_MAX_MESSAGE_BYTES,
             # Longer than the source queue: a moved message keeps its original enqueue time.
             retention_period=Duration.days(config.DLQ_RETENTION_DAYS),
         )
@@ -25,6 +33,7 @@ class PayloadQueue(Construct):
             "Queue",
             encryption=sqs.QueueEncryption.SQS_MANAGED,
             enforce_ssl=True,
+            max_message_size_bytes=SQS_MAX_MESSAGE_BYTES,
             retention_period=Duration.days(config.QUEUE_RETENTION_DAYS),
             visibility_timeout=Duration.seconds(config.visibility_timeout_seconds),
             dead_letter_queue=sqs.DeadLetterQueue(

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from infra.config import PipelineConfig
+from pipeline.contract import SQS_MAX_MESSAGE_BYTES
 from pipeline.device_auth import new_keyring_document
 
 
@@ -28,8 +29,11 @@ def create_resources(
     """Idempotent: re-running against the same endpoint reuses what exists. ``secretsmanager`` is needed
     with DEVICE_AUTH=on: the keyring secret, with one generation, as the stack creates it."""
     day = 24 * 3600
+    # MaximumMessageSize as the stack sets it (infra/queue_construct.py): what the code packs, not the default.
+    max_size = str(SQS_MAX_MESSAGE_BYTES)
     dlq_url = sqs.create_queue(
-        QueueName=f"{name}-dlq", Attributes={"MessageRetentionPeriod": str(config.DLQ_RETENTION_DAYS * day)}
+        QueueName=f"{name}-dlq",
+        Attributes={"MessageRetentionPeriod": str(config.DLQ_RETENTION_DAYS * day), "MaximumMessageSize": max_size},
     )["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     queue_url = sqs.create_queue(
@@ -37,6 +41,7 @@ def create_resources(
         Attributes={
             "VisibilityTimeout": str(config.visibility_timeout_seconds),
             "MessageRetentionPeriod": str(config.QUEUE_RETENTION_DAYS * day),
+            "MaximumMessageSize": max_size,
             "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": config.MAX_RECEIVE_COUNT}),
         },
     )["QueueUrl"]

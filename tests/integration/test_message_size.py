@@ -137,3 +137,114 @@ def test_a_payload_is_measured_as_enqueued_so_u_ffff_escapes_count_6_bytes(pipel
     assert (response.status, response.body["pointer"]) == (413, "/data/0"), response.body
     assert response.body["type"] == "urn:ingest-pipeline:problem:payload-too-large"
     assert pipeline.queue_depth() == 0
+
+
+# --- the queues' MaximumMessageSize (issue 26.6) ------------------------------------------------------------
+# What a queue whose template leaves MaximumMessageSize unset may get: some providers still document the
+# attribute's default as 262,144 bytes (256 KiB), and moto's default (1 MiB) would hide the gap. So a queue is
+# created here with exactly the attributes its template sets, and this value where the template sets none.
+UNSET_MAXIMUM_MESSAGE_SIZE = 262_144
+# The template's queue properties that are SQS queue attributes of the same name and meaning.
+_PLAIN_ATTRIBUTES = ("MaximumMessageSize", "MessageRetentionPeriod", "VisibilityTimeout")
+
+
+def queue_templates(config: PipelineConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(queue, DLQ) properties as infra/queue_construct.py synthesizes them for ``config``."""
+    from aws_cdk import App, Stack
+    from aws_cdk.assertions import Template
+
+    from infra.queue_construct import PayloadQueue
+
+    stack = Stack(App(), "QueueOnly")
+    PayloadQueue(stack, "Buffer", config=config)
+    queues = Template.from_stack(stack).find_resources("AWS::SQS::Queue")
+    [(dlq_id, dlq)] = [(name, q) for name, q in queues.items() if "RedrivePolicy" not in q["Properties"]]
+    [queue] = [q for q in queues.values() if "RedrivePolicy" in q["Properties"]]
+    assert queue["Properties"]["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": [dlq_id, "Arn"]}
+    return queue["Properties"], dlq["Properties"]
+
+
+def create_queue_as_templated(sqs: Any, name: str, properties: dict[str, Any], dlq_arn: str | None = None) -> str:
+    attributes = {key: str(properties[key]) for key in _PLAIN_ATTRIBUTES if key in properties}
+    attributes.setdefault("MaximumMessageSize", str(UNSET_MAXIMUM_MESSAGE_SIZE))
+    if dlq_arn is not None:
+        redrive = {**properties["RedrivePolicy"], "deadLetterTargetArn": dlq_arn}
+        attributes["RedrivePolicy"] = json.dumps(redrive)
+    return str(sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"])
+
+
+PROFILE_CONFIGS = {name: PipelineConfig.resolve({}, environ={"PROFILE": name}) for name in ("dev", "scale")}
+
+
+@pytest.mark.parametrize("profile", list(PROFILE_CONFIGS))
+def test_both_queues_set_maximum_message_size_to_what_the_code_packs(profile: str) -> None:
+    # Given the profile's queue and DLQ as synthesized
+    queue, dlq = queue_templates(PROFILE_CONFIGS[profile])
+
+    # Then each sets MaximumMessageSize, to the 1 MiB the ingest packs messages up to
+    assert queue.get("MaximumMessageSize") == SQS_MAX_MESSAGE_BYTES == 1_048_576
+    assert dlq.get("MaximumMessageSize") == SQS_MAX_MESSAGE_BYTES
+
+
+@pytest.mark.parametrize("profile", list(PROFILE_CONFIGS))
+def test_the_profiles_largest_payload_travels_end_to_end_through_queues_created_as_templated(
+    aws: None, monkeypatch: pytest.MonkeyPatch, profile: str
+) -> None:
+    # Given moto queues created with exactly the attributes the profile's template sets, the profile's knobs in
+    # the handlers' environment (with DEVICE_AUTH=on, its keyring and a key), and a request at every limit: a
+    # payload of MAX_PAYLOAD_BYTES and version and token at their longest, all escaped (emoji: 12 bytes each)
+    import boto3
+
+    from local_pipeline.resources import LocalResources, lambda_environment
+    from pipeline.contract import decode_batch_object
+    from pipeline.device_auth import new_keyring_document
+    from tests.conftest import _clear_caches
+    from tools.ops.devices import KeyringStore, issue
+
+    config = PROFILE_CONFIGS[profile]
+    sqs, s3, secrets_client = boto3.client("sqs"), boto3.client("s3"), boto3.client("secretsmanager")
+    queue_properties, dlq_properties = queue_templates(config)
+    dlq_url = create_queue_as_templated(sqs, f"size-{profile}-dlq", dlq_properties)
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    queue_url = create_queue_as_templated(sqs, f"size-{profile}", queue_properties, dlq_arn)
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    s3.create_bucket(Bucket=f"size-{profile}-payloads")
+    secret = ""
+    headers = dict(JSON_HEADERS)
+    if config.DEVICE_AUTH == "on":
+        secret = f"size-{profile}-keys"
+        secrets_client.create_secret(Name=secret, SecretString=json.dumps(new_keyring_document("k" * 64)))
+        headers["Authorization"] = f"Bearer {issue(KeyringStore(secrets_client, secret), 'device-1')}"
+    resources = LocalResources(queue_url, queue_arn, dlq_url, dlq_arn, f"size-{profile}-payloads", secret)
+    for name, value in lambda_environment(config, resources).items():
+        monkeypatch.setenv(name, value)
+    _clear_caches()
+    pipeline = Pipeline(sqs, s3, resources, config)
+    payload = payload_filling(config.MAX_PAYLOAD_BYTES, "a")
+    emoji = "\U0001f600"
+    document = {"version": emoji * MAX_VERSION_CHARS, "token": emoji * MAX_TOKEN_CHARS, "data": [payload]}
+
+    # When it is posted, the consumer stores what the queue holds, and the message is moved to the DLQ as SQS
+    # moves a message that failed (same body, same attributes)
+    response = pipeline.post(body_of(document), headers=headers)
+    [message] = pipeline.receive()
+    pipeline.consume([message])
+    sqs.send_message(
+        QueueUrl=dlq_url,
+        MessageBody=message["Body"],
+        MessageAttributes={
+            name: {k: v for k, v in value.items() if k in ("DataType", "StringValue")}
+            for name, value in message["MessageAttributes"].items()
+        },
+    )
+
+    # Then it is accepted, the message is larger than the 256 KiB default (so the attribute is what lets it
+    # in), the stored envelope carries the payload unchanged, and the DLQ holds the same message
+    assert (response.status, response.body["accepted"]) == (202, 1), response.body
+    assert len(message["Body"].encode()) > UNSET_MAXIMUM_MESSAGE_SIZE
+    [item] = s3.list_objects_v2(Bucket=resources.bucket)["Contents"]
+    stored = s3.get_object(Bucket=resources.bucket, Key=item["Key"])["Body"].read()
+    envelopes = decode_batch_object(stored) if item["Key"].endswith(".ndjson.gz") else [json.loads(stored)]
+    assert [envelope["payload"] for envelope in envelopes] == [payload]
+    [moved] = pipeline.receive(queue_url=dlq_url)
+    assert moved["Body"] == message["Body"]

@@ -13,7 +13,7 @@ from typing import Any
 from infra.access_logs import ACCESS_LOG_LINE_BYTES
 from infra.config import SQS_IN_FLIGHT_DEFAULT_QUOTA, PipelineConfig
 from infra.lake_table import COMPACTED_BUCKETS
-from tools.models import cost, prices
+from tools.models import cost, flood, prices
 from tools.models.assumptions import DEFAULT, MEASURED, log_compression
 from tools.models.capacity import (
     APIGW_ACCOUNT_BURST,
@@ -107,6 +107,13 @@ SOURCES = [
     (
         "SQS dead-letter queues (enqueue time kept)",
         "https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-dead-letter-queues.html",
+    ),
+    # The flood section (tools/models/flood.py).
+    ("Amazon CloudFront pricing (HTTPS requests, data transfer)", "https://aws.amazon.com/cloudfront/pricing/"),
+    ("AWS WAF pricing (web ACL, rule, requests)", "https://aws.amazon.com/waf/pricing/"),
+    (
+        "AWS WAF rate-based rule settings (evaluation window, lowest limit 10)",
+        "https://docs.aws.amazon.com/waf/latest/developerguide/waf-rule-statement-type-rate-based-high-level-settings.html",
     ),
 ]
 
@@ -686,6 +693,8 @@ def render_markdown() -> str:
             "not. The consumer can drive 10 x `MAX_POLLERS` executions: count them in the account's concurrency.",
             "",
             *_assumptions_section(scale),
+            "",
+            *flood.capacity_section(scale.config, load.rps),
             "",
             "## Sources",
             "",

@@ -106,3 +106,17 @@ STEP_FUNCTIONS_STANDARD_TRANSITION = 0.025 / 1000
 EVENTBRIDGE_SCHEDULER_INVOCATION = 1.00 / MILLION
 # KMS: a customer managed key per month (the alarm topic's key).
 KMS_KEY_MONTH = 1.00
+
+# --- an operator's flood mitigation in front of the API (tools/models/flood.py): priced, not deployed ---------------
+# CloudFront, United States/Mexico/Canada edge locations (Amazon CloudFront pricing,
+# https://aws.amazon.com/cloudfront/pricing/): HTTPS requests per 10,000, data transfer out to the internet (first
+# 10 TB, per GB), and out to the origin (a POST's body to API Gateway, per GB). The always-free tier (10 M requests,
+# 1 TB a month) is ignored, as every free tier here.
+CLOUDFRONT_HTTPS_REQUEST = 0.0100 / 10_000
+CLOUDFRONT_DATA_TRANSFER_OUT_PER_GB = 0.085
+CLOUDFRONT_DATA_TRANSFER_TO_ORIGIN_PER_GB = 0.020
+# AWS WAF (AWS WAF pricing, https://aws.amazon.com/waf/pricing/; the same in every Region): per web ACL and per rule
+# a month (prorated hourly), and per million requests the web ACL inspects, blocked ones included.
+WAF_WEB_ACL_MONTH = 5.00
+WAF_RULE_MONTH = 1.00
+WAF_REQUEST = 0.60 / MILLION

@@ -90,6 +90,13 @@ def aws_problem_exit(
     return 2 if isinstance(exc, NoRegionError | NoCredentialsError | PartialCredentialsError) else 1
 
 
+def stack_outputs(cloudformation: Any, stack: str) -> dict[str, str]:
+    """A CloudFormation stack's outputs, ``OutputKey -> OutputValue`` (the one reader of them: compact, devices,
+    redrive and smoke name the outputs they need). AWS's errors propagate: each tool says which stack."""
+    stacks = cloudformation.describe_stacks(StackName=stack)["Stacks"]
+    return {output["OutputKey"]: output["OutputValue"] for output in stacks[0].get("Outputs", [])}
+
+
 def session_options(endpoint_url: str | None, region: str | None) -> dict[str, Any]:
     """boto3 Session arguments for ``endpoint_url``: on a loopback endpoint (`make run`), region and
     fake credentials default as in the banner's AWS CLI line; elsewhere, the usual chain (flags,

@@ -38,7 +38,14 @@ from infra.lake_table import (
     hour_prefix,
     run_prefix,
 )
-from tools.ops.cli import AWS_PROBLEMS, Progress, aws_problem_exit, client_options, describe_aws_problem
+from tools.ops.cli import (
+    AWS_PROBLEMS,
+    Progress,
+    aws_problem_exit,
+    client_options,
+    describe_aws_problem,
+    stack_outputs,
+)
 from tools.ops.query import (
     COMPACTED_KEY,
     DEFAULT_CACHE,
@@ -211,10 +218,9 @@ def hours_between(first: datetime, last: datetime) -> list[datetime]:
 def state_machine_of(cloudformation: Any, stack: str) -> str:
     """The compaction state machine's ARN from the stack's outputs."""
     try:
-        stacks = cloudformation.describe_stacks(StackName=stack)["Stacks"]
+        outputs = stack_outputs(cloudformation, stack)
     except AWS_PROBLEMS as exc:  # say which stack
         raise CompactionError(f"cannot read stack {stack}: {describe_aws_problem(exc, None)}") from exc
-    outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
     if STATE_MACHINE_OUTPUT not in outputs:
         raise CompactionError(
             f"stack {stack} has no output {STATE_MACHINE_OUTPUT}: was it deployed with COMPACTION=on?"

@@ -27,7 +27,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from pipeline.device_auth import DEVICE_ID, Keyring, KeyringError, keyring_json
-from tools.ops.cli import aws_problem_exit, is_loopback, session_options
+from tools.ops.cli import aws_problem_exit, is_loopback, session_options, stack_outputs
 
 # "Secret value size: 65,536 bytes" (AWS Secrets Manager quotas,
 # https://docs.aws.amazon.com/secretsmanager/latest/userguide/reference_limits.html): the whole keyring, so the
@@ -166,10 +166,9 @@ def revocations_that_fit(device_id_chars: int) -> int:
 def stack_secret(cloudformation: Any, stack_name: str) -> str:
     """The keyring secret's ARN from the stack's outputs."""
     try:
-        stacks = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
+        outputs = stack_outputs(cloudformation, stack_name)
     except ClientError as exc:
         raise DevicesError(f"cannot read stack {stack_name}: {exc}") from exc
-    outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
     if STACK_OUTPUT not in outputs:
         raise DevicesError(f"stack {stack_name} has no output {STACK_OUTPUT}: was it deployed with DEVICE_AUTH=on?")
     return outputs[STACK_OUTPUT]

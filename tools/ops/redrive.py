@@ -34,7 +34,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from pipeline.contract import SQS_MAX_BATCH_ENTRIES, pack_batches
 from pipeline.envelope import EnvelopeError, parse_envelopes
-from tools.ops.cli import aws_problem_exit, session_options
+from tools.ops.cli import aws_problem_exit, session_options, stack_outputs
 
 MOVE_TASK_DONE = ("COMPLETED", "CANCELLED", "FAILED")
 # A received message stays hidden this long; if we die before deleting it, it reappears in the DLQ.
@@ -131,10 +131,9 @@ def _dead_letter_url_of(sqs: Any, queue_url: str) -> str:
 def stack_queue_urls(cloudformation: Any, stack_name: str) -> tuple[str, str]:
     """(QueueUrl, DlqUrl) from the stack's outputs."""
     try:
-        stacks = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
+        outputs = stack_outputs(cloudformation, stack_name)
     except ClientError as exc:
         raise RedriveError(f"cannot read stack {stack_name}: {exc}") from exc
-    outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
     missing = [key for key in ("QueueUrl", "DlqUrl") if key not in outputs]
     if missing:
         raise RedriveError(f"stack {stack_name} has no output {', '.join(missing)}; is it the ingest pipeline?")
