@@ -2,8 +2,11 @@
 
 The dashboard answers three questions, top to bottom: is data flowing (API, ingest, accepted vs
 stored), how late is it (age of the oldest message, end-to-end latency), and where is it stuck
-(queue depth, DLQ, consumer errors and concurrency against its bound). Every alarm notifies one
-SNS topic on ALARM and on OK; docs/RUNBOOK.md has one section per alarm, named like the alarm.
+(queue depth, DLQ, consumer errors and concurrency against its bound), then device auth, S3 and the
+lake's freshness. Every alarm notifies the stack's SNS topic (and ALARM_TOPIC_ARN's) on ALARM and on OK
+(dlq-new-messages on ALARM only); docs/RUNBOOK.md has one section per alarm, named like the alarm, and a table
+of their thresholds that tests/infra/test_runbook_figures.py compares with the template. None pages on normal
+operation and silence pages (issue 31): tests/infra/test_alarm_evaluation.py replays each on synthetic series.
 """
 
 from __future__ import annotations
@@ -133,9 +136,9 @@ class PipelineMonitoring(Construct):
 
     @property
     def _saturated_backlog_seconds(self) -> int:
-        """Provisioned mode: how old the oldest message must be, with the pollers at MAX_POLLERS, for the pool
-        to count as saturated. A pool that keeps up takes each message within its batching window (plus a
-        poll), so a minute, or two windows, of waiting means messages queue for pollers that cannot be added;
+        """How old the oldest message must be, with the pool at its bound (MAX_WORKERS or MAX_POLLERS), for the
+        pool to count as saturated. A pool that keeps up takes each message within its batching window (plus a
+        poll), so a minute, or two windows, of waiting means messages queue for workers that cannot be added;
         never later than the oldest-message-age alarm."""
         config = self._config
         return min(max(60, 2 * config.MAX_BATCHING_WINDOW_SECONDS), config.OLDEST_MESSAGE_AGE_ALARM_SECONDS)
