@@ -33,7 +33,7 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Template
 
-from infra.config import PipelineConfig
+from infra.config import PROFILES, PipelineConfig
 from tests.infra import build
 from tools.models import capacity
 from tools.models.flow import flow_of
@@ -557,3 +557,10 @@ def test_the_old_single_error_alarms_would_have_paged_at_night() -> None:
         "TreatMissingData": "notBreaching",
     }
     assert replay(deployed, old, night_world(config)).fired
+
+
+def test_the_scale_profiles_flow_floor_is_one_percent_of_the_seed() -> None:
+    # 1 % of the seed's payloads in one 5-minute period: below it, for 15 minutes, silence pages
+    rpm, payloads, _ = capacity.SEED
+    assert PROFILES["scale"]["FLOW_ALARM_MIN_PAYLOADS"] == rpm * payloads * 5 // 100 == 500_000
+    assert PipelineConfig.FLOW_ALARM_MIN_PAYLOADS == 0  # dev: off, a dev stack sleeps

@@ -590,6 +590,14 @@ def test_every_log_group_keeps_logs_for_log_retention_days(template: Template, c
         ({"OLDEST_MESSAGE_AGE_ALARM_SECONDS": 30}, "OLDEST_MESSAGE_AGE_ALARM_SECONDS"),
         ({"OLDEST_MESSAGE_AGE_ALARM_SECONDS": 4 * 86400}, "OLDEST_MESSAGE_AGE_ALARM_SECONDS"),  # = queue retention
         ({"API_5XX_RATE_ALARM_PERCENT": 0}, "API_5XX_RATE_ALARM_PERCENT"),
+        ({"ALARM_TOPIC_ARN": "pager@example.com"}, "ALARM_TOPIC_ARN"),
+        ({"ALARMS_TO": "nobody"}, "ALARMS_TO"),
+        ({"ALARM_MIN_VOLUME": 0}, "ALARM_MIN_VOLUME"),
+        ({"ERROR_RATE_ALARM_PERCENT": 0}, "ERROR_RATE_ALARM_PERCENT"),
+        ({"STORE_FAILURE_ALARM_PERCENT": 101}, "STORE_FAILURE_ALARM_PERCENT"),
+        ({"REFUSED_SHARE_ALARM_PERCENT": 0}, "REFUSED_SHARE_ALARM_PERCENT"),
+        ({"DLQ_AGE_ALARM_DAYS": 14}, "DLQ_AGE_ALARM_DAYS"),  # = DLQ retention: the messages are gone by then
+        ({"FLOW_ALARM_MIN_PAYLOADS": -1}, "FLOW_ALARM_MIN_PAYLOADS"),
     ],
 )
 def test_alarm_knobs_that_cannot_work_are_refused_by_name(knobs: dict[str, Any], named: str) -> None:
