@@ -91,3 +91,38 @@ def test_the_in_flight_section_quotes_the_templates_threshold_for_both_profiles(
     thresholds = {_figure(templates[profile]["in-flight-near-cap"]["Threshold"]) for profile in templates}
     assert thresholds == {"96,000"}  # PROFILE=scale keeps AWS's default quota
     assert figures == thresholds | {_figure(PipelineConfig.SQS_IN_FLIGHT_LIMIT)}
+
+
+def _section(name: str) -> str:
+    text = RUNBOOK.read_text()
+    start = text.index(f"### {name}\n")
+    return text[start : text.index("\n### ", start + 1)]
+
+
+def _window_minutes(props: dict[str, Any]) -> int:
+    return int(props["EvaluationPeriods"] * _period(props) // 60)
+
+
+def test_the_windows_and_the_visibility_timeout_the_sections_quote_are_the_templates(
+    templates: dict[str, dict[str, dict[str, Any]]],
+) -> None:
+    for profile in templates:
+        found = templates[profile]
+        # "15 minutes in a row": 15 one-minute datapoints
+        assert _window_minutes(found["worker-pool-saturated"]) == 15
+        assert "15 minutes in a row" in _section("worker-pool-saturated")
+        # "15 minutes after the DLQ last grew": 3 five-minute datapoints, 1 of them enough
+        assert _window_minutes(found["dlq-new-messages"]) == 15
+        assert "15 minutes after the DLQ last grew" in _section("dlq-new-messages")
+        # "for two minutes in a row": 2 of 2 one-minute datapoints
+        for name in ("oldest-message-age", "in-flight-near-cap"):
+            assert (found[name]["DatapointsToAlarm"], _window_minutes(found[name])) == (2, 2), name
+            assert "for two minutes in a row" in _section(name)
+        # "in the last two clock hours"
+        assert _window_minutes(found["compaction-failed"]) == 120
+        assert "last two\nclock hours" in _section("compaction-failed")
+    # the visibility timeout a failed record waits out when its retry delay could not be set (dev: the default)
+    _, stack = build(environ={})
+    queues = Template.from_stack(stack).find_resources("AWS::SQS::Queue")
+    [timeout] = [q["Properties"]["VisibilityTimeout"] for q in queues.values() if "RedrivePolicy" in q["Properties"]]
+    assert f"timeout ({timeout} s)" in _section("in-flight-near-cap")
