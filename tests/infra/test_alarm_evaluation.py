@@ -14,8 +14,10 @@ applies CloudWatch's alarm rules:
   waits for a period to close, so the stricter reading is taken: a quiet world must stay quiet either way).
 
 Metric math: the subset the alarms use, exactly: + - * /, comparisons, IF(c, a, b), FILL(m, value|REPEAT) and
-DIFF(m). A binary operation or IF with a missing operand has no datapoint ("Using metric math": a time series
-without a value at a timestamp gives no result there); FILL(m, REPEAT) carries the most recent value forward.
+DIFF(m) ("Using math expressions with CloudWatch metrics", Metric math syntax and functions:
+https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/using-metric-math.html). A binary operation or IF
+with a missing operand gives no datapoint at that timestamp; FILL(m, REPEAT) carries the most recent value forward
+(a series that starts missing stays missing until its first value); DIFF's first value has no predecessor.
 
 Worlds: the seed's load for the profile (dev: make loadtest's 300 requests/min; scale: 1,000,000), a busy but
 healthy pool (120 % of it, the pool at its bound, messages taken within seconds), a night at 5 % with one error
