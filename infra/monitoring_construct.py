@@ -605,7 +605,7 @@ class PipelineMonitoring(Construct):
                 cw.GraphWidget(
                     title="Hourly compaction into payloads_compacted: runs",
                     left_y_axis=cw.YAxisProps(min=0),
-                    width=12,
+                    width=8,
                     left=[
                         compaction.metric_succeeded(period=Duration.hours(1), label="succeeded"),
                         compaction.metric_failed(period=Duration.hours(1), label="failed"),
@@ -613,9 +613,16 @@ class PipelineMonitoring(Construct):
                     ],
                     left_annotations=[cw.HorizontalAnnotation(value=1, label="at least 1 success an hour")],
                 ),
+                # freshness: the compaction-failed alarm's own series, 1 for each clock hour with no success
+                cw.AlarmWidget(
+                    title="Hours without a successful compaction (compaction-failed)",
+                    alarm=self.alarms["compaction-failed"],
+                    width=8,
+                    left_y_axis=cw.YAxisProps(min=0),
+                ),
                 cw.GraphWidget(
                     title="Compaction schedule: target errors, dropped invocations",
-                    width=12,
+                    width=8,
                     left_y_axis=cw.YAxisProps(min=0),
                     left=[self._scheduler(name, label) for name, label in SCHEDULER_METRICS],
                 ),

@@ -611,3 +611,15 @@ def test_alarm_knobs_resolve_from_the_environment_first() -> None:
         environ={"ALARM_EMAIL": "env@example.com", "OLDEST_MESSAGE_AGE_ALARM_SECONDS": "600"},
     )
     assert (config.ALARM_EMAIL, config.OLDEST_MESSAGE_AGE_ALARM_SECONDS) == ("env@example.com", 600)
+
+
+def test_compaction_freshness_and_the_schedule_are_on_the_dashboard(template: Template) -> None:
+    widgets = {w["properties"].get("title"): w["properties"] for w in dashboard(template)["widgets"]}
+    freshness = widgets["Hours without a successful compaction (compaction-failed)"]
+    [alarm] = freshness["annotations"]["alarms"]
+    assert alarm.startswith("<MonitoringCompactionFailed") and alarm.endswith(".Arn>")
+    schedule = widgets["Compaction schedule: target errors, dropped invocations"]
+    assert {(m[0], m[1], m[3]) for m in schedule["metrics"]} == {
+        ("AWS/Scheduler", "TargetErrorCount", "default"),
+        ("AWS/Scheduler", "InvocationDroppedCount", "default"),
+    }
