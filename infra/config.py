@@ -127,6 +127,9 @@ PROFILES: dict[str, dict[str, Any]] = {
         # Lambda's active tracing samples 1 request/s + 5 % and cannot take custom sampling rules:
         # ~2.2 billion traces a month. Off; metrics, logs and alarms stay.
         "TRACING": False,
+        # flow-stopped pages below 1 % of the seed's 10,000,000 payloads a minute, for 15 minutes: 500,000 stored
+        # per 5 minutes (docs/RUNBOOK.md, flow-stopped; lower it if your devices sleep at night).
+        "FLOW_ALARM_MIN_PAYLOADS": 500_000,
     },
 }
 
@@ -236,6 +239,20 @@ class PipelineConfig:
     OLDEST_MESSAGE_AGE_ALARM_SECONDS: int = 300
     API_5XX_RATE_ALARM_PERCENT: int = 1
     RUNBOOK_URL: str = ""  # linked from the dashboard header and alarm texts; empty: docs/RUNBOOK.md
+    # --- who the alarms reach, and when they page (issue 31; make preflight refuses a stack that reaches no one) --
+    ALARM_TOPIC_ARN: str = ""  # an existing SNS topic the alarms also publish to (your paging integration)
+    ALARMS_TO: str = ""  # "none": deploy on purpose with alarms that reach no one (make preflight refuses otherwise)
+    # Error-rate alarms (api-5xx-rate, ingest-errors, consumer-errors, store-failures, devices-refused) judge a
+    # 5-minute period only when it holds at least this many requests (invocations, records): one error among a
+    # night's few requests is no page.
+    ALARM_MIN_VOLUME: int = 100
+    ERROR_RATE_ALARM_PERCENT: int = 1  # ingest-errors, consumer-errors: failed share of invocations
+    STORE_FAILURE_ALARM_PERCENT: int = 5  # store-failures: the consumer's failed share of records (S3 refusing)
+    REFUSED_SHARE_ALARM_PERCENT: int = 20  # devices-refused: 401/403 share of requests (DEVICE_AUTH=on)
+    DLQ_AGE_ALARM_DAYS: int = 3  # dlq-messages-expiring: the DLQ's oldest message moved there this long ago
+    # flow-stopped: fewer payloads stored than this in each 5-minute period for 15 minutes pages (missing data
+    # counts as none stored); 0 turns the alarm off (a dev stack that sleeps).
+    FLOW_ALARM_MIN_PAYLOADS: int = 0
 
     def __post_init__(self) -> None:
         checks: list[tuple[bool, str]] = [
@@ -378,6 +395,21 @@ class PipelineConfig:
                 "expire then)",
             ),
             (1 <= self.API_5XX_RATE_ALARM_PERCENT <= 100, "API_5XX_RATE_ALARM_PERCENT must be 1..100"),
+            (
+                self.ALARM_TOPIC_ARN == ""
+                or (self.ALARM_TOPIC_ARN.startswith("arn:") and ":sns:" in self.ALARM_TOPIC_ARN),
+                "ALARM_TOPIC_ARN must be empty or an SNS topic ARN (arn:aws:sns:<region>:<account>:<name>)",
+            ),
+            (self.ALARMS_TO in ("", "none"), "ALARMS_TO must be empty or none"),
+            (self.ALARM_MIN_VOLUME >= 1, "ALARM_MIN_VOLUME must be at least 1"),
+            (1 <= self.ERROR_RATE_ALARM_PERCENT <= 100, "ERROR_RATE_ALARM_PERCENT must be 1..100"),
+            (1 <= self.STORE_FAILURE_ALARM_PERCENT <= 100, "STORE_FAILURE_ALARM_PERCENT must be 1..100"),
+            (1 <= self.REFUSED_SHARE_ALARM_PERCENT <= 100, "REFUSED_SHARE_ALARM_PERCENT must be 1..100"),
+            (
+                1 <= self.DLQ_AGE_ALARM_DAYS < self.DLQ_RETENTION_DAYS,
+                "DLQ_AGE_ALARM_DAYS must be 1 or more and below DLQ_RETENTION_DAYS (the messages expire then)",
+            ),
+            (self.FLOW_ALARM_MIN_PAYLOADS >= 0, "FLOW_ALARM_MIN_PAYLOADS must be >= 0 (0 = no flow alarm)"),
             (self.RESERVED_CONCURRENCY in ("on", "off"), "RESERVED_CONCURRENCY must be on or off"),
             (self.POWERTOOLS_SOURCE in ("layer", "bundle"), "POWERTOOLS_SOURCE must be layer or bundle"),
         ]

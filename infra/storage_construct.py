@@ -68,4 +68,8 @@ class PayloadStorage(Construct):
             lifecycle_rules=rules,
             removal_policy=removal,
             auto_delete_objects=destroy,
+            # S3 request metrics (AllRequests, 5xxErrors, ...) for the raw payloads only: the consumer's PUTs, and
+            # the SlowDown that botocore retries silently. Billed as CloudWatch custom metrics (priced in
+            # tools/models/cost.py); the monitoring construct draws the 5xx share under this filter id.
+            metrics=[s3.BucketMetrics(id="payloads", prefix=config.OBJECT_PREFIX or None)],
         )

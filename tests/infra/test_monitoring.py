@@ -3,8 +3,8 @@ the alarm topic, tracing and log retention, for the defaults and for changed kno
 
 from __future__ import annotations
 
+import ast
 import json
-import math
 import re
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,7 @@ from aws_cdk.assertions import Template
 
 from infra.config import ConfigError, PipelineConfig
 from tests.infra import synth
+from tests.infra.test_alarm_evaluation import evaluate
 
 RUNBOOK = Path(__file__).resolve().parents[2] / "docs" / "RUNBOOK.md"
 CHANGED_KNOBS = {
@@ -161,7 +162,7 @@ def test_the_dashboard_graphs_every_metric_the_issue_names(template: Template) -
         ("IngestPipeline", "EnqueueFailures", "Sum", "ingest"),
     }
     assert expected <= metrics, sorted(expected - metrics)
-    searches = [m[1] for m in metrics if m[0] == "expression"]
+    searches = [m[1] for m in metrics if m[0] == "expression" and m[1].startswith("SEARCH")]
     assert searches == [
         'SEARCH(\'{"IngestPipeline",reason,service,stage} MetricName="RequestsRejected" stage="prod"\', \'Sum\', 300)'
     ]
@@ -189,6 +190,8 @@ def test_the_latest_errors_of_both_functions_are_on_the_dashboard(template: Temp
     query = widget["properties"]["query"]
     assert query.startswith(f"SOURCE '<{ingest_group}>' | SOURCE '<{consumer_group}>' |")
     assert 'filter level = "ERROR"' in query and "correlation_id" in query
+    # the runtime's crash lines and JSON-format timeouts too: what the error alarms page on
+    assert 'log_level = "ERROR"' in query and 'record.status = "timeout"' in query and "/Task timed out/" in query
 
 
 def test_concurrency_is_drawn_against_a_line_at_max_workers(template: Template, changed: Template) -> None:
@@ -246,86 +249,141 @@ def state_machine_id(template: Template) -> str:
 
 
 def test_each_alarm_watches_the_right_metric_with_its_threshold(template: Template) -> None:
+    """The shape of each alarm; tests/infra/test_alarm_evaluation.py replays them on synthetic series."""
     ingest, consumer = (
         function_id(template, "ingest_handler.lambda_handler"),
         function_id(template, "consumer_handler.lambda_handler"),
     )
     queue, dlq = queue_ids(template)
+    api = "ingest-pipeline-prod"
     found = alarms(template)
     expected = {
+        # name: (threshold, comparison, (datapoints, of periods), missing data, metrics)
         "dlq-not-empty": (
             0,
             "GreaterThanThreshold",
-            1,
+            (1, 1),
+            "ignore",  # an idle DLQ's metric gap keeps ALARM
             [("AWS/SQS", "ApproximateNumberOfMessagesVisible", "Maximum", f"<{dlq}.QueueName>")],
+        ),
+        "dlq-new-messages": (
+            0,
+            "GreaterThanThreshold",
+            (1, 3),
+            "notBreaching",
+            [("AWS/SQS", "ApproximateNumberOfMessagesVisible", "Maximum", f"<{dlq}.QueueName>")],
+        ),
+        "dlq-messages-expiring": (
+            3 * 86400,
+            "GreaterThanThreshold",
+            (1, 1),
+            "ignore",
+            [("AWS/SQS", "ApproximateAgeOfOldestMessage", "Maximum", f"<{dlq}.QueueName>")],
         ),
         "oldest-message-age": (
             300,
             "GreaterThanThreshold",
-            2,
+            (2, 2),
+            "notBreaching",
             [("AWS/SQS", "ApproximateAgeOfOldestMessage", "Maximum", f"<{queue}.QueueName>")],
         ),
         "api-5xx-rate": (
-            0.01,
-            "GreaterThanThreshold",
             1,
-            [("AWS/ApiGateway", "5XXError", "Average", "ingest-pipeline-prod")],
+            "GreaterThanThreshold",
+            (2, 3),
+            "notBreaching",
+            [("AWS/ApiGateway", "5XXError", "Sum", api), ("AWS/ApiGateway", "Count", "Sum", api)],
         ),
         "ingest-errors": (
             1,
-            "GreaterThanOrEqualToThreshold",
-            1,
-            [("AWS/Lambda", "Errors", "Sum", f"<{ingest}>"), ("AWS/Lambda", "Throttles", "Sum", f"<{ingest}>")],
+            "GreaterThanThreshold",
+            (2, 3),
+            "notBreaching",
+            [("AWS/Lambda", name, "Sum", f"<{ingest}>") for name in ("Errors", "Throttles", "Invocations")],
         ),
-        "consumer-errors": (1, "GreaterThanOrEqualToThreshold", 1, [("AWS/Lambda", "Errors", "Sum", f"<{consumer}>")]),
+        "consumer-errors": (
+            1,
+            "GreaterThanThreshold",
+            (2, 3),
+            "notBreaching",
+            [("AWS/Lambda", name, "Sum", f"<{consumer}>") for name in ("Errors", "Invocations")],
+        ),
+        "store-failures": (
+            5,
+            "GreaterThanThreshold",
+            (2, 3),
+            "notBreaching",
+            [("IngestPipeline", name, "Sum", "consumer") for name in ("StoreFailures", "PayloadsStored")],
+        ),
         # 80 % of SQS_IN_FLIGHT_LIMIT, the ~120,000 in-flight messages a standard queue holds (SQS quotas)
         "in-flight-near-cap": (
             96_000,
             "GreaterThanOrEqualToThreshold",
-            2,
+            (2, 2),
+            "notBreaching",
             [("AWS/SQS", "ApproximateNumberOfMessagesNotVisible", "Maximum", f"<{queue}.QueueName>")],
         ),
         "worker-pool-saturated": (
-            10,
+            60,
             "GreaterThanOrEqualToThreshold",
-            15,
-            [("AWS/Lambda", "ConcurrentExecutions", "Maximum", f"<{consumer}>")],
+            (15, 15),
+            "notBreaching",
+            [
+                ("AWS/Lambda", "ConcurrentExecutions", "Maximum", f"<{consumer}>"),
+                ("AWS/SQS", "ApproximateAgeOfOldestMessage", "Maximum", f"<{queue}.QueueName>"),
+            ],
         ),
-        # lake: an hourly compaction failed, timed out or was aborted (tests/infra/test_compaction.py)
+        # lake: no compaction succeeded in two clock hours; no execution at all breaches too
         "compaction-failed": (
             1,
             "GreaterThanOrEqualToThreshold",
-            1,
-            [
-                ("AWS/States", f"Executions{outcome}", "Sum", f"<{state_machine_id(template)}>")
-                for outcome in ("Failed", "TimedOut", "Aborted")
-            ],
+            (2, 2),
+            "breaching",
+            [("AWS/States", "ExecutionsSucceeded", "Sum", f"<{state_machine_id(template)}>")],
         ),
     }
     assert set(found) == set(expected)
-    for name, (threshold, comparison, periods, metrics) in expected.items():
+    for name, (threshold, comparison, (datapoints, periods), missing, metrics) in expected.items():
         props = found[name]
         assert (
             props["Threshold"],
             props["ComparisonOperator"],
-            props["EvaluationPeriods"],
             props["DatapointsToAlarm"],
-        ) == (threshold, comparison, periods, periods), name
+            props["EvaluationPeriods"],
+            props["TreatMissingData"],
+        ) == (threshold, comparison, datapoints, periods, missing), name
         assert sorted(alarm_metrics(props)) == sorted(metrics), name
-        assert props["TreatMissingData"] == "notBreaching", name
     assert found["in-flight-near-cap"]["Period"] == 60  # two one-minute datapoints: paged within ~2 minutes
-    # 15 one-minute datapoints = 15 minutes at the bound
+    # 15 one-minute datapoints = 15 minutes at the bound with messages waiting
     saturated = found["worker-pool-saturated"]["Metrics"]
-    assert [q["MetricStat"]["Period"] for q in saturated if "MetricStat" in q] == [60]
+    assert {q["MetricStat"]["Period"] for q in saturated if "MetricStat" in q} == {60}
     ingest_math = next(q for q in found["ingest-errors"]["Metrics"] if "Expression" in q)
-    assert ingest_math["Expression"] == "FILL(errors, 0) + FILL(throttles, 0)"
+    assert ingest_math["Expression"] == (
+        "IF((FILL(invocations, 0) + FILL(throttles, 0)) >= 100, "
+        "100 * (FILL(errors, 0) + FILL(throttles, 0)) / (FILL(invocations, 0) + FILL(throttles, 0)), 0)"
+    )
+    # the HTTP API has no usage plans: only the REST front door's text names them
+    assert "usage-plan" in found["ingest-errors"]["AlarmDescription"]
+
+
+def test_the_http_apis_alarms_read_5xx_as_a_count_and_never_mention_usage_plans() -> None:
+    found = alarms(synth(API_KIND="http", DEVICE_AUTH="on"))
+    # Given an HTTP API: 5xx is a count ("The number of server-side errors captured in a given period")
+    assert {(m[0], m[1], m[2]) for m in alarm_metrics(found["api-5xx-rate"])} == {
+        ("AWS/ApiGateway", "5xx", "Sum"),
+        ("AWS/ApiGateway", "Count", "Sum"),
+    }
+    assert {m[2] for m in alarm_metrics(found["api-5xx-rate"])} == {"Sum"}  # never the Average of a count
+    assert "usage" not in found["ingest-errors"]["AlarmDescription"]
+    assert "429" not in found["ingest-errors"]["AlarmDescription"]
 
 
 def test_thresholds_follow_the_knobs(changed: Template) -> None:
     found = alarms(changed)
     assert found["oldest-message-age"]["Threshold"] == 900
-    assert found["api-5xx-rate"]["Threshold"] == 0.05
-    assert found["worker-pool-saturated"]["Threshold"] == 25
+    assert found["api-5xx-rate"]["Threshold"] == 5
+    saturated = next(q["Expression"] for q in found["worker-pool-saturated"]["Metrics"] if "Expression" in q)
+    assert saturated == "IF(FILL(pool, REPEAT) >= 25, FILL(age, REPEAT), 0)"
     assert found["in-flight-near-cap"]["Threshold"] == 192_000  # 80 % of the granted in-flight quota
     assert all(props["AlarmName"].startswith("ingest-pipeline-dev-") for props in found.values())
 
@@ -338,9 +396,11 @@ def mapping(template: Template) -> dict[str, Any]:
     return dict(found["Properties"])
 
 
-def saturation_value(expression: str, *, pollers: float, age: float) -> float:
-    """The provisioned-mode alarm's expression evaluated for one minute's datapoints, as CloudWatch would."""
-    return float(eval(expression, {"__builtins__": {}, "FLOOR": math.floor, "pollers": pollers, "age": age}))
+def saturation_value(expression: str, *, pool: float, age: float) -> float:
+    """The worker-pool-saturated expression evaluated for one minute's datapoints (test_alarm_evaluation's
+    evaluator, CloudWatch's metric math subset)."""
+    [value] = evaluate(ast.parse(expression, mode="eval"), {"pool": [pool], "age": [age]})
+    return float(value)
 
 
 @pytest.mark.parametrize(
@@ -348,18 +408,27 @@ def saturation_value(expression: str, *, pollers: float, age: float) -> float:
     [{}, {"MAX_WORKERS": 25}, {"MAX_WORKERS": 40, "RESERVED_CONCURRENCY": "off"}],
     ids=["default", "max-workers-25", "unreserved"],
 )
-def test_standard_mode_alarms_when_the_consumer_runs_at_max_workers(knobs: dict[str, Any]) -> None:
+def test_standard_mode_alarms_when_the_consumer_runs_at_max_workers_and_messages_wait(knobs: dict[str, Any]) -> None:
     # Given the standard worker pool: the mapping's maximum concurrency bounds it
     template = synth(**knobs)
     bound = mapping(template)["ScalingConfig"]["MaximumConcurrency"]
     saturated = alarms(template)["worker-pool-saturated"]
     consumer = function_id(template, "consumer_handler.lambda_handler")
-    # Then the alarm watches the consumer's concurrency, per minute, with reserved concurrency or without
-    assert alarm_metrics(saturated) == [("AWS/Lambda", "ConcurrentExecutions", "Maximum", f"<{consumer}>")]
-    # And it can fire: at MAX_WORKERS, the most the mapping ever runs, for 15 minutes in a row
-    assert (saturated["Threshold"], saturated["ComparisonOperator"]) == (bound, "GreaterThanOrEqualToThreshold")
+    queue, _ = queue_ids(template)
+    # Then the alarm watches the consumer's concurrency and the queue's oldest message, per minute
+    assert sorted(alarm_metrics(saturated)) == [
+        ("AWS/Lambda", "ConcurrentExecutions", "Maximum", f"<{consumer}>"),
+        ("AWS/SQS", "ApproximateAgeOfOldestMessage", "Maximum", f"<{queue}.QueueName>"),
+    ]
+    [expression] = [q["Expression"] for q in saturated["Metrics"] if "Expression" in q]
+    threshold = saturated["Threshold"]
+    # It fires at MAX_WORKERS, the most the mapping ever runs, with messages waiting a minute, 15 minutes in a row
+    assert saturation_value(expression, pool=bound, age=threshold) >= threshold
     assert (saturated["EvaluationPeriods"], saturated["DatapointsToAlarm"]) == (15, 15)
-    assert [q["MetricStat"]["Period"] for q in saturated["Metrics"] if "MetricStat" in q] == [60]
+    # It stays quiet at the bound while each message is taken within seconds (busy, keeping up) ...
+    assert saturation_value(expression, pool=bound, age=2) < threshold
+    # ... and below the bound however old the message (the pool can still grow)
+    assert saturation_value(expression, pool=bound - 1, age=86400) < threshold
     assert "Raise MAX_WORKERS" in saturated["AlarmDescription"]
 
 
@@ -374,12 +443,7 @@ def test_provisioned_mode_alarms_on_the_pollers_at_max_pollers_while_messages_wa
     [esm] = provisioned.find_resources("AWS::Lambda::EventSourceMapping")
     # Then it watches the mapping's pollers (by its UUID) and the queue's oldest message, per minute
     queries = {q["Id"]: q for q in saturated["Metrics"]}
-    pollers = queries["pollers"]["MetricStat"]
-    assert (pollers["Metric"]["Namespace"], pollers["Metric"]["MetricName"], pollers["Stat"]) == (
-        "AWS/Lambda",
-        "ProvisionedPollers",
-        "Maximum",
-    )
+    pollers = queries["pool"]["MetricStat"]
     assert pollers["Metric"]["Dimensions"] == [{"Name": "EventSourceMappingUUID", "Value": {"Ref": esm}}]
     assert sorted(alarm_metrics(saturated)) == [
         ("AWS/Lambda", "ProvisionedPollers", "Maximum", f"<{esm}>"),
@@ -407,11 +471,11 @@ def test_provisioned_mode_can_fire_at_the_pollers_the_mapping_reaches_and_only_t
     [expression] = [q["Expression"] for q in saturated["Metrics"] if "Expression" in q]
     threshold = saturated["Threshold"]
     # It fires with every poller the mapping may run busy and the oldest message at the threshold
-    assert saturation_value(expression, pollers=bound, age=threshold) >= threshold
+    assert saturation_value(expression, pool=bound, age=threshold) >= threshold
     # It stays quiet one poller below the bound, however old the message (the pool can still grow) ...
-    assert saturation_value(expression, pollers=bound - 1, age=86400) < threshold
+    assert saturation_value(expression, pool=bound - 1, age=86400) < threshold
     # ... and at the bound while messages are picked up within the batching window (a fixed pool is no page)
-    assert saturation_value(expression, pollers=bound, age=2) < threshold
+    assert saturation_value(expression, pool=bound, age=2) < threshold
     # And it no longer waits for 10 x MAX_POLLERS concurrent executions (20,000 at PROFILE=scale, ~100 needed)
     assert "ConcurrentExecutions" not in {metric for _, metric, _, _ in alarm_metrics(saturated)}
 
@@ -431,7 +495,16 @@ def test_every_alarm_notifies_the_topic_on_alarm_and_on_ok(template: Template) -
     topic = logical_id(template, "AWS::SNS::Topic")
     for name, props in alarms(template).items():
         assert props["AlarmActions"] == [{"Ref": topic}], name
-        assert props["OKActions"] == [{"Ref": topic}], name
+        # dlq-new-messages pages on each wave and returns to OK silently, so the next wave pages again
+        assert props.get("OKActions") == (None if name == "dlq-new-messages" else [{"Ref": topic}]), name
+
+
+def test_an_existing_topic_gets_every_alarm_too() -> None:
+    pager = "arn:aws:sns:eu-west-1:123456789012:pager"
+    tmpl = synth(ALARM_TOPIC_ARN=pager)
+    topic = logical_id(tmpl, "AWS::SNS::Topic")
+    for name, props in alarms(tmpl).items():
+        assert props["AlarmActions"] == [{"Ref": topic}, pager], name
 
 
 def test_every_alarm_says_what_to_do_and_has_a_runbook_section(template: Template, changed: Template) -> None:
@@ -444,6 +517,9 @@ def test_every_alarm_says_what_to_do_and_has_a_runbook_section(template: Templat
         assert name in headings, f"docs/RUNBOOK.md has no '### {name}' section"
     for name, props in alarms(changed).items():
         assert props["AlarmDescription"].endswith(f"Runbook: https://wiki.example.com/ingest-runbook#{name}")
+    for name, props in alarms(synth(PROFILE="scale")).items():  # flow-stopped and device auth's alarms too
+        assert props["AlarmDescription"].endswith(f"Runbook: docs/RUNBOOK.md#{name}"), name
+        assert name in headings, f"docs/RUNBOOK.md has no '### {name}' section"
 
 
 def test_the_email_subscription_is_optional(template: Template, changed: Template) -> None:
@@ -514,6 +590,14 @@ def test_every_log_group_keeps_logs_for_log_retention_days(template: Template, c
         ({"OLDEST_MESSAGE_AGE_ALARM_SECONDS": 30}, "OLDEST_MESSAGE_AGE_ALARM_SECONDS"),
         ({"OLDEST_MESSAGE_AGE_ALARM_SECONDS": 4 * 86400}, "OLDEST_MESSAGE_AGE_ALARM_SECONDS"),  # = queue retention
         ({"API_5XX_RATE_ALARM_PERCENT": 0}, "API_5XX_RATE_ALARM_PERCENT"),
+        ({"ALARM_TOPIC_ARN": "pager@example.com"}, "ALARM_TOPIC_ARN"),
+        ({"ALARMS_TO": "nobody"}, "ALARMS_TO"),
+        ({"ALARM_MIN_VOLUME": 0}, "ALARM_MIN_VOLUME"),
+        ({"ERROR_RATE_ALARM_PERCENT": 0}, "ERROR_RATE_ALARM_PERCENT"),
+        ({"STORE_FAILURE_ALARM_PERCENT": 101}, "STORE_FAILURE_ALARM_PERCENT"),
+        ({"REFUSED_SHARE_ALARM_PERCENT": 0}, "REFUSED_SHARE_ALARM_PERCENT"),
+        ({"DLQ_AGE_ALARM_DAYS": 14}, "DLQ_AGE_ALARM_DAYS"),  # = DLQ retention: the messages are gone by then
+        ({"FLOW_ALARM_MIN_PAYLOADS": -1}, "FLOW_ALARM_MIN_PAYLOADS"),
     ],
 )
 def test_alarm_knobs_that_cannot_work_are_refused_by_name(knobs: dict[str, Any], named: str) -> None:
@@ -527,3 +611,15 @@ def test_alarm_knobs_resolve_from_the_environment_first() -> None:
         environ={"ALARM_EMAIL": "env@example.com", "OLDEST_MESSAGE_AGE_ALARM_SECONDS": "600"},
     )
     assert (config.ALARM_EMAIL, config.OLDEST_MESSAGE_AGE_ALARM_SECONDS) == ("env@example.com", 600)
+
+
+def test_compaction_freshness_and_the_schedule_are_on_the_dashboard(template: Template) -> None:
+    widgets = {w["properties"].get("title"): w["properties"] for w in dashboard(template)["widgets"]}
+    freshness = widgets["Hours without a successful compaction (compaction-failed)"]
+    [alarm] = freshness["annotations"]["alarms"]
+    assert alarm.startswith("<MonitoringCompactionFailed") and alarm.endswith(".Arn>")
+    schedule = widgets["Compaction schedule: target errors, dropped invocations"]
+    assert {(m[0], m[1], m[3]) for m in schedule["metrics"]} == {
+        ("AWS/Scheduler", "TargetErrorCount", "default"),
+        ("AWS/Scheduler", "InvocationDroppedCount", "default"),
+    }

@@ -162,6 +162,8 @@ def stub_account(account: Account, config: PipelineConfig) -> tuple[Clients, lis
 def run_preflight(account: Account, *argv: str, **knobs: Any) -> tuple[int, list[str]]:
     """Run `python -m tools.ops.preflight ARGV` with these knobs in the environment against the fake account."""
     environ = {name: str(value) for name, value in knobs.items()}
+    if not {"ALARM_EMAIL", "ALARM_TOPIC_ARN", "ALARMS_TO"} & set(knobs):
+        environ["ALARM_EMAIL"] = "oncall@example.com"  # the other checks' tests: a stack whose alarms reach someone
     config = PipelineConfig.resolve({}, environ)
     clients, stubs = stub_account(account, config)
     out = io.StringIO()
@@ -213,8 +215,12 @@ def test_a_healthy_account_passes_every_check_and_exits_0() -> None:
     assert line(lines, "API Gateway CloudWatch role") == (
         f"✓ API Gateway CloudWatch role: none set in {REGION}; this stack creates one."
     )
+    assert line(lines, "Alarm recipients") == (
+        "✓ Alarm recipients: alarms go to email oncall@example.com (ALARM_EMAIL); alarm texts name docs/RUNBOOK.md "
+        "(RUNBOOK_URL=<your runbook's address> makes them a link)."
+    )
     assert lines[-1] == "Nothing blocks the deploy."
-    assert len(lines) == 9
+    assert len(lines) == 10
 
 
 # --- Lambda concurrency: what the capacity model needs at the load, reserved or not ----------------
@@ -677,3 +683,41 @@ def test_the_stack_name_is_the_one_the_app_builds() -> None:
     source = (REPO_ROOT / "infra" / "application.py").read_text()
     assert 'f"IngestPipeline-{config.STAGE}"' in source
     assert preflight.stack_name(PipelineConfig(STAGE="dev")) == "IngestPipeline-dev"
+
+
+# --- alarm recipients: a stack whose alarms reach no one is refused (issue 31) ----------------------
+
+
+def test_a_stack_whose_alarms_reach_no_one_is_refused_in_one_line_naming_the_knobs() -> None:
+    # Given a healthy account and the default knobs: no ALARM_EMAIL, no ALARM_TOPIC_ARN
+    code, lines = run_preflight(Account(), ALARM_EMAIL="")
+    # Then preflight (and so make deploy) refuses, in one line that names the three ways out
+    assert code == 1
+    assert line(lines, "Alarm recipients") == (
+        "✗ Alarm recipients: the alarms would reach no one (ALARM_EMAIL and ALARM_TOPIC_ARN are empty). Fix: set "
+        "ALARM_EMAIL=<address>, or ALARM_TOPIC_ARN=<an existing SNS topic>, or ALARMS_TO=none to deploy without "
+        "paging anyone."
+    )
+    assert sum(not text.startswith("✓") for text in lines[1:-1]) == 1  # nothing else blocks
+
+
+@pytest.mark.parametrize(
+    ("knobs", "says"),
+    [
+        (
+            {"ALARM_TOPIC_ARN": f"arn:aws:sns:{REGION}:{ACCOUNT}:pager", "RUNBOOK_URL": "https://wiki.example.com/rb"},
+            f"✓ Alarm recipients: alarms go to topic arn:aws:sns:{REGION}:{ACCOUNT}:pager (ALARM_TOPIC_ARN); alarm "
+            "texts link https://wiki.example.com/rb.",
+        ),
+        (
+            {"ALARMS_TO": "none"},
+            "✓ Alarm recipients: ALARMS_TO=none: the alarms reach no one, on purpose; alarm texts name "
+            "docs/RUNBOOK.md (RUNBOOK_URL=<your runbook's address> makes them a link).",
+        ),
+    ],
+    ids=["existing-topic", "none-on-purpose"],
+)
+def test_an_existing_topic_or_an_explicit_none_lets_the_deploy_through(knobs: dict[str, str], says: str) -> None:
+    code, lines = run_preflight(Account(), **knobs)
+    assert code == 0, lines
+    assert line(lines, "Alarm recipients") == says

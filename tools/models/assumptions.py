@@ -162,9 +162,7 @@ class Assumptions:
     response_bytes: int = len(RESPONSE_BODY) + RESPONSE_HEADER_BYTES
     trace_sampling: float = 0.05  # X-Ray's default rule: 1 request/s, then 5 %
     custom_metrics: int = 18  # metric name x dimension sets both functions emit
-    # Alarm metrics (CloudWatch bills each metric of an alarm): infra/monitoring_construct.py's eight alarms, the
-    # 5xx rate and the provisioned pool's saturation being metric math over two metrics each.
-    alarms: int = 10
+    # Alarm metrics are counted from the config (tools/models/alarm_metrics.py), not assumed.
     dashboards: int = 1
     kms_keys: int = 1  # the alarm topic's key
     epus_per_poller: float = 1.0

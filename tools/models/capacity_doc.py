@@ -480,9 +480,10 @@ def _assumptions_section(scale: Assessment) -> list[str]:
             "assumed (not documented): they count S3 requests only",
         ),
         (
-            "alarm metrics, dashboards, custom metrics",
-            f"{a.alarms}, {a.dashboards}, {a.custom_metrics}",
-            "infra/monitoring_construct.py (a metric-math alarm bills each of its metrics)",
+            "dashboards, the functions' custom metrics",
+            f"{a.dashboards}, {a.custom_metrics}",
+            "infra/monitoring_construct.py; alarm metrics and S3 request metrics are counted from the config "
+            "(tools/models/alarm_metrics.py: a metric-math alarm bills each of its metrics)",
         ),
     ]
     return [

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from infra.access_logs import ACCESS_LOG_LINE_BYTES
 from infra.lake_table import COMPACTED_BUCKETS
-from tools.models import prices
+from tools.models import alarm_metrics, prices
 from tools.models.assumptions import (
     DEFAULT,
     MEASURED,
@@ -511,16 +511,20 @@ def access_log_lines(config: PipelineConfig, flow: Flow) -> list[Line]:
 
 
 def monitoring_lines(config: PipelineConfig, flow: Flow) -> list[Line]:
+    """Custom metrics (the functions' EMF, plus S3 request metrics and device auth's: tools/models/alarm_metrics.py)
+    and alarm metrics counted from the config, each alarm billed per metric it reads."""
     assume = flow.assume
+    custom = assume.custom_metrics + alarm_metrics.monitoring_custom_metrics(config)
+    alarm = alarm_metrics.alarm_metrics(config)
     return [
         Line(
             "CloudWatch",
-            "custom metrics (EMF)",
-            assume.custom_metrics,
+            "custom metrics (EMF, S3 request metrics)",
+            custom,
             "metrics",
-            assume.custom_metrics * prices.CLOUDWATCH_CUSTOM_METRIC_MONTH,
+            custom * prices.CLOUDWATCH_CUSTOM_METRIC_MONTH,
         ),
-        Line("CloudWatch", "alarm metrics", assume.alarms, "metrics", assume.alarms * prices.CLOUDWATCH_ALARM_MONTH),
+        Line("CloudWatch", "alarm metrics", alarm, "metrics", alarm * prices.CLOUDWATCH_ALARM_MONTH),
         Line(
             "CloudWatch",
             "dashboards",

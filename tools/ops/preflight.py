@@ -390,6 +390,36 @@ def check_api_gateway_role(inputs: Inputs) -> Finding:
     )
 
 
+def check_alarm_recipients(inputs: Inputs) -> Finding:
+    """Whether the alarms reach anyone: the stack's topic has a subscriber only with ALARM_EMAIL, and CloudWatch
+    publishes to ALARM_TOPIC_ARN as well when it is set. No AWS read: a stack that pages no one is refused unless
+    ALARMS_TO=none says so on purpose (issue 31)."""
+    config = inputs.config
+    runbook = (
+        f"alarm texts link {config.RUNBOOK_URL}"
+        if config.RUNBOOK_URL
+        else "alarm texts name docs/RUNBOOK.md (RUNBOOK_URL=<your runbook's address> makes them a link)"
+    )
+    recipients = [
+        text
+        for text, on in (
+            (f"email {config.ALARM_EMAIL} (ALARM_EMAIL)", bool(config.ALARM_EMAIL)),
+            (f"topic {config.ALARM_TOPIC_ARN} (ALARM_TOPIC_ARN)", bool(config.ALARM_TOPIC_ARN)),
+        )
+        if on
+    ]
+    if recipients:
+        return Finding(True, f"alarms go to {' and '.join(recipients)}; {runbook}.")
+    if config.ALARMS_TO == "none":
+        return Finding(True, f"ALARMS_TO=none: the alarms reach no one, on purpose; {runbook}.")
+    return Finding(
+        False,
+        "the alarms would reach no one (ALARM_EMAIL and ALARM_TOPIC_ARN are empty).",
+        "set ALARM_EMAIL=<address>, or ALARM_TOPIC_ARN=<an existing SNS topic>, or ALARMS_TO=none to deploy "
+        "without paging anyone.",
+    )
+
+
 CHECKS: tuple[tuple[str, Callable[[Inputs], Finding]], ...] = (
     ("CDK bootstrap", check_cdk_bootstrap),
     ("Capacity model", check_capacity_model),
@@ -398,6 +428,7 @@ CHECKS: tuple[tuple[str, Callable[[Inputs], Finding]], ...] = (
     ("API Gateway throttle", check_api_gateway_throttle),
     ("Powertools layer", check_powertools_layer),
     ("API Gateway CloudWatch role", check_api_gateway_role),
+    ("Alarm recipients", check_alarm_recipients),
 )
 
 
