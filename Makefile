@@ -101,7 +101,7 @@ SQL ?= SELECT count(*) AS payloads FROM payloads
 # Passed through the environment, unexpanded: quotes and JSON paths ('$.temp') reach DuckDB as typed.
 query: export QUERY_SQL = $(value SQL)
 query: $(PY_STAMP)  ## SQL over the lake (DuckDB, offline): make query SQL="select count(*) from payloads" [QUERY_FORMAT=csv|json]
-	$(PY) -m tools.ops.query --bucket $(QUERY_BUCKET) $(if $(QUERY_ENDPOINT),--endpoint-url $(QUERY_ENDPOINT)) \
+	@$(PY) -m tools.ops.query --bucket $(QUERY_BUCKET) $(if $(QUERY_ENDPOINT),--endpoint-url $(QUERY_ENDPOINT)) \
 		--format $(QUERY_FORMAT) "$$QUERY_SQL"
 
 # Device keys (DEVICE_AUTH=on, tools/ops/devices.py): make run's keyring by default (its embedded AWS on
@@ -119,8 +119,9 @@ revoke-device: $(PY_STAMP)  ## refuse a device's keys within DEVICE_REVOCATION_T
 RPM ?= 1000000
 PAYLOADS ?= 10
 PAYLOAD_BYTES ?= 1024
+# Not echoed (@): with ARGS="--format json" (or QUERY_FORMAT=json|csv) stdout is the document alone, for a parser.
 capacity: $(PY_STAMP)  ## does the config (PROFILE=dev|scale) carry RPM x PAYLOADS x PAYLOAD_BYTES? stages, quotas, cost
-	$(PY) -m tools.models.capacity --rpm $(RPM) --payloads $(PAYLOADS) --payload-bytes $(PAYLOAD_BYTES) $(ARGS)
+	@$(PY) -m tools.models.capacity --rpm $(RPM) --payloads $(PAYLOADS) --payload-bytes $(PAYLOAD_BYTES) $(ARGS)
 
 redrive: $(PY_STAMP)  ## DLQ -> queue (docs/RUNBOOK.md): make redrive ARGS="--stack IngestPipeline-prod [--dry-run]"
 	$(PY) -m tools.ops.redrive $(ARGS)
