@@ -375,6 +375,14 @@ def main(argv: list[str] | None = None, s3: Any = None) -> int:
 
 
 def _verify(args: argparse.Namespace, s3: Any) -> int:
+    missing = [str(path) for path in args.acks if not path.exists()]
+    if missing:  # before any load test ran: a usage error in one line, not FileNotFoundError
+        print(
+            f"verify: no load-test results at {', '.join(missing)}: run `make loadtest` first "
+            "(or name the results: --acks, make verify LOADTEST_RESULTS=<dir>)",
+            file=sys.stderr,
+        )
+        return 2
     acks = load_acks(args.acks)
     if not acks.acks:
         print(f"no acknowledged requests found in {', '.join(map(str, args.acks))}", file=sys.stderr)
