@@ -135,6 +135,10 @@ LOADTEST_DURATION ?= 60s
 LOADTEST_PAYLOADS ?= 10
 LOADTEST_PAYLOAD_BYTES ?= 1024
 LOADTEST_RESULTS ?= loadtest-results
+# DEVICE_AUTH=on: a file of device keys (one a line), else against make run LOADTEST_DEVICES keys minted from its
+# keyring (MOTO_PORT); loadtest/device_keys.py.
+LOADTEST_DEVICE_KEYS ?=
+LOADTEST_DEVICES ?= 10
 VERIFY_BUCKET ?= ingest-pipeline-local-payloads
 VERIFY_ENDPOINT ?= $(LOCAL_AWS_ENDPOINT)
 VERIFY_WAIT ?= 60
@@ -148,7 +152,9 @@ loadtest: $(LOADTEST_STAMP)  ## Locust POSTs to LOADTEST_HOST (default: make run
 	$(VENV)/bin/locust -f loadtest/locustfile.py --headless --host $(LOADTEST_HOST) \
 		-u $(LOADTEST_USERS) -r $(LOADTEST_USERS) --run-time $(LOADTEST_DURATION) --stop-timeout 10 \
 		--rps $(LOADTEST_RPS) --payloads $(LOADTEST_PAYLOADS) --payload-bytes $(LOADTEST_PAYLOAD_BYTES) \
-		--ack-dir $(LOADTEST_RESULTS) --csv $(LOADTEST_RESULTS)/locust
+		--ack-dir $(LOADTEST_RESULTS) --csv $(LOADTEST_RESULTS)/locust \
+		--devices $(LOADTEST_DEVICES) --aws-endpoint-url $(LOCAL_AWS_ENDPOINT) \
+		$(if $(LOADTEST_DEVICE_KEYS),--device-keys $(LOADTEST_DEVICE_KEYS))
 
 verify: $(LOADTEST_STAMP)  ## reconcile the load test's acks with VERIFY_BUCKET: lost, duplicated, latency, PNG plot
 	$(PY) -m loadtest.verify --bucket $(VERIFY_BUCKET) $(if $(VERIFY_ENDPOINT),--endpoint-url $(VERIFY_ENDPOINT)) \
