@@ -15,8 +15,9 @@ promised id is stored or ``--wait`` runs out, showing progress, then reports:
   a resolution of +-500 ms;
 - throughput over time, plotted with p50/p99 latency (``--plot``).
 
-Exit status: 0 when nothing is lost, 1 when payloads are lost, 2 on usage errors or when the bucket
-cannot be read (one line naming the problem and its fix).
+Exit status: 0 when nothing is lost, 1 when payloads are lost, 2 on usage errors (no load-test results yet)
+or when the bucket cannot be read (nothing answers, no credentials, no such bucket; one line naming the problem
+and its fix).
 
 Lost and duplicated are judged by loadtest/reconcile.py, the reconciler ``make soak`` and the
 reliability tests use too; keys and batch objects are read through the pipeline's contract.
