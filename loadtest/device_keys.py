@@ -8,7 +8,7 @@ Where the keys come from, first match wins:
 2. Against `make run` only (a loopback ``--host``): ``--devices N`` keys (make: ``LOADTEST_DEVICES``, default 10),
    minted by the load test itself from make run's keyring on its embedded AWS (``--aws-endpoint-url``, make:
    MOTO_PORT), as ``make device-key`` does (tools/ops/devices.py's issue). When make run has no keyring
-   (DEVICE_AUTH=off), no keys: the load test sends the API key alone, as before.
+   (DEVICE_AUTH=off), or with ``--devices 0``, no keys: the load test sends the API key alone, as before.
 
 No key is ever printed or written to the results: a key is a credential.
 """
@@ -53,8 +53,10 @@ def read_device_keys(path: Path) -> list[str]:
 def mint_device_keys(count: int, aws_endpoint_url: str, secretsmanager: Any = None) -> list[str]:
     """``count`` keys for devices loadtest-0001.., from make run's keyring at ``aws_endpoint_url``; [] when make
     run has no keyring (DEVICE_AUTH=off)."""
-    if count < 1:
-        raise DeviceKeysError(f"--devices (LOADTEST_DEVICES) must be at least 1, got {count}")
+    if count < 0:
+        raise DeviceKeysError(f"--devices (LOADTEST_DEVICES) must be 0 (mint none) or more, got {count}")
+    if count == 0:  # a local target that is not make run, or the API key alone on purpose
+        return []
     if secretsmanager is None:
         import boto3
 

@@ -108,3 +108,10 @@ def test_make_run_not_answering_names_the_port_tried() -> None:
         device_keys_for(MAKE_RUN_HOST, None, 10, endpoint)
     # Then it says so in one line naming the endpoint and how to point it at make run's
     assert f"nothing answers at {endpoint}" in str(refused.value) and "MOTO_PORT" in str(refused.value)
+
+
+def test_no_devices_asked_mints_none_and_asks_nothing() -> None:
+    # Given LOADTEST_DEVICES=0 against a local target where nothing answers on the AWS port
+    # When the load test gets its keys
+    # Then it has none (the API key alone) and did not need make run's keyring
+    assert device_keys_for(MAKE_RUN_HOST, None, 0, f"http://127.0.0.1:{free_port()}") == []
