@@ -147,7 +147,7 @@ $(LOADTEST_STAMP): requirements-loadtest.txt $(PY_STAMP)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-loadtest.txt
 	touch $@
 
-loadtest: $(LOADTEST_STAMP)  ## Locust POSTs to LOADTEST_HOST (default: make run) at LOADTEST_RPS for LOADTEST_DURATION
+loadtest: $(LOADTEST_STAMP)  ## Locust POSTs to LOADTEST_HOST (default: make run) at LOADTEST_RPS for LOADTEST_DURATION; DEVICE_AUTH=on: one device key per user (LOADTEST_DEVICE_KEYS file, or LOADTEST_DEVICES minted from make run)
 	rm -f $(LOADTEST_RESULTS)/acks-*.jsonl
 	$(VENV)/bin/locust -f loadtest/locustfile.py --headless --host $(LOADTEST_HOST) \
 		-u $(LOADTEST_USERS) -r $(LOADTEST_USERS) --run-time $(LOADTEST_DURATION) --stop-timeout 10 \
