@@ -101,7 +101,7 @@ SQL ?= SELECT count(*) AS payloads FROM payloads
 # Passed through the environment, unexpanded: quotes and JSON paths ('$.temp') reach DuckDB as typed.
 query: export QUERY_SQL = $(value SQL)
 query: $(PY_STAMP)  ## SQL over the lake (DuckDB, offline): make query SQL="select count(*) from payloads" [QUERY_FORMAT=csv|json]
-	$(PY) -m tools.ops.query --bucket $(QUERY_BUCKET) $(if $(QUERY_ENDPOINT),--endpoint-url $(QUERY_ENDPOINT)) \
+	@$(PY) -m tools.ops.query --bucket $(QUERY_BUCKET) $(if $(QUERY_ENDPOINT),--endpoint-url $(QUERY_ENDPOINT)) \
 		--format $(QUERY_FORMAT) "$$QUERY_SQL"
 
 # Device keys (DEVICE_AUTH=on, tools/ops/devices.py): make run's keyring by default (its embedded AWS on
@@ -119,8 +119,9 @@ revoke-device: $(PY_STAMP)  ## refuse a device's keys within DEVICE_REVOCATION_T
 RPM ?= 1000000
 PAYLOADS ?= 10
 PAYLOAD_BYTES ?= 1024
+# Not echoed (@): with ARGS="--format json" (or QUERY_FORMAT=json|csv) stdout is the document alone, for a parser.
 capacity: $(PY_STAMP)  ## does the config (PROFILE=dev|scale) carry RPM x PAYLOADS x PAYLOAD_BYTES? stages, quotas, cost
-	$(PY) -m tools.models.capacity --rpm $(RPM) --payloads $(PAYLOADS) --payload-bytes $(PAYLOAD_BYTES) $(ARGS)
+	@$(PY) -m tools.models.capacity --rpm $(RPM) --payloads $(PAYLOADS) --payload-bytes $(PAYLOAD_BYTES) $(ARGS)
 
 redrive: $(PY_STAMP)  ## DLQ -> queue (docs/RUNBOOK.md): make redrive ARGS="--stack IngestPipeline-prod [--dry-run]"
 	$(PY) -m tools.ops.redrive $(ARGS)
@@ -134,6 +135,10 @@ LOADTEST_DURATION ?= 60s
 LOADTEST_PAYLOADS ?= 10
 LOADTEST_PAYLOAD_BYTES ?= 1024
 LOADTEST_RESULTS ?= loadtest-results
+# DEVICE_AUTH=on: a file of device keys (one a line), else against make run LOADTEST_DEVICES keys minted from its
+# keyring (MOTO_PORT); loadtest/device_keys.py.
+LOADTEST_DEVICE_KEYS ?=
+LOADTEST_DEVICES ?= 10
 VERIFY_BUCKET ?= ingest-pipeline-local-payloads
 VERIFY_ENDPOINT ?= $(LOCAL_AWS_ENDPOINT)
 VERIFY_WAIT ?= 60
@@ -142,12 +147,14 @@ $(LOADTEST_STAMP): requirements-loadtest.txt $(PY_STAMP)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-loadtest.txt
 	touch $@
 
-loadtest: $(LOADTEST_STAMP)  ## Locust POSTs to LOADTEST_HOST (default: make run) at LOADTEST_RPS for LOADTEST_DURATION
+loadtest: $(LOADTEST_STAMP)  ## Locust POSTs to LOADTEST_HOST (default: make run) at LOADTEST_RPS for LOADTEST_DURATION; DEVICE_AUTH=on: one device key per user (LOADTEST_DEVICE_KEYS file, or LOADTEST_DEVICES minted from make run)
 	rm -f $(LOADTEST_RESULTS)/acks-*.jsonl
 	$(VENV)/bin/locust -f loadtest/locustfile.py --headless --host $(LOADTEST_HOST) \
 		-u $(LOADTEST_USERS) -r $(LOADTEST_USERS) --run-time $(LOADTEST_DURATION) --stop-timeout 10 \
 		--rps $(LOADTEST_RPS) --payloads $(LOADTEST_PAYLOADS) --payload-bytes $(LOADTEST_PAYLOAD_BYTES) \
-		--ack-dir $(LOADTEST_RESULTS) --csv $(LOADTEST_RESULTS)/locust
+		--ack-dir $(LOADTEST_RESULTS) --csv $(LOADTEST_RESULTS)/locust \
+		--devices $(LOADTEST_DEVICES) --aws-endpoint-url $(LOCAL_AWS_ENDPOINT) \
+		$(if $(LOADTEST_DEVICE_KEYS),--device-keys $(LOADTEST_DEVICE_KEYS))
 
 verify: $(LOADTEST_STAMP)  ## reconcile the load test's acks with VERIFY_BUCKET: lost, duplicated, latency, PNG plot
 	$(PY) -m loadtest.verify --bucket $(VERIFY_BUCKET) $(if $(VERIFY_ENDPOINT),--endpoint-url $(VERIFY_ENDPOINT)) \

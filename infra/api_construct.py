@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from aws_cdk import RemovalPolicy
+from aws_cdk import RemovalPolicy, Stack
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -148,6 +148,12 @@ class IngestApi(Construct):
         self.usage_plan.add_api_key(self.api_key)
         self.payloads_url = self.api.url_for_path(contract.PAYLOADS_PATH)
         self.stage: apigw.Stage = self.api.deployment_stage  # what the dashboard and alarms watch
+        # payloads_url without PAYLOADS_PATH, no trailing slash: a client that appends the path itself (Locust's
+        # --host) takes this. Built as Stage.urlForPath builds its URL (its "/" would end in a slash).
+        stack = Stack.of(self)
+        self.base_url = (
+            f"https://{self.api.rest_api_id}.execute-api.{stack.region}.{stack.url_suffix}/{self.stage.stage_name}"
+        )
 
 
 def _problem_template(problem: contract.GatewayProblem, body_limit: int) -> str:

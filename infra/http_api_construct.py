@@ -98,7 +98,8 @@ class IngestHttpApi(Construct):
         cfn_stage.route_settings = {PAYLOADS_ROUTE: route_limit, DEFAULT_ROUTE: route_limit}
         for route in self.routes:  # the stage's settings name the routes: they must exist first
             cfn_stage.node.add_dependency(route)
-        self.payloads_url = f"{self.api.api_endpoint}{contract.PAYLOADS_PATH}"
+        self.base_url = self.api.api_endpoint  # the $default stage: no stage in the path
+        self.payloads_url = f"{self.base_url}{contract.PAYLOADS_PATH}"
 
 
 @jsii.implements(apigwv2.IAccessLogSettings)

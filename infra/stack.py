@@ -59,6 +59,12 @@ class IngestPipelineStack(Stack):
         )
 
         CfnOutput(self, "ApiUrl", value=self.api.payloads_url, description="POST collections here")
+        CfnOutput(
+            self,
+            "ApiBaseUrl",
+            value=self.api.base_url,
+            description="ApiUrl without /v1/payloads: make loadtest LOADTEST_HOST=<this> (Locust appends the path)",
+        )
         if isinstance(self.api, IngestApi):
             CfnOutput(
                 self,

@@ -18,13 +18,19 @@ run prints both rates: asked (``--rps``) and sent (achieved). ``--rps 0`` sends 
 
 The default, 5 req/s (50 payloads/s), is what `make run` sustains on a shared 2-core machine
 (docs/LOCAL.md, "Throughput"); pass a higher ``--rps`` for a deployment.
+
+Device keys (DEVICE_AUTH=on, e.g. ``API_KIND=http DEVICE_AUTH=on make run``): each user is one device and sends
+``Authorization: Bearer <its key>`` besides the API key; the keys come from ``--device-keys FILE``, or against
+`make run` are minted from its keyring (``--devices N``, default 10): loadtest/device_keys.py.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import random
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -33,7 +39,8 @@ from typing import IO, Any
 from locust import FastHttpUser, events, task
 from locust.env import Environment
 
-from pipeline.contract import API_KEY_HEADER, IDEMPOTENCY_KEY_HEADER, PAYLOADS_PATH
+from loadtest.device_keys import DEFAULT_DEVICES, DeviceKeysError, device_keys_for, key_of_user
+from pipeline.contract import API_KEY_HEADER, DEVICE_KEY_HEADER, IDEMPOTENCY_KEY_HEADER, PAYLOADS_PATH
 
 
 @events.init_command_line_parser.add_listener
@@ -43,6 +50,46 @@ def _options(parser: Any) -> None:
     parser.add_argument("--payload-bytes", type=int, default=1024, help="approximate JSON size of each payload")
     parser.add_argument("--api-key", default=os.environ.get("API_KEY", "local-dev-key"), help="x-api-key header")
     parser.add_argument("--ack-dir", default="loadtest-results", help="where acks-<pid>.jsonl is written")
+    parser.add_argument(
+        "--device-keys",
+        default=os.environ.get("LOADTEST_DEVICE_KEYS") or None,
+        help="file of device keys, one a line: each user sends one as Authorization: Bearer (DEVICE_AUTH=on)",
+    )
+    parser.add_argument(
+        "--devices",
+        type=int,
+        default=int(os.environ.get("LOADTEST_DEVICES") or DEFAULT_DEVICES),
+        help="against make run without --device-keys: device keys to mint from its keyring (if DEVICE_AUTH=on)",
+    )
+    parser.add_argument(
+        "--aws-endpoint-url",
+        default=f"http://127.0.0.1:{os.environ.get('MOTO_PORT') or 4566}",
+        help="make run's embedded AWS, where its keyring is (default: MOTO_PORT's)",
+    )
+
+
+DEVICE_KEYS: list[str] = []  # one per device; users take them in turn (loadtest/device_keys.py)
+USER_NUMBERS = itertools.count()
+
+
+@events.init.add_listener
+def _device_keys(environment: Environment, **_: Any) -> None:
+    global DEVICE_KEYS
+    options = environment.parsed_options
+    if options is None:  # not started from the command line (a library user sets DEVICE_KEYS itself)
+        return
+    try:
+        DEVICE_KEYS = device_keys_for(
+            environment.host or options.host or "",
+            Path(options.device_keys) if options.device_keys else None,
+            options.devices,
+            options.aws_endpoint_url,
+        )
+    except DeviceKeysError as exc:  # one line and exit 2 before any request, not 401s for the whole run
+        print(f"loadtest: {exc}", file=sys.stderr)
+        sys.exit(2)
+    if DEVICE_KEYS:
+        print(f"loadtest: {len(DEVICE_KEYS)} device keys, one per user (Authorization: Bearer)", file=sys.stderr)
 
 
 def collection_body(payloads: int, payload_bytes: int) -> str:
@@ -123,6 +170,9 @@ class PayloadClient(FastHttpUser):
         # A random phase so users do not fire in lockstep.
         self.next_send = time.monotonic() + random.uniform(0, self.interval)
         self.headers = {"content-type": "application/json", API_KEY_HEADER: options.api_key}
+        device_key = key_of_user(DEVICE_KEYS, next(USER_NUMBERS))
+        if device_key is not None:
+            self.headers[DEVICE_KEY_HEADER] = f"Bearer {device_key}"
 
     def wait_time(self) -> float:
         if not self.interval:

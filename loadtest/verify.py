@@ -15,8 +15,9 @@ promised id is stored or ``--wait`` runs out, showing progress, then reports:
   a resolution of +-500 ms;
 - throughput over time, plotted with p50/p99 latency (``--plot``).
 
-Exit status: 0 when nothing is lost, 1 when payloads are lost, 2 on usage errors or when the bucket
-cannot be read (one line naming the problem and its fix).
+Exit status: 0 when nothing is lost, 1 when payloads are lost, 2 on usage errors (no load-test results yet)
+or when the bucket cannot be read (nothing answers, no credentials, no such bucket; one line naming the problem
+and its fix).
 
 Lost and duplicated are judged by loadtest/reconcile.py, the reconciler ``make soak`` and the
 reliability tests use too; keys and batch objects are read through the pipeline's contract.
@@ -112,6 +113,8 @@ class BucketScan:
         self.found: set[str] = set()  # acknowledged ids stored at least once
         self.objects = 0
         self.other_payloads = 0  # stored ids this run did not see acknowledged (earlier runs, timeouts)
+        self.device_ids: set[str] = set()  # deviceIds of the acknowledged envelopes read (DEVICE_AUTH=on)
+        self.without_device_id = 0
 
     def _list(self) -> Iterator[dict[str, Any]]:
         paginator = self.s3.get_paginator("list_objects_v2")
@@ -144,6 +147,10 @@ class BucketScan:
                 for envelope in envelopes_in(item["Key"], data):
                     if envelope["id"] in self.wanted:
                         self._add(copy_of(envelope, item["Key"], _stored_at(item), keep_content=False))
+                        if envelope.get("deviceId"):
+                            self.device_ids.add(envelope["deviceId"])
+                        else:
+                            self.without_device_id += 1
                     else:
                         self.other_payloads += 1
 
@@ -198,6 +205,10 @@ class Report:
     series: list[dict[str, Any]]
     lost_sample: list[str]
     duplicated_sample: dict[str, list[str]]  # id -> the keys holding it
+    # Distinct deviceIds of the acknowledged payloads read (DEVICE_AUTH=on; payload mode past --latency-sample: of
+    # the sample), and how many payloads read carried none.
+    device_ids: int = 0
+    payloads_without_device_id: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -308,6 +319,14 @@ def format_report(report: Report) -> str:
             f"latency    receivedAt -> stored: p50 {ms(lat['p50'])}, p90 {ms(lat['p90'])}, p99 {ms(lat['p99'])}, "
             f"max {ms(lat['max'])} (+-500 ms: LastModified has 1 s resolution)",
         ]
+        + (
+            [
+                f"devices    {report.device_ids:,} distinct deviceIds in the payloads read, "
+                f"{report.payloads_without_device_id:,} payloads read without one (DEVICE_AUTH=on)"
+            ]
+            if report.device_ids
+            else []
+        )
     )
 
 
@@ -375,6 +394,14 @@ def main(argv: list[str] | None = None, s3: Any = None) -> int:
 
 
 def _verify(args: argparse.Namespace, s3: Any) -> int:
+    missing = [str(path) for path in args.acks if not path.exists()]
+    if missing:  # before any load test ran: a usage error in one line, not FileNotFoundError
+        print(
+            f"verify: no load-test results at {', '.join(missing)}: run `make loadtest` first "
+            "(or name the results: --acks, make verify LOADTEST_RESULTS=<dir>)",
+            file=sys.stderr,
+        )
+        return 2
     acks = load_acks(args.acks)
     if not acks.acks:
         print(f"no acknowledged requests found in {', '.join(map(str, args.acks))}", file=sys.stderr)
@@ -404,6 +431,7 @@ def _verify(args: argparse.Namespace, s3: Any) -> int:
             break
         time.sleep(args.interval)
     report = build_report(acks, scan.copies, scan.objects, scan.other_payloads, args.bin)
+    report.device_ids, report.payloads_without_device_id = len(scan.device_ids), scan.without_device_id
     print(format_report(report))
     if args.dlq_url:
         print(

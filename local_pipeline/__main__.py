@@ -37,6 +37,7 @@ from local_pipeline.moto_endpoint import AwsEndpoint, EndpointError, apply_envir
 from local_pipeline.resources import LocalResources, create_resources, lambda_environment
 from local_pipeline.worker_pool import WorkerPool
 from pipeline.contract import CONSUMER_SERVICE, INGEST_SERVICE, PAYLOADS_PATH
+from tools.ops.cli import NOTHING_ANSWERS, describe_aws_problem
 
 RESOURCE_NAME = "ingest-pipeline-local"
 # Against AWS_ENDPOINT_URL the pollers long-poll like the ESM (short polls would cost requests on a
@@ -157,7 +158,11 @@ def _run(
     sqs = endpoint.client("sqs", max_pool_connections=config.MAX_WORKERS + 4)
     s3 = endpoint.client("s3")
     secretsmanager = endpoint.client("secretsmanager") if config.DEVICE_AUTH == "on" else None
-    resources = create_resources(sqs, s3, config, name=RESOURCE_NAME, secretsmanager=secretsmanager)
+    try:
+        resources = create_resources(sqs, s3, config, name=RESOURCE_NAME, secretsmanager=secretsmanager)
+    except (BotoCoreError, ClientError) as exc:  # the first calls: an AWS_ENDPOINT_URL that does not answer
+        print(f"make run: {endpoint_problem(exc, endpoint)}", file=sys.stderr)
+        return 2
     visibility = settings.visibility_timeout_seconds(config)
     if visibility != config.visibility_timeout_seconds:
         sqs.set_queue_attributes(QueueUrl=resources.queue_url, Attributes={"VisibilityTimeout": str(visibility)})
@@ -226,6 +231,18 @@ def _run(
     return 0
 
 
+def endpoint_problem(exc: BotoCoreError | ClientError, endpoint: AwsEndpoint) -> str:
+    """One line for the first calls to the AWS endpoint failing (in practice: an AWS_ENDPOINT_URL)."""
+    if isinstance(exc, NOTHING_ANSWERS):
+        if endpoint.embedded:
+            return f"nothing answers at {endpoint.endpoint_url}, the embedded AWS endpoint: it stopped (error above?)"
+        return (
+            f"nothing answers at AWS_ENDPOINT_URL={endpoint.endpoint_url}: start that endpoint (e.g. LocalStack), "
+            "or unset AWS_ENDPOINT_URL to use make run's embedded moto"
+        )
+    return describe_aws_problem(exc, endpoint.endpoint_url, endpoint_option="AWS_ENDPOINT_URL")
+
+
 def undrained(log: AccessLog, front: IngestFront, endpoint: AwsEndpoint) -> str:
     """What a forced exit leaves behind, from the runner's own counters (no call to a busy endpoint)."""
     totals = log.snapshot()
@@ -288,7 +305,7 @@ def banner(
     visibility: int,
 ) -> str:
     endpoint_kind = "embedded moto server" if endpoint.embedded else "AWS_ENDPOINT_URL"
-    cli_env = "AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing " if endpoint.embedded else ""
+    cli_env = "AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing " if endpoint.fake_credentials else ""
     visibility_note = "" if visibility == config.visibility_timeout_seconds else " (LOCAL_VISIBILITY_TIMEOUT_SECONDS)"
     if visibility < config.MAX_BATCHING_WINDOW_SECONDS + 2:
         visibility_note += "; WARNING: below window + 2 s, a record may be delivered again while it is being stored"

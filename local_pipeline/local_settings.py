@@ -60,11 +60,20 @@ class LocalSettings:
         log_level = (environ.get("LOG_LEVEL") or "WARNING").strip().upper()
         if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError("LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
+        port = _int(environ, "PORT", cls.PORT, 0, 65535)
+        moto_port = _int(environ, "MOTO_PORT", cls.MOTO_PORT, 0, 65535)
+        endpoint_url = environ.get("AWS_ENDPOINT_URL") or None
+        if port == moto_port != 0 and endpoint_url is None:
+            # make run listens on both: a clear line before either starts, not "Address already in use" after one did.
+            raise ConfigError(
+                f"PORT and MOTO_PORT are the same ({port}): make run listens on both, HTTP on PORT and its embedded "
+                "AWS on MOTO_PORT; give each its own port"
+            )
         return cls(
-            PORT=_int(environ, "PORT", cls.PORT, 0, 65535),
-            MOTO_PORT=_int(environ, "MOTO_PORT", cls.MOTO_PORT, 0, 65535),
+            PORT=port,
+            MOTO_PORT=moto_port,
             API_KEY=environ.get("API_KEY") or cls.API_KEY,
-            AWS_ENDPOINT_URL=environ.get("AWS_ENDPOINT_URL") or None,
+            AWS_ENDPOINT_URL=endpoint_url,
             AWS_REGION=environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or cls.AWS_REGION,
             LOCAL_VISIBILITY_TIMEOUT_SECONDS=(
                 _int(environ, "LOCAL_VISIBILITY_TIMEOUT_SECONDS", 0, 0, 43200) if visibility else None

@@ -24,6 +24,8 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from tools.ops.cli import is_loopback
+
 # moto answers any credentials; fixed fake ones make sure no real key is ever used or signed with.
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -46,6 +48,9 @@ class AwsEndpoint:
     def __init__(self, *, port: int, region: str, endpoint_url: str | None = None) -> None:
         self.region = region
         self.embedded = endpoint_url is None
+        # The embedded moto, or an AWS_ENDPOINT_URL on this machine (LocalStack): fake credentials, as the ops tools
+        # use on a loopback endpoint (tools/ops/cli.py), so no real key is sent to, or signed for, a local endpoint.
+        self.fake_credentials = self.embedded or is_loopback(endpoint_url)
         self._port = port
         self._server: Any = None
         self.endpoint_url = endpoint_url or ""
@@ -89,7 +94,7 @@ class AwsEndpoint:
 
     def environment(self) -> dict[str, str]:
         env = {"AWS_ENDPOINT_URL": self.endpoint_url, "AWS_DEFAULT_REGION": self.region, "AWS_REGION": self.region}
-        if self.embedded:
+        if self.fake_credentials:
             env.update(FAKE_CREDENTIALS)
             env["AWS_PROFILE"] = ""  # a profile would override the fake keys' source
         return env
@@ -102,7 +107,7 @@ class AwsEndpoint:
                 "aws_secret_access_key": FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
                 "aws_session_token": FAKE_CREDENTIALS["AWS_SESSION_TOKEN"],
             }
-            if self.embedded
+            if self.fake_credentials
             else {}
         )
         return boto3.session.Session().client(

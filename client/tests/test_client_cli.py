@@ -60,3 +60,16 @@ def test_an_endpoint_that_stays_down_exits_1_and_the_next_run_delivers(endpoint:
     second = _cli(endpoint.url, tmp_path / "spool", "", "--timeout", "20")
     assert second.returncode == 0, second.stderr
     assert endpoint.accepted_payloads() == [{"n": 1}]
+
+
+def test_send_help_shows_the_timeout_default_and_what_stays_spooled() -> None:
+    # Given a new user asking the SDK's command line what --timeout does
+    # When they read `python -m ingest_client send --help`
+    result = subprocess.run(
+        [sys.executable, "-m", "ingest_client", "send", "--help"], capture_output=True, text=True, timeout=60
+    )
+    # Then the help shows its default (60 s) and that what is unacknowledged then stays in the spool
+    assert result.returncode == 0, result.stderr
+    timeout_help = " ".join(result.stdout.split("\n  --timeout", 1)[1].split("\n  --no-gzip", 1)[0].split())
+    assert "default: 60" in timeout_help, timeout_help
+    assert "stay in the spool" in timeout_help and "next run" in timeout_help, timeout_help

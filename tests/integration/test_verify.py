@@ -151,3 +151,20 @@ def test_the_dlq_depth_is_printed_when_asked(tmp_path: Path, s3: Any, capsys: py
     # Then the payload is reported lost, and the DLQ's one message is shown
     assert status == 1 and report["lost"] == 1
     assert "DLQ        1 messages" in capsys.readouterr().out
+
+
+def test_the_report_counts_the_devices_the_stored_payloads_carry(
+    tmp_path: Path, s3: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given 3 acknowledged payloads stored with the deviceIds DEVICE_AUTH=on writes (2 devices)
+    moment = datetime.now(tz=UTC) - timedelta(milliseconds=300)
+    write_acks(tmp_path, [("r1", 2), ("r2", 1)])
+    for pid, device in (("r1-0", "loadtest-0001"), ("r1-1", "loadtest-0001"), ("r2-0", "loadtest-0002")):
+        body = {**envelope(pid, moment), "deviceId": device}
+        s3.put_object(Bucket=BUCKET, Key=f"{partition(moment)}{pid}.json", Body=json.dumps(body))
+    # When the verifier runs
+    status, report = run(tmp_path, s3)
+    # Then nothing is lost, and it says the payloads carry 2 devices' ids, none without one
+    assert status == 0
+    assert (report["device_ids"], report["payloads_without_device_id"]) == (2, 0)
+    assert "devices    2 distinct deviceIds" in capsys.readouterr().out

@@ -42,3 +42,14 @@ def test_a_bad_value_is_refused_naming_its_knob(environ: dict[str, str], message
     # Then it refuses with a message naming the knob and the value
     with pytest.raises(ConfigError, match=re.escape(message)):
         LocalSettings.from_env(environ)
+
+
+def test_port_and_moto_port_the_same_is_refused_saying_they_are_the_same() -> None:
+    # Given a user who gave make run's HTTP port and its embedded AWS port the same number
+    # When the runner's settings are read
+    # Then it refuses before starting either, saying PORT and MOTO_PORT are the same (not "address in use")
+    with pytest.raises(ConfigError, match=re.escape("PORT and MOTO_PORT are the same (18312)")):
+        LocalSettings.from_env({"PORT": "18312", "MOTO_PORT": "18312"})
+    # And against an outside AWS_ENDPOINT_URL, where no moto starts, the same number is no clash
+    settings = LocalSettings.from_env({"PORT": "18312", "MOTO_PORT": "18312", "AWS_ENDPOINT_URL": "http://x:1"})
+    assert settings.PORT == 18312

@@ -256,3 +256,32 @@ def test_only_the_runners_main_thread_takes_ctrl_c_and_sigterm(local_run: LocalR
     for pid in environment_pids(local_run.process.pid):
         blocked = [mask & (1 << (signal.SIGTERM - 1)) for mask in blocked_signals(pid).values()]
         assert blocked.count(0) <= 1, (pid, blocked)
+
+
+def test_an_aws_endpoint_url_that_does_not_answer_is_one_line(tmp_path: Path) -> None:
+    # Given a new user's shell with no AWS credentials, and AWS_ENDPOINT_URL on this machine where nothing listens
+    environment = {name: value for name, value in os.environ.items() if not name.startswith("AWS_")}
+    environment.update(
+        HOME=str(tmp_path),
+        AWS_CONFIG_FILE=str(tmp_path / "none"),
+        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
+        AWS_EC2_METADATA_DISABLED="true",
+        AWS_ENDPOINT_URL=f"http://127.0.0.1:{free_port()}",
+        PORT=str(free_port()),
+    )
+    # When the pipeline is started against it
+    result = subprocess.run(
+        [sys.executable, "-m", "local_pipeline"],
+        cwd=REPO_ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    # Then it uses fake credentials on loopback as the other tools do (no "no AWS credentials"), and says in one
+    # line that nothing answers at that endpoint, with exit 2 instead of a traceback
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert "Traceback" not in result.stderr and len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"make run: nothing answers at AWS_ENDPOINT_URL={environment['AWS_ENDPOINT_URL']}")
+    assert "unset AWS_ENDPOINT_URL" in lines[0], lines[0]

@@ -173,8 +173,8 @@ def test_redrive_says_nothing_answered_rather_than_aws_refused(tmp_path: Path) -
         ["--endpoint-url", unreachable_endpoint(), "--queue-name", QUEUE, "--dry-run"],
         bare_environment(tmp_path),
     )
-    # Then it does not call that a refusal
-    assert result.returncode == 1, result.stdout + result.stderr
+    # Then it does not call that a refusal, and exits as every tool does when nothing answers
+    assert result.returncode == 2, result.stdout + result.stderr
     assert "nothing answers at" in result.stderr and "refused" not in result.stderr, result.stderr
 
 
@@ -186,7 +186,43 @@ def test_make_compact_says_nothing_answered_in_one_line(tmp_path: Path) -> None:
         bare_environment(tmp_path),
     )
     # Then it says so in one line naming what to do, not a traceback
-    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.returncode == 2, result.stdout + result.stderr
     lines = result.stderr.strip().splitlines()
     assert "Traceback" not in result.stderr and len(lines) == 1, result.stderr
     assert lines[0].startswith("compact: nothing answers at http://127.0.0.1:") and "make run" in lines[0], lines[0]
+
+
+@pytest.mark.parametrize(
+    ("module", "args"),
+    [
+        ("tools.ops.query", ["--bucket", BUCKET, "select 1"]),
+        ("tools.ops.compact", ["local", "--bucket", BUCKET]),
+        ("loadtest.verify", ["--bucket", BUCKET, "--wait", "0"]),
+        ("tools.ops.devices", ["issue", "device-1"]),
+    ],
+)
+def test_nothing_answering_is_one_exit_status_and_names_the_port_tried(
+    tmp_path: Path, module: str, args: list[str]
+) -> None:
+    # Given make run is not running on the port a tool looks at
+    endpoint = unreachable_endpoint()
+    port = endpoint.rsplit(":", 1)[1]
+    extra = {
+        "tools.ops.query": ["--cache", str(tmp_path)],
+        "tools.ops.compact": ["--cache", str(tmp_path)],
+        "loadtest.verify": ["--acks", str(one_acknowledgement(tmp_path))],
+        "tools.ops.devices": [],
+    }[module]
+    where = ["--endpoint-url", endpoint]
+    command = [*where, *args, *extra] if module == "tools.ops.devices" else [*args, *where, *extra]
+    if module == "tools.ops.compact":
+        command = ["local", "--bucket", BUCKET, *where, *extra]
+    # When the tool runs (query, compact, verify and device-key, as make runs them)
+    result = run_tool(module, command, bare_environment(tmp_path))
+    # Then every tool exits 2 for this one condition, with one line naming the port it tried
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert "Traceback" not in result.stderr and len(lines) == 1, result.stderr
+    assert f"nothing answers at {endpoint} (port {port}, tried)" in lines[0], lines[0]
+    # And it says how to point the tool at the port make run printed, not to start make run on the failed port
+    assert "MOTO_PORT=<port>" in lines[0] and f"MOTO_PORT={port}" not in lines[0], lines[0]

@@ -13,7 +13,7 @@ from local_pipeline.local_settings import REPO_ROOT
 
 
 def run(command: list[str], **env: str) -> subprocess.CompletedProcess[str]:
-    environment = {**os.environ, "PORT": "1", "MOTO_PORT": "1", **env}  # make run never gets far enough to bind
+    environment = {**os.environ, "PORT": "1", "MOTO_PORT": "2", **env}  # make run never gets far enough to bind
     for name in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS"):  # as from a shell, also under `make test`
         environment.pop(name, None)
     return subprocess.run(command, cwd=REPO_ROOT, env=environment, capture_output=True, text=True, timeout=120)

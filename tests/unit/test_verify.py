@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 from loadtest.reconcile import StoredCopy
-from loadtest.verify import Ack, Acks, build_report, percentile
+from loadtest.verify import Ack, Acks, build_report, main, percentile
 
 
 def test_percentiles_are_nearest_rank() -> None:
@@ -25,3 +26,14 @@ def test_latency_is_received_at_to_the_middle_of_the_stored_second() -> None:
     # Then its latency is 1.3 s (the stored time is somewhere in 10:00:01.000-.999)
     assert report.latency_ms["p50"] == pytest.approx(1300)
     assert report.series[0]["p50_ms"] == pytest.approx(1300)
+
+
+def test_verify_before_any_load_test_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Given no load-test results directory (make verify before any make loadtest)
+    missing = tmp_path / "loadtest-results"
+    # When the verifier runs
+    status = main(["--bucket", "b", "--acks", str(missing), "--endpoint-url", "http://127.0.0.1:9", "--wait", "0"])
+    # Then it exits 2 (a usage error; 1 means payloads lost) with one line saying to run the load test first
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err.count("\n") == 1 and f"no load-test results at {missing}" in err and "make loadtest" in err, err

@@ -40,14 +40,17 @@ API_KIND in ``FRONT_DOORS``); ``assess`` is their concatenation.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import sys
+import textwrap
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from infra.config import SQS_IN_FLIGHT_DEFAULT_QUOTA, ConfigError, PipelineConfig, cdk_json_context
+from pipeline.problems import Problem
 from tools.models import cost, prices
 from tools.models.assumptions import DEFAULT, Assumptions
 from tools.models.flow import (
@@ -791,6 +794,12 @@ def verdict_lines(assessment: Assessment) -> list[str]:
     return out
 
 
+def _words(text: str, width: int) -> list[str]:
+    """``text`` in lines of at most ``width`` characters, broken between words (a word longer than the column
+    stays whole); at least one line."""
+    return textwrap.wrap(text, width, break_long_words=False, break_on_hyphens=False) or [""]
+
+
 def render_text(assessment: Assessment) -> str:
     config, load, flow = assessment.config, assessment.load, assessment.flow
     out = [
@@ -803,16 +812,25 @@ def render_text(assessment: Assessment) -> str:
         f"{'':8}{'stage':<21}{'check':<62}{'needs':>14}  {'limit':<48}{'headroom':>9}",
     ]
     for c in assessment.checks:
+        items, limits = _words(c.item, 61), _words(_limit(c), 47)
         out.append(
-            f"{c.status:<8}{c.stage:<21}{c.item[:61]:<62}{_num(c.need):>14}  {_limit(c)[:47]:<48}"
+            f"{c.status:<8}{c.stage:<21}{items[0]:<62}{_num(c.need):>14}  {limits[0]:<48}"
             f"{_headroom(c):>9}" + (f"  {c.note}" if c.note and c.status != OK else "")
         )
+        # A label longer than its column goes on below, whole words only (a cut one read "+ 100 unrese").
+        out += [
+            f"{'':29}{item:<62}{'':14}  {limit}".rstrip()
+            for item, limit in itertools.zip_longest(items[1:], limits[1:], fillvalue="")
+        ]
     out += ["", *verdict_lines(assessment), ""]
     out.append(
         f"monthly cost ({prices.REGION} list prices checked {prices.PRICES_CHECKED}, 30-day month, "
         f"API_KIND={config.API_KIND}, OBJECT_MODE={config.OBJECT_MODE}):"
     )
-    out += [f"  {line.service:<16} {line.item[:70]:<70} {_money(line.usd):>12}" for line in assessment.lines]
+    for line in assessment.lines:
+        items = _words(line.item, 70)
+        out.append(f"  {line.service:<16} {items[0]:<70} {_money(line.usd):>12}")
+        out += [f"  {'':<16} {item}" for item in items[1:]]
     out.append(f"  {'total':<87} {_money(assessment.total_usd):>12}")
     out.append(
         f"  {'per million payloads':<87} {_per_million(assessment):>12}"
@@ -952,10 +970,9 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
         or args.payload_bytes < MIN_PAYLOAD_BYTES
         or not 0 <= args.failure_rate < 1
     ):
-        parser.print_usage(sys.stderr)
-        print(
+        print(  # one line: the usage (15 lines) would bury it; --help prints it
             "capacity: --rpm > 0, --payloads >= 1, --payload-bytes >= 2 (a JSON object) and 0 <= --failure-rate < 1 "
-            "are needed",
+            "are needed (--help lists the options)",
             file=sys.stderr,
         )
         return 2
@@ -964,9 +981,13 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
     except ConfigError as exc:
         print(f"capacity: {exc}", file=sys.stderr)
         return 2
-    assessment = assess(
-        config, load_of(args.rpm, args.payloads, args.payload_bytes, args.failure_rate), cost.assumptions_from(args)
-    )
+    try:
+        assessment = assess(
+            config, load_of(args.rpm, args.payloads, args.payload_bytes, args.failure_rate), cost.assumptions_from(args)
+        )
+    except Problem as exc:  # the ingest's own refusal of such a payload: a bad argument, not a load to judge
+        print(f"capacity: --payload-bytes {args.payload_bytes}: {exc.detail} (the ingest answers 413)", file=sys.stderr)
+        return 2
     if args.format == "json":
         print(json.dumps(render_json(assessment), indent=2))
     else:

@@ -36,6 +36,7 @@ MISSING_CREDENTIALS = (
 # Problems reaching AWS: the tools print describe_aws_problem's one line instead of a traceback.
 AWS_PROBLEMS = (BotoCoreError, ClientError)
 NOTHING_ANSWERS = (EndpointConnectionError, ConnectionClosedError, ConnectTimeoutError, ReadTimeoutError)
+SETUP_PROBLEMS = (NoRegionError, NoCredentialsError, PartialCredentialsError, *NOTHING_ANSWERS)
 
 
 def is_loopback(endpoint_url: str | None) -> bool:
@@ -56,11 +57,7 @@ def describe_aws_problem(
         return MISSING_CREDENTIALS
     if isinstance(exc, NOTHING_ANSWERS):
         if endpoint_url and is_loopback(endpoint_url):
-            port = urlsplit(endpoint_url).port
-            return (
-                f"nothing answers at {endpoint_url}: start `make run` (with MOTO_PORT={port} if it is not its "
-                f"default 4566), or set {endpoint_option} to the AWS endpoint its banner prints"
-            )
+            return nothing_answers_locally(endpoint_url, endpoint_option)
         return f"could not connect to {endpoint_url or 'AWS'} ({exc}): check the network, or set {endpoint_option}"
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
@@ -75,6 +72,22 @@ def describe_aws_problem(
     return f"could not ask AWS: {exc}"
 
 
+def nothing_answers_locally(endpoint_url: str, endpoint_option: str = "--endpoint-url") -> str:
+    """The line for a loopback endpoint where nothing listens: the port this tool tried, and how to point the tool at
+    the one `make run` printed (make run may be running on other ports, or not at all)."""
+    port = urlsplit(endpoint_url).port
+    return (
+        f"nothing answers at {endpoint_url} (port {port}, tried): start `make run`, or, if it is running, point this "
+        "tool at the AWS endpoint its banner prints (http://127.0.0.1:<port>): through make, MOTO_PORT=<port>; "
+        f"otherwise {endpoint_option}"
+    )
+
+
+# One exit status for one condition, whichever tool meets it (query, verify, compact, devices, redrive):
+# the set-up is missing or points nowhere (no region, no credentials, nothing answers at the endpoint).
+SETUP_EXIT = 2
+
+
 def aws_problem_exit(
     tool: str,
     exc: BotoCoreError | ClientError,
@@ -84,10 +97,11 @@ def aws_problem_exit(
     endpoint_option: str = "--endpoint-url",
     bucket: str | None = None,
 ) -> int:
-    """Write ``tool``'s one line for ``exc`` (describe_aws_problem) and return the exit status: 2 when this machine's
-    set-up is missing (no region, no credentials), 1 when AWS (or make run) refused or could not be reached."""
+    """Write ``tool``'s one line for ``exc`` (describe_aws_problem) and return the exit status: SETUP_EXIT (2) when
+    this machine's set-up is missing or points nowhere (no region, no credentials, nothing answers), 1 when AWS (or
+    make run) answered and refused."""
     err.write(f"{tool}: {describe_aws_problem(exc, endpoint_url, endpoint_option=endpoint_option, bucket=bucket)}\n")
-    return 2 if isinstance(exc, NoRegionError | NoCredentialsError | PartialCredentialsError) else 1
+    return SETUP_EXIT if isinstance(exc, SETUP_PROBLEMS) else 1
 
 
 def stack_outputs(cloudformation: Any, stack: str) -> dict[str, str]:

@@ -299,7 +299,8 @@ def main(
     out: TextIO = sys.stdout,
     err: TextIO = sys.stderr,
 ) -> int:
-    """Exit 0: done; 1: an execution failed or the lake could not be compacted; 2: bad arguments."""
+    """Exit 0: done; 1: an execution failed, the lake could not be compacted or AWS refused; 2: bad arguments, or
+    the set-up points nowhere (nothing answers at the endpoint, no region or credentials: cli.SETUP_EXIT)."""
     args = _parser().parse_args(argv)
     config = PipelineConfig.resolve(cdk_json_context())
     if clients is None:

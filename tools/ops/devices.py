@@ -11,6 +11,9 @@ Every command reads the keyring secret (pipeline/device_auth.py: signing keys by
 and the writing ones put it back whole with PutSecretValue. Run one at a time: Secrets Manager has no
 compare-and-set, so two writers at once can lose one's change. The ingest sees a change within
 DEVICE_REVOCATION_TTL_SECONDS. No key and no signing key is ever printed except the one `issue` mints.
+
+Exit status: 0 done; 1 the command cannot do what was asked, or AWS refused; 2 bad arguments, or the set-up
+points nowhere (nothing answers at the endpoint, no region or credentials), as the other tools (tools/ops/cli.py).
 """
 
 from __future__ import annotations

@@ -61,7 +61,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     send.add_argument("--spool-dir", type=Path, help="default: ~/.cache/ingest-client/<endpoint and token hash>")
     send.add_argument(
-        "--timeout", type=float, default=60.0, help="seconds to wait for acknowledgements after the input ends"
+        "--timeout",
+        type=float,
+        default=60.0,
+        help="seconds to wait for acknowledgements after the input ends (default: %(default)g); payloads not "
+        "acknowledged by then stay in the spool (--spool-dir), the run exits 1, and the next run with the same "
+        "spool delivers them",
     )
     send.add_argument("--no-gzip", action="store_true", help="send bodies uncompressed")
     send.add_argument("--max-payloads", type=int, default=MAX_PAYLOADS)
