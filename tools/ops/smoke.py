@@ -18,8 +18,10 @@ skipped:
   one row per payload id.
 
 Exit 0 only if every step passed; 1 if one failed (or AWS refused a call); 2 if this machine has no AWS region or
-credentials. Calls made: cloudformation:DescribeStacks, apigateway:GET (the API key's value), secretsmanager:
-GetSecretValue (DEVICE_AUTH=on), s3:ListBucket and GetObject, states:StartExecution and DescribeExecution,
+credentials, or AWS's endpoint does not answer (tools/ops/cli.py aws_problem_exit).
+
+Calls made: cloudformation:DescribeStacks, apigateway:GET (the API key's value), secretsmanager:GetSecretValue
+(DEVICE_AUTH=on), s3:ListBucket and GetObject, states:StartExecution and DescribeExecution,
 athena:StartQueryExecution, GetQueryExecution and GetQueryResults (with the workgroup's S3 and Glue reads).
 """
 
