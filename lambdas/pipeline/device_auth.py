@@ -328,9 +328,10 @@ class SecretKeyring:
             usable_for = 0.0 if held is None else max(0.0, held.usable_until - now)
             self._signals.refresh_failed(self._last_error, age, usable_for)
             return None
-        read_at = self._clock()
-        fresh_until = read_at + self._ttl_seconds
-        self._held = _Held(keyring, read_at, fresh_until, fresh_until + self._stale_seconds)
+        # Fresh from when the read started, not ended: the version read is at least that new, so a revocation is
+        # served within the TTL of being written even when the read itself was slow.
+        fresh_until = started + self._ttl_seconds
+        self._held = _Held(keyring, started, fresh_until, fresh_until + self._stale_seconds)
         self._next_attempt_at = started + MIN_REFRESH_INTERVAL_SECONDS
         if self._failed_attempts:
             self._signals.refreshed_after_failures(self._failed_attempts)

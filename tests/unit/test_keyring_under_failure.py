@@ -258,3 +258,25 @@ def test_the_secrets_client_gives_up_within_seconds_not_botocore_s_60(aws: None)
     assert config.connect_timeout <= 2 and config.read_timeout <= 2
     assert config.retries == {"mode": "standard", "total_max_attempts": 2}  # the first request and one retry
     assert aws_clients.SECRETS_WORST_CASE_SECONDS < 10  # INGEST_TIMEOUT_SECONDS' default
+
+
+def test_a_slow_read_does_not_stretch_the_ttl_a_revocation_is_served_within() -> None:
+    # Given a GetSecretValue that takes 5 s (the clock moves while it answers)
+    clock = Clock()
+    calls: list[float] = []
+
+    def slow(name: str) -> object:
+        calls.append(clock.now)
+        clock.now += 5
+        return DOCUMENT
+
+    keyring = SecretKeyring("keyring", TTL, STALE, fetch=slow, clock=clock)
+    started = clock.now
+    authenticate(VALID, keyring, 1)
+
+    # When the TTL has passed since the read STARTED (it ended 5 s later)
+    clock.now = started + TTL
+
+    # Then the next request reads again: the version it read may predate a revocation written during the read
+    authenticate(VALID, keyring, 1)
+    assert calls == [started, started + TTL]
