@@ -161,7 +161,10 @@ class Assumptions:
     access_log_bytes: int | None = None
     response_bytes: int = len(RESPONSE_BODY) + RESPONSE_HEADER_BYTES
     trace_sampling: float = 0.05  # X-Ray's default rule: 1 request/s, then 5 %
-    custom_metrics: int = 18  # metric name x dimension sets both functions emit
+    # metric name x dimension sets both functions emit; +6 with the keyring's signals (issue 31): RequestsRejected's
+    # 401 and 403 reasons went from one (unauthorized) to four, keyring-unavailable split from overloaded, and the
+    # two counts KeyringRefreshFailed and KeyringStaleServed
+    custom_metrics: int = 24
     # Alarm metrics (CloudWatch bills each metric of an alarm): infra/monitoring_construct.py's eight alarms, the
     # 5xx rate and the provisioned pool's saturation being metric math over two metrics each.
     alarms: int = 10
