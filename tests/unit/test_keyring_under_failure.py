@@ -233,7 +233,8 @@ def test_threads_share_one_read_at_a_time_and_serve_the_held_keyring_meanwhile()
     # Then every request got its 202, only one read was ever in flight, and at most one started per second
     assert set(statuses) == {202} and len(statuses) > 100
     assert most_in_flight == 1
-    assert calls_per_second(calls[1:], slack=0.01) <= 1
+    # (slack: a thread can be preempted between the keyring's clock read and the fake's, on a loaded machine)
+    assert calls_per_second(calls[1:], slack=0.2) <= 1 and len(calls) - 1 <= 3
 
 
 def test_a_throttled_get_secret_value_is_a_failed_read_and_a_malformed_secret_too(aws: None) -> None:
