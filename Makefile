@@ -112,9 +112,11 @@ device-key: $(PY_STAMP)  ## mint a device key, printed alone: make device-key DE
 	@test -n "$(DEVICE)" || { echo "name the device: make device-key DEVICE=<device id>" >&2; exit 2; }
 	@$(PY) -m tools.ops.devices $(DEVICES_WHERE) issue "$(DEVICE)"
 
-revoke-device: $(PY_STAMP)  ## refuse a device's keys within DEVICE_REVOCATION_TTL_SECONDS: make revoke-device DEVICE=device-1
-	@test -n "$(DEVICE)" || { echo "name the device: make revoke-device DEVICE=<device id>" >&2; exit 2; }
-	@$(PY) -m tools.ops.devices $(DEVICES_WHERE) revoke "$(DEVICE)"
+# Several devices in one call are one write: the keyring secret takes a write at most about every 10 minutes
+# (AWS Secrets Manager quotas), so revoke a batch at once: DEVICE="device-1 device-2", or DEVICES_FILE=ids.txt.
+revoke-device: $(PY_STAMP)  ## refuse devices' keys within DEVICE_REVOCATION_TTL_SECONDS, in ONE write (batch them): make revoke-device DEVICE="device-1 device-2" [DEVICES_FILE=ids.txt]
+	@test -n "$(DEVICE)$(DEVICES_FILE)" || { echo "name the devices: make revoke-device DEVICE=\"<device id> ...\" or DEVICES_FILE=<file, one id per line>" >&2; exit 2; }
+	@$(PY) -m tools.ops.devices $(DEVICES_WHERE) revoke $(foreach device,$(DEVICE),'$(device)') $(if $(DEVICES_FILE),--from-file '$(DEVICES_FILE)')
 
 RPM ?= 1000000
 PAYLOADS ?= 10

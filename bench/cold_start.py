@@ -26,7 +26,7 @@ asset without and with bytecode. P2 is the default configuration with the asset 
 ships it today; the other three say what each choice is worth. P2e/P2f are the HTTP API front door with
 device keys (API_KIND=http, DEVICE_AUTH=on; TRACING on, then off as the scale profile runs it): a payload
 format 2.0 event with a valid device key, whose first request also reads the keyring from Secrets Manager
-(GetSecretValue, answered by the same local endpoint) through Powertools Parameters.
+(GetSecretValue, answered by the same local endpoint; pipeline/device_auth.py).
 """
 
 from __future__ import annotations
@@ -53,7 +53,10 @@ from typing import Any
 from bench.common import LAMBDAS, ROOT, figure, lambda_environment, median
 from pipeline.contract import API_KEY_HEADER, PAYLOADS_PATH
 
-GOAL_RATIO = 1.25
+# Issue 26's goals: P2 (and the other DEVICE_AUTH=off variants) within 1.10x of the minimal handler; with device keys
+# (P2e, P2f: the HTTP API front door, the first request also reading the keyring) within 1.25x.
+GOAL_RATIO = 1.10
+DEVICE_GOAL_RATIO = 1.25
 BASELINE_MODULE = "baseline_handler"
 # A sampled trace header, as Lambda sets it for an invocation that active tracing records.
 TRACE_HEADER = "Root=1-6745f2b0-0123456789abcdef01234567;Parent=53995c3f42cd8ad8;Sampled=1"
@@ -281,6 +284,7 @@ def run(rounds: int = 12) -> list[dict[str, Any]]:
     for name, tracing, compiled, device in variants:
         cpu, wall = _ms(samples[name], "cpu_s"), _ms(samples[name], "wall_s")
         ratio = cpu / baseline
+        goal = DEVICE_GOAL_RATIO if device else GOAL_RATIO
         default = " (default config, asset as shipped)" if name == "P2" else ""
         front = "API_KIND=http DEVICE_AUTH=on (keyring read included), " if device else ""
         results.append(
@@ -291,8 +295,8 @@ def run(rounds: int = 12) -> list[dict[str, Any]]:
                 f"{'with' if compiled else 'no'} bytecode{default} vs minimal boto3 handler",
                 ratio,
                 "x baseline",
-                f"<= {GOAL_RATIO}",
-                ratio <= GOAL_RATIO,
+                f"<= {goal}",
+                ratio <= goal,
                 tracing=tracing,
                 bytecode=compiled,
                 api_kind="http" if device else "rest",

@@ -21,7 +21,7 @@ def run(rounds: int = 5) -> list[dict[str, Any]]:
 
     document = new_keyring_document("k" * 44)
     header = ["Bearer " + Keyring.from_document(document).issue("device-000123")]
-    keyring = SecretKeyring("bench-keyring", 60, fetch=lambda name, max_age: document)
+    keyring = SecretKeyring("bench-keyring", 60, fetch=lambda name: document)
     authenticate(header, keyring, 1)  # the first call reads the keyring; the rest use the cache
     samples = []
     for _ in range(rounds):

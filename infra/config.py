@@ -191,6 +191,9 @@ class PipelineConfig:
     # per-request network call; the signing secret lives in Secrets Manager (README, Authenticating devices).
     DEVICE_AUTH: str = "off"
     DEVICE_REVOCATION_TTL_SECONDS: int = 60  # a revoked device is refused within this many seconds
+    # While the keyring secret cannot be read, a container serves its last good keyring this much longer than the
+    # TTL, then answers 503 (pipeline/device_auth.py; issue 26 asks for at most 5 minutes by default).
+    DEVICE_KEYRING_STALE_SECONDS: int = 300
     REQUIRE_API_KEY: bool = True
     THROTTLE_RATE_LIMIT: int = 1000
     THROTTLE_BURST_LIMIT: int = 2000
@@ -374,6 +377,10 @@ class PipelineConfig:
                 1 <= self.DEVICE_REVOCATION_TTL_SECONDS <= 3600,
                 "DEVICE_REVOCATION_TTL_SECONDS must be 1..3600",
             ),
+            (
+                0 <= self.DEVICE_KEYRING_STALE_SECONDS <= 3600,
+                "DEVICE_KEYRING_STALE_SECONDS must be 0..3600 (0 = 503 as soon as a keyring read after the TTL fails)",
+            ),
             (self.SYSTEM_LOG_LEVEL in ("DEBUG", "INFO", "WARN"), "SYSTEM_LOG_LEVEL must be DEBUG, INFO or WARN"),
             (0 <= self.METRICS_FLUSH_SECONDS <= 300, "METRICS_FLUSH_SECONDS must be 0..300 (0 = every invocation)"),
             (
@@ -473,6 +480,7 @@ class PipelineConfig:
             DEVICE_AUTH=self.DEVICE_AUTH,
             DEVICE_REVOCATION_TTL_SECONDS=self.DEVICE_REVOCATION_TTL_SECONDS,
             DEVICE_KEYS_SECRET=device_keys_secret,
+            DEVICE_KEYRING_STALE_SECONDS=self.DEVICE_KEYRING_STALE_SECONDS,
         )
         # Read by pipeline/observability.py (MetricCounts) at cold start, like Powertools' own variables.
         telemetry = {"METRICS_FLUSH_SECONDS": str(self.METRICS_FLUSH_SECONDS)}

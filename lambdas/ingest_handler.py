@@ -94,22 +94,23 @@ def authenticated_device(request: HttpRequest) -> str | None:
         return None
     from pipeline.device_auth import DeviceKeysUnavailable, authenticate
 
+    keyring = _keyring(
+        settings.DEVICE_KEYS_SECRET, settings.DEVICE_REVOCATION_TTL_SECONDS, settings.DEVICE_KEYRING_STALE_SECONDS
+    )
     try:
-        return authenticate(
-            request.authorization,
-            _keyring(settings.DEVICE_KEYS_SECRET, settings.DEVICE_REVOCATION_TTL_SECONDS),
-            settings.RETRY_AFTER_SECONDS,
-        )
+        return authenticate(request.authorization, keyring, settings.RETRY_AFTER_SECONDS)
     except DeviceKeysUnavailable as error:
-        logger.error("device keys unavailable", extra={"error": str(error)})
+        # Not logged per request: the keyring logs each failed read at WARNING (at most one a second), and the
+        # rejection is counted with reason keyring-unavailable.
         raise error.problem from error
 
 
 @lru_cache(maxsize=1)
-def _keyring(secret_name: str, ttl_seconds: int) -> SecretKeyring:
+def _keyring(secret_name: str, ttl_seconds: int, stale_seconds: int) -> SecretKeyring:
     from pipeline.device_auth import SecretKeyring
+    from pipeline.observability import KeyringTelemetry
 
-    return SecretKeyring(secret_name, ttl_seconds)
+    return SecretKeyring(secret_name, ttl_seconds, stale_seconds, signals=KeyringTelemetry())
 
 
 # No @tracer.capture_method here: this route is all the handler does, so its subsegment would
@@ -170,7 +171,7 @@ def not_found(request: HttpRequest) -> Response:
 
 
 def reject(request: HttpRequest, problem: Problem) -> Response:
-    count_rejected_request(problem.status)
+    count_rejected_request(problem.status, problem.slug)
     # The detail can quote client data (a key name), so only the status and reason are logged.
     logger.info("request rejected", extra={"status": problem.status, "reason": problem.slug})
     return _problem_response(request, problem)

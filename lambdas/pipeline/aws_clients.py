@@ -26,13 +26,37 @@ def sqs_client() -> Any:
         return _botocore_session().create_client("sqs")
 
 
+# The keyring client's bounds (DEVICE_AUTH=on). botocore's defaults are a 60 s connect and a 60 s read timeout
+# (botocore "Config Reference", https://botocore.amazonaws.com/v1/documentation/api/latest/reference/config.html):
+# a slow Secrets Manager endpoint would hold an ingest invocation until the function's timeout and drain its
+# concurrency. Standard retry mode with 2 attempts in all retries one throttle or transient error with jittered
+# backoff (at most 1 s before the first retry) and gives up at once when its client-side retry quota is spent (boto3
+# guide "Retries", https://boto3.amazonaws.com/v1/documentation/api/latest/guide/retries.html). The key is
+# ``total_max_attempts``: botocore's ``max_attempts`` counts retries after the first request, not attempts (the
+# Config Reference above: "setting this value to 2 will result in the request being retried at most two times
+# after the initial request"). So one keyring read
+# holds its request at most 2 x (1 + 2) + 1 = 7 s, under INGEST_TIMEOUT_SECONDS' default 10; pipeline/device_auth.py
+# spaces the reads themselves (at most one a second per container, backing off while they fail).
+SECRETS_CONNECT_TIMEOUT_SECONDS = 1
+SECRETS_READ_TIMEOUT_SECONDS = 2
+SECRETS_MAX_ATTEMPTS = 2
+SECRETS_WORST_CASE_SECONDS = SECRETS_MAX_ATTEMPTS * (SECRETS_CONNECT_TIMEOUT_SECONDS + SECRETS_READ_TIMEOUT_SECONDS) + 1
+
+
 @lru_cache(maxsize=1)
 def secrets_client() -> Any:
-    """Secrets Manager, for the device keyring (DEVICE_AUTH=on). From the SQS client's botocore session, whose
-    loader already holds the endpoint and partition data: ~27 ms CPU of a cold start instead of ~70 ms for the
-    boto3 session and client Powertools' SecretsProvider makes by default (measured side by side here)."""
+    """Secrets Manager, for the device keyring (DEVICE_AUTH=on), with short timeouts and bounded retries (above).
+    From the SQS client's botocore session, whose loader already holds the endpoint and partition data: ~27 ms CPU
+    of a cold start instead of ~70 ms for a new boto3 session and client (measured side by side here)."""
+    from botocore.config import Config
+
+    config = Config(
+        connect_timeout=SECRETS_CONNECT_TIMEOUT_SECONDS,
+        read_timeout=SECRETS_READ_TIMEOUT_SECONDS,
+        retries={"mode": "standard", "total_max_attempts": SECRETS_MAX_ATTEMPTS},
+    )
     with _creating:
-        return _botocore_session().create_client("secretsmanager")
+        return _botocore_session().create_client("secretsmanager", config=config)
 
 
 # Attempts per PutObject (the first one included). botocore's standard mode retries 503 SlowDown and

@@ -137,6 +137,10 @@ class Metric:
     PAYLOADS_ACCEPTED: Final = "PayloadsAccepted"  # ingest
     ENQUEUE_RETRIES: Final = "EnqueueRetries"  # ingest: entries SendMessageBatch listed as Failed, retried
     ENQUEUE_FAILURES: Final = "EnqueueFailures"  # ingest: entries still failed after every attempt
+    # ingest, DEVICE_AUTH=on (pipeline/device_auth.py): failed reads of the keyring secret, and requests
+    # authenticated against a keyring whose refresh failed (served stale, within DEVICE_KEYRING_STALE_SECONDS)
+    KEYRING_REFRESH_FAILED: Final = "KeyringRefreshFailed"
+    KEYRING_STALE_SERVED: Final = "KeyringStaleServed"
     PAYLOADS_STORED: Final = "PayloadsStored"  # consumer
     OBJECTS_STORED: Final = "ObjectsStored"  # consumer, OBJECT_MODE=batch
     DUPLICATES_SKIPPED: Final = "DuplicatesSkipped"  # consumer: the key was already stored (412)

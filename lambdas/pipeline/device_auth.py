@@ -16,10 +16,26 @@ whose layout CloudFormation can create with a generated first key (infra/device_
      "retired": [], "revoked": {"<deviceId>": <the newest generation when it was revoked>}}
 
 Every active generation verifies (rotation with overlap); ``current`` signs new keys (tools/ops/devices.py).
-The ingest reads the keyring through Powertools Parameters (``SecretsProvider.get``), whose in-memory cache
-serves it for ``DEVICE_REVOCATION_TTL_SECONDS`` and then fetches it again, synchronously, on the next request
-("Adjusting cache TTL", https://docs.aws.amazon.com/powertools/python/latest/utilities/parameters/): so a
-revocation reaches every warm container within the TTL, at one GetSecretValue per container per TTL.
+
+How a container holds the keyring (``SecretKeyring``), and why it is not Powertools Parameters' cache:
+
+* A keyring read is fresh for ``DEVICE_REVOCATION_TTL_SECONDS``; the first request after that reads the secret
+  again, synchronously: a revocation reaches every container within the TTL whenever the secret is readable, at
+  one GetSecretValue per container per TTL. A request in between costs a monotonic clock read and a comparison.
+* When that read fails (Secrets Manager unavailable, throttled, slow, denied; the secret not a keyring), the
+  container goes on serving its last good keyring until it is ``DEVICE_REVOCATION_TTL_SECONDS +
+  DEVICE_KEYRING_STALE_SECONDS`` old (a stale keyring: KeyringStaleServed per request, a WARNING per failed
+  read), then fails closed: 503 + Retry-After, ``device-auth-unavailable``. A revocation written during an
+  outage therefore takes effect at most TTL + stale window after it was written (as a 403 once the secret is read
+  again, or as everyone's 503 when the window ends).
+* A container reads the secret at most once per second, one read at a time, and backs off while reads fail (1, 2,
+  4 ... 16 s between attempts): never a read per request. Powertools' cache raises on a failed read and keeps
+  nothing, so after its TTL every request during an outage would call GetSecretValue again, against the 10,000
+  per second that GetSecretValue and DescribeSecret share in an account and region ("AWS Secrets Manager
+  quotas", https://docs.aws.amazon.com/secretsmanager/latest/userguide/reference_limits.html). Without its
+  cache, what Powertools' SecretsProvider would add is one GetSecretValue call and json.loads.
+* A credential that is not a device key at all is a 401 before any of this: it never costs a read, and never
+  gets a 503 that invites a retry.
 """
 
 from __future__ import annotations
@@ -29,9 +45,11 @@ import hashlib
 import hmac
 import json
 import re
+import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from pipeline.contract import MAX_DEVICE_ID_CHARS
 from pipeline.problems import Problem, service_unavailable
@@ -141,12 +159,10 @@ class Keyring:
 
     def verify(self, device_key: str) -> str:
         """The device id ``device_key`` proves; Problem 401 if it is not a device key, 403 if refused."""
-        match = _DEVICE_KEY.fullmatch(device_key)
-        if match is None:
-            raise unauthorized(
-                f"the Authorization header must be 'Bearer {KEY_PREFIX}.<device id>.<generation>.<signature>'",
-                credential_sent=True,
-            )
+        return self.verify_parsed(parse_device_key(device_key))
+
+    def verify_parsed(self, match: re.Match[str]) -> str:
+        """The device id a key parsed by ``parse_device_key`` proves; Problem 403 if this keyring refuses it."""
         device_id, generation = match["device"], int(match["generation"])
         signing_key = self.keys.get(generation)
         if signing_key is None:
@@ -160,6 +176,18 @@ class Keyring:
         if device_id in self.revoked and generation <= self.revoked[device_id]:
             raise forbidden("revoked-device", f"device {device_id} is revoked")
         return device_id
+
+
+def parse_device_key(device_key: str) -> re.Match[str]:
+    """The parts of a device key (device, generation, signature); Problem 401 if it is not shaped like one.
+    Needs no keyring, so a credential that is not a device key is refused before any secret read."""
+    match = _DEVICE_KEY.fullmatch(device_key)
+    if match is None:
+        raise unauthorized(
+            f"the Authorization header must be 'Bearer {KEY_PREFIX}.<device id>.<generation>.<signature>'",
+            credential_sent=True,
+        )
+    return match
 
 
 def bearer_key(authorization: Sequence[str]) -> str:
@@ -183,54 +211,158 @@ def bearer_key(authorization: Sequence[str]) -> str:
     return token.strip(" ")
 
 
-class SecretKeyring:
-    """The keyring secret, read through Powertools Parameters and cached for ``ttl_seconds``."""
+# A container reads the keyring secret at most once a second; after a failed read it waits 1, 2, 4, 8, then 16 s
+# before the next. The cap bounds how long a container takes to notice that the secret is readable again, and what a
+# slow endpoint costs: each attempt can hold its request for up to aws_clients.SECRETS_WORST_CASE_SECONDS. At 1,000
+# warm ingests that is at most ~63 GetSecretValue a second fleet-wide during an outage, against the 10,000 a second
+# GetSecretValue and DescribeSecret share ("AWS Secrets Manager quotas").
+MIN_REFRESH_INTERVAL_SECONDS: Final = 1.0
+MAX_REFRESH_BACKOFF_SECONDS: Final = 16.0
 
-    def __init__(self, secret_name: str, ttl_seconds: int, fetch: Callable[[str, int], object] | None = None) -> None:
+
+class KeyringSignals(Protocol):
+    """What a container's keyring reports (the ingest counts and logs them: pipeline/observability.py)."""
+
+    def refresh_failed(self, error: str, keyring_age_seconds: float | None, usable_for_seconds: float) -> None:
+        """A read of the secret failed; the last good keyring (if any) is usable for ``usable_for_seconds`` more."""
+
+    def refreshed_after_failures(self, failed_attempts: int) -> None:
+        """The secret was read again after ``failed_attempts`` failed reads."""
+
+    def stale_served(self) -> None:
+        """A request was authenticated against a keyring whose refresh failed."""
+
+
+class _NoSignals:
+    def refresh_failed(self, error: str, keyring_age_seconds: float | None, usable_for_seconds: float) -> None:
+        pass
+
+    def refreshed_after_failures(self, failed_attempts: int) -> None:
+        pass
+
+    def stale_served(self) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class _Held:
+    """A keyring read, and until when (monotonic seconds) it is fresh and usable: replaced whole, so a reader on
+    another thread never sees one read's keyring with another's times."""
+
+    keyring: Keyring
+    read_at: float
+    fresh_until: float
+    usable_until: float
+
+
+class SecretKeyring:
+    """The keyring secret as a container holds it: fresh for ``ttl_seconds``, then served stale for at most
+    ``stale_seconds`` more while reads fail, read at most once a second, one read at a time (module docstring)."""
+
+    def __init__(
+        self,
+        secret_name: str,
+        ttl_seconds: int,
+        stale_seconds: int = 0,
+        fetch: Callable[[str], object] | None = None,
+        signals: KeyringSignals | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._secret_name = secret_name
         self._ttl_seconds = ttl_seconds
-        self._fetch = fetch or _powertools_fetch()
-        self._document: object = None
-        self._keyring: Keyring | None = None
+        self._stale_seconds = stale_seconds
+        self._fetch = fetch or _secrets_manager_fetch()
+        self._signals = signals or _NoSignals()
+        self._clock = clock
+        self._held: _Held | None = None
+        self._lock = threading.Lock()  # one read at a time; threads (make run) that find it taken serve stale
+        self._next_attempt_at = float("-inf")
+        self._failed_attempts = 0
+        self._last_error = ""
 
     def current(self, retry_after_seconds: int) -> Keyring:
-        """The keyring as of at most ``ttl_seconds`` ago; DeviceKeysUnavailable if it cannot be read."""
-        try:
-            document = self._fetch(self._secret_name, self._ttl_seconds)
-        except KeyringUnreadable as exc:
-            raise DeviceKeysUnavailable(f"the keyring secret could not be read: {exc}", retry_after_seconds) from exc
-        if document is not self._document or self._keyring is None:
-            # Powertools returns the same transformed object until the cache expires: parse it once per fetch.
+        """The keyring to verify against: fresh, or stale within its window; DeviceKeysUnavailable (503) else."""
+        held = self._held
+        if held is not None and self._clock() < held.fresh_until:  # every request but one per TTL stops here
+            return held.keyring
+        if self._lock.acquire(blocking=False):
             try:
-                self._keyring = Keyring.from_document(document)
-            except KeyringError as exc:
-                raise DeviceKeysUnavailable(str(exc), retry_after_seconds) from exc
-            self._document = document
-        return self._keyring
+                return self._refresh(retry_after_seconds)
+            finally:
+                self._lock.release()
+        # Another thread is reading the secret: a usable keyring is served meanwhile; without one, wait for it.
+        held = self._held
+        if held is not None and self._clock() < held.usable_until:
+            if self._failed_attempts:
+                self._signals.stale_served()
+            return held.keyring
+        with self._lock:
+            return self._refresh(retry_after_seconds)
+
+    def _refresh(self, retry_after_seconds: int) -> Keyring:
+        # The lock is held.
+        now, held = self._clock(), self._held
+        if held is not None and now < held.fresh_until:
+            return held.keyring  # read by the thread this one waited for
+        if now >= self._next_attempt_at:
+            keyring = self._attempt(now)
+            if keyring is not None:
+                return keyring
+            now = self._clock()
+        if held is not None and now < held.usable_until:
+            self._signals.stale_served()
+            return held.keyring
+        raise DeviceKeysUnavailable(f"the keyring secret could not be read: {self._last_error}", retry_after_seconds)
+
+    def _attempt(self, started: float) -> Keyring | None:
+        """One read of the secret: the keyring, or None after counting the failure and scheduling the next try."""
+        try:
+            keyring = Keyring.from_document(self._fetch(self._secret_name))
+        except (KeyringUnreadable, KeyringError) as exc:
+            self._failed_attempts += 1
+            backoff = min(MAX_REFRESH_BACKOFF_SECONDS, MIN_REFRESH_INTERVAL_SECONDS * 2 ** (self._failed_attempts - 1))
+            self._next_attempt_at = started + backoff
+            self._last_error = str(exc)
+            held, now = self._held, self._clock()
+            age = None if held is None else now - held.read_at
+            usable_for = 0.0 if held is None else max(0.0, held.usable_until - now)
+            self._signals.refresh_failed(self._last_error, age, usable_for)
+            return None
+        # Fresh from when the read started, not ended: the version read is at least that new, so a revocation is
+        # served within the TTL of being written even when the read itself was slow.
+        fresh_until = started + self._ttl_seconds
+        self._held = _Held(keyring, started, fresh_until, fresh_until + self._stale_seconds)
+        self._next_attempt_at = started + MIN_REFRESH_INTERVAL_SECONDS
+        if self._failed_attempts:
+            self._signals.refreshed_after_failures(self._failed_attempts)
+            self._failed_attempts, self._last_error = 0, ""
+        return keyring
 
 
-def _powertools_fetch() -> Callable[[str, int], object]:
-    # Imported on first use: Powertools Parameters loads boto3, which DEVICE_AUTH=off never needs (P2).
-    from aws_lambda_powertools.utilities.parameters import SecretsProvider
-    from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError, TransformParameterError
+def _secrets_manager_fetch() -> Callable[[str], object]:
+    # botocore is imported on first use: DEVICE_AUTH=off never needs the Secrets Manager client (P2).
+    from botocore.exceptions import BotoCoreError, ClientError
 
     from pipeline.aws_clients import secrets_client
 
-    provider = SecretsProvider(boto3_client=secrets_client())
-
-    def fetch(name: str, max_age: int) -> object:
+    def fetch(name: str) -> object:
         try:
-            return provider.get(name, max_age=max_age, transform="json")
-        except (GetParameterError, TransformParameterError) as exc:  # every SDK failure is a GetParameterError
-            raise KeyringUnreadable(str(exc)) from exc
+            text = secrets_client().get_secret_value(SecretId=name)["SecretString"]
+        except (BotoCoreError, ClientError, KeyError) as exc:  # KeyError: a binary secret has no SecretString
+            raise KeyringUnreadable(f"GetSecretValue failed: {exc}") from exc
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            raise KeyringUnreadable("the keyring secret is not JSON") from exc
 
     return fetch
 
 
 def authenticate(authorization: Sequence[str], keyring: SecretKeyring, retry_after_seconds: int) -> str:
-    """The authenticated device id of a request: Problem 401/403, or DeviceKeysUnavailable (503)."""
-    device_key = bearer_key(authorization)  # malformed headers never cost a secret read
-    return keyring.current(retry_after_seconds).verify(device_key)
+    """The authenticated device id of a request: Problem 401/403, or DeviceKeysUnavailable (503). A credential
+    that is not shaped like a device key is a 401 before the keyring is asked for, whatever its state."""
+    device_key = parse_device_key(bearer_key(authorization))
+    return keyring.current(retry_after_seconds).verify_parsed(device_key)
 
 
 def new_keyring_document(first_key: str) -> dict[str, Any]:

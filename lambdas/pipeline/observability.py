@@ -249,20 +249,28 @@ def log_request_context(handler: Callable[..., Any]) -> Callable[..., Any]:
 # data and never the fine-grained slug (that is in the "request rejected" log line).
 _REJECTION_CLASSES = {
     400: "invalid",
-    401: "unauthorized",  # DEVICE_AUTH=on: no or malformed device key
-    403: "unauthorized",  # DEVICE_AUTH=on: a device key this deployment refuses
+    401: "unauthenticated",  # DEVICE_AUTH=on: no credential, or one that is not a device key at all
+    403: "forbidden-invalid",  # DEVICE_AUTH=on: a device key this deployment refuses (also _REJECTION_BY_SLUG)
     404: "route",
     405: "route",
     413: "too-large",
     415: "media-type",
     429: "overloaded",
-    503: "overloaded",
+    503: "overloaded",  # MAX_QUEUE backpressure
+}
+# Where one status has causes the on-call must tell apart (issue 31): the 403s by why the key was refused, and a
+# keyring that cannot be read (pipeline/device_auth.py) apart from MAX_QUEUE's backpressure.
+_REJECTION_BY_SLUG = {
+    "invalid-key": "forbidden-invalid",  # wrong signature, another deployment's key, a generation never issued
+    "retired-key": "forbidden-retired",
+    "revoked-device": "forbidden-revoked",
+    "device-auth-unavailable": "keyring-unavailable",
 }
 
 
-def rejection_class(status: int) -> str:
-    """The low-cardinality reason class of a 4xx the ingest answered."""
-    return _REJECTION_CLASSES.get(status, "other")
+def rejection_class(status: int, slug: str = "") -> str:
+    """The low-cardinality reason class of a 4xx (or 503) the ingest answered, from its status and problem slug."""
+    return _REJECTION_BY_SLUG.get(slug) or _REJECTION_CLASSES.get(status, "other")
 
 
 class MetricsFlushError(KnobError):
@@ -290,7 +298,7 @@ class MetricCounts:
     last count. CloudWatch's Sum per period is what it was (the dashboard and alarms read Sum); only
     SampleCount changes, to one per flush.
 
-    Either way a blob holds at most the ingest's four plain counts (one per rejection reason), one value each
+    Either way a blob holds at most the ingest's six plain counts (one per rejection reason), one value each
     per request or per window: Powertools' own limit, at which it splits a blob (100 metrics, or 100 values of
     one metric), is never near.
 
@@ -421,6 +429,32 @@ def count_blob(
 counts = MetricCounts(metrics, flush_seconds_from(os.environ))
 
 
-def count_rejected_request(status: int) -> None:
+def count_rejected_request(status: int, slug: str = "") -> None:
     """Count one RequestsRejected, with its low-cardinality ``reason`` dimension."""
-    counts.add(Metric.REQUESTS_REJECTED, 1, reason=rejection_class(status))
+    counts.add(Metric.REQUESTS_REJECTED, 1, reason=rejection_class(status, slug))
+
+
+class KeyringTelemetry:
+    """pipeline/device_auth.py's KeyringSignals as the on-call sees them: KeyringRefreshFailed per failed read of
+    the keyring secret and KeyringStaleServed per request authenticated against a stale keyring (plain counts, no
+    dimension beyond the service's), and a WARNING per failed read (at most one a second per container: the scale
+    profile logs at WARNING). Never a key's value, never a device id or a client's address."""
+
+    def refresh_failed(self, error: str, keyring_age_seconds: float | None, usable_for_seconds: float) -> None:
+        counts.add(Metric.KEYRING_REFRESH_FAILED, 1)
+        if keyring_age_seconds is None:
+            message = "device keyring unreadable and none held: device-keyed requests get 503 keyring-unavailable"
+        elif usable_for_seconds > 0:
+            message = "device keyring unreadable: serving the last good keyring (stale)"
+        else:
+            message = "device keyring unreadable and the held one is past its stale window: 503 keyring-unavailable"
+        extra: dict[str, Any] = {"error": error, "staleUsableForSeconds": round(usable_for_seconds, 1)}
+        if keyring_age_seconds is not None:
+            extra["keyringAgeSeconds"] = round(keyring_age_seconds, 1)
+        logger.warning(message, extra=extra)
+
+    def refreshed_after_failures(self, failed_attempts: int) -> None:
+        logger.warning("device keyring read again", extra={"failedAttempts": failed_attempts})
+
+    def stale_served(self) -> None:
+        counts.add(Metric.KEYRING_STALE_SERVED, 1)

@@ -43,6 +43,9 @@ class IngestSettings:
     DEVICE_AUTH: str = field(metadata={"choices": SWITCH})
     DEVICE_REVOCATION_TTL_SECONDS: int = field(metadata={"minimum": 1})
     DEVICE_KEYS_SECRET: str = field(metadata={"may_be_empty": True})
+    # How much longer than the TTL a container serves its last good keyring while the secret cannot be read,
+    # before it answers 503 (pipeline/device_auth.py); 0: fail closed as soon as a read after the TTL fails.
+    DEVICE_KEYRING_STALE_SECONDS: int = field(metadata={"minimum": 0})
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> IngestSettings:

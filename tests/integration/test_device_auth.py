@@ -240,3 +240,94 @@ def test_no_device_key_or_signing_key_reaches_the_logs(
     assert '"deviceId": "device-1"' in logged or "'deviceId': 'device-1'" in logged  # the proven id is logged
     for secret in (key, foreign, signing_key, key.rsplit(".", 1)[1]):
         assert secret not in logged
+
+
+@pytest.mark.parametrize("flush_seconds", [0, 60], ids=["metrics per invocation", "metrics per 60 s window"])
+def test_a_keyring_outage_serves_stale_then_503_and_a_malformed_key_is_401_throughout(
+    pipeline: Pipeline,
+    keyring: KeyringStore,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    flush_seconds: int,
+) -> None:
+    # Given a warm ingest holding the keyring (TTL 1 s, stale window 1 s), counting its GetSecretValue calls
+    from pipeline import aws_clients, observability
+    from tests.integration.test_telemetry import emf_metrics
+
+    monkeypatch.setenv("DEVICE_KEYRING_STALE_SECONDS", "1")
+    monkeypatch.setattr(observability.counts, "flush_seconds", flush_seconds)
+    _clear_caches()
+    reads: list[float] = []
+    aws_clients.secrets_client().meta.events.register(
+        "before-call.secrets-manager.GetSecretValue", lambda **_: reads.append(time.monotonic())
+    )
+    key = issue(keyring, "device-1")
+    assert post(pipeline, f"Bearer {key}").status == 202
+    read_at = reads[-1]
+
+    # When the secret becomes unreadable (deleted: every GetSecretValue fails) and the TTL passes
+    keyring.client.delete_secret(SecretId=SECRET_NAME, ForceDeleteWithoutRecovery=True)
+    time.sleep(max(0.0, read_at + TTL_SECONDS + 0.05 - time.monotonic()))
+    capsys.readouterr()
+    stale_answers, junk_answers = [], []
+    while time.monotonic() < read_at + TTL_SECONDS + 0.8:
+        stale_answers.append(post(pipeline, f"Bearer {key}").status)
+        junk_answers.append(post(pipeline, "Bearer not-a-key").status)
+
+    # Then inside the stale window the valid key keeps its 202 and `Bearer not-a-key` gets 401, with one read
+    assert set(stale_answers) == {202} and set(junk_answers) == {401}
+    assert len([t for t in reads if t > read_at]) == 1
+
+    # And past TTL + stale window the valid key gets 503 + Retry-After (keyring-unavailable), still 401 for junk
+    # (and past the 1 s backoff after the failed read, so this request reads again and fails again)
+    time.sleep(max(0.0, read_at + TTL_SECONDS + 1 + 0.05 - time.monotonic(), reads[-1] + 1.05 - time.monotonic()))
+    refused = post(pipeline, f"Bearer {key}")
+    assert (refused.status, refused.body["type"]) == (503, "urn:ingest-pipeline:problem:device-auth-unavailable")
+    assert refused.headers["Retry-After"] == "1"
+    assert post(pipeline, "Bearer not-a-key").status == 401
+    assert pipeline.queue_depth() == (1 + len(stale_answers)) * 2  # 2 payloads per accepted request, nothing else
+
+    # And the on-call sees it: a WARNING per failed read (no key in it), the stale requests, the failed reads,
+    # and the rejections by reason
+    if flush_seconds:
+        observability.counts.flush()
+    out = capsys.readouterr().out
+    metrics = emf_metrics(out)
+    assert sum(metrics[("KeyringStaleServed", ())]) == len(stale_answers)
+    assert sum(metrics[("KeyringRefreshFailed", ())]) == len([t for t in reads if t > read_at])
+    assert sum(metrics[("RequestsRejected", (("reason", "unauthenticated"),))]) == len(junk_answers) + 1
+    assert sum(metrics[("RequestsRejected", (("reason", "keyring-unavailable"),))]) == 1
+    warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    assert any("serving the last good keyring" in message for message in warnings)
+    assert any("past its stale window" in message for message in warnings)
+    logged = every_log_line(caplog) + out
+    assert key not in logged and key.rsplit(".", 1)[1] not in logged
+
+
+def test_each_refusal_is_counted_under_its_own_reason(
+    pipeline: Pipeline, keyring: KeyringStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a key of generation 1, then a rotation: a valid key and a to-be-revoked device's key of generation 2
+    from tests.integration.test_telemetry import emf_metrics
+
+    old_key = issue(keyring, "device-1")
+    rotate(keyring)
+    valid, revoked_key = issue(keyring, "device-1"), issue(keyring, "device-gone")
+    # When generation 1 is retired and device-gone revoked, in a fresh container
+    retire(keyring, 1)
+    revoke(keyring, ["device-gone"])
+    _clear_caches()
+    capsys.readouterr()
+    answers = {
+        "revoked": post(pipeline, f"Bearer {revoked_key}").status,
+        "retired": post(pipeline, f"Bearer {old_key}").status,
+        "forged": post(pipeline, f"Bearer {valid[:-2]}{'AB' if valid[-2:] != 'AB' else 'CD'}").status,
+        "missing": post(pipeline, None).status,
+    }
+
+    # Then each status is counted under its own reason
+    metrics = emf_metrics(capsys.readouterr().out)
+    assert answers == {"revoked": 403, "retired": 403, "forged": 403, "missing": 401}
+    reasons = {dimensions[0][1]: sum(values) for (name, dimensions), values in metrics.items() if dimensions}
+    assert reasons == {"forbidden-revoked": 1, "forbidden-retired": 1, "forbidden-invalid": 1, "unauthenticated": 1}

@@ -151,3 +151,38 @@ def test_the_readmes_revocation_capacity_is_what_fits_one_secret() -> None:
     readme = (REPO_ROOT / "README.md").read_text()
     assert f"{devices.revocations_that_fit(64):,} revoked devices of 64-character ids" in readme
     assert f"{devices.revocations_that_fit(36):,} of\n  36-character UUIDs" in readme
+
+
+def test_revocations_batch_into_one_write_and_a_second_write_within_10_minutes_is_warned(
+    keyring: str, tmp_path: Path
+) -> None:
+    # Given a file of device ids (one a line, a comment and a blank line among them)
+    ids = tmp_path / "ids.txt"
+    ids.write_text("# stolen batch 7\nsensor-1\n\nsensor-2\nsensor-3\n")
+    client = boto3.client("secretsmanager")
+    versions_before = len(client.list_secret_version_ids(SecretId=SECRET)["Versions"])
+
+    # When they and one more are revoked in one command
+    code, _, err = run("revoke", "sensor-0", "--from-file", str(ids))
+
+    # Then all four are revoked by ONE new secret version, and (the keyring was created just now) the write is warned
+    assert code == 0 and set(stored().revoked) == {"sensor-0", "sensor-1", "sensor-2", "sensor-3"}
+    assert len(client.list_secret_version_ids(SecretId=SECRET)["Versions"]) == versions_before + 1
+    assert "once every 10 minutes" in err and "batch revocations" in err
+
+    # And nothing to revoke is no write and no warning; no ids at all is a one-line refusal
+    code, _, err = run("revoke", "sensor-1")
+    assert code == 0 and "warning" not in err
+    code, _, err = run("revoke")
+    assert code == 1 and "name the devices" in err
+
+
+def test_the_help_tells_operators_to_batch_revocations() -> None:
+    for command in (["--help"], ["revoke", "--help"]):
+        help_text = subprocess.run(
+            [sys.executable, "-m", "tools.ops.devices", *command], capture_output=True, text=True, check=True
+        ).stdout
+        words = " ".join(help_text.split())  # argparse wraps lines
+        assert "ONE write" in words and "once every 10 minutes" in words, command
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    assert 'make revoke-device DEVICE="device-1 device-2"' in makefile

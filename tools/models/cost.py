@@ -167,7 +167,7 @@ def data_transfer_lines(config: PipelineConfig, flow: Flow) -> list[Line]:
 
 def device_auth_lines(config: PipelineConfig, flow: Flow) -> list[Line]:
     """DEVICE_AUTH=on: each warm ingest environment reads the device-key secret once per
-    DEVICE_REVOCATION_TTL_SECONDS (Powertools' cache max_age), and once more on each cold start."""
+    DEVICE_REVOCATION_TTL_SECONDS (pipeline/device_auth.py), and once more on each cold start."""
     assume = flow.assume
     if config.DEVICE_AUTH != "on":
         return []

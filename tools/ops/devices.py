@@ -1,7 +1,7 @@
 """Device keys (DEVICE_AUTH=on): mint, revoke, list, rotate and retire, against AWS or `make run`.
 
     python -m tools.ops.devices --stack IngestPipeline-prod issue DEVICE_ID     # the key alone on stdout
-    python -m tools.ops.devices --stack IngestPipeline-prod revoke DEVICE_ID [DEVICE_ID ...]
+    python -m tools.ops.devices --stack IngestPipeline-prod revoke DEVICE_ID [DEVICE_ID ...] [--from-file IDS]
     python -m tools.ops.devices --stack IngestPipeline-prod list
     python -m tools.ops.devices --stack IngestPipeline-prod rotate              # new signing generation
     python -m tools.ops.devices --stack IngestPipeline-prod retire GENERATION   # its keys stop working
@@ -11,6 +11,13 @@ Every command reads the keyring secret (pipeline/device_auth.py: signing keys by
 and the writing ones put it back whole with PutSecretValue. Run one at a time: Secrets Manager has no
 compare-and-set, so two writers at once can lose one's change. The ingest sees a change within
 DEVICE_REVOCATION_TTL_SECONDS. No key and no signing key is ever printed except the one `issue` mints.
+
+Batch the writes: every PutSecretValue creates a secret version, and Secrets Manager removes unlabeled versions
+only beyond 100 and only once they are 24 hours old, so writing more often than about once every 10 minutes, sustained,
+reaches the quota for secret versions ("AWS Secrets Manager quotas",
+https://docs.aws.amazon.com/secretsmanager/latest/userguide/reference_limits.html). `revoke` takes any number of
+device ids (and --from-file) and writes them in ONE PutSecretValue; a write within 10 minutes of the last one is
+done, with a warning.
 
 Exit status: 0 done; 1 the command cannot do what was asked, or AWS refused; 2 bad arguments, or the set-up
 points nowhere (nothing answers at the endpoint, no region or credentials), as the other tools (tools/ops/cli.py).
@@ -24,6 +31,7 @@ import os
 import secrets
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any, Final, TextIO
 
 import boto3
@@ -42,6 +50,9 @@ MAX_ACTIVE_GENERATIONS: Final = 2
 STACK_OUTPUT: Final = "DeviceKeysSecretArn"
 LOCAL_SECRET_NAME: Final = "ingest-pipeline-local-device-keys"
 NEW_KEY_BYTES: Final = 48  # secrets.token_urlsafe(48): 64 characters, 384 bits
+# "We recommend you avoid calling PutSecretValue or UpdateSecret at a sustained rate of more than once every 10
+# minutes" (AWS Secrets Manager quotas): a write sooner than this after the last one gets a warning.
+WRITE_SPACING_SECONDS: Final = 600
 
 
 class DevicesError(RuntimeError):
@@ -78,6 +89,16 @@ class KeyringStore:
             )
         self.client.put_secret_value(SecretId=self.secret_id, SecretString=text)
         return size
+
+    def seconds_since_last_change(self) -> float | None:
+        """How long ago the secret last changed (DescribeSecret's LastChangedDate); None if it cannot be told."""
+        try:
+            changed = self.client.describe_secret(SecretId=self.secret_id).get("LastChangedDate")
+        except (ClientError, BotoCoreError):
+            return None  # only a warning depends on it
+        if not isinstance(changed, datetime):
+            return None
+        return (datetime.now(UTC) - changed.astimezone(UTC)).total_seconds()
 
 
 def issue(store: KeyringStore, device_id: str) -> str:
@@ -190,7 +211,15 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--region", help="AWS region (default: your profile's)")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("issue", help="mint a key for a device; prints the key alone").add_argument("device_id")
-    commands.add_parser("revoke", help="refuse a device's keys").add_argument("device_ids", nargs="+")
+    revoke_help = (
+        "refuse these devices' keys, all in ONE write: PutSecretValue more often than about once every 10 minutes "
+        "exhausts the secret's version quota, so revoke a batch at once, not one device per command"
+    )
+    revoke_parser = commands.add_parser("revoke", help=revoke_help, description=revoke_help)
+    revoke_parser.add_argument("device_ids", nargs="*", metavar="DEVICE_ID")
+    revoke_parser.add_argument(
+        "--from-file", metavar="IDS", help="also every device id in this file, one per line ('-': standard input)"
+    )
     commands.add_parser("list", help="generations and revoked devices")
     commands.add_parser("rotate", help="add a signing generation (the previous one keeps working)")
     commands.add_parser("retire", help="stop accepting keys of a generation").add_argument("generation", type=int)
@@ -207,6 +236,27 @@ def _secret_id(args: argparse.Namespace, endpoint: str | None, session: boto3.Se
     raise DevicesError("name the keyring: --stack STACK or --secret-id NAME (or --endpoint-url of make run)")
 
 
+def _ids_from_file(path: str | None) -> list[str]:
+    """The device ids of --from-file: one per line; blank lines and lines starting with '#' are skipped."""
+    if path is None:
+        return []
+    try:
+        text = sys.stdin.read() if path == "-" else open(path, encoding="utf-8").read()  # noqa: SIM115
+    except OSError as exc:
+        raise DevicesError(f"cannot read {path}: {exc.strerror}") from exc
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+def _warn_if_soon(err: TextIO, seconds_since_last_change: float | None) -> None:
+    if seconds_since_last_change is not None and seconds_since_last_change < WRITE_SPACING_SECONDS:
+        err.write(
+            f"devices: warning: the keyring was last written {seconds_since_last_change / 60:.0f} minute(s) before "
+            "this change; writing it more often than about once every 10 minutes, sustained, exhausts the secret's "
+            "version quota (AWS Secrets Manager quotas): batch revocations into one `revoke` (several ids, or "
+            "--from-file)\n"
+        )
+
+
 def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     args = _parser().parse_args(argv)
     endpoint = args.endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None
@@ -219,8 +269,14 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout, err: TextI
             out.write(issue(store, args.device_id) + "\n")
             err.write(f"issued a key for device {args.device_id} (keyring {store.secret_id})\n")
         elif args.command == "revoke":
-            new = revoke(store, args.device_ids)
-            already = sorted(set(args.device_ids) - set(new))
+            device_ids = [*args.device_ids, *_ids_from_file(args.from_file)]
+            if not device_ids:
+                raise DevicesError("name the devices to revoke: DEVICE_ID ... or --from-file IDS")
+            last_change = store.seconds_since_last_change()
+            new = revoke(store, device_ids)
+            already = sorted(set(device_ids) - set(new))
+            if new:
+                _warn_if_soon(err, last_change)
             if new:
                 err.write(
                     f"revoked {', '.join(new)}: every warm ingest refuses their keys within "
@@ -231,13 +287,17 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout, err: TextI
         elif args.command == "list":
             out.write("\n".join(describe(store.read())) + "\n")
         elif args.command == "rotate":
+            last_change = store.seconds_since_last_change()
             generation = rotate(store)
+            _warn_if_soon(err, last_change)
             err.write(
                 f"generation {generation} now signs new keys; the previous generation still verifies: re-issue "
                 "every device's key, then retire it\n"
             )
         else:
+            last_change = store.seconds_since_last_change()
             forgotten = retire(store, args.generation)
+            _warn_if_soon(err, last_change)
             err.write(f"retired generation {args.generation}: its keys are refused within the TTL")
             err.write(
                 f"; forgot {len(forgotten)} revoked device(s) no active generation can sign\n" if forgotten else "\n"
