@@ -123,8 +123,69 @@ def test_the_workgroups_cutoff_comes_from_query_scan_limit_gb() -> None:
     template = synth(QUERY_SCAN_LIMIT_GB=250)
     analysts = only(template, "AWS::Athena::WorkGroup", {"Name": "ingest-pipeline-prod"})
     assert analysts["Properties"]["WorkGroupConfiguration"]["BytesScannedCutoffPerQuery"] == 250 * 10**9
+    assert analysts["Properties"]["WorkGroupConfiguration"]["EnforceWorkGroupConfiguration"] is True
+    # the compaction's workgroup lets its CTAS's external_location stand (the next test says why)
     compaction = only(template, "AWS::Athena::WorkGroup", {"Name": "ingest-pipeline-prod-compaction"})
-    assert compaction["Properties"]["WorkGroupConfiguration"]["EnforceWorkGroupConfiguration"] is True
+    assert compaction["Properties"]["WorkGroupConfiguration"]["EnforceWorkGroupConfiguration"] is False
+    assert "BytesScannedCutoffPerQuery" not in compaction["Properties"]["WorkGroupConfiguration"]
+    skips = compaction["Metadata"]["checkov"]["skip"]
+    assert [skip["id"] for skip in skips] == ["CKV_AWS_82"] and "external_location" in skips[0]["comment"]
+
+
+def all_states(definition: dict[str, Any]) -> dict[str, Any]:
+    """Every state by name, those inside Map item processors too."""
+    found: dict[str, Any] = {}
+    for name, state in definition["States"].items():
+        found[name] = state
+        if "ItemProcessor" in state:
+            found.update(all_states(state["ItemProcessor"]))
+    return found
+
+
+def workgroup_configurations(template: Template) -> dict[str, dict[str, Any]]:
+    return {
+        resource["Properties"]["Name"]: resource["Properties"].get("WorkGroupConfiguration", {})
+        for resource in template.find_resources("AWS::Athena::WorkGroup").values()
+    }
+
+
+def refusals_by_workgroup(definition: dict[str, Any], workgroups: dict[str, dict[str, Any]]) -> list[str]:
+    """What Athena would refuse or redirect among the statements the state machine issues, judged by the
+    workgroup each runs in. A workgroup that overrides client-side settings (EnforceWorkGroupConfiguration)
+    puts a CTAS table under its results location, tables/<query id>/, whatever the statement's
+    external_location ("Considerations and limitations for CTAS queries"; dbt-athena met it as an
+    InvalidRequestException), and uses its own result configuration over the task's ("Override client-side
+    settings"). A workgroup the template does not define does not exist."""
+    problems = []
+    for name, state in all_states(definition).items():
+        if "athena:startQueryExecution" not in state.get("Resource", ""):
+            continue
+        arguments = state["Arguments"]
+        workgroup = arguments.get("WorkGroup", "primary")
+        if workgroup not in workgroups:
+            problems.append(f"{name}: workgroup {workgroup} is not in the template")
+            continue
+        if not workgroups[workgroup].get("EnforceWorkGroupConfiguration", False):
+            continue
+        if "external_location" in template_of(arguments["QueryString"]):
+            problems.append(f"{name}: CTAS external_location in {workgroup}, which enforces its configuration")
+        if arguments.get("ResultConfiguration"):  # CDK renders an empty one
+            problems.append(f"{name}: its ResultConfiguration is overridden by {workgroup}")
+    return problems
+
+
+def test_no_statement_the_state_machine_issues_is_refused_or_redirected_by_its_workgroup(template: Template) -> None:
+    # Given the synthesized state machine and the workgroups it names
+    definition, workgroups = state_machine_definition(template), workgroup_configurations(template)
+    # When each Athena statement is judged by the configuration of the workgroup it runs in
+    problems = refusals_by_workgroup(definition, workgroups)
+    # Then none would be refused or land anywhere but where the statement says
+    assert problems == []
+    # and the judge sees the CTAS refused were its workgroup to enforce its configuration, as it did before
+    enforcing = {**workgroups, "ingest-pipeline-prod-compaction": {"EnforceWorkGroupConfiguration": True}}
+    assert refusals_by_workgroup(definition, enforcing) == [
+        "WriteTheHour: CTAS external_location in ingest-pipeline-prod-compaction, which enforces its configuration"
+    ]
 
 
 def test_payloads_compacted_is_a_parquet_table_partitioned_by_hour(template: Template) -> None:
