@@ -3,7 +3,8 @@ starts a Step Functions state machine that runs Athena statements (the `.sync` i
 No Lambda holds data: at the seed's load one hour is ~100 GB of gzip NDJSON, Athena reads it.
 
 An execution compacts a list of hours (UTC), one at a time (a Map with MaxConcurrency 1), chosen by its input:
-``{"hour": "2026-11-26T02"}`` (`make compact-aws`, `make smoke-aws`, a re-run) is that hour alone;
+``{"hour": "2026-11-26T02"}`` (`make smoke-aws`, a re-run) is that hour alone, ``{"hours": ["2026-11-26T02",
+...]}`` (`make compact-aws`) those hours in that order;
 ``{"scheduledTime": "<aws.scheduler.scheduled-time>"}`` from the schedule ("Adding context attributes in
 EventBridge Scheduler": the scheduled time, e.g. 2022-03-22T18:59:43Z) is, oldest first:
 
@@ -433,11 +434,22 @@ class PayloadCompaction(Construct):
             self,
             "ResolveHour",
             assign={
-                "closedMs": "{% $exists($states.input.hour) ? $toMillis($states.input.hour & ':00:00Z') : "
-                f"($floor(($toMillis($states.input.scheduledTime) - {grace_ms}) / {HOUR_MS}) - 1) * {HOUR_MS} %}}",
+                "closedMs": "{% $exists($states.input.scheduledTime) ? "
+                f"($floor(($toMillis($states.input.scheduledTime) - {grace_ms}) / {HOUR_MS}) - 1) * {HOUR_MS} : "
+                "$toMillis(($exists($states.input.hours) ? $states.input.hours[0] : $states.input.hour) "
+                "& ':00:00Z') %}",
             },
         )
-        given = sfn.Pass.jsonata(self, "TheGivenHour", assign={"hours": "{% [$closedMs] %}"})
+        # {"hour": ...}, or {"hours": [...]} (make compact-aws: a range in few executions, each waiting for
+        # readers once, not once per hour)
+        given = sfn.Pass.jsonata(
+            self,
+            "TheGivenHours",
+            assign={
+                "hours": "{% $exists($states.input.hours) ? "
+                "[$states.input.hours.$toMillis($ & ':00:00Z')] : [$closedMs] %}"
+            },
+        )
         # Scheduled: which closed hours of the catch-up window have a compacted partition (a page of up to
         # 1,000 partitions: the window holds at most 169 hours)
         find_compacted = tasks.CallAwsService.jsonata(
@@ -568,7 +580,7 @@ class PayloadCompaction(Construct):
         )
         scheduled = (
             sfn.Choice.jsonata(self, "GivenOrScheduled")
-            .when(sfn.Condition.jsonata("{% $exists($states.input.hour) %}"), given)
+            .when(sfn.Condition.jsonata("{% $not($exists($states.input.scheduledTime)) %}"), given)
             .otherwise(find_compacted)
         )
         find_compacted.next(find_late_days).next(find_late_hours).next(pick).next(hours)

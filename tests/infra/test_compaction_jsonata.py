@@ -92,9 +92,26 @@ def test_the_schedule_compacts_the_hour_that_closed_the_grace_period_before(stat
     # And a late firing in the same hour still means that hour, never the one still open
     late = {"input": {"scheduledTime": "2026-11-26T04:29:59Z"}}
     assert evaluate(expression, late) == hour_ms(datetime(2026, 11, 26, 2, tzinfo=UTC))
-    # And make compact-aws names the hour itself
+    # And make smoke-aws or a hand-started run names the hour itself, make compact-aws a list of hours
     given = {"input": {"hour": "2026-11-26T02"}}
     assert evaluate(expression, given) == hour_ms(datetime(2026, 11, 26, 2, tzinfo=UTC))
+    listed = {"input": {"hours": ["2026-11-26T23", "2026-11-27T00"]}}
+    assert evaluate(expression, listed) == hour_ms(datetime(2026, 11, 26, 23, tzinfo=UTC))
+    # and those hours are the execution's, in the order given; a single hour is a list of one
+    hours = states["TheGivenHours"]["Assign"]["hours"]
+    closed = hour_ms(datetime(2026, 11, 26, 2, tzinfo=UTC))
+    assert evaluate(hours, given, closedMs=closed) == [closed]
+    assert evaluate(hours, listed, closedMs=0) == [
+        hour_ms(datetime(2026, 11, 26, 23, tzinfo=UTC)),
+        hour_ms(datetime(2026, 11, 27, 0, tzinfo=UTC)),
+    ]
+    assert evaluate(hours, {"input": {"hours": ["2026-11-26T23"]}}, closedMs=0) == [
+        hour_ms(datetime(2026, 11, 26, 23, tzinfo=UTC))
+    ]
+    # and only the schedule's input goes to the catch-up
+    scheduled_or_not = states["GivenOrScheduled"]["Choices"][0]["Condition"]
+    assert evaluate(scheduled_or_not, given) is True and evaluate(scheduled_or_not, listed) is True
+    assert evaluate(scheduled_or_not, scheduled) is False
 
 
 def run_variables(states: dict[str, Any], hour: datetime) -> dict[str, Any]:
