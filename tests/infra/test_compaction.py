@@ -7,11 +7,13 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aws_cdk.assertions import Template
 
+from infra.compaction_construct import lease_hold
 from infra.config import ConfigError, PipelineConfig
 from infra.lake_table import (
     COMPACTED_BUCKETS,
@@ -23,6 +25,7 @@ from infra.lake_table import (
     switch_partition_sql,
 )
 from tests.infra import only, synth
+from tools.models.assumptions import Assumptions
 
 
 @pytest.fixture(scope="module")
@@ -324,3 +327,44 @@ def test_compaction_off_leaves_out_the_schedule_state_machine_table_and_alarm() 
         == {}
     )
     assert "CompactionStateMachineArn" not in template.find_outputs("*")
+
+
+# A scheduled run with one new hour to compact, no late markers, nothing superseded: every state it enters.
+FIRST_RUN_PATH = (
+    ["ResolveHour", "GivenOrScheduled", "FindCompactedHours", "FindLateDays", "FindLateHours", "PickTheHours"]
+    + ["CompactTheHours", "TheHour", "TakeTheHour", "NameTheMarker", "MarkTheHour", "ListTheHoursMarkers"]
+    + ["NameTheRun", "WriteTheHour", "RegisterTheHour", "SwitchTheHour", "DropScratchTable", "ListTheHoursRuns"]
+    + ["AnyListedMarkers", "ReleaseTheHour", "HourDone"]
+    + ["AnySuperseded", "AnyRunMarkers", "DeleteRunMarkers", "AnyHourFailed", "Compacted"]
+)
+
+
+def successors(state: dict[str, Any]) -> set[str]:
+    found = {state["Next"]} if "Next" in state else set()
+    found |= {choice["Next"] for choice in state.get("Choices", [])}
+    found |= {state["Default"]} if "Default" in state else set()
+    if "ItemProcessor" in state:
+        found.add(state["ItemProcessor"]["StartAt"])
+    return found
+
+
+def test_the_cost_models_state_transitions_are_a_first_runs_path_through_the_state_machine(template: Template) -> None:
+    # Given the synthesized state machine
+    definition = state_machine_definition(template)
+    states = all_states(definition)
+    # Then a scheduled first run of an hour goes through these states, each reachable from the one before
+    # (the Map's iteration ends in HourDone and the Map goes on to AnySuperseded)
+    assert FIRST_RUN_PATH[0] == definition["StartAt"]
+    for before, after in zip(FIRST_RUN_PATH, FIRST_RUN_PATH[1:], strict=False):
+        if before == "HourDone":
+            assert "Next" not in states["HourDone"] and after in successors(states["CompactTheHours"])
+        else:
+            assert after in successors(states[before]), f"{before} -> {after}"
+    # And the capacity and cost model charges exactly that many transitions per run (docs/LAKE.md, CAPACITY.md)
+    assert Assumptions().compaction_transitions == len(FIRST_RUN_PATH)
+
+
+def test_lake_md_states_the_lease_bound_the_code_computes() -> None:
+    lake = (Path(__file__).parents[2] / "docs" / "LAKE.md").read_text()
+    minutes = int(lease_hold(PipelineConfig()).to_minutes())
+    assert f"task timeouts: {minutes} minutes at the defaults" in " ".join(lake.split())
