@@ -59,6 +59,12 @@ class HourLeases(Construct):
             time_to_live_attribute=EXPIRES_ATTRIBUTE,
             removal_policy=RemovalPolicy.DESTROY,  # leases only: nothing to keep
         )
+        skip = {
+            "id": "CKV_AWS_119",
+            "comment": "Leases hold an hour, an execution id and an expiry, no payload data; DynamoDB encrypts "
+            "every table at rest by default (docs/SECURITY.md, checkov)",
+        }
+        self.table.node.default_child.add_metadata("checkov", {"skip": [skip]})  # type: ignore[union-attr]
 
     def grant_take_and_release(self, role: iam.IRole) -> None:
         """Exactly what taking and releasing needs, on this table only."""
