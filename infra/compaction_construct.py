@@ -104,7 +104,6 @@ S3_TIDY_MARGIN = Duration.minutes(15)  # listing and deleting one hour's files a
 LEASE_POLL = Duration.minutes(2)  # a run that finds its hour leased tries again this often
 LATE_HOURS_PER_RUN = 24  # late-marked hours one scheduled run takes, oldest first; the next run takes the rest
 SCRATCH_TABLE_PREFIX = "compaction_"
-SCRATCH_TABLE_PREFIX = "compaction_"
 # The run's names, computed once per attempt. `$run.<field>` in every statement.
 RUN_FIELDS = ("id", "dt", "hour", "first", "last", "first_dt", "last_dt", "table", "prefix", "location")
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
@@ -130,8 +129,8 @@ def _placeholder(name: str) -> str:
 
 
 def ctas_task_timeout(config: PipelineConfig) -> Duration:
-    """The CTAS task's own timeout: Athena cancels the statement at its DML timeout; a minute more for
-    the .sync integration to see it. Step Functions stops the query when the task times out."""
+    """The CTAS task's own timeout, a backstop: Athena itself cancels the statement at its DML timeout
+    ("Service Quotas"), and the .sync integration sees it fail within the minute more."""
     return Duration.minutes(config.ATHENA_DML_TIMEOUT_MINUTES + 1)
 
 
