@@ -103,6 +103,10 @@ DDL_ATTEMPTS = 3
 S3_TIDY_MARGIN = Duration.minutes(15)  # listing and deleting one hour's files and markers
 LEASE_POLL = Duration.minutes(2)  # a run that finds its hour leased tries again this often
 LATE_HOURS_PER_RUN = 24  # late-marked hours one scheduled run takes, oldest first; the next run takes the rest
+# Markers one run of an hour lists (and deletes): a ListObjectsV2 page of 500 keys is ~100 KB of task result,
+# inside Step Functions' 256 KiB ("Step Functions service quotas"); an hour with more is compacted again by the
+# next run, which takes the next 500.
+MARKERS_PER_RUN = 500
 SCRATCH_TABLE_PREFIX = "compaction_"
 # The run's names, computed once per attempt. `$run.<field>` in every statement.
 RUN_FIELDS = ("id", "dt", "hour", "first", "last", "first_dt", "last_dt", "table", "prefix", "location")
@@ -462,6 +466,9 @@ class PayloadCompaction(Construct):
                 "Expression": '{% "dt >= \'" & '
                 f"$fromMillis($closedMs - {catchup * HOUR_MS}, '[Y0001]-[M01]-[D01]') & \"'\" %}}",
                 "MaxResults": 1000,
+                # Without each partition's column list the answer stays well under Step Functions' 256 KiB
+                # task result ("Step Functions service quotas"): about 0.4 KB a partition, 169 hours at most.
+                "ExcludeColumnSchema": True,
             },
             iam_resources=["*"],
             assign={"compacted": "{% [$states.result.Partitions.$join(Values, '-')] %}"},
@@ -666,9 +673,8 @@ class PayloadCompaction(Construct):
             "ListTheHoursMarkers",
             service="s3",
             action="listObjectsV2",
-            parameters={"Bucket": bucket, "Prefix": "{% $markerPrefix %}"},
+            parameters={"Bucket": bucket, "Prefix": "{% $markerPrefix %}", "MaxKeys": MARKERS_PER_RUN},
             iam_resources=[self.bucket.bucket_arn],
-            # up to 1,000; an hour with more is compacted again by the next run, which deletes the next 1,000
             assign={"markers": "{% [$states.result.Contents[Key != $ownMarker].{'Key': Key}] %}"},
         )
         name_run = sfn.Pass.jsonata(

@@ -255,6 +255,12 @@ def test_the_catalog_and_the_late_markers_are_read_into_hours(states: dict[str, 
     assert evaluate(compacted, partitions) == ["2026-11-26-01", "2026-11-25-23"]
     assert evaluate(compacted, {"result": {"Partitions": [{"Values": ["2026-11-26", "01"]}]}}) == ["2026-11-26-01"]
     assert evaluate(compacted, {"result": {"Partitions": []}}) == []
+    # asked for the catch-up window's days, without the column lists (Step Functions' 256 KiB result)
+    arguments = states["FindCompactedHours"]["Arguments"]
+    closed = hour_ms(datetime(2026, 11, 26, 2, tzinfo=UTC))
+    assert evaluate(arguments["Expression"], closedMs=closed) == "dt >= '2026-11-25'"  # 12 hours before
+    assert arguments["ExcludeColumnSchema"] is True
+    assert states["ListTheHoursMarkers"]["Arguments"]["MaxKeys"] == 500
     # the days with markers, then each day's hours, flattened
     days = states["FindLateDays"]["Output"]
     assert evaluate(days, {"result": {"CommonPrefixes": [{"Prefix": "late/dt=2026-11-26/"}]}}) == [
