@@ -6,10 +6,11 @@ expired, or the run already holds it (a retried PutItem whose first attempt succ
 lease with a DeleteItem conditional on still owning it, at its end and on failure. A lease that was never
 released (an execution aborted or timed out) expires after ``hold``, so an hour stays re-runnable.
 
-Why DynamoDB: a conditional write is decided on the item's current, strongly consistent state
-(DynamoDB Developer Guide, "Condition expressions": the write succeeds only if the condition holds for the
-item as it is; "Read consistency": writes are durable and strongly consistent for the item), so of two
-runs that start in the same second exactly one takes the hour. Step Functions' ListExecutions, the guard
+Why DynamoDB: a conditional write is decided on the item as it is, not on a read that may be stale
+(DynamoDB Developer Guide, "Condition expressions": the operation succeeds only if the condition evaluates
+to true; "Best practices for handling concurrent updates in DynamoDB": individual writes are atomic and
+always operate on the most recent version of the item, and a lock is taken with a conditional write), so
+of two runs that start in the same second exactly one takes the hour. Step Functions' ListExecutions, the guard
 before, is eventually consistent ("results are best effort", ListExecutions API reference). Step Functions
 calls DynamoDB directly ("Call DynamoDB with Step Functions": ``arn:aws:states:::dynamodb:putItem``, a
 failed condition is the error ``DynamoDB.ConditionalCheckFailedException``).
