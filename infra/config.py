@@ -212,6 +212,12 @@ class PipelineConfig:
     COMPACTION: str = "on"  # "on": an hourly schedule compacts each closed hour into Parquet; "off": none
     COMPACTION_GRACE_MINUTES: int = 30  # an hour is compacted this long after it closes (late data)
     COMPACTION_LOOKBACK_HOURS: int = 24  # an id already compacted in the previous N hours is not added again
+    # Each scheduled run also compacts every closed hour of the N before it that has no compacted partition yet
+    # (a dropped or failed run heals at the next one); 0: only the hour that just closed (and late-marked hours).
+    COMPACTION_CATCHUP_HOURS: int = 24
+    # The account's Athena DML query timeout ("Service Quotas": 30 minutes by default, at most 240). A superseded
+    # compacted run is deleted no sooner than this after the switch, so a query that planned on it can finish.
+    ATHENA_DML_TIMEOUT_MINUTES: int = 30
     COMPACTED_RETENTION_DAYS: int = 0  # expire compacted Parquet after N days; 0 keeps it forever
     QUERY_SCAN_LIMIT_GB: int = 100  # the Athena workgroup's BytesScannedCutoffPerQuery, in GB
     ACCESS_LOG_EXPIRATION_DAYS: int = 90
@@ -360,6 +366,12 @@ class PipelineConfig:
             (self.COMPACTION in ("on", "off"), "COMPACTION must be on or off"),
             (0 <= self.COMPACTION_GRACE_MINUTES <= 1440, "COMPACTION_GRACE_MINUTES must be 0..1440"),
             (0 <= self.COMPACTION_LOOKBACK_HOURS <= 168, "COMPACTION_LOOKBACK_HOURS must be 0..168"),
+            (0 <= self.COMPACTION_CATCHUP_HOURS <= 168, "COMPACTION_CATCHUP_HOURS must be 0..168"),
+            (
+                1 <= self.ATHENA_DML_TIMEOUT_MINUTES <= 240,
+                "ATHENA_DML_TIMEOUT_MINUTES must be 1..240 (Athena's DML query timeout quota: 30 by default, "
+                "at most 240)",
+            ),
             (self.QUERY_SCAN_LIMIT_GB >= 1, "QUERY_SCAN_LIMIT_GB must be at least 1"),
             (
                 self.MESSAGE_TARGET_BYTES == 0 or 1024 <= self.MESSAGE_TARGET_BYTES <= SQS_MAX_MESSAGE_BYTES,

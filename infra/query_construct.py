@@ -50,10 +50,22 @@ BYTES_PER_GB = 10**9
 
 
 def athena_workgroup(
-    scope: Construct, name: str, description: str, output_location: str, scan_cutoff_bytes: int | None
+    scope: Construct,
+    name: str,
+    description: str,
+    output_location: str,
+    scan_cutoff_bytes: int | None,
+    *,
+    enforce: bool = True,
 ) -> athena.CfnWorkGroup:
-    """An Athena engine 3 workgroup whose settings clients cannot override: results only to ``output_location``,
-    SSE-S3 encrypted, CloudWatch metrics on, and each query cancelled past ``scan_cutoff_bytes`` (None: no cutoff)."""
+    """An Athena engine 3 workgroup: results to ``output_location``, SSE-S3 encrypted, CloudWatch metrics on,
+    and each query cancelled past ``scan_cutoff_bytes`` (None: no cutoff). With ``enforce`` (the analysts'
+    workgroup) clients cannot override these settings. Without it (the compaction's), a statement's own
+    location stands: Athena puts a CTAS table of an enforcing workgroup under the workgroup's results
+    location, ``tables/<query id>/``, and only a workgroup that does not override client-side settings lets
+    a CTAS name its ``external_location`` (Athena User Guide, "Considerations and limitations for CTAS
+    queries"; "Override client-side settings": a query that sets no client-side settings of its own still
+    gets the workgroup's results location and encryption)."""
     return athena.CfnWorkGroup(
         scope,
         "WorkGroup",
@@ -61,7 +73,7 @@ def athena_workgroup(
         description=description,
         recursive_delete_option=True,
         work_group_configuration=athena.CfnWorkGroup.WorkGroupConfigurationProperty(
-            enforce_work_group_configuration=True,
+            enforce_work_group_configuration=enforce,
             publish_cloud_watch_metrics_enabled=True,
             bytes_scanned_cutoff_per_query=scan_cutoff_bytes,
             engine_version=athena.CfnWorkGroup.EngineVersionProperty(selected_engine_version="Athena engine version 3"),

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from infra.config import PipelineConfig
-from infra.lake_table import COMPACTED_PREFIX
+from infra.lake_table import COMPACTED_PREFIX, LATE_MARKER_PREFIX, late_marker_hour_prefix
 from loadtest.reconcile import envelopes_in
 from pipeline.contract import parse_object_key
 from tests.conftest import Pipeline
@@ -199,3 +199,18 @@ def test_an_old_object_without_device_id_and_a_gzip_batch_read_as_null(pipeline:
         assert rows(pipeline, tmp_path, f"SELECT id, deviceId, dt, hour FROM {table}") == [
             {"id": "r-0", "deviceId": None, "dt": "2026-11-26", "hour": "02"}
         ]
+
+
+def test_make_compact_serves_the_late_markers_it_found(pipeline: Pipeline, tmp_path: Path) -> None:
+    # Given stored payloads and a late marker for their hour (what the consumer leaves for a late object)
+    store(pipeline, 2, 2)
+    parsed = parse_object_key(raw_keys(pipeline)[0])
+    assert parsed is not None
+    marker = late_marker_hour_prefix(f"{parsed.partition:%Y-%m-%d}", f"{parsed.partition:%H}") + "0" * 32
+    pipeline.s3.put_object(Bucket=pipeline.resources.bucket, Key=marker, Body=b"")
+    # When make compact runs (every hour, the marked one included)
+    compact_lake(pipeline, tmp_path / "cache")
+    # Then the hour is compacted and its marker is gone
+    assert compacted_objects(pipeline)
+    listing = pipeline.s3.list_objects_v2(Bucket=pipeline.resources.bucket, Prefix=LATE_MARKER_PREFIX)
+    assert listing.get("KeyCount", 0) == 0

@@ -181,7 +181,7 @@ def test_compaction_scans_the_raw_hour_and_the_lookbacks_ids() -> None:
     assert scanned == pytest.approx(60_000 * (raw + ids))
     athena = line(lines(config, big), "Athena")
     assert athena.usd == pytest.approx(720 * scanned / 1024**4 * 5.00)
-    assert line(lines(config), "Step Functions").quantity == 720 * 12
+    assert line(lines(config), "Step Functions").quantity == 720 * ASSUME.compaction_transitions == 720 * 26
     assert not [key for key in lines(PipelineConfig(COMPACTION="off")) if key.startswith(("Athena", "Step"))]
 
 

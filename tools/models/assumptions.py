@@ -141,8 +141,9 @@ class Assumptions:
     * ``epus_per_poller`` 1: an active SQS event poller is billed as one EPU.
     * ``environment_hours`` 2: how long a warm execution environment lives before Lambda recycles it (not
       documented; it counts cold starts, each of which reads the device-key secret once more).
-    * ``compaction_transitions`` 12: Step Functions state transitions of a first run of an hour (docs/LAKE.md,
-      "What one run costs"; a re-run adds 4 per superseded directory, waiting 3 a minute).
+    * ``compaction_transitions`` 26: Step Functions state transitions of a scheduled first run of an hour
+      (docs/LAKE.md, "What one run costs"; tests/infra/test_compaction.py walks that path through the
+      synthesized state machine; a re-run adds 3 + 8 per superseded directory, waiting for a lease 4 a try).
     * ``multipart_part_bytes`` 64 MiB: the part size of the multipart uploads Athena writes its Parquet files
       with (not documented; one PUT request per part).
     * ``row_group_bytes`` 128 MiB: a Parquet row group, so a file's id column is read in one GET per row group
@@ -167,7 +168,7 @@ class Assumptions:
     kms_keys: int = 1  # the alarm topic's key
     epus_per_poller: float = 1.0
     environment_hours: float = 2.0
-    compaction_transitions: int = 12
+    compaction_transitions: int = 26
     multipart_part_bytes: int = 64 * 1024**2
     row_group_bytes: int = 128 * 1024**2
 

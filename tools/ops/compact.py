@@ -9,8 +9,15 @@ current one, with the same SQL the deployed state machine runs on Athena (``comp
 hour whose rows would not change is left alone; one that would gets a new run directory, and the runs it
 supersedes are deleted after the new one is stored.
 
-``aws`` (`make compact-aws`) starts the deployed compaction state machine once per hour of FROM..TO, in
-order, each after the previous one finished (an hour's run reads the hours before it), and reports each.
+``local`` has no readers in flight: nothing queries `make run`'s bucket while `make compact` rewrites it, so
+a superseded run is deleted at once. The deployed compaction waits ATHENA_DML_TIMEOUT_MINUTES first
+(infra/compaction_construct.py).
+
+``aws`` (`make compact-aws`) starts the deployed compaction state machine for FROM..TO: one execution per
+HOURS_PER_EXECUTION hours (input ``{"hours": [...]}``), in order, each after the previous one finished, and
+reports each. An execution compacts its hours one at a time, each under the hour's lease (a run already
+rewriting an hour is waited for), and waits for readers once, after its last hour, before it deletes what its
+hours superseded: a re-run of a day takes one such wait, not 24.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from infra.config import PipelineConfig, cdk_json_context
 from infra.lake_table import (
     COMPACTED_PREFIX,
     COMPACTED_TABLE_NAME,
+    LATE_MARKER_PREFIX,
     PARQUET_COMPRESSION,
     RUN_ID_TIME_FORMAT,
     TABLE_NAME,
@@ -60,6 +68,9 @@ PARQUET_CONTENT_TYPE = "application/vnd.apache.parquet"
 LOCAL_FILE_NAME = "part-00000.parquet"  # DuckDB writes one file per hour and run
 HOUR_FORMAT = "%Y-%m-%dT%H"  # FROM/TO and the state machine's {"hour": ...} input
 STATE_MACHINE_OUTPUT = "CompactionStateMachineArn"
+# Hours per execution: one wait for readers each; an execution's history stays far below Step Functions'
+# 25,000 events (about 40 per hour).
+HOURS_PER_EXECUTION = 24
 
 
 class CompactionError(RuntimeError):
@@ -113,7 +124,9 @@ def _delete_keys(s3: Any, bucket: str, keys: Sequence[str]) -> None:
         chunk = keys[start : start + 1000]
         response = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": key} for key in chunk]})
         if response.get("Errors"):
-            raise CompactionError(f"could not delete superseded compacted objects: {response['Errors'][:3]}")
+            raise CompactionError(
+                f"could not delete superseded compacted objects or served markers: {response['Errors'][:3]}"
+            )
 
 
 def delete_superseded_runs(s3: Any, bucket: str) -> int:
@@ -136,6 +149,9 @@ def compact_local(
     lookback window of the deployed compaction. Idempotent: an hour whose compacted ids would not change
     is not written again."""
     report = LocalReport(superseded_deleted=delete_superseded_runs(s3, bucket))
+    # Every hour is compacted here, so every late marker listed now is served once the run is done; a marker
+    # written after this listing stays for the next run (infra/lake_table.py LATE_MARKER_PREFIX).
+    markers = _keys_under(s3, bucket, LATE_MARKER_PREFIX)
     sync_objects(s3, bucket, raw_prefix, cache, progress)
     sync_objects(s3, bucket, COMPACTED_PREFIX, cache, progress, wants=is_compacted_object)
     compacted_root = cache / COMPACTED_PREFIX
@@ -177,7 +193,16 @@ def compact_local(
             (cache / stale).unlink(missing_ok=True)
         define_compacted_table(connection, compacted_root)
         report.hours.append(HourResult(dt, hour, len(wanted), len(wanted - current), len(current - wanted), key))
+    _delete_keys(s3, bucket, markers)
     return report
+
+
+def _keys_under(s3: Any, bucket: str, prefix: str) -> list[str]:
+    return [
+        item["Key"]
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        for item in page.get("Contents", [])
+    ]
 
 
 def print_local_report(report: LocalReport, bucket: str, out: TextIO) -> None:
@@ -230,10 +255,15 @@ def state_machine_of(cloudformation: Any, stack: str) -> str:
 
 @dataclass(frozen=True)
 class ExecutionResult:
-    hour: datetime
+    hours: list[datetime]
     arn: str
     status: str
     detail: str
+
+    @property
+    def label(self) -> str:
+        first, last = f"{self.hours[0]:{HOUR_FORMAT}}", f"{self.hours[-1]:{HOUR_FORMAT}}"
+        return first if first == last else f"{first}..{last}"
 
 
 def compact_hours(
@@ -244,19 +274,21 @@ def compact_hours(
     poll_seconds: float = 10.0,
     sleep: Callable[[float], None] | None = None,
 ) -> list[ExecutionResult]:
-    """Start one execution per hour, in order, each after the previous one succeeded; stop at the first
-    that does not (the later hours' runs read it)."""
+    """Start one execution per HOURS_PER_EXECUTION hours, in order, each after the previous one succeeded;
+    stop at the first that does not."""
     results = []
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    for hour in hours:
-        label = f"{hour:{HOUR_FORMAT}}"
+    for start in range(0, len(hours), HOURS_PER_EXECUTION):
+        chunk = list(hours[start : start + HOURS_PER_EXECUTION])
+        labels = [f"{hour:{HOUR_FORMAT}}" for hour in chunk]
         started = sfn.start_execution(
             stateMachineArn=state_machine_arn,
-            name=f"compact-{label}-{stamp}",  # names allow letters, digits, - and _
-            input=json.dumps({"hour": label}),
+            name=f"compact-{labels[0]}-{len(chunk)}h-{stamp}",  # names allow letters, digits, - and _
+            input=json.dumps({"hours": labels}),
         )
         arn = started["executionArn"]
-        out.write(f"{label}  started {arn}\n")
+        result = ExecutionResult(chunk, arn, "RUNNING", "")
+        out.write(f"{result.label}  started {arn}\n")
         out.flush()
         while True:
             execution = sfn.describe_execution(executionArn=arn)
@@ -265,8 +297,9 @@ def compact_hours(
             (sleep or time.sleep)(poll_seconds)
         status = execution["status"]
         detail = " ".join(part for part in (execution.get("error"), execution.get("cause")) if part)
-        results.append(ExecutionResult(hour, arn, status, detail))
-        out.write(f"{label}  {status}{'  ' + detail if detail else ''}\n")
+        result = ExecutionResult(chunk, arn, status, detail)
+        results.append(result)
+        out.write(f"{result.label}  {status}{'  ' + detail if detail else ''}\n")
         if status != "SUCCEEDED":
             break
     return results
@@ -330,14 +363,14 @@ def main(
         return aws_problem_exit("compact", exc, err, args.endpoint_url, endpoint_option=option, bucket=bucket)
     failed = [result for result in results if result.status != "SUCCEEDED"]
     if failed:
-        left = len(hours) - len(results)
+        left = len(hours) - sum(len(result.hours) for result in results)
         print(
-            f"compact: {failed[0].hour:{HOUR_FORMAT}} {failed[0].status}; {left} later hour(s) not started. "
+            f"compact: {failed[0].label} {failed[0].status}; {left} later hour(s) not started. "
             "Fix the cause (docs/RUNBOOK.md#compaction-failed), then run the same range again.",
             file=err,
         )
         return 1
-    out.write(f"{len(results)} hour(s) compacted\n")
+    out.write(f"{sum(len(result.hours) for result in results)} hour(s) compacted\n")
     return 0
 
 
