@@ -39,18 +39,14 @@ API_KIND in ``FRONT_DOORS``); ``assess`` is their concatenation.
 
 from __future__ import annotations
 
-import argparse
 import itertools
-import json
 import math
-import sys
 import textwrap
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from infra.config import SQS_IN_FLIGHT_DEFAULT_QUOTA, ConfigError, PipelineConfig, cdk_json_context
-from pipeline.problems import Problem
+from infra.config import SQS_IN_FLIGHT_DEFAULT_QUOTA, PipelineConfig, cdk_json_context
 from tools.models import cost, prices
 from tools.models.assumptions import DEFAULT, Assumptions
 from tools.models.flow import (
@@ -58,7 +54,6 @@ from tools.models.flow import (
     ESM_MAX_WINDOW_SECONDS,
     HEADROOM,
     LAMBDA_SYNC_PAYLOAD_BYTES,
-    MIN_PAYLOAD_BYTES,
     POLLER_CONCURRENT_INVOKES,
     SQS_RECEIVE_MAX,
     Flow,
@@ -938,62 +933,3 @@ def resolve_config(environ: Mapping[str, str] | None = None, **context: Any) -> 
 
 
 SEED = (1_000_000, 10, 1024)  # the Go original's load: rpm, payloads per request, bytes per payload
-
-
-def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.models.capacity", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rpm", type=float, help="HTTP requests per minute")
-    parser.add_argument("--payloads", type=int, default=10, help="payloads per request")
-    parser.add_argument("--payload-bytes", type=int, default=1024, help="bytes of one payload (compact JSON)")
-    parser.add_argument(
-        "--failure-rate",
-        type=float,
-        default=0.0,
-        help="share of records that fail once and wait out their first retry delay (0..1)",
-    )
-    parser.add_argument("--format", choices=("text", "json", "markdown"), default="text")
-    parser.add_argument("--markdown", action="store_true", help="the same as --format markdown (docs/CAPACITY.md)")
-    cost.add_assumption_flags(parser)
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse's own errors (exit 2) and --help (exit 0)
-        return int(exc.code or 0)
-    if args.markdown or args.format == "markdown":
-        from tools.models import capacity_doc
-
-        print(capacity_doc.render_markdown(), end="")
-        return 0
-    if (
-        args.rpm is None
-        or not 0 < args.rpm < math.inf
-        or args.payloads < 1
-        or args.payload_bytes < MIN_PAYLOAD_BYTES
-        or not 0 <= args.failure_rate < 1
-    ):
-        print(  # one line: the usage (15 lines) would bury it; --help prints it
-            "capacity: --rpm > 0, --payloads >= 1, --payload-bytes >= 2 (a JSON object) and 0 <= --failure-rate < 1 "
-            "are needed (--help lists the options)",
-            file=sys.stderr,
-        )
-        return 2
-    try:
-        config = resolve_config(environ)
-    except ConfigError as exc:
-        print(f"capacity: {exc}", file=sys.stderr)
-        return 2
-    try:
-        assessment = assess(
-            config, load_of(args.rpm, args.payloads, args.payload_bytes, args.failure_rate), cost.assumptions_from(args)
-        )
-    except Problem as exc:  # the ingest's own refusal of such a payload: a bad argument, not a load to judge
-        print(f"capacity: --payload-bytes {args.payload_bytes}: {exc.detail} (the ingest answers 413)", file=sys.stderr)
-        return 2
-    if args.format == "json":
-        print(json.dumps(render_json(assessment), indent=2))
-    else:
-        print(render_text(assessment))
-    return assessment.exit_code
-
-
-if __name__ == "__main__":
-    sys.exit(main())
