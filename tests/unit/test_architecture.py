@@ -176,3 +176,18 @@ def test_an_import_inside_a_function_is_read(tmp_path: Path) -> None:
     # Then every one of them is listed, the relative one under its package
     names = {name for _, name in imported_names(source, "pkg.mod")}
     assert {"infra.config.PipelineConfig", "pkg.sibling.thing", "tools.ops.cli"} <= names
+
+
+def test_the_payloads_path_is_written_only_in_the_contract() -> None:
+    # Given every string constant of the project's modules but the device SDK (a package of its own, which
+    # takes the whole endpoint URL from its user) and the contract, PAYLOADS_PATH's home
+    home = ROOT / "lambdas" / "pipeline" / "contract.py"
+    spelled = []
+    for module, path in project_modules().items():
+        if path == home or room_of(module) == "ingest_client":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            # Then none is the path, or a URL or f-string piece ending in it: they import PAYLOADS_PATH instead
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.endswith("/v1/payloads"):
+                spelled.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not spelled, "/v1/payloads written outside pipeline/contract.py: " + ", ".join(spelled)
