@@ -20,7 +20,7 @@ from infra.config import PROFILES, SQS_IN_FLIGHT_DEFAULT_QUOTA, PipelineConfig
 from tools.models import capacity, capacity_doc, cost
 from tools.models.assumptions import MEASURED, Assumptions
 from tools.models.capacity import cli
-from tools.models.flow import Load, flow_of, load_of
+from tools.models.flow import COLLECTION_JSON, Load, flow_of, load_of
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "CAPACITY.md"
@@ -62,7 +62,7 @@ def test_the_assessment_is_the_concatenation_of_the_stages() -> None:
 def test_a_request_the_ingest_refuses_is_not_carried() -> None:
     rows = stage(capacity.http_contract_checks, 60, MAX_PAYLOADS=5)
     assert check(rows, "HTTP contract", "payloads per request").status == capacity.FAIL
-    assert check(rows, "HTTP contract", "request body").need == len(capacity.COLLECTION_JSON) + 10 * 1_001 - 1
+    assert check(rows, "HTTP contract", "request body").need == len(COLLECTION_JSON) + 10 * 1_001 - 1
 
 
 # --- the front door, by kind --------------------------------------------------------------------------------

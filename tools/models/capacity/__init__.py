@@ -55,7 +55,6 @@ from tools.models.flow import (
     HEADROOM,
     LAMBDA_SYNC_PAYLOAD_BYTES,
     POLLER_CONCURRENT_INVOKES,
-    SQS_RECEIVE_MAX,
     Flow,
     Load,
     flow_of,
@@ -88,7 +87,6 @@ LAMBDA_UNRESERVED_MINIMUM = 100
 # PUT/COPY/POST/DELETE per second per partitioned prefix; a new prefix starts unsplit and S3 splits it
 # gradually, answering 503 SlowDown meanwhile. Every hour= starts a new prefix (both object modes).
 S3_PUT_PER_PREFIX = 3_500
-COLLECTION_JSON = '{"version":"1.4.2","token":"device-token-123","data":[]}'  # pipeline.envelope's typical request
 
 QUOTAS = {
     "apigw-rate": "API Gateway: Throttle rate (Service Quotas console, Amazon API Gateway; Region)",
@@ -198,7 +196,6 @@ def _round_up(value: float, step: int = 1000) -> float:
 # --- the stages: each (config, load, flow) -> list[Check] -----------------------------------------------------
 def http_contract_checks(config: PipelineConfig, load: Load, flow: Flow) -> list[Check]:
     """A request the ingest rejects is never carried. The body: the collection around the payloads."""
-    body = len(COLLECTION_JSON) + load.payloads_per_request * (load.payload_bytes + 1) - 1
     return [
         Check(
             "HTTP contract",
@@ -211,7 +208,14 @@ def http_contract_checks(config: PipelineConfig, load: Load, flow: Flow) -> list
             scales=False,
         ),
         Check(
-            "HTTP contract", "request body", body, config.MAX_BODY_BYTES, "B", "MAX_BODY_BYTES", "config", scales=False
+            "HTTP contract",
+            "request body",
+            load.body_bytes,
+            config.MAX_BODY_BYTES,
+            "B",
+            "MAX_BODY_BYTES",
+            "config",
+            scales=False,
         ),
         Check(
             "HTTP contract",
@@ -450,7 +454,7 @@ def sqs_checks(config: PipelineConfig, load: Load, flow: Flow) -> list[Check]:
         Check(
             "SQS",
             f"SendMessageBatch calls/s ({flow.layout.name})",
-            load.rps * flow.send_calls_per_request,
+            flow.sends_per_second,
             math.inf,
             "calls/s",
             "standard queue: nearly unlimited",
@@ -459,7 +463,7 @@ def sqs_checks(config: PipelineConfig, load: Load, flow: Flow) -> list[Check]:
         Check(
             "SQS",
             "ReceiveMessage + DeleteMessageBatch calls/s",
-            flow.receives_per_second + flow.messages_per_second / SQS_RECEIVE_MAX,
+            flow.receives_per_second + flow.deletes_per_second,
             math.inf,
             "calls/s",
             "standard queue: nearly unlimited",
@@ -717,7 +721,7 @@ def lake_figures(config: PipelineConfig, flow: Flow, column: str = "token") -> L
     if config.COMPACTION != "on":
         return None
     compaction = [line for line in cost.compaction_lines(config, flow)]
-    hour = flow.payloads_per_second * 3600
+    hour = flow.payloads_per_hour
     raw_hour = hour * cost.stored_bytes_per_payload(config, flow)
     kept_hours = (config.RAW_RETENTION_DAYS * 24) if config.RAW_RETENTION_DAYS else 12 * 30 * 24
     return LakeFigures(
