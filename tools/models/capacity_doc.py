@@ -506,8 +506,8 @@ def _json_section() -> list[str]:
         "",
         "`PROFILE=scale python -m tools.models.capacity --rpm 1000000 --payloads 10 --payload-bytes 1024 --format "
         "json` "
-        "prints one object, schema 1 (the module docstring of tools/models/capacity.py is the reference; a test "
-        "fails if a field goes missing):",
+        "prints one object, schema 1 (the module docstring of tools/models/capacity/__init__.py is the reference; "
+        "a test fails if a field goes missing):",
         "",
         "| field | meaning |",
         "|---|---|",
@@ -582,7 +582,7 @@ def render_markdown() -> str:
             "",
             "## How each stage is judged",
             "",
-            "One function per stage (`STAGES` in tools/models/capacity.py, the front door by `API_KIND` in "
+            "One function per stage (`STAGES` in tools/models/capacity/__init__.py, the front door by `API_KIND` in "
             "`FRONT_DOORS`), each `(config, load, flow) -> list[Check]`; the flow (tools/models/flow.py) is how the "
             "load moves through the configuration, and the cost lines (tools/models/cost.py) price the same flow.",
             "",
