@@ -34,6 +34,7 @@ from ingest_client.spool import frame
 
 from bench.common import emit, figure
 from local_pipeline.launch import free_port, start_local_pipeline
+from pipeline.contract import PAYLOADS_PATH
 
 PAYLOAD = {"temp": 21.5, "humidity": 48, "device": "sensor-0042", "ok": True, "tags": ["a", "b"]}
 ROUNDS = 10
@@ -51,7 +52,7 @@ def _rss_mb() -> float:
 
 def send_latency(sends: int, workdir: Path) -> list[dict[str, Any]]:
     """S1 and S2."""
-    unreachable = f"http://127.0.0.1:{free_port()}/v1/payloads"
+    unreachable = f"http://127.0.0.1:{free_port()}{PAYLOADS_PATH}"
     client = Client(unreachable, version="1.0", token="bench", spool_dir=workdir / "spool", max_backoff=60)
     record = frame(json.dumps(PAYLOAD, separators=(",", ":")).encode())
     raw_fd = os.open(workdir / "bare.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -128,7 +129,7 @@ def _bare_posts(url: str, payloads: int, batch: int) -> float:
     while sent < payloads:
         count = min(batch, payloads - sent)
         body = prefix + b",".join([item] * count) + b"]}"
-        connection.request("POST", "/v1/payloads", body=body, headers=headers)
+        connection.request("POST", PAYLOADS_PATH, body=body, headers=headers)
         response = connection.getresponse()
         response.read()
         if response.status == 202:
@@ -143,7 +144,7 @@ def throughput(payloads: int, workdir: Path) -> dict[str, Any]:
     """S3."""
     run = start_local_pipeline(workdir / "console.log", free_port(), free_port())
     try:
-        url = f"{run.url}/v1/payloads"
+        url = f"{run.url}{PAYLOADS_PATH}"
         bare_before = _bare_posts(url, payloads // 2, 500)
         client = Client(url, version="1.0", token="bench", api_key="local-dev-key", spool_dir=workdir / "e2e")
         started = time.monotonic()

@@ -95,8 +95,14 @@ def run(rounds: int = 31, calls_per_round: int = 40) -> dict[str, Any]:
         parts = interleaved(_parts(event, context, sqs), rounds // 2, calls_per_round, clock=time.process_time)
         baseline_parts = interleaved(_baseline_parts(event), rounds // 2, calls_per_round, clock=time.process_time)
         cuts = _cuts(event, context)
+        # A call two cuts share is timed once, under the first name that holds it: logger.info is what the
+        # first log-line cut gave (log_line/ours) and what info_line replaced (info_line/logger_info).
+        timed_as: dict[int, str] = {}
+        for name, sides in cuts.items():
+            for side, run in sides.items():
+                timed_as.setdefault(id(run), f"{name}/{side}")
         cut_samples = interleaved(
-            {f"{name}/{side}": run for name, sides in cuts.items() for side, run in sides.items()},
+            {timed_as[id(run)]: run for sides in cuts.values() for run in sides.values()},
             rounds // 2,
             calls_per_round,
             clock=time.process_time,
@@ -116,7 +122,7 @@ def run(rounds: int = 31, calls_per_round: int = 40) -> dict[str, Any]:
         breakdown_us={name: round(median(values) * 1e6, 1) for name, values in parts.items()},
         baseline_breakdown_us={name: round(median(values) * 1e6, 1) for name, values in baseline_parts.items()},
         cuts_us={
-            name: {side: round(median(cut_samples[f"{name}/{side}"]) * 1e6, 1) for side in sides}
+            name: {side: round(median(cut_samples[timed_as[id(run)]]) * 1e6, 1) for side, run in sides.items()}
             for name, sides in cuts.items()
         },
         rounds=rounds,
@@ -251,14 +257,14 @@ def _cuts(event: dict[str, Any], context: Any) -> dict[str, dict[str, Callable[[
 
         return add_two_and_flush
 
+    def logger_info() -> None:
+        logger.info("request accepted", extra={"payloads": 10, "retriedEntries": 0})
+
     return {
-        "log_line": {
-            "powertools": powertools_line,
-            "ours": lambda: logger.info("request accepted", extra={"payloads": 10, "retriedEntries": 0}),
-        },
+        "log_line": {"powertools": powertools_line, "ours": logger_info},
         # The per-request line: through logging (logger.info) vs written by info_line, the same line byte for byte.
         "info_line": {
-            "logger_info": lambda: logger.info("request accepted", extra={"payloads": 10, "retriedEntries": 0}),
+            "logger_info": logger_info,
             "ours": lambda: info_line("request accepted", {"payloads": 10, "retriedEntries": 0}),
         },
         "request_context": {

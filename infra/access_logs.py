@@ -26,11 +26,12 @@ import json
 import re
 from typing import TYPE_CHECKING, Final
 
+from infra.api_kinds import API_KINDS
+from infra.config import PipelineConfig
+
 if TYPE_CHECKING:  # the format and its size import no CDK: tools.models reads them without starting jsii
     from aws_cdk import aws_logs as logs
     from constructs import Construct
-
-    from infra.config import PipelineConfig
 
 
 # Field -> API Gateway $context variable, per API kind (config.API_KIND).
@@ -49,7 +50,6 @@ ACCESS_LOG_FIELDS: Final[dict[str, dict[str, str]]] = {
         "latencyMs": "$context.responseLatency",
     },
 }
-API_KINDS: Final = tuple(ACCESS_LOG_FIELDS)  # config.API_KIND's choices
 
 # What the variables hold on a typical line, to size one (ACCESS_LOG_LINE_BYTES). Every value is quoted in
 # the format, so a variable API Gateway leaves as "-" still makes valid JSON.

@@ -20,7 +20,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from infra.access_logs import API_KINDS
+from infra.api_kinds import API_KINDS
 from infra.lake_table import COMPACTED_PREFIX
 from pipeline.contract import (
     CONSUMER_SERVICE,

@@ -4,10 +4,8 @@ end-to-end latency over time. matplotlib's Agg backend: no display needed."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from loadtest.verify import Report
+from loadtest.report import Report
 
 
 def plot_report(report: Report, path: Path) -> None:

@@ -38,7 +38,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from loadtest.plot import plot_report
 from loadtest.reconcile import StoredCopy, copy_of, envelopes_in, promised_ids, reconcile
+from loadtest.report import Report
 from pipeline.contract import parse_object_key, partition_prefix
 from tools.ops.cli import AWS_PROBLEMS, Progress, client_options, describe_aws_problem
 
@@ -183,35 +185,6 @@ def latency_ms(copy: StoredCopy) -> float:
     """receivedAt -> LastModified; LastModified is truncated to the second, so take its midpoint."""
     assert copy.received_at is not None and copy.stored_at is not None
     return max(0.0, (copy.stored_at - copy.received_at).total_seconds() * 1000 + 500)
-
-
-@dataclass
-class Report:
-    requests_acknowledged: int
-    requests_not_acknowledged: int
-    payloads_acknowledged: int
-    payloads_stored: int
-    lost: int
-    duplicated: int  # ids stored in more than one object
-    extra_copies: int  # copies beyond the first
-    objects: int  # objects holding at least one acknowledged payload of this run
-    objects_listed: int  # every object in the run's partitions (earlier runs included)
-    other_payloads: int
-    latency_ms: dict[str, float | None]
-    # Requests the load generator SENT per second (acknowledged or not): the achieved arrival rate.
-    # It is below the asked (offered) --rps when the generator missed pacing slots.
-    sent_rps: float
-    acknowledged_payloads_per_s: float
-    series: list[dict[str, Any]]
-    lost_sample: list[str]
-    duplicated_sample: dict[str, list[str]]  # id -> the keys holding it
-    # Distinct deviceIds of the acknowledged payloads read (DEVICE_AUTH=on; payload mode past --latency-sample: of
-    # the sample), and how many payloads read carried none.
-    device_ids: int = 0
-    payloads_without_device_id: int = 0
-
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
 
 
 def build_report(
@@ -442,8 +415,6 @@ def _verify(args: argparse.Namespace, s3: Any) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report.as_dict(), indent=1, default=str))
     if args.plot:
-        from loadtest.plot import plot_report
-
         plot_report(report, args.plot)
         print(f"plot       {args.plot}")
     return 1 if report.lost else 0

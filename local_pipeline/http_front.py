@@ -17,7 +17,7 @@ so a front that checked only the exact path would let ``/v1/payloads/`` through 
 the body of a refused request is never read, and a client waiting on ``Expect: 100-continue`` gets
 the refusal instead of a 100), refuse what API Gateway would not take (a body above 10 MB, both
 Content-Length and Transfer-Encoding), read the body, build the shape's event, invoke the handler,
-and send the response back verbatim. Every error the front writes itself is the
+and send the response back verbatim. Every error the front writes itself (one path: ``IngestFront.error``) is the
 handler's RFC 9457 problem+json with a ``requestId``, except those the API kind answers in its own shape
 (``ApiShape.own_answer``: an HTTP API's bare ``{"message": ...}`` for a body above its limit or a failed
 function).
@@ -199,20 +199,32 @@ class IngestFront:
                 self._in_flight -= 1
                 self._idle.notify_all()
 
+    def error(
+        self, status: int, request_id: str, detail: str | None = None, slug: str | None = None, **headers: str
+    ) -> HttpResponse:
+        """Every error the front answers itself, by one path: the API kind's own answer where it makes one
+        (ApiShape.own_answer: an HTTP API's bare ``{"message"}`` for 413 and a failed function), else the
+        problem+json with ``requestId``; ``headers`` (Retry-After, Allow, ...) go on either."""
+        own = self.api.own_answer(status)
+        if own is None:
+            return problem_response(status, request_id, detail, slug, **headers)
+        own.headers.update(headers)
+        return own
+
     def answer(self, request: HttpRequest) -> HttpResponse:
         """The ingest's response to a request the API let through (body read); 503 when the local
         queue is full, 502 when the function failed."""
         event = self.api.event(request)
         if not self.try_reserve():
             detail = "the local pipeline's ingest environments are all busy and its queue is full; retry after a second"
-            return problem_response(
+            return self.error(
                 503, request.request_id, detail, "local-queue-full", **{"Retry-After": str(RETRY_AFTER_SECONDS)}
             )
         try:
             result = self.ingest.invoke(event).response
         except FunctionError as exc:
             self.log.line(f"ingest handler failed: {exc}\n{exc.stack_trace}")
-            return self.api.own_answer(502) or problem_response(502, request.request_id)
+            return self.error(502, request.request_id)
         finally:
             self.release()
         return http_response(result)
@@ -278,7 +290,7 @@ class _Connection(socketserver.BaseRequestHandler):
             status = status if status in (414, 431) else 400
             self._send(
                 connection,
-                problem_response(status, request_id, str(exc), Connection="close", **{"x-amzn-RequestId": request_id}),
+                front.error(status, request_id, str(exc), Connection="close", **{"x-amzn-RequestId": request_id}),
             )
             front.log.request("-", "-", status, 0, 0.0)
             return False
@@ -303,16 +315,16 @@ class _Connection(socketserver.BaseRequestHandler):
     ) -> HttpResponse:
         front = self.server.front
         if front.closing:
-            raise Refused(problem_response(503, request_id, **{"Retry-After": str(RETRY_AFTER_SECONDS)}))
+            raise Refused(front.error(503, request_id, **{"Retry-After": str(RETRY_AFTER_SECONDS)}))
         if head.http_version not in (b"1.0", b"1.1"):
-            raise Refused(problem_response(505, request_id))
+            raise Refused(front.error(505, request_id))
         if method not in API_METHODS:
             raise Refused(
-                problem_response(405, request_id, f"{method} is not allowed on {PAYLOADS_PATH}; use POST", Allow="POST")
+                front.error(405, request_id, f"{method} is not allowed on {PAYLOADS_PATH}; use POST", Allow="POST")
             )
         headers = tuple((name.decode("latin-1"), value.decode("latin-1")) for name, value in head.headers.raw_items())
         if len(headers) > MAX_HEADERS:
-            raise Refused(problem_response(431, request_id, f"more than {MAX_HEADERS} header lines"))
+            raise Refused(front.error(431, request_id, f"more than {MAX_HEADERS} header lines"))
         request = HttpRequest(method, path, query, headers, b"", request_id, self.client_address[0])
         refusal = front.api.refusal(request)
         if refusal is not None:  # decided on the head: the body of a refused request is never read
@@ -322,18 +334,16 @@ class _Connection(socketserver.BaseRequestHandler):
 
     def _read_body(self, connection: h11.Connection, head: h11.Request, request_id: str) -> bytes:
         """The whole body, at most API Gateway's 10 MB; Refused (400, 413) as soon as it cannot be."""
+        error = self.server.front.error
         names = {name for name, _ in head.headers}
         if b"transfer-encoding" in names and b"content-length" in names:
             # RFC 9112 section 6.3: ambiguous framing, a request-smuggling vector; h11 would let chunked win.
-            raise Refused(problem_response(400, request_id, "both Transfer-Encoding and Content-Length are set"))
+            raise Refused(error(400, request_id, "both Transfer-Encoding and Content-Length are set"))
         limit = API_GATEWAY_MAX_BODY_BYTES
         too_large = f"the body is above {limit} bytes, more than API Gateway accepts"
         length = next((int(value) for name, value in head.headers if name == b"content-length"), None)
         if length is not None and length > limit:  # refused before a byte of it is read
-            raise Refused(
-                self.server.front.api.own_answer(413)
-                or problem_response(413, request_id, f"the body is {length} bytes; API Gateway accepts at most {limit}")
-            )
+            raise Refused(error(413, request_id, f"the body is {length} bytes; API Gateway accepts at most {limit}"))
         if connection.they_are_waiting_for_100_continue:
             self.request.sendall(connection.send(h11.InformationalResponse(status_code=100, headers=[])))
         chunks: list[bytes] = []
@@ -344,19 +354,19 @@ class _Connection(socketserver.BaseRequestHandler):
             try:
                 event = connection.next_event()
             except h11.RemoteProtocolError as exc:
-                raise Refused(problem_response(400, request_id, f"the body could not be read: {exc}")) from exc
+                raise Refused(error(400, request_id, f"the body could not be read: {exc}")) from exc
             if event is h11.NEED_DATA:
                 data = self.request.recv(RECEIVE_BYTES)
                 received += len(data)
                 if received > limit:  # refused before h11 parses past the limit
-                    raise Refused(self.server.front.api.own_answer(413) or problem_response(413, request_id, too_large))
+                    raise Refused(error(413, request_id, too_large))
                 connection.receive_data(data)
             elif isinstance(event, h11.Data):
                 chunks.append(event.data)
             elif isinstance(event, h11.EndOfMessage):
                 return b"".join(chunks)
             else:  # nothing else comes in a body (h11 raises for a connection closed mid-body)
-                raise Refused(problem_response(400, request_id, "the body ended early"))
+                raise Refused(error(400, request_id, "the body ended early"))
 
     def _send(self, connection: h11.Connection, response: HttpResponse, head: bool = False) -> None:
         headers = [(name, value) for name, value in response.headers.items() if name.lower() not in _FRAMING]

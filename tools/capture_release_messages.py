@@ -165,6 +165,7 @@ def capture_in_this_process(tree: Path, out: Path, revision: str) -> None:
         from local_pipeline.events import LambdaContext, api_gateway_event
         from local_pipeline.resources import create_resources, lambda_environment
         from pipeline import aws_clients, settings
+        from pipeline.contract import PAYLOADS_PATH  # the revision's own path (b5bce11 has it)
 
         for module in (ingest_handler, consumer_handler, settings):
             if not str(module.__file__).startswith(str(tree)):
@@ -178,7 +179,7 @@ def capture_in_this_process(tree: Path, out: Path, revision: str) -> None:
         for name, request_id, received_at_ms, extra_headers, body in REQUESTS:
             headers = {"Content-Type": "application/json", "x-api-key": "fixture", **extra_headers}
             event = api_gateway_event(
-                "POST", "/v1/payloads", body.encode("utf-8"), headers, request_id=request_id, api_key="fixture"
+                "POST", PAYLOADS_PATH, body.encode("utf-8"), headers, request_id=request_id, api_key="fixture"
             )
             event["requestContext"]["requestTimeEpoch"] = received_at_ms
             event["requestContext"]["identity"]["apiKeyId"] = API_KEY_ID

@@ -19,7 +19,8 @@ import pytest
 from infra.config import PROFILES, SQS_IN_FLIGHT_DEFAULT_QUOTA, PipelineConfig
 from tools.models import capacity, capacity_doc, cost
 from tools.models.assumptions import MEASURED, Assumptions
-from tools.models.flow import Load, flow_of, load_of
+from tools.models.capacity import cli
+from tools.models.flow import COLLECTION_JSON, Load, flow_of, load_of
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "CAPACITY.md"
@@ -46,7 +47,7 @@ def check(checks: capacity.Assessment | list[capacity.Check], stage_name: str, s
 
 
 def seed_json(capsys: pytest.CaptureFixture[str], **environ: str) -> tuple[int, dict[str, Any]]:
-    code = capacity.main([*SEED, "--format", "json"], environ=environ)
+    code = cli.main([*SEED, "--format", "json"], environ=environ)
     return code, json.loads(capsys.readouterr().out)
 
 
@@ -61,7 +62,7 @@ def test_the_assessment_is_the_concatenation_of_the_stages() -> None:
 def test_a_request_the_ingest_refuses_is_not_carried() -> None:
     rows = stage(capacity.http_contract_checks, 60, MAX_PAYLOADS=5)
     assert check(rows, "HTTP contract", "payloads per request").status == capacity.FAIL
-    assert check(rows, "HTTP contract", "request body").need == len(capacity.COLLECTION_JSON) + 10 * 1_001 - 1
+    assert check(rows, "HTTP contract", "request body").need == len(COLLECTION_JSON) + 10 * 1_001 - 1
 
 
 # --- the front door, by kind --------------------------------------------------------------------------------
@@ -252,7 +253,7 @@ def test_the_binding_stage_is_one_whose_need_grows_with_the_load() -> None:
 
 # --- the command: text, JSON, markdown, exit codes ----------------------------------------------------------
 def test_dev_profile_fails_the_seed_load_naming_the_binding_stage(capsys: pytest.CaptureFixture[str]) -> None:
-    code = capacity.main(SEED, environ={})
+    code = cli.main(SEED, environ={})
     printed = capsys.readouterr().out
     assert code == 1
     assert "binding stage: S3, PUT/s into a fresh hour= prefix, OBJECT_MODE=payload" in printed
@@ -328,7 +329,7 @@ def test_the_json_schema(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_a_knob_overrides_the_profile_in_the_verdict(capsys: pytest.CaptureFixture[str]) -> None:
-    code = capacity.main(["--rpm", "1000000"], environ={"PROFILE": "scale", "OBJECT_MODE": "payload"})
+    code = cli.main(["--rpm", "1000000"], environ={"PROFILE": "scale", "OBJECT_MODE": "payload"})
     assert code == 1
     assert "use OBJECT_MODE=batch" in capsys.readouterr().out
 
@@ -350,15 +351,15 @@ def test_a_knob_overrides_the_profile_in_the_verdict(capsys: pytest.CaptureFixtu
 def test_bad_arguments_or_knobs_exit_2(
     argv: list[str], environ: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert capacity.main(argv, environ=environ) == 2
+    assert cli.main(argv, environ=environ) == 2
     captured = capsys.readouterr()
     assert captured.err and not captured.out
 
 
 def test_markdown_is_the_committed_doc_and_the_old_flag_still_works(capsys: pytest.CaptureFixture[str]) -> None:
-    assert capacity.main(["--format", "markdown"]) == 0
+    assert cli.main(["--format", "markdown"]) == 0
     by_format = capsys.readouterr().out
-    assert capacity.main(["--markdown"]) == 0
+    assert cli.main(["--markdown"]) == 0
     assert capsys.readouterr().out == by_format
     assert DOC.read_text() == by_format == capacity_doc.render_markdown(), (
         "docs/CAPACITY.md is stale: python -m tools.models.capacity --format markdown > docs/CAPACITY.md"

@@ -13,6 +13,7 @@ import pytest
 
 from local_pipeline.local_settings import REPO_ROOT
 from tools.models import capacity
+from tools.models.capacity import cli
 
 
 def run_capacity(*args: str) -> subprocess.CompletedProcess[str]:
@@ -60,7 +61,7 @@ def words_of(text: str) -> set[str]:
 def test_the_text_table_keeps_every_label_whole(capsys: pytest.CaptureFixture[str], profile: str) -> None:
     # Given the seed load on a profile whose checks carry labels longer than their columns
     # When the text report is printed
-    capacity.main(
+    cli.main(
         [*map(str, ("--rpm", *capacity.SEED[:1])), "--payloads", "10", "--payload-bytes", "1024"],
         environ={"PROFILE": profile},
     )

@@ -160,3 +160,29 @@ def test_device_auth_adds_its_cpu_to_the_ingest() -> None:
     off = flow.flow_of(PipelineConfig(), load())
     on = flow.flow_of(PipelineConfig(DEVICE_AUTH="on"), load())
     assert on.ingest_cpu_ms - off.ingest_cpu_ms == pytest.approx(0.0048 * 1769 / 512)  # bench D1, at 512 MB
+
+
+def test_the_request_body_is_the_size_of_a_collection_the_ingest_parses() -> None:
+    # Given a real collection of 3 compact-JSON payloads of 40 B each, as a client posts it
+    from pipeline.collection import Limits, parse_collection
+
+    payload = {"seq": 1, "note": "x" * 21}
+    assert len(json.dumps(payload, separators=(",", ":"))) == 40
+    body = json.loads(flow.COLLECTION_JSON) | {"data": [payload] * 3}
+    text = json.dumps(body, separators=(",", ":"))
+    # When the model sizes that load's body
+    # Then it is the body's length, and the ingest reads that body as three payloads of 40 B
+    assert flow.Load(60, 3, 40).body_bytes == len(text.encode())
+    collection = parse_collection(text.encode(), Limits(10_000, 10, 1_000, 10))
+    assert [len(p) for p in collection.payloads] == [40, 40, 40]
+
+
+def test_the_flow_derives_every_per_second_and_per_hour_rate_once() -> None:
+    # Given 60,000 requests/min of 10 payloads, one payload a message, 2 % failing once
+    f = flow.flow_of(PipelineConfig(), flow.Load(60_000, 10, 1_000, failure_rate=0.02), ASSUME)
+    # Then the calls each AWS API gets follow from the messages: 10,000 messages/s, deleted 10 a call
+    assert f.messages_per_second == 10_000
+    assert f.deletes_per_second == 1_000
+    assert f.failed_messages_per_second == pytest.approx(200)
+    assert f.sends_per_second == 1_000 * f.send_calls_per_request
+    assert f.payloads_per_hour == 36_000_000 and f.puts_per_hour == f.puts_per_second * 3600

@@ -249,7 +249,7 @@ def _lake_section(scale: Assessment) -> list[str]:
     thirty = lake_figures(dataclasses.replace(config, RAW_RETENTION_DAYS=30), flow)
     assert thirty is not None
     lines = cost.compaction_lines(config, flow)
-    raw_objects = flow.puts_per_second * 3600
+    raw_objects = flow.puts_per_hour
     compacted = cost.compacted_bytes_per_payload(flow)
     return [
         "## The lake: compaction and query cost",
@@ -257,7 +257,7 @@ def _lake_section(scale: Assessment) -> list[str]:
         f"Compaction (`COMPACTION=on`): every hour an EventBridge Scheduler run starts a Step Functions standard "
         f"workflow whose Athena CTAS rewrites the closed hour as Parquet (zstd) and switches the partition "
         f"(brief decision 4). At the seed load one run scans {lake.athena_tb_per_run * 1024:,.0f} GB: the raw hour's "
-        f"gzip NDJSON ({flow.payloads_per_second * 3600 / 1e6:,.0f} M payloads at "
+        f"gzip NDJSON ({flow.payloads_per_hour / 1e6:,.0f} M payloads at "
         f"{cost.stored_bytes_per_payload(config, flow):.0f} B) and the `id` column of "
         f"{config.COMPACTION_LOOKBACK_HOURS} compacted hours "
         f"({MEASURED.compacted_column_bytes['id']:.2f} B a payload, bench S2). Monthly:",
@@ -283,7 +283,7 @@ def _lake_section(scale: Assessment) -> list[str]:
         f"whatever the filter, ${lake.dedup_view_query_usd:,.0f} at `RAW_RETENTION_DAYS={config.RAW_RETENTION_DAYS}` "
         f"(${thirty.dedup_view_query_usd:,.0f} with 30 days kept); the compacted table's `token` column for the hour "
         f"({MEASURED.compacted_column_bytes['token']:.2f} B a payload, "
-        f"{flow.payloads_per_second * 3600 * MEASURED.compacted_column_bytes['token'] / 1024**3:.1f} GB) "
+        f"{flow.payloads_per_hour * MEASURED.compacted_column_bytes['token'] / 1024**3:.1f} GB) "
         f"${lake.parquet_column_query_usd:,.4f}.",
     ]
 
@@ -506,8 +506,8 @@ def _json_section() -> list[str]:
         "",
         "`PROFILE=scale python -m tools.models.capacity --rpm 1000000 --payloads 10 --payload-bytes 1024 --format "
         "json` "
-        "prints one object, schema 1 (the module docstring of tools/models/capacity.py is the reference; a test "
-        "fails if a field goes missing):",
+        "prints one object, schema 1 (the module docstring of tools/models/capacity/__init__.py is the reference; "
+        "a test fails if a field goes missing):",
         "",
         "| field | meaning |",
         "|---|---|",
@@ -582,7 +582,7 @@ def render_markdown() -> str:
             "",
             "## How each stage is judged",
             "",
-            "One function per stage (`STAGES` in tools/models/capacity.py, the front door by `API_KIND` in "
+            "One function per stage (`STAGES` in tools/models/capacity/__init__.py, the front door by `API_KIND` in "
             "`FRONT_DOORS`), each `(config, load, flow) -> list[Check]`; the flow (tools/models/flow.py) is how the "
             "load moves through the configuration, and the cost lines (tools/models/cost.py) price the same flow.",
             "",

@@ -106,12 +106,6 @@ def _envelope_bytes(flow: Flow) -> float:
     return flow.load.message_bytes - REQUEST_ID_ATTRIBUTE_BYTES
 
 
-def request_body_bytes(load: Load) -> int:
-    """The POST body: the collection around the payloads."""
-    collection = '{"version":"1.4.2","token":"device-token-123","data":[]}'
-    return len(collection) + load.payloads_per_request * (load.payload_bytes + 1) - 1
-
-
 # --- the front door, by kind ---------------------------------------------------------------------------------
 def rest_api_lines(config: PipelineConfig, flow: Flow) -> list[Line]:
     requests = flow.load.requests_per_month
@@ -128,7 +122,7 @@ def rest_api_lines(config: PipelineConfig, flow: Flow) -> list[Line]:
 
 def http_api_lines(config: PipelineConfig, flow: Flow) -> list[Line]:
     """HTTP APIs are metered in 512 KB increments: a request of 513 KB is two."""
-    per_request = math.ceil(max(1, request_body_bytes(flow.load)) / prices.API_GATEWAY_HTTP_METERING_BYTES)
+    per_request = math.ceil(max(1, flow.load.body_bytes) / prices.API_GATEWAY_HTTP_METERING_BYTES)
     metered = flow.load.requests_per_month * per_request
     return [
         Line(
@@ -250,7 +244,7 @@ def sqs_lines(config: PipelineConfig, flow: Flow) -> list[Line]:
     sends = flow.load.requests_per_month * flow.send_billed_per_request
     receive_bytes = flow.messages_per_receive * flow.layout.message_bytes
     receives = flow.receives_per_second * month * chunks(receive_bytes)
-    deletes = flow.messages_per_second / SQS_RECEIVE_MAX * month
+    deletes = flow.deletes_per_second * month
     parts = [
         ("SQS", f"SendMessageBatch ({flow.layout.name}, 64 KB chunks)", sends, "requests"),
         (
@@ -267,7 +261,7 @@ def sqs_lines(config: PipelineConfig, flow: Flow) -> list[Line]:
             ("SQS", f"GetQueueAttributes (backlog check every {config.BACKLOG_CHECK_SECONDS} s)", checks, "requests")
         )
     if flow.load.failure_rate:
-        retries = flow.messages_per_second * flow.load.failure_rate / SQS_RECEIVE_MAX * month
+        retries = flow.failed_messages_per_second / SQS_RECEIVE_MAX * month
         parts.append(("SQS", "ChangeMessageVisibilityBatch (failed records' retry delay)", retries, "requests"))
     return shared_tiers(parts, prices.SQS_STANDARD_TIERS)
 
@@ -294,9 +288,9 @@ def _compaction_requests_per_month(config: PipelineConfig, flow: Flow) -> dict[s
     if config.COMPACTION != "on":
         return {"GET": 0.0, "LIST": 0.0, "PUT": 0.0}
     assume = flow.assume
-    raw_objects = flow.puts_per_second * 3600
+    raw_objects = flow.puts_per_hour
     files = compacted_objects_per_hour(flow)
-    file_bytes = flow.payloads_per_second * 3600 * compacted_bytes_per_payload(flow) / files
+    file_bytes = flow.payloads_per_hour * compacted_bytes_per_payload(flow) / files
     puts_per_file = math.ceil(file_bytes / assume.multipart_part_bytes) + 2
     gets_per_file = 1 + math.ceil(file_bytes / assume.row_group_bytes)
     runs = HOURS_PER_MONTH
@@ -356,7 +350,7 @@ def athena_bytes_per_compaction(config: PipelineConfig, flow: Flow) -> float:
     COMPACTION_LOOKBACK_HOURS (an id already compacted is not added again: infra/lake_table.py
     compaction_select). The window reaches as far forward, but at the hourly run the later hours are not
     compacted yet."""
-    hour = flow.payloads_per_second * 3600
+    hour = flow.payloads_per_hour
     raw = hour * stored_bytes_per_payload(config, flow)
     ids = hour * flow.assume.measured.compacted_column_bytes["id"] * config.COMPACTION_LOOKBACK_HOURS
     return max(float(prices.ATHENA_MINIMUM_BYTES), raw + ids)

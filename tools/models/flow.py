@@ -50,6 +50,7 @@ ESM_MAX_WINDOW_SECONDS = 300
 RECEIPT_HANDLE_CHARS = 1024
 REQUEST_ID_CHARS = 36  # API Gateway's request id, a UUID: the requestId attribute's value
 REQUEST_ID_ATTRIBUTE_BYTES = len(REQUEST_ID_ATTRIBUTE) + len("String") + REQUEST_ID_CHARS
+COLLECTION_JSON = '{"version":"1.4.2","token":"device-token-123","data":[]}'  # pipeline.envelope's typical request
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,11 @@ class Load:
     def message_bytes(self) -> int:
         """One payload alone in its message (today's layout), as SQS counts it: body + requestId attribute."""
         return one_message_bytes(self.payload_bytes)
+
+    @property
+    def body_bytes(self) -> int:
+        """The POST body: the collection (COLLECTION_JSON) around the payloads, comma-separated."""
+        return len(COLLECTION_JSON) + self.payloads_per_request * (self.payload_bytes + 1) - 1
 
 
 def load_of(rpm: float, payloads: int, payload_bytes: int, failure_rate: float = 0.0) -> Load:
@@ -250,8 +256,27 @@ class Flow:
         return self.load.payloads_per_second
 
     @property
+    def payloads_per_hour(self) -> float:
+        return self.payloads_per_second * 3600
+
+    @property
     def messages_per_second(self) -> float:
         return self.load.rps * self.layout.messages_per_request
+
+    @property
+    def sends_per_second(self) -> float:
+        """SendMessageBatch calls."""
+        return self.rps * self.send_calls_per_request
+
+    @property
+    def deletes_per_second(self) -> float:
+        """DeleteMessageBatch calls: the mapping deletes up to SQS_RECEIVE_MAX records a call."""
+        return self.messages_per_second / SQS_RECEIVE_MAX
+
+    @property
+    def failed_messages_per_second(self) -> float:
+        """Records that fail once and wait out their first retry delay."""
+        return self.messages_per_second * self.load.failure_rate
 
     @property
     def payloads_per_batch(self) -> float:
@@ -274,6 +299,11 @@ class Flow:
         return self.batches_per_second * self.objects_per_batch
 
     @property
+    def puts_per_hour(self) -> float:
+        """Raw objects an hour partition gets."""
+        return self.puts_per_second * 3600
+
+    @property
     def payloads_per_object(self) -> float:
         return self.payloads_per_batch / self.objects_per_batch
 
@@ -288,7 +318,7 @@ class Flow:
 
     @property
     def in_flight(self) -> float:
-        return self.in_flight_ok + self.messages_per_second * self.load.failure_rate * self.hold_failed_s
+        return self.in_flight_ok + self.failed_messages_per_second * self.hold_failed_s
 
     @property
     def latency_s(self) -> float:

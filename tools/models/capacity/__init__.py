@@ -39,18 +39,14 @@ API_KIND in ``FRONT_DOORS``); ``assess`` is their concatenation.
 
 from __future__ import annotations
 
-import argparse
 import itertools
-import json
 import math
-import sys
 import textwrap
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from infra.config import SQS_IN_FLIGHT_DEFAULT_QUOTA, ConfigError, PipelineConfig, cdk_json_context
-from pipeline.problems import Problem
+from infra.config import SQS_IN_FLIGHT_DEFAULT_QUOTA, PipelineConfig, cdk_json_context
 from tools.models import cost, prices
 from tools.models.assumptions import DEFAULT, Assumptions
 from tools.models.flow import (
@@ -58,9 +54,7 @@ from tools.models.flow import (
     ESM_MAX_WINDOW_SECONDS,
     HEADROOM,
     LAMBDA_SYNC_PAYLOAD_BYTES,
-    MIN_PAYLOAD_BYTES,
     POLLER_CONCURRENT_INVOKES,
-    SQS_RECEIVE_MAX,
     Flow,
     Load,
     flow_of,
@@ -93,7 +87,6 @@ LAMBDA_UNRESERVED_MINIMUM = 100
 # PUT/COPY/POST/DELETE per second per partitioned prefix; a new prefix starts unsplit and S3 splits it
 # gradually, answering 503 SlowDown meanwhile. Every hour= starts a new prefix (both object modes).
 S3_PUT_PER_PREFIX = 3_500
-COLLECTION_JSON = '{"version":"1.4.2","token":"device-token-123","data":[]}'  # pipeline.envelope's typical request
 
 QUOTAS = {
     "apigw-rate": "API Gateway: Throttle rate (Service Quotas console, Amazon API Gateway; Region)",
@@ -203,7 +196,6 @@ def _round_up(value: float, step: int = 1000) -> float:
 # --- the stages: each (config, load, flow) -> list[Check] -----------------------------------------------------
 def http_contract_checks(config: PipelineConfig, load: Load, flow: Flow) -> list[Check]:
     """A request the ingest rejects is never carried. The body: the collection around the payloads."""
-    body = len(COLLECTION_JSON) + load.payloads_per_request * (load.payload_bytes + 1) - 1
     return [
         Check(
             "HTTP contract",
@@ -216,7 +208,14 @@ def http_contract_checks(config: PipelineConfig, load: Load, flow: Flow) -> list
             scales=False,
         ),
         Check(
-            "HTTP contract", "request body", body, config.MAX_BODY_BYTES, "B", "MAX_BODY_BYTES", "config", scales=False
+            "HTTP contract",
+            "request body",
+            load.body_bytes,
+            config.MAX_BODY_BYTES,
+            "B",
+            "MAX_BODY_BYTES",
+            "config",
+            scales=False,
         ),
         Check(
             "HTTP contract",
@@ -455,7 +454,7 @@ def sqs_checks(config: PipelineConfig, load: Load, flow: Flow) -> list[Check]:
         Check(
             "SQS",
             f"SendMessageBatch calls/s ({flow.layout.name})",
-            load.rps * flow.send_calls_per_request,
+            flow.sends_per_second,
             math.inf,
             "calls/s",
             "standard queue: nearly unlimited",
@@ -464,7 +463,7 @@ def sqs_checks(config: PipelineConfig, load: Load, flow: Flow) -> list[Check]:
         Check(
             "SQS",
             "ReceiveMessage + DeleteMessageBatch calls/s",
-            flow.receives_per_second + flow.messages_per_second / SQS_RECEIVE_MAX,
+            flow.receives_per_second + flow.deletes_per_second,
             math.inf,
             "calls/s",
             "standard queue: nearly unlimited",
@@ -722,7 +721,7 @@ def lake_figures(config: PipelineConfig, flow: Flow, column: str = "token") -> L
     if config.COMPACTION != "on":
         return None
     compaction = [line for line in cost.compaction_lines(config, flow)]
-    hour = flow.payloads_per_second * 3600
+    hour = flow.payloads_per_hour
     raw_hour = hour * cost.stored_bytes_per_payload(config, flow)
     kept_hours = (config.RAW_RETENTION_DAYS * 24) if config.RAW_RETENTION_DAYS else 12 * 30 * 24
     return LakeFigures(
@@ -938,62 +937,3 @@ def resolve_config(environ: Mapping[str, str] | None = None, **context: Any) -> 
 
 
 SEED = (1_000_000, 10, 1024)  # the Go original's load: rpm, payloads per request, bytes per payload
-
-
-def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.models.capacity", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rpm", type=float, help="HTTP requests per minute")
-    parser.add_argument("--payloads", type=int, default=10, help="payloads per request")
-    parser.add_argument("--payload-bytes", type=int, default=1024, help="bytes of one payload (compact JSON)")
-    parser.add_argument(
-        "--failure-rate",
-        type=float,
-        default=0.0,
-        help="share of records that fail once and wait out their first retry delay (0..1)",
-    )
-    parser.add_argument("--format", choices=("text", "json", "markdown"), default="text")
-    parser.add_argument("--markdown", action="store_true", help="the same as --format markdown (docs/CAPACITY.md)")
-    cost.add_assumption_flags(parser)
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse's own errors (exit 2) and --help (exit 0)
-        return int(exc.code or 0)
-    if args.markdown or args.format == "markdown":
-        from tools.models import capacity_doc
-
-        print(capacity_doc.render_markdown(), end="")
-        return 0
-    if (
-        args.rpm is None
-        or not 0 < args.rpm < math.inf
-        or args.payloads < 1
-        or args.payload_bytes < MIN_PAYLOAD_BYTES
-        or not 0 <= args.failure_rate < 1
-    ):
-        print(  # one line: the usage (15 lines) would bury it; --help prints it
-            "capacity: --rpm > 0, --payloads >= 1, --payload-bytes >= 2 (a JSON object) and 0 <= --failure-rate < 1 "
-            "are needed (--help lists the options)",
-            file=sys.stderr,
-        )
-        return 2
-    try:
-        config = resolve_config(environ)
-    except ConfigError as exc:
-        print(f"capacity: {exc}", file=sys.stderr)
-        return 2
-    try:
-        assessment = assess(
-            config, load_of(args.rpm, args.payloads, args.payload_bytes, args.failure_rate), cost.assumptions_from(args)
-        )
-    except Problem as exc:  # the ingest's own refusal of such a payload: a bad argument, not a load to judge
-        print(f"capacity: --payload-bytes {args.payload_bytes}: {exc.detail} (the ingest answers 413)", file=sys.stderr)
-        return 2
-    if args.format == "json":
-        print(json.dumps(render_json(assessment), indent=2))
-    else:
-        print(render_text(assessment))
-    return assessment.exit_code
-
-
-if __name__ == "__main__":
-    sys.exit(main())
