@@ -43,6 +43,9 @@ class IngestSettings:
     DEVICE_AUTH: str = field(metadata={"choices": SWITCH})
     DEVICE_REVOCATION_TTL_SECONDS: int = field(metadata={"minimum": 1})
     DEVICE_KEYS_SECRET: str = field(metadata={"may_be_empty": True})
+    # A keyed request is partitioned by the first attempt it states when that lies at most this many hours
+    # before its receipt (pipeline/idempotency.py first_attempt_from).
+    RETRY_HORIZON_HOURS: int = field(metadata={"minimum": 1})
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> IngestSettings:

@@ -47,7 +47,7 @@ def stored_ids(pipeline: Pipeline) -> list[str]:
     """Every payload id in the bucket, once per stored copy."""
     ids = []
     bucket = pipeline.resources.bucket
-    for item in pipeline.s3.list_objects_v2(Bucket=bucket).get("Contents", []):
+    for item in pipeline.s3.list_objects_v2(Bucket=bucket, Prefix=pipeline.config.OBJECT_PREFIX).get("Contents", []):
         data = pipeline.s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
         if item["Key"].endswith(".ndjson.gz"):
             ids.extend(json.loads(line)["id"] for line in gzip.decompress(data).splitlines())
