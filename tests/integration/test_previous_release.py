@@ -215,3 +215,15 @@ def test_this_release_stores_the_same_requests_exactly_as_the_previous_release(p
     # Then the objects are byte-identical to what the previous release stored, but for the keyed request's id
     expected = objects_with_request_id(KEYED["response"]["requestId"], keyed_id)
     assert_stored_as_the_previous_release_did(pipeline, expected)
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_the_previous_releases_payloads_compact_to_one_row_each(pipeline: Pipeline, tmp_path: Path) -> None:
+    from tests.integration.test_compaction_local import check_exactly_once, compact_lake
+
+    # Given the previous release's records stored by this release's consumer, each delivered twice
+    assert consume_records(records() + records()) == {"batchItemFailures": []}
+    # When make compact runs (the SQL the deployed compaction runs: each hour on its own)
+    compact_lake(pipeline, tmp_path)
+    # Then payloads_compacted holds each of their payloads exactly once
+    check_exactly_once(pipeline, tmp_path, set(PAYLOAD_IDS))
