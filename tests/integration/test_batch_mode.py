@@ -95,7 +95,9 @@ def test_redelivery_of_the_same_batch_creates_no_second_object(pipeline: Pipelin
     assert pipeline.consume(messages) == {"batchItemFailures": []}
     assert pipeline.consume(messages) == {"batchItemFailures": []}
     # Then there is one object with one version
-    versions = pipeline.s3.list_object_versions(Bucket=pipeline.resources.bucket).get("Versions", [])
+    versions = pipeline.s3.list_object_versions(
+        Bucket=pipeline.resources.bucket, Prefix=pipeline.config.OBJECT_PREFIX
+    ).get("Versions", [])
     assert len(versions) == 1
     assert len(next(iter(stored(pipeline).values()))) == 10
 

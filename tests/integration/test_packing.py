@@ -57,7 +57,11 @@ def stored_ids(pipeline: Pipeline) -> list[str]:
 
 
 def versions(pipeline: Pipeline) -> int:
-    return len(pipeline.s3.list_object_versions(Bucket=pipeline.resources.bucket).get("Versions", []))
+    return len(
+        pipeline.s3.list_object_versions(Bucket=pipeline.resources.bucket, Prefix=pipeline.config.OBJECT_PREFIX).get(
+            "Versions", []
+        )
+    )
 
 
 def ids_of(request_id: str, n: int) -> list[str]:
