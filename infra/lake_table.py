@@ -67,10 +67,10 @@ def hour_key(moment: datetime) -> str:
 
 @dataclass(frozen=True)
 class CompactionWindow:
-    """What one compaction run of one hour reads: the raw hour ``dt``/``hour``, and the compacted hours
-    ``first``..``last`` (hour keys, the lookback either side, the hour itself left out) whose ids it must
-    not add again. ``first_dt``/``last_dt`` bound the same range by dt alone, so Athena prunes partitions
-    on a plain range before it evaluates the hour keys."""
+    """What one compaction run of one hour reads: the raw hour ``dt``/``hour``. ``first``..``last`` (hour keys,
+    COMPACTION_LOOKBACK_HOURS either side) and ``first_dt``/``last_dt`` named the compacted hours whose ids a run
+    did not add again; since every copy of an id is in one hour (issue 26, item 8) compaction_select reads none
+    of them. The state machine still fills them in; they can go with it."""
 
     dt: str
     hour: str
