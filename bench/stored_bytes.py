@@ -22,6 +22,7 @@ from typing import Any
 
 from bench.common import figure, prepare_environment
 from infra.config import PipelineConfig
+from pipeline.contract import LATE_MARKER_PREFIX
 
 REQUESTS = 2000  # x 10 payloads: ten batch objects of 2,000 payloads
 PAYLOADS = 10
@@ -79,9 +80,12 @@ def stored_batch_objects(requests: int = REQUESTS) -> list[bytes]:
     client = aws_clients.s3_client(settings.consumer_settings().UPLOAD_CONCURRENCY)
     FakeAws(client)
     bodies: list[bytes] = []
-    client.meta.events.register(
-        "before-parameter-build.s3.PutObject", lambda params, **_: bodies.append(bytes(params["Body"]))
-    )
+
+    def keep_object(params: dict[str, Any], **_: Any) -> None:
+        if not params["Key"].startswith(LATE_MARKER_PREFIX):  # the sample's hour is closed: its markers are no data
+            bodies.append(bytes(params["Body"]))
+
+    client.meta.events.register("before-parameter-build.s3.PutObject", keep_object)
     messages = _messages(requests)
     for start in range(0, len(messages), BATCH):
         event = sqs_event(messages[start : start + BATCH], "arn:aws:sqs:us-east-1:123456789012:bench-queue")

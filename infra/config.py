@@ -25,6 +25,7 @@ from infra.lake_table import COMPACTED_PREFIX
 from pipeline.contract import (
     CONSUMER_SERVICE,
     INGEST_SERVICE,
+    LATE_MARKER_PREFIX,
     MAX_PAYLOAD_BYTES_CEILING,
     MAX_PAYLOADS_CEILING,
     SQS_MAX_BATCH_ENTRIES,
@@ -219,6 +220,12 @@ class PipelineConfig:
     # compacted run is deleted no sooner than this after the switch, so a query that planned on it can finish.
     ATHENA_DML_TIMEOUT_MINUTES: int = 30
     COMPACTED_RETENTION_DAYS: int = 0  # expire compacted Parquet after N days; 0 keeps it forever
+    # One row per id, and one partition per keyed request: a keyed request stating its first attempt
+    # (Ingest-First-Attempt) lands in that attempt's hour when it is received at most this many hours later,
+    # so every copy sent within the horizon lands in one hour and compacts to one row (README, "One row per
+    # id"). Later copies land in their receive hour under other ids. The SDK stops at the same horizon less
+    # an hour (client/README.md).
+    RETRY_HORIZON_HOURS: int = 24
     QUERY_SCAN_LIMIT_GB: int = 100  # the Athena workgroup's BytesScannedCutoffPerQuery, in GB
     ACCESS_LOG_EXPIRATION_DAYS: int = 90
     DESTROY_ON_REMOVE: bool = False  # dev only: `cdk destroy` deletes the bucket and its objects
@@ -351,6 +358,17 @@ class PipelineConfig:
             (
                 not self.OBJECT_PREFIX.startswith(COMPACTED_PREFIX),
                 f"OBJECT_PREFIX must not start with {COMPACTED_PREFIX!r}: payloads_compacted lives there",
+            ),
+            (
+                # A copy partitioned by its first attempt lands in an hour up to RETRY_HORIZON_HOURS old, and
+                # that hour's re-run must still find every raw object of it.
+                1 <= self.RETRY_HORIZON_HOURS <= 168
+                and (self.RAW_RETENTION_DAYS == 0 or self.RETRY_HORIZON_HOURS < self.RAW_RETENTION_DAYS * 24),
+                "RETRY_HORIZON_HOURS must be 1..168 and shorter than RAW_RETENTION_DAYS (when that is not 0)",
+            ),
+            (
+                not self.OBJECT_PREFIX.startswith(LATE_MARKER_PREFIX),
+                f"OBJECT_PREFIX must not start with {LATE_MARKER_PREFIX!r}: the compaction's late markers live there",
             ),
             (
                 # A compaction run rewrites an hour from its raw objects: a DLQ redrive can bring a payload
@@ -493,6 +511,7 @@ class PipelineConfig:
             DEVICE_REVOCATION_TTL_SECONDS=self.DEVICE_REVOCATION_TTL_SECONDS,
             DEVICE_KEYS_SECRET=device_keys_secret,
             DEVICE_KEYRING_STALE_SECONDS=self.DEVICE_KEYRING_STALE_SECONDS,
+            RETRY_HORIZON_HOURS=self.RETRY_HORIZON_HOURS,
         )
         # Read by pipeline/observability.py (MetricCounts) at cold start, like Powertools' own variables.
         telemetry = {"METRICS_FLUSH_SECONDS": str(self.METRICS_FLUSH_SECONDS)}

@@ -19,6 +19,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+# The consumer's late markers (one zero-byte object per object stored into a closed hour, late/dt=../hour=../):
+# the key layout is the consumer's (pipeline/contract.py late_marker_key), which cannot import infra/.
+from pipeline.contract import LATE_MARKER_PREFIX as LATE_MARKER_PREFIX
+
 TABLE_NAME = "payloads"
 DEDUP_VIEW_NAME = "payloads_dedup"
 COMPACTED_TABLE_NAME = "payloads_compacted"
@@ -63,10 +67,10 @@ def hour_key(moment: datetime) -> str:
 
 @dataclass(frozen=True)
 class CompactionWindow:
-    """What one compaction run of one hour reads: the raw hour ``dt``/``hour``, and the compacted hours
-    ``first``..``last`` (hour keys, the lookback either side, the hour itself left out) whose ids it must
-    not add again. ``first_dt``/``last_dt`` bound the same range by dt alone, so Athena prunes partitions
-    on a plain range before it evaluates the hour keys."""
+    """What one compaction run of one hour reads: the raw hour ``dt``/``hour``. ``first``..``last`` (hour keys,
+    COMPACTION_LOOKBACK_HOURS either side) and ``first_dt``/``last_dt`` named the compacted hours whose ids a run
+    did not add again; since every copy of an id is in one hour (issue 26, item 8) compaction_select reads none
+    of them. The state machine still fills them in; they can go with it."""
 
     dt: str
     hour: str
@@ -97,19 +101,18 @@ class CompactionWindow:
 def compaction_select(window: CompactionWindow) -> str:
     """The rows of one compacted hour, in Athena's dialect and DuckDB's alike: one row per id of the raw
     hour (the first received; ties are identical envelopes, ordered on every column so a re-run picks
-    the same row), less the ids another compacted hour of the lookback window already holds. A keyed
-    retry received in the next hour therefore stays in the hour compacted first, and re-running an hour
-    (late data, a DLQ redrive) adds only its new ids."""
+    the same row). It reads the raw hour's own partition and nothing else: every copy of an id lands in
+    one hour partition (a keyed request's id covers its partition hour, and its retries are partitioned
+    by their first attempt: pipeline/idempotency.py), so no other hour can hold it, and a run's work is
+    bounded by the hour's own data, not by the ids of the hours around it (docs/LAKE.md). The lookback
+    fields of ``window`` are not read (the state machine still fills them in)."""
     w = window
     columns = ", ".join(COLUMNS)
     return (
         f"SELECT {columns} FROM ("
         f"SELECT {columns}, row_number() OVER (PARTITION BY id ORDER BY {columns}) AS copy_number "
         f"FROM {TABLE_NAME} WHERE dt = '{w.dt}' AND hour = '{w.hour}'"
-        f") WHERE copy_number = 1 AND id NOT IN ("
-        f"SELECT id FROM {COMPACTED_TABLE_NAME} WHERE dt BETWEEN '{w.first_dt}' AND '{w.last_dt}' "
-        f"AND dt || '-' || hour BETWEEN '{w.first}' AND '{w.last}' "
-        f"AND NOT (dt = '{w.dt}' AND hour = '{w.hour}'))"
+        f") WHERE copy_number = 1"
     )
 
 

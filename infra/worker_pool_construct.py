@@ -13,6 +13,7 @@ from constructs import Construct
 
 from infra.config import PipelineConfig
 from infra.functions import pipeline_function
+from pipeline.contract import LATE_MARKER_PREFIX
 
 
 def _scaling(config: PipelineConfig) -> dict[str, Any]:
@@ -52,6 +53,9 @@ class WorkerPool(Construct):
             reserved_concurrency=config.consumer_reservation,
         )
         bucket.grant_put(self.function, objects_key_pattern=f"{config.OBJECT_PREFIX}*")
+        # The late markers of objects stored into closed hours (pipeline/contract.py LATE_MARKER_PREFIX): PutObject
+        # there only, never the compacted lake's prefix beside it.
+        bucket.grant_put(self.function, objects_key_pattern=f"{LATE_MARKER_PREFIX}*")
         self.event_source = event_sources.SqsEventSource(
             queue,
             batch_size=config.BATCH_SIZE,

@@ -40,7 +40,14 @@ from locust import FastHttpUser, events, task
 from locust.env import Environment
 
 from loadtest.device_keys import DEFAULT_DEVICES, DeviceKeysError, device_keys_for, key_of_user
-from pipeline.contract import API_KEY_HEADER, DEVICE_KEY_HEADER, IDEMPOTENCY_KEY_HEADER, PAYLOADS_PATH
+from pipeline.contract import (
+    API_KEY_HEADER,
+    DEVICE_KEY_HEADER,
+    FIRST_ATTEMPT_HEADER,
+    IDEMPOTENCY_KEY_HEADER,
+    PAYLOADS_PATH,
+    format_received_at,
+)
 
 
 @events.init_command_line_parser.add_listener
@@ -190,8 +197,13 @@ class PayloadClient(FastHttpUser):
     def post_collection(self) -> None:
         assert ACKS is not None
         sent_at = time.time()
-        # Every request is a new logical request: a fresh Idempotency-Key (the body is the same each time).
-        headers = {**self.headers, IDEMPOTENCY_KEY_HEADER: str(uuid.uuid4())}
+        # Every request is a new logical request: a fresh Idempotency-Key (the body is the same each time), and its
+        # first attempt stated as the SDK states it, so the ingest reads and checks it as it does for the SDK's.
+        headers = {
+            **self.headers,
+            IDEMPOTENCY_KEY_HEADER: str(uuid.uuid4()),
+            FIRST_ATTEMPT_HEADER: format_received_at(round(sent_at * 1000)),
+        }
         with self.client.post(
             PAYLOADS_PATH, data=BODY, headers=headers, name="POST " + PAYLOADS_PATH, catch_response=True
         ) as response:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from pipeline.contract import decode_batch_object, parse_object_key, parse_received_at
+from pipeline.contract import LATE_MARKER_PREFIX, decode_batch_object, parse_object_key, parse_received_at
 
 Sent = tuple[str, Any]  # (token, payload): what the client sent for one payload
 
@@ -68,12 +68,13 @@ def copy_of(
 
 
 def bucket_copies(s3: Any, bucket: str, readers: int = 8) -> list[StoredCopy]:
-    """Every payload in every version of every object of ``bucket``. Version the bucket first: an
-    overwrite then shows up as a second copy."""
+    """Every payload in every version of every object of ``bucket`` (the late markers beside them hold none).
+    Version the bucket first: an overwrite then shows up as a second copy."""
     versions = [
         (version["Key"], version["VersionId"], version["LastModified"])
         for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket)
         for version in page.get("Versions", [])
+        if not version["Key"].startswith(LATE_MARKER_PREFIX)  # zero-byte marks of late hours, no payloads
     ]
 
     def read(item: tuple[str, str, datetime]) -> list[StoredCopy]:

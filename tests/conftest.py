@@ -91,9 +91,12 @@ class Pipeline:
         return response
 
     def objects(self) -> dict[str, dict[str, Any]]:
-        """Every stored object, parsed, by key."""
+        """Every stored raw object (OBJECT_PREFIX: not the late markers beside it), parsed, by key."""
         stored = {}
-        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.resources.bucket):
+        pages = self.s3.get_paginator("list_objects_v2").paginate(
+            Bucket=self.resources.bucket, Prefix=self.config.OBJECT_PREFIX
+        )
+        for page in pages:
             for item in page.get("Contents", []):
                 body = self.s3.get_object(Bucket=self.resources.bucket, Key=item["Key"])["Body"].read()
                 stored[item["Key"]] = json.loads(body)

@@ -9,7 +9,8 @@ object: the envelope, verbatim, at its payload's key (``plan_payload_objects``).
 1. Plan: parse every record of the batch into its envelopes: one, or several of one request when the
    ingest packed them (MESSAGE_TARGET_BYTES; pipeline/envelope.py parse_envelopes). A record that is
    not our envelope(s) is rejected on its own (reported failed, retried, then dead-lettered) and never
-   blocks the others. The envelopes are grouped by the hour partition of their receivedAt, so the
+   blocks the others. The envelopes are grouped by their hour partition (StoredEnvelope.partition: the
+   first attempt a keyed request stated, else receivedAt), so the
    ``dt=/hour=`` layout is the same as in payload mode; each group becomes one object.
 2. Store: each object is written create-only (If-None-Match: *) at a key derived from the sorted
    payload ids it holds, so an identical redelivered group maps to the same key and is not stored
@@ -39,10 +40,14 @@ from pipeline.contract import (
     PAYLOAD_CONTENT_TYPE,
     batch_object_key,
     encode_batch_object,
+    is_closed_hour,
+    late_marker_key,
     payload_object_key,
 )
 from pipeline.envelope import EnvelopeError, StoredEnvelope, parse_envelopes
 from pipeline.storage import StoreOutcome, put_create_only
+
+LATE_MARKER_CONTENT_TYPE = "application/octet-stream"  # zero bytes: the key is the message
 
 
 class ObjectNotStoredError(RuntimeError):
@@ -72,6 +77,7 @@ class ObjectGroup:
 
     key: str
     records: tuple[BatchRecord, ...]
+    partition: datetime  # the hour partition ``key`` lies in, UTC
     payload_object: bool = False  # True: the one record's envelope, verbatim, as JSON; else gzip NDJSON
 
     def content(self) -> tuple[bytes, str]:
@@ -133,10 +139,9 @@ def plan_batch_objects(messages: Iterable[tuple[str, str]], prefix: str) -> Batc
     records, rejected = _parse_records(messages)
     partitions: dict[datetime, list[BatchRecord]] = {}
     for record in records:
-        hour = record.envelope.received_at.replace(minute=0, second=0, microsecond=0)
-        partitions.setdefault(hour, []).append(record)
+        partitions.setdefault(record.envelope.partition, []).append(record)
     groups = [
-        ObjectGroup(batch_object_key(prefix, hour, (r.envelope.payload_id for r in members)), tuple(members))
+        ObjectGroup(batch_object_key(prefix, hour, (r.envelope.payload_id for r in members)), tuple(members), hour)
         for hour, members in sorted(partitions.items())
     ]
     return BatchPlan(groups, rejected)
@@ -149,7 +154,10 @@ def plan_payload_objects(messages: Iterable[tuple[str, str]], prefix: str) -> Ba
     records, rejected = _parse_records(messages)
     groups = [
         ObjectGroup(
-            payload_object_key(prefix, r.envelope.payload_id, r.envelope.received_at), (r,), payload_object=True
+            payload_object_key(prefix, r.envelope.payload_id, r.envelope.partition),
+            (r,),
+            r.envelope.partition,
+            payload_object=True,
         )
         for r in records
     ]
@@ -159,15 +167,24 @@ def plan_payload_objects(messages: Iterable[tuple[str, str]], prefix: str) -> Ba
 def store_objects(plan: BatchPlan, bucket: str, s3: Any, executor: Executor) -> Iterator[ObjectResult]:
     """Write each planned object create-only, concurrently on ``executor``; yield the results in plan
     order as they come in. A failed PUT is captured in its result, never raised, so one failing object
-    cannot hide the outcome of the others."""
+    cannot hide the outcome of the others.
+
+    An object of an hour that has already closed also gets its late marker (pipeline/contract.py
+    late_marker_key), after the object is stored: a marker without data is harmless, data without a marker
+    would be missed by that hour's compaction. It is written on a redelivery too (the object then answers
+    412), since the delivery that stored the object may have failed before its marker; a marker that
+    cannot be written fails the object's records, so SQS brings them back for it."""
 
     def store(group: ObjectGroup) -> ObjectResult:
         try:
             body, content_type = group.content()
             outcome = put_create_only(s3, bucket, group.key, body, content_type=content_type)
+            finished_at = datetime.now(tz=UTC)
+            if is_closed_hour(group.partition, finished_at):
+                put_create_only(s3, bucket, late_marker_key(group.partition, group.key), b"", LATE_MARKER_CONTENT_TYPE)
         except Exception as exc:  # noqa: BLE001 - any failure means: retry every record of this object
             return ObjectResult(group, None, exc)
-        return ObjectResult(group, outcome, finished_at=datetime.now(tz=UTC))
+        return ObjectResult(group, outcome, finished_at=finished_at)
 
     return executor.map(store, plan.groups)
 

@@ -31,6 +31,9 @@ DEVICE_KEY_HEADER: Final = "Authorization"  # "Bearer <device key>" with DEVICE_
 # any byte reach the ingest exactly: the HTTP API hands application/json bodies over as text (README, HTTP API).
 BINARY_JSON_CONTENT_TYPE: Final = "application/vnd.ingest-pipeline+json"
 IDEMPOTENCY_KEY_HEADER: Final = "Idempotency-Key"  # pipeline/idempotency.py
+# When the client first sent the request (RFC 3339, UTC), the same on every retry: a keyed request is
+# partitioned by it, within bounds (pipeline/idempotency.py first_attempt_from; docs/openapi.yaml).
+FIRST_ATTEMPT_HEADER: Final = "Ingest-First-Attempt"
 
 
 def problem_type(slug: str) -> str:
@@ -196,21 +199,24 @@ MAX_REQUEST_ID_CHARS: Final = 128  # pipeline/envelope.py is_safe_id
 MAX_DEVICE_ID_CHARS: Final = 64
 MAX_PAYLOADS_CEILING: Final = 10_000  # so a payload index has at most 4 digits
 _MAX_ESCAPED_CHAR_BYTES = 12
-_ENVELOPE_LITERALS = '{"id":"","requestId":,"receivedAt":"","version":,"token":,"deviceId":"","payload":}'
+_ENVELOPE_LITERALS = (
+    '{"id":"","requestId":,"receivedAt":"","firstAttemptAt":"","version":,"token":,"deviceId":"","payload":}'
+)
 _RECEIVED_AT_CHARS = len("2026-11-26T02:48:09.123Z")
 ENVELOPE_OVERHEAD_BYTES: Final = (
     len(_ENVELOPE_LITERALS)
     + (MAX_REQUEST_ID_CHARS + 1 + len(str(MAX_PAYLOADS_CEILING - 1)))  # id: <requestId>-<index>
     + (MAX_REQUEST_ID_CHARS + 2)  # "requestId"
     + _RECEIVED_AT_CHARS
+    + _RECEIVED_AT_CHARS  # "firstAttemptAt", present only when a keyed request was partitioned by it
     + (_MAX_ESCAPED_CHAR_BYTES * MAX_VERSION_CHARS + 2)
     + (_MAX_ESCAPED_CHAR_BYTES * MAX_TOKEN_CHARS + 2)
     + MAX_DEVICE_ID_CHARS  # "deviceId", present only when DEVICE_AUTH authenticated the request
     + len(REQUEST_ID_ATTRIBUTE)
     + len("String")
     + MAX_REQUEST_ID_CHARS  # the message attribute
-)  # 13,637 bytes
-MAX_PAYLOAD_BYTES_CEILING: Final = SQS_MAX_MESSAGE_BYTES - ENVELOPE_OVERHEAD_BYTES  # 1,034,939
+)  # 13,681 bytes
+MAX_PAYLOAD_BYTES_CEILING: Final = SQS_MAX_MESSAGE_BYTES - ENVELOPE_OVERHEAD_BYTES  # 1,034,895
 
 
 # --- the envelope's receivedAt: API Gateway's receive time, UTC, to the millisecond -----------------
@@ -223,6 +229,11 @@ def format_received_at(epoch_ms: int) -> str:
 def parse_received_at(value: str) -> datetime:
     """The moment an envelope's receivedAt names; ValueError for any other text."""
     return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+def hour_of(moment: datetime) -> datetime:
+    """The hour partition ``moment`` (UTC) falls in."""
+    return moment.replace(minute=0, second=0, microsecond=0)
 
 
 # --- object keys ------------------------------------------------------------------------------------
@@ -256,6 +267,29 @@ def batch_object_key(prefix: str, partition: datetime, payload_ids: Iterable[str
     the sorted, distinct payload ids, so the same set of payloads always maps to the same key."""
     digest = hashlib.sha256("\n".join(sorted(set(payload_ids))).encode("utf-8")).hexdigest()[:32]
     return f"{partition_prefix(prefix, partition)}batch-{digest}{BATCH_OBJECT_SUFFIX}"
+
+
+# --- late markers ---------------------------------------------------------------------------------
+# An object stored into an hour partition that has already closed (older than the consumer's current UTC
+# hour: a keyed retry partitioned by its first attempt, a DLQ redrive, a consumer that lagged over the hour's
+# end) may miss that hour's compaction run. So the consumer also writes a zero-byte marker
+# ``late/dt=YYYY-MM-DD/hour=HH/<32 hex>`` in the payload bucket, after the object is stored: a run of hour H
+# lists H's markers before its CTAS and deletes exactly those after its partition switch, and the schedule
+# compacts every hour that has markers (infra/compaction_construct.py; infra/lake_table.py uses this prefix).
+# The hex is a digest of the stored object's key, so a redelivery writes the same marker. Beside
+# ``compacted/`` at the bucket root; infra/config.py refuses an OBJECT_PREFIX that overlaps either.
+LATE_MARKER_PREFIX: Final = "late/"
+
+
+def late_marker_key(partition: datetime, object_key: str) -> str:
+    """``late/dt=YYYY-MM-DD/hour=HH/<32 hex>``: the marker of ``object_key``, stored into hour ``partition``."""
+    digest = hashlib.sha256(object_key.encode("utf-8")).hexdigest()[:32]
+    return f"{partition_prefix(LATE_MARKER_PREFIX, partition)}{digest}"
+
+
+def is_closed_hour(partition: datetime, now: datetime) -> bool:
+    """Whether hour ``partition`` is older than ``now``'s UTC hour: an object stored into it needs a late marker."""
+    return partition < hour_of(now.astimezone(UTC))
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,12 @@
 """The envelope: what travels on the queue and what lands in S3, one per payload.
 
     {"id": "<requestId>-<index>", "requestId": "...", "receivedAt": "2026-11-26T02:48:09.123Z",
+     "firstAttemptAt": "2026-11-26T01:59:58.000Z",
      "version": "...", "token": "...", "deviceId": "...", "payload": {...the client's object, unchanged...}}
 
 ``deviceId`` is there only when DEVICE_AUTH authenticated the request (pipeline/device_auth.py).
+``firstAttemptAt`` is there only when a keyed request is partitioned by the first attempt it stated
+(pipeline/idempotency.py first_attempt_from): the object lands in that moment's hour, else in receivedAt's.
 
 The id is deterministic (request id + index), so every redelivery of a message maps to one object key.
 
@@ -32,6 +35,7 @@ from pipeline.contract import (
     REQUEST_ID_ATTRIBUTE,
     SQS_MAX_MESSAGE_BYTES,
     format_received_at,
+    hour_of,
     parse_received_at,
 )
 from pipeline.problems import too_large
@@ -60,6 +64,12 @@ class StoredEnvelope:
     payload_id: str
     request_id: str
     received_at: datetime
+    first_attempt_at: datetime | None = None  # the envelope's firstAttemptAt, when it has one
+
+    @property
+    def partition(self) -> datetime:
+        """The hour partition the envelope's object lands in: its first attempt's, else its receipt's."""
+        return hour_of(self.received_at if self.first_attempt_at is None else self.first_attempt_at)
 
 
 def is_safe_id(value: str) -> bool:
@@ -72,12 +82,15 @@ def build_messages(
     received_at_ms: int,
     target_bytes: int = 0,
     device_id: str | None = None,
+    first_attempt_ms: int | None = None,
 ) -> list[OutgoingMessage]:
     """The request's queue messages. ``target_bytes`` 0: one envelope per message. N: the envelopes,
     in payload order, packed greedily into as few messages as fit N bytes each as SQS counts them; an
     envelope larger than N travels alone. Bodies are assembled from the already-serialized payload text.
 
     ``device_id``: the authenticated device (DEVICE_AUTH=on), written after ``token``; None leaves it out.
+    ``first_attempt_ms``: the keyed request's first attempt that partitions it, written after ``receivedAt``;
+    None leaves it out.
 
     Raises a 413 Problem naming the payload (``/data/N``) whose envelope SQS would refuse for its size,
     before anything is enqueued: such a message would fail on every retry.
@@ -87,7 +100,7 @@ def build_messages(
         + json.dumps(request_id)
         + ',"receivedAt":"'
         + format_received_at(received_at_ms)
-        + '"'
+        + ('"' if first_attempt_ms is None else '","firstAttemptAt":"' + format_received_at(first_attempt_ms) + '"')
         + ',"version":'
         + json.dumps(collection.version)
         + ',"token":'
@@ -203,7 +216,17 @@ def _envelope_from(document: object) -> StoredEnvelope:
         raise EnvelopeError(f"envelope receivedAt {received_at!r} is not an ISO-8601 UTC timestamp") from exc
     if "payload" not in document:
         raise EnvelopeError("envelope has no payload")
-    return StoredEnvelope(payload_id=payload_id, request_id=str(document.get("requestId", "")), received_at=moment)
+    first_attempt = document.get("firstAttemptAt")
+    try:
+        first_attempt_at = None if first_attempt is None else parse_received_at(str(first_attempt))
+    except ValueError as exc:
+        raise EnvelopeError(f"envelope firstAttemptAt {first_attempt!r} is not an ISO-8601 UTC timestamp") from exc
+    return StoredEnvelope(
+        payload_id=payload_id,
+        request_id=str(document.get("requestId", "")),
+        received_at=moment,
+        first_attempt_at=first_attempt_at,
+    )
 
 
 def parse_envelopes(body: str) -> list[tuple[StoredEnvelope, str]]:

@@ -10,7 +10,7 @@ from pipeline.backpressure import refuse_if_backlogged
 from pipeline.collection import Limits, decode_body, parse_collection
 from pipeline.enqueue import EnqueueReport, enqueue_messages
 from pipeline.envelope import build_messages
-from pipeline.idempotency import idempotency_key_from, idempotent_request_id
+from pipeline.idempotency import first_attempt_from, idempotency_key_from, idempotent_request_id, partition_hour_text
 from pipeline.problems import service_unavailable
 from pipeline.settings import IngestSettings
 
@@ -69,17 +69,26 @@ def accept_payloads(request: IngestRequest, settings: IngestSettings, sqs: Calla
     """Return once SQS has accepted every payload. Raises Problem (4xx) or EnqueueFailed (503).
 
     With an Idempotency-Key the request id is derived (pipeline/idempotency.py), so a retry
-    enqueues the same ids. ``sqs`` returns the client; it is only called once the request is valid.
+    enqueues the same ids, into the hour partition of the first attempt it states. ``sqs`` returns the
+    client; it is only called once the request is valid.
     """
     limits = limits_from(settings)
     key = idempotency_key_from(request.headers)
     raw = decode_body(request.body, request.is_base64_encoded, request.headers, limits)
     collection = parse_collection(raw, limits)
     request_id = request.request_id
-    if key is not None:
-        request_id = idempotent_request_id(request.client_identity, collection.token, key, raw)
+    first_attempt_ms = None
+    if key is not None:  # only a keyed request is retried as itself: only its stated first attempt is read
+        first_attempt_ms = first_attempt_from(request.headers, request.received_at_ms, settings.RETRY_HORIZON_HOURS)
+        partition_hour = partition_hour_text(request.received_at_ms if first_attempt_ms is None else first_attempt_ms)
+        request_id = idempotent_request_id(request.client_identity, collection.token, key, raw, partition_hour)
     messages = build_messages(
-        collection, request_id, request.received_at_ms, settings.MESSAGE_TARGET_BYTES, device_id=request.device_id
+        collection,
+        request_id,
+        request.received_at_ms,
+        settings.MESSAGE_TARGET_BYTES,
+        device_id=request.device_id,
+        first_attempt_ms=first_attempt_ms,
     )
     # After validation, so a bad request still gets its 4xx; before enqueueing anything.
     refuse_if_backlogged(

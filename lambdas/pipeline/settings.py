@@ -46,6 +46,9 @@ class IngestSettings:
     # How much longer than the TTL a container serves its last good keyring while the secret cannot be read,
     # before it answers 503 (pipeline/device_auth.py); 0: fail closed as soon as a read after the TTL fails.
     DEVICE_KEYRING_STALE_SECONDS: int = field(metadata={"minimum": 0})
+    # A keyed request is partitioned by the first attempt it states when that lies at most this many hours
+    # before its receipt (pipeline/idempotency.py first_attempt_from).
+    RETRY_HORIZON_HOURS: int = field(metadata={"minimum": 1})
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> IngestSettings:

@@ -70,6 +70,12 @@ def prefix_of(lid: str, prefix: str) -> str:
     return json.dumps({"Fn::Join": ["", [{"Fn::GetAtt": [lid, "Arn"]}, f"/{prefix}*"]]}, sort_keys=True)
 
 
+def prefixes_of(lid: str, *prefixes: str) -> str:
+    """One statement's resources: the bucket's ``prefixes``, in order."""
+    joins = [{"Fn::Join": ["", [{"Fn::GetAtt": [lid, "Arn"]}, f"/{prefix}*"]]} for prefix in prefixes]
+    return json.dumps(joins, sort_keys=True)
+
+
 XRAY = {json.dumps("*"): {"xray:PutTelemetryRecords", "xray:PutTraceSegments"}}  # no resource-level permissions
 
 
@@ -97,7 +103,7 @@ def test_the_ingest_role_may_only_send_to_its_queue(resources: dict[str, dict[st
     assert "ManagedPolicyArns" not in resources[role]["Properties"]  # no AWSLambdaBasicExecutionRole (logs on *)
 
 
-def test_the_consumer_role_may_only_put_under_its_prefix_and_consume_its_queue(
+def test_the_consumer_role_may_only_put_under_its_prefix_and_the_late_markers_and_consume_its_queue(
     resources: dict[str, dict[str, Any]],
 ) -> None:
     role = role_of(resources, "consumer_handler.lambda_handler")
@@ -106,8 +112,10 @@ def test_the_consumer_role_may_only_put_under_its_prefix_and_consume_its_queue(
     assert grants(statements_of(resources, role)) == {
         **XRAY,
         **own_logs(resources, "consumer_handler.lambda_handler"),
-        # grant_put's set: writes only. No GetObject/ListBucket: the consumer cannot read stored payloads
-        prefix_of(bucket, "payloads/"): {
+        # grant_put's set: writes only, under OBJECT_PREFIX and the late markers' prefix (pipeline/contract.py
+        # late_marker_key; CDK merges the two grants into one statement). No GetObject/ListBucket: the consumer
+        # cannot read stored payloads, and nothing under compacted/
+        prefixes_of(bucket, "late/", "payloads/"): {
             "s3:PutObject",
             "s3:Abort*",
             "s3:PutObjectLegalHold",

@@ -22,9 +22,10 @@ def config() -> PipelineConfig:
 
 
 def stored(pipeline: Pipeline) -> dict[str, list[dict[str, Any]]]:
-    """Every object in the bucket as its list of NDJSON envelopes, by key."""
+    """Every raw object (OBJECT_PREFIX: not the late markers beside it) as its list of NDJSON envelopes, by key."""
     objects = {}
-    for item in pipeline.s3.list_objects_v2(Bucket=pipeline.resources.bucket).get("Contents", []):
+    listing = pipeline.s3.list_objects_v2(Bucket=pipeline.resources.bucket, Prefix=pipeline.config.OBJECT_PREFIX)
+    for item in listing.get("Contents", []):
         raw = pipeline.s3.get_object(Bucket=pipeline.resources.bucket, Key=item["Key"])["Body"].read()
         objects[item["Key"]] = [json.loads(line) for line in gzip.decompress(raw).splitlines()]
     return objects
@@ -94,7 +95,9 @@ def test_redelivery_of_the_same_batch_creates_no_second_object(pipeline: Pipelin
     assert pipeline.consume(messages) == {"batchItemFailures": []}
     assert pipeline.consume(messages) == {"batchItemFailures": []}
     # Then there is one object with one version
-    versions = pipeline.s3.list_object_versions(Bucket=pipeline.resources.bucket).get("Versions", [])
+    versions = pipeline.s3.list_object_versions(
+        Bucket=pipeline.resources.bucket, Prefix=pipeline.config.OBJECT_PREFIX
+    ).get("Versions", [])
     assert len(versions) == 1
     assert len(next(iter(stored(pipeline).values()))) == 10
 

@@ -8,18 +8,30 @@ from __future__ import annotations
 import gzip
 import io
 import json
-from datetime import timedelta
+import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+import ingest_handler
 from infra.config import PipelineConfig
-from infra.lake_table import COMPACTED_PREFIX, LATE_MARKER_PREFIX, late_marker_hour_prefix
+from infra.lake_table import (
+    COMPACTED_PREFIX,
+    COMPACTED_TABLE_NAME,
+    LATE_MARKER_PREFIX,
+    TABLE_NAME,
+    CompactionWindow,
+    compaction_select,
+    late_marker_hour_prefix,
+)
 from loadtest.reconcile import envelopes_in
-from pipeline.contract import parse_object_key
-from tests.conftest import Pipeline
+from local_pipeline.events import LambdaContext, api_gateway_event
+from pipeline.contract import PAYLOADS_PATH, parse_object_key
+from tests.conftest import JSON_HEADERS, Pipeline, collection
 from tests.integration.test_query import rows, store
+from tests.reliability.drain import drain
 from tools.ops import compact
 
 
@@ -94,15 +106,13 @@ class TestDoneWhenBatchMode:
 
 
 def accept(pipeline: Pipeline, cache: Path) -> None:
-    # Given stored payloads, and the raw lake holding copies of them: under the previous and the next
-    # hour (late keyed retries) and in the same hour under another name (a regrouped batch)
+    # Given stored payloads, and the raw lake holding copies of two of them in their hour under another name
+    # (a regrouped batch; every copy of an id is in one hour partition: pipeline/idempotency.py)
     sent = store(pipeline, 4, 3)
     keys = raw_keys(pipeline)
-    copy_under_hour(pipeline, keys[0], -1)
-    copy_under_hour(pipeline, keys[-1], +1)
-    copy_under_hour(pipeline, keys[0], +3)
-    regrouped = "batch-" + "f" * 32 + ".ndjson.gz" if keys[-1].endswith(".gz") else "copy-of-a-payload.json"
-    copy_under_hour(pipeline, keys[-1], 0, name=regrouped)
+    gz = keys[-1].endswith(".gz")
+    copy_under_hour(pipeline, keys[-1], 0, name="batch-" + "f" * 32 + ".ndjson.gz" if gz else "copy-of-a-payload.json")
+    copy_under_hour(pipeline, keys[0], 0, name="batch-" + "e" * 32 + ".ndjson.gz" if gz else "copy-of-another.json")
     # When make compact runs, then make query
     first = compact_lake(pipeline, cache)
     # Then there is one row per accepted payload, and the compacted objects are Parquet
@@ -159,11 +169,11 @@ QUERIES = (
 
 
 def test_the_same_sql_gives_the_same_answers_over_compacted_and_dedup(pipeline: Pipeline, tmp_path: Path) -> None:
-    # Given a raw lake with copies in other hours, one envelope with a deviceId (DEVICE_AUTH=on), compacted
+    # Given a raw lake with copies in their hours, one envelope with a deviceId (DEVICE_AUTH=on), compacted
     store(pipeline, 3, 4)
     keys = raw_keys(pipeline)
-    copy_under_hour(pipeline, keys[1], -1)
-    copy_under_hour(pipeline, keys[2], +2)
+    copy_under_hour(pipeline, keys[1], 0, name="copy-of-a-payload.json")
+    copy_under_hour(pipeline, keys[2], 0, name="copy-of-another.json")
     envelope = envelopes_in(
         keys[0], pipeline.s3.get_object(Bucket=pipeline.resources.bucket, Key=keys[0])["Body"].read()
     )[0]
@@ -214,3 +224,43 @@ def test_make_compact_serves_the_late_markers_it_found(pipeline: Pipeline, tmp_p
     assert compacted_objects(pipeline)
     listing = pipeline.s3.list_objects_v2(Bucket=pipeline.resources.bucket, Prefix=LATE_MARKER_PREFIX)
     assert listing.get("KeyCount", 0) == 0
+
+
+def test_the_compaction_reads_only_the_hours_own_raw_partition() -> None:
+    # Given the statement one run of 2026-11-26T02 executes (Athena and make compact alike)
+    select = compaction_select(CompactionWindow.around(datetime(2026, 11, 26, 2, tzinfo=UTC), 24))
+    # Then it reads one table, the raw lake, in that hour's partition alone: no compacted hour's ids are joined
+    assert COMPACTED_TABLE_NAME not in select
+    assert re.findall(r"FROM (\w+)", select) == [TABLE_NAME]
+    assert re.findall(r"WHERE (.*?)\)", select) == ["dt = '2026-11-26' AND hour = '02'"]
+
+
+def test_two_copies_of_a_keyed_request_received_in_two_hours_compact_to_one_row(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    # Given a keyed request whose first attempt was received at 10:59:59.900 and whose retry came at 11:00:00.100
+    # (the 202 was lost), both stating the first attempt as the SDK does
+    body = collection(3)
+    headers = {**JSON_HEADERS, "Idempotency-Key": "k-1", "Ingest-First-Attempt": "2026-11-26T10:59:59.800Z"}
+    answers = [
+        post_at(pipeline, body, headers, datetime(2026, 11, 26, 10, 59, 59, 900000, UTC)),
+        post_at(pipeline, body, headers, datetime(2026, 11, 26, 11, 0, 0, 100000, UTC)),
+    ]
+    drain(pipeline)
+    # When the lake is compacted
+    compact_lake(pipeline, tmp_path)
+    # Then both copies landed in the first attempt's hour and the compacted lake holds one row per payload
+    assert {answer["requestId"] for answer in answers} == {answers[0]["requestId"]}
+    assert {key.split("/hour=")[1][:2] for key in raw_keys(pipeline)} == {"10"}
+    check_exactly_once(pipeline, tmp_path, accepted_ids({answers[0]["requestId"]: body}))
+
+
+def post_at(pipeline: Pipeline, body: dict[str, Any], headers: dict[str, str], received_at: datetime) -> dict[str, Any]:
+    """A POST as API Gateway hands it over, received at ``received_at``; the 202's body."""
+    event = api_gateway_event("POST", PAYLOADS_PATH, json.dumps(body).encode(), headers, api_key="key-a")
+    event["requestContext"]["identity"]["apiKeyId"] = "key-a"
+    event["requestContext"]["requestTimeEpoch"] = int(received_at.timestamp() * 1000)
+    response = ingest_handler.lambda_handler(event, LambdaContext(function_name="ingest"))
+    assert response["statusCode"] == 202, response["body"]
+    answer: dict[str, Any] = json.loads(response["body"])
+    return answer

@@ -37,7 +37,9 @@ def test_redelivery_writes_no_second_object_or_version(pipeline: Pipeline) -> No
     assert pipeline.consume(messages) == {"batchItemFailures": []}
     assert pipeline.consume(messages) == {"batchItemFailures": []}
     # Then there are still exactly three objects, one version each
-    versions = pipeline.s3.list_object_versions(Bucket=pipeline.resources.bucket).get("Versions", [])
+    versions = pipeline.s3.list_object_versions(
+        Bucket=pipeline.resources.bucket, Prefix=pipeline.config.OBJECT_PREFIX
+    ).get("Versions", [])
     assert len(versions) == 3 and len(pipeline.objects()) == 3
 
 

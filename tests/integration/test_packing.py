@@ -47,7 +47,7 @@ def stored_ids(pipeline: Pipeline) -> list[str]:
     """Every payload id in the bucket, once per stored copy."""
     ids = []
     bucket = pipeline.resources.bucket
-    for item in pipeline.s3.list_objects_v2(Bucket=bucket).get("Contents", []):
+    for item in pipeline.s3.list_objects_v2(Bucket=bucket, Prefix=pipeline.config.OBJECT_PREFIX).get("Contents", []):
         data = pipeline.s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
         if item["Key"].endswith(".ndjson.gz"):
             ids.extend(json.loads(line)["id"] for line in gzip.decompress(data).splitlines())
@@ -57,7 +57,11 @@ def stored_ids(pipeline: Pipeline) -> list[str]:
 
 
 def versions(pipeline: Pipeline) -> int:
-    return len(pipeline.s3.list_object_versions(Bucket=pipeline.resources.bucket).get("Versions", []))
+    return len(
+        pipeline.s3.list_object_versions(Bucket=pipeline.resources.bucket, Prefix=pipeline.config.OBJECT_PREFIX).get(
+            "Versions", []
+        )
+    )
 
 
 def ids_of(request_id: str, n: int) -> list[str]:

@@ -17,7 +17,8 @@ import consumer_handler
 import ingest_handler
 from infra.config import PipelineConfig
 from local_pipeline.events import LambdaContext, api_gateway_event
-from pipeline.contract import PAYLOADS_PATH
+from pipeline.contract import PAYLOADS_PATH, batch_object_key, parse_object_key
+from pipeline.idempotency import idempotent_request_id, partition_hour_text
 from tests.conftest import Pipeline
 
 RELEASE = "b5bce11"
@@ -64,18 +65,22 @@ def consume_records(batch: list[dict[str, Any]]) -> dict[str, Any]:
 def stored_bytes(pipeline: Pipeline) -> dict[str, tuple[str, bytes]]:
     """Every object in the bucket: key -> (Content-Type, bytes as stored)."""
     objects = {}
-    for item in pipeline.s3.list_objects_v2(Bucket=pipeline.resources.bucket).get("Contents", []):
+    for item in pipeline.s3.list_objects_v2(Bucket=pipeline.resources.bucket, Prefix=pipeline.config.OBJECT_PREFIX).get(
+        "Contents", []
+    ):
         stored = pipeline.s3.get_object(Bucket=pipeline.resources.bucket, Key=item["Key"])
         objects[item["Key"]] = (stored["ContentType"], stored["Body"].read())
     return objects
 
 
-def assert_stored_as_the_previous_release_did(pipeline: Pipeline) -> None:
+def assert_stored_as_the_previous_release_did(
+    pipeline: Pipeline, expected_objects: dict[str, dict[str, dict[str, str]]] = OBJECTS
+) -> None:
     """The objects are the previous release's: the same keys, Content-Types and bytes (a batch object's
     gzip stream is compared as this machine's zlib writes the previous release's NDJSON: gzip level 6,
     mtime 0; the deflate bytes of one input may differ between zlib builds), and one version each."""
     mode = pipeline.config.OBJECT_MODE
-    expected = OBJECTS[mode]
+    expected = expected_objects[mode]
     stored = stored_bytes(pipeline)
     assert sorted(stored) == sorted(expected)
     for key, (content_type, data) in stored.items():
@@ -86,7 +91,9 @@ def assert_stored_as_the_previous_release_did(pipeline: Pipeline) -> None:
             ndjson = expected[key]["ndjson"].encode("utf-8")
             assert gzip.decompress(data) == ndjson
             assert data == gzip.compress(ndjson, compresslevel=6, mtime=0)
-    versions = pipeline.s3.list_object_versions(Bucket=pipeline.resources.bucket).get("Versions", [])
+    versions = pipeline.s3.list_object_versions(
+        Bucket=pipeline.resources.bucket, Prefix=pipeline.config.OBJECT_PREFIX
+    ).get("Versions", [])
     assert len(versions) == len(expected)  # nothing written twice
 
 
@@ -141,6 +148,38 @@ def test_each_record_delivered_again_in_a_later_batch_is_stored_once(pipeline: P
     assert stored_payload_ids(pipeline) == PAYLOAD_IDS
 
 
+# The one keyed request: this release's id for it also covers its partition hour (pipeline/idempotency.py,
+# issue 26 item 8), so it differs from the previous release's; everything else it stores is the same.
+KEYED = next(request for request in MESSAGES["requests"] if "Idempotency-Key" in request["headers"])
+
+
+def this_releases_id(request: dict[str, Any]) -> str:
+    body = request["body"].encode("utf-8")
+    key = request["headers"]["Idempotency-Key"]
+    hour = partition_hour_text(request["requestTimeEpoch"])
+    return idempotent_request_id(request["apiKeyId"], json.loads(body)["token"], key, body, hour)
+
+
+def objects_with_request_id(old: str, new: str) -> dict[str, dict[str, dict[str, str]]]:
+    """The previous release's objects as they are with request id ``old`` replaced by ``new``: payload
+    objects renamed, batch objects' lines re-sorted by id under the key their new ids give."""
+    payload = {
+        key.replace(old, new): {**item, "body": item["body"].replace(old, new)}
+        for key, item in OBJECTS["payload"].items()
+    }
+    batch = {}
+    for key, item in OBJECTS["batch"].items():
+        parsed = parse_object_key(key)
+        assert parsed is not None
+        lines = sorted(
+            [line + "\n" for line in item["ndjson"].replace(old, new).split("\n") if line],
+            key=lambda line: json.loads(line)["id"],
+        )
+        ids = [json.loads(line)["id"] for line in lines]
+        batch[batch_object_key(parsed.prefix, parsed.partition, ids)] = {**item, "ndjson": "".join(lines)}
+    return {"payload": payload, "batch": batch}
+
+
 def replay_request(pipeline: Pipeline, request: dict[str, Any]) -> dict[str, Any]:
     """Post one of the fixture's requests to this release's ingest with its original request id,
     receive time and API key id, as API Gateway would have passed it."""
@@ -161,15 +200,30 @@ def replay_request(pipeline: Pipeline, request: dict[str, Any]) -> dict[str, Any
 @pytest.mark.parametrize("config", CONFIGS)
 def test_this_release_stores_the_same_requests_exactly_as_the_previous_release(pipeline: Pipeline) -> None:
     # Given this release's ingest accepts the same five requests (same ids, times and key)
+    keyed_id = this_releases_id(KEYED)
+    assert keyed_id != KEYED["response"]["requestId"]
     for request in MESSAGES["requests"]:
         answer = replay_request(pipeline, request)
-        # Then its 202 is the previous release's, payload ids included
-        assert answer == {"status": 202, "body": request["response"]}
+        # Then its 202 is the previous release's, payload ids included, but for the keyed request's id
+        expected = {**request["response"], "requestId": keyed_id} if request is KEYED else request["response"]
+        assert answer == {"status": 202, "body": expected}
     # When its consumer stores what it queued (a message per payload; packed: a message per request), as one batch
     messages = pipeline.receive()
     packing = pipeline.config.MESSAGE_TARGET_BYTES > 0
     assert len(messages) == (len(MESSAGES["requests"]) if packing else len(MESSAGES["records"]))
     assert pipeline.consume(messages) == {"batchItemFailures": []}
-    # Then the objects are byte-identical to what the previous release stored
-    assert_stored_as_the_previous_release_did(pipeline)
-    assert stored_payload_ids(pipeline) == PAYLOAD_IDS
+    # Then the objects are byte-identical to what the previous release stored, but for the keyed request's id
+    expected = objects_with_request_id(KEYED["response"]["requestId"], keyed_id)
+    assert_stored_as_the_previous_release_did(pipeline, expected)
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_the_previous_releases_payloads_compact_to_one_row_each(pipeline: Pipeline, tmp_path: Path) -> None:
+    from tests.integration.test_compaction_local import check_exactly_once, compact_lake
+
+    # Given the previous release's records stored by this release's consumer, each delivered twice
+    assert consume_records(records() + records()) == {"batchItemFailures": []}
+    # When make compact runs (the SQL the deployed compaction runs: each hour on its own)
+    compact_lake(pipeline, tmp_path)
+    # Then payloads_compacted holds each of their payloads exactly once
+    check_exactly_once(pipeline, tmp_path, set(PAYLOAD_IDS))

@@ -46,7 +46,9 @@ def store(pipeline: Pipeline, requests: int, payloads: int) -> dict[str, dict[st
 
 def stored_envelopes(pipeline: Pipeline) -> list[dict[str, Any]]:
     envelopes = []
-    for item in pipeline.s3.list_objects_v2(Bucket=pipeline.resources.bucket)["Contents"]:
+    for item in pipeline.s3.list_objects_v2(Bucket=pipeline.resources.bucket, Prefix=pipeline.config.OBJECT_PREFIX)[
+        "Contents"
+    ]:
         body = pipeline.s3.get_object(Bucket=pipeline.resources.bucket, Key=item["Key"])["Body"].read()
         envelopes.extend(envelopes_in(item["Key"], body))
     return envelopes
@@ -55,7 +57,9 @@ def stored_envelopes(pipeline: Pipeline) -> list[dict[str, Any]]:
 def plant_duplicate(pipeline: Pipeline) -> str:
     """A second copy of one stored object in the next hour's partition: what a keyed retry in another
     hour, or a batch regrouped by a redelivery, leaves behind. Returns the duplicated id."""
-    listing = pipeline.s3.list_objects_v2(Bucket=pipeline.resources.bucket)["Contents"]
+    listing = pipeline.s3.list_objects_v2(Bucket=pipeline.resources.bucket, Prefix=pipeline.config.OBJECT_PREFIX)[
+        "Contents"
+    ]
     [first, *_] = sorted(item["Key"] for item in listing)
     body = pipeline.s3.get_object(Bucket=pipeline.resources.bucket, Key=first)["Body"].read()
     hour = int(first.split("/hour=")[1][:2])
@@ -127,7 +131,12 @@ class TestBatchMode:
     def test_the_table_reads_gzip_ndjson_objects(self, pipeline: Pipeline, tmp_path: Path) -> None:
         # Given 3 requests of 4 payloads stored as gzip NDJSON batch objects
         store(pipeline, 3, 4)
-        keys = [item["Key"] for item in pipeline.s3.list_objects_v2(Bucket=pipeline.resources.bucket)["Contents"]]
+        keys = [
+            item["Key"]
+            for item in pipeline.s3.list_objects_v2(
+                Bucket=pipeline.resources.bucket, Prefix=pipeline.config.OBJECT_PREFIX
+            )["Contents"]
+        ]
         assert keys and all(key.endswith(".ndjson.gz") for key in keys)
         # When counted, Then every line of every object is a row
         [result] = rows(pipeline, tmp_path, "SELECT count(*) AS n, count(DISTINCT id) AS ids FROM payloads")
@@ -194,11 +203,13 @@ def test_the_readme_query_for_athena_and_duckdb_runs_here(pipeline: Pipeline, tm
     # Given the README's one SQL block (documented to run unchanged on Athena and DuckDB)
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     [sql] = re.findall(r"```sql\n(.*?)```", readme, flags=re.DOTALL)
-    # And payloads with temp 20.5, 21.5, 22.5, one of them stored twice
+    # And payloads with temp 20.5, 21.5, 22.5, one of them stored twice in its hour (a regrouped batch)
+    from tests.integration.test_compaction_local import compact_lake, copy_under_hour
+
     store(pipeline, 1, 3)
-    plant_duplicate(pipeline)
+    [first, *_] = sorted(pipeline.objects())
+    copy_under_hour(pipeline, first, 0, name="copy-of-a-payload.json")
     # When the lake is compacted (make compact) and it runs, over payloads_compacted and payloads_dedup alike
-    from tests.integration.test_compaction_local import compact_lake
 
     compact_lake(pipeline, tmp_path)
     assert "FROM payloads_compacted" in sql
@@ -222,7 +233,10 @@ def test_the_cache_forgets_expired_objects_and_nothing_else(pipeline: Pipeline, 
     notes.write_text("mine")
     # When one object expires from the bucket and the cache syncs again
     [expired, _] = sorted(
-        item["Key"] for item in pipeline.s3.list_objects_v2(Bucket=pipeline.resources.bucket)["Contents"]
+        item["Key"]
+        for item in pipeline.s3.list_objects_v2(Bucket=pipeline.resources.bucket, Prefix=pipeline.config.OBJECT_PREFIX)[
+            "Contents"
+        ]
     )
     pipeline.s3.delete_object(Bucket=pipeline.resources.bucket, Key=expired)
     report = query.sync_objects(pipeline.s3, pipeline.resources.bucket, "payloads/", cache)

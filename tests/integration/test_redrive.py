@@ -205,7 +205,9 @@ def test_an_interruption_between_send_and_delete_duplicates_nothing_in_s3(
     assert len(messages) == 6
     assert pipeline.consume(messages) == {"batchItemFailures": []}
     assert stored_ids(pipeline) == [f"{request_id}-{i}" for i in range(6)]
-    versions = pipeline.s3.list_object_versions(Bucket=pipeline.resources.bucket).get("Versions", [])
+    versions = pipeline.s3.list_object_versions(
+        Bucket=pipeline.resources.bucket, Prefix=pipeline.config.OBJECT_PREFIX
+    ).get("Versions", [])
     assert len(versions) == 6
 
 
@@ -362,7 +364,9 @@ def assert_every_payload_stored_once(pipeline: Pipeline, request_id: str) -> Non
     previous = [json.loads(record["body"])["id"] for record in previous_release_records()]
     ids = sorted([*previous, *(f"{request_id}-{i}" for i in range(6))])
     assert stored_ids(pipeline) == ids
-    versions = pipeline.s3.list_object_versions(Bucket=pipeline.resources.bucket).get("Versions", [])
+    versions = pipeline.s3.list_object_versions(
+        Bucket=pipeline.resources.bucket, Prefix=pipeline.config.OBJECT_PREFIX
+    ).get("Versions", [])
     assert len(versions) == len(ids)
 
 

@@ -160,24 +160,128 @@ def test_concurrent_identical_retries_are_stored_once(pipeline: Pipeline) -> Non
     assert result.clean and result.stored == 5
 
 
-def test_a_retry_in_another_hour_is_the_one_exception_in_storage(pipeline: Pipeline) -> None:
-    # Given a keyed request received at 10:59:59.900 that gets a 503 after 4 of 5 entries were queued
+def hours_of(pipeline: Pipeline) -> dict[str, int]:
+    """How many raw objects each hour partition holds (``hour=10``: 4)."""
+    listing = pipeline.s3.list_objects_v2(Bucket=pipeline.resources.bucket, Prefix=pipeline.config.OBJECT_PREFIX)
+    hours: dict[str, int] = {}
+    for item in listing.get("Contents", []):
+        hour = item["Key"].split("/hour=")[1][:2]
+        hours[f"hour={hour}"] = hours.get(f"hour={hour}", 0) + 1
+    return hours
+
+
+def half_queued_then_retried(pipeline: Pipeline, headers: dict[str, str]) -> tuple[HttpResult, dict[str, Any]]:
+    """A keyed request received at 10:59:59.900 whose first attempt gets a 503 after 4 of 5 entries were
+    queued, retried (same key, body and ``headers``) and received at 11:00:00.100, in the next hour."""
     outage = {"on": True}
     FailingSendMessageBatch(aws_clients.sqs_client(), lambda _, entry: outage["on"] and entry_index(entry) == 3)
     sent = collection(5)
-    assert post(pipeline, sent, "late", received_at=datetime(2026, 11, 26, 10, 59, 59, 900000, UTC)).status == 503
-    # When the retry is received in the next hour
+    sent_headers = {**JSON_HEADERS, **headers}
+    first = post(
+        pipeline, sent, "late", received_at=datetime(2026, 11, 26, 10, 59, 59, 900000, UTC), headers=sent_headers
+    )
+    assert first.status == 503
     outage["on"] = False
-    retry = post(pipeline, sent, "late", received_at=datetime(2026, 11, 26, 11, 0, 0, 100000, UTC))
+    retry = post(
+        pipeline, sent, "late", received_at=datetime(2026, 11, 26, 11, 0, 0, 100000, UTC), headers=sent_headers
+    )
     assert retry.status == 202
     drain(pipeline)
-    # Then the same ids land in two hour partitions: the 4 queued payloads are stored twice, under the
-    # same ids (docs/RELIABILITY.md: the dedup view `payloads_dedup` keeps one row per id)
+    return retry, sent
+
+
+def test_a_retry_in_another_hour_stating_its_first_attempt_lands_in_one_partition_once(pipeline: Pipeline) -> None:
+    # Given a keyed request whose copies straddle an hour boundary, both stating the same first attempt (the SDK
+    # stores it with the batch)
+    retry, sent = half_queued_then_retried(pipeline, {"Ingest-First-Attempt": "2026-11-26T10:59:59.800Z"})
+    # Then every payload is stored once, all in the first attempt's hour: nothing for another hour to dedup
     result = reconcile(expected_payloads({retry.body["requestId"]: sent}), stored_versions(pipeline))
-    assert not result.lost and not result.altered and result.stored == 9
-    assert len(result.duplicated) == 4
-    keys = [item["Key"] for item in pipeline.s3.list_objects_v2(Bucket=pipeline.resources.bucket)["Contents"]]
-    assert sum("/hour=10/" in key for key in keys) == 4 and sum("/hour=11/" in key for key in keys) == 5
+    assert not result.lost and not result.altered and not result.duplicated and result.stored == 5
+    assert hours_of(pipeline) == {"hour=10": 5}
+
+
+def test_a_retry_in_another_hour_without_a_first_attempt_is_stored_under_other_ids(pipeline: Pipeline) -> None:
+    # Given the same straddling retry from a client that states no first attempt (an older SDK, curl)
+    retry, sent = half_queued_then_retried(pipeline, {})
+    # Then each copy lands in its receive hour under ids that cover that hour: the 4 payloads the first attempt
+    # queued are stored again, but no id is in two hours (one row per id; README, "One row per id")
+    result = reconcile(expected_payloads({retry.body["requestId"]: sent}), stored_versions(pipeline))
+    assert not result.lost and not result.altered and not result.duplicated and result.stored == 9
+    assert result.content_duplicates == 4
+    assert hours_of(pipeline) == {"hour=10": 4, "hour=11": 5}
+
+
+RECEIVED = datetime(2026, 11, 26, 11, 0, 0, 100000, UTC)
+# Stated first attempt -> (the hour its payloads land in, the envelope's firstAttemptAt), received at 11:00:00.100
+# with the default horizon of 24 h
+STATED = {
+    "2026-11-26T10:30:00Z": ("hour=10", "2026-11-26T10:30:00.000Z"),  # an hour-old first attempt: its hour
+    "2026-11-25T11:00:00.100Z": ("hour=11", "2026-11-25T11:00:00.100Z"),  # exactly the horizon: its hour (the 25th)
+    "2026-11-25T11:00:00.099Z": ("hour=11", None),  # just beyond the horizon: the receive hour
+    "2026-11-26T11:05:00.100Z": ("hour=11", "2026-11-26T11:05:00.100Z"),  # a clock 5 minutes ahead: its hour
+    "2026-11-26T11:05:00.101Z": ("hour=11", None),  # a clock further ahead: the receive hour
+    "2026-11-26T12:00:00Z": ("hour=11", None),  # an hour ahead: the receive hour, not the stated one
+}
+
+
+@pytest.mark.parametrize("stated", STATED)
+def test_a_stated_first_attempt_partitions_only_within_the_horizon(pipeline: Pipeline, stated: str) -> None:
+    # When a keyed request states its first attempt
+    headers = {**JSON_HEADERS, "Ingest-First-Attempt": stated}
+    assert post(pipeline, collection(2), "k", received_at=RECEIVED, headers=headers).status == 202
+    drain(pipeline)
+    # Then its payloads land in the stated hour within [received - 24 h, received + 5 min], else the receive hour,
+    # and the envelope says which moment placed it
+    partition, first_attempt = STATED[stated]
+    assert hours_of(pipeline) == {partition: 2}
+    envelopes = list(pipeline.objects().items())
+    assert all(envelope.get("firstAttemptAt") == first_attempt for _, envelope in envelopes)
+    if first_attempt is not None:
+        assert all(key.startswith(f"payloads/dt={first_attempt[:10]}/") for key, _ in envelopes)
+
+
+def test_a_stated_first_attempt_beyond_the_horizon_keeps_the_ids_of_the_receive_hour(pipeline: Pipeline) -> None:
+    # Given two copies of one keyed request stating different first attempts in other hours (a client bug), both
+    # beyond the horizon, received in one hour
+    body = collection(2)
+    for stated in ("2026-11-20T01:00:00Z", "2026-11-21T07:00:00Z"):
+        headers = {**JSON_HEADERS, "Ingest-First-Attempt": stated}
+        assert post(pipeline, body, "k", received_at=RECEIVED, headers=headers).status == 202
+    drain(pipeline)
+    # Then both fall back to the receive hour with the same ids: stored once
+    assert hours_of(pipeline) == {"hour=11": 2}
+
+
+def test_different_stated_hours_never_give_one_id_two_hours(pipeline: Pipeline) -> None:
+    # When one key and body come twice, stating first attempts in two different hours within the horizon
+    body = collection(2)
+    answers = [
+        post(pipeline, body, "k", received_at=RECEIVED, headers={**JSON_HEADERS, "Ingest-First-Attempt": stated})
+        for stated in ("2026-11-26T09:10:00Z", "2026-11-26T10:10:00Z")
+    ]
+    drain(pipeline)
+    # Then each hour holds its copy under its own ids: no id is in two hours
+    assert [answer.status for answer in answers] == [202, 202]
+    assert answers[0].body["requestId"] != answers[1].body["requestId"]
+    assert hours_of(pipeline) == {"hour=09": 2, "hour=10": 2}
+
+
+def test_an_unkeyed_request_is_partitioned_by_its_receipt_whatever_it_states(pipeline: Pipeline) -> None:
+    headers = {**JSON_HEADERS, "Ingest-First-Attempt": "2026-11-26T10:30:00Z"}
+    assert post(pipeline, collection(2), None, received_at=RECEIVED, headers=headers).status == 202
+    drain(pipeline)
+    assert hours_of(pipeline) == {"hour=11": 2}
+
+
+@pytest.mark.parametrize(
+    "stated", ["yesterday", "2026-11-26 10:30:00Z", "2026-11-26T10:30:00+01:00", "2026-13-40T10:30:00Z"]
+)
+def test_a_malformed_first_attempt_gets_400_and_enqueues_nothing(pipeline: Pipeline, stated: str) -> None:
+    headers = {**JSON_HEADERS, "Ingest-First-Attempt": stated}
+    response = post(pipeline, collection(2), "k", received_at=RECEIVED, headers=headers)
+    assert response.status == 400
+    assert response.body["type"].endswith(":invalid-first-attempt")
+    assert pipeline.queue_depth() == 0
 
 
 BAD_KEYS = {

@@ -15,7 +15,7 @@ from pipeline.batch_objects import (
     plan_batch_objects,
     store_objects,
 )
-from pipeline.contract import decode_batch_object, encode_batch_object
+from pipeline.contract import LATE_MARKER_PREFIX, decode_batch_object, encode_batch_object
 from pipeline.envelope import EnvelopeError
 from pipeline.storage import StoreOutcome
 
@@ -103,16 +103,18 @@ def test_a_body_with_raw_newlines_still_becomes_one_line() -> None:
 
 
 class FakeS3:
-    """Answers PutObject from a dict; keys listed in ``failing`` raise."""
+    """Answers PutObject from a dict; keys listed in ``failing`` raise. The late markers of these closed hours
+    (tests/integration/test_late_markers.py) go to ``markers``."""
 
     def __init__(self, failing: set[str] | None = None) -> None:
         self.objects: dict[str, bytes] = {}
+        self.markers: dict[str, bytes] = {}
         self.failing = failing or set()
 
     def put_object(self, Bucket: str, Key: str, Body: bytes, **_: Any) -> None:  # noqa: N803 - boto3 names
         if Key in self.failing:
             raise ConnectionError("injected")
-        self.objects[Key] = Body
+        (self.markers if Key.startswith(LATE_MARKER_PREFIX) else self.objects)[Key] = Body
 
 
 def test_report_is_all_or_nothing_per_object_and_poison_fails_alone() -> None:

@@ -169,16 +169,15 @@ def test_server_access_logs_record_every_put_and_compaction_request() -> None:
     assert line(found, "S3: server access logs").quantity == pytest.approx(432_000 * 600 * 3 / GB)
 
 
-def test_compaction_scans_the_raw_hour_and_the_lookbacks_ids() -> None:
-    # 600 payloads an hour: raw gzip lines + the id column of 24 compacted hours
+def test_compaction_scans_the_raw_hour_only() -> None:
+    # 600 payloads an hour: the raw gzip lines, and no compacted hour's ids whatever the lookback (issue 26 item 8)
     config = PipelineConfig(OBJECT_MODE="batch", COMPACTION_LOOKBACK_HOURS=24)
     shaped = flow_of(config, SMALL, ASSUME)
     raw = 600 * ENVELOPE / MEASURED.stored_compression
-    ids = 600 * MEASURED.compacted_column_bytes["id"] * 24
     assert cost.athena_bytes_per_compaction(config, shaped) == prices.ATHENA_MINIMUM_BYTES  # the 10 MB minimum
     big = Load(60_000, 10, 1_000)  # 36 M payloads an hour
     scanned = cost.athena_bytes_per_compaction(config, flow_of(config, big, ASSUME))
-    assert scanned == pytest.approx(60_000 * (raw + ids))
+    assert scanned == pytest.approx(60_000 * raw)
     athena = line(lines(config, big), "Athena")
     assert athena.usd == pytest.approx(720 * scanned / 1024**4 * 5.00)
     assert line(lines(config), "Step Functions").quantity == 720 * ASSUME.compaction_transitions == 720 * 26

@@ -40,13 +40,25 @@ def test_the_largest_payload_the_config_accepts_fills_the_worst_envelope_to_exac
         config.PipelineConfig(MAX_PAYLOAD_BYTES=largest + 1)
 
     # When the worst envelope is built around a payload of that size
-    messages = build_messages(worst_collection(largest), WORST_REQUEST_ID, 1_764_125_289_123, device_id=WORST_DEVICE_ID)
+    messages = build_messages(
+        worst_collection(largest),
+        WORST_REQUEST_ID,
+        1_764_125_289_123,
+        device_id=WORST_DEVICE_ID,
+        first_attempt_ms=1_764_125_280_000,
+    )
 
     # Then it is exactly the SQS limit, counted as SQS counts it (body plus the attribute)
     assert messages[-1].size == contract.SQS_MAX_MESSAGE_BYTES == 1_048_576
     # and one byte more is refused before anything is sent, naming the payload
     with pytest.raises(Problem) as refused:
-        build_messages(worst_collection(largest + 1), WORST_REQUEST_ID, 1_764_125_289_123, device_id=WORST_DEVICE_ID)
+        build_messages(
+            worst_collection(largest + 1),
+            WORST_REQUEST_ID,
+            1_764_125_289_123,
+            device_id=WORST_DEVICE_ID,
+            first_attempt_ms=1_764_125_280_000,
+        )
     assert (refused.value.status, refused.value.slug, refused.value.pointer) == (
         413,
         "message-too-large",

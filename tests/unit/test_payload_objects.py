@@ -11,6 +11,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from pipeline.batch_objects import BatchReport, ObjectNotStoredError, plan_payload_objects, store_objects
+from pipeline.contract import LATE_MARKER_PREFIX
 from pipeline.envelope import EnvelopeError
 from pipeline.storage import StoreOutcome
 
@@ -23,17 +24,20 @@ def envelope(payload_id: str, received_at: str = "2026-11-26T02:15:00.000Z") -> 
 
 
 class FakeS3:
-    """Create-only PutObject from a dict (a second write of a key answers 412); ``failing`` keys answer 500."""
+    """Create-only PutObject from a dict (a second write of a key answers 412); ``failing`` keys answer 500.
+    The late markers of these closed hours (tests/integration/test_late_markers.py) go to ``markers``."""
 
     def __init__(self, failing: set[str] | None = None) -> None:
         self.objects: dict[str, tuple[bytes, str]] = {}
+        self.markers: dict[str, tuple[bytes, str]] = {}
         self.failing = failing or set()
 
     def put_object(self, Bucket: str, Key: str, Body: bytes, ContentType: str, **_: Any) -> None:  # noqa: N803 - boto3 names
-        if Key in self.failing or Key in self.objects:
+        stored = self.markers if Key.startswith(LATE_MARKER_PREFIX) else self.objects
+        if Key in self.failing or Key in stored:
             code, status = ("InternalError", 500) if Key in self.failing else ("PreconditionFailed", 412)
             raise ClientError({"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "PutObject")
-        self.objects[Key] = (Body, ContentType)
+        stored[Key] = (Body, ContentType)
 
 
 def store(messages: list[tuple[str, str]], s3: FakeS3) -> BatchReport:

@@ -258,9 +258,11 @@ def _lake_section(scale: Assessment) -> list[str]:
         f"workflow whose Athena CTAS rewrites the closed hour as Parquet (zstd) and switches the partition "
         f"(brief decision 4). At the seed load one run scans {lake.athena_tb_per_run * 1024:,.0f} GB: the raw hour's "
         f"gzip NDJSON ({flow.payloads_per_hour / 1e6:,.0f} M payloads at "
-        f"{cost.stored_bytes_per_payload(config, flow):.0f} B) and the `id` column of "
-        f"{config.COMPACTION_LOOKBACK_HOURS} compacted hours "
-        f"({MEASURED.compacted_column_bytes['id']:.2f} B a payload, bench S2). Monthly:",
+        f"{cost.stored_bytes_per_payload(config, flow):.0f} B) and no other hour: every copy of an id is in "
+        f"one hour partition, so it joins no compacted hour's ids (issue 26 item 8; before, the `id` column of "
+        f"{config.COMPACTION_LOOKBACK_HOURS} compacted hours, {MEASURED.compacted_column_bytes['id']:.2f} B a "
+        f"payload, bench S2). The capacity table's *Compaction run* rows give the rows it ranks and its "
+        f"estimated run time against Athena's DML timeout. Monthly:",
         "",
         "| item | quantity | per month |",
         "|---|---:|---:|",

@@ -283,8 +283,7 @@ def s3_request_lines(config: PipelineConfig, flow: Flow) -> list[Line]:
 def _compaction_requests_per_month(config: PipelineConfig, flow: Flow) -> dict[str, float]:
     """S3 requests an hourly compaction makes (docs/LAKE.md, "What one run costs"): a GET per raw object of
     the hour and a LIST per 1,000 of them; the CTAS's COMPACTED_BUCKETS files, each a multipart upload (one PUT
-    per part, plus its start and end); and for each of the lookback's hours, each file's footer and its id
-    column, one GET per row group."""
+    per part, plus its start and end). It reads no compacted hour (infra/lake_table.py compaction_select)."""
     if config.COMPACTION != "on":
         return {"GET": 0.0, "LIST": 0.0, "PUT": 0.0}
     assume = flow.assume
@@ -292,10 +291,9 @@ def _compaction_requests_per_month(config: PipelineConfig, flow: Flow) -> dict[s
     files = compacted_objects_per_hour(flow)
     file_bytes = flow.payloads_per_hour * compacted_bytes_per_payload(flow) / files
     puts_per_file = math.ceil(file_bytes / assume.multipart_part_bytes) + 2
-    gets_per_file = 1 + math.ceil(file_bytes / assume.row_group_bytes)
     runs = HOURS_PER_MONTH
     return {
-        "GET": runs * (raw_objects + files * gets_per_file * config.COMPACTION_LOOKBACK_HOURS),
+        "GET": runs * raw_objects,
         "LIST": runs * math.ceil(raw_objects / 1000),
         "PUT": runs * files * puts_per_file,
     }
@@ -346,14 +344,10 @@ def storage_lines(config: PipelineConfig, flow: Flow) -> list[Line]:
 
 
 def athena_bytes_per_compaction(config: PipelineConfig, flow: Flow) -> float:
-    """One hourly run's CTAS scans the raw hour's gzip NDJSON and the id column of the compacted hours within
-    COMPACTION_LOOKBACK_HOURS (an id already compacted is not added again: infra/lake_table.py
-    compaction_select). The window reaches as far forward, but at the hourly run the later hours are not
-    compacted yet."""
-    hour = flow.payloads_per_hour
-    raw = hour * stored_bytes_per_payload(config, flow)
-    ids = hour * flow.assume.measured.compacted_column_bytes["id"] * config.COMPACTION_LOOKBACK_HOURS
-    return max(float(prices.ATHENA_MINIMUM_BYTES), raw + ids)
+    """One hourly run's CTAS scans the raw hour's gzip NDJSON and nothing else: every copy of an id is in one
+    hour partition, so it joins no compacted hour's ids (infra/lake_table.py compaction_select; issue 26 item 8)."""
+    raw = flow.payloads_per_hour * stored_bytes_per_payload(config, flow)
+    return max(float(prices.ATHENA_MINIMUM_BYTES), raw)
 
 
 def compaction_lines(config: PipelineConfig, flow: Flow) -> list[Line]:
@@ -368,12 +362,10 @@ def compaction_lines(config: PipelineConfig, flow: Flow) -> list[Line]:
     requests = _compaction_requests_per_month(config, flow)
     transitions = runs * assume.compaction_transitions
     return [
-        Line(
-            "Athena", "compaction scans (raw hour + lookback ids)", scanned_tb, "TB", scanned_tb * prices.ATHENA_PER_TB
-        ),
+        Line("Athena", "compaction scans (the raw hour)", scanned_tb, "TB", scanned_tb * prices.ATHENA_PER_TB),
         Line(
             "S3",
-            "compaction GET (raw objects, lookback footers and ids)",
+            "compaction GET (raw objects)",
             requests["GET"],
             "requests",
             requests["GET"] * prices.S3_GET,

@@ -20,7 +20,7 @@ from ingest_client.limits import BODY_SUFFIX, Limits, body_prefix, encode_payloa
 from ingest_client.sender import Counters, HttpTransport, Sender, SenderSettings, make_headers
 from ingest_client.spool import FORKS, FsyncPolicy, Spool, frame
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 logger = logging.getLogger("ingest_client")
 
 DEFAULT_MAX_SPOOL_BYTES = 128 * 1024 * 1024
@@ -81,6 +81,7 @@ class Client:
         exit_timeout: float = 2.0,
         ssl_context: Optional[ssl.SSLContext] = None,
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+        retry_horizon: float = 23 * 3600.0,
     ) -> None:
         """Open (or create) ``spool_dir``, take its lock, and start the sender thread.
 
@@ -89,6 +90,8 @@ class Client:
         send() reaches the disk: survives power loss) or seconds between fsyncs by the sender.
         ``linger``: how long a payload may wait for others to fill its batch. ``exit_timeout``: how
         long the interpreter's exit waits for delivery (the rest stays spooled for the next start).
+        ``retry_horizon``: seconds after its first attempt that a batch is still sent as the same request;
+        keep it at most the pipeline's RETRY_HORIZON_HOURS less your clocks' error (README: guarantees).
         """
         self.limits = limits or Limits()
         self._prefix = body_prefix(version, token)
@@ -106,8 +109,8 @@ class Client:
         for name, value in (("full_timeout", full_timeout), ("linger", linger), ("exit_timeout", exit_timeout)):
             if value < 0:
                 raise ValueError(f"{name} must be >= 0")
-        if timeout <= 0 or max_backoff <= 0:
-            raise ValueError("timeout and max_backoff must be > 0")
+        if timeout <= 0 or max_backoff <= 0 or retry_horizon <= 0:
+            raise ValueError("timeout, max_backoff and retry_horizon must be > 0")
         self.endpoint = endpoint
         self._transport_args = (endpoint, timeout, ssl_context)
         HttpTransport(*self._transport_args)  # validates the URL now, not in the thread
@@ -121,6 +124,7 @@ class Client:
             fsync=FsyncPolicy.parse(fsync),
             max_spool_bytes=max_spool_bytes,
             segment_bytes=max(min(segment_bytes, max_spool_bytes // 4), self.limits.max_body_bytes),
+            retry_horizon=retry_horizon,
         )
         self.full_timeout = full_timeout
         self.exit_timeout = exit_timeout

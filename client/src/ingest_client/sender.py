@@ -4,6 +4,13 @@ every answer. It never drops a batch: a batch leaves the spool only on a 2xx (ac
 
 How each answer is handled, and why:
 
+- Every attempt states the batch's first attempt (``Ingest-First-Attempt``, stored with the batch before
+  its first send), so the pipeline puts every copy in one hour partition under one set of ids. A batch
+  whose first attempt is older than ``retry_horizon`` (23 h: the pipeline's RETRY_HORIZON_HOURS, 24 by
+  default, less an hour for clock error) gets a new first attempt before it is sent again: the pipeline
+  would otherwise place each later copy in its own receive hour, under that hour's ids. The price, stated
+  in the README's guarantees: if an earlier copy was stored and its 202 never arrived, the restamped copy is
+  stored again under other ids.
 - 2xx: acknowledged, removed from the spool.
 - 429, 503 (and 408, 425): the server asks for time. Wait ``Retry-After`` when it is given (never
   less; a little jitter above it so clients it refused together do not come back together), else
@@ -155,6 +162,7 @@ class SenderSettings:
     fsync: FsyncPolicy
     max_spool_bytes: int
     segment_bytes: int
+    retry_horizon: float = 23 * 3600.0  # seconds; see the module's docstring
 
 
 def _problem_summary(answer: Answer) -> str:
@@ -253,7 +261,22 @@ class Sender(threading.Thread):
         return None
 
     def _deliver(self, spool: Spool, batch: Batch) -> None:
-        headers = {**self.settings.headers, "Idempotency-Key": batch.key}
+        now_ms = int(time.time() * 1000)
+        if batch.first_attempt_ms is None or now_ms - batch.first_attempt_ms > self.settings.retry_horizon * 1000:
+            if batch.first_attempt_ms is not None:
+                logger.warning(
+                    "batch %s is older than the retry horizon (%.0f s); sent with a new first attempt: if an "
+                    "earlier attempt was stored, it is stored again under other ids",
+                    batch.key,
+                    self.settings.retry_horizon,
+                )
+            batch = spool.restamp(batch, now_ms)
+        assert batch.first_attempt_ms is not None  # stamped above
+        headers = {
+            **self.settings.headers,
+            "Idempotency-Key": batch.key,
+            FIRST_ATTEMPT_HEADER: format_first_attempt(batch.first_attempt_ms),
+        }
         if batch.encoding == "gzip":
             headers["Content-Encoding"] = "gzip"
             # A JSON type an HTTP API front door passes byte-exact (base64) to the ingest: it hands
@@ -371,6 +394,14 @@ class Sender(threading.Thread):
 
 # A JSON media type (RFC 6839 "+json") that every front door passes to the ingest byte for byte.
 GZIP_CONTENT_TYPE = "application/vnd.ingest-pipeline+json"
+
+
+FIRST_ATTEMPT_HEADER = "Ingest-First-Attempt"
+
+
+def format_first_attempt(epoch_ms: int) -> str:
+    """``2026-11-26T02:48:09.123Z``: RFC 3339 in UTC, as the pipeline reads Ingest-First-Attempt."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch_ms // 1000)) + f".{epoch_ms % 1000:03d}Z"
 
 
 def make_headers(api_key: Optional[str], device_key: Optional[str], user_agent: str) -> dict[str, str]:

@@ -8,7 +8,8 @@ Layout of a spool directory (one process at a time, enforced by ``flock`` on ``.
                                 shared by every payload after it; each later record is one payload.
     cursor                      "<segment> <offset>": the first record not yet cut into a batch
     batches/<n>-<offset>.batch  a cut batch: a JSON header line (Idempotency-Key, payload count,
-                                encoding, the cursor after it) and the exact request body sent
+                                encoding, the cursor after it, its first attempt) and the exact
+                                request body sent
     rejected/<batch>.json       a batch the server refused (4xx), with its problem+json answer
     forks/<pid>-<id>/           the spool of a forked child (same layout), adopted when it dies
 
@@ -25,6 +26,7 @@ and the ends recorded in the batch files, so no record is ever cut twice.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import fcntl
 import gzip
@@ -80,6 +82,10 @@ class Batch:
     end: Position
     body: bytes  # the request body as sent (gzip-compressed when encoding is gzip)
     file_bytes: int
+    # When the batch was cut, just before its first attempt (epoch ms, this machine's clock): sent on every
+    # attempt as Ingest-First-Attempt, so the pipeline puts every copy in one hour partition. None in a batch
+    # file an earlier SDK version wrote: the sender stamps it before sending (sender.py).
+    first_attempt_ms: Optional[int] = None
 
     def decoded_body(self) -> bytes:
         return gzip.decompress(self.body) if self.encoding == "gzip" else self.body
@@ -402,6 +408,7 @@ class Spool:
                 end=Position(*header["end"]),
                 body=body,
                 file_bytes=len(raw),
+                first_attempt_ms=None if header.get("firstAttemptMs") is None else int(header["firstAttemptMs"]),
             )
         except (ValueError, KeyError, TypeError) as exc:
             # Only a batch file renamed into place is read, so this is damage from outside (or power loss).
@@ -502,7 +509,9 @@ class Spool:
             return None
         body = prefix + b",".join(payloads) + BODY_SUFFIX
         name = f"{position.segment:012d}-{position.offset:012d}"
-        batch = self._write_batch(name, str(uuid.uuid4()), len(payloads), body, compress, position)
+        batch = self._write_batch(
+            name, str(uuid.uuid4()), len(payloads), body, compress, position, int(time.time() * 1000)
+        )
         self.cursor = position
         self._write_cursor()
         with self.lock:
@@ -517,14 +526,28 @@ class Spool:
             self._segment_path(number).unlink()
         return batch
 
-    def _write_batch(self, name: str, key: str, count: int, body: bytes, compress: bool, end: Position) -> Batch:
+    def _write_batch(
+        self, name: str, key: str, count: int, body: bytes, compress: bool, end: Position, first_attempt_ms: int
+    ) -> Batch:
         wire = gzip.compress(body, compresslevel=6, mtime=0) if compress else body
         encoding = "gzip" if compress else "identity"
-        header = json_text({"key": key, "payloads": count, "encoding": encoding, "end": [end.segment, end.offset]})
-        raw = header.encode() + b"\n" + wire
         path = self.directory / BATCHES / f"{name}{BATCH_SUFFIX}"
-        write_atomically(path, raw, self.fsync.files)
-        return Batch(path, key, count, encoding, end, wire, len(raw))
+        return self._write_batch_file(Batch(path, key, count, encoding, end, wire, 0, first_attempt_ms))
+
+    def _write_batch_file(self, batch: Batch) -> Batch:
+        header = {"key": batch.key, "payloads": batch.payloads, "encoding": batch.encoding}
+        header.update(end=[batch.end.segment, batch.end.offset], firstAttemptMs=batch.first_attempt_ms)
+        raw = json_text(header).encode() + b"\n" + batch.body
+        write_atomically(batch.path, raw, self.fsync.files)
+        return dataclasses.replace(batch, file_bytes=len(raw))
+
+    def restamp(self, batch: Batch, first_attempt_ms: int) -> Batch:
+        """The batch with a new first attempt, rewritten in place (same key and bytes): for a batch older than
+        the sender's retry horizon, or written by an SDK version that stamped none."""
+        stamped = self._write_batch_file(dataclasses.replace(batch, first_attempt_ms=first_attempt_ms))
+        with self.lock:
+            self.batch_bytes += stamped.file_bytes - batch.file_bytes
+        return stamped
 
     def _write_cursor(self) -> None:
         write_atomically(
@@ -577,7 +600,13 @@ class Spool:
             body = prefix + b",".join(json_text(payload).encode() for payload in part) + BODY_SUFFIX
             written.append(
                 self._write_batch(
-                    f"{stem}.{index}", f"{batch.key}.{index}", len(part), body, batch.encoding == "gzip", batch.end
+                    f"{stem}.{index}",
+                    f"{batch.key}.{index}",
+                    len(part),
+                    body,
+                    batch.encoding == "gzip",
+                    batch.end,
+                    batch.first_attempt_ms if batch.first_attempt_ms is not None else int(time.time() * 1000),
                 )
             )
         batch.path.unlink()

@@ -663,6 +663,53 @@ def backlog_checks(config: PipelineConfig, load: Load, flow: Flow) -> list[Check
     ]
 
 
+# --- one compaction run (issue 26, item 8) ---------------------------------------------------------------------
+# Athena's DML query timeout: 30 minutes by default, 240 at most after an increase ("Service Quotas" for Athena,
+# "DML query timeout"); a CTAS is a DML query. Every run of an hour is one CTAS.
+ATHENA_DML_TIMEOUT_MINUTES = 30
+ATHENA_DML_TIMEOUT_MAX_MINUTES = 240
+
+
+def compaction_run_checks(config: PipelineConfig, load: Load, flow: Flow) -> list[Check]:
+    """What one hourly run's CTAS does at this load: the raw hour it scans, the rows it ranks by id, and the ids
+    it joins from other hours (none: it reads its own hour only, infra/lake_table.py compaction_select; before
+    issue 26 item 8, COMPACTION_LOOKBACK_HOURS compacted hours of ids). Its run time is an estimate at an assumed
+    rate (Assumptions.compaction_rows_per_second: no AWS source gives one), so it warns rather than judges."""
+    if config.COMPACTION != "on":
+        return []
+    rows = flow.payloads_per_second * 3600
+    scanned = rows * cost.stored_bytes_per_payload(config, flow)
+    minutes = rows / flow.assume.compaction_rows_per_second / 60
+    timeout = ATHENA_DML_TIMEOUT_MINUTES
+    return [
+        Check("Compaction run", "raw hour scanned by one run (GB)", scanned / prices.GB, math.inf, "GB", "-", "info"),
+        Check("Compaction run", "rows ranked by id in one run", rows, math.inf, "rows", "-", "info"),
+        Check(
+            "Compaction run",
+            "ids joined from other hours (own hour only)",
+            0.0,
+            math.inf,
+            "ids",
+            "-",
+            "info",
+            note=f"the lookback join it replaced: {rows * 2 * config.COMPACTION_LOOKBACK_HOURS:,.0f} ids",
+        ),
+        Check(
+            "Compaction run",
+            f"run time at {flow.assume.compaction_rows_per_second:,.0f} rows/s (estimate)",
+            minutes,
+            timeout,
+            "min",
+            f"Athena DML timeout ({timeout} min; {ATHENA_DML_TIMEOUT_MAX_MINUTES} on request)",
+            "quota",
+            warn=minutes > timeout / 2,
+            scales=False,  # an estimate at an assumed rate: it warns, and is never named the binding stage
+            note="estimated at make compact's DuckDB rate on 2 cores (no AWS source gives Athena's); "
+            "watch the compaction's run time in the Step Functions console",
+        ),
+    ]
+
+
 STAGES: tuple[Callable[[PipelineConfig, Load, Flow], list[Check]], ...] = (
     http_contract_checks,
     front_door_checks,
@@ -673,6 +720,7 @@ STAGES: tuple[Callable[[PipelineConfig, Load, Flow], list[Check]], ...] = (
     consumer_checks,
     s3_checks,
     backlog_checks,
+    compaction_run_checks,
 )
 
 
