@@ -39,6 +39,7 @@ KIB = 1024
 SQS_IN_FLIGHT_DEFAULT_QUOTA = 120_000  # AWS's approximate in-flight quota of a standard queue (see the knob)
 MAX_POLLERS_DEPLOYABLE = 2000  # provisioned SQS pollers per mapping that CDK synthesizes (see the MAX_POLLERS check)
 IN_FLIGHT_ALARM_FRACTION = 0.8  # the in-flight alarm fires at 80 % of SQS_IN_FLIGHT_LIMIT
+LATE_MARKER_MARGIN_SECONDS = 300  # see PipelineConfig.late_marker_after_seconds
 # The largest body that still reaches the ingest Lambda. API Gateway hands it over base64-encoded
 # (binary media types, 4/3 larger) inside the proxy event, and a synchronous Lambda invoke carries at
 # most 6 MB ("For synchronous invocations, the maximum payload size is 6 MB", Lambda API reference,
@@ -494,6 +495,16 @@ class PipelineConfig:
         """Public SSM parameter holding the layer ARN of this exact Powertools release."""
         return f"/aws/service/powertools/python/arm64/python{self.PYTHON_VERSION}/{self.POWERTOOLS_VERSION}"
 
+    @property
+    def late_marker_after_seconds(self) -> int:
+        """How long after an hour closes the consumer starts marking its objects late: the scheduled run of that
+        hour starts COMPACTION_GRACE_MINUTES after it closes (infra/compaction_construct.py) and reads every object
+        stored before, so only later ones need the hour run again. LATE_MARKER_MARGIN_SECONDS earlier, for the
+        time between a PUT's answer and the consumer's clock read, and clocks apart. Without it an hour boundary's
+        ordinary lag (seconds of objects for the hour just closed) left hundreds of markers, each hour then
+        compacted again by the next run."""
+        return max(0, self.COMPACTION_GRACE_MINUTES * 60 - LATE_MARKER_MARGIN_SECONDS)
+
     def ingest_environment(self, queue_url: str, device_keys_secret: str = "") -> dict[str, str]:
         """``device_keys_secret``: the keyring secret's name or ARN (DEVICE_AUTH=on)."""
         settings = IngestSettings(
@@ -528,6 +539,7 @@ class PipelineConfig:
             QUEUE_URL=queue_url or "",
             RETRY_BASE_SECONDS=self.RETRY_BASE_SECONDS,
             RETRY_MAX_SECONDS=self.retry_max_seconds,
+            LATE_MARKER_AFTER_SECONDS=self.late_marker_after_seconds,
         )
         environment = settings.to_env()
         if not queue_url:

@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 
 # The consumer's late markers (one zero-byte object per object stored into a closed hour, late/dt=../hour=../):
 # the key layout is the consumer's (pipeline/contract.py late_marker_key), which cannot import infra/.
+from pipeline.contract import LATE_MARKER_NAME_CHARS as LATE_MARKER_NAME_CHARS
 from pipeline.contract import LATE_MARKER_PREFIX as LATE_MARKER_PREFIX
 
 TABLE_NAME = "payloads"
@@ -177,8 +178,6 @@ def drop_scratch_table_sql(table: str) -> str:
 # failed or was aborted is marked too. Each scheduled run compacts every marked hour; a run of hour H lists
 # H's markers before its CTAS and, after its partition switch, deletes exactly those (a marker written during
 # the run survives, and the next run compacts H again). infra/compaction_construct.py reads them.
-LATE_MARKER_PREFIX = "late/"
-LATE_MARKER_NAME_CHARS = 32
 
 
 def late_marker_hour_prefix(dt: str, hour: str) -> str:

@@ -40,8 +40,8 @@ from pipeline.contract import (
     PAYLOAD_CONTENT_TYPE,
     batch_object_key,
     encode_batch_object,
-    is_closed_hour,
     late_marker_key,
+    needs_late_marker,
     payload_object_key,
 )
 from pipeline.envelope import EnvelopeError, StoredEnvelope, parse_envelopes
@@ -164,23 +164,25 @@ def plan_payload_objects(messages: Iterable[tuple[str, str]], prefix: str) -> Ba
     return BatchPlan(groups, rejected)
 
 
-def store_objects(plan: BatchPlan, bucket: str, s3: Any, executor: Executor) -> Iterator[ObjectResult]:
+def store_objects(
+    plan: BatchPlan, bucket: str, s3: Any, executor: Executor, late_after_seconds: int = 0
+) -> Iterator[ObjectResult]:
     """Write each planned object create-only, concurrently on ``executor``; yield the results in plan
     order as they come in. A failed PUT is captured in its result, never raised, so one failing object
     cannot hide the outcome of the others.
 
-    An object of an hour that has already closed also gets its late marker (pipeline/contract.py
-    late_marker_key), after the object is stored: a marker without data is harmless, data without a marker
-    would be missed by that hour's compaction. It is written on a redelivery too (the object then answers
-    412), since the delivery that stored the object may have failed before its marker; a marker that
-    cannot be written fails the object's records, so SQS brings them back for it."""
+    An object stored ``late_after_seconds`` or more after its hour closed also gets its late marker
+    (pipeline/contract.py late_marker_key), after the object is stored: a marker without data is harmless,
+    data without a marker would be missed by that hour's compaction. It is written on a redelivery too (the
+    object then answers 412), since the delivery that stored the object may have failed before its marker;
+    a marker that cannot be written fails the object's records, so SQS brings them back for it."""
 
     def store(group: ObjectGroup) -> ObjectResult:
         try:
             body, content_type = group.content()
             outcome = put_create_only(s3, bucket, group.key, body, content_type=content_type)
             finished_at = datetime.now(tz=UTC)
-            if is_closed_hour(group.partition, finished_at):
+            if needs_late_marker(group.partition, finished_at, late_after_seconds):
                 put_create_only(s3, bucket, late_marker_key(group.partition, group.key), b"", LATE_MARKER_CONTENT_TYPE)
         except Exception as exc:  # noqa: BLE001 - any failure means: retry every record of this object
             return ObjectResult(group, None, exc)

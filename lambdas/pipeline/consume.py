@@ -65,7 +65,13 @@ def store_records(records: Sequence[Record], settings: ConsumerSettings) -> Batc
     results: list[ObjectResult] = []
     # Each result is reported as soon as it and those before it are in: a crash or a timeout later
     # still leaves the lines of what was stored.
-    for result in store_objects(plan, settings.BUCKET_NAME, s3_client(settings.UPLOAD_CONCURRENCY), upload_pool()):
+    for result in store_objects(
+        plan,
+        settings.BUCKET_NAME,
+        s3_client(settings.UPLOAD_CONCURRENCY),
+        upload_pool(),
+        settings.LATE_MARKER_AFTER_SECONDS,
+    ):
         outcomes.stored(result)
         results.append(result)
     return BatchReport(plan, results)

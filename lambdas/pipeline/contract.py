@@ -17,7 +17,7 @@ import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TypeVar
 
 # --- HTTP ---------------------------------------------------------------------------------------
@@ -279,17 +279,20 @@ def batch_object_key(prefix: str, partition: datetime, payload_ids: Iterable[str
 # The hex is a digest of the stored object's key, so a redelivery writes the same marker. Beside
 # ``compacted/`` at the bucket root; infra/config.py refuses an OBJECT_PREFIX that overlaps either.
 LATE_MARKER_PREFIX: Final = "late/"
+LATE_MARKER_NAME_CHARS: Final = 32  # hex digits of a marker's name (the compaction's own markers too)
 
 
 def late_marker_key(partition: datetime, object_key: str) -> str:
     """``late/dt=YYYY-MM-DD/hour=HH/<32 hex>``: the marker of ``object_key``, stored into hour ``partition``."""
-    digest = hashlib.sha256(object_key.encode("utf-8")).hexdigest()[:32]
+    digest = hashlib.sha256(object_key.encode("utf-8")).hexdigest()[:LATE_MARKER_NAME_CHARS]
     return f"{partition_prefix(LATE_MARKER_PREFIX, partition)}{digest}"
 
 
-def is_closed_hour(partition: datetime, now: datetime) -> bool:
-    """Whether hour ``partition`` is older than ``now``'s UTC hour: an object stored into it needs a late marker."""
-    return partition < hour_of(now.astimezone(UTC))
+def needs_late_marker(partition: datetime, stored_at: datetime, after_seconds: int) -> bool:
+    """Whether an object of hour ``partition`` stored at ``stored_at`` needs a late marker: stored
+    ``after_seconds`` or more after the hour closed (ConsumerSettings.LATE_MARKER_AFTER_SECONDS), so possibly after
+    the hour's scheduled compaction read it."""
+    return stored_at >= partition + timedelta(hours=1, seconds=after_seconds)
 
 
 @dataclass(frozen=True)

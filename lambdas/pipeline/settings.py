@@ -74,6 +74,9 @@ class ConsumerSettings:
     QUEUE_URL: str = field()
     RETRY_BASE_SECONDS: int = field(metadata={"minimum": 1})
     RETRY_MAX_SECONDS: int = field(metadata={"minimum": 1})
+    # An object stored into an hour this many seconds or more after the hour closed gets a late marker
+    # (pipeline/contract.py needs_late_marker): until then the hour's scheduled compaction has not started.
+    LATE_MARKER_AFTER_SECONDS: int = field(metadata={"minimum": 0})
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ConsumerSettings:

@@ -13,7 +13,13 @@ import pytest
 
 from infra.config import ConfigError, PipelineConfig
 from pipeline import aws_clients
-from pipeline.contract import LATE_MARKER_PREFIX, format_received_at, late_marker_key, parse_object_key
+from pipeline.contract import (
+    LATE_MARKER_PREFIX,
+    format_received_at,
+    late_marker_key,
+    needs_late_marker,
+    parse_object_key,
+)
 from tests.conftest import Pipeline
 from tests.faults import fail_put_object
 
@@ -111,3 +117,35 @@ def test_the_retry_horizon_must_end_before_the_raw_objects_expire() -> None:
     with pytest.raises(ConfigError, match="RETRY_HORIZON_HOURS"):
         PipelineConfig(RAW_RETENTION_DAYS=15, RETRY_HORIZON_HOURS=15 * 24)
     assert PipelineConfig(RAW_RETENTION_DAYS=15, RETRY_HORIZON_HOURS=24).RETRY_HORIZON_HOURS == 24
+
+
+@pytest.mark.parametrize(
+    "config", [PipelineConfig(OBJECT_MODE=mode, COMPACTION_GRACE_MINUTES=1440) for mode in ("payload", "batch")]
+)
+def test_an_object_stored_before_its_hours_scheduled_run_gets_no_marker(pipeline: Pipeline) -> None:
+    # Given a consumer whose hours are compacted a day after they close (COMPACTION_GRACE_MINUTES=1440), and an
+    # envelope of an hour that closed two to three hours ago: its scheduled run has not started
+    send_envelope(pipeline, "old-0", CLOSED)
+    # When the consumer stores it
+    assert consume_all(pipeline) == {"batchItemFailures": []}
+    # Then it is stored and leaves no marker: the hour's scheduled run reads it, so no second run is owed (an
+    # hour boundary's ordinary lag marked hundreds of objects of the hour just closed, each run redoing it)
+    assert len(keys(pipeline, "payloads/")) == 1
+    assert keys(pipeline, LATE_MARKER_PREFIX) == []
+
+
+def test_a_late_marker_is_owed_from_the_grace_period_less_its_margin() -> None:
+    # Given the hour 02:00-03:00 and the default grace of 30 minutes (markers from 25 minutes after it closed)
+    hour = datetime(2026, 11, 26, 2, tzinfo=UTC)
+    after = PipelineConfig().late_marker_after_seconds
+    assert after == 25 * 60
+    # Then an object stored before 03:25 needs none, one stored at or after it does; with no grace, every
+    # object stored after the hour closed does
+    assert not needs_late_marker(hour, datetime(2026, 11, 26, 3, 24, 59, tzinfo=UTC), after)
+    assert needs_late_marker(hour, datetime(2026, 11, 26, 3, 25, tzinfo=UTC), after)
+    assert not needs_late_marker(hour, datetime(2026, 11, 26, 2, 59, 59, tzinfo=UTC), 0)
+    assert needs_late_marker(
+        hour,
+        datetime(2026, 11, 26, 3, 0, tzinfo=UTC),
+        PipelineConfig(COMPACTION_GRACE_MINUTES=0).late_marker_after_seconds,
+    )
