@@ -172,12 +172,14 @@ def drop_scratch_table_sql(table: str) -> str:
 
 # --- late markers: hours whose compacted partition may lag their raw objects ---------------------------
 # A zero-byte object per marked event, in the payload bucket: late/dt=YYYY-MM-DD/hour=HH/<32 hex chars>.
-# The consumer writes one after it stores an object into an hour older than its current hour (written after
-# the object, so a run that lists the marker before its CTAS reads the object); a compaction run of an hour
-# writes one for itself before its CTAS and deletes it when the run's clean-up is done, so an hour whose run
-# failed or was aborted is marked too. Each scheduled run compacts every marked hour; a run of hour H lists
-# H's markers before its CTAS and, after its partition switch, deletes exactly those (a marker written during
-# the run survives, and the next run compacts H again). infra/compaction_construct.py reads them.
+# The consumer writes one after it stores an object into an hour whose scheduled run may have read that hour
+# already (stored COMPACTION_GRACE_MINUTES, less a margin, after the hour closed: infra/config.py
+# late_marker_after_seconds); after the object, so a run that lists the marker before its CTAS reads the object.
+# A compaction run of an hour writes one for itself before its CTAS and deletes it when the run's clean-up is
+# done, so an hour whose run failed or was aborted is marked too. Each scheduled run compacts every marked hour;
+# a run of hour H lists H's markers before its CTAS and, after its partition switch, deletes exactly those (a
+# marker written during the run survives, and the next run compacts H again). infra/compaction_construct.py
+# reads them.
 
 
 def late_marker_hour_prefix(dt: str, hour: str) -> str:
