@@ -272,7 +272,7 @@ def test_the_seed_load_on_the_scale_profile_as_json(capsys: pytest.CaptureFixtur
     [pollers] = [line for line in document["cost"]["lines"] if line["service"] == "Lambda pollers"]
     assert pollers["usd_per_month"] > 1_000
     assert document["usd_per_million_payloads"] <= 0.20
-    assert round(document["usd_per_million_payloads"], 3) == 0.193  # drifts only with a model or price change
+    assert round(document["usd_per_million_payloads"], 3) == 0.192  # drifts only with a model or price change
 
 
 @pytest.mark.parametrize("device_auth", ["off", "on"])
