@@ -54,6 +54,8 @@ from bench.common import LAMBDAS, ROOT, figure, lambda_environment, median
 from pipeline.contract import API_KEY_HEADER, PAYLOADS_PATH
 
 GOAL_RATIO = 1.25
+# The default profile's goal (issue 26: P2 <= 1.1x "in the default profile"), for the contenders without device keys.
+DEFAULT_PROFILE_GOAL_RATIO = 1.1
 BASELINE_MODULE = "baseline_handler"
 # A sampled trace header, as Lambda sets it for an invocation that active tracing records.
 TRACE_HEADER = "Root=1-6745f2b0-0123456789abcdef01234567;Parent=53995c3f42cd8ad8;Sampled=1"
@@ -281,6 +283,7 @@ def run(rounds: int = 12) -> list[dict[str, Any]]:
     for name, tracing, compiled, device in variants:
         cpu, wall = _ms(samples[name], "cpu_s"), _ms(samples[name], "wall_s")
         ratio = cpu / baseline
+        goal = GOAL_RATIO if device else DEFAULT_PROFILE_GOAL_RATIO
         default = " (default config, asset as shipped)" if name == "P2" else ""
         front = "API_KIND=http DEVICE_AUTH=on (keyring read included), " if device else ""
         results.append(
@@ -291,8 +294,8 @@ def run(rounds: int = 12) -> list[dict[str, Any]]:
                 f"{'with' if compiled else 'no'} bytecode{default} vs minimal boto3 handler",
                 ratio,
                 "x baseline",
-                f"<= {GOAL_RATIO}",
-                ratio <= GOAL_RATIO,
+                f"<= {goal}",
+                ratio <= goal,
                 tracing=tracing,
                 bytecode=compiled,
                 api_kind="http" if device else "rest",
