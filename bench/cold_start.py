@@ -271,7 +271,7 @@ def run(rounds: int = 12) -> list[dict[str, Any]]:
         ("P2b", not default_tracing, False, False),
         ("P2c", default_tracing, True, False),
         ("P2d", not default_tracing, True, False),
-        ("P2e", default_tracing, False, True),
+        ("P2e", True, False, True),
         ("P2f", False, False, True),
     ]
     contenders = {

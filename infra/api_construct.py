@@ -90,9 +90,16 @@ class IngestApi(Construct):
             cloud_watch_role=config.API_GATEWAY_CLOUDWATCH_ROLE,
             deploy_options=apigw.StageOptions(
                 stage_name=config.STAGE,
-                tracing_enabled=config.TRACING,
+                # Never traced, whatever TRACING says: the stage's X-Ray segment records the client's address
+                # (http.request.client_ip, "AWS X-Ray traces for Amazon API Gateway APIs",
+                # https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-understanding-xray-traces.html)
+                # and X-Ray keeps it 30 days with no retention setting (README, Privacy). The access log has the
+                # stage's status and latency; TRACING still traces both functions.
+                tracing_enabled=False,
                 access_log_destination=apigw.LogGroupLogDestination(access_log_group(self, "AccessLogs", config)),
-                access_log_format=apigw.AccessLogFormat.custom(access_log_format("rest")),
+                access_log_format=apigw.AccessLogFormat.custom(
+                    access_log_format("rest", config.ACCESS_LOG_CLIENT_IP == "on")
+                ),
                 logging_level=apigw.MethodLoggingLevel.ERROR,
                 throttling_rate_limit=throttling_rate_limit,
                 throttling_burst_limit=throttling_burst_limit,

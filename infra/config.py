@@ -52,6 +52,9 @@ LAMBDA_SYNC_PAYLOAD_BYTES = 6_000_000
 PROXY_EVENT_ALLOWANCE_BYTES = 256 * KIB
 MAX_BODY_BYTES_CEILING = (LAMBDA_SYNC_PAYLOAD_BYTES - PROXY_EVENT_ALLOWANCE_BYTES) // 4 * 3  # 4,303,392
 CDK_JSON = Path(__file__).resolve().parent.parent / "cdk.json"
+# The retention periods, in days, that CloudWatch Logs accepts ("PutRetentionPolicy", CloudWatch Logs API
+# reference) and infra/functions.py maps to CDK's RetentionDays.
+LOG_RETENTION_CHOICES = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1827, 3653)
 
 
 def cdk_json_context() -> dict[str, Any]:
@@ -127,7 +130,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "METRICS_FLUSH_SECONDS": 60,
         "ACCESS_LOG_CLASS": "INFREQUENT_ACCESS",
         # Lambda's active tracing samples 1 request/s + 5 % and cannot take custom sampling rules:
-        # ~2.2 billion traces a month. Off; metrics, logs and alarms stay.
+        # ~2.2 billion traces a month. Off (as by default, stated here so the profile keeps it if the default
+        # changes); metrics, logs and alarms stay.
         "TRACING": False,
         # flow-stopped pages below 1 % of the seed's 10,000,000 payloads a minute, for 15 minutes: 500,000 stored
         # per 5 minutes (docs/RUNBOOK.md, flow-stopped; lower it if your devices sleep at night).
@@ -248,9 +252,18 @@ class PipelineConfig:
     # and flushes at most every N seconds (one EMF line instead of one per request).
     METRICS_FLUSH_SECONDS: int = 0
     ACCESS_LOG_CLASS: str = "STANDARD"  # API Gateway access log group class: STANDARD or INFREQUENT_ACCESS
+    # --- privacy: no client address kept by default (README, Privacy; infra/access_logs.py) -------------
+    # "on": the access log lines also hold the client's address and user agent (to block an abusive client by
+    # address), and the access log group then keeps its lines ACCESS_LOG_CLIENT_IP_RETENTION_DAYS, at most
+    # LOG_RETENTION_DAYS. "off": no line holds either.
+    ACCESS_LOG_CLIENT_IP: str = "off"
+    ACCESS_LOG_CLIENT_IP_RETENTION_DAYS: int = 7
     LOG_RETENTION_DAYS: int = 30
     METRICS_NAMESPACE: str = "IngestPipeline"
-    TRACING: bool = True
+    # Off by default: the X-Ray SDK (maintenance mode, end of support 25 Feb 2027) costs ~50 ms of every ingest cold
+    # start (bench P2). On: Lambda's active tracing and the SDK's subsegments for both functions, and the compaction's
+    # state machine; never the REST stage, whose segments hold client addresses (README, Privacy).
+    TRACING: bool = False
     # --- alarms (infra/monitoring_construct.py, docs/RUNBOOK.md) ---------------------------------
     ALARM_EMAIL: str = ""  # empty: alarms go to the SNS topic only (subscribe whatever you like)
     OLDEST_MESSAGE_AGE_ALARM_SECONDS: int = 300
@@ -418,6 +431,12 @@ class PipelineConfig:
                 self.ACCESS_LOG_CLASS in ("STANDARD", "INFREQUENT_ACCESS"),
                 "ACCESS_LOG_CLASS must be STANDARD or INFREQUENT_ACCESS",
             ),
+            (self.ACCESS_LOG_CLIENT_IP in ("on", "off"), "ACCESS_LOG_CLIENT_IP must be on or off"),
+            (
+                self.ACCESS_LOG_CLIENT_IP_RETENTION_DAYS in LOG_RETENTION_CHOICES,
+                f"ACCESS_LOG_CLIENT_IP_RETENTION_DAYS must be one of CloudWatch Logs' retention periods: "
+                f"{', '.join(map(str, LOG_RETENTION_CHOICES))}",
+            ),
             (self.PYTHON_VERSION in ("3.13", "3.14"), "PYTHON_VERSION must be 3.13 or 3.14"),
             (
                 self.LOG_LEVEL in ("DEBUG", "INFO", "WARNING", "ERROR"),
@@ -489,6 +508,14 @@ class PipelineConfig:
     def ingest_reservation(self) -> int | None:
         """What the ingest function reserves: INGEST_RESERVED_CONCURRENCY, or None (nothing reserved) at 0."""
         return self.INGEST_RESERVED_CONCURRENCY or None
+
+    @property
+    def access_log_retention_days(self) -> int:
+        """The access log group's retention: LOG_RETENTION_DAYS, but while its lines hold client addresses
+        (ACCESS_LOG_CLIENT_IP=on) at most ACCESS_LOG_CLIENT_IP_RETENTION_DAYS."""
+        if self.ACCESS_LOG_CLIENT_IP == "on":
+            return min(self.LOG_RETENTION_DAYS, self.ACCESS_LOG_CLIENT_IP_RETENTION_DAYS)
+        return self.LOG_RETENTION_DAYS
 
     @property
     def powertools_layer_parameter(self) -> str:

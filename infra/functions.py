@@ -54,13 +54,18 @@ def application_log_level(config: PipelineConfig) -> lambda_.ApplicationLogLevel
 
 
 def log_group(
-    scope: Construct, construct_id: str, config: PipelineConfig, log_group_class: logs.LogGroupClass | None = None
+    scope: Construct,
+    construct_id: str,
+    config: PipelineConfig,
+    log_group_class: logs.LogGroupClass | None = None,
+    retention_days: int | None = None,
 ) -> logs.LogGroup:
-    """A log group kept LOG_RETENTION_DAYS, deleted with the stack; ``log_group_class`` None: STANDARD, left unset."""
+    """A log group kept LOG_RETENTION_DAYS (or ``retention_days``), deleted with the stack; ``log_group_class``
+    None: STANDARD, left unset."""
     return logs.LogGroup(
         scope,
         construct_id,
-        retention=log_retention(config.LOG_RETENTION_DAYS),
+        retention=log_retention(config.LOG_RETENTION_DAYS if retention_days is None else retention_days),
         log_group_class=log_group_class,
         removal_policy=RemovalPolicy.DESTROY,
     )

@@ -84,7 +84,7 @@ class IngestHttpApi(Construct):
             access_log_settings=_AccessLogs(
                 # The one access-log format of both front doors (infra/access_logs.py), in ACCESS_LOG_CLASS.
                 destination=apigwv2.LogGroupLogDestination(access_log_group(self, "AccessLogs", config)),
-                format=apigw.AccessLogFormat.custom(access_log_format("http")),
+                format=apigw.AccessLogFormat.custom(access_log_format("http", config.ACCESS_LOG_CLIENT_IP == "on")),
             ),
         )
         # Route throttling has no L2 property. RouteSettings is a JSON map in CloudFormation (route key -> settings),

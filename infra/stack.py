@@ -153,8 +153,14 @@ class IngestPipelineStack(Stack):
         self._suppress_nag_findings()
 
     _TRACING_OFF = (
-        "TRACING=false was chosen (PROFILE=scale sets it): X-Ray samples 1 request/s + 5 %, which at "
-        "1M requests/min is a large bill (docs/CAPACITY.md); metrics, logs and alarms stay on."
+        "TRACING=false was chosen (the default): the X-Ray SDK costs ~50 ms of every ingest cold start (bench P2, "
+        "docs/PERFORMANCE.md) and at 1M requests/min X-Ray's sampling is a large bill (docs/CAPACITY.md); "
+        "metrics, logs and alarms stay on."
+    )
+    _STAGE_NOT_TRACED = (
+        "The REST stage is never traced: its X-Ray segment records each client's address (http.request.client_ip) "
+        "and X-Ray keeps traces 30 days with no retention setting, which breaks the promise that no address is kept "
+        "by default (README, Privacy). The access log has the stage's status and latency."
     )
 
     def _suppress_nag_findings(self) -> None:
@@ -292,12 +298,11 @@ class IngestPipelineStack(Stack):
         )
 
     def _suppress_rest_api_findings(self, api: IngestApi) -> None:
-        if not self.config.TRACING:
-            NagSuppressions.add_resource_suppressions(
-                api.api,
-                [{"id": "Serverless-APIGWXrayEnabled", "reason": self._TRACING_OFF}],
-                apply_to_children=True,
-            )
+        NagSuppressions.add_resource_suppressions(
+            api.api,
+            [{"id": "Serverless-APIGWXrayEnabled", "reason": self._STAGE_NOT_TRACED}],
+            apply_to_children=True,
+        )
         NagSuppressions.add_resource_suppressions(
             api.api,
             [

@@ -23,7 +23,7 @@ CHANGED_KNOBS = {
     "OLDEST_MESSAGE_AGE_ALARM_SECONDS": 900,
     "API_5XX_RATE_ALARM_PERCENT": 5,
     "MAX_WORKERS": 25,
-    "TRACING": False,
+    "TRACING": True,
     "LOG_RETENTION_DAYS": 7,
     "METRICS_NAMESPACE": "Telemetry",
     "RUNBOOK_URL": "https://wiki.example.com/ingest-runbook",
@@ -555,12 +555,12 @@ def test_the_alarm_topic_is_encrypted_tls_only_and_cloudwatch_may_publish(templa
 # --- tracing and log retention --------------------------------------------------------------------
 
 
-def test_tracing_is_on_for_the_api_stage_and_both_functions_and_can_be_turned_off(
+def test_tracing_is_off_by_default_and_turns_on_for_both_functions_never_for_the_api_stage(
     template: Template, changed: Template
 ) -> None:
-    for tmpl, on in ((template, True), (changed, False)):
+    for tmpl, on in ((template, False), (changed, True)):
         stage = next(iter(tmpl.find_resources("AWS::ApiGateway::Stage").values()))["Properties"]
-        assert stage.get("TracingEnabled", False) is on
+        assert stage.get("TracingEnabled", False) is False  # its segments hold client addresses (README, Privacy)
         functions = {
             name: f
             for name, f in tmpl.find_resources("AWS::Lambda::Function").items()

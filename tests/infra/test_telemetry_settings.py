@@ -82,7 +82,8 @@ def test_an_access_log_line_is_json_with_what_the_on_call_reads_and_its_size_is_
     line = typical_access_log_line(kind)
     assert "$context" not in line
     document = json.loads(line)
-    assert {"requestId", "ip", "status", "latencyMs"} <= set(document) == set(ACCESS_LOG_FIELDS[kind])
+    assert {"requestId", "status", "latencyMs"} <= set(document) == set(ACCESS_LOG_FIELDS[kind])
+    assert not {"ip", "userAgent"} & set(document)  # only with ACCESS_LOG_CLIENT_IP=on (tests/infra/test_privacy.py)
     assert ACCESS_LOG_LINE_BYTES[kind] == len(line.encode())
     # Every value is quoted: a variable API Gateway leaves as "-" still makes valid JSON
     assert re.fullmatch(r'\{("[A-Za-z]+":"\$context\.[A-Za-z.]+",?)+\}', access_log_format(kind))

@@ -200,9 +200,9 @@ def test_log_levels_price_what_the_functions_still_write() -> None:
 
 
 def test_access_logs_are_priced_by_their_class_and_stored_compressed() -> None:
-    # the access-log format's own line (infra/access_logs.py), 166 B on REST, and its newline
-    assert cost.access_log_bytes(PipelineConfig(), flow_of(PipelineConfig(), SMALL, ASSUME)) == 167
-    per_gb = 43_200 * (167 + 26) / GB
+    # the access-log format's own line (infra/access_logs.py), 144 B on REST, and its newline
+    assert cost.access_log_bytes(PipelineConfig(), flow_of(PipelineConfig(), SMALL, ASSUME)) == 145
+    per_gb = 43_200 * (145 + 26) / GB
     standard = lines(PipelineConfig())
     assert line(standard, "CloudWatch: access logs ingested").usd == pytest.approx(per_gb * 0.50)
     infrequent = lines(PipelineConfig(ACCESS_LOG_CLASS="INFREQUENT_ACCESS"))
@@ -212,15 +212,27 @@ def test_access_logs_are_priced_by_their_class_and_stored_compressed() -> None:
     assert 3 < log_compression() < 15
     # the HTTP API's line is shorter (no extendedRequestId); --access-log-bytes prices another
     http = PipelineConfig(API_KIND="http", DEVICE_AUTH="on")
-    assert cost.access_log_bytes(http, flow_of(http, SMALL, ASSUME)) == 108
+    assert cost.access_log_bytes(http, flow_of(http, SMALL, ASSUME)) == 86
     assert line(lines(http, assume=Assumptions(access_log_bytes=300)), "CloudWatch: access logs ingested").quantity == (
         pytest.approx(43_200 * (300 + 26) / GB)
     )
 
 
+def test_access_logs_with_client_addresses_are_longer_and_kept_their_own_days() -> None:
+    # Given ACCESS_LOG_CLIENT_IP=on: each line also holds the address and user agent (214 B on REST)
+    with_ip = PipelineConfig(ACCESS_LOG_CLIENT_IP="on")
+    assert cost.access_log_bytes(with_ip, flow_of(with_ip, SMALL, ASSUME)) == 215
+    per_gb = 43_200 * (215 + 26) / GB
+    # Then the lines are priced at that size and stored ACCESS_LOG_CLIENT_IP_RETENTION_DAYS (7), not 30 days
+    assert line(lines(with_ip), "CloudWatch: access logs ingested").usd == pytest.approx(per_gb * 0.50)
+    stored = line(lines(with_ip), "CloudWatch: access logs stored")
+    assert stored.quantity == pytest.approx(per_gb * 7 / 30 / log_compression())
+    assert stored.item == "access logs stored (7 days)"
+
+
 def test_tracing_is_priced_only_when_on() -> None:
-    assert line(lines(PipelineConfig()), "X-Ray").quantity == pytest.approx((43_200 + 4_320) * 0.05)
-    assert not [key for key in lines(PipelineConfig(TRACING=False)) if key.startswith("X-Ray")]
+    assert line(lines(PipelineConfig(TRACING=True)), "X-Ray").quantity == pytest.approx((43_200 + 4_320) * 0.05)
+    assert not [key for key in lines(PipelineConfig()) if key.startswith("X-Ray")]
 
 
 # --- the command --------------------------------------------------------------------------------------------

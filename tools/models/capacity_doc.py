@@ -197,14 +197,18 @@ def _telemetry_section(scale: Assessment) -> list[str]:
         ("`ACCESS_LOG_CLASS=STANDARD`", {"ACCESS_LOG_CLASS": "STANDARD"}),
         ("`TRACING=true` (X-Ray, 5 % of requests and batches)", {"TRACING": True}),
         (
-            "all of the above: the default profile's telemetry",
+            "all of the above but tracing: the default profile's telemetry",
             {
                 "LOG_LEVEL": "INFO",
                 "SYSTEM_LOG_LEVEL": "INFO",
                 "METRICS_FLUSH_SECONDS": 0,
                 "ACCESS_LOG_CLASS": "STANDARD",
-                "TRACING": True,
             },
+        ),
+        (
+            f"`ACCESS_LOG_CLIENT_IP=on` (the client's address and user agent on each access-log line, kept "
+            f"{dataclasses.replace(config, ACCESS_LOG_CLIENT_IP='on').access_log_retention_days} days)",
+            {"ACCESS_LOG_CLIENT_IP": "on"},
         ),
     ]
     out = [
@@ -215,7 +219,7 @@ def _telemetry_section(scale: Assessment) -> list[str]:
         f"flushes the ingest's EMF counts once per warm container every {config.METRICS_FLUSH_SECONDS} s (the consumer "
         f"flushes per batch), and keeps one access-log line per request in the "
         f"`{config.ACCESS_LOG_CLASS}` class: {_money(access.usd)}/month for {access.quantity:,.0f} GB of "
-        f"{line_bytes} B lines (request id, client address, status, latency: infra/access_logs.py's format, "
+        f"{line_bytes} B lines (request id, status, latency, no client address: infra/access_logs.py's format, "
         f"{ACCESS_LOG_LINE_BYTES['rest']} B a line on REST; `--access-log-bytes` prices another). Request logs come "
         "back with one knob (`LOG_LEVEL=INFO`, one deploy). Each row below is the monthly cost of changing one knob "
         "back:",
@@ -452,7 +456,8 @@ def _assumptions_section(scale: Assessment) -> list[str]:
         (
             "access-log line",
             f"{cost.access_log_bytes(scale.config, f)} B (`--access-log-bytes`)",
-            "the format's typical line and its newline (infra/access_logs.py ACCESS_LOG_LINE_BYTES, by API_KIND)",
+            "the format's typical line and its newline (infra/access_logs.py access_log_line_bytes, by API_KIND "
+            "and ACCESS_LOG_CLIENT_IP)",
         ),
         ("answer to a client", f"{a.response_bytes} B", "the 202's body + ~220 B of headers, transferred out"),
         (

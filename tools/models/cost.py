@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from infra.access_logs import ACCESS_LOG_LINE_BYTES
+from infra.access_logs import access_log_line_bytes
 from infra.lake_table import COMPACTED_BUCKETS
 from tools.models import alarm_metrics, prices
 from tools.models.assumptions import (
@@ -465,19 +465,20 @@ ACCESS_LOG_PRICES = {
 
 
 def access_log_bytes(config: PipelineConfig, flow: Flow) -> int:
-    """One access-log line: the format's typical line for the API kind (infra/access_logs.py) and its newline,
-    or ``--access-log-bytes``."""
+    """One access-log line: the format's typical line for the API kind and ACCESS_LOG_CLIENT_IP
+    (infra/access_logs.py) and its newline, or ``--access-log-bytes``."""
     if flow.assume.access_log_bytes is not None:
         return flow.assume.access_log_bytes
-    return ACCESS_LOG_LINE_BYTES[config.API_KIND] + 1
+    return access_log_line_bytes(config.API_KIND, config.ACCESS_LOG_CLIENT_IP == "on") + 1
 
 
 def access_log_lines(config: PipelineConfig, flow: Flow) -> list[Line]:
-    """API Gateway's access log: one line per request, priced by ACCESS_LOG_CLASS, kept LOG_RETENTION_DAYS
-    (compressed, as for the functions' logs)."""
+    """API Gateway's access log: one line per request, priced by ACCESS_LOG_CLASS, kept LOG_RETENTION_DAYS, or
+    ACCESS_LOG_CLIENT_IP_RETENTION_DAYS with addresses (compressed, as for the functions' logs)."""
     line = access_log_bytes(config, flow)
     gb = flow.load.requests_per_month * (line + CLOUDWATCH_EVENT_BYTES) / prices.GB
-    kept = gb * config.LOG_RETENTION_DAYS / 30 / log_compression()
+    days = config.access_log_retention_days
+    kept = gb * days / 30 / log_compression()
     return [
         Line(
             "CloudWatch",
@@ -488,7 +489,7 @@ def access_log_lines(config: PipelineConfig, flow: Flow) -> list[Line]:
         ),
         Line(
             "CloudWatch",
-            f"access logs stored ({config.LOG_RETENTION_DAYS} days)",
+            f"access logs stored ({days} days)",
             kept,
             "GB-month",
             kept * prices.CLOUDWATCH_LOGS_STORAGE_PER_GB_MONTH,

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from infra.access_logs import ACCESS_LOG_LINE_BYTES
+from infra.access_logs import access_log_line_bytes
 from infra.config import PipelineConfig
 from tools.models import cost, prices
 from tools.models.assumptions import DEFAULT, MEASURED
@@ -88,7 +88,8 @@ def _ingest_log_bytes(config: PipelineConfig) -> float:
 
 
 def _access_log_line(config: PipelineConfig, api_kind: str) -> FloodLine:
-    line_bytes = ACCESS_LOG_LINE_BYTES[api_kind] + 1 + prices.CLOUDWATCH_LOG_EVENT_OVERHEAD_BYTES
+    client_ip = config.ACCESS_LOG_CLIENT_IP == "on"
+    line_bytes = access_log_line_bytes(api_kind, client_ip) + 1 + prices.CLOUDWATCH_LOG_EVENT_OVERHEAD_BYTES
     per_gb = cost.ACCESS_LOG_PRICES[config.ACCESS_LOG_CLASS]
     return FloodLine(
         "CloudWatch", f"access log line ({config.ACCESS_LOG_CLASS})", line_bytes * MILLION / prices.GB * per_gb, False
