@@ -165,7 +165,7 @@ class TestBatchMode:
 
 
 def test_the_example_query_counts_per_hour(pipeline: Pipeline, tmp_path: Path) -> None:
-    # Given 5 stored payloads, When the README's example runs, Then it counts them in their hour
+    # Given 5 stored payloads, When docs/QUERYING.md's example runs, Then it counts them in their hour
     store(pipeline, 1, 5)
     [row] = rows(pipeline, tmp_path, EXAMPLE_SQL)
     assert (row["payloads"], row["ids"]) == (5, 5)

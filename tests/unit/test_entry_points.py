@@ -1,4 +1,4 @@
-"""The make targets and tools as a user runs them: a bad knob is one line, exit codes as the README says."""
+"""The make targets and tools as a user runs them: a bad knob is one line, exit codes as the docs say."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""tools/models/flood.py: what an unauthenticated flood costs on each front door, and the README's figures, which
-must be the tool's (issue 26.9)."""
+"""tools/models/flood.py: what an unauthenticated flood costs on each front door, and docs/FRONT_DOOR.md's figures,
+which must be the tool's (issue 26.9)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The lake's figures in the docs come from bench Q1 (bench/lake_scan.py) and infra/lake_table.py: they
-fail here when the code drifts from what the README and docs/LAKE.md say."""
+fail here when the code drifts from what docs/QUERYING.md, docs/HOW_IT_WORKS.md and docs/LAKE.md say."""
 
 from __future__ import annotations
 
