@@ -22,3 +22,15 @@ def test_every_config_knob_is_documented_in_the_readme() -> None:
 def test_the_readme_test_command_is_what_ci_runs() -> None:
     ci = (README.parent / ".ci" / "run").read_text()
     assert "make test" in README.read_text() and "make test" in ci
+
+
+def test_the_readme_is_a_front_door_with_every_docs_page_in_its_contents() -> None:
+    # Given the README (issue 29: a front door, not a manual) and the pages under docs/
+    text = README.read_text()
+    pages = sorted(page.name for page in (README.parent / "docs").glob("*.md"))
+    # Then it stays at most 300 lines, and each page is linked from it, so a new page is found from the first screen
+    assert len(text.splitlines()) <= 300
+    assert [page for page in pages if f"(docs/{page})" not in text] == []
+    # And the contents are by role
+    for role in ("**Endpoint teams**", "**Operators**", "**Analysts**"):
+        assert role in text[text.index("## Documentation by role") :]
