@@ -196,6 +196,6 @@ STACK ?= IngestPipeline-$(or $(STAGE),prod)
 compact-aws: $(PY_STAMP)  ## run the deployed compaction for hours FROM..TO (UTC, YYYY-MM-DDTHH), in order: make compact-aws FROM=2026-11-26T00 TO=2026-11-26T05
 	$(PY) -m tools.ops.compact aws --stack $(STACK) --from $(FROM) $(if $(TO),--to $(TO))
 
-# After make deploy: the deployed AWS half end to end (tools/ops/smoke.py; README "Deploy and tear down").
+# After make deploy: the deployed AWS half end to end (tools/ops/smoke.py; docs/DEPLOY.md).
 smoke-aws: check-config  ## after make deploy: POST payloads, wait for them in S3, compact this hour, read them back via Athena (STACK)
 	$(PY) -m tools.ops.smoke --stack $(STACK) $(ARGS)

@@ -11,7 +11,7 @@ One JSON line per request, with what the on-call engineer reads from it and noth
   ``$context.extendedRequestId`` is the same value as ``$context.requestId``
   (https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-logging-variables.html);
 * ``ip`` and ``userAgent``: only with ``ACCESS_LOG_CLIENT_IP=on`` (default off). By default no line holds the
-  client's address or user agent (README, Privacy): the operator who needs to block an abusive client by its
+  client's address or user agent (docs/PRIVACY.md): the operator who needs to block an abusive client by its
   address turns them on, and the group then keeps its lines ``ACCESS_LOG_CLIENT_IP_RETENTION_DAYS`` (default 7)
   instead of ``LOG_RETENTION_DAYS``. API Gateway writes only the ``$context`` variables a format names
   ("Variables for access logging for REST APIs",

@@ -47,7 +47,7 @@ def ingest_function(
         memory_mb=config.INGEST_MEMORY_MB,
         powertools_layer=powertools_layer,
         # INGEST_RESERVED_CONCURRENCY: a consumer scaling up (S3 slowdown, backlog) cannot take these
-        # executions, so clients keep getting answers (README, Deploy: when to set it).
+        # executions, so clients keep getting answers (docs/DEPLOY.md: when to set it).
         reserved_concurrency=config.ingest_reservation,
     )
     queue.grant_send_messages(function)
@@ -93,7 +93,7 @@ class IngestApi(Construct):
                 # Never traced, whatever TRACING says: the stage's X-Ray segment records the client's address
                 # (http.request.client_ip, "AWS X-Ray traces for Amazon API Gateway APIs",
                 # https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-understanding-xray-traces.html)
-                # and X-Ray keeps it 30 days with no retention setting (README, Privacy). The access log has the
+                # and X-Ray keeps it 30 days with no retention setting (docs/PRIVACY.md). The access log has the
                 # stage's status and latency; TRACING still traces both functions.
                 tracing_enabled=False,
                 access_log_destination=apigw.LogGroupLogDestination(access_log_group(self, "AccessLogs", config)),

@@ -194,7 +194,7 @@ class PipelineConfig:
     # per request, no API keys: it needs DEVICE_AUTH=on).
     API_KIND: str = "rest"
     # "on": every request carries Authorization: Bearer <device key>, verified in the ingest with no
-    # per-request network call; the signing secret lives in Secrets Manager (README, Authenticating devices).
+    # per-request network call; the signing secret lives in Secrets Manager (docs/DEVICE_KEYS.md).
     DEVICE_AUTH: str = "off"
     DEVICE_REVOCATION_TTL_SECONDS: int = 60  # a revoked device is refused within this many seconds
     # While the keyring secret cannot be read, a container serves its last good keyring this much longer than the
@@ -227,14 +227,14 @@ class PipelineConfig:
     COMPACTED_RETENTION_DAYS: int = 0  # expire compacted Parquet after N days; 0 keeps it forever
     # One row per id, and one partition per keyed request: a keyed request stating its first attempt
     # (Ingest-First-Attempt) lands in that attempt's hour when it is received at most this many hours later,
-    # so every copy sent within the horizon lands in one hour and compacts to one row (README, "One row per
+    # so every copy sent within the horizon lands in one hour and compacts to one row (docs/GUARANTEES.md, "One row per
     # id"). Later copies land in their receive hour under other ids. The SDK stops at the same horizon less
     # an hour (client/README.md).
     RETRY_HORIZON_HOURS: int = 24
     QUERY_SCAN_LIMIT_GB: int = 100  # the Athena workgroup's BytesScannedCutoffPerQuery, in GB
     ACCESS_LOG_EXPIRATION_DAYS: int = 90
     DESTROY_ON_REMOVE: bool = False  # dev only: `cdk destroy` deletes the bucket and its objects
-    # --- first deploy into a fresh account (make preflight, README "Deploy and tear down") ------
+    # --- first deploy into a fresh account (make preflight, docs/DEPLOY.md) ------
     # "off": no reserved concurrency, for accounts whose concurrency quota leaves no room for one
     # (AWS keeps 100 unreserved); the mapping's maximum concurrency alone then bounds the pool.
     RESERVED_CONCURRENCY: str = "on"
@@ -252,7 +252,7 @@ class PipelineConfig:
     # and flushes at most every N seconds (one EMF line instead of one per request).
     METRICS_FLUSH_SECONDS: int = 0
     ACCESS_LOG_CLASS: str = "STANDARD"  # API Gateway access log group class: STANDARD or INFREQUENT_ACCESS
-    # --- privacy: no client address kept by default (README, Privacy; infra/access_logs.py) -------------
+    # --- privacy: no client address kept by default (docs/PRIVACY.md; infra/access_logs.py) -------------
     # "on": the access log lines also hold the client's address and user agent (to block an abusive client by
     # address), and the access log group then keeps its lines ACCESS_LOG_CLIENT_IP_RETENTION_DAYS, at most
     # LOG_RETENTION_DAYS. "off": no line holds either.
@@ -262,7 +262,7 @@ class PipelineConfig:
     METRICS_NAMESPACE: str = "IngestPipeline"
     # Off by default: the X-Ray SDK (maintenance mode, end of support 25 Feb 2027) costs ~50 ms of every ingest cold
     # start (bench P2). On: Lambda's active tracing and the SDK's subsegments for both functions, and the compaction's
-    # state machine; never the REST stage, whose segments hold client addresses (README, Privacy).
+    # state machine; never the REST stage, whose segments hold client addresses (docs/PRIVACY.md).
     TRACING: bool = False
     # --- alarms (infra/monitoring_construct.py, docs/RUNBOOK.md) ---------------------------------
     ALARM_EMAIL: str = ""  # empty: alarms go to the SNS topic only (subscribe whatever you like)

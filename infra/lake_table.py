@@ -55,7 +55,7 @@ DEDUP_VIEW_SQL = (
     f"FROM {TABLE_NAME}) WHERE copy_number = 1"
 )
 
-# Runs unchanged on Athena and on `make query` (README): payloads per hour partition, distinct ids.
+# Runs unchanged on Athena and on `make query` (docs/QUERYING.md): payloads per hour partition, distinct ids.
 EXAMPLE_SQL = (
     "SELECT dt, hour, count(*) AS payloads, count(DISTINCT id) AS ids FROM payloads GROUP BY dt, hour ORDER BY dt, hour"
 )

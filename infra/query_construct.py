@@ -133,7 +133,7 @@ class PayloadQuery(Construct):
             "Database",
             catalog_id=stack.account,
             database_input=glue.CfnDatabase.DatabaseInputProperty(
-                name=self.database_name, description="The ingest pipeline's payloads (docs: README, Querying)"
+                name=self.database_name, description="The ingest pipeline's payloads (docs/QUERYING.md)"
             ),
         )
         string = [glue.CfnTable.ColumnProperty(name=name.lower(), type="string") for name in COLUMNS]

@@ -160,7 +160,7 @@ class IngestPipelineStack(Stack):
     _STAGE_NOT_TRACED = (
         "The REST stage is never traced: its X-Ray segment records each client's address (http.request.client_ip) "
         "and X-Ray keeps traces 30 days with no retention setting, which breaks the promise that no address is kept "
-        "by default (README, Privacy). The access log has the stage's status and latency."
+        "by default (docs/PRIVACY.md). The access log has the stage's status and latency."
     )
 
     def _suppress_nag_findings(self) -> None:
@@ -176,7 +176,7 @@ class IngestPipelineStack(Stack):
                         "id": "AwsSolutions-SMG4",
                         "reason": "The keyring is rotated by operators (python -m tools.ops.devices rotate, then "
                         "retire), never by a schedule: every device must be re-issued a key between the two, and "
-                        "the previous generation keeps verifying until then (README, Authenticating devices).",
+                        "the previous generation keeps verifying until then (docs/DEVICE_KEYS.md).",
                     }
                 ],
             )

@@ -125,9 +125,9 @@ class RestProxyApi:
 
 # The content types an HTTP API passes as text; it base64-encodes every other body. AWS documents only that the
 # choice follows the content type; this split is what an emulator's maintainers measured against AWS
-# (ministackorg/ministack#766; README, The HTTP API front door).
+# (ministackorg/ministack#766; docs/FRONT_DOOR.md).
 HTTP_API_TEXT_TYPES = ("application/json", "application/xml", "application/javascript")
-# The answers an HTTP API makes itself cannot be customised: {"message": ...} (README, The HTTP API front door).
+# The answers an HTTP API makes itself cannot be customised: {"message": ...} (docs/FRONT_DOOR.md).
 HTTP_API_MESSAGES: dict[int, str] = {413: "Request Entity Too Large", 500: "Internal Server Error"}
 
 

@@ -28,7 +28,7 @@ PROBLEM_TYPE_PREFIX: Final = "urn:ingest-pipeline:problem:"
 API_KEY_HEADER: Final = "x-api-key"  # API Gateway's usage-plan key header
 DEVICE_KEY_HEADER: Final = "Authorization"  # "Bearer <device key>" with DEVICE_AUTH=on (pipeline/device_auth.py)
 # A JSON media type (the ingest takes any application/*+json) that an HTTP API passes base64-encoded, so gzip and
-# any byte reach the ingest exactly: the HTTP API hands application/json bodies over as text (README, HTTP API).
+# any byte reach the ingest exactly: the HTTP API hands application/json bodies over as text (docs/FRONT_DOOR.md).
 BINARY_JSON_CONTENT_TYPE: Final = "application/vnd.ingest-pipeline+json"
 IDEMPOTENCY_KEY_HEADER: Final = "Idempotency-Key"  # pipeline/idempotency.py
 # When the client first sent the request (RFC 3339, UTC), the same on every retry: a keyed request is

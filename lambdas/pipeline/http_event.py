@@ -8,7 +8,7 @@
   ``requestContext.timeEpoch``. The answer is ``statusCode``, ``headers`` (one value each), ``body``,
   ``isBase64Encoded`` ("Create AWS Lambda proxy integrations for HTTP APIs in API Gateway",
   https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-develop-integrations-lambda.html).
-  The body is base64 only when API Gateway judges the content type binary (see README, HTTP API front door).
+  The body is base64 only when API Gateway judges the content type binary (see docs/FRONT_DOOR.md).
 
 Read as the plain dict Lambda passes: Powertools' event classes would load ~30 event types (P2).
 """

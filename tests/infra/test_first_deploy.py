@@ -1,4 +1,4 @@
-"""The knobs that let a blocked first deploy through (README "Deploy and tear down"), as templates:
+"""The knobs that let a blocked first deploy through (docs/DEPLOY.md), as templates:
 RESERVED_CONCURRENCY, POWERTOOLS_SOURCE, API_GATEWAY_CLOUDWATCH_ROLE, and RetainExceptOnCreate."""
 
 from __future__ import annotations

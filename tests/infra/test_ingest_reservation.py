@@ -1,5 +1,5 @@
 """INGEST_RESERVED_CONCURRENCY as a template: the ingest function reserves its executions so a consumer scaling
-up cannot take them (README, Deploy and tear down), and the template stays valid with it."""
+up cannot take them (docs/DEPLOY.md), and the template stays valid with it."""
 
 from __future__ import annotations
 

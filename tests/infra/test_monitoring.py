@@ -560,7 +560,7 @@ def test_tracing_is_off_by_default_and_turns_on_for_both_functions_never_for_the
 ) -> None:
     for tmpl, on in ((template, False), (changed, True)):
         stage = next(iter(tmpl.find_resources("AWS::ApiGateway::Stage").values()))["Properties"]
-        assert stage.get("TracingEnabled", False) is False  # its segments hold client addresses (README, Privacy)
+        assert stage.get("TracingEnabled", False) is False  # its segments hold client addresses (docs/PRIVACY.md)
         functions = {
             name: f
             for name, f in tmpl.find_resources("AWS::Lambda::Function").items()

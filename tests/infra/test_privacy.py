@@ -1,4 +1,4 @@
-"""No client address kept by default (README, Privacy; issue 28 section 1), in the synthesized templates: the access
+"""No client address kept by default (docs/PRIVACY.md; issue 28 section 1), in the synthesized templates: the access
 log formats of both front doors name no address, user agent or forwarded header unless ACCESS_LOG_CLIENT_IP=on, and
 then only in an access log group whose retention is ACCESS_LOG_CLIENT_IP_RETENTION_DAYS; the REST stage is never
 traced (its X-Ray segments record the client's address), whatever TRACING says."""

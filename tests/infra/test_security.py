@@ -309,7 +309,7 @@ REVIEWED_SUPPRESSIONS = {  # rule -> why it is acceptable: docs/SECURITY.md
     "Serverless-LambdaEventSourceMappingDestination",
     "Serverless-SQSRedrivePolicy",
     # TRACING=false by default (cold start: the X-Ray SDK), and the REST stage is never traced: its segments hold
-    # client addresses (README, Privacy)
+    # client addresses (docs/PRIVACY.md)
     "Serverless-APIGWXrayEnabled",
     "Serverless-LambdaTracing",
     "Serverless-StepFunctionStateMachineXray",

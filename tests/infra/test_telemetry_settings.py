@@ -94,8 +94,8 @@ def test_an_unknown_api_kind_is_refused() -> None:
         access_log_format("websocket")
 
 
-def test_the_readme_gives_the_measured_line_sizes() -> None:
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+def test_the_docs_give_the_measured_line_sizes() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "docs" / "OPERATING.md").read_text()
     stated = re.search(r"A typical line is (\d+) bytes on REST\s+and (\d+) bytes on an HTTP API", readme)
     assert stated is not None
     assert (int(stated[1]), int(stated[2])) == (ACCESS_LOG_LINE_BYTES["rest"], ACCESS_LOG_LINE_BYTES["http"])

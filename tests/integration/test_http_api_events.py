@@ -40,7 +40,7 @@ def documented_event(name: str = "http-api-payload-2.0.json", **changes: Any) ->
 
 def payloads_event(body: bytes, content_type: str = "application/json", **changes: Any) -> dict[str, Any]:
     """The documented 2.0 event as a POST to /v1/payloads, its body passed as the HTTP API passes it for
-    ``content_type``: text for application/json, base64 for any other type (README, HTTP API front door)."""
+    ``content_type``: text for application/json, base64 for any other type (docs/FRONT_DOOR.md)."""
     as_text = content_type.split(";")[0] == "application/json"
     headers = {"content-type": content_type, **changes.pop("headers", {})}
     return documented_event(

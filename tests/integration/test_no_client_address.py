@@ -1,4 +1,4 @@
-"""No client address kept (README, Privacy; issue 28 section 1): requests from distinct source addresses, with
+"""No client address kept (docs/PRIVACY.md; issue 28 section 1): requests from distinct source addresses, with
 distinct X-Forwarded-For values and user agents, through both front doors' events and the real handlers; none
 of those values appears in any log line (ours at DEBUG, Lambda's stdout and stderr, the EMF metric blobs and so
 their dimensions), queued message, stored object, or X-Ray document the ingest sends with TRACING=true.

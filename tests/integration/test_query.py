@@ -165,7 +165,7 @@ class TestBatchMode:
 
 
 def test_the_example_query_counts_per_hour(pipeline: Pipeline, tmp_path: Path) -> None:
-    # Given 5 stored payloads, When the README's example runs, Then it counts them in their hour
+    # Given 5 stored payloads, When docs/QUERYING.md's example runs, Then it counts them in their hour
     store(pipeline, 1, 5)
     [row] = rows(pipeline, tmp_path, EXAMPLE_SQL)
     assert (row["payloads"], row["ids"]) == (5, 5)
@@ -200,8 +200,8 @@ def test_bad_sql_fails_with_duckdbs_message(
 
 
 def test_the_readme_query_for_athena_and_duckdb_runs_here(pipeline: Pipeline, tmp_path: Path) -> None:
-    # Given the README's one SQL block (documented to run unchanged on Athena and DuckDB)
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    # Given docs/QUERYING.md's one SQL block (documented to run unchanged on Athena and DuckDB)
+    readme = (Path(__file__).resolve().parents[2] / "docs" / "QUERYING.md").read_text()
     [sql] = re.findall(r"```sql\n(.*?)```", readme, flags=re.DOTALL)
     # And payloads with temp 20.5, 21.5, 22.5, one of them stored twice in its hour (a regrouped batch)
     from tests.integration.test_compaction_local import compact_lake, copy_under_hour

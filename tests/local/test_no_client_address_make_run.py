@@ -1,4 +1,4 @@
-"""No client address kept by make run (README, Privacy): the local front plays API Gateway and puts each
+"""No client address kept by make run (docs/PRIVACY.md): the local front plays API Gateway and puts each
 connection's source address into the ingest's event, as API Gateway does; nothing after it may keep it. Requests
 from distinct loopback addresses, with distinct X-Forwarded-For values and user agents, leave none of them in the
 runner's console (its own lines and the Lambda environments' log lines) or in any stored object."""

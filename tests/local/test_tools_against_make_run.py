@@ -1,4 +1,4 @@
-"""The README's tool commands against `make run`'s embedded AWS, from a shell with no AWS set-up at all."""
+"""The docs' tool commands against `make run`'s embedded AWS, from a shell with no AWS set-up at all."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def run_tool(module: str, args: list[str], environment: dict[str, str]) -> subpr
 
 def test_the_readmes_local_redrive_command_works_with_no_aws_setup(local_run: LocalRun, tmp_path: Path) -> None:
     # Given a shell with no region and no credentials
-    # When the README's local redrive command runs against make run's endpoint
+    # When docs/OPERATING.md's local redrive command runs against make run's endpoint
     result = run_tool(
         "tools.ops.redrive",
         ["--endpoint-url", local_run.aws_url, "--queue-name", QUEUE, "--dry-run"],

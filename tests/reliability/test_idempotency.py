@@ -204,7 +204,7 @@ def test_a_retry_in_another_hour_without_a_first_attempt_is_stored_under_other_i
     # Given the same straddling retry from a client that states no first attempt (an older SDK, curl)
     retry, sent = half_queued_then_retried(pipeline, {})
     # Then each copy lands in its receive hour under ids that cover that hour: the 4 payloads the first attempt
-    # queued are stored again, but no id is in two hours (one row per id; README, "One row per id")
+    # queued are stored again, but no id is in two hours (one row per id; docs/GUARANTEES.md, "One row per id")
     result = reconcile(expected_payloads({retry.body["requestId"]: sent}), stored_versions(pipeline))
     assert not result.lost and not result.altered and not result.duplicated and result.stored == 9
     assert result.content_duplicates == 4

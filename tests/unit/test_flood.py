@@ -1,5 +1,5 @@
-"""tools/models/flood.py: what an unauthenticated flood costs on each front door, and the README's figures, which
-must be the tool's (issue 26.9)."""
+"""tools/models/flood.py: what an unauthenticated flood costs on each front door, and docs/FRONT_DOOR.md's figures,
+which must be the tool's (issue 26.9)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from tools.models import flood, prices
 from tools.models.capacity import SEED, resolve_config
 from tools.models.flow import load_of
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+FRONT_DOOR = Path(__file__).resolve().parents[2] / "docs" / "FRONT_DOOR.md"
 SCALE = resolve_config({"PROFILE": "scale"})
 
 
@@ -59,9 +59,9 @@ def test_devices_share_the_stage_throttle_with_the_flood() -> None:
 
 
 def test_the_readmes_flood_figures_are_the_tools() -> None:
-    # Given the README's flood paragraph and table
-    text = README.read_text()
-    section = text[text.index("**What a flood costs.**") : text.index("## Authenticating devices")]
+    # Given the front door page's flood paragraph and table (its last section)
+    text = FRONT_DOOR.read_text()
+    section = text[text.index("**What a flood costs.**") :]
     stage, big = SCALE.STAGE_THROTTLE_RATE_LIMIT, flood.FLOOD_RPS[1]
 
     # Then every figure in it is what the model prints for PROFILE=scale

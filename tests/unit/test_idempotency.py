@@ -2,7 +2,7 @@
 the same ids as the attempt before it. A change to the derivation fails here first.
 
 Changed once on purpose (issue 26, item 8): the id now covers the request's hour partition, so no id can
-be in two hours; a keyed retry in flight across that deploy is stored under the new ids (README, "One row
+be in two hours; a keyed retry in flight across that deploy is stored under the new ids (docs/GUARANTEES.md, "One row
 per id")."""
 
 from __future__ import annotations

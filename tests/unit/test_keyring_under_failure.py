@@ -284,15 +284,16 @@ def test_a_slow_read_does_not_stretch_the_ttl_a_revocation_is_served_within() ->
 
 
 def test_the_docs_quote_the_keyring_s_bounds_as_the_code_sets_them() -> None:
-    # README and the runbook tell operators how long a read may hold a request, how far reads back off and how long
-    # a stale keyring is served: those figures are the code's and the stack's defaults
+    # docs/DEVICE_KEYS.md and the runbook tell operators how long a read may hold a request, how far reads back off
+    # and how long a stale keyring is served: those figures are the code's and the stack's defaults
     from pathlib import Path
 
     from infra.config import PipelineConfig
     from pipeline.device_auth import MAX_REFRESH_BACKOFF_SECONDS
 
     root = Path(__file__).resolve().parents[2]
-    readme, runbook = (root / "README.md").read_text(), (root / "docs" / "RUNBOOK.md").read_text()
+    readme, runbook = (root / "docs" / "DEVICE_KEYS.md").read_text(), (root / "docs" / "RUNBOOK.md").read_text()
+    knobs = (root / "docs" / "CONFIGURATION.md").read_text()
     config = PipelineConfig()
     window = f"{config.DEVICE_REVOCATION_TTL_SECONDS} + {config.DEVICE_KEYRING_STALE_SECONDS} s"
     backoff = f"one read every {MAX_REFRESH_BACKOFF_SECONDS:.0f} s"
@@ -302,4 +303,4 @@ def test_the_docs_quote_the_keyring_s_bounds_as_the_code_sets_them() -> None:
     assert window in readme and window in runbook
     assert backoff in readme and backoff in runbook
     assert f"gives up within {aws_clients.SECRETS_WORST_CASE_SECONDS} s ({timeouts} timeouts" in readme
-    assert f"| `DEVICE_KEYRING_STALE_SECONDS` | {config.DEVICE_KEYRING_STALE_SECONDS} |" in readme
+    assert f"| `DEVICE_KEYRING_STALE_SECONDS` | {config.DEVICE_KEYRING_STALE_SECONDS} |" in knobs

@@ -24,7 +24,8 @@ def test_the_seed_request_figures_in_readme_and_object_modes_are_the_ingests() -
     single = request_message_sizes(SEED_REQUEST, 0)
     assert packed.payloads == 10 and len(single) == 10
     assert len({message.size for message in single}) == 1
-    assert f"one message of {packed.size:,} bytes instead of ten of {single[0].size:,}" in text_of("README.md")
+    seed_figures = f"one message of {packed.size:,} bytes instead of ten of {single[0].size:,}"
+    assert seed_figures in text_of("docs/HOW_IT_WORKS.md")
     assert f"(10 × 1 KiB, {packed.size:,} bytes packed)" in text_of("docs/OBJECT_MODES.md")
 
 

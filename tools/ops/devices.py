@@ -173,7 +173,7 @@ def describe(keyring: Keyring) -> list[str]:
 
 def revocations_that_fit(device_id_chars: int) -> int:
     """How many revoked devices with ids of ``device_id_chars`` characters one keyring holds, next to two active
-    generations of 64-character signing keys (README, Authenticating devices; a test keeps the figures there)."""
+    generations of 64-character signing keys (docs/DEVICE_KEYS.md; a test keeps the figures there)."""
     keys = {1: b"k" * 64, 2: b"k" * 64}
 
     def size(count: int) -> int:

@@ -280,8 +280,8 @@ class Sender(threading.Thread):
         if batch.encoding == "gzip":
             headers["Content-Encoding"] = "gzip"
             # A JSON type an HTTP API front door passes byte-exact (base64) to the ingest: it hands
-            # application/json over as text, which would break gzip bytes (the pipeline's README, "The HTTP
-            # API front door"). The REST front door and the ingest accept any application/*+json alike.
+            # application/json over as text, which would break gzip bytes (the pipeline's docs/FRONT_DOOR.md).
+            # The REST front door and the ingest accept any application/*+json alike.
             headers["Content-Type"] = GZIP_CONTENT_TYPE
         with self.counters.lock:
             self.counters.in_flight = batch.payloads
