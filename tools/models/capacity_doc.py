@@ -271,6 +271,8 @@ def render_markdown() -> str:
             "device_auth_us": MEASURED.device_auth_cpu_ms * 1000,
             "part_mib": DEFAULT.multipart_part_bytes // 1024**2,
             "row_group_mib": DEFAULT.row_group_bytes // 1024**2,
-            "flood": "\n".join(flood.capacity_section(scale.config, load.rps)),
+            "REFUSED_INGEST_MS": flood.REFUSED_INGEST_MS,
+            "flood_table": "\n".join(flood.flood_table(scale.config)),
+            "flood_headroom": flood.device_headroom_rps(scale.config, load.rps),
         }
     )
