@@ -16,16 +16,11 @@ from typing import Any
 from infra.access_logs import ACCESS_LOG_LINE_BYTES
 from infra.config import SQS_IN_FLIGHT_DEFAULT_QUOTA, PipelineConfig
 from infra.lake_table import COMPACTED_BUCKETS
-from tools.models import cost, flood, prices
+from tools.models import capacity, cost, flood, flow, prices
 from tools.models.assumptions import DEFAULT, MEASURED, log_compression
 from tools.models.capacity import (
-    APIGW_ACCOUNT_BURST,
-    APIGW_ACCOUNT_RPS,
-    FAIL,
-    LAMBDA_UNRESERVED_MINIMUM,
     QUOTA_VIA,
     QUOTAS,
-    S3_PUT_PER_PREFIX,
     SEED,
     Assessment,
     Check,
@@ -41,16 +36,7 @@ from tools.models.capacity import (
     tolerated_failure_rate,
     verdict_lines,
 )
-from tools.models.flow import (
-    ESM_MAX_BATCH_SIZE,
-    ESM_MAX_WINDOW_SECONDS,
-    POLLER_BYTES_PER_SECOND,
-    POLLER_CONCURRENT_INVOKES,
-    POLLER_POLLS_PER_SECOND,
-    RECEIPT_HANDLE_CHARS,
-    SQS_RECEIVE_MAX,
-    load_of,
-)
+from tools.models.flow import POLLER_BYTES_PER_SECOND, POLLER_POLLS_PER_SECOND, SQS_RECEIVE_MAX, load_of
 
 
 def _money(usd: float) -> str:
@@ -221,20 +207,12 @@ def render_markdown() -> str:
     biggest = max(scale.lines, key=lambda line: line.usd)
     return TEMPLATE.read_text().format_map(
         {
-            **{name: getattr(prices, name) for name in dir(prices) if name.isupper()},
-            "APIGW_ACCOUNT_RPS": APIGW_ACCOUNT_RPS,
-            "APIGW_ACCOUNT_BURST": APIGW_ACCOUNT_BURST,
-            "LAMBDA_UNRESERVED_MINIMUM": LAMBDA_UNRESERVED_MINIMUM,
+            "capacity": capacity,  # the modules whose constants the template names ({flow.SQS_RECEIVE_MAX})
+            "flow": flow,
+            "prices": prices,
+            "flood": flood,
             "SQS_IN_FLIGHT_DEFAULT_QUOTA": SQS_IN_FLIGHT_DEFAULT_QUOTA,
-            "POLLER_POLLS_PER_SECOND": POLLER_POLLS_PER_SECOND,
-            "POLLER_CONCURRENT_INVOKES": POLLER_CONCURRENT_INVOKES,
-            "SQS_RECEIVE_MAX": SQS_RECEIVE_MAX,
-            "S3_PUT_PER_PREFIX": S3_PUT_PER_PREFIX,
-            "RECEIPT_HANDLE_CHARS": RECEIPT_HANDLE_CHARS,
-            "ESM_MAX_WINDOW_SECONDS": ESM_MAX_WINDOW_SECONDS,
-            "ESM_MAX_BATCH_SIZE": ESM_MAX_BATCH_SIZE,
             "COMPACTED_BUCKETS": COMPACTED_BUCKETS,
-            "FAIL": FAIL,
             "seed": SEED,
             "load": load,
             "scale": scale,
@@ -271,7 +249,6 @@ def render_markdown() -> str:
             "device_auth_us": MEASURED.device_auth_cpu_ms * 1000,
             "part_mib": DEFAULT.multipart_part_bytes // 1024**2,
             "row_group_mib": DEFAULT.row_group_bytes // 1024**2,
-            "REFUSED_INGEST_MS": flood.REFUSED_INGEST_MS,
             "flood_table": "\n".join(flood.flood_table(scale.config)),
             "flood_headroom": flood.device_headroom_rps(scale.config, load.rps),
         }
