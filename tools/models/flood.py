@@ -169,8 +169,9 @@ def _money(usd: float) -> str:
     return f"${usd:,.0f}" if abs(usd) >= 100 else f"${usd:,.2f}"
 
 
-def flood_markdown(config: PipelineConfig, device_rps: float) -> list[str]:
-    """The flood table (per million flood requests, and an hour at each of FLOOD_RPS) for ``config``."""
+def flood_table(config: PipelineConfig) -> list[str]:
+    """docs/CAPACITY.md's flood table for ``config``: per million flood requests, and an hour at each of
+    FLOOD_RPS (the prose around it is in tools/models/capacity_doc.md.tmpl)."""
     stage = config.STAGE_THROTTLE_RATE_LIMIT
     hours = " | ".join(f"an hour at {rps:,} rps" for rps in FLOOD_RPS)
     out = [
@@ -180,30 +181,7 @@ def flood_markdown(config: PipelineConfig, device_rps: float) -> list[str]:
     for door in flood_options(config):
         cells = " | ".join(_money(door.hour_usd(rps, stage)) for rps in FLOOD_RPS)
         out.append(f"| {door.name} | ${door.usd_per_million:.2f} | {cells} | {_money(door.monthly_fixed_usd)} |")
-    out += [
-        "",
-        f"With `STAGE_THROTTLE_RATE_LIMIT={stage:,}` and devices sending {device_rps:,.0f} requests/s, a flood above "
-        f"{device_headroom_rps(config, device_rps):,.0f} requests/s makes API Gateway answer 429 to devices too: the "
-        "stage throttle is shared, and an HTTP API has no per-client throttle. Flood requests the throttle answers "
-        "429 never reach the ingest; the model still prices them as billed API Gateway requests.",
-    ]
     return out
-
-
-def capacity_section(config: PipelineConfig, device_rps: float) -> list[str]:
-    """docs/CAPACITY.md's section: the flood table for ``config`` (the scale profile at the seed load)."""
-    return [
-        "## An unauthenticated flood on the front door",
-        "",
-        f"What a flood of requests without a valid credential (or to unknown paths) costs, by front door, at "
-        f"{prices.REGION} list prices (first tiers), for `PROFILE={config.PROFILE}` (`python -m tools.models.flood "
-        "--rps N` for any rate). The HTTP API bills each one and invokes the ingest for each one under the stage "
-        f"throttle ({REFUSED_INGEST_MS:.0f} ms, assumed); REST refuses a missing API key before the ingest runs "
-        "(priced as billed, the upper bound); CloudFront with an AWS WAF rate-based rule blocks a client "
-        "address past its limit at the edge, before API Gateway.",
-        "",
-        *flood_markdown(config, device_rps),
-    ]
 
 
 def render_text(config: PipelineConfig, rps: float) -> str:

@@ -196,38 +196,12 @@ def _round_up(value: float, step: int = 1000) -> float:
 # --- the stages: each (config, load, flow) -> list[Check] -----------------------------------------------------
 def http_contract_checks(config: PipelineConfig, load: Load, flow: Flow) -> list[Check]:
     """A request the ingest rejects is never carried. The body: the collection around the payloads."""
-    return [
-        Check(
-            "HTTP contract",
-            "payloads per request",
-            load.payloads_per_request,
-            config.MAX_PAYLOADS,
-            "payloads",
-            "MAX_PAYLOADS",
-            "config",
-            scales=False,
-        ),
-        Check(
-            "HTTP contract",
-            "request body",
-            load.body_bytes,
-            config.MAX_BODY_BYTES,
-            "B",
-            "MAX_BODY_BYTES",
-            "config",
-            scales=False,
-        ),
-        Check(
-            "HTTP contract",
-            "one payload",
-            load.payload_bytes,
-            config.MAX_PAYLOAD_BYTES,
-            "B",
-            "MAX_PAYLOAD_BYTES",
-            "config",
-            scales=False,
-        ),
-    ]
+    limits = (
+        ("payloads per request", load.payloads_per_request, config.MAX_PAYLOADS, "payloads", "MAX_PAYLOADS"),
+        ("request body", load.body_bytes, config.MAX_BODY_BYTES, "B", "MAX_BODY_BYTES"),
+        ("one payload", load.payload_bytes, config.MAX_PAYLOAD_BYTES, "B", "MAX_PAYLOAD_BYTES"),
+    )
+    return [Check("HTTP contract", *limit, "config", scales=False) for limit in limits]
 
 
 def _account_throttle_checks(load: Load, bursts: dict[str, int]) -> list[Check]:
@@ -299,26 +273,13 @@ def http_api_checks(config: PipelineConfig, load: Load, flow: Flow) -> list[Chec
         "STAGE_THROTTLE_BURST_LIMIT": config.STAGE_THROTTLE_BURST_LIMIT,
         "THROTTLE_BURST_LIMIT": config.THROTTLE_BURST_LIMIT,
     }
+    routes = (
+        ("HTTP API stage throttle", config.STAGE_THROTTLE_RATE_LIMIT, "STAGE_THROTTLE_RATE_LIMIT"),
+        ("HTTP API payloads route throttle", config.THROTTLE_RATE_LIMIT, "THROTTLE_RATE_LIMIT"),
+    )
     return [
         *_account_throttle_checks(load, bursts),
-        Check(
-            "API Gateway",
-            "HTTP API stage throttle",
-            load.rps,
-            config.STAGE_THROTTLE_RATE_LIMIT,
-            "rps",
-            "STAGE_THROTTLE_RATE_LIMIT",
-            "config",
-        ),
-        Check(
-            "API Gateway",
-            "HTTP API payloads route throttle",
-            load.rps,
-            config.THROTTLE_RATE_LIMIT,
-            "rps",
-            "THROTTLE_RATE_LIMIT",
-            "config",
-        ),
+        *(Check("API Gateway", item, load.rps, rate, "rps", knob, "config") for item, rate, knob in routes),
     ]
 
 
@@ -450,25 +411,12 @@ def sqs_checks(config: PipelineConfig, load: Load, flow: Flow) -> list[Check]:
     """Calls are unlimited on a standard queue; messages in flight are not (~120,000 per standard queue: past it
     ReceiveMessage returns nothing; https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/
     quotas-messages.html). In flight counts messages, so packing divides it by the payloads per message."""
+    calls = (
+        (f"SendMessageBatch calls/s ({flow.layout.name})", flow.sends_per_second),
+        ("ReceiveMessage + DeleteMessageBatch calls/s", flow.receives_per_second + flow.deletes_per_second),
+    )
     checks = [
-        Check(
-            "SQS",
-            f"SendMessageBatch calls/s ({flow.layout.name})",
-            flow.sends_per_second,
-            math.inf,
-            "calls/s",
-            "standard queue: nearly unlimited",
-            "info",
-        ),
-        Check(
-            "SQS",
-            "ReceiveMessage + DeleteMessageBatch calls/s",
-            flow.receives_per_second + flow.deletes_per_second,
-            math.inf,
-            "calls/s",
-            "standard queue: nearly unlimited",
-            "info",
-        ),
+        *(Check("SQS", item, n, math.inf, "calls/s", "standard queue: nearly unlimited", "info") for item, n in calls),
         Check(
             "SQS",
             f"in flight: batching + processing, + {load.failure_rate:.2%} failed x {flow.hold_failed_s} s retry delay",
