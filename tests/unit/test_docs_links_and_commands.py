@@ -12,9 +12,6 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
-# docs/CAPACITY.md is printed by `make capacity`'s markdown renderer (tools/models/capacity), byte for byte, so its
-# `python -m` spelling is the renderer's to change: its commands are still checked to exist and import.
-GENERATED = {REPO / "docs" / "CAPACITY.md"}
 # Modules a doc runs with the interpreter of the machine it names, not this repository's .venv: the SDK on a device,
 # after `pip install ./client` (client/README.md).
 DEVICE_SIDE = {"ingest_client"}
@@ -160,10 +157,9 @@ def test_every_python_module_the_docs_run_imports_from_the_venv(doc: Path) -> No
     assert [module for _, module in runs if not imports(module)] == []
     # And each is run with .venv/bin/python, which a fresh clone has after make run (a bare `python` is whatever
     # the shell finds first: ModuleNotFoundError: No module named 'pipeline' without an activated venv)
-    if doc not in GENERATED:
-        bare = [
-            f"{prefix}python -m {module}"
-            for prefix, module in runs
-            if module.split(".")[0] not in DEVICE_SIDE and not prefix.endswith(".venv/bin/")
-        ]
-        assert bare == []
+    bare = [
+        f"{prefix}python -m {module}"
+        for prefix, module in runs
+        if module.split(".")[0] not in DEVICE_SIDE and not prefix.endswith(".venv/bin/")
+    ]
+    assert bare == []
