@@ -20,7 +20,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from pipeline.aws_clients import sqs_client
-from pipeline.contract import PAYLOADS_PATH, PROBLEM_CONTENT_TYPE, Metric
+from pipeline.contract import MAX_REQUEST_ID_CHARS, PAYLOADS_PATH, PROBLEM_CONTENT_TYPE, Metric, payload_id_prefix
 from pipeline.envelope import is_safe_id
 from pipeline.http_event import HttpRequest, Response, proxy_response, read_event
 from pipeline.ingest import EnqueueFailed, IngestRequest, accept_payloads
@@ -49,16 +49,22 @@ _NOT_ALLOWED_METHODS = frozenset({"GET", "PUT", "PATCH", "DELETE", "HEAD", "OPTI
 CLIENT_REQUEST_ID_HEADER = "x-amzn-requestid"
 
 
-def _request_id(request: HttpRequest) -> str:
-    # The id becomes part of S3 object keys. REST's is a UUID. The HTTP API's is base64 text ("Ju2fPgpsiYcEMlw="):
-    # its URL-safe spelling (+ -> -, / -> _, no padding) is still one-to-one and deterministic, so a repeated
-    # invocation of one request keeps its ids. Anything else (a hand-made event) gets a fresh UUID.
-    if CLIENT_REQUEST_ID_HEADER in request.headers:
-        return str(uuid.uuid4())
-    if is_safe_id(request.request_id):
-        return request.request_id
-    url_safe = request.request_id.replace("+", "-").replace("/", "_").rstrip("=")
-    return url_safe if is_safe_id(url_safe) else str(uuid.uuid4())
+def _request_ids(request: HttpRequest) -> tuple[str, str]:
+    """(the request's id, what its payload ids start with). The id is API Gateway's own, as it is in the client's
+    response header (REST ``x-amzn-RequestId``, HTTP API ``apigw-requestid``), its access log line, every
+    problem+json and the logs' ``correlation_id``: one id per request wherever the client and the logs see it.
+    The payload ids become S3 object keys. REST's id is a UUID, safe as it is. The HTTP API's is base64 text
+    ("Ju2fPgpsiYcEMlw="): the payload ids take its URL-safe spelling (contract.payload_id_prefix). Anything else
+    (a hand-made event, an id the client chose) gets a fresh UUID for both."""
+    gateway_id = request.request_id
+    if CLIENT_REQUEST_ID_HEADER not in request.headers and len(gateway_id) <= MAX_REQUEST_ID_CHARS:
+        if is_safe_id(gateway_id):
+            return gateway_id, gateway_id
+        url_safe = payload_id_prefix(gateway_id)
+        if is_safe_id(url_safe):
+            return gateway_id, url_safe
+    fresh = str(uuid.uuid4())
+    return fresh, fresh
 
 
 def _problem_response(request: HttpRequest, problem: Problem) -> Response:
@@ -119,26 +125,32 @@ def _keyring(secret_name: str, ttl_seconds: int, stale_seconds: int) -> SecretKe
 def post_payloads(request: HttpRequest, device_id: str | None) -> Response:
     # API Gateway's receive time (ms) when present, so receivedAt is the edge's clock, not ours.
     received_at_ms = request.received_at_ms or int(time.time() * 1000)
+    request_id, payload_id_prefix = _request_ids(request)
     accepted = accept_payloads(
         IngestRequest(
             request.body,
             request.is_base64_encoded,
             request.headers,
-            _request_id(request),
+            request_id,
             received_at_ms,
             request.api_key_id,
             device_id,
+            payload_id_prefix,
         ),
         ingest_settings(),
         sqs_client,
     )
     report, request_id = accepted.report, accepted.request_id
-    logger.set_correlation_id(request_id)  # derived with an Idempotency-Key: logs follow the 202's id
+    extra: dict[str, Any] = {"payloads": report.sent, "retriedEntries": report.retried_entries}
+    if request_id != request.request_id:
+        # Derived from an Idempotency-Key (or a fresh UUID): the 202, the payloads and the logs from here on carry
+        # it; the accepted line also names the gateway's id (the response header's and the access log's).
+        logger.set_correlation_id(request_id)
+        extra["gatewayRequestId"] = request.request_id
     counts.add(Metric.REQUESTS_ACCEPTED, 1)
     counts.add(Metric.PAYLOADS_ACCEPTED, report.sent)
     if report.retried_entries:
         counts.add(Metric.ENQUEUE_RETRIES, report.retried_entries)
-    extra: dict[str, Any] = {"payloads": report.sent, "retriedEntries": report.retried_entries}
     if device_id is not None:
         extra["deviceId"] = device_id  # the id the key proved; the key itself is never logged
     info_line("request accepted", extra)  # logger.info's line, at less cost (pipeline/observability.py)

@@ -16,14 +16,22 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from pipeline.contract import LATE_MARKER_PREFIX, decode_batch_object, parse_object_key, parse_received_at
+from pipeline.contract import (
+    LATE_MARKER_PREFIX,
+    decode_batch_object,
+    parse_object_key,
+    parse_received_at,
+    payload_id_prefix,
+)
 
 Sent = tuple[str, Any]  # (token, payload): what the client sent for one payload
 
 
 def promised_ids(request_id: str, accepted: int) -> list[str]:
-    """The payload ids a 202 with ``accepted = n`` promises: ``{requestId}-0 .. {requestId}-(n-1)``."""
-    return [f"{request_id}-{index}" for index in range(accepted)]
+    """The payload ids a 202 with ``accepted = n`` promises: ``{prefix}-0 .. {prefix}-(n-1)``, the prefix the
+    requestId itself, or an HTTP API's base64 id in its URL-safe spelling (contract.payload_id_prefix)."""
+    prefix = payload_id_prefix(request_id)
+    return [f"{prefix}-{index}" for index in range(accepted)]
 
 
 def expected_payloads(acknowledged: Mapping[str, Mapping[str, Any]]) -> dict[str, Sent]:

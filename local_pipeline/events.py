@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 from urllib.parse import parse_qs
 
 from infra.config import ConfigError, PipelineConfig
@@ -61,8 +61,14 @@ class HttpResponse:
 class ApiShape(Protocol):
     """What one kind of deployed API (API_KIND) does around the ingest Lambda, locally."""
 
+    @property
+    def request_id_header(self) -> str:
+        """The response header that carries the request's id: a REST API's x-amzn-RequestId, an HTTP API's
+        apigw-requestid (README, The HTTP API front door)."""
+        ...
+
     def new_request_id(self) -> str:
-        """The id the API gives a request (its requestContext.requestId and x-amzn-RequestId)."""
+        """The id the API gives a request (its requestContext.requestId and ``request_id_header``)."""
         ...
 
     def refusal(self, request: HttpRequest) -> GatewayProblem | None:
@@ -89,6 +95,7 @@ class RestProxyApi:
 
     stage: str
     api_key: str | None  # None: REQUIRE_API_KEY=false
+    request_id_header: ClassVar[str] = "x-amzn-RequestId"
 
     def new_request_id(self) -> str:
         return str(uuid.uuid4())  # a REST API's request ids are UUIDs
@@ -135,6 +142,8 @@ HTTP_API_MESSAGES: dict[int, str] = {413: "Request Entity Too Large", 500: "Inte
 class HttpApi:
     """API_KIND=http: an HTTP API, Lambda proxy integration with payload format 2.0, every route to the ingest.
     No API key (devices authenticate in the ingest: DEVICE_AUTH=on), its own bare answers."""
+
+    request_id_header: ClassVar[str] = "apigw-requestid"
 
     def new_request_id(self) -> str:
         return http_api_request_id()

@@ -290,7 +290,9 @@ class _Connection(socketserver.BaseRequestHandler):
             status = status if status in (414, 431) else 400
             self._send(
                 connection,
-                front.error(status, request_id, str(exc), Connection="close", **{"x-amzn-RequestId": request_id}),
+                front.error(
+                    status, request_id, str(exc), Connection="close", **{front.api.request_id_header: request_id}
+                ),
             )
             front.log.request("-", "-", status, 0, 0.0)
             return False
@@ -305,7 +307,7 @@ class _Connection(socketserver.BaseRequestHandler):
             except Refused as refused:
                 response = refused.response
                 response.headers["Connection"] = "close"
-            response.headers["x-amzn-RequestId"] = request_id
+            response.headers[front.api.request_id_header] = request_id
             self._send(connection, response, head=method == "HEAD")
         front.log.request(method, path, response.status, _accepted(response), (time.perf_counter() - started) * 1000)
         return connection.our_state is h11.DONE and connection.their_state is h11.DONE

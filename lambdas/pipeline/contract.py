@@ -155,6 +155,16 @@ class Metric:
 # --- SQS ------------------------------------------------------------------------------------------
 # The message attribute carrying the ingest's request id (the correlation id) to the consumer.
 REQUEST_ID_ATTRIBUTE: Final = "requestId"
+
+
+def payload_id_prefix(request_id: str) -> str:
+    """What the payload ids of a 202's ``requestId`` start with: they are ``<payload_id_prefix>-<index>``. The id
+    itself (a UUID), except an HTTP API's base64 id ("qL07L4U2Rty1vGc="), which payload ids, being object keys with
+    no "/", spell in the URL-safe alphabet: + -> -, / -> _, no = ("qL07L4U2Rty1vGc"). One-to-one for base64 text,
+    so a repeated invocation of one request keeps its ids (README, The HTTP API front door)."""
+    return request_id.replace("+", "-").replace("/", "_").rstrip("=")
+
+
 # SQS counts the body's UTF-8 bytes plus every message attribute's name, type and value against one
 # limit, 1 MiB (1,048,576 bytes): "All parts of the message attribute, including Name, Type, and
 # Value, are part of the message size restriction (1 MiB or 1,048,576 bytes)" (SQS API reference,

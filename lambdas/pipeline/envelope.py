@@ -83,6 +83,7 @@ def build_messages(
     target_bytes: int = 0,
     device_id: str | None = None,
     first_attempt_ms: int | None = None,
+    id_prefix: str | None = None,
 ) -> list[OutgoingMessage]:
     """The request's queue messages. ``target_bytes`` 0: one envelope per message. N: the envelopes,
     in payload order, packed greedily into as few messages as fit N bytes each as SQS counts them; an
@@ -91,6 +92,8 @@ def build_messages(
     ``device_id``: the authenticated device (DEVICE_AUTH=on), written after ``token``; None leaves it out.
     ``first_attempt_ms``: the keyed request's first attempt that partitions it, written after ``receivedAt``;
     None leaves it out.
+    ``id_prefix``: what payload ids start with (``<id_prefix>-<index>``, a safe object name), when the request id
+    itself is not one (an HTTP API's base64 id: its URL-safe spelling); None: the request id.
 
     Raises a 413 Problem naming the payload (``/data/N``) whose envelope SQS would refuse for its size,
     before anything is enqueued: such a message would fail on every retry.
@@ -111,10 +114,11 @@ def build_messages(
     # SQS counts attribute name + data type + value bytes towards the message size.
     attribute_size = len(REQUEST_ID_ATTRIBUTE) + len("String") + len(request_id.encode())
     messages = []
+    id_prefix = id_prefix or request_id
     for index, payload in enumerate(collection.payloads):
         # One string built from its parts (0.2 µs), not a chain of + that copies the payload twice (0.4): with the
         # NamedTuple, 13.4 vs 24.0 µs for bench P1's 10 envelopes (cuts_us.envelopes).
-        body = f'{{"id":"{request_id}-{index}"{head}{payload}}}'
+        body = f'{{"id":"{id_prefix}-{index}"{head}{payload}}}'
         size = len(body.encode("utf-8")) + attribute_size
         if size > SQS_MAX_MESSAGE_BYTES:
             raise too_large(

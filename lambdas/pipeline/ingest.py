@@ -26,6 +26,9 @@ class IngestRequest:
     api_key_id: str = ""
     # The device its key proved (DEVICE_AUTH=on, pipeline/device_auth.py); None when device auth is off.
     device_id: str | None = None
+    # What payload ids start with when request_id is not a safe object name (an HTTP API's base64 id: its
+    # URL-safe spelling, ingest_handler._request_ids); "": request_id itself.
+    payload_id_prefix: str = ""
 
     @property
     def client_identity(self) -> str:
@@ -77,11 +80,14 @@ def accept_payloads(request: IngestRequest, settings: IngestSettings, sqs: Calla
     raw = decode_body(request.body, request.is_base64_encoded, request.headers, limits)
     collection = parse_collection(raw, limits)
     request_id = request.request_id
+    id_prefix = request.payload_id_prefix or request_id
     first_attempt_ms = None
     if key is not None:  # only a keyed request is retried as itself: only its stated first attempt is read
         first_attempt_ms = first_attempt_from(request.headers, request.received_at_ms, settings.RETRY_HORIZON_HOURS)
         partition_hour = partition_hour_text(request.received_at_ms if first_attempt_ms is None else first_attempt_ms)
-        request_id = idempotent_request_id(request.client_identity, collection.token, key, raw, partition_hour)
+        request_id = id_prefix = idempotent_request_id(
+            request.client_identity, collection.token, key, raw, partition_hour
+        )
     messages = build_messages(
         collection,
         request_id,
@@ -89,6 +95,7 @@ def accept_payloads(request: IngestRequest, settings: IngestSettings, sqs: Calla
         settings.MESSAGE_TARGET_BYTES,
         device_id=request.device_id,
         first_attempt_ms=first_attempt_ms,
+        id_prefix=id_prefix,
     )
     # After validation, so a bad request still gets its 4xx; before enqueueing anything.
     refuse_if_backlogged(

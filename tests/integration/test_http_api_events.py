@@ -7,18 +7,25 @@ from __future__ import annotations
 import base64
 import copy
 import gzip
+import http.client
+import io
 import json
 import logging
+from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 import consumer_handler
 import ingest_handler
-from local_pipeline.events import LambdaContext
-from pipeline.contract import BINARY_JSON_CONTENT_TYPE
+from local_pipeline.access_log import AccessLog
+from local_pipeline.events import HttpApi, LambdaContext
+from local_pipeline.http_front import IngestFront
+from pipeline.contract import BINARY_JSON_CONTENT_TYPE, PAYLOADS_PATH
+from pipeline.observability import logger
 from tests.conftest import Pipeline, collection
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
@@ -174,12 +181,77 @@ def test_a_named_stage_prefix_in_raw_path_is_not_part_of_the_route(pipeline: Pip
     assert invoke(event)["statusCode"] == 202
 
 
-def test_an_http_api_request_id_becomes_its_url_safe_spelling_in_the_ids(pipeline: Pipeline) -> None:
-    # HTTP API request ids are base64 text; '/' or '+' in an object key would be wrong, '=' is not a safe id character
+def test_an_http_api_request_id_is_kept_and_its_url_safe_spelling_names_the_payloads(pipeline: Pipeline) -> None:
+    # Given an HTTP API request id: base64 text; '/' or '+' in an object key would be wrong, '=' is not a safe id
     event = payloads_event(json.dumps(collection(2)).encode(), requestContext={"requestId": "Ju2f+gps/YcEMlw="})
+    # When it is accepted
     response = invoke(event)
-    assert json.loads(response["body"])["requestId"] == "Ju2f-gps_YcEMlw"
-    assert sorted(json.loads(m["Body"])["id"] for m in pipeline.receive()) == ["Ju2f-gps_YcEMlw-0", "Ju2f-gps_YcEMlw-1"]
+    # Then the 202 says the gateway's id as it is (the apigw-requestid header's), the payload ids its URL-safe
+    # spelling, and every envelope and queue attribute the gateway's id again
+    assert json.loads(response["body"])["requestId"] == "Ju2f+gps/YcEMlw="
+    messages = pipeline.receive()
+    envelopes = [json.loads(m["Body"]) for m in messages]
+    assert sorted(e["id"] for e in envelopes) == ["Ju2f-gps_YcEMlw-0", "Ju2f-gps_YcEMlw-1"]
+    assert {e["requestId"] for e in envelopes} == {"Ju2f+gps/YcEMlw="}
+    assert {m["MessageAttributes"]["requestId"]["StringValue"] for m in messages} == {"Ju2f+gps/YcEMlw="}
+
+
+@pytest.fixture
+def written() -> Iterator[io.StringIO]:
+    """The functions' log lines as their shared handler writes them (tests/integration/test_consumer_log_keys.py)."""
+    handler = logger.registered_handler
+    assert hasattr(handler, "setStream")
+    buffer = io.StringIO()
+    previous = handler.setStream(buffer)
+    try:
+        yield buffer
+    finally:
+        handler.setStream(previous)
+
+
+def _log_lines(written: io.StringIO, message: str) -> list[dict[str, Any]]:
+    lines = [json.loads(line) for line in written.getvalue().splitlines() if line.startswith("{")]
+    return [line for line in lines if line.get("message") == message]
+
+
+def test_an_unkeyed_request_has_one_id_in_its_answers_and_every_log(pipeline: Pipeline, written: io.StringIO) -> None:
+    # Given an HTTP API request id as AWS spells it (base64 with its padding), on a good and on a bad request
+    gateway_id = "qL07L4U2Rty1vGc="
+    good = payloads_event(json.dumps(collection(1)).encode(), requestContext={"requestId": gateway_id})
+    bad = payloads_event(b'{"version": ', requestContext={"requestId": "Oh4799XvRViZh6U="})
+
+    # When both reach the ingest and the consumer stores what was accepted
+    accepted = json.loads(invoke(good)["body"])
+    problem = json.loads(invoke(bad)["body"])
+    ingest_lines = _log_lines(written, "request accepted")
+    pipeline.consume(pipeline.receive())
+    stored = _log_lines(written, "payload stored")
+
+    # Then the 202, the problem+json, the ingest's line and the consumer's line all carry the gateway's id as it is
+    assert accepted["requestId"] == gateway_id
+    assert problem["requestId"] == "Oh4799XvRViZh6U="
+    assert [line["correlation_id"] for line in ingest_lines] == [gateway_id]
+    assert "gatewayRequestId" not in ingest_lines[0]
+    assert stored and {line["correlation_id"] for line in stored} == {gateway_id}
+
+
+def test_a_keyed_request_answers_its_derived_id_and_logs_the_gateways_beside_it(
+    pipeline: Pipeline, written: io.StringIO
+) -> None:
+    # Given a request with an Idempotency-Key, sent twice (two gateway ids, one logical request)
+    body = json.dumps(collection(1)).encode()
+    answers = []
+    for gateway_id in ("qL07L4U2Rty1vGc=", "Oh4799XvRViZh6U="):
+        event = payloads_event(body, headers={"idempotency-key": "k-29"}, requestContext={"requestId": gateway_id})
+        answers.append(json.loads(invoke(event)["body"])["requestId"])
+
+    # Then both 202s carry the one derived id, and each accepted line names it and the gateway's id of that attempt
+    assert answers[0] == answers[1] and answers[0] not in ("qL07L4U2Rty1vGc=", "Oh4799XvRViZh6U=")
+    lines = _log_lines(written, "request accepted")
+    assert [(line["correlation_id"], line["gatewayRequestId"]) for line in lines] == [
+        (answers[0], "qL07L4U2Rty1vGc="),
+        (answers[0], "Oh4799XvRViZh6U="),
+    ]
 
 
 def test_the_request_id_is_the_correlation_id_in_the_consumers_log(
@@ -232,3 +304,36 @@ def test_a_request_id_the_client_chose_never_makes_two_requests_share_payload_id
     assert len(set(ids)) == 2 and chosen not in ids
     stored = [key for key in pipeline.objects() if any(request_id in key for request_id in ids)]
     assert len(stored) == 5
+
+
+class InProcessIngest:
+    """The real ingest handler behind `make run`'s front, in this process (moto's pipeline fixture)."""
+
+    concurrency = 1
+
+    def invoke(self, event: dict[str, Any]) -> Any:
+        return SimpleNamespace(response=ingest_handler.lambda_handler(event, LambdaContext(function_name="ingest")))
+
+
+def test_make_runs_http_api_front_names_one_id_in_the_header_and_the_body(pipeline: Pipeline) -> None:
+    # Given `make run`'s front playing an HTTP API (API_KIND=http) before the real ingest
+    front = IngestFront(port=0, api=HttpApi(), ingest=InProcessIngest(), log=AccessLog(io.StringIO()))  # type: ignore[arg-type]
+    front.start()
+    try:
+        connection = http.client.HTTPConnection(front.url.removeprefix("http://"), timeout=30)
+        answers = []
+        # When it answers a good request and a bad one
+        for body in (json.dumps(collection(1)).encode(), b'{"version": '):
+            connection.request("POST", PAYLOADS_PATH, body=body, headers={"Content-Type": "application/json"})
+            response = connection.getresponse()
+            answers.append((response.status, response.getheader("apigw-requestid"), json.loads(response.read())))
+        connection.close()
+    finally:
+        front.stop(timeout_seconds=5)
+    # Then each answer's body says the id its apigw-requestid header says (an HTTP API's header), spelled alike
+    (accepted, accepted_header, accepted_body), (refused, refused_header, refused_body) = answers
+    assert (accepted, refused) == (202, 400)
+    assert accepted_header and accepted_body["requestId"] == accepted_header
+    assert refused_header and refused_body["requestId"] == refused_header
+    # And the stored envelope carries that id too
+    assert json.loads(pipeline.receive()[0]["Body"])["requestId"] == accepted_header

@@ -37,3 +37,16 @@ def test_verify_before_any_load_test_is_one_line_and_exit_2(tmp_path: Path, caps
     err = capsys.readouterr().err
     assert status == 2
     assert err.count("\n") == 1 and f"no load-test results at {missing}" in err and "make loadtest" in err, err
+
+
+def test_an_http_api_202_promises_its_payloads_under_the_url_safe_spelling_of_its_id() -> None:
+    # Given a 202 from an HTTP API front door, whose requestId is the gateway's base64 id as it is, and the two
+    # payloads the consumer stored under the ids the ingest gave them
+    moment = int(datetime(2026, 11, 26, 10, tzinfo=UTC).timestamp() * 1000)
+    acks = Acks([Ack("Ju2f+gps/YcEMlw=", 2, moment, moment + 50)])
+    stored = datetime(2026, 11, 26, 10, 0, 1, tzinfo=UTC)
+    copies = [StoredCopy(f"Ju2f-gps_YcEMlw-{i}", f"k{i}", stored_at=stored, received_at=stored) for i in range(2)]
+    # When make verify reconciles them
+    report = build_report(acks, copies)
+    # Then nothing is lost or duplicated
+    assert (report.lost, report.duplicated) == (0, 0)

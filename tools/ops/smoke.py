@@ -48,6 +48,7 @@ from pipeline.contract import (
     decode_batch_object,
     parse_object_key,
     partition_prefix,
+    payload_id_prefix,
 )
 from tools.ops.cli import AWS_PROBLEMS, aws_problem_exit, client_options, stack_outputs
 from tools.ops.compact import HOUR_FORMAT, compact_hours
@@ -57,7 +58,7 @@ from tools.ops.devices import DevicesError, KeyringStore, issue
 STEPS: Final = ("outputs", "credentials", "send", "stored", "compact", "query")
 SMOKE_DEVICE: Final = "smoke-aws"  # the device id the smoke test's key is minted for (DEVICE_AUTH=on)
 RUNBOOK: Final = "docs/RUNBOOK.md#smoke-aws-{step}"
-_SAFE_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")  # a request id as the ingest answers it (URL-safe base64)
+_SAFE_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")  # a 202's request id as payload ids spell it (payload_id_prefix)
 _ATHENA_DONE = ("SUCCEEDED", "FAILED", "CANCELLED")
 
 # (url, body, headers) -> (status, response body); urllib by default, a fake in tests.
@@ -151,7 +152,7 @@ def send_collection(
         detail = answer.get("detail") or answer.get("message") if isinstance(answer, dict) else raw[:200]
         raise StepFailed(f"POST {deployment.api_url} answered {status}: {detail!r}")
     request_id = str(answer.get("requestId", ""))
-    if answer.get("accepted") != payloads or not _SAFE_ID.fullmatch(request_id):
+    if answer.get("accepted") != payloads or not _SAFE_ID.fullmatch(payload_id_prefix(request_id)):
         raise StepFailed(f"202, but the answer was {answer!r}, not {payloads} accepted payloads with a request id")
     hours = tuple(dict.fromkeys(moment.replace(minute=0, second=0, microsecond=0) for moment in (before, after)))
     return Sent(request_id, hours)
@@ -168,7 +169,7 @@ def stored_payloads(s3: Any, bucket: str, prefix: str, hour: datetime, request_i
             if parsed is None:
                 continue
             if not parsed.is_batch:
-                found += str(parsed.payload_id).startswith(f"{request_id}-")
+                found += str(parsed.payload_id).startswith(f"{payload_id_prefix(request_id)}-")
                 continue
             if key not in seen:
                 body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
