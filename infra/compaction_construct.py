@@ -653,7 +653,7 @@ class PayloadCompaction(Construct):
             )
             .otherwise(hour_failed)
         )
-        take.add_catch(leased, errors=[CONDITION_FAILED])
+        take.add_catch(leased, errors=CONDITION_FAILED)
         take.add_catch(hour_failed, errors=["States.ALL"])
 
         marker_name = f"$substring($replace($uuid(), '-', ''), 0, {LATE_MARKER_NAME_CHARS})"
