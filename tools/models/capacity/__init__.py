@@ -207,28 +207,15 @@ def http_contract_checks(config: PipelineConfig, load: Load, flow: Flow) -> list
 def _account_throttle_checks(load: Load, bursts: dict[str, int]) -> list[Check]:
     """The account's throttle, one for REST and HTTP APIs: its rate is a quota, its burst is AWS's to set."""
     knob, burst = max(bursts.items(), key=lambda item: item[1])
+    rate = "account throttle (REST and HTTP APIs), steady"
+    request = _round_up(load.rps * HEADROOM)
+    burst_item = f"account burst >= the configured burst ({knob})"
+    burst_source = "AWS sets it; not requestable"
     return [
         Check(
-            "API Gateway",
-            "account throttle (REST and HTTP APIs), steady",
-            load.rps,
-            APIGW_ACCOUNT_RPS,
-            "rps",
-            "AWS default quota",
-            "quota",
-            "apigw-rate",
-            _round_up(load.rps * HEADROOM),
+            "API Gateway", rate, load.rps, APIGW_ACCOUNT_RPS, "rps", "AWS default quota", "quota", "apigw-rate", request
         ),
-        Check(
-            "API Gateway",
-            f"account burst >= the configured burst ({knob})",
-            burst,
-            APIGW_ACCOUNT_BURST,
-            "requests",
-            "AWS sets it; not requestable",
-            "hard",
-            scales=False,
-        ),
+        Check("API Gateway", burst_item, burst, APIGW_ACCOUNT_BURST, "requests", burst_source, "hard", scales=False),
     ]
 
 
@@ -251,18 +238,10 @@ def rest_api_checks(config: PipelineConfig, load: Load, flow: Flow) -> list[Chec
         Check("API Gateway", "stage throttle", load.rps, stage_rate, "rps", stage_knob, "config"),
     ]
     if config.REQUIRE_API_KEY:
-        checks.append(
-            Check(
-                "API Gateway",
-                "per-key throttle (the stack's one API key)",
-                load.rps,
-                config.THROTTLE_RATE_LIMIT,
-                "rps",
-                "THROTTLE_RATE_LIMIT",
-                "config",
-                note="usage-plan throttling is best effort",
-            )
-        )
+        item = "per-key throttle (the stack's one API key)"
+        note = "usage-plan throttling is best effort"
+        rate = config.THROTTLE_RATE_LIMIT
+        checks.append(Check("API Gateway", item, load.rps, rate, "rps", "THROTTLE_RATE_LIMIT", "config", note=note))
     return checks
 
 
@@ -305,44 +284,23 @@ def ingest_checks(config: PipelineConfig, load: Load, flow: Flow) -> list[Check]
     (so a consumer scaling up during an S3 slowdown cannot turn client requests into 5xx), and the requests/s
     an environment serves."""
     reserved = config.INGEST_RESERVED_CONCURRENCY
-    checks = [
-        Check(
-            "Ingest Lambda",
-            f"concurrency = {load.rps:,.0f} rps x {flow.ingest_ms:.1f} ms",
-            flow.ingest_concurrency,
-            reserved or LAMBDA_ACCOUNT_CONCURRENCY,
-            "executions",
-            "INGEST_RESERVED_CONCURRENCY" if reserved else "AWS default quota (account, shared)",
-            "config" if reserved else "quota",
-            "" if reserved else "lambda-concurrency",
-            0.0 if reserved else _account_request(config, flow),
-        )
-    ]
+    concurrency = f"concurrency = {load.rps:,.0f} rps x {flow.ingest_ms:.1f} ms"
     if not reserved:
-        return checks
+        source = "AWS default quota (account, shared)"
+        need, limit, request = flow.ingest_concurrency, LAMBDA_ACCOUNT_CONCURRENCY, _account_request(config, flow)
+        quota = "lambda-concurrency"
+        return [Check("Ingest Lambda", concurrency, need, limit, "executions", source, "quota", quota, request)]
     slow_ms = flow.assume.slow_sqs_send_ms
     absorbs = (reserved * 1000 / load.rps - flow.ingest_cpu_ms) / flow.send_calls_per_request if load.rps else math.inf
+    slow = f"reserved concurrency holds a slow SendMessageBatch ({slow_ms:.0f} ms)"
+    note = f"absorbs SendMessageBatch up to {absorbs:,.0f} ms"
+    rps = "reserved concurrency x 10 requests/s per environment"
+    rps_limit = reserved * LAMBDA_INVOCATIONS_PER_CONCURRENCY
+    knob = "INGEST_RESERVED_CONCURRENCY"
     return [
-        *checks,
-        Check(
-            "Ingest Lambda",
-            f"reserved concurrency holds a slow SendMessageBatch ({slow_ms:.0f} ms)",
-            flow.slow_ingest_concurrency,
-            reserved,
-            "executions",
-            "INGEST_RESERVED_CONCURRENCY",
-            "config",
-            note=f"absorbs SendMessageBatch up to {absorbs:,.0f} ms",
-        ),
-        Check(
-            "Ingest Lambda",
-            "reserved concurrency x 10 requests/s per environment",
-            load.rps,
-            reserved * LAMBDA_INVOCATIONS_PER_CONCURRENCY,
-            "rps",
-            "INGEST_RESERVED_CONCURRENCY x 10",
-            "config",
-        ),
+        Check("Ingest Lambda", concurrency, flow.ingest_concurrency, reserved, "executions", knob, "config"),
+        Check("Ingest Lambda", slow, flow.slow_ingest_concurrency, reserved, "executions", knob, "config", note=note),
+        Check("Ingest Lambda", rps, load.rps, rps_limit, "rps", f"{knob} x 10", "config"),
     ]
 
 
@@ -377,28 +335,16 @@ def lambda_account_checks(config: PipelineConfig, load: Load, flow: Flow) -> lis
         else f"consumer's worst case {worst:,} (unreserved)"
     )
     request = _account_request(config, flow)
+    concurrency = f"concurrency: {ingest} + {consumer} + 100 unreserved"
+    invocations = "invocations/s (ingest + consumer batches) <= 10 x concurrency quota"
+    need, limit = _account_need(config, flow), LAMBDA_ACCOUNT_CONCURRENCY
+    rate = flow.rps + flow.batches_per_second
+    rate_limit = LAMBDA_ACCOUNT_CONCURRENCY * LAMBDA_INVOCATIONS_PER_CONCURRENCY
+    quota, source = "lambda-concurrency", "AWS default quota"
     return [
+        Check("Lambda account", concurrency, need, limit, "executions", source, "quota", quota, request),
         Check(
-            "Lambda account",
-            f"concurrency: {ingest} + {consumer} + 100 unreserved",
-            _account_need(config, flow),
-            LAMBDA_ACCOUNT_CONCURRENCY,
-            "executions",
-            "AWS default quota",
-            "quota",
-            "lambda-concurrency",
-            request,
-        ),
-        Check(
-            "Lambda account",
-            "invocations/s (ingest + consumer batches) <= 10 x concurrency quota",
-            flow.rps + flow.batches_per_second,
-            LAMBDA_ACCOUNT_CONCURRENCY * LAMBDA_INVOCATIONS_PER_CONCURRENCY,
-            "invocations/s",
-            "AWS default quota x 10",
-            "quota",
-            "lambda-concurrency",
-            request,
+            "Lambda account", invocations, rate, rate_limit, "invocations/s", f"{source} x 10", "quota", quota, request
         ),
     ]
 
@@ -415,43 +361,25 @@ def sqs_checks(config: PipelineConfig, load: Load, flow: Flow) -> list[Check]:
         (f"SendMessageBatch calls/s ({flow.layout.name})", flow.sends_per_second),
         ("ReceiveMessage + DeleteMessageBatch calls/s", flow.receives_per_second + flow.deletes_per_second),
     )
+    limit = config.SQS_IN_FLIGHT_LIMIT
+    in_flight = (
+        f"in flight: batching + processing, + {load.failure_rate:.2%} failed x {flow.hold_failed_s} s retry delay"
+    )
+    in_flight_source = "SQS_IN_FLIGHT_LIMIT, the queue's in-flight quota"
+    tolerates = f"tolerates a failure rate up to {tolerated_failure_rate(config, flow):.2%}"
+    quiet = "in-flight alarm stays quiet: in flight with no failures"
+    quiet_source = "80 % of SQS_IN_FLIGHT_LIMIT"
     checks = [
         *(Check("SQS", item, n, math.inf, "calls/s", "standard queue: nearly unlimited", "info") for item, n in calls),
-        Check(
-            "SQS",
-            f"in flight: batching + processing, + {load.failure_rate:.2%} failed x {flow.hold_failed_s} s retry delay",
-            flow.in_flight,
-            config.SQS_IN_FLIGHT_LIMIT,
-            "messages",
-            "SQS_IN_FLIGHT_LIMIT, the queue's in-flight quota",
-            "config",
-            note=f"tolerates a failure rate up to {tolerated_failure_rate(config, flow):.2%}",
-        ),
+        Check("SQS", in_flight, flow.in_flight, limit, "messages", in_flight_source, "config", note=tolerates),
         # The in-flight-near-cap alarm must not page in normal operation (no failures).
-        Check(
-            "SQS",
-            "in-flight alarm stays quiet: in flight with no failures",
-            flow.in_flight_ok,
-            config.in_flight_alarm_threshold,
-            "messages",
-            "80 % of SQS_IN_FLIGHT_LIMIT",
-            "config",
-        ),
+        Check("SQS", quiet, flow.in_flight_ok, config.in_flight_alarm_threshold, "messages", quiet_source, "config"),
     ]
-    if config.SQS_IN_FLIGHT_LIMIT > SQS_IN_FLIGHT_DEFAULT_QUOTA:
+    if limit > SQS_IN_FLIGHT_DEFAULT_QUOTA:
+        item, quota = "in-flight quota that SQS_IN_FLIGHT_LIMIT assumes", SQS_IN_FLIGHT_DEFAULT_QUOTA
+        source = "AWS default quota"
         checks.append(
-            Check(
-                "SQS",
-                "in-flight quota that SQS_IN_FLIGHT_LIMIT assumes",
-                config.SQS_IN_FLIGHT_LIMIT,
-                SQS_IN_FLIGHT_DEFAULT_QUOTA,
-                "messages",
-                "AWS default quota",
-                "quota",
-                "sqs-in-flight",
-                config.SQS_IN_FLIGHT_LIMIT,
-                scales=False,
-            )
+            Check("SQS", item, limit, quota, "messages", source, "quota", "sqs-in-flight", limit, scales=False)
         )
     return checks
 
