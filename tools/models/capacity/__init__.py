@@ -402,54 +402,27 @@ def event_source_checks(config: PipelineConfig, load: Load, flow: Flow) -> list[
     """The event source mapping's messages/s, one invocation's event against Lambda's 6 MB, and how long a batch
     takes to form (BATCH_SIZE up to 10,000 and a window up to 300 s: services-sqs-parameters)."""
     capacity, per_unit = mapping_capacity(config, flow)
+    stage, rate = "Event source mapping", flow.messages_per_second
     if config.PROVISIONED_POLLERS:
-        throughput = Check(
-            "Event source mapping",
-            f"messages/s: MAX_POLLERS x {per_unit:,.0f}/poller",
-            flow.messages_per_second,
-            capacity,
-            "messages/s",
-            "MAX_POLLERS (provisioned)",
-            "config",
-            note=f"{math.ceil(flow.messages_per_second / per_unit):,} pollers needed",
-        )
+        item, source = f"messages/s: MAX_POLLERS x {per_unit:,.0f}/poller", "MAX_POLLERS (provisioned)"
+        note = f"{math.ceil(flow.messages_per_second / per_unit):,} pollers needed"
+        throughput = Check(stage, item, rate, capacity, "messages/s", source, "config", note=note)
     else:
-        throughput = Check(
-            "Event source mapping",
-            f"messages/s: MAX_WORKERS x {flow.batch:,.0f} / {flow.duration_s * 1000:.0f} ms",
-            flow.messages_per_second,
-            capacity,
-            "messages/s",
-            "MAX_WORKERS (maximum concurrency)",
-            "config",
-        )
+        item = f"messages/s: MAX_WORKERS x {flow.batch:,.0f} / {flow.duration_s * 1000:.0f} ms"
+        throughput = Check(stage, item, rate, capacity, "messages/s", "MAX_WORKERS (maximum concurrency)", "config")
     full_event = config.BATCH_SIZE * flow.record_bytes
+    too_big = full_event > LAMBDA_SYNC_PAYLOAD_BYTES
+    event = f"one invocation's event: BATCH_SIZE x {flow.record_bytes:,.0f} B a record"
+    closes = f"batches close at {flow.batch_cap:,} records, below BATCH_SIZE" if too_big else ""
+    forms = f"a batch of {flow.batch:,.0f} messages ({flow.payloads_per_batch:,.0f} payloads) forms in"
+    window = f"MAX_BATCHING_WINDOW_SECONDS (<= {ESM_MAX_WINDOW_SECONDS}; BATCH_SIZE <= {ESM_MAX_BATCH_SIZE:,})"
+    waits = f"a payload waits up to {flow.latency_s:.1f} s for its object"
+    limit, limit_source = LAMBDA_SYNC_PAYLOAD_BYTES, "Lambda's 6 MB invoke payload"
+    window_s = config.MAX_BATCHING_WINDOW_SECONDS or math.inf
     return [
         throughput,
-        Check(
-            "Event source mapping",
-            f"one invocation's event: BATCH_SIZE x {flow.record_bytes:,.0f} B a record",
-            full_event,
-            LAMBDA_SYNC_PAYLOAD_BYTES,
-            "B",
-            "Lambda's 6 MB invoke payload",
-            "config",
-            warn=full_event > LAMBDA_SYNC_PAYLOAD_BYTES,
-            note=f"batches close at {flow.batch_cap:,} records, below BATCH_SIZE"
-            if full_event > LAMBDA_SYNC_PAYLOAD_BYTES
-            else "",
-            scales=False,
-        ),
-        Check(
-            "Event source mapping",
-            f"a batch of {flow.batch:,.0f} messages ({flow.payloads_per_batch:,.0f} payloads) forms in",
-            flow.fill_s,
-            config.MAX_BATCHING_WINDOW_SECONDS or math.inf,
-            "s",
-            f"MAX_BATCHING_WINDOW_SECONDS (<= {ESM_MAX_WINDOW_SECONDS}; BATCH_SIZE <= {ESM_MAX_BATCH_SIZE:,})",
-            "info",
-            note=f"a payload waits up to {flow.latency_s:.1f} s for its object",
-        ),
+        Check(stage, event, full_event, limit, "B", limit_source, "config", warn=too_big, note=closes, scales=False),
+        Check(stage, forms, flow.fill_s, window_s, "s", window, "info", note=waits),
     ]
 
 
@@ -458,17 +431,9 @@ def consumer_checks(config: PipelineConfig, load: Load, flow: Flow) -> list[Chec
     bound_by = (
         "reserved concurrency (derived)" if config.RESERVED_CONCURRENCY == "on" else "the mapping's bound (unreserved)"
     )
-    return [
-        Check(
-            "Consumer Lambda",
-            f"concurrency = {flow.batches_per_second:,.0f} batches/s x {flow.duration_s * 1000:.0f} ms",
-            flow.consumer_concurrency,
-            config.consumer_reserved_concurrency,
-            "executions",
-            bound_by,
-            "config",
-        )
-    ]
+    item = f"concurrency = {flow.batches_per_second:,.0f} batches/s x {flow.duration_s * 1000:.0f} ms"
+    limit = config.consumer_reserved_concurrency
+    return [Check("Consumer Lambda", item, flow.consumer_concurrency, limit, "executions", bound_by, "config")]
 
 
 def payload_mode_max_rpm(payloads_per_request: int) -> float:
@@ -488,18 +453,9 @@ def s3_checks(config: PipelineConfig, load: Load, flow: Flow) -> list[Check]:
                 f"({payload_mode_max_rpm(load.payloads_per_request):,.0f} requests/min at "
                 f"{load.payloads_per_request} payloads each): use OBJECT_MODE=batch"
             )
-        checks.append(
-            Check(
-                "S3",
-                f"PUT/s into a fresh hour= prefix, OBJECT_MODE={mode}",
-                puts,
-                S3_PUT_PER_PREFIX,
-                "PUT/s",
-                "AWS per-prefix rate",
-                "hard" if mode == config.OBJECT_MODE else "info",
-                note=note,
-            )
-        )
+        item = f"PUT/s into a fresh hour= prefix, OBJECT_MODE={mode}"
+        kind = "hard" if mode == config.OBJECT_MODE else "info"
+        checks.append(Check("S3", item, puts, S3_PUT_PER_PREFIX, "PUT/s", "AWS per-prefix rate", kind, note=note))
     return checks
 
 
@@ -513,30 +469,12 @@ def backlog_checks(config: PipelineConfig, load: Load, flow: Flow) -> list[Check
     if config.MAX_QUEUE:
         overshoot = flow.messages_per_second * config.BACKLOG_CHECK_SECONDS  # one check interval late
         drain = (config.MAX_QUEUE + overshoot) / spare if spare > 0 else math.inf
-        return [
-            Check(
-                "Backlog",
-                f"drain MAX_QUEUE={config.MAX_QUEUE:,} messages at {max(spare, 0):,.0f} spare msg/s",
-                drain,
-                retention_s,
-                "s",
-                "QUEUE_RETENTION_DAYS",
-                "config",
-            )
-        ]
-    return [
-        Check(
-            "Backlog",
-            "MAX_QUEUE off: unbounded backlog",
-            math.inf if spare <= 0 else 0.0,
-            retention_s,
-            "s",
-            "QUEUE_RETENTION_DAYS",
-            "config",
-            warn=spare > 0,
-            note="acknowledged payloads expire silently if a backlog outlives the retention; set MAX_QUEUE",
-        )
-    ]
+        item = f"drain MAX_QUEUE={config.MAX_QUEUE:,} messages at {max(spare, 0):,.0f} spare msg/s"
+        return [Check("Backlog", item, drain, retention_s, "s", "QUEUE_RETENTION_DAYS", "config")]
+    need = math.inf if spare <= 0 else 0.0
+    note = "acknowledged payloads expire silently if a backlog outlives the retention; set MAX_QUEUE"
+    item = "MAX_QUEUE off: unbounded backlog"
+    return [Check("Backlog", item, need, retention_s, "s", "QUEUE_RETENTION_DAYS", "config", warn=spare > 0, note=note)]
 
 
 # --- one compaction run (issue 26, item 8) ---------------------------------------------------------------------
@@ -557,31 +495,22 @@ def compaction_run_checks(config: PipelineConfig, load: Load, flow: Flow) -> lis
     scanned = rows * cost.stored_bytes_per_payload(config, flow)
     minutes = rows / flow.assume.compaction_rows_per_second / 60
     timeout = ATHENA_DML_TIMEOUT_MINUTES
+    slow = minutes > timeout / 2
+    joins = "ids joined from other hours (own hour only)"
+    joined = f"the lookback join it replaced: {rows * 2 * config.COMPACTION_LOOKBACK_HOURS:,.0f} ids"
+    run_time = f"run time at {flow.assume.compaction_rows_per_second:,.0f} rows/s (estimate)"
+    source = f"Athena DML timeout ({timeout} min; {ATHENA_DML_TIMEOUT_MAX_MINUTES} on request)"
+    watch = (
+        "estimated at make compact's DuckDB rate on 2 cores (no AWS source gives Athena's); "
+        "watch the compaction's run time in the Step Functions console"
+    )
     return [
         Check("Compaction run", "raw hour scanned by one run (GB)", scanned / prices.GB, math.inf, "GB", "-", "info"),
         Check("Compaction run", "rows ranked by id in one run", rows, math.inf, "rows", "-", "info"),
+        Check("Compaction run", joins, 0.0, math.inf, "ids", "-", "info", note=joined),
+        # The run time is an estimate at an assumed rate: it warns, and is never named the binding stage.
         Check(
-            "Compaction run",
-            "ids joined from other hours (own hour only)",
-            0.0,
-            math.inf,
-            "ids",
-            "-",
-            "info",
-            note=f"the lookback join it replaced: {rows * 2 * config.COMPACTION_LOOKBACK_HOURS:,.0f} ids",
-        ),
-        Check(
-            "Compaction run",
-            f"run time at {flow.assume.compaction_rows_per_second:,.0f} rows/s (estimate)",
-            minutes,
-            timeout,
-            "min",
-            f"Athena DML timeout ({timeout} min; {ATHENA_DML_TIMEOUT_MAX_MINUTES} on request)",
-            "quota",
-            warn=minutes > timeout / 2,
-            scales=False,  # an estimate at an assumed rate: it warns, and is never named the binding stage
-            note="estimated at make compact's DuckDB rate on 2 cores (no AWS source gives Athena's); "
-            "watch the compaction's run time in the Step Functions console",
+            "Compaction run", run_time, minutes, timeout, "min", source, "quota", warn=slow, scales=False, note=watch
         ),
     ]
 
