@@ -510,43 +510,34 @@ def render(load: Load, by_mode: dict[str, list[Line]], flows: dict[str, Flow], c
     return "\n".join(out)
 
 
+# The flags that replace an assumption (tools.models.assumptions), shared by capacity and cost: (flag, type, help);
+# each flag's destination is the Assumptions field of its name, and its default that field's.
+ASSUMPTION_FLAGS: tuple[tuple[str, type, str | None], ...] = (
+    ("--sqs-send-ms", float, "SendMessageBatch latency"),
+    ("--slow-sqs-send-ms", float, "the SendMessageBatch latency the ingest's reserved concurrency must absorb"),
+    ("--put-ms", float, "PutObject latency, payload mode"),
+    ("--batch-put-ms", float, "PutObject latency, batch mode"),
+    ("--ingest-ms", float, "ingest duration per request (instead of the model)"),
+    ("--consumer-ms", float, "consumer duration per batch (instead of the model)"),
+    ("--trace-sampling", float, None),
+    ("--access-log-bytes", int, "one access-log line (default: the format's typical line for API_KIND)"),
+)
+
+
+def _field(flag: str) -> str:
+    return flag.removeprefix("--").replace("-", "_")
+
+
 def add_assumption_flags(parser: argparse.ArgumentParser) -> None:
-    """The flags that replace an assumption (tools.models.assumptions), shared by capacity and cost."""
-    defaults = DEFAULT
-    parser.add_argument("--sqs-send-ms", type=float, default=defaults.sqs_send_ms, help="SendMessageBatch latency")
-    parser.add_argument(
-        "--slow-sqs-send-ms",
-        type=float,
-        default=defaults.slow_sqs_send_ms,
-        help="the SendMessageBatch latency the ingest's reserved concurrency must absorb",
-    )
-    parser.add_argument("--put-ms", type=float, default=defaults.put_ms, help="PutObject latency, payload mode")
-    parser.add_argument(
-        "--batch-put-ms", type=float, default=defaults.batch_put_ms, help="PutObject latency, batch mode"
-    )
-    parser.add_argument("--ingest-ms", type=float, help="ingest duration per request (instead of the model)")
-    parser.add_argument("--consumer-ms", type=float, help="consumer duration per batch (instead of the model)")
-    parser.add_argument("--trace-sampling", type=float, default=defaults.trace_sampling)
-    parser.add_argument(
-        "--access-log-bytes", type=int, help="one access-log line (default: the format's typical line for API_KIND)"
-    )
+    for flag, kind, text in ASSUMPTION_FLAGS:
+        parser.add_argument(flag, type=kind, default=getattr(DEFAULT, _field(flag)), help=text)
     parser.add_argument("--bench", type=Path, help="`make bench` output (JSON lines) to take P1/C1/L1/S1/S2 from")
 
 
 def assumptions_from(args: argparse.Namespace) -> Assumptions:
     measured = load_bench(args.bench.read_text().splitlines()) if args.bench else MEASURED
-    return dataclasses.replace(
-        DEFAULT,
-        measured=measured,
-        sqs_send_ms=args.sqs_send_ms,
-        slow_sqs_send_ms=args.slow_sqs_send_ms,
-        put_ms=args.put_ms,
-        batch_put_ms=args.batch_put_ms,
-        ingest_ms=args.ingest_ms,
-        consumer_ms=args.consumer_ms,
-        trace_sampling=args.trace_sampling,
-        access_log_bytes=args.access_log_bytes,
-    )
+    flags = {_field(flag): getattr(args, _field(flag)) for flag, _, _ in ASSUMPTION_FLAGS}
+    return dataclasses.replace(DEFAULT, measured=measured, **flags)
 
 
 def main(argv: list[str] | None = None) -> int:
