@@ -15,26 +15,8 @@ latencies, each a flag: --sqs-send-ms, --slow-sqs-send-ms, --put-ms, --batch-put
 Each stage is one function ``(config, load, flow) -> list[Check]`` (``STAGES``; the front door by
 API_KIND in ``FRONT_DOORS``); ``assess`` is their concatenation.
 
---format json prints one object (schema 1):
-
-    schema                    1
-    profile, api_kind, object_mode   the resolved knobs
-    load                      {requests_per_minute, payloads_per_request, payload_bytes, failure_rate}
-    carried                   true when exit code 0 (carried, possibly after the quota increases)
-    exit_code                 0 or 1
-    binding                   the binding stage (e.g. "Lambda account")
-    binding_check             that stage's check, as in checks
-    checks                    [{stage, item, status, kind, need, limit, unit, source, quota, note}]; kind is
-                              config | quota | hard | info; limit null means unbounded
-    quota_increases           [{quota, name, figure, via}]: quota is a QUOTAS key, figure the value to ask
-                              for, via "service-quotas" (the Service Quotas console) or "support-case"
-    cost                      {lines: [{service, item, quantity, unit, usd_per_month}], total_usd_per_month}
-    payloads_per_month        the load's payloads in a 30-day month
-    usd_per_million_payloads  cost.total_usd_per_month per million payloads
-    flow                      {messages_per_request, message_bytes, pollers, batch_messages, batch_payloads,
-                              batch_fill_s, consumer_ms, in_flight, latency_s, payloads_per_object}
-    lake                      {compaction_usd_per_month, compacted_objects_per_hour, query_usd:
-                              {raw_hour, dedup_view, parquet_column}} (null with COMPACTION=off)
+--format json prints one object (schema 1); its fields are described in docs/CAPACITY.md, "For scripts" (the
+template tools/models/capacity_doc.md.tmpl), the reference.
 """
 
 from __future__ import annotations
@@ -719,7 +701,7 @@ def _check_json(check: Check) -> dict[str, Any]:
 
 
 def render_json(assessment: Assessment) -> dict[str, Any]:
-    """The --format json document (schema in the module docstring)."""
+    """The --format json document (its fields: docs/CAPACITY.md, "For scripts")."""
     config, load, flow = assessment.config, assessment.load, assessment.flow
     lake = lake_figures(config, flow)
     return {
