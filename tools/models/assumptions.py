@@ -123,47 +123,20 @@ def log_compression() -> float:
 
 @dataclass(frozen=True)
 class Assumptions:
-    """Per-invocation and per-request figures the models take as given. Defaults and their sources:
-
-    * ``sqs_send_ms`` 8: one SendMessageBatch round trip in-Region. AWS publishes no SQS latency figure; 8 ms
-      is the order of an in-Region HTTPS call on a reused connection. A deployed ingest's REPORT Duration minus
-      its CPU (bench P1) measures it.
-    * ``slow_sqs_send_ms`` 100: the SendMessageBatch latency the ingest's reserved concurrency must absorb (an
-      SQS brownout, 12x the assumed median), which sizes INGEST_RESERVED_CONCURRENCY.
-    * ``put_ms`` 20 / ``batch_put_ms`` 50: one PutObject of a payload / of a batch object. AWS: for requests
-      below 512 KB "median latencies are often in the tens of milliseconds" ("Timeouts and Retries for
-      Latency-Sensitive Applications", S3 performance whitepaper).
-    * ``ingest_ms`` / ``consumer_ms``: when set, replace the modelled durations (a REPORT line's average).
-    * ``platform_log_bytes`` 390 over 3 lines: Lambda's START, END and REPORT lines per invocation.
-    * ``access_log_bytes``: None takes the access-log format's own typical line for the API_KIND
-      and ACCESS_LOG_CLIENT_IP (infra/access_logs.py access_log_line_bytes: REST 144 B, HTTP API 85 B by default;
-      214 B and 155 B with the client's address and user agent), plus its newline.
-    * ``response_bytes``: the 202's body and headers, transferred out to the client.
-    * ``epus_per_poller`` 1: an active SQS event poller is billed as one EPU.
-    * ``environment_hours`` 2: how long a warm execution environment lives before Lambda recycles it (not
-      documented; it counts cold starts, each of which reads the device-key secret once more).
-    * ``compaction_transitions`` 26: Step Functions state transitions of a scheduled first run of an hour
-      (docs/LAKE.md, "What one run costs"; tests/infra/test_compaction.py walks that path through the
-      synthesized state machine; a re-run adds 3 + 8 per superseded directory, waiting for a lease 4 a try).
-    * ``multipart_part_bytes`` 64 MiB: the part size of the multipart uploads Athena writes its Parquet files
-      with (not documented; one PUT request per part).
-    * ``row_group_bytes`` 128 MiB: a Parquet row group, so a file's id column is read in one GET per row group
-      (not documented for Athena's writer).
-    * ``compaction_rows_per_second`` 93,500: rows one compaction run ranks (parse, rank by id, write Parquet) per
-      second. AWS publishes no rate for an Athena CTAS; this is `make compact`'s DuckDB running the same
-      compaction_select over bench Q1's hour (30,000 payloads, 1.4 MB of gzip NDJSON) on a 2-core machine
-      (2026-12-08, best of 5, load average 5). Athena spreads a scan over many workers, so its rate is likely
-      higher: the run-time row it gives is a warning, not a verdict.
-    """
+    """Per-invocation and per-request figures the models take as given. Each default's source is its row of the
+    assumptions table in docs/CAPACITY.md (the template tools/models/capacity_doc.md.tmpl); a comment here
+    says only what that row does not."""
 
     measured: BenchFigures = MEASURED
     sqs_send_ms: float = 8.0
     slow_sqs_send_ms: float = 100.0
+    # "Timeouts and Retries for Latency-Sensitive Applications" (S3 performance whitepaper): below 512 KB,
+    # "median latencies are often in the tens of milliseconds".
     put_ms: float = 20.0
     batch_put_ms: float = 50.0
     ingest_ms: float | None = None
     consumer_ms: float | None = None
-    platform_log_bytes: int = 390
+    platform_log_bytes: int = 390  # Lambda's START, END and REPORT lines per invocation
     platform_log_lines: int = 3
     access_log_bytes: int | None = None
     response_bytes: int = len(RESPONSE_BODY) + RESPONSE_HEADER_BYTES
@@ -174,9 +147,14 @@ class Assumptions:
     kms_keys: int = 1  # the alarm topic's key
     epus_per_poller: float = 1.0
     environment_hours: float = 2.0
+    # A scheduled first run of an hour; tests/infra/test_compaction.py walks that path through the synthesized
+    # state machine (a re-run adds 3 + 8 per superseded directory, waiting for a lease 4 a try).
     compaction_transitions: int = 26
     multipart_part_bytes: int = 64 * 1024**2
     row_group_bytes: int = 128 * 1024**2
+    # AWS publishes no rate for an Athena CTAS: `make compact`'s DuckDB running the same compaction_select over
+    # bench Q1's hour (30,000 payloads, 1.4 MB of gzip NDJSON) on a 2-core machine (2026-12-08, best of 5,
+    # load average 5). Athena spreads a scan over many workers, so the run time it gives is a warning.
     compaction_rows_per_second: float = 93_500.0
 
 

@@ -62,6 +62,11 @@ class Line:
     usd: float
 
 
+def priced(service: str, item: str, quantity: float, unit: str, unit_usd: float) -> Line:
+    """A line billed at one price per unit."""
+    return Line(service, item, quantity, unit, quantity * unit_usd)
+
+
 def tiered(quantity: float, tiers: Sequence[tuple[float | None, float]]) -> float:
     """Cost of ``quantity`` units under volume tiers [(upper bound or None, price per unit)]."""
     cost, lower = 0.0, 0.0
@@ -109,30 +114,16 @@ def _envelope_bytes(flow: Flow) -> float:
 # --- the front door, by kind ---------------------------------------------------------------------------------
 def rest_api_lines(config: PipelineConfig, flow: Flow) -> list[Line]:
     requests = flow.load.requests_per_month
-    return [
-        Line(
-            "API Gateway",
-            "REST API requests (tiered)",
-            requests,
-            "requests",
-            tiered(requests, prices.API_GATEWAY_REST_TIERS),
-        )
-    ]
+    usd = tiered(requests, prices.API_GATEWAY_REST_TIERS)
+    return [Line("API Gateway", "REST API requests (tiered)", requests, "requests", usd)]
 
 
 def http_api_lines(config: PipelineConfig, flow: Flow) -> list[Line]:
     """HTTP APIs are metered in 512 KB increments: a request of 513 KB is two."""
     per_request = math.ceil(max(1, flow.load.body_bytes) / prices.API_GATEWAY_HTTP_METERING_BYTES)
     metered = flow.load.requests_per_month * per_request
-    return [
-        Line(
-            "API Gateway",
-            "HTTP API requests (tiered, per 512 KB)",
-            metered,
-            "requests",
-            tiered(metered, prices.API_GATEWAY_HTTP_TIERS),
-        )
-    ]
+    usd = tiered(metered, prices.API_GATEWAY_HTTP_TIERS)
+    return [Line("API Gateway", "HTTP API requests (tiered, per 512 KB)", metered, "requests", usd)]
 
 
 FRONT_DOOR_COSTS: dict[str, Callable[[PipelineConfig, Flow], list[Line]]] = {
@@ -148,15 +139,8 @@ def front_door_lines(config: PipelineConfig, flow: Flow) -> list[Line]:
 def data_transfer_lines(config: PipelineConfig, flow: Flow) -> list[Line]:
     assume = flow.assume
     gb = flow.load.requests_per_month * assume.response_bytes / prices.GB
-    return [
-        Line(
-            "Data transfer",
-            f"answers out to the clients ({assume.response_bytes} B each)",
-            gb,
-            "GB",
-            tiered(gb, prices.DATA_TRANSFER_OUT_TIERS_PER_GB),
-        )
-    ]
+    item = f"answers out to the clients ({assume.response_bytes} B each)"
+    return [Line("Data transfer", item, gb, "GB", tiered(gb, prices.DATA_TRANSFER_OUT_TIERS_PER_GB))]
 
 
 def device_auth_lines(config: PipelineConfig, flow: Flow) -> list[Line]:
@@ -169,14 +153,9 @@ def device_auth_lines(config: PipelineConfig, flow: Flow) -> list[Line]:
     reads = environments * (
         SECONDS_PER_MONTH / config.DEVICE_REVOCATION_TTL_SECONDS + HOURS_PER_MONTH / assume.environment_hours
     )
+    item = f"GetSecretValue, every {config.DEVICE_REVOCATION_TTL_SECONDS} s in {environments:,.0f} warm ingests"
     return [
-        Line(
-            "Secrets Manager",
-            f"GetSecretValue, every {config.DEVICE_REVOCATION_TTL_SECONDS} s in {environments:,.0f} warm ingests",
-            reads,
-            "calls",
-            reads * prices.SECRETS_MANAGER_CALL,
-        ),
+        priced("Secrets Manager", item, reads, "calls", prices.SECRETS_MANAGER_CALL),
         Line("Secrets Manager", "the device-key signing secret", 1, "secrets", prices.SECRETS_MANAGER_SECRET_MONTH),
     ]
 
@@ -188,34 +167,18 @@ def lambda_lines(config: PipelineConfig, flow: Flow) -> list[Line]:
     batches = flow.batches_per_second * SECONDS_PER_MONTH
     ingest_gbs = lambda_gb_seconds(requests, flow.ingest_ms, config.INGEST_MEMORY_MB)
     consumer_gbs = lambda_gb_seconds(batches, flow.duration_s * 1000, config.CONSUMER_MEMORY_MB)
+    ingest_item = f"compute arm64 {config.INGEST_MEMORY_MB} MB, {flow.ingest_ms:.1f} ms"
+    consumer_item = f"compute arm64 {config.CONSUMER_MEMORY_MB} MB, {flow.duration_s * 1000:.0f} ms per batch"
     ingest, consumer = shared_tiers(
-        [
-            (
-                "Lambda ingest",
-                f"compute arm64 {config.INGEST_MEMORY_MB} MB, {flow.ingest_ms:.1f} ms",
-                ingest_gbs,
-                "GB-s",
-            ),
-            (
-                "Lambda consumer",
-                f"compute arm64 {config.CONSUMER_MEMORY_MB} MB, {flow.duration_s * 1000:.0f} ms per batch",
-                consumer_gbs,
-                "GB-s",
-            ),
-        ],
+        [("Lambda ingest", ingest_item, ingest_gbs, "GB-s"), ("Lambda consumer", consumer_item, consumer_gbs, "GB-s")],
         prices.LAMBDA_ARM64_GB_SECOND_TIERS,
     )
+    batches_item = f"invocations (batches of {flow.payloads_per_batch:,.0f} payloads)"
     return [
         ingest,
-        Line("Lambda ingest", "invocations", requests, "requests", requests * prices.LAMBDA_REQUEST),
+        priced("Lambda ingest", "invocations", requests, "requests", prices.LAMBDA_REQUEST),
         consumer,
-        Line(
-            "Lambda consumer",
-            f"invocations (batches of {flow.payloads_per_batch:,.0f} payloads)",
-            batches,
-            "requests",
-            batches * prices.LAMBDA_REQUEST,
-        ),
+        priced("Lambda consumer", batches_item, batches, "requests", prices.LAMBDA_REQUEST),
     ]
 
 
@@ -225,15 +188,8 @@ def poller_lines(config: PipelineConfig, flow: Flow) -> list[Line]:
     if not config.PROVISIONED_POLLERS:
         return []
     epu_hours = flow.pollers * assume.epus_per_poller * HOURS_PER_MONTH
-    return [
-        Line(
-            "Lambda pollers",
-            f"provisioned mode, {flow.pollers:,} event pollers (EPU-hours)",
-            epu_hours,
-            "EPU-hours",
-            epu_hours * prices.LAMBDA_EPU_HOUR,
-        )
-    ]
+    item = f"provisioned mode, {flow.pollers:,} event pollers (EPU-hours)"
+    return [priced("Lambda pollers", item, epu_hours, "EPU-hours", prices.LAMBDA_EPU_HOUR)]
 
 
 # --- the queue ----------------------------------------------------------------------------------------------
@@ -245,14 +201,10 @@ def sqs_lines(config: PipelineConfig, flow: Flow) -> list[Line]:
     receive_bytes = flow.messages_per_receive * flow.layout.message_bytes
     receives = flow.receives_per_second * month * chunks(receive_bytes)
     deletes = flow.deletes_per_second * month
+    receive_item = f"ReceiveMessage ({flow.messages_per_receive:.1f} messages a call, 64 KB chunks)"
     parts = [
         ("SQS", f"SendMessageBatch ({flow.layout.name}, 64 KB chunks)", sends, "requests"),
-        (
-            "SQS",
-            f"ReceiveMessage ({flow.messages_per_receive:.1f} messages a call, 64 KB chunks)",
-            receives,
-            "requests",
-        ),
+        ("SQS", receive_item, receives, "requests"),
         ("SQS", "DeleteMessageBatch (10 a call)", deletes, "requests"),
     ]
     if config.MAX_QUEUE:
@@ -269,15 +221,8 @@ def sqs_lines(config: PipelineConfig, flow: Flow) -> list[Line]:
 # --- storage and the lake -------------------------------------------------------------------------------------
 def s3_request_lines(config: PipelineConfig, flow: Flow) -> list[Line]:
     puts = flow.puts_per_second * SECONDS_PER_MONTH
-    return [
-        Line(
-            "S3",
-            f"PUT ({config.OBJECT_MODE} mode, {flow.payloads_per_object:,.0f} payloads an object)",
-            puts,
-            "requests",
-            puts * prices.S3_PUT,
-        )
-    ]
+    item = f"PUT ({config.OBJECT_MODE} mode, {flow.payloads_per_object:,.0f} payloads an object)"
+    return [priced("S3", item, puts, "requests", prices.S3_PUT)]
 
 
 def _compaction_requests_per_month(config: PipelineConfig, flow: Flow) -> dict[str, float]:
@@ -329,14 +274,8 @@ def storage_lines(config: PipelineConfig, flow: Flow) -> list[Line]:
     parts = [("S3", f"raw payloads, {raw_kind} ({_held(config.RAW_RETENTION_DAYS)})", raw_gb / prices.GB, "GB-month")]
     if config.COMPACTION == "on":
         compacted_gb = payloads * compacted_bytes_per_payload(flow) * stored_months(config.COMPACTED_RETENTION_DAYS)
-        parts.append(
-            (
-                "S3",
-                f"compacted Parquet ({_held(config.COMPACTED_RETENTION_DAYS)})",
-                compacted_gb / prices.GB,
-                "GB-month",
-            )
-        )
+        compacted_item = f"compacted Parquet ({_held(config.COMPACTED_RETENTION_DAYS)})"
+        parts.append(("S3", compacted_item, compacted_gb / prices.GB, "GB-month"))
     parts.append(
         ("S3", f"server access logs ({_held(config.ACCESS_LOG_EXPIRATION_DAYS)})", log_gb / prices.GB, "GB-month")
     )
@@ -361,35 +300,21 @@ def compaction_lines(config: PipelineConfig, flow: Flow) -> list[Line]:
     scanned_tb = runs * athena_bytes_per_compaction(config, flow) / (prices.GB * prices.TB_GB)
     requests = _compaction_requests_per_month(config, flow)
     transitions = runs * assume.compaction_transitions
+    list_put_usd = requests["LIST"] * prices.S3_LIST + requests["PUT"] * prices.S3_PUT
+    transitions_item = f"standard transitions ({assume.compaction_transitions} a run, hourly)"
     return [
-        Line("Athena", "compaction scans (the raw hour)", scanned_tb, "TB", scanned_tb * prices.ATHENA_PER_TB),
-        Line(
-            "S3",
-            "compaction GET (raw objects)",
-            requests["GET"],
-            "requests",
-            requests["GET"] * prices.S3_GET,
+        priced("Athena", "compaction scans (the raw hour)", scanned_tb, "TB", prices.ATHENA_PER_TB),
+        priced("S3", "compaction GET (raw objects)", requests["GET"], "requests", prices.S3_GET),
+        Line("S3", "compaction LIST and PUT", requests["LIST"] + requests["PUT"], "requests", list_put_usd),
+        priced(
+            "Step Functions", transitions_item, transitions, "transitions", prices.STEP_FUNCTIONS_STANDARD_TRANSITION
         ),
-        Line(
-            "S3",
-            "compaction LIST and PUT",
-            requests["LIST"] + requests["PUT"],
-            "requests",
-            requests["LIST"] * prices.S3_LIST + requests["PUT"] * prices.S3_PUT,
-        ),
-        Line(
-            "Step Functions",
-            f"standard transitions ({assume.compaction_transitions} a run, hourly)",
-            transitions,
-            "transitions",
-            transitions * prices.STEP_FUNCTIONS_STANDARD_TRANSITION,
-        ),
-        Line(
+        priced(
             "EventBridge",
             "Scheduler invocations (hourly)",
             runs,
             "invocations",
-            runs * prices.EVENTBRIDGE_SCHEDULER_INVOCATION,
+            prices.EVENTBRIDGE_SCHEDULER_INVOCATION,
         ),
     ]
 
@@ -440,6 +365,7 @@ def lambda_log_lines(config: PipelineConfig, flow: Flow) -> list[Line]:
     gb = (ingest + consumer) / prices.GB
     kept = gb * config.LOG_RETENTION_DAYS / 30 / log_compression()
     levels = f"LOG_LEVEL={config.LOG_LEVEL}, SYSTEM_LOG_LEVEL={config.SYSTEM_LOG_LEVEL}"
+    stored_item = f"Lambda logs stored ({config.LOG_RETENTION_DAYS} days)"
     return [
         Line(
             "CloudWatch",
@@ -448,13 +374,7 @@ def lambda_log_lines(config: PipelineConfig, flow: Flow) -> list[Line]:
             "GB",
             tiered(gb, prices.CLOUDWATCH_LAMBDA_LOGS_TIERS_PER_GB),
         ),
-        Line(
-            "CloudWatch",
-            f"Lambda logs stored ({config.LOG_RETENTION_DAYS} days)",
-            kept,
-            "GB-month",
-            kept * prices.CLOUDWATCH_LOGS_STORAGE_PER_GB_MONTH,
-        ),
+        priced("CloudWatch", stored_item, kept, "GB-month", prices.CLOUDWATCH_LOGS_STORAGE_PER_GB_MONTH),
     ]
 
 
@@ -479,20 +399,15 @@ def access_log_lines(config: PipelineConfig, flow: Flow) -> list[Line]:
     gb = flow.load.requests_per_month * (line + CLOUDWATCH_EVENT_BYTES) / prices.GB
     days = config.access_log_retention_days
     kept = gb * days / 30 / log_compression()
+    ingested_item = f"access logs ingested ({config.ACCESS_LOG_CLASS}, {line} B a line)"
     return [
-        Line(
-            "CloudWatch",
-            f"access logs ingested ({config.ACCESS_LOG_CLASS}, {line} B a line)",
-            gb,
-            "GB",
-            gb * ACCESS_LOG_PRICES[config.ACCESS_LOG_CLASS],
-        ),
-        Line(
+        priced("CloudWatch", ingested_item, gb, "GB", ACCESS_LOG_PRICES[config.ACCESS_LOG_CLASS]),
+        priced(
             "CloudWatch",
             f"access logs stored ({days} days)",
             kept,
             "GB-month",
-            kept * prices.CLOUDWATCH_LOGS_STORAGE_PER_GB_MONTH,
+            prices.CLOUDWATCH_LOGS_STORAGE_PER_GB_MONTH,
         ),
     ]
 
@@ -504,28 +419,16 @@ def monitoring_lines(config: PipelineConfig, flow: Flow) -> list[Line]:
     custom = assume.custom_metrics + alarm_metrics.monitoring_custom_metrics(config)
     alarm = alarm_metrics.alarm_metrics(config)
     return [
-        Line(
+        priced(
             "CloudWatch",
             "custom metrics (EMF, S3 request metrics)",
             custom,
             "metrics",
-            custom * prices.CLOUDWATCH_CUSTOM_METRIC_MONTH,
+            prices.CLOUDWATCH_CUSTOM_METRIC_MONTH,
         ),
-        Line("CloudWatch", "alarm metrics", alarm, "metrics", alarm * prices.CLOUDWATCH_ALARM_MONTH),
-        Line(
-            "CloudWatch",
-            "dashboards",
-            assume.dashboards,
-            "dashboards",
-            assume.dashboards * prices.CLOUDWATCH_DASHBOARD_MONTH,
-        ),
-        Line(
-            "KMS",
-            "customer managed keys (the alarm topic's)",
-            assume.kms_keys,
-            "keys",
-            assume.kms_keys * prices.KMS_KEY_MONTH,
-        ),
+        priced("CloudWatch", "alarm metrics", alarm, "metrics", prices.CLOUDWATCH_ALARM_MONTH),
+        priced("CloudWatch", "dashboards", assume.dashboards, "dashboards", prices.CLOUDWATCH_DASHBOARD_MONTH),
+        priced("KMS", "customer managed keys (the alarm topic's)", assume.kms_keys, "keys", prices.KMS_KEY_MONTH),
     ]
 
 
@@ -535,15 +438,8 @@ def xray_lines(config: PipelineConfig, flow: Flow) -> list[Line]:
     if not config.TRACING:
         return []
     traces = (flow.load.requests_per_month + flow.batches_per_second * SECONDS_PER_MONTH) * assume.trace_sampling
-    return [
-        Line(
-            "X-Ray",
-            f"traces recorded ({assume.trace_sampling:.0%} sampled)",
-            traces,
-            "traces",
-            traces * prices.XRAY_TRACE_RECORDED,
-        )
-    ]
+    item = f"traces recorded ({assume.trace_sampling:.0%} sampled)"
+    return [priced("X-Ray", item, traces, "traces", prices.XRAY_TRACE_RECORDED)]
 
 
 COST_STAGES: tuple[Callable[[PipelineConfig, Flow], list[Line]], ...] = (
@@ -614,43 +510,34 @@ def render(load: Load, by_mode: dict[str, list[Line]], flows: dict[str, Flow], c
     return "\n".join(out)
 
 
+# The flags that replace an assumption (tools.models.assumptions), shared by capacity and cost: (flag, type, help);
+# each flag's destination is the Assumptions field of its name, and its default that field's.
+ASSUMPTION_FLAGS: tuple[tuple[str, type, str | None], ...] = (
+    ("--sqs-send-ms", float, "SendMessageBatch latency"),
+    ("--slow-sqs-send-ms", float, "the SendMessageBatch latency the ingest's reserved concurrency must absorb"),
+    ("--put-ms", float, "PutObject latency, payload mode"),
+    ("--batch-put-ms", float, "PutObject latency, batch mode"),
+    ("--ingest-ms", float, "ingest duration per request (instead of the model)"),
+    ("--consumer-ms", float, "consumer duration per batch (instead of the model)"),
+    ("--trace-sampling", float, None),
+    ("--access-log-bytes", int, "one access-log line (default: the format's typical line for API_KIND)"),
+)
+
+
+def _field(flag: str) -> str:
+    return flag.removeprefix("--").replace("-", "_")
+
+
 def add_assumption_flags(parser: argparse.ArgumentParser) -> None:
-    """The flags that replace an assumption (tools.models.assumptions), shared by capacity and cost."""
-    defaults = DEFAULT
-    parser.add_argument("--sqs-send-ms", type=float, default=defaults.sqs_send_ms, help="SendMessageBatch latency")
-    parser.add_argument(
-        "--slow-sqs-send-ms",
-        type=float,
-        default=defaults.slow_sqs_send_ms,
-        help="the SendMessageBatch latency the ingest's reserved concurrency must absorb",
-    )
-    parser.add_argument("--put-ms", type=float, default=defaults.put_ms, help="PutObject latency, payload mode")
-    parser.add_argument(
-        "--batch-put-ms", type=float, default=defaults.batch_put_ms, help="PutObject latency, batch mode"
-    )
-    parser.add_argument("--ingest-ms", type=float, help="ingest duration per request (instead of the model)")
-    parser.add_argument("--consumer-ms", type=float, help="consumer duration per batch (instead of the model)")
-    parser.add_argument("--trace-sampling", type=float, default=defaults.trace_sampling)
-    parser.add_argument(
-        "--access-log-bytes", type=int, help="one access-log line (default: the format's typical line for API_KIND)"
-    )
+    for flag, kind, text in ASSUMPTION_FLAGS:
+        parser.add_argument(flag, type=kind, default=getattr(DEFAULT, _field(flag)), help=text)
     parser.add_argument("--bench", type=Path, help="`make bench` output (JSON lines) to take P1/C1/L1/S1/S2 from")
 
 
 def assumptions_from(args: argparse.Namespace) -> Assumptions:
     measured = load_bench(args.bench.read_text().splitlines()) if args.bench else MEASURED
-    return dataclasses.replace(
-        DEFAULT,
-        measured=measured,
-        sqs_send_ms=args.sqs_send_ms,
-        slow_sqs_send_ms=args.slow_sqs_send_ms,
-        put_ms=args.put_ms,
-        batch_put_ms=args.batch_put_ms,
-        ingest_ms=args.ingest_ms,
-        consumer_ms=args.consumer_ms,
-        trace_sampling=args.trace_sampling,
-        access_log_bytes=args.access_log_bytes,
-    )
+    flags = {_field(flag): getattr(args, _field(flag)) for flag, _, _ in ASSUMPTION_FLAGS}
+    return dataclasses.replace(DEFAULT, measured=measured, **flags)
 
 
 def main(argv: list[str] | None = None) -> int:

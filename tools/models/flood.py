@@ -100,42 +100,23 @@ def http_api_flood(config: PipelineConfig) -> FrontDoorFlood:
     """API_KIND=http: every flood request is billed, and each one under the stage throttle invokes the ingest."""
     gb_seconds = cost.lambda_gb_seconds(MILLION, REFUSED_INGEST_MS, config.INGEST_MEMORY_MB)
     log_gb = _ingest_log_bytes(config) * MILLION / prices.GB
-    return FrontDoorFlood(
-        "HTTP API (API_KIND=http)",
-        (
-            FloodLine("API Gateway", "HTTP API request", MILLION * _first_tier(prices.API_GATEWAY_HTTP_TIERS), False),
-            _access_log_line(config, "http"),
-            FloodLine("Lambda", "ingest invocation (answers 401/404)", MILLION * prices.LAMBDA_REQUEST, True),
-            FloodLine(
-                "Lambda",
-                f"ingest duration, {REFUSED_INGEST_MS:.0f} ms at {config.INGEST_MEMORY_MB} MB",
-                gb_seconds * _first_tier(prices.LAMBDA_ARM64_GB_SECOND_TIERS),
-                True,
-            ),
-            FloodLine(
-                "CloudWatch",
-                f"ingest logs (LOG_LEVEL={config.LOG_LEVEL}, SYSTEM_LOG_LEVEL={config.SYSTEM_LOG_LEVEL})",
-                log_gb * _first_tier(prices.CLOUDWATCH_LAMBDA_LOGS_TIERS_PER_GB),
-                True,
-            ),
-        ),
+    duration = f"ingest duration, {REFUSED_INGEST_MS:.0f} ms at {config.INGEST_MEMORY_MB} MB"
+    logs = f"ingest logs (LOG_LEVEL={config.LOG_LEVEL}, SYSTEM_LOG_LEVEL={config.SYSTEM_LOG_LEVEL})"
+    lines = (
+        FloodLine("API Gateway", "HTTP API request", MILLION * _first_tier(prices.API_GATEWAY_HTTP_TIERS), False),
+        _access_log_line(config, "http"),
+        FloodLine("Lambda", "ingest invocation (answers 401/404)", MILLION * prices.LAMBDA_REQUEST, True),
+        FloodLine("Lambda", duration, gb_seconds * _first_tier(prices.LAMBDA_ARM64_GB_SECOND_TIERS), True),
+        FloodLine("CloudWatch", logs, log_gb * _first_tier(prices.CLOUDWATCH_LAMBDA_LOGS_TIERS_PER_GB), True),
     )
+    return FrontDoorFlood("HTTP API (API_KIND=http)", lines)
 
 
 def rest_api_flood(config: PipelineConfig) -> FrontDoorFlood:
     """API_KIND=rest: API Gateway refuses a request without the API key (403) before the ingest runs."""
-    return FrontDoorFlood(
-        "REST API (API_KIND=rest)",
-        (
-            FloodLine(
-                "API Gateway",
-                "REST API request (priced as billed)",
-                MILLION * _first_tier(prices.API_GATEWAY_REST_TIERS),
-                False,
-            ),
-            _access_log_line(config, "rest"),
-        ),
-    )
+    per_million = MILLION * _first_tier(prices.API_GATEWAY_REST_TIERS)
+    request = FloodLine("API Gateway", "REST API request (priced as billed)", per_million, False)
+    return FrontDoorFlood("REST API (API_KIND=rest)", (request, _access_log_line(config, "rest")))
 
 
 def cloudfront_waf_flood() -> FrontDoorFlood:

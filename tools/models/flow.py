@@ -390,19 +390,12 @@ def flow_of(config: PipelineConfig, load: Load, assume: Assumptions = DEFAULT) -
         fill_s = float(window)
         per_receive = float(SQS_RECEIVE_MAX)
     payloads = batch * layout.payloads_per_message
-    duration_ms = (
-        assume.consumer_ms
-        if assume.consumer_ms is not None
-        else consumer_batch_ms(
-            config.OBJECT_MODE,
-            payloads,
-            config.UPLOAD_CONCURRENCY,
-            config.CONSUMER_MEMORY_MB,
-            put_ms=assume.put_ms,
-            batch_put_ms=assume.batch_put_ms,
-            measured=assume.measured,
+    duration_ms = assume.consumer_ms
+    if duration_ms is None:
+        memory, concurrency = config.CONSUMER_MEMORY_MB, config.UPLOAD_CONCURRENCY
+        duration_ms = consumer_batch_ms(
+            config.OBJECT_MODE, payloads, concurrency, memory, assume.put_ms, assume.batch_put_ms, assume.measured
         )
-    )
     return Flow(
         load=load,
         layout=layout,

@@ -15,26 +15,8 @@ latencies, each a flag: --sqs-send-ms, --slow-sqs-send-ms, --put-ms, --batch-put
 Each stage is one function ``(config, load, flow) -> list[Check]`` (``STAGES``; the front door by
 API_KIND in ``FRONT_DOORS``); ``assess`` is their concatenation.
 
---format json prints one object (schema 1):
-
-    schema                    1
-    profile, api_kind, object_mode   the resolved knobs
-    load                      {requests_per_minute, payloads_per_request, payload_bytes, failure_rate}
-    carried                   true when exit code 0 (carried, possibly after the quota increases)
-    exit_code                 0 or 1
-    binding                   the binding stage (e.g. "Lambda account")
-    binding_check             that stage's check, as in checks
-    checks                    [{stage, item, status, kind, need, limit, unit, source, quota, note}]; kind is
-                              config | quota | hard | info; limit null means unbounded
-    quota_increases           [{quota, name, figure, via}]: quota is a QUOTAS key, figure the value to ask
-                              for, via "service-quotas" (the Service Quotas console) or "support-case"
-    cost                      {lines: [{service, item, quantity, unit, usd_per_month}], total_usd_per_month}
-    payloads_per_month        the load's payloads in a 30-day month
-    usd_per_million_payloads  cost.total_usd_per_month per million payloads
-    flow                      {messages_per_request, message_bytes, pollers, batch_messages, batch_payloads,
-                              batch_fill_s, consumer_ms, in_flight, latency_s, payloads_per_object}
-    lake                      {compaction_usd_per_month, compacted_objects_per_hour, query_usd:
-                              {raw_hour, dedup_view, parquet_column}} (null with COMPACTION=off)
+--format json prints one object (schema 1); its fields are described in docs/CAPACITY.md, "For scripts" (the
+template tools/models/capacity_doc.md.tmpl), the reference.
 """
 
 from __future__ import annotations
@@ -207,28 +189,15 @@ def http_contract_checks(config: PipelineConfig, load: Load, flow: Flow) -> list
 def _account_throttle_checks(load: Load, bursts: dict[str, int]) -> list[Check]:
     """The account's throttle, one for REST and HTTP APIs: its rate is a quota, its burst is AWS's to set."""
     knob, burst = max(bursts.items(), key=lambda item: item[1])
+    rate = "account throttle (REST and HTTP APIs), steady"
+    request = _round_up(load.rps * HEADROOM)
+    burst_item = f"account burst >= the configured burst ({knob})"
+    burst_source = "AWS sets it; not requestable"
     return [
         Check(
-            "API Gateway",
-            "account throttle (REST and HTTP APIs), steady",
-            load.rps,
-            APIGW_ACCOUNT_RPS,
-            "rps",
-            "AWS default quota",
-            "quota",
-            "apigw-rate",
-            _round_up(load.rps * HEADROOM),
+            "API Gateway", rate, load.rps, APIGW_ACCOUNT_RPS, "rps", "AWS default quota", "quota", "apigw-rate", request
         ),
-        Check(
-            "API Gateway",
-            f"account burst >= the configured burst ({knob})",
-            burst,
-            APIGW_ACCOUNT_BURST,
-            "requests",
-            "AWS sets it; not requestable",
-            "hard",
-            scales=False,
-        ),
+        Check("API Gateway", burst_item, burst, APIGW_ACCOUNT_BURST, "requests", burst_source, "hard", scales=False),
     ]
 
 
@@ -251,18 +220,10 @@ def rest_api_checks(config: PipelineConfig, load: Load, flow: Flow) -> list[Chec
         Check("API Gateway", "stage throttle", load.rps, stage_rate, "rps", stage_knob, "config"),
     ]
     if config.REQUIRE_API_KEY:
-        checks.append(
-            Check(
-                "API Gateway",
-                "per-key throttle (the stack's one API key)",
-                load.rps,
-                config.THROTTLE_RATE_LIMIT,
-                "rps",
-                "THROTTLE_RATE_LIMIT",
-                "config",
-                note="usage-plan throttling is best effort",
-            )
-        )
+        item = "per-key throttle (the stack's one API key)"
+        note = "usage-plan throttling is best effort"
+        rate = config.THROTTLE_RATE_LIMIT
+        checks.append(Check("API Gateway", item, load.rps, rate, "rps", "THROTTLE_RATE_LIMIT", "config", note=note))
     return checks
 
 
@@ -305,44 +266,23 @@ def ingest_checks(config: PipelineConfig, load: Load, flow: Flow) -> list[Check]
     (so a consumer scaling up during an S3 slowdown cannot turn client requests into 5xx), and the requests/s
     an environment serves."""
     reserved = config.INGEST_RESERVED_CONCURRENCY
-    checks = [
-        Check(
-            "Ingest Lambda",
-            f"concurrency = {load.rps:,.0f} rps x {flow.ingest_ms:.1f} ms",
-            flow.ingest_concurrency,
-            reserved or LAMBDA_ACCOUNT_CONCURRENCY,
-            "executions",
-            "INGEST_RESERVED_CONCURRENCY" if reserved else "AWS default quota (account, shared)",
-            "config" if reserved else "quota",
-            "" if reserved else "lambda-concurrency",
-            0.0 if reserved else _account_request(config, flow),
-        )
-    ]
+    concurrency = f"concurrency = {load.rps:,.0f} rps x {flow.ingest_ms:.1f} ms"
     if not reserved:
-        return checks
+        source = "AWS default quota (account, shared)"
+        need, limit, request = flow.ingest_concurrency, LAMBDA_ACCOUNT_CONCURRENCY, _account_request(config, flow)
+        quota = "lambda-concurrency"
+        return [Check("Ingest Lambda", concurrency, need, limit, "executions", source, "quota", quota, request)]
     slow_ms = flow.assume.slow_sqs_send_ms
     absorbs = (reserved * 1000 / load.rps - flow.ingest_cpu_ms) / flow.send_calls_per_request if load.rps else math.inf
+    slow = f"reserved concurrency holds a slow SendMessageBatch ({slow_ms:.0f} ms)"
+    note = f"absorbs SendMessageBatch up to {absorbs:,.0f} ms"
+    rps = "reserved concurrency x 10 requests/s per environment"
+    rps_limit = reserved * LAMBDA_INVOCATIONS_PER_CONCURRENCY
+    knob = "INGEST_RESERVED_CONCURRENCY"
     return [
-        *checks,
-        Check(
-            "Ingest Lambda",
-            f"reserved concurrency holds a slow SendMessageBatch ({slow_ms:.0f} ms)",
-            flow.slow_ingest_concurrency,
-            reserved,
-            "executions",
-            "INGEST_RESERVED_CONCURRENCY",
-            "config",
-            note=f"absorbs SendMessageBatch up to {absorbs:,.0f} ms",
-        ),
-        Check(
-            "Ingest Lambda",
-            "reserved concurrency x 10 requests/s per environment",
-            load.rps,
-            reserved * LAMBDA_INVOCATIONS_PER_CONCURRENCY,
-            "rps",
-            "INGEST_RESERVED_CONCURRENCY x 10",
-            "config",
-        ),
+        Check("Ingest Lambda", concurrency, flow.ingest_concurrency, reserved, "executions", knob, "config"),
+        Check("Ingest Lambda", slow, flow.slow_ingest_concurrency, reserved, "executions", knob, "config", note=note),
+        Check("Ingest Lambda", rps, load.rps, rps_limit, "rps", f"{knob} x 10", "config"),
     ]
 
 
@@ -377,28 +317,16 @@ def lambda_account_checks(config: PipelineConfig, load: Load, flow: Flow) -> lis
         else f"consumer's worst case {worst:,} (unreserved)"
     )
     request = _account_request(config, flow)
+    concurrency = f"concurrency: {ingest} + {consumer} + 100 unreserved"
+    invocations = "invocations/s (ingest + consumer batches) <= 10 x concurrency quota"
+    need, limit = _account_need(config, flow), LAMBDA_ACCOUNT_CONCURRENCY
+    rate = flow.rps + flow.batches_per_second
+    rate_limit = LAMBDA_ACCOUNT_CONCURRENCY * LAMBDA_INVOCATIONS_PER_CONCURRENCY
+    quota, source = "lambda-concurrency", "AWS default quota"
     return [
+        Check("Lambda account", concurrency, need, limit, "executions", source, "quota", quota, request),
         Check(
-            "Lambda account",
-            f"concurrency: {ingest} + {consumer} + 100 unreserved",
-            _account_need(config, flow),
-            LAMBDA_ACCOUNT_CONCURRENCY,
-            "executions",
-            "AWS default quota",
-            "quota",
-            "lambda-concurrency",
-            request,
-        ),
-        Check(
-            "Lambda account",
-            "invocations/s (ingest + consumer batches) <= 10 x concurrency quota",
-            flow.rps + flow.batches_per_second,
-            LAMBDA_ACCOUNT_CONCURRENCY * LAMBDA_INVOCATIONS_PER_CONCURRENCY,
-            "invocations/s",
-            "AWS default quota x 10",
-            "quota",
-            "lambda-concurrency",
-            request,
+            "Lambda account", invocations, rate, rate_limit, "invocations/s", f"{source} x 10", "quota", quota, request
         ),
     ]
 
@@ -415,43 +343,25 @@ def sqs_checks(config: PipelineConfig, load: Load, flow: Flow) -> list[Check]:
         (f"SendMessageBatch calls/s ({flow.layout.name})", flow.sends_per_second),
         ("ReceiveMessage + DeleteMessageBatch calls/s", flow.receives_per_second + flow.deletes_per_second),
     )
+    limit = config.SQS_IN_FLIGHT_LIMIT
+    in_flight = (
+        f"in flight: batching + processing, + {load.failure_rate:.2%} failed x {flow.hold_failed_s} s retry delay"
+    )
+    in_flight_source = "SQS_IN_FLIGHT_LIMIT, the queue's in-flight quota"
+    tolerates = f"tolerates a failure rate up to {tolerated_failure_rate(config, flow):.2%}"
+    quiet = "in-flight alarm stays quiet: in flight with no failures"
+    quiet_source = "80 % of SQS_IN_FLIGHT_LIMIT"
     checks = [
         *(Check("SQS", item, n, math.inf, "calls/s", "standard queue: nearly unlimited", "info") for item, n in calls),
-        Check(
-            "SQS",
-            f"in flight: batching + processing, + {load.failure_rate:.2%} failed x {flow.hold_failed_s} s retry delay",
-            flow.in_flight,
-            config.SQS_IN_FLIGHT_LIMIT,
-            "messages",
-            "SQS_IN_FLIGHT_LIMIT, the queue's in-flight quota",
-            "config",
-            note=f"tolerates a failure rate up to {tolerated_failure_rate(config, flow):.2%}",
-        ),
+        Check("SQS", in_flight, flow.in_flight, limit, "messages", in_flight_source, "config", note=tolerates),
         # The in-flight-near-cap alarm must not page in normal operation (no failures).
-        Check(
-            "SQS",
-            "in-flight alarm stays quiet: in flight with no failures",
-            flow.in_flight_ok,
-            config.in_flight_alarm_threshold,
-            "messages",
-            "80 % of SQS_IN_FLIGHT_LIMIT",
-            "config",
-        ),
+        Check("SQS", quiet, flow.in_flight_ok, config.in_flight_alarm_threshold, "messages", quiet_source, "config"),
     ]
-    if config.SQS_IN_FLIGHT_LIMIT > SQS_IN_FLIGHT_DEFAULT_QUOTA:
+    if limit > SQS_IN_FLIGHT_DEFAULT_QUOTA:
+        item, quota = "in-flight quota that SQS_IN_FLIGHT_LIMIT assumes", SQS_IN_FLIGHT_DEFAULT_QUOTA
+        source = "AWS default quota"
         checks.append(
-            Check(
-                "SQS",
-                "in-flight quota that SQS_IN_FLIGHT_LIMIT assumes",
-                config.SQS_IN_FLIGHT_LIMIT,
-                SQS_IN_FLIGHT_DEFAULT_QUOTA,
-                "messages",
-                "AWS default quota",
-                "quota",
-                "sqs-in-flight",
-                config.SQS_IN_FLIGHT_LIMIT,
-                scales=False,
-            )
+            Check("SQS", item, limit, quota, "messages", source, "quota", "sqs-in-flight", limit, scales=False)
         )
     return checks
 
@@ -474,54 +384,27 @@ def event_source_checks(config: PipelineConfig, load: Load, flow: Flow) -> list[
     """The event source mapping's messages/s, one invocation's event against Lambda's 6 MB, and how long a batch
     takes to form (BATCH_SIZE up to 10,000 and a window up to 300 s: services-sqs-parameters)."""
     capacity, per_unit = mapping_capacity(config, flow)
+    stage, rate = "Event source mapping", flow.messages_per_second
     if config.PROVISIONED_POLLERS:
-        throughput = Check(
-            "Event source mapping",
-            f"messages/s: MAX_POLLERS x {per_unit:,.0f}/poller",
-            flow.messages_per_second,
-            capacity,
-            "messages/s",
-            "MAX_POLLERS (provisioned)",
-            "config",
-            note=f"{math.ceil(flow.messages_per_second / per_unit):,} pollers needed",
-        )
+        item, source = f"messages/s: MAX_POLLERS x {per_unit:,.0f}/poller", "MAX_POLLERS (provisioned)"
+        note = f"{math.ceil(flow.messages_per_second / per_unit):,} pollers needed"
+        throughput = Check(stage, item, rate, capacity, "messages/s", source, "config", note=note)
     else:
-        throughput = Check(
-            "Event source mapping",
-            f"messages/s: MAX_WORKERS x {flow.batch:,.0f} / {flow.duration_s * 1000:.0f} ms",
-            flow.messages_per_second,
-            capacity,
-            "messages/s",
-            "MAX_WORKERS (maximum concurrency)",
-            "config",
-        )
+        item = f"messages/s: MAX_WORKERS x {flow.batch:,.0f} / {flow.duration_s * 1000:.0f} ms"
+        throughput = Check(stage, item, rate, capacity, "messages/s", "MAX_WORKERS (maximum concurrency)", "config")
     full_event = config.BATCH_SIZE * flow.record_bytes
+    too_big = full_event > LAMBDA_SYNC_PAYLOAD_BYTES
+    event = f"one invocation's event: BATCH_SIZE x {flow.record_bytes:,.0f} B a record"
+    closes = f"batches close at {flow.batch_cap:,} records, below BATCH_SIZE" if too_big else ""
+    forms = f"a batch of {flow.batch:,.0f} messages ({flow.payloads_per_batch:,.0f} payloads) forms in"
+    window = f"MAX_BATCHING_WINDOW_SECONDS (<= {ESM_MAX_WINDOW_SECONDS}; BATCH_SIZE <= {ESM_MAX_BATCH_SIZE:,})"
+    waits = f"a payload waits up to {flow.latency_s:.1f} s for its object"
+    limit, limit_source = LAMBDA_SYNC_PAYLOAD_BYTES, "Lambda's 6 MB invoke payload"
+    window_s = config.MAX_BATCHING_WINDOW_SECONDS or math.inf
     return [
         throughput,
-        Check(
-            "Event source mapping",
-            f"one invocation's event: BATCH_SIZE x {flow.record_bytes:,.0f} B a record",
-            full_event,
-            LAMBDA_SYNC_PAYLOAD_BYTES,
-            "B",
-            "Lambda's 6 MB invoke payload",
-            "config",
-            warn=full_event > LAMBDA_SYNC_PAYLOAD_BYTES,
-            note=f"batches close at {flow.batch_cap:,} records, below BATCH_SIZE"
-            if full_event > LAMBDA_SYNC_PAYLOAD_BYTES
-            else "",
-            scales=False,
-        ),
-        Check(
-            "Event source mapping",
-            f"a batch of {flow.batch:,.0f} messages ({flow.payloads_per_batch:,.0f} payloads) forms in",
-            flow.fill_s,
-            config.MAX_BATCHING_WINDOW_SECONDS or math.inf,
-            "s",
-            f"MAX_BATCHING_WINDOW_SECONDS (<= {ESM_MAX_WINDOW_SECONDS}; BATCH_SIZE <= {ESM_MAX_BATCH_SIZE:,})",
-            "info",
-            note=f"a payload waits up to {flow.latency_s:.1f} s for its object",
-        ),
+        Check(stage, event, full_event, limit, "B", limit_source, "config", warn=too_big, note=closes, scales=False),
+        Check(stage, forms, flow.fill_s, window_s, "s", window, "info", note=waits),
     ]
 
 
@@ -530,17 +413,9 @@ def consumer_checks(config: PipelineConfig, load: Load, flow: Flow) -> list[Chec
     bound_by = (
         "reserved concurrency (derived)" if config.RESERVED_CONCURRENCY == "on" else "the mapping's bound (unreserved)"
     )
-    return [
-        Check(
-            "Consumer Lambda",
-            f"concurrency = {flow.batches_per_second:,.0f} batches/s x {flow.duration_s * 1000:.0f} ms",
-            flow.consumer_concurrency,
-            config.consumer_reserved_concurrency,
-            "executions",
-            bound_by,
-            "config",
-        )
-    ]
+    item = f"concurrency = {flow.batches_per_second:,.0f} batches/s x {flow.duration_s * 1000:.0f} ms"
+    limit = config.consumer_reserved_concurrency
+    return [Check("Consumer Lambda", item, flow.consumer_concurrency, limit, "executions", bound_by, "config")]
 
 
 def payload_mode_max_rpm(payloads_per_request: int) -> float:
@@ -560,18 +435,9 @@ def s3_checks(config: PipelineConfig, load: Load, flow: Flow) -> list[Check]:
                 f"({payload_mode_max_rpm(load.payloads_per_request):,.0f} requests/min at "
                 f"{load.payloads_per_request} payloads each): use OBJECT_MODE=batch"
             )
-        checks.append(
-            Check(
-                "S3",
-                f"PUT/s into a fresh hour= prefix, OBJECT_MODE={mode}",
-                puts,
-                S3_PUT_PER_PREFIX,
-                "PUT/s",
-                "AWS per-prefix rate",
-                "hard" if mode == config.OBJECT_MODE else "info",
-                note=note,
-            )
-        )
+        item = f"PUT/s into a fresh hour= prefix, OBJECT_MODE={mode}"
+        kind = "hard" if mode == config.OBJECT_MODE else "info"
+        checks.append(Check("S3", item, puts, S3_PUT_PER_PREFIX, "PUT/s", "AWS per-prefix rate", kind, note=note))
     return checks
 
 
@@ -585,30 +451,12 @@ def backlog_checks(config: PipelineConfig, load: Load, flow: Flow) -> list[Check
     if config.MAX_QUEUE:
         overshoot = flow.messages_per_second * config.BACKLOG_CHECK_SECONDS  # one check interval late
         drain = (config.MAX_QUEUE + overshoot) / spare if spare > 0 else math.inf
-        return [
-            Check(
-                "Backlog",
-                f"drain MAX_QUEUE={config.MAX_QUEUE:,} messages at {max(spare, 0):,.0f} spare msg/s",
-                drain,
-                retention_s,
-                "s",
-                "QUEUE_RETENTION_DAYS",
-                "config",
-            )
-        ]
-    return [
-        Check(
-            "Backlog",
-            "MAX_QUEUE off: unbounded backlog",
-            math.inf if spare <= 0 else 0.0,
-            retention_s,
-            "s",
-            "QUEUE_RETENTION_DAYS",
-            "config",
-            warn=spare > 0,
-            note="acknowledged payloads expire silently if a backlog outlives the retention; set MAX_QUEUE",
-        )
-    ]
+        item = f"drain MAX_QUEUE={config.MAX_QUEUE:,} messages at {max(spare, 0):,.0f} spare msg/s"
+        return [Check("Backlog", item, drain, retention_s, "s", "QUEUE_RETENTION_DAYS", "config")]
+    need = math.inf if spare <= 0 else 0.0
+    note = "acknowledged payloads expire silently if a backlog outlives the retention; set MAX_QUEUE"
+    item = "MAX_QUEUE off: unbounded backlog"
+    return [Check("Backlog", item, need, retention_s, "s", "QUEUE_RETENTION_DAYS", "config", warn=spare > 0, note=note)]
 
 
 # --- one compaction run (issue 26, item 8) ---------------------------------------------------------------------
@@ -629,31 +477,22 @@ def compaction_run_checks(config: PipelineConfig, load: Load, flow: Flow) -> lis
     scanned = rows * cost.stored_bytes_per_payload(config, flow)
     minutes = rows / flow.assume.compaction_rows_per_second / 60
     timeout = ATHENA_DML_TIMEOUT_MINUTES
+    slow = minutes > timeout / 2
+    joins = "ids joined from other hours (own hour only)"
+    joined = f"the lookback join it replaced: {rows * 2 * config.COMPACTION_LOOKBACK_HOURS:,.0f} ids"
+    run_time = f"run time at {flow.assume.compaction_rows_per_second:,.0f} rows/s (estimate)"
+    source = f"Athena DML timeout ({timeout} min; {ATHENA_DML_TIMEOUT_MAX_MINUTES} on request)"
+    watch = (
+        "estimated at make compact's DuckDB rate on 2 cores (no AWS source gives Athena's); "
+        "watch the compaction's run time in the Step Functions console"
+    )
     return [
         Check("Compaction run", "raw hour scanned by one run (GB)", scanned / prices.GB, math.inf, "GB", "-", "info"),
         Check("Compaction run", "rows ranked by id in one run", rows, math.inf, "rows", "-", "info"),
+        Check("Compaction run", joins, 0.0, math.inf, "ids", "-", "info", note=joined),
+        # The run time is an estimate at an assumed rate: it warns, and is never named the binding stage.
         Check(
-            "Compaction run",
-            "ids joined from other hours (own hour only)",
-            0.0,
-            math.inf,
-            "ids",
-            "-",
-            "info",
-            note=f"the lookback join it replaced: {rows * 2 * config.COMPACTION_LOOKBACK_HOURS:,.0f} ids",
-        ),
-        Check(
-            "Compaction run",
-            f"run time at {flow.assume.compaction_rows_per_second:,.0f} rows/s (estimate)",
-            minutes,
-            timeout,
-            "min",
-            f"Athena DML timeout ({timeout} min; {ATHENA_DML_TIMEOUT_MAX_MINUTES} on request)",
-            "quota",
-            warn=minutes > timeout / 2,
-            scales=False,  # an estimate at an assumed rate: it warns, and is never named the binding stage
-            note="estimated at make compact's DuckDB rate on 2 cores (no AWS source gives Athena's); "
-            "watch the compaction's run time in the Step Functions console",
+            "Compaction run", run_time, minutes, timeout, "min", source, "quota", warn=slow, scales=False, note=watch
         ),
     ]
 
@@ -862,7 +701,7 @@ def _check_json(check: Check) -> dict[str, Any]:
 
 
 def render_json(assessment: Assessment) -> dict[str, Any]:
-    """The --format json document (schema in the module docstring)."""
+    """The --format json document (its fields: docs/CAPACITY.md, "For scripts")."""
     config, load, flow = assessment.config, assessment.load, assessment.flow
     lake = lake_figures(config, flow)
     return {
