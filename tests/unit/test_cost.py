@@ -250,6 +250,26 @@ def test_a_load_that_is_not_a_positive_number_exits_2(rpm: str, capsys: pytest.C
     assert exited.value.code == 2 and "--rpm must be a positive number" in capsys.readouterr().err
 
 
+def test_a_refused_knob_or_payload_is_one_line_and_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a front door the stack refuses (an HTTP API without device keys)
+    monkeypatch.setenv("API_KIND", "http")
+    monkeypatch.setenv("DEVICE_AUTH", "off")
+    # Then the command says so in one line and exits 2, no traceback
+    assert cost.main(["--rpm", "60"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "cost: API_KIND=http needs DEVICE_AUTH=on: an HTTP API has no API keys, so devices authenticate with their "
+        "own keys"
+    ]
+    # And a payload no queue message holds is a bad argument too
+    monkeypatch.delenv("API_KIND")
+    monkeypatch.delenv("DEVICE_AUTH")
+    assert cost.main(["--rpm", "60", "--payload-bytes", "2000000"]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("cost: --payload-bytes 2000000: ") and line.endswith("(the ingest answers 413)")
+
+
 def test_bench_output_feeds_the_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # Given a `make bench` run: 0.8 ms of ingest CPU, consumer CPU 0.5 / 0.04 ms per record, S1 4x, S2 5x
     figures: list[dict[str, Any]] = [

@@ -552,13 +552,23 @@ def main(argv: list[str] | None = None) -> int:
             "--rpm must be a positive number, --payloads at least 1, --payload-bytes at least 2 (a JSON object)"
         )
 
-    from infra.config import PipelineConfig, cdk_json_context
+    from infra.config import ConfigError, PipelineConfig, cdk_json_context
+    from pipeline.problems import Problem
 
-    config = PipelineConfig.resolve(cdk_json_context())  # as the stack resolves it, PROFILE included
+    # A knob the stack refuses, or a payload the ingest refuses, is one line and exit 2, as in capacity's command.
+    try:
+        config = PipelineConfig.resolve(cdk_json_context())  # as the stack resolves it, PROFILE included
+    except ConfigError as exc:
+        print(f"cost: {exc}", file=sys.stderr)
+        return 2
     assume = assumptions_from(args)
     load = load_of(args.rpm, args.payloads, args.payload_bytes)
     configs = {mode: dataclasses.replace(config, OBJECT_MODE=mode) for mode in ("payload", "batch")}
-    flows = {mode: flow_of(c, load, assume) for mode, c in configs.items()}
+    try:
+        flows = {mode: flow_of(c, load, assume) for mode, c in configs.items()}
+    except Problem as exc:  # the ingest's own refusal of such a payload: a bad argument, not a load to price
+        print(f"cost: --payload-bytes {args.payload_bytes}: {exc.detail} (the ingest answers 413)", file=sys.stderr)
+        return 2
     by_mode = {mode: monthly_lines(configs[mode], load, assume, flows[mode]) for mode in configs}
     print(render(load, by_mode, flows, config))
     return 0
