@@ -3,6 +3,7 @@ that pushes requests through the real handlers."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import sys
@@ -30,6 +31,7 @@ from infra.config import PipelineConfig  # noqa: E402  # as above
 from local_pipeline.events import LambdaContext, api_gateway_event, response_headers, sqs_event  # noqa: E402  # as above
 from local_pipeline.resources import LocalResources, create_resources, lambda_environment  # noqa: E402  # as above
 from pipeline import aws_clients, settings  # noqa: E402  # as above
+from pipeline.observability import logger  # noqa: E402  # as above
 
 PAYLOADS_PATH = "/v1/payloads"
 JSON_HEADERS = {"Content-Type": "application/json", "x-api-key": "test-key"}
@@ -180,3 +182,16 @@ def collection(n: int = 3, **overrides: Any) -> dict[str, Any]:
     }
     document.update(overrides)
     return document
+
+
+@pytest.fixture
+def log_lines() -> Iterator[io.StringIO]:
+    """The functions' log lines as their shared Powertools handler writes them, for the test's duration."""
+    handler = logger.registered_handler
+    assert hasattr(handler, "setStream")
+    buffer = io.StringIO()
+    previous = handler.setStream(buffer)
+    try:
+        yield buffer
+    finally:
+        handler.setStream(previous)

@@ -7,27 +7,11 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
-
 from pipeline import aws_clients
-from pipeline.observability import logger
 from tests.conftest import Pipeline, collection
 from tests.faults import fail_put_object
-
-
-@pytest.fixture
-def log_lines() -> Iterator[io.StringIO]:
-    handler = logger.registered_handler
-    assert hasattr(handler, "setStream")
-    buffer = io.StringIO()
-    previous = handler.setStream(buffer)
-    try:
-        yield buffer
-    finally:
-        handler.setStream(previous)
 
 
 def lines(buffer: io.StringIO) -> list[dict[str, Any]]:

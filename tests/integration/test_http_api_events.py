@@ -11,7 +11,6 @@ import http.client
 import io
 import json
 import logging
-from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from types import SimpleNamespace
@@ -25,7 +24,6 @@ from local_pipeline.access_log import AccessLog
 from local_pipeline.events import HttpApi, LambdaContext
 from local_pipeline.http_front import IngestFront
 from pipeline.contract import BINARY_JSON_CONTENT_TYPE, PAYLOADS_PATH
-from pipeline.observability import logger
 from tests.conftest import Pipeline, collection
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
@@ -196,25 +194,12 @@ def test_an_http_api_request_id_is_kept_and_its_url_safe_spelling_names_the_payl
     assert {m["MessageAttributes"]["requestId"]["StringValue"] for m in messages} == {"Ju2f+gps/YcEMlw="}
 
 
-@pytest.fixture
-def written() -> Iterator[io.StringIO]:
-    """The functions' log lines as their shared handler writes them (tests/integration/test_consumer_log_keys.py)."""
-    handler = logger.registered_handler
-    assert hasattr(handler, "setStream")
-    buffer = io.StringIO()
-    previous = handler.setStream(buffer)
-    try:
-        yield buffer
-    finally:
-        handler.setStream(previous)
-
-
 def _log_lines(written: io.StringIO, message: str) -> list[dict[str, Any]]:
     lines = [json.loads(line) for line in written.getvalue().splitlines() if line.startswith("{")]
     return [line for line in lines if line.get("message") == message]
 
 
-def test_an_unkeyed_request_has_one_id_in_its_answers_and_every_log(pipeline: Pipeline, written: io.StringIO) -> None:
+def test_an_unkeyed_request_has_one_id_in_its_answers_and_every_log(pipeline: Pipeline, log_lines: io.StringIO) -> None:
     # Given an HTTP API request id as AWS spells it (base64 with its padding), on a good and on a bad request
     gateway_id = "qL07L4U2Rty1vGc="
     good = payloads_event(json.dumps(collection(1)).encode(), requestContext={"requestId": gateway_id})
@@ -223,9 +208,9 @@ def test_an_unkeyed_request_has_one_id_in_its_answers_and_every_log(pipeline: Pi
     # When both reach the ingest and the consumer stores what was accepted
     accepted = json.loads(invoke(good)["body"])
     problem = json.loads(invoke(bad)["body"])
-    ingest_lines = _log_lines(written, "request accepted")
+    ingest_lines = _log_lines(log_lines, "request accepted")
     pipeline.consume(pipeline.receive())
-    stored = _log_lines(written, "payload stored")
+    stored = _log_lines(log_lines, "payload stored")
 
     # Then the 202, the problem+json, the ingest's line and the consumer's line all carry the gateway's id as it is
     assert accepted["requestId"] == gateway_id
@@ -236,7 +221,7 @@ def test_an_unkeyed_request_has_one_id_in_its_answers_and_every_log(pipeline: Pi
 
 
 def test_a_keyed_request_answers_its_derived_id_and_logs_the_gateways_beside_it(
-    pipeline: Pipeline, written: io.StringIO
+    pipeline: Pipeline, log_lines: io.StringIO
 ) -> None:
     # Given a request with an Idempotency-Key, sent twice (two gateway ids, one logical request)
     body = json.dumps(collection(1)).encode()
@@ -247,7 +232,7 @@ def test_a_keyed_request_answers_its_derived_id_and_logs_the_gateways_beside_it(
 
     # Then both 202s carry the one derived id, and each accepted line names it and the gateway's id of that attempt
     assert answers[0] == answers[1] and answers[0] not in ("qL07L4U2Rty1vGc=", "Oh4799XvRViZh6U=")
-    lines = _log_lines(written, "request accepted")
+    lines = _log_lines(log_lines, "request accepted")
     assert [(line["correlation_id"], line["gatewayRequestId"]) for line in lines] == [
         (answers[0], "qL07L4U2Rty1vGc="),
         (answers[0], "Oh4799XvRViZh6U="),
