@@ -18,6 +18,7 @@ from local_pipeline.launch import free_port, process_group_alive
 from local_pipeline.local_settings import REPO_ROOT
 from tests.conftest import collection
 from tests.local.conftest import QUEUE, LocalRun, port_is_free, start_local_pipeline, wait_for
+from tests.local.test_tools_against_make_run import bare_environment, run_tool
 
 KEY = {"x-api-key": "local-dev-key"}
 JSON = {"Content-Type": "application/json", **KEY}
@@ -260,24 +261,9 @@ def test_only_the_runners_main_thread_takes_ctrl_c_and_sigterm(local_run: LocalR
 
 def test_an_aws_endpoint_url_that_does_not_answer_is_one_line(tmp_path: Path) -> None:
     # Given a new user's shell with no AWS credentials, and AWS_ENDPOINT_URL on this machine where nothing listens
-    environment = {name: value for name, value in os.environ.items() if not name.startswith("AWS_")}
-    environment.update(
-        HOME=str(tmp_path),
-        AWS_CONFIG_FILE=str(tmp_path / "none"),
-        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
-        AWS_EC2_METADATA_DISABLED="true",
-        AWS_ENDPOINT_URL=f"http://127.0.0.1:{free_port()}",
-        PORT=str(free_port()),
-    )
+    environment = bare_environment(tmp_path, AWS_ENDPOINT_URL=f"http://127.0.0.1:{free_port()}", PORT=str(free_port()))
     # When the pipeline is started against it
-    result = subprocess.run(
-        [sys.executable, "-m", "local_pipeline"],
-        cwd=REPO_ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_tool("local_pipeline", [], environment)
     # Then it uses fake credentials on loopback as the other tools do (no "no AWS credentials"), and says in one
     # line that nothing answers at that endpoint, with exit 2 instead of a traceback
     assert result.returncode == 2, result.stdout + result.stderr
